@@ -1,0 +1,23 @@
+"""minicnn: a convolutional-network engine written from scratch on NumPy.
+
+``import minicnn as mc`` gives a small tensor with reverse-mode autograd
+(``mc.tensor``, ``mc.Tensor``, ``mc.no_grad``), the ops in
+``mc.nn.functional`` and a numerical gradient checker (``mc.gradcheck``).
+"""
+from .dtypes import float16, float32, float64, int32, int64, uint8, bool_ as bool  # noqa: F401
+from .tensor import Tensor  # noqa: F401
+from .autograd import Function, no_grad, enable_grad, set_grad_enabled, is_grad_enabled  # noqa: F401
+from .creation import (  # noqa: F401
+    tensor, as_tensor, from_numpy, zeros, ones, empty, full, arange, linspace, rand, randn, randint,
+    randperm, zeros_like, ones_like, empty_like, rand_like, randn_like, full_like)
+from .random import manual_seed, seed  # noqa: F401
+from .device import Device as device  # noqa: F401
+from .gradcheck import gradcheck, GradcheckError  # noqa: F401
+from .functional import (  # noqa: F401
+    add, sub, mul, div, neg, pow, exp, log, sqrt, abs, clamp, clip, maximum, minimum, where,
+    sum, mean, var, std, max, min, amax, amin, argmax, argmin,
+    reshape, flatten, permute, transpose, unsqueeze, squeeze, broadcast_to, cat, stack, split,
+    chunk, matmul, sigmoid, tanh, relu, softmax, log_softmax, isfinite)
+from . import functional, nn  # noqa: F401
+
+__version__ = "0.1.0"

@@ -1,0 +1,21 @@
+"""Every op of minicnn as a function on Tensors (``mc.nn.functional``
+re-exports them as ``F``). One module per family; each op's forward and
+backward sit side by side in its Function class."""
+from .elementwise import (  # noqa: F401
+    add, sub, mul, div, neg, pow, exp, log, sqrt, abs, clamp, clip, maximum, minimum,
+    where, cast, clone, compare, logical_not, eq, isfinite)
+from .reduction import sum, mean, var, std, max, min, amax, amin, argmax, argmin  # noqa: F401
+from .shape import (  # noqa: F401
+    reshape, view, flatten, permute, transpose, unsqueeze, squeeze, broadcast_to, expand,
+    sum_to, contiguous, getitem, cat, stack, split, chunk, pad)
+from .linalg import matmul, linear  # noqa: F401
+from .activation import (  # noqa: F401
+    relu, relu6, hardtanh, leaky_relu, elu, sigmoid, tanh, hardsigmoid, hardswish, silu, gelu,
+    softmax, log_softmax)
+from .dropout import dropout, dropout2d  # noqa: F401
+from .loss import cross_entropy, nll_loss, mse_loss, binary_cross_entropy_with_logits  # noqa: F401
+
+import types as _types
+
+__all__ = [name for name, value in dict(globals()).items()
+           if not name.startswith("_") and not isinstance(value, _types.ModuleType)]

@@ -1,0 +1,297 @@
+"""Activations: relu, relu6, hardtanh, leaky_relu, elu, sigmoid, tanh,
+hardsigmoid, hardswish, silu, gelu, softmax, log_softmax.
+
+Each saves what its derivative needs at the lowest cost: a mask for the
+piecewise-linear ones, the output for sigmoid/tanh/softmax (whose
+derivatives are functions of the output), the input for the rest.
+
+The ``inplace`` arguments are accepted for torch compatibility, but minicnn
+always returns a new tensor.
+"""
+import math
+
+from ..autograd import Function
+from ..backend import get_array_module
+from .utils import check_float, normalize_dim
+
+
+def _constant(array):
+    from ..tensor import Tensor
+    return Tensor._wrap(array)
+
+
+class PiecewiseLinear(Function):
+    """y = slope(x) * x + offset(x) with a slope that is constant on pieces;
+    backward multiplies by the slope, saved as one array."""
+
+    def forward(self, x):
+        y, slope = self.compute(get_array_module(x), x)
+        self.slope = slope
+        return y
+
+    def backward(self, gy):
+        return gy * _constant(self.slope)
+
+
+class ReLU(PiecewiseLinear):
+    def compute(self, xp, x):
+        positive = x > 0
+        return x * positive, positive.astype(x.dtype)
+
+
+class Hardtanh(PiecewiseLinear):
+    """clip(x, lo, hi); slope 1 strictly inside (lo, hi), as torch."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def compute(self, xp, x):
+        inside = (x > self.lo) & (x < self.hi)
+        return xp.clip(x, self.lo, self.hi), inside.astype(x.dtype)
+
+
+class LeakyReLU(PiecewiseLinear):
+    def __init__(self, negative_slope):
+        self.negative_slope = negative_slope
+
+    def compute(self, xp, x):
+        slope = xp.where(x > 0, x.dtype.type(1), x.dtype.type(self.negative_slope))
+        return x * slope, slope
+
+
+class ELU(Function):
+    """x for x > 0, alpha (e^x - 1) otherwise; the slope there is y + alpha."""
+
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        y = xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0)))
+        self.slope = xp.where(x > 0, x.dtype.type(1), y + x.dtype.type(self.alpha)).astype(x.dtype)
+        return y.astype(x.dtype)
+
+    def backward(self, gy):
+        return gy * _constant(self.slope)
+
+
+def _sigmoid(xp, x):
+    # exp of a negative number never overflows: split by sign.
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        y = _sigmoid(get_array_module(x), x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved_tensors
+        return gy * y * (1 - y)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        y = get_array_module(x).tanh(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved_tensors
+        return gy * (1 - y * y)
+
+
+class Hardsigmoid(PiecewiseLinear):
+    """relu6(x + 3) / 6; slope 1/6 strictly inside (-3, 3)."""
+
+    def compute(self, xp, x):
+        inside = (x > -3) & (x < 3)
+        return xp.clip(x / 6 + x.dtype.type(0.5), 0, 1).astype(x.dtype), inside.astype(x.dtype) / 6
+
+
+class Hardswish(Function):
+    """x * relu6(x + 3) / 6; slope (2x + 3) / 6 on (-3, 3), as torch
+    (which uses x <= 3 for the middle piece)."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        y = x * xp.clip(x + 3, 0, 6) / 6
+        self.slope = xp.where(x < -3, 0, xp.where(x <= 3, (2 * x + 3) / 6, 1)).astype(x.dtype)
+        return y.astype(x.dtype)
+
+    def backward(self, gy):
+        return gy * _constant(self.slope)
+
+
+class SiLU(Function):
+    """x * sigmoid(x); derivative s (1 + x (1 - s))."""
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return x * _sigmoid(get_array_module(x), x)
+
+    def backward(self, gy):
+        (x,) = self.saved_tensors
+        s = sigmoid(x)
+        return gy * s * (1 + x * (1 - s))
+
+
+class GELU(Function):
+    """x Phi(x) ('none') or its tanh approximation ('tanh')."""
+
+    def __init__(self, approximate):
+        self.approximate = approximate
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        xp = get_array_module(x)
+        if self.approximate == "tanh":
+            inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)
+            return (0.5 * x * (1 + xp.tanh(inner))).astype(x.dtype)
+        return (0.5 * x * (1 + _erf(xp, x / math.sqrt(2)))).astype(x.dtype)
+
+    def backward(self, gy):
+        (x,) = self.saved_tensors
+        xp = get_array_module(x.data)
+        a = x.data
+        if self.approximate == "tanh":
+            k = math.sqrt(2 / math.pi)
+            t = xp.tanh(k * (a + 0.044715 * a ** 3))
+            d = 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * k * (1 + 3 * 0.044715 * a * a)
+        else:
+            cdf = 0.5 * (1 + _erf(xp, a / math.sqrt(2)))
+            pdf = xp.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+            d = cdf + a * pdf
+        return gy * _constant(d.astype(a.dtype))
+
+
+def _erf(xp, x):
+    """erf through the Numba kernel on the CPU, CuPy's own on the GPU."""
+    if xp.__name__ == "numpy":
+        from kernels.cpu.special import erf
+        return erf(x)
+    import cupyx.scipy.special
+    return cupyx.scipy.special.erf(x)
+
+
+class Softmax(Function):
+    def __init__(self, dim):
+        self.dim = dim
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
+        y = e / e.sum(axis=self.dim, keepdims=True)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved_tensors
+        gyy = gy * y
+        return gyy - y * gyy.sum(self.dim, keepdim=True)
+
+
+class LogSoftmax(Function):
+    """x - logsumexp(x), with the max subtracted first so large logits do
+    not overflow."""
+
+    def __init__(self, dim):
+        self.dim = dim
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        shifted = x - x.max(axis=self.dim, keepdims=True)
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=self.dim, keepdims=True))
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved_tensors
+        return gy - y.exp() * gy.sum(self.dim, keepdim=True)
+
+
+# -- the functional API -------------------------------------------------
+def _apply(fn_class, input, name, **kwargs):
+    check_float(input, name)
+    return fn_class.apply(input, **kwargs)
+
+
+def relu(input, inplace=False):
+    """max(x, 0)."""
+    return _apply(ReLU, input, "relu")
+
+
+def relu6(input, inplace=False):
+    """min(max(x, 0), 6)."""
+    return _apply(Hardtanh, input, "relu6", lo=0.0, hi=6.0)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """clip(x, min_val, max_val)."""
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})")
+    return _apply(Hardtanh, input, "hardtanh", lo=min_val, hi=max_val)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """x for x > 0, negative_slope * x otherwise."""
+    return _apply(LeakyReLU, input, "leaky_relu", negative_slope=negative_slope)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """x for x > 0, alpha (e^x - 1) otherwise."""
+    return _apply(ELU, input, "elu", alpha=alpha)
+
+
+def sigmoid(input):
+    """1 / (1 + e^-x), computed without overflow for large |x|."""
+    return _apply(Sigmoid, input, "sigmoid")
+
+
+def tanh(input):
+    return _apply(Tanh, input, "tanh")
+
+
+def hardsigmoid(input, inplace=False):
+    """relu6(x + 3) / 6."""
+    return _apply(Hardsigmoid, input, "hardsigmoid")
+
+
+def hardswish(input, inplace=False):
+    """x * relu6(x + 3) / 6 (MobileNetV3)."""
+    return _apply(Hardswish, input, "hardswish")
+
+
+def silu(input, inplace=False):
+    """x * sigmoid(x) (a.k.a. swish; EfficientNet)."""
+    return _apply(SiLU, input, "silu")
+
+
+def gelu(input, approximate="none"):
+    """x * Phi(x), Phi the standard normal CDF; ``approximate='tanh'`` uses
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _apply(GELU, input, "gelu", approximate=approximate)
+
+
+def _softmax_dim(input, dim, name):
+    if dim is None:
+        raise ValueError(f"{name}: pass dim explicitly (torch's implicit choice is deprecated)")
+    return normalize_dim(dim, input.ndim)
+
+
+def softmax(input, dim=None, dtype=None):
+    """exp(x) / sum(exp(x)) along ``dim``, stable for large inputs."""
+    if dtype is not None:
+        input = input.to(dtype)
+    return _apply(Softmax, input, "softmax", dim=_softmax_dim(input, dim, "softmax"))
+
+
+def log_softmax(input, dim=None, dtype=None):
+    """log(softmax(x)) along ``dim``, computed as x - logsumexp(x)."""
+    if dtype is not None:
+        input = input.to(dtype)
+    return _apply(LogSoftmax, input, "log_softmax", dim=_softmax_dim(input, dim, "log_softmax"))

@@ -1,0 +1,378 @@
+"""Elementwise arithmetic: + - * / **, exp, log, sqrt, abs, clamp,
+maximum/minimum, where; casts and comparisons.
+
+Binary ops broadcast like NumPy (and torch). Backward sums each gradient
+back to its input's shape with ``sum_to``: a value broadcast to many
+positions received gradient from all of them.
+"""
+import numbers
+
+from ..autograd import Function
+from ..backend import get_array_module
+from .utils import as_tensor, broadcast_shapes
+from .shape import sum_to
+
+
+def _binary(fn_class, a, b, name):
+    """Apply a broadcasting binary op after turning scalars into Tensors."""
+    from ..tensor import Tensor
+    like = a if isinstance(a, Tensor) else b
+    a, b = as_tensor(a, like.data), as_tensor(b, like.data)
+    broadcast_shapes(a.shape, b.shape, f"{name}: input", "other")
+    return fn_class.apply(a, b)
+
+
+class Add(Function):
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a + b
+
+    def backward(self, gy):
+        return sum_to(gy, self.shapes[0]), sum_to(gy, self.shapes[1])
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return a - b
+
+    def backward(self, gy):
+        return sum_to(gy, self.shapes[0]), sum_to(-gy, self.shapes[1])
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return a * b
+
+    def backward(self, gy):
+        a, b = self.saved_tensors
+        ga = sum_to(gy * b, a.shape) if self.needs_input_grad[0] else None
+        gb = sum_to(gy * a, b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.save_for_backward(a, b)
+        return a / b
+
+    def backward(self, gy):
+        a, b = self.saved_tensors
+        ga = sum_to(gy / b, a.shape) if self.needs_input_grad[0] else None
+        gb = sum_to(-gy * a / (b * b), b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+class PowScalar(Function):
+    """x ** c for a Python number c."""
+
+    def __init__(self, exponent):
+        self.c = exponent
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return x ** x.dtype.type(self.c) if x.dtype.kind == "f" else x ** self.c
+
+    def backward(self, gy):
+        (x,) = self.saved_tensors
+        if self.c == 0:
+            return gy * 0
+        return gy * self.c * x ** (self.c - 1)
+
+
+class Pow(Function):
+    """a ** b for two tensors: d/da = b a^(b-1), d/db = a^b log a."""
+
+    def forward(self, a, b):
+        y = a ** b
+        self.save_for_backward(a, b, y)
+        return y
+
+    def backward(self, gy):
+        a, b, y = self.saved_tensors
+        ga = sum_to(gy * b * a ** (b - 1), a.shape) if self.needs_input_grad[0] else None
+        gb = None
+        if self.needs_input_grad[1]:
+            # a^b log a, taken as 0 where a == 0 (its limit for b > 0), as in
+            # torch: log is evaluated at 1 there instead of at 0.
+            xp = get_array_module(a.data)
+            safe_a = _constant(xp.where(a.data == 0, xp.ones((), a.dtype), a.data))
+            gb = sum_to(gy * y * log(safe_a), b.shape)
+        return ga, gb
+
+
+class Exp(Function):
+    def forward(self, x):
+        y = get_array_module(x).exp(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved_tensors
+        return gy * y
+
+
+class Log(Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).log(x)
+
+    def backward(self, gy):
+        (x,) = self.saved_tensors
+        return gy / x
+
+
+class Sqrt(Function):
+    def forward(self, x):
+        y = get_array_module(x).sqrt(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved_tensors
+        return gy / (y * 2)
+
+
+class Abs(Function):
+    def forward(self, x):
+        self.save_for_backward(x)
+        return get_array_module(x).abs(x)
+
+    def backward(self, gy):
+        (x,) = self.saved_tensors
+        return gy * _constant(get_array_module(x.data).sign(x.data))
+
+
+class Clamp(Function):
+    """Gradient passes where min <= x <= max (boundaries included, as in torch)."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        inside = xp.ones(x.shape, dtype=bool)
+        if self.lo is not None:
+            inside &= x >= self.lo
+        if self.hi is not None:
+            inside &= x <= self.hi
+        self.inside = inside
+        return xp.clip(x, self.lo, self.hi)
+
+    def backward(self, gy):
+        return gy * _constant(self.inside.astype(gy.dtype))
+
+
+class Maximum(Function):
+    """max(a, b); where a == b each input gets half the gradient (as in torch)."""
+
+    pick = "greater"
+
+    def forward(self, a, b):
+        xp = get_array_module(a)
+        self.shapes = a.shape, b.shape
+        wins = getattr(xp, self.pick)(a, b)
+        ties = a == b
+        dtype = xp.result_type(a, b)
+        self.weight_a = wins.astype(dtype) + ties.astype(dtype) * 0.5
+        return xp.maximum(a, b) if self.pick == "greater" else xp.minimum(a, b)
+
+    def backward(self, gy):
+        wa = _constant(self.weight_a)
+        ga = sum_to(gy * wa, self.shapes[0])
+        gb = sum_to(gy * (1 - wa), self.shapes[1])
+        return ga, gb
+
+
+class Minimum(Maximum):
+    pick = "less"
+
+
+class Where(Function):
+    """where(condition, a, b); condition is a constant bool array."""
+
+    def __init__(self, condition):
+        self.condition = condition
+
+    def forward(self, a, b):
+        self.shapes = a.shape, b.shape
+        return get_array_module(a).where(self.condition, a, b)
+
+    def backward(self, gy):
+        zero = gy * 0
+        cond = _constant(self.condition)
+        ga = sum_to(where(cond, gy, zero), self.shapes[0]) if self.needs_input_grad[0] else None
+        gb = sum_to(where(cond, zero, gy), self.shapes[1]) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Cast(Function):
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def forward(self, x):
+        self.in_dtype = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, gy):
+        return gy.to(self.in_dtype) if self.in_dtype.kind == "f" else None
+
+
+class Clone(Function):
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return gy
+
+
+class ToDevice(Function):
+    def __init__(self, device):
+        self.device = device
+
+    def forward(self, x):
+        from ..device import device_of, move_array
+        self.source = device_of(x)
+        return move_array(x, self.device)
+
+    def backward(self, gy):
+        from ..device import to_device
+        return to_device(gy, self.source)
+
+
+def _constant(array):
+    """Wrap an array that carries no gradient (a mask, a sign)."""
+    from ..tensor import Tensor
+    return Tensor._wrap(array)
+
+
+# -- the functional API -------------------------------------------------
+def add(input, other, alpha=1):
+    """input + alpha * other, broadcasting."""
+    if alpha != 1:
+        other = mul(other, alpha)
+    return _binary(Add, input, other, "add")
+
+
+def sub(input, other, alpha=1):
+    """input - alpha * other, broadcasting."""
+    if alpha != 1:
+        other = mul(other, alpha)
+    return _binary(Sub, input, other, "sub")
+
+
+def mul(input, other):
+    return _binary(Mul, input, other, "mul")
+
+
+def div(input, other):
+    """True division; integer inputs give the default float dtype, as in torch."""
+    from ..tensor import Tensor
+    like = input if isinstance(input, Tensor) else other
+    a, b = as_tensor(input, like.data), as_tensor(other, like.data)
+    if a.dtype.kind != "f" and b.dtype.kind != "f":
+        a = a.to("float32")
+    return _binary(Div, a, b, "div")
+
+
+def neg(input):
+    return Neg.apply(input)
+
+
+def pow(input, exponent):
+    """input ** exponent; either may be a Python number."""
+    from ..tensor import Tensor
+    if isinstance(input, Tensor) and isinstance(exponent, numbers.Number):
+        return PowScalar.apply(input, exponent=exponent)
+    return _binary(Pow, input, exponent, "pow")
+
+
+def exp(input):
+    return Exp.apply(input)
+
+
+def log(input):
+    return Log.apply(input)
+
+
+def sqrt(input):
+    return Sqrt.apply(input)
+
+
+def abs(input):
+    return Abs.apply(input)
+
+
+def clamp(input, min=None, max=None):
+    """Clip to [min, max]; either bound may be None (not both)."""
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    return Clamp.apply(input, lo=min, hi=max)
+
+
+clip = clamp
+
+
+def maximum(input, other):
+    return _binary(Maximum, input, other, "maximum")
+
+
+def minimum(input, other):
+    return _binary(Minimum, input, other, "minimum")
+
+
+def where(condition, input, other):
+    """Elements of ``input`` where ``condition``, else of ``other``."""
+    from ..tensor import Tensor
+    cond = condition.data if isinstance(condition, Tensor) else condition
+    like = input if isinstance(input, Tensor) else other
+    if not isinstance(like, Tensor):
+        raise TypeError("where: input or other must be a Tensor")
+    a, b = as_tensor(input, like.data), as_tensor(other, like.data)
+    xp = get_array_module(a.data, b.data)
+    cond = xp.asarray(cond)
+    if cond.dtype != bool:
+        raise TypeError(f"where: condition must be a bool tensor, got dtype {cond.dtype}")
+    shape = broadcast_shapes(a.shape, b.shape, "where: input", "other")
+    broadcast_shapes(cond.shape, shape, "where: condition", "input/other")
+    return Where.apply(a, b, condition=cond)
+
+
+def cast(input, dtype):
+    return Cast.apply(input, dtype=dtype)
+
+
+def clone(input):
+    return Clone.apply(input)
+
+
+def compare(name, input, other):
+    """A comparison or logical op by its NumPy name; a bool tensor, no grad."""
+    from ..tensor import Tensor
+    b = as_tensor(other, input.data)
+    xp = get_array_module(input.data, b.data)
+    broadcast_shapes(input.shape, b.shape, f"{name}: input", "other")
+    return Tensor._wrap(getattr(xp, name)(input.data, b.data))
+
+
+def logical_not(input):
+    from ..tensor import Tensor
+    return Tensor._wrap(get_array_module(input.data).logical_not(input.data))
+
+
+def eq(input, other):
+    return compare("equal", input, other)
+
+
+def isfinite(input):
+    from ..tensor import Tensor
+    return Tensor._wrap(get_array_module(input.data).isfinite(input.data))

@@ -1,0 +1,206 @@
+"""Reductions: sum, mean, var, std, max/min, amax/amin, argmax/argmin.
+
+Backward of a reduction broadcasts the gradient back over the reduced
+dims: every element that went into a sum receives the sum's gradient.
+``_keep`` reshapes a gradient reduced without ``keepdim`` so it broadcasts.
+"""
+import builtins
+import collections
+import numbers
+
+from ..autograd import Function
+from ..backend import get_array_module
+from .utils import normalize_dims
+from .shape import broadcast_to, reshape
+
+MaxResult = collections.namedtuple("MaxResult", ["values", "indices"])
+
+
+def _keep(gy, in_shape, dims):
+    """Reshape gradient ``gy`` of a reduction over ``dims`` to keepdim form."""
+    shape = tuple(1 if i in dims else n for i, n in enumerate(in_shape))
+    return reshape(gy, shape)
+
+
+class Sum(Function):
+    def __init__(self, dims, keepdim):
+        self.dims, self.keepdim = dims, keepdim
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.sum(axis=self.dims, keepdims=self.keepdim)
+
+    def backward(self, gy):
+        return broadcast_to(_keep(gy, self.in_shape, self.dims), self.in_shape)
+
+
+class Amax(Function):
+    """max over dims; ties share the gradient equally (as torch's amax)."""
+
+    pick = "max"
+
+    def __init__(self, dims, keepdim):
+        self.dims, self.keepdim = dims, keepdim
+
+    def forward(self, x):
+        y = getattr(x, self.pick)(axis=self.dims, keepdims=True)
+        hits = (x == y).astype(x.dtype)
+        self.share = hits / hits.sum(axis=self.dims, keepdims=True)
+        return y if self.keepdim else y.reshape([n for i, n in enumerate(x.shape) if i not in self.dims])
+
+    def backward(self, gy):
+        from ..tensor import Tensor
+        return _keep(gy, self.share.shape, self.dims) * Tensor._wrap(self.share)
+
+
+class Amin(Amax):
+    pick = "min"
+
+
+class MaxDim(Function):
+    """max along one dim, returning (values, indices); the gradient goes to
+    the element the index names."""
+
+    pick = "argmax"
+
+    def __init__(self, dim, keepdim):
+        self.dim, self.keepdim = dim, keepdim
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        idx = getattr(xp, self.pick)(x, axis=self.dim)
+        idx = xp.expand_dims(idx, self.dim)
+        values = xp.take_along_axis(x, idx, axis=self.dim)
+        self.in_shape, self.idx = x.shape, idx
+        if not self.keepdim:
+            values, idx = values.squeeze(self.dim), idx.squeeze(self.dim)
+        return values, idx.astype("int64")
+
+    def backward(self, gy, gidx):
+        return MaxDimGrad.apply(_keep(gy, self.in_shape, (self.dim,)), idx=self.idx, dim=self.dim, shape=self.in_shape)
+
+
+class MinDim(MaxDim):
+    pick = "argmin"
+
+
+class MaxDimGrad(Function):
+    def __init__(self, idx, dim, shape):
+        self.idx, self.dim, self.shape = idx, dim, shape
+
+    def forward(self, gy):
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.shape, dtype=gy.dtype)
+        xp.put_along_axis(gx, self.idx, gy, axis=self.dim)
+        return gx
+
+    def backward(self, ggx):
+        from ..tensor import Tensor
+        xp = get_array_module(ggx.data)
+        return Tensor._wrap(xp.take_along_axis(ggx.data, self.idx, axis=self.dim))
+
+
+# -- the functional API -------------------------------------------------
+def _dims(input, dim):
+    return normalize_dims(dim, input.ndim) if input.ndim else ()
+
+
+def sum(input, dim=None, keepdim=False):
+    """Sum over ``dim`` (None: all dims)."""
+    dims = _dims(input, dim)
+    if input.dtype.kind == "b":
+        input = input.to("int64")
+    return Sum.apply(input, dims=dims, keepdim=keepdim)
+
+
+def mean(input, dim=None, keepdim=False):
+    """Mean over ``dim`` (None: all dims); floating inputs only, as in torch."""
+    if input.dtype.kind != "f":
+        raise TypeError(f"mean: input must be floating point, got dtype {input.dtype}")
+    dims = _dims(input, dim)
+    count = 1
+    for d in dims:
+        count *= input.shape[d]
+    return sum(input, dim, keepdim) / count
+
+
+def _correction(unbiased, correction):
+    if correction is not None and unbiased is not None:
+        raise ValueError("var/std: give either unbiased or correction, not both")
+    if correction is not None:
+        return correction
+    return 1 if unbiased is None or unbiased else 0
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Variance over ``dim`` with Bessel's ``correction`` (default 1, as in
+    torch): sum((x - mean)^2) / (n - correction)."""
+    if input.dtype.kind != "f":
+        raise TypeError(f"var: input must be floating point, got dtype {input.dtype}")
+    c = _correction(unbiased, correction)
+    dims = _dims(input, dim)
+    count = 1
+    for d in dims:
+        count *= input.shape[d]
+    centered = input - mean(input, dims, keepdim=True)
+    return sum(centered * centered, dims, keepdim) / builtins.max(count - c, 0)
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    """Square root of ``var``."""
+    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
+
+
+def _max_or_min(input, dim, keepdim, full, along):
+    if dim is None:
+        if input.data.size == 0:
+            raise ValueError(f"max/min of an empty tensor of shape {input.shape}")
+        return full.apply(input, dims=_dims(input, None), keepdim=False)
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError(f"max/min: dim must be an int, got {dim!r}")
+    d = normalize_dims(dim, input.ndim)[0] if input.ndim else 0
+    values, indices = along.apply(input, dim=d, keepdim=keepdim) if input.ndim else (input, input * 0)
+    return MaxResult(values, indices)
+
+
+def max(input, dim=None, keepdim=False):
+    """The largest element, or with ``dim`` a (values, indices) pair."""
+    return _max_or_min(input, dim, keepdim, Amax, MaxDim)
+
+
+def min(input, dim=None, keepdim=False):
+    """The smallest element, or with ``dim`` a (values, indices) pair."""
+    return _max_or_min(input, dim, keepdim, Amin, MinDim)
+
+
+def amax(input, dim=(), keepdim=False):
+    """Max over ``dim`` (``()`` or None: all dims); ties share the gradient."""
+    return Amax.apply(input, dims=_dims(input, dim if dim != () else None), keepdim=keepdim)
+
+
+def amin(input, dim=(), keepdim=False):
+    """Min over ``dim``; ties share the gradient."""
+    return Amin.apply(input, dims=_dims(input, dim if dim != () else None), keepdim=keepdim)
+
+
+def _arg(input, dim, keepdim, name):
+    from ..tensor import Tensor
+    xp = get_array_module(input.data)
+    fn = getattr(xp, name)
+    if dim is None:
+        return Tensor._wrap(xp.asarray(fn(input.data), dtype="int64"))
+    d = normalize_dims(dim, input.ndim)[0]
+    out = fn(input.data, axis=d)
+    if keepdim:
+        out = xp.expand_dims(out, d)
+    return Tensor._wrap(out.astype("int64"))
+
+
+def argmax(input, dim=None, keepdim=False):
+    """Index of the largest element (flattened when ``dim`` is None); no grad."""
+    return _arg(input, dim, keepdim, "argmax")
+
+
+def argmin(input, dim=None, keepdim=False):
+    """Index of the smallest element; no grad."""
+    return _arg(input, dim, keepdim, "argmin")

@@ -1,0 +1,2 @@
+"""Neural-network building blocks; ``mc.nn.functional`` holds the ops."""
+from . import functional  # noqa: F401

@@ -1,0 +1,534 @@
+"""The Tensor: an array, a flag saying whether it needs a gradient, and the
+node of the graph that created it.
+
+``Tensor.data`` is the raw NumPy (or CuPy) array. (In torch ``.data`` is a
+Tensor; here it is the array itself, as in DeZero and Chainer.) Every
+method that computes something is a thin call into ``minicnn.functional``,
+where the op and its backward live.
+"""
+import numbers
+
+import numpy
+
+from . import autograd, dtypes
+from .backend import get_array_module
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it.
+
+    Build one with ``mc.tensor(data)`` or the factories (``mc.zeros``,
+    ``mc.randn``, ...). ``Tensor(array)`` wraps an existing array as is.
+    """
+
+    __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
+
+    def __init__(self, data, requires_grad=False):
+        xp = get_array_module(data)
+        if not isinstance(data, xp.ndarray):
+            data = numpy.asarray(data)
+        self.data = data
+        self.grad = None
+        self.grad_fn = None
+        self._output_index = 0
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, array):
+        """Wrap an array without checks (the fast path used by ops)."""
+        t = cls.__new__(cls)
+        t.data = array
+        t.grad = None
+        t.grad_fn = None
+        t._output_index = 0
+        t.requires_grad = False
+        return t
+
+    # -- autograd -----------------------------------------------------
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` in place (floating tensors only)."""
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.dtype}")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("requires_grad can only be turned off on leaf tensors; use detach()")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def is_leaf(self):
+        """True for tensors not created by a recorded op."""
+        return self.grad_fn is None
+
+    def _edge(self):
+        """Where a gradient for this tensor must go."""
+        return self if self.grad_fn is None else (self.grad_fn, self._output_index)
+
+    def _accumulate(self, g):
+        """Add gradient ``g`` into ``self.grad``. The first gradient is
+        copied: backward may hand the same array to several inputs, and an
+        in-place change of one ``.grad`` must not reach another."""
+        if self.grad is None:
+            self.grad = Tensor._wrap(g.data.copy())
+        else:
+            self.grad = Tensor._wrap(self.grad.data + g.data)
+
+    def backward(self, gradient=None, retain_graph=False, create_graph=False):
+        """Compute the gradient of this tensor with respect to every leaf.
+
+        ``gradient`` is the upstream gradient (same shape); it may be left
+        out only for a tensor with one element.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward(): grad can be implicitly created only for scalar outputs; "
+                    f"this tensor has shape {self.shape}, so pass gradient= of that shape")
+            gradient = Tensor._wrap(get_array_module(self.data).ones_like(self.data))
+        else:
+            gradient = gradient if isinstance(gradient, Tensor) else Tensor(gradient)
+            if gradient.shape != self.shape:
+                raise ValueError(
+                    f"backward(): gradient has shape {gradient.shape} but the tensor has shape {self.shape}")
+            if gradient.dtype != self.dtype:
+                gradient = gradient.to(self.dtype)
+        autograd.run_backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph)
+
+    def detach(self):
+        """A new leaf sharing this tensor's data, cut off from the graph."""
+        return Tensor._wrap(self.data)
+
+    def detach_(self):
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def retain_grad(self):
+        raise RuntimeError("retain_grad() is not supported: minicnn accumulates gradients on leaves only")
+
+    # -- attributes ---------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    def dim(self):
+        return self.data.ndim
+
+    def size(self, dim=None):
+        """The shape, or its length along ``dim``."""
+        if dim is None:
+            return self.data.shape
+        return self.data.shape[_check_dim(dim, self.ndim, "size")]
+
+    def numel(self):
+        return int(self.data.size)
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    @property
+    def device(self):
+        from .device import device_of
+        return device_of(self.data)
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    def numpy(self):
+        """The data as a NumPy array (shared with the tensor on the CPU)."""
+        if self.requires_grad:
+            raise RuntimeError("Can't call numpy() on a tensor that requires grad. Use tensor.detach().numpy()")
+        if get_array_module(self.data) is not numpy:
+            raise TypeError("numpy() on a cuda tensor: call .cpu() first")
+        return self.data
+
+    def tolist(self):
+        return self.numpy_copy().tolist()
+
+    def numpy_copy(self):
+        """A NumPy copy of the data, from any device, graph or not."""
+        xp = get_array_module(self.data)
+        return self.data.get() if xp is not numpy else numpy.array(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted to Python scalars, shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.data.size} elements is ambiguous")
+        return bool(self.item())
+
+    def __index__(self):
+        if self.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be used as an index")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy_copy() if get_array_module(self.data) is not numpy else self.data
+        return a if dtype is None else a.astype(dtype)
+
+    def __hash__(self):
+        return id(self)
+
+    def __repr__(self):
+        body = numpy.array2string(self.numpy_copy(), separator=", ", prefix="tensor(")
+        extras = []
+        if self.dtype not in (dtypes.float32, dtypes.int64, dtypes.bool_):
+            extras.append(f"dtype={self.dtype}")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn={self.grad_fn!r}")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body] + extras) + ")"
+
+    # -- conversion ---------------------------------------------------
+    def to(self, *args, **kwargs):
+        """``to(dtype)``, ``to(device)`` or ``to(device, dtype)``."""
+        from .device import Device, to_device
+        dtype = kwargs.pop("dtype", None)
+        device = kwargs.pop("device", None)
+        if kwargs:
+            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, (Device,)) or (isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")):
+                device = a
+            elif isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            else:
+                dtype = a
+        out = self
+        if device is not None:
+            out = to_device(out, device)
+        if dtype is not None:
+            dtype = dtypes.as_dtype(dtype)
+            if dtype != out.dtype:
+                out = F.cast(out, dtype)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        return self.to("cuda" if device is None else f"cuda:{int(device)}")
+
+    def float(self):
+        return self.to(dtypes.float32)
+
+    def double(self):
+        return self.to(dtypes.float64)
+
+    def long(self):
+        return self.to(dtypes.int64)
+
+    def int(self):
+        return self.to(dtypes.int32)
+
+    def bool(self):
+        return self.to(dtypes.bool_)
+
+    def type(self, dtype):
+        return self.to(dtype)
+
+    def clone(self):
+        return F.clone(self)
+
+    # -- in-place helpers (not recorded; for optimizers and init) ------
+    def zero_(self):
+        self._check_inplace("zero_")
+        self.data[...] = 0
+        return self
+
+    def fill_(self, value):
+        self._check_inplace("fill_")
+        self.data[...] = value
+        return self
+
+    def copy_(self, src):
+        self._check_inplace("copy_")
+        src = src.data if isinstance(src, Tensor) else src
+        self.data[...] = get_array_module(self.data).asarray(src, dtype=self.dtype)
+        return self
+
+    def _check_inplace(self, name):
+        if autograd.is_grad_enabled() and self.requires_grad:
+            raise RuntimeError(
+                f"{name}(): a leaf tensor that requires grad cannot be changed in place "
+                "while gradients are recorded; wrap it in mc.no_grad()")
+
+    def __setitem__(self, key, value):
+        self._check_inplace("__setitem__")
+        key = _index_arrays(key)
+        value = value.data if isinstance(value, Tensor) else value
+        self.data[key] = value
+
+    # -- operators ----------------------------------------------------
+    def __add__(self, other):
+        return F.add(self, other)
+
+    def __radd__(self, other):
+        return F.add(other, self)
+
+    def __sub__(self, other):
+        return F.sub(self, other)
+
+    def __rsub__(self, other):
+        return F.sub(other, self)
+
+    def __mul__(self, other):
+        return F.mul(self, other)
+
+    def __rmul__(self, other):
+        return F.mul(other, self)
+
+    def __truediv__(self, other):
+        return F.div(self, other)
+
+    def __rtruediv__(self, other):
+        return F.div(other, self)
+
+    def __pow__(self, other):
+        return F.pow(self, other)
+
+    def __rpow__(self, other):
+        return F.pow(other, self)
+
+    def __neg__(self):
+        return F.neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return F.abs(self)
+
+    def __matmul__(self, other):
+        return F.matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return F.matmul(other, self)
+
+    def __getitem__(self, key):
+        return F.getitem(self, key)
+
+    # Comparisons give bool tensors and carry no gradient.
+    def __eq__(self, other):
+        return F.compare("equal", self, other)
+
+    def __ne__(self, other):
+        return F.compare("not_equal", self, other)
+
+    def __lt__(self, other):
+        return F.compare("less", self, other)
+
+    def __le__(self, other):
+        return F.compare("less_equal", self, other)
+
+    def __gt__(self, other):
+        return F.compare("greater", self, other)
+
+    def __ge__(self, other):
+        return F.compare("greater_equal", self, other)
+
+    def __invert__(self):
+        return F.logical_not(self)
+
+    def __and__(self, other):
+        return F.compare("logical_and", self, other)
+
+    def __or__(self, other):
+        return F.compare("logical_or", self, other)
+
+    # -- views of the functional API ----------------------------------
+    @property
+    def T(self):
+        return F.permute(self, tuple(reversed(range(self.ndim))))
+
+    def matmul(self, other):
+        return F.matmul(self, other)
+
+    def add(self, other):
+        return F.add(self, other)
+
+    def sub(self, other):
+        return F.sub(self, other)
+
+    def mul(self, other):
+        return F.mul(self, other)
+
+    def div(self, other):
+        return F.div(self, other)
+
+    def pow(self, exponent):
+        return F.pow(self, exponent)
+
+    def neg(self):
+        return F.neg(self)
+
+    def exp(self):
+        return F.exp(self)
+
+    def log(self):
+        return F.log(self)
+
+    def sqrt(self):
+        return F.sqrt(self)
+
+    def abs(self):
+        return F.abs(self)
+
+    def clamp(self, min=None, max=None):
+        return F.clamp(self, min, max)
+
+    clip = clamp
+
+    def maximum(self, other):
+        return F.maximum(self, other)
+
+    def minimum(self, other):
+        return F.minimum(self, other)
+
+    def sum(self, dim=None, keepdim=False):
+        return F.sum(self, dim, keepdim)
+
+    def mean(self, dim=None, keepdim=False):
+        return F.mean(self, dim, keepdim)
+
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        return F.var(self, dim, unbiased, keepdim, correction=correction)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        return F.std(self, dim, unbiased, keepdim, correction=correction)
+
+    def max(self, dim=None, keepdim=False):
+        return F.max(self, dim, keepdim)
+
+    def min(self, dim=None, keepdim=False):
+        return F.min(self, dim, keepdim)
+
+    def amax(self, dim=(), keepdim=False):
+        return F.amax(self, dim, keepdim)
+
+    def amin(self, dim=(), keepdim=False):
+        return F.amin(self, dim, keepdim)
+
+    def argmax(self, dim=None, keepdim=False):
+        return F.argmax(self, dim, keepdim)
+
+    def argmin(self, dim=None, keepdim=False):
+        return F.argmin(self, dim, keepdim)
+
+    def reshape(self, *shape):
+        return F.reshape(self, _shape_args(shape))
+
+    def view(self, *shape):
+        return F.view(self, _shape_args(shape))
+
+    def view_as(self, other):
+        return F.view(self, other.shape)
+
+    def reshape_as(self, other):
+        return F.reshape(self, other.shape)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return F.flatten(self, start_dim, end_dim)
+
+    def permute(self, *dims):
+        return F.permute(self, _shape_args(dims))
+
+    def transpose(self, dim0, dim1):
+        return F.transpose(self, dim0, dim1)
+
+    def t(self):
+        if self.ndim > 2:
+            raise ValueError(f"t() expects a tensor with <= 2 dims, got shape {self.shape}")
+        return self.T
+
+    def unsqueeze(self, dim):
+        return F.unsqueeze(self, dim)
+
+    def squeeze(self, dim=None):
+        return F.squeeze(self, dim)
+
+    def expand(self, *sizes):
+        return F.expand(self, _shape_args(sizes))
+
+    def expand_as(self, other):
+        return F.expand(self, other.shape)
+
+    def contiguous(self):
+        return F.contiguous(self)
+
+    def is_contiguous(self):
+        return bool(self.data.flags.c_contiguous)
+
+    def split(self, split_size_or_sections, dim=0):
+        return F.split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks, dim=0):
+        return F.chunk(self, chunks, dim)
+
+    def relu(self):
+        return F.relu(self)
+
+    def sigmoid(self):
+        return F.sigmoid(self)
+
+    def tanh(self):
+        return F.tanh(self)
+
+    def softmax(self, dim):
+        return F.softmax(self, dim)
+
+    def log_softmax(self, dim):
+        return F.log_softmax(self, dim)
+
+
+def _shape_args(args):
+    """Accept both ``f(2, 3)`` and ``f((2, 3))``."""
+    if len(args) == 1 and isinstance(args[0], (tuple, list)):
+        return tuple(args[0])
+    return tuple(args)
+
+
+def _check_dim(dim, ndim, name="dim"):
+    """Normalize a possibly negative dim; ValueError naming it when out of range."""
+    if not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(dim).__name__}")
+    lo, hi = -max(ndim, 1), max(ndim, 1) - 1
+    if not lo <= dim <= hi:
+        raise ValueError(f"{name}={dim} is out of range for a tensor with {ndim} dims (expected {lo}..{hi})")
+    return dim % max(ndim, 1)
+
+
+def _index_arrays(key):
+    """Replace Tensors inside an index by their arrays."""
+    if isinstance(key, Tensor):
+        return key.data
+    if isinstance(key, tuple):
+        return tuple(k.data if isinstance(k, Tensor) else k for k in key)
+    return key
+
+
+from . import functional as F  # noqa: E402  (the ops need Tensor defined first)

@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="minicnn",
+    version="0.1.0",
+    description="A convolutional-network engine written from scratch on NumPy, Numba and CuPy",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["minicnn", "minicnn.*", "kernels", "kernels.*"]),
+    package_data={"kernels": ["cuda/*.cu", "cuda/*.h"], "minicnn": ["data/*"]},
+    install_requires=["numpy>=1.24", "numba>=0.59", "tqdm", "safetensors", "scikit-learn"],
+    extras_require={
+        "test": [
+            "pytest",
+            "pytest-xdist",
+            "hypothesis",
+            "torch==2.14.1",
+            "torchvision==0.29.1",
+            "scikit-learn",
+            "matplotlib",
+        ],
+        "cuda": ["cupy"],
+    },
+    entry_points={"console_scripts": ["minicnn=minicnn.__main__:main"]},
+)
