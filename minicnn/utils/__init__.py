@@ -1,0 +1,1 @@
+"""Utilities: conv arithmetic, data loading."""
