@@ -38,10 +38,10 @@ def tensor(data, dtype=None, requires_grad=False, device=None):
     dtype."""
     if isinstance(data, Tensor):
         data = data.numpy_copy()
-    target = dtypes.infer_dtype(data) if dtype is None else dtypes.as_dtype(dtype)
     try:
+        target = dtypes.infer_dtype(data) if dtype is None else dtypes.as_dtype(dtype)
         array = numpy.array(data, dtype=target)
-    except (ValueError, TypeError) as e:
+    except ValueError as e:
         raise ValueError(f"tensor(): cannot build a tensor from this data: {e}") from None
     return _finish(array, device, requires_grad)
 

@@ -111,7 +111,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, max_elements=512, n_di
                 worst = (excess, kind, k, numeric, ana)
         if worst is not None:
             _, kind, k, numeric, ana = worst
-            where = (f"element {numpy.unravel_index(k, x.shape)}" if kind == "element"
+            where = (f"element {tuple(int(j) for j in numpy.unravel_index(k, x.shape))}" if kind == "element"
                      else f"random direction #{k}")
             raise GradcheckError(
                 f"gradcheck failed for input {i} (shape {x.shape}) at {where}: "

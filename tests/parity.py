@@ -30,11 +30,9 @@ def noncontiguous(array):
     """The same values as ``array`` in memory that is not C-contiguous."""
     if array.ndim == 0:
         return array
-    if array.ndim == 1:
-        buffer = numpy.empty(array.shape[0] * 2, dtype=array.dtype)
-        view = buffer[::2]
-    else:
-        view = numpy.empty(array.shape[::-1], dtype=array.dtype).T
+    # Every other element of a buffer twice as long in the last dim.
+    buffer = numpy.empty(array.shape[:-1] + (array.shape[-1] * 2,), dtype=array.dtype)
+    view = buffer[..., ::2]
     view[...] = array
     assert not view.flags.c_contiguous or array.size <= 1
     return view
@@ -66,9 +64,11 @@ def _as_tuple(out):
 
 
 def check_parity(mc_fn, torch_fn, inputs, dtype=numpy.float64, rtol=None, atol=None,
-                 noncontiguous_inputs=False, seed=0, grad=True):
+                 noncontiguous_inputs=False, seed=0, grad=True, constant_inputs=()):
     """Compare ``mc_fn(*mc_inputs)`` with ``torch_fn(*torch_inputs)``,
-    forward and (if ``grad``) backward. Returns the minicnn outputs."""
+    forward and (if ``grad``) backward. Float inputs whose index is in
+    ``constant_inputs`` (class weights, say) do not require grad. Returns
+    the minicnn outputs."""
     dtype = numpy.dtype(dtype).type
     default_rtol, default_atol = TOLERANCES[dtype]
     rtol = default_rtol if rtol is None else rtol
@@ -83,7 +83,7 @@ def check_parity(mc_fn, torch_fn, inputs, dtype=numpy.float64, rtol=None, atol=N
             mine = noncontiguous(a) if noncontiguous_inputs else a.copy()
             t_mc = mc.from_numpy(mine)
             t_torch = torch.from_numpy(a.copy())
-            if is_float and grad:
+            if is_float and grad and i not in constant_inputs:
                 t_mc.requires_grad_(True)
                 t_torch.requires_grad_(True)
                 differentiable.append(i)

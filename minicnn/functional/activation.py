@@ -112,13 +112,14 @@ class Hardsigmoid(PiecewiseLinear):
 
 
 class Hardswish(Function):
-    """x * relu6(x + 3) / 6; slope (2x + 3) / 6 on (-3, 3), as torch
-    (which uses x <= 3 for the middle piece)."""
+    """x * relu6(x + 3) / 6; slope 0 for x <= -3, (2x + 3) / 6 on the open
+    interval (-3, 3) and 1 for x >= 3, the one-sided choices torch makes at
+    the two kinks."""
 
     def forward(self, x):
         xp = get_array_module(x)
         y = x * xp.clip(x + 3, 0, 6) / 6
-        self.slope = xp.where(x < -3, 0, xp.where(x <= 3, (2 * x + 3) / 6, 1)).astype(x.dtype)
+        self.slope = xp.where(x <= -3, 0, xp.where(x < 3, (2 * x + 3) / 6, 1)).astype(x.dtype)
         return y.astype(x.dtype)
 
     def backward(self, gy):

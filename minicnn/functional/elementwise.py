@@ -19,6 +19,12 @@ def _binary(fn_class, a, b, name):
     like = a if isinstance(a, Tensor) else b
     a, b = as_tensor(a, like.data), as_tensor(b, like.data)
     broadcast_shapes(a.shape, b.shape, f"{name}: input", "other")
+    # torch promotes int with float to the float operand's dtype (NumPy
+    # would widen int64 with float32 to float64).
+    if a.dtype.kind != "f" and b.dtype.kind == "f":
+        a = a.to(b.dtype)
+    elif b.dtype.kind != "f" and a.dtype.kind == "f":
+        b = b.to(a.dtype)
     return fn_class.apply(a, b)
 
 

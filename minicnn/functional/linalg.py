@@ -5,7 +5,7 @@ the batch dims that were broadcast.
 """
 from ..autograd import Function
 from ..backend import get_array_module
-from .utils import broadcast_shapes
+from .utils import as_tensor, broadcast_shapes
 from .shape import sum_to, unsqueeze, squeeze, transpose
 
 
@@ -27,6 +27,9 @@ def matmul(input, other):
     """torch.matmul: 1-D operands are treated as a row (left) or a column
     (right) vector and that dim is dropped from the result; leading dims
     broadcast."""
+    from ..tensor import Tensor
+    like = input if isinstance(input, Tensor) else other
+    input, other = as_tensor(input, like.data), as_tensor(other, like.data)
     if input.ndim == 0 or other.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes {input.shape} and {other.shape}")
     a = unsqueeze(input, 0) if input.ndim == 1 else input

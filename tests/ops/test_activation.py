@@ -1,0 +1,125 @@
+"""Activations, softmax and dropout against torch."""
+import numpy
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import minicnn as mc
+import minicnn.nn.functional as F
+from parity import check_parity, gradcheck_inputs
+
+R = numpy.random.default_rng(9)
+
+
+def away_from_kinks(*shape, kinks=(0.0,), scale=4.0):
+    """Normal values nudged at least 0.05 away from each kink, so finite
+    differences never straddle a point where the derivative jumps."""
+    x = R.standard_normal(shape) * scale
+    for k in kinks:
+        near = numpy.abs(x - k) < 0.05
+        x[near] = k + 0.1 * numpy.sign(x[near] - k + 1e-12)
+    return x
+
+
+CASES = {
+    "relu": (F.relu, TF.relu, (0.0,)),
+    "relu6": (F.relu6, TF.relu6, (0.0, 6.0)),
+    "hardtanh": (lambda x: F.hardtanh(x, -2.0, 3.0), lambda x: TF.hardtanh(x, -2.0, 3.0), (-2.0, 3.0)),
+    "leaky_relu": (lambda x: F.leaky_relu(x, 0.2), lambda x: TF.leaky_relu(x, 0.2), (0.0,)),
+    "leaky_relu_default": (F.leaky_relu, TF.leaky_relu, (0.0,)),
+    "elu": (lambda x: F.elu(x, alpha=0.7), lambda x: TF.elu(x, alpha=0.7), (0.0,)),
+    "sigmoid": (F.sigmoid, torch.sigmoid, ()),
+    "tanh": (F.tanh, torch.tanh, ()),
+    "hardsigmoid": (F.hardsigmoid, TF.hardsigmoid, (-3.0, 3.0)),
+    "hardswish": (F.hardswish, TF.hardswish, (-3.0, 3.0)),
+    "silu": (F.silu, TF.silu, ()),
+    "gelu": (F.gelu, TF.gelu, ()),
+    "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"), lambda x: TF.gelu(x, approximate="tanh"), ()),
+    "softmax": (lambda x: F.softmax(x, dim=1), lambda x: TF.softmax(x, dim=1), ()),
+    "softmax_last": (lambda x: F.softmax(x, -1), lambda x: TF.softmax(x, -1), ()),
+    "log_softmax": (lambda x: F.log_softmax(x, 1), lambda x: TF.log_softmax(x, 1), ()),
+    "log_softmax_dim0": (lambda x: F.log_softmax(x, 0), lambda x: TF.log_softmax(x, 0), ()),
+}
+NAMES = sorted(CASES)
+INPUTS = {name: away_from_kinks(3, 4, 5, kinks=CASES[name][2]) for name in NAMES}
+
+
+def rtol_for(name, dtype):
+    # torch computes hardsigmoid's backward with the float32 constant 1/6
+    # even in float64, so it is exact only to float32 precision.
+    return 1e-7 if name == "hardsigmoid" and dtype == numpy.float64 else None
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+def test_matches_torch(name, dtype):
+    mc_fn, torch_fn, _ = CASES[name]
+    check_parity(mc_fn, torch_fn, [INPUTS[name]], dtype=dtype, rtol=rtol_for(name, dtype))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_matches_torch_noncontiguous(name):
+    mc_fn, torch_fn, _ = CASES[name]
+    check_parity(mc_fn, torch_fn, [INPUTS[name]], noncontiguous_inputs=True, rtol=rtol_for(name, numpy.float64))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradcheck(name):
+    mc_fn, _, _ = CASES[name]
+    assert mc.gradcheck(mc_fn, gradcheck_inputs([INPUTS[name] / 4]))
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "hardtanh", "hardsigmoid", "hardswish", "leaky_relu", "elu"])
+def test_gradient_at_the_kinks_matches_torch(name):
+    mc_fn, torch_fn, kinks = CASES[name]
+    x = numpy.array(list(kinks) + [k + d for k in kinks for d in (-1e-3, 1e-3)])
+    check_parity(mc_fn, torch_fn, [x], rtol=rtol_for(name, numpy.float64))
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+def test_softmax_and_log_softmax_are_stable_for_huge_logits(dtype):
+    x = numpy.array([[1000.0, 0.0, -1000.0], [3e4, 3e4 + 1, -5.0]])
+    check_parity(lambda t: F.log_softmax(t, 1), lambda t: TF.log_softmax(t, 1), [x], dtype=dtype)
+    check_parity(lambda t: F.softmax(t, 1), lambda t: TF.softmax(t, 1), [x], dtype=dtype)
+    check_parity(F.sigmoid, torch.sigmoid, [numpy.array([-800.0, 800.0, 0.0])], dtype=dtype)
+
+
+def test_dropout_scales_survivors_and_is_identity_in_eval():
+    mc.manual_seed(0)
+    x = mc.ones(2000, requires_grad=True)
+    y = F.dropout(x, p=0.25)
+    values = set(numpy.unique(y.detach().numpy()).tolist())
+    assert values <= {0.0, numpy.float32(1 / 0.75)}
+    assert abs((y.detach().numpy() == 0).mean() - 0.25) < 0.04
+    y.backward(mc.ones(2000))
+    numpy.testing.assert_array_equal(x.grad.numpy(), y.detach().numpy())
+    assert F.dropout(x, 0.5, training=False) is x
+    assert (F.dropout(x, 1.0).detach().numpy() == 0).all()
+
+
+def test_dropout_is_repeatable_with_a_seed():
+    mc.manual_seed(3)
+    a = F.dropout(mc.ones(50)).numpy().copy()
+    mc.manual_seed(3)
+    b = F.dropout(mc.ones(50)).numpy()
+    numpy.testing.assert_array_equal(a, b)
+
+
+def test_dropout2d_drops_whole_channels():
+    mc.manual_seed(1)
+    y = F.dropout2d(mc.ones(4, 8, 3, 3), p=0.5).numpy()
+    per_channel = y.reshape(4, 8, 9)
+    assert ((per_channel == 0).all(-1) | (per_channel == 2).all(-1)).all()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\]"):
+        F.dropout(mc.ones(3), p=1.5)
+    with pytest.raises(ValueError, match="pass dim"):
+        F.softmax(mc.ones(3))
+    with pytest.raises(ValueError, match="approximate"):
+        F.gelu(mc.ones(3), approximate="fast")
+    with pytest.raises(TypeError, match="floating-point"):
+        F.relu(mc.tensor([1, 2]))
+    with pytest.raises(ValueError, match="dropout2d"):
+        F.dropout2d(mc.ones(3, 3))
