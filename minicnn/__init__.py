@@ -19,5 +19,7 @@ from .functional import (  # noqa: F401
     reshape, flatten, permute, transpose, unsqueeze, squeeze, broadcast_to, cat, stack, split,
     chunk, matmul, sigmoid, tanh, relu, softmax, log_softmax, isfinite)
 from . import functional, nn  # noqa: F401
+from . import optim, utils, datasets, transforms, models  # noqa: F401
+from .serialization import save, load  # noqa: F401
 
 __version__ = "0.1.0"

@@ -68,18 +68,28 @@ class Tensor:
     def _accumulate(self, g):
         """Add gradient ``g`` into ``self.grad``. The first gradient is
         copied: backward may hand the same array to several inputs, and an
-        in-place change of one ``.grad`` must not reach another."""
+        in-place change of one ``.grad`` must not reach another.
+        With ``create_graph=True`` the gradient has a graph of its own:
+        keep it (a differentiable clone / sum), so ``.grad`` can be
+        differentiated again."""
+        if g.requires_grad:
+            self.grad = F.clone(g) if self.grad is None else self.grad + g
+            return
         if self.grad is None:
             self.grad = Tensor._wrap(g.data.copy())
         else:
             self.grad = Tensor._wrap(self.grad.data + g.data)
 
-    def backward(self, gradient=None, retain_graph=False, create_graph=False):
+    def backward(self, gradient=None, retain_graph=None, create_graph=False):
         """Compute the gradient of this tensor with respect to every leaf.
 
         ``gradient`` is the upstream gradient (same shape); it may be left
-        out only for a tensor with one element.
+        out only for a tensor with one element. ``retain_graph`` defaults
+        to ``create_graph`` (as in torch): a graph of the gradient refers
+        to the forward graph's nodes.
         """
+        if retain_graph is None:
+            retain_graph = create_graph
         if not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
         if gradient is None:

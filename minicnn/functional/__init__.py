@@ -14,6 +14,11 @@ from .activation import (  # noqa: F401
     softmax, log_softmax)
 from .dropout import dropout, dropout2d  # noqa: F401
 from .loss import cross_entropy, nll_loss, mse_loss, binary_cross_entropy_with_logits  # noqa: F401
+from .conv import conv2d; from .conv_transpose import conv_transpose2d  # noqa: F401,E702
+from .pooling import (  # noqa: F401
+    max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d, depth_max_pool2d)
+from .normalization import batch_norm, layer_norm, group_norm, local_response_norm  # noqa: F401
+from .interpolate import interpolate  # noqa: F401
 
 import types as _types
 

@@ -1,2 +1,18 @@
-"""Neural-network building blocks; ``mc.nn.functional`` holds the ops."""
-from . import functional  # noqa: F401
+"""Neural-network building blocks, torch's ``nn``: ``Module`` and
+``Parameter``, containers, layers, ``init``; ``mc.nn.functional`` holds the
+ops."""
+from . import functional, init  # noqa: F401
+from .parameter import Parameter, UninitializedParameter  # noqa: F401
+from .module import Module  # noqa: F401
+from .containers import Sequential, ModuleList, ModuleDict  # noqa: F401
+from .linear import Identity, Linear, LazyLinear  # noqa: F401
+from .flatten import Flatten, Unflatten  # noqa: F401
+from .conv import Conv2d, ConvTranspose2d  # noqa: F401
+from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d  # noqa: F401
+from .normalization import (  # noqa: F401
+    BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm, LocalResponseNorm)
+from .dropout import Dropout, Dropout2d  # noqa: F401
+from .activation import (  # noqa: F401
+    ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Hardsigmoid, Hardswish, SiLU, GELU, Softmax, LogSoftmax)
+from .upsampling import Upsample  # noqa: F401
+from .blocks import SeparableConv2d, DepthPool, SqueezeExcitation  # noqa: F401

@@ -1,0 +1,101 @@
+"""The kernel registry: primitive name -> its implementations.
+
+Every primitive (``im2col``, ``max_pool2d_forward``, ...) has a readable
+NumPy reference and may have faster versions: Numba on the CPU, CUDA on
+the GPU. Ops never pick one themselves; they ask the registry::
+
+    im2col = registry.lookup("im2col", xp)
+    cols = im2col(x, ...)
+
+Which version runs:
+
+* arrays on the GPU (``xp`` is cupy): the ``"cuda"`` version if there is
+  one, else the reference (the references use only functions CuPy has);
+* arrays on the CPU: the backend chosen with ``set_backend`` or the
+  ``MINICNN_BACKEND`` environment variable, ``"numpy"`` or ``"numba"``;
+  the default ``"auto"`` takes the fastest available (Numba when it is
+  installed and the primitive has a Numba version).
+
+Fast versions are registered *lazily*, as ``"module:function"`` strings:
+their module (and Numba itself) is imported the first time the primitive
+runs, which keeps ``import minicnn`` fast.
+"""
+import importlib
+import os
+
+BACKENDS = ("auto", "numpy", "numba")
+
+_implementations = {}   # primitive -> {backend: function or "module:function"}
+_backend = os.environ.get("MINICNN_BACKEND", "auto")
+if _backend not in BACKENDS:
+    raise ValueError(f"MINICNN_BACKEND must be one of {BACKENDS}, got {_backend!r}")
+
+
+def register(primitive, backend, target=None):
+    """Register ``target`` (a function or a ``"module:function"`` string) as
+    the ``backend`` version of ``primitive``; usable as a decorator."""
+    if backend not in ("numpy", "numba", "cuda"):
+        raise ValueError(f"register: backend must be 'numpy', 'numba' or 'cuda', got {backend!r}")
+
+    def add(fn):
+        _implementations.setdefault(primitive, {})[backend] = fn
+        return fn
+
+    return add if target is None else add(target)
+
+
+def set_backend(name):
+    """Choose the CPU backend: ``"auto"`` (default), ``"numpy"`` or ``"numba"``."""
+    global _backend
+    if name not in BACKENDS:
+        raise ValueError(f"set_backend: backend must be one of {BACKENDS}, got {name!r}")
+    _backend = name
+
+
+def get_backend():
+    """The CPU backend in force: ``"auto"``, ``"numpy"`` or ``"numba"``."""
+    return _backend
+
+
+def _resolve(primitive, backend):
+    impls = _implementations[primitive]
+    fn = impls[backend]
+    if isinstance(fn, str):
+        module, _, name = fn.partition(":")
+        fn = getattr(importlib.import_module(module), name)
+        impls[backend] = fn
+    return fn
+
+
+def lookup(primitive, xp):
+    """The version of ``primitive`` to run on arrays of module ``xp``."""
+    impls = _implementations.get(primitive)
+    if impls is None:
+        raise KeyError(f"no kernel named {primitive!r} is registered")
+    if xp.__name__ == "cupy":
+        return _resolve(primitive, "cuda" if "cuda" in impls else "numpy")
+    if _backend in ("auto", "numba") and "numba" in impls and numba_available():
+        return _resolve(primitive, "numba")
+    if _backend == "numba" and "numba" in impls:
+        raise RuntimeError("set_backend('numba'): numba is not installed")
+    return _resolve(primitive, "numpy")
+
+
+def implementations(primitive):
+    """All versions of ``primitive``, resolved: {backend: function}."""
+    return {backend: _resolve(primitive, backend) for backend in _implementations[primitive]}
+
+
+def primitives():
+    """Names of all registered primitives."""
+    return sorted(_implementations)
+
+
+_numba_available = None
+
+
+def numba_available():
+    global _numba_available
+    if _numba_available is None:
+        _numba_available = importlib.util.find_spec("numba") is not None
+    return _numba_available

@@ -1,0 +1,238 @@
+"""Normalization: batch_norm, layer_norm, group_norm, local_response_norm.
+
+Notation
+--------
+N batch, C channels, H, W height and width; L a length. ``*`` stands for
+any trailing dims. x the input, x̂ the normalized input, y the output,
+gy / gx their gradients, w / b the per-channel weight and bias.
+
+Each normalizer computes x̂ = (x - mean) / σ with σ = sqrt(var + eps) and
+the *biased* variance, over a different set of elements:
+
+* batch_norm: per channel, over N and every spatial position (N, *);
+* layer_norm: per sample, over the trailing ``normalized_shape`` dims;
+* group_norm: per sample and group of C / G channels;
+* local_response_norm: not a mean/variance normalization but AlexNet's
+  divide-by-the-neighbouring-channels (see its docstring).
+
+batch_norm is a Function with an explicit backward (it is the hot one in a
+CNN); the other three are short compositions of differentiable Tensor
+ops, so their backward (and double backward) comes from autograd.
+
+Batch norm backward
+-------------------
+With n = N * H * W elements per channel, y = w x̂ + b and x̂ = (x - μ) / σ,
+where μ and σ depend on x too, the chain rule collapses to::
+
+    gb = Σ gy        gw = Σ gy x̂
+    gx = (w / σ) (gy - mean(gy) - x̂ mean(gy x̂))
+
+The two mean terms are the gradient flowing through μ and σ; in eval mode
+μ and σ are the running statistics (constants) and gx = (w / σ) gy.
+
+Memory: batch_norm keeps the input x (an activation-sized array, as a
+saved x̂ would be) and per channel μ and 1/σ (2C numbers); backward
+recomputes x̂ from them, one extra elementwise pass instead of a second
+activation-sized array. Its backward returns arrays: batch_norm has no
+double backward, and backward with ``create_graph=True`` raises.
+"""
+import numbers
+
+from .. import autograd
+from ..autograd import Function
+from ..backend import get_array_module
+from .utils import check_float
+from .shape import pad, reshape
+
+
+class BatchNorm(Function):
+    """y = w (x - μ) / σ + b per channel; inputs x and, if given, w and b.
+    μ and var (per channel) come from ``batch_norm``: the batch's own in
+    training (backward then differentiates through them), the running
+    statistics in eval."""
+
+    def __init__(self, training, mean, var, eps, has_weight, has_bias):
+        self.training, self.mean, self.eps = training, mean, eps
+        self.inv_std = 1 / get_array_module(var).sqrt(var + eps)
+        self.has_weight, self.has_bias = has_weight, has_bias
+
+    def forward(self, x, *params):
+        self.axes = (0,) + tuple(range(2, x.ndim))  # all dims but the channels
+        self.bshape = (1, -1) + (1,) * (x.ndim - 2)  # a per-channel vector broadcast over x
+        y = (x - self.mean.reshape(self.bshape)) * self.inv_std.reshape(self.bshape)
+        w = params[0] if self.has_weight else None
+        if w is not None:
+            y = y * w.reshape(self.bshape)
+        if self.has_bias:
+            y = y + params[-1].reshape(self.bshape)
+        self.save_for_backward(x, w)
+        return y
+
+    def backward(self, gy):
+        if autograd.is_grad_enabled():
+            raise RuntimeError("batch_norm: double backward is not supported (backward with create_graph=True)")
+        x, w = self.saved_tensors
+        x, gy = x.data, gy.data
+        axes, bshape = self.axes, self.bshape
+        xhat = (x - self.mean.reshape(bshape)) * self.inv_std.reshape(bshape)
+        gb = gy.sum(axis=axes)
+        gw = (gy * xhat).sum(axis=axes)
+        scale = self.inv_std if w is None else self.inv_std * w.data
+        if self.training:
+            n = x.size // x.shape[1]
+            gx = scale.reshape(bshape) * (gy - (gb / n).reshape(bshape) - xhat * (gw / n).reshape(bshape))
+        else:
+            gx = scale.reshape(bshape) * gy
+        grads = (gx,)
+        if self.has_weight:
+            grads += (gw if self.needs_input_grad[1] else None,)
+        if self.has_bias:
+            grads += (gb if self.needs_input_grad[-1] else None,)
+        return grads
+
+
+def _check_channel_vector(t, name, c, x, op):
+    if t is not None and tuple(t.shape) != (c,):
+        raise ValueError(f"{op}: {name} must have shape ({c},) for input of shape {x.shape}, got {t.shape}")
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5, *, num_batches_tracked=None):
+    """Normalize each channel of (N, C), (N, C, L) or (N, C, H, W) input.
+
+    Training: the batch's mean and biased variance normalize, and the
+    running statistics (if given) are updated in place, without gradient::
+
+        running_mean = (1 - m) running_mean + m mean
+        running_var  = (1 - m) running_var  + m var * n / (n - 1)   (unbiased)
+
+    with m = ``momentum``. ``momentum=None`` is a cumulative average: then
+    m = 1 / ``num_batches_tracked``, the number of batches seen *including*
+    this one (what torch's BatchNorm layers do; nn.BatchNorm2d passes its
+    counter after incrementing it). Eval: the running statistics normalize.
+    """
+    op = "batch_norm"
+    check_float(input, op)
+    if input.ndim < 2:
+        raise ValueError(f"{op}: expected input of shape (N, C), (N, C, L) or (N, C, H, W), got shape {input.shape}")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        _check_channel_vector(t, name, c, input, op)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: give both running_mean and running_var, or neither")
+    if not training:
+        if running_mean is None:
+            raise ValueError(f"{op}: running_mean and running_var are needed in eval mode (training=False)")
+        # Copies (astype copies): a later training step must not change what backward uses.
+        return BatchNorm.apply(*_present(input, weight, bias), training=False,
+                               mean=running_mean.data.astype(input.dtype),
+                               var=running_var.data.astype(input.dtype), eps=eps,
+                               has_weight=weight is not None, has_bias=bias is not None)
+
+    n = input.data.size // max(c, 1)
+    if n <= 1:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, "
+                         f"got input of shape {input.shape}")
+    if running_mean is not None:
+        if momentum is None:
+            if num_batches_tracked is None or int(num_batches_tracked) < 1:
+                raise ValueError(f"{op}: momentum=None (cumulative average) needs num_batches_tracked >= 1, "
+                                 f"got {num_batches_tracked!r}")
+            momentum = 1.0 / int(num_batches_tracked)
+        elif not isinstance(momentum, numbers.Real):
+            raise TypeError(f"{op}: momentum must be a number or None, got {momentum!r}")
+    axes = (0,) + tuple(range(2, input.ndim))
+    mean, var = input.data.mean(axis=axes), input.data.var(axis=axes)  # biased variance
+    if running_mean is not None:
+        # In place and outside the graph; the unbiased variance estimates the population's.
+        rm, rv = running_mean.data, running_var.data
+        rm[...] = (1 - momentum) * rm + momentum * mean
+        rv[...] = (1 - momentum) * rv + momentum * var * (n / (n - 1))
+    return BatchNorm.apply(*_present(input, weight, bias), training=True, mean=mean, var=var, eps=eps,
+                           has_weight=weight is not None, has_bias=bias is not None)
+
+
+def _present(*tensors):
+    return tuple(t for t in tensors if t is not None)
+
+
+def _affine(y, weight, bias, shape):
+    """y * weight + bias with both reshaped to ``shape`` (either may be None)."""
+    if weight is not None:
+        y = y * reshape(weight, shape)
+    if bias is not None:
+        y = y + reshape(bias, shape)
+    return y
+
+
+def _normalize(x, dims, eps):
+    """(x - mean) / sqrt(var + eps) over ``dims``, biased variance."""
+    xc = x - x.mean(dims, keepdim=True)
+    var = (xc * xc).mean(dims, keepdim=True)
+    return xc / (var + eps).sqrt()
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalize each sample over its trailing dims ``normalized_shape``
+    (e.g. (C, H, W)); weight and bias have that shape (elementwise affine)."""
+    op = "layer_norm"
+    check_float(input, op)
+    if isinstance(normalized_shape, numbers.Integral):
+        normalized_shape = (normalized_shape,)
+    shape = tuple(int(s) for s in normalized_shape)
+    if not shape or input.shape[input.ndim - len(shape):] != shape or len(shape) > input.ndim:
+        raise ValueError(f"{op}: normalized_shape {shape} must be the trailing dims of input shape {input.shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f"{op}: {name} must have shape {shape} (normalized_shape), got {t.shape}")
+    dims = tuple(range(input.ndim - len(shape), input.ndim))
+    return _affine(_normalize(input, dims, eps), weight, bias, shape)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Split the C channels of (N, C, *) input into ``num_groups`` groups of
+    C / G channels and normalize each (sample, group) over its channels and
+    positions; then a per-channel affine."""
+    op = "group_norm"
+    check_float(input, op)
+    if input.ndim < 2:
+        raise ValueError(f"{op}: expected input of shape (N, C, *), got shape {input.shape}")
+    n, c = input.shape[:2]
+    if not isinstance(num_groups, numbers.Integral) or num_groups < 1 or c % num_groups:
+        raise ValueError(f"{op}: the {c} channels of input shape {input.shape} are not divisible "
+                         f"into num_groups={num_groups!r} groups")
+    for name, t in (("weight", weight), ("bias", bias)):
+        _check_channel_vector(t, name, c, input, op)
+    grouped = reshape(input, (n, num_groups, -1))
+    y = reshape(_normalize(grouped, 2, eps), input.shape)
+    return _affine(y, weight, bias, (1, c) + (1,) * (input.ndim - 2))
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """AlexNet's local response normalization across channels (torch's
+    exact definition)::
+
+        y[c] = x[c] / (k + alpha / size * Σ_{c'} x[c']^2) ^ beta
+
+    where c' runs over ``size`` channels, from c - size//2 to
+    c + (size-1)//2, and channels outside [0, C) count as zero. Input
+    (N, C, *) with at least one trailing dim.
+    """
+    op = "local_response_norm"
+    check_float(input, op)
+    if input.ndim < 3:
+        raise ValueError(f"{op}: expected input of shape (N, C, *) with 3 or more dims, got shape {input.shape}")
+    if not isinstance(size, numbers.Integral) or size < 1:
+        raise ValueError(f"{op}: size must be a positive int, got {size!r}")
+    c = input.shape[1]
+    # Zero-pad the channel dim (pad's list starts with the last dim), then
+    # add the ``size`` shifted copies: the sum over each channel window.
+    sq = pad(input * input, [0, 0] * (input.ndim - 2) + [size // 2, (size - 1) // 2])
+    window = sq[:, 0:c]
+    for j in range(1, size):
+        window = window + sq[:, j:j + c]
+    return input / (window * (alpha / size) + k) ** beta
+
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "local_response_norm"]

@@ -1,0 +1,465 @@
+"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d
+and depth_max_pool2d (max over groups of neighbouring channels).
+
+Notation
+--------
+N batch, C channels, H, W input height and width; KH, KW kernel size;
+SH, SW stride; PH, PW padding; DH, DW dilation; OH, OW output size.
+Input is (N, C, H, W) or unbatched (C, H, W); output (N, C, OH, OW).
+
+How a window op is computed
+---------------------------
+Output (oh, ow) reads the input rows ``oh*SH - PH + kh*DH`` for kh in
+range(KH), and likewise the columns. For one kernel offset (kh, kw) the
+values read by *all* outputs form one strided slice of the padded input::
+
+    xpad[:, :, kh*DH : kh*DH + (OH-1)*SH + 1 : SH, kw*DW : kw*DW + (OW-1)*SW + 1 : SW]
+
+which has shape (N, C, OH, OW). So a pool is a loop over the KH*KW offsets,
+each step an elementwise op on whole arrays: max keeps a running maximum,
+avg a running sum. Backward loops over the same offsets and adds each
+output's gradient back into the slice it was read from (the adjoint of
+taking a slice). No copy of the windows (im2col) is made, and only array
+ops that CuPy also has are used.
+
+Output size (torch's rule): ``O = floor((I + 2P - D*(K-1) - 1) / S) + 1``,
+rounded up instead with ``ceil_mode``, but the last window must start
+inside the input or the left padding. Windows that run past the right
+padding (ceil_mode) see -inf (max) or nothing (avg).
+
+Memory
+------
+* max_pool2d keeps, per output element, *which* of the KH*KW offsets held
+  the maximum: one byte (uint8) for windows of up to 256 elements, so
+  N*C*OH*OW bytes in all, an eighth of torch's int64 indices and never the
+  windows themselves (KH*KW times the output). The int64 flat indices are
+  built only when ``return_indices=True``. The cost: backward loops over
+  the KH*KW offsets again instead of doing one scatter.
+* avg_pool2d keeps only the (OH, OW) divisors.
+* adaptive_avg_pool2d keeps two small averaging matrices, (OH, H) and
+  (OW, W).
+* adaptive_max_pool2d keeps int64 flat indices, N*C*OH*OW * 8 bytes: its
+  bins have different sizes, so there is no common kernel offset to store.
+* depth_max_pool2d is a max_pool2d whose window slides along the channels,
+  so it keeps one byte per output too.
+
+Every backward here is written with Functions whose own backward is the
+adjoint (scatter <-> gather), so double backward works.
+"""
+import numbers
+
+from ..autograd import Function
+from ..backend import get_array_module
+from ..utils.conv_arithmetic import pair
+from .utils import check_float
+from .shape import reshape
+
+
+# -- window geometry -----------------------------------------------------
+class _Windows:
+    """Where each kernel offset of a 2-D pool reads from.
+
+    The padded input is an (N, C, LH, LW) array whose position 0 is input
+    row -PH; LH is what the last window needs ((OH-1)*SH + DH*(KH-1) + 1),
+    which may be more than H + 2*PH (ceil_mode) or less (rows no window
+    reads).
+    """
+
+    def __init__(self, in_hw, kernel, stride, padding, dilation, out_hw):
+        self.in_hw, self.kernel, self.stride = in_hw, kernel, stride
+        self.padding, self.dilation, self.out_hw = padding, dilation, out_hw
+        self.extent = tuple((o - 1) * s + d * (k - 1) + 1
+                            for o, s, d, k in zip(out_hw, stride, dilation, kernel))
+        # How many input rows/cols lie inside the padded extent.
+        self.used = tuple(min(i, e - p) for i, e, p in zip(in_hw, self.extent, padding))
+
+    def pad(self, x, value):
+        """x (N, C, H, W) inside an (N, C, LH, LW) array filled with ``value``."""
+        xp = get_array_module(x)
+        (uh, uw), (ph, pw) = self.used, self.padding
+        xpad = xp.full(x.shape[:2] + self.extent, value, dtype=x.dtype)
+        xpad[:, :, ph:ph + uh, pw:pw + uw] = x[:, :, :uh, :uw]
+        return xpad
+
+    def unpad(self, gpad):
+        """The adjoint of ``pad``: the part of gpad that lies on the input."""
+        xp = get_array_module(gpad)
+        (uh, uw), (ph, pw) = self.used, self.padding
+        gx = xp.zeros(gpad.shape[:2] + self.in_hw, dtype=gpad.dtype)
+        gx[:, :, :uh, :uw] = gpad[:, :, ph:ph + uh, pw:pw + uw]
+        return gx
+
+    def offsets(self):
+        """(k, index) for each kernel offset k = kh*KW + kw; ``xpad[index]``
+        is what every output's window holds at that offset."""
+        (kh_, kw_), (sh, sw), (dh, dw), (oh, ow) = self.kernel, self.stride, self.dilation, self.out_hw
+        for kh in range(kh_):
+            rows = slice(kh * dh, kh * dh + (oh - 1) * sh + 1, sh)
+            for kw in range(kw_):
+                cols = slice(kw * dw, kw * dw + (ow - 1) * sw + 1, sw)
+                yield kh * kw_ + kw, (slice(None), slice(None), rows, cols)
+
+    def offset_dtype(self):
+        return "uint8" if self.kernel[0] * self.kernel[1] <= 256 else "int32"
+
+    def flat_index(self, arg):
+        """torch's indices: the offset k of each output as row * W + col of
+        its input plane."""
+        xp = get_array_module(arg)
+        (_, kw_), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = (
+            self.kernel, self.stride, self.padding, self.dilation, self.out_hw)
+        arg = arg.astype("int64")
+        rows = (xp.arange(oh) * sh - ph)[:, None] + (arg // kw_) * dh
+        cols = xp.arange(ow) * sw - pw + (arg % kw_) * dw
+        return rows * self.in_hw[1] + cols
+
+
+def _window_sum(xpad, win, arg=None):
+    """Sum over the kernel offsets of ``xpad``'s slices: every offset
+    (avg pool), or only the offset ``arg`` names (gathering a max)."""
+    xp = get_array_module(xpad)
+    y = xp.zeros(xpad.shape[:2] + win.out_hw, dtype=xpad.dtype)
+    for k, index in win.offsets():
+        v = xpad[index]
+        y += v if arg is None else xp.where(arg == k, v, 0)
+    return y
+
+
+def _window_spread(g, win, arg=None):
+    """The adjoint of ``_window_sum``: add g (N, C, OH, OW) into every
+    offset's slice (or only the one ``arg`` names) and drop the padding."""
+    xp = get_array_module(g)
+    gpad = xp.zeros(g.shape[:2] + win.extent, dtype=g.dtype)
+    for k, index in win.offsets():
+        # One offset's slice never repeats a position, so += is a scatter.
+        gpad[index] += g if arg is None else xp.where(arg == k, g, 0)
+    return win.unpad(gpad)
+
+
+# -- max pooling ---------------------------------------------------------
+class MaxPool2d(Function):
+    """y = max over each window; gx routes gy to where the max was."""
+
+    def __init__(self, win, return_indices):
+        self.win, self.return_indices = win, return_indices
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        xpad = self.win.pad(x, -xp.inf)  # padding never wins a max
+        y, arg = None, None
+        for k, index in self.win.offsets():
+            v = xpad[index]
+            if y is None:
+                y, arg = v.copy(), xp.zeros(v.shape, dtype=self.win.offset_dtype())
+                continue
+            # Strict > keeps the first maximum of a tie; a NaN always wins
+            # (torch's rule), so NaNs propagate.
+            better = (v > y) | xp.isnan(v)
+            y = xp.where(better, v, y)
+            arg[better] = k
+        self.arg = arg  # one small int per output: all backward needs
+        if self.return_indices:
+            return y, self.win.flat_index(arg)
+        return y
+
+    def backward(self, gy, gindices=None):
+        return _MaxScatter.apply(gy, win=self.win, arg=self.arg)
+
+
+class _MaxScatter(Function):
+    """gy (N, C, OH, OW) -> gx (N, C, H, W): each output's gradient goes to
+    the input position that held its maximum."""
+
+    def __init__(self, win, arg):
+        self.win, self.arg = win, arg
+
+    def forward(self, gy):
+        return _window_spread(gy, self.win, self.arg)
+
+    def backward(self, ggx):
+        return _MaxGather.apply(ggx, win=self.win, arg=self.arg)
+
+
+class _MaxGather(Function):
+    """x (N, C, H, W) -> the values at the saved maxima (N, C, OH, OW)."""
+
+    def __init__(self, win, arg):
+        self.win, self.arg = win, arg
+
+    def forward(self, x):
+        return _window_sum(self.win.pad(x, 0), self.win, self.arg)
+
+    def backward(self, gy):
+        return _MaxScatter.apply(gy, win=self.win, arg=self.arg)
+
+
+# -- average pooling -----------------------------------------------------
+class AvgPool2d(Function):
+    """y = window sum / divisor; gx spreads gy / divisor over each window.
+    Its own adjoint is ``_AvgSpread``, so double backward works."""
+
+    def __init__(self, win, divisor):
+        self.win, self.divisor = win, divisor
+
+    def forward(self, x):
+        return _window_sum(self.win.pad(x, 0), self.win) / self.divisor
+
+    def backward(self, gy):
+        return _AvgSpread.apply(gy, win=self.win, divisor=self.divisor)
+
+
+class _AvgSpread(Function):
+    def __init__(self, win, divisor):
+        self.win, self.divisor = win, divisor
+
+    def forward(self, gy):
+        return _window_spread(gy / self.divisor, self.win)
+
+    def backward(self, ggx):
+        return AvgPool2d.apply(ggx, win=self.win, divisor=self.divisor)
+
+
+def _avg_divisor(xp, win, count_include_pad, divisor_override, dtype):
+    """What each window's sum is divided by, (OH, OW) (torch's rule): the
+    window clipped to the padded input, or to the input itself when
+    padding is not counted. Positions past the right padding (ceil_mode)
+    never count."""
+    if divisor_override is not None:
+        return xp.asarray(divisor_override, dtype=dtype)
+    counts = []
+    for i, o, k, s, p in zip(win.in_hw, win.out_hw, win.kernel, win.stride, win.padding):
+        start = xp.arange(o) * s - p
+        end = xp.minimum(start + k, i + p)
+        if not count_include_pad:
+            start, end = xp.maximum(start, 0), xp.minimum(end, i)
+        counts.append(end - start)
+    return (counts[0][:, None] * counts[1][None, :]).astype(dtype)
+
+
+# -- adaptive pooling ----------------------------------------------------
+def _bins(xp, i, o):
+    """torch's adaptive bins along one axis: output j pools input
+    [floor(j*i/o), ceil((j+1)*i/o)). Neighbouring bins may overlap."""
+    j = xp.arange(o)
+    return (j * i) // o, -((-(j + 1) * i) // o)
+
+
+def _averaging_matrix(xp, i, o, dtype):
+    """(o, i) matrix whose row j averages bin j: 1/len on the bin, 0 elsewhere."""
+    start, end = _bins(xp, i, o)
+    cols = xp.arange(i)
+    inside = (cols >= start[:, None]) & (cols < end[:, None])
+    return (inside / (end - start)[:, None]).astype(dtype)
+
+
+class AdaptiveAvgPool2d(Function):
+    """Averaging over bins is linear and separable: y = A_h x A_w^T with the
+    averaging matrices A_h (OH, H) and A_w (OW, W); so gx = A_h^T gy A_w."""
+
+    def __init__(self, ah, aw):
+        self.ah, self.aw = ah, aw
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        return xp.matmul(xp.matmul(self.ah, x), self.aw.T)
+
+    def backward(self, gy):
+        from ..tensor import Tensor
+        from .linalg import matmul
+        # Written with Tensor ops, so it is itself differentiable.
+        return matmul(matmul(Tensor._wrap(self.ah.T), gy), Tensor._wrap(self.aw))
+
+
+class AdaptiveMaxPool2d(Function):
+    """Max over each bin. Bins differ in size, so the loop runs over the
+    largest bin's offsets with indices clamped to the bin's last element (a
+    repeat never wins a strict >). Keeps the int64 flat index of each max."""
+
+    def __init__(self, out_hw, return_indices):
+        self.out_hw, self.return_indices = out_hw, return_indices
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        (h, w), (oh, ow) = x.shape[2:], self.out_hw
+        (h0, h1), (w0, w1) = _bins(xp, h, oh), _bins(xp, w, ow)
+        y, idx = None, None
+        for i in range(int((h1 - h0).max())):
+            rows = xp.minimum(h0 + i, h1 - 1)[:, None]
+            for j in range(int((w1 - w0).max())):
+                cols = xp.minimum(w0 + j, w1 - 1)[None, :]
+                v = x[:, :, rows, cols]
+                flat = xp.broadcast_to(rows * w + cols, v.shape)
+                if y is None:
+                    y, idx = v, flat.copy()
+                    continue
+                better = (v > y) | xp.isnan(v)
+                y = xp.where(better, v, y)
+                idx = xp.where(better, flat, idx)
+        self.in_shape, self.idx = x.shape, idx
+        return (y, idx) if self.return_indices else y
+
+    def backward(self, gy, gindices=None):
+        return _FlatScatter.apply(gy, idx=self.idx, shape=self.in_shape)
+
+
+class _FlatScatter(Function):
+    """gy (N, C, OH, OW) added into zeros (N, C, H, W) at flat plane indices
+    ``idx``; overlapping bins may name a position twice, hence bincount."""
+
+    def __init__(self, idx, shape):
+        self.idx, self.shape = idx, shape
+
+    def forward(self, gy):
+        xp = get_array_module(gy)
+        n, c, h, w = self.shape
+        plane = xp.arange(n * c).reshape(n, c, 1, 1) * (h * w)
+        gx = xp.bincount((plane + self.idx).ravel(), weights=gy.ravel(), minlength=n * c * h * w)
+        return gx.astype(gy.dtype).reshape(self.shape)
+
+    def backward(self, ggx):
+        return _FlatGather.apply(ggx, idx=self.idx)
+
+
+class _FlatGather(Function):
+    def __init__(self, idx):
+        self.idx = idx
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.in_shape = x.shape
+        n, c = x.shape[:2]
+        planes = x.reshape(n, c, -1)
+        return xp.take_along_axis(planes, self.idx.reshape(n, c, -1), axis=2).reshape(self.idx.shape)
+
+    def backward(self, gy):
+        return _FlatScatter.apply(gy, idx=self.idx, shape=self.in_shape)
+
+
+# -- argument checking ---------------------------------------------------
+def _batched(input, op):
+    """(N, C, H, W) input, and whether it came unbatched as (C, H, W)."""
+    if input.ndim not in (3, 4):
+        raise ValueError(f"{op}: expected 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
+    check_float(input, op)
+    if input.ndim == 3:
+        return reshape(input, (1,) + input.shape), True
+    if 0 in input.shape[1:]:
+        raise ValueError(f"{op}: input of shape {input.shape} has an empty C, H or W")
+    return input, False
+
+
+def _unbatched(out, unbatched):
+    if not unbatched:
+        return out
+    if isinstance(out, tuple):
+        return tuple(reshape(t, t.shape[1:]) for t in out)
+    return reshape(out, out.shape[1:])
+
+
+def _windows(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """Check a pool's arguments against the input shape; the _Windows."""
+    kernel = pair(kernel_size, f"{op}: kernel_size", 1)
+    no_stride = stride is None or (isinstance(stride, (tuple, list)) and not stride)  # torch: [] too
+    stride = kernel if no_stride else pair(stride, f"{op}: stride", 1)
+    padding = pair(padding, f"{op}: padding", 0)
+    dilation = pair(dilation, f"{op}: dilation", 1)
+    if any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise ValueError(f"{op}: padding {padding} must be at most half of kernel_size {kernel}")
+    out = []
+    for i, k, s, p, d in zip(shape[2:], kernel, stride, padding, dilation):
+        span = i + 2 * p - d * (k - 1) - 1
+        o = (span + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (o - 1) * s >= i + p:
+            o -= 1  # the last window must start inside the input or the left padding
+        out.append(o)
+    if min(out) < 1:
+        raise ValueError(
+            f"{op}: input of shape {tuple(shape)} is too small for kernel_size {kernel} with "
+            f"padding {padding} and dilation {dilation}: the output size would be {tuple(out)}")
+    return _Windows(tuple(shape[2:]), kernel, stride, padding, dilation, tuple(out))
+
+
+# -- the functional API --------------------------------------------------
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max over KH x KW windows (stride defaults to kernel_size; padding is
+    -inf). With ``return_indices`` also gives, as int64, where each max
+    lies: ``row * W + col`` in its input plane (torch's indices)."""
+    x, unbatched = _batched(input, "max_pool2d")
+    win = _windows("max_pool2d", x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return _unbatched(MaxPool2d.apply(x, win=win, return_indices=bool(return_indices)), unbatched)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over KH x KW windows (stride defaults to kernel_size; padding is
+    zeros). The divisor is the window size clipped to the padded input, to
+    the input alone if not ``count_include_pad``, or ``divisor_override``."""
+    x, unbatched = _batched(input, "avg_pool2d")
+    win = _windows("avg_pool2d", x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and divisor_override == 0:
+        raise ValueError("avg_pool2d: divisor_override must not be zero")
+    divisor = _avg_divisor(get_array_module(x.data), win, count_include_pad, divisor_override, x.dtype)
+    return _unbatched(AvgPool2d.apply(x, win=win, divisor=divisor), unbatched)
+
+
+def _adaptive_size(op, shape, output_size):
+    """output_size (int, pair, None entries keep the input size) as a pair."""
+    if output_size is None or isinstance(output_size, numbers.Integral):
+        output_size = (output_size, output_size)
+    if not isinstance(output_size, (tuple, list)) or len(output_size) != 2:
+        raise TypeError(f"{op}: output_size must be an int, None or a pair, got {output_size!r}")
+    size = tuple(shape[2 + i] if o is None else o for i, o in enumerate(output_size))
+    if not all(isinstance(o, numbers.Integral) for o in size) or min(size) < 1:
+        raise ValueError(f"{op}: output_size must be >= 1 (or None), got {tuple(output_size)} "
+                         f"for input of shape {tuple(shape)}")
+    return tuple(int(o) for o in size)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average over (OH, OW) bins that tile the input: bin j of an axis of
+    length I covers [floor(j*I/O), ceil((j+1)*I/O))."""
+    x, unbatched = _batched(input, "adaptive_avg_pool2d")
+    (oh, ow), (h, w) = _adaptive_size("adaptive_avg_pool2d", x.shape, output_size), x.shape[2:]
+    xp = get_array_module(x.data)
+    ah, aw = _averaging_matrix(xp, h, oh, x.dtype), _averaging_matrix(xp, w, ow, x.dtype)
+    return _unbatched(AdaptiveAvgPool2d.apply(x, ah=ah, aw=aw), unbatched)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """Max over the bins of ``adaptive_avg_pool2d``; indices as max_pool2d's."""
+    x, unbatched = _batched(input, "adaptive_max_pool2d")
+    out_hw = _adaptive_size("adaptive_max_pool2d", x.shape, output_size)
+    return _unbatched(AdaptiveMaxPool2d.apply(x, out_hw=out_hw, return_indices=bool(return_indices)), unbatched)
+
+
+def depth_max_pool2d(input, kernel_size, stride=None):
+    """Max over groups of ``kernel_size`` neighbouring channels, as the
+    DepthPool layer of Geron's *Hands-On Machine Learning*: a max pool whose
+    window slides along C instead of H and W. (N, C, H, W) -> (N, OC, H, W)
+    with OC = (C - kernel_size) // stride + 1; stride defaults to
+    kernel_size, giving C // kernel_size groups. C must be covered exactly
+    ((C - kernel_size) % stride == 0): no channel is silently dropped.
+
+    The channels become the rows of a one-channel image, (N, 1, C, H*W),
+    pooled by a (kernel_size, 1) window, which gives this op max_pool2d's
+    backward and memory use (one byte per output).
+    """
+    op = "depth_max_pool2d"
+    x, unbatched = _batched(input, op)
+    stride = kernel_size if stride is None else stride
+    for name, v in (("kernel_size", kernel_size), ("stride", stride)):
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool):
+            raise TypeError(f"{op}: {name} must be an int, got {v!r}")
+        if v < 1:
+            raise ValueError(f"{op}: {name} must be >= 1, got {v}")
+    n, c, h, w = x.shape
+    if kernel_size > c or (c - kernel_size) % stride:
+        raise ValueError(
+            f"{op}: the {c} channels of input shape {tuple(input.shape)} are not covered by windows of "
+            f"kernel_size {kernel_size} and stride {stride} (need (C - kernel_size) % stride == 0)")
+    y = max_pool2d(reshape(x, (n, 1, c, h * w)), (kernel_size, 1), (stride, 1))
+    return _unbatched(reshape(y, (n, y.shape[2], h, w)), unbatched)
+
+
+__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "depth_max_pool2d"]

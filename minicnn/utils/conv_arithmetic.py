@@ -1,0 +1,72 @@
+"""Convolution arithmetic: how big the output of a convolution is.
+
+Along one spatial dim, let
+
+    i   the input size          k   the kernel size
+    s   the stride              p   the padding on each side
+    d   the dilation
+
+A dilated kernel has k taps spaced d apart, so it spans ``d (k - 1) + 1``
+pixels (its effective size). The padded input has ``i + 2p`` pixels, and
+the kernel is placed at offsets 0, s, 2s, ... for as long as it still fits,
+which gives
+
+    o = floor((i + 2p - d (k - 1) - 1) / s) + 1          (conv2d)
+
+A transposed convolution maps size o back to size i. The floor makes that
+inverse ambiguous: every i in ``[i0, i0 + s)`` gives the same o. torch
+picks the smallest, ``i0 = (o - 1) s - 2p + d (k - 1) + 1``, and lets
+``output_padding`` in ``[0, s)`` pick another:
+
+    i = (o - 1) s - 2p + d (k - 1) + output_padding + 1  (conv_transpose2d)
+
+so conv2d with the same k, s, p, d maps a transposed convolution's output
+back to the size of its input. (Read as functions of the input, the
+transposed conv's ``i`` is its output; the names above keep conv2d's point
+of view.)
+"""
+import numbers
+
+
+def pair(value, name, min_value=None):
+    """``value`` as a tuple of two ints, one per spatial dim (H, W).
+
+    ``value`` is an int (used for both dims) or a sequence of two ints.
+    Raises TypeError for anything else and ValueError naming ``name`` when
+    a value is below ``min_value``.
+    """
+    if _is_int(value):
+        result = (int(value), int(value))
+    elif isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {tuple(value)} ({len(value)} values)")
+        if not all(_is_int(v) for v in value):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {tuple(value)!r}")
+        result = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {type(value).__name__} {value!r}")
+    if min_value is not None and min(result) < min_value:
+        raise ValueError(f"{name} must be >= {min_value} in each dim, got {result}")
+    return result
+
+
+def _is_int(v):
+    # bool is an Integral in Python, but stride=True is a mistake, not 1.
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def conv_output_size(i, k, s=1, p=0, d=1):
+    """Output size of a convolution along one dim (see the module docstring):
+    ``floor((i + 2p - d (k - 1) - 1) / s) + 1``.
+
+    Pure arithmetic: a result below 1 means the (dilated) kernel does not
+    fit in the padded input; conv2d turns that into a ValueError.
+    """
+    return (i + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def conv_transpose_output_size(i, k, s=1, p=0, d=1, output_padding=0):
+    """Output size of a transposed convolution along one dim:
+    ``(i - 1) s - 2p + d (k - 1) + output_padding + 1``, the input size of
+    the conv2d that maps it back to ``i`` (see the module docstring)."""
+    return (i - 1) * s - 2 * p + d * (k - 1) + output_padding + 1
