@@ -19,8 +19,9 @@ setup(
             "torchvision==0.29.1",
             "scikit-learn",
             "matplotlib",
+            "cuda-bindings",  # NVRTC, to compile the CUDA kernels in the tests (no GPU needed)
         ],
-        "cuda": ["cupy"],
+        "cuda": ["cupy-cuda13x"],
     },
     entry_points={"console_scripts": ["minicnn=minicnn.__main__:main"]},
 )

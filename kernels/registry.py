@@ -21,6 +21,7 @@ their module (and Numba itself) is imported the first time the primitive
 runs, which keeps ``import minicnn`` fast.
 """
 import importlib
+import importlib.util
 import os
 
 BACKENDS = ("auto", "numpy", "numba")

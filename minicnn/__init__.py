@@ -20,6 +20,8 @@ from .functional import (  # noqa: F401
     chunk, matmul, sigmoid, tanh, relu, softmax, log_softmax, isfinite)
 from . import functional, nn  # noqa: F401
 from . import optim, utils, datasets, transforms, models  # noqa: F401
+from . import cuda  # noqa: F401
 from .serialization import save, load  # noqa: F401
+from kernels.registry import set_backend, get_backend  # noqa: F401
 
 __version__ = "0.1.0"

@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+from .train import add_arguments as add_train_arguments, main as train
+
 
 def demo(args):
     """Fit a softmax classifier to scikit-learn's handwritten digits with
@@ -40,6 +42,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=0.5)
     p.set_defaults(run=demo)
+    p = commands.add_parser("train", help="train a CNN (LeNet-5 on the digits), evaluate it, save a checkpoint")
+    add_train_arguments(p)
+    p.set_defaults(run=train)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()

@@ -39,6 +39,8 @@ has run, its saved buffers and edges are released unless
 import contextlib
 import threading
 
+import numpy
+
 from .backend import get_array_module
 
 _state = threading.local()
@@ -111,6 +113,8 @@ class Function:
     def apply(cls, *inputs, **kwargs):
         """Run the op on Tensors ``inputs``; keyword args go to ``__init__``."""
         from .tensor import Tensor
+        if len(inputs) > 1:
+            _check_one_device(cls, inputs)
         fn = cls(**kwargs) if kwargs else cls()
         fn._saved = ()
         fn._released = False
@@ -144,6 +148,20 @@ class Function:
 
     def __repr__(self):
         return f"<{type(self).__name__}Backward>"
+
+
+def _check_one_device(cls, inputs):
+    """RuntimeError naming both devices when ``inputs`` live on different
+    ones. All-NumPy inputs (the common case) cost one type() per input."""
+    kind = type(inputs[0].data)
+    if kind is numpy.ndarray and all(type(x.data) is kind for x in inputs[1:]):
+        return
+    from .device import device_of
+    devices = list(dict.fromkeys(device_of(x.data) for x in inputs))
+    if len(devices) > 1:
+        raise RuntimeError(
+            f"{cls.__name__}: expected all inputs on one device, got {devices[0]} and {devices[1]}; "
+            f"move them with .to(device) first")
 
 
 def _as_grad_tensor(g, shape, dtype, owner):

@@ -14,6 +14,8 @@ class Device:
         if kind not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
         if idx:
+            if kind != "cuda" or not idx.isdigit():
+                raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
             index = int(idx)
         self.type = kind
         self.index = (index or 0) if kind == "cuda" else None
@@ -46,7 +48,7 @@ def cuda_unavailable_reason():
 
 def device_of(array):
     """The Device an array lives on."""
-    if isinstance(array, numpy.ndarray):
+    if isinstance(array, (numpy.ndarray, numpy.generic)):  # a NumPy scalar may stand for a 0-d array
         return Device("cpu")
     return Device("cuda", array.device.id)
 
@@ -62,8 +64,12 @@ def move_array(array, device):
     if reason is not None:
         raise RuntimeError(f"cannot move a tensor to {device}: {reason}")
     cp = cupy_module()
+    count = cp.cuda.runtime.getDeviceCount()
+    if device.index >= count:
+        raise RuntimeError(f"cannot move a tensor to {device}: only {count} CUDA device(s) visible")
     with cp.cuda.Device(device.index):
-        return cp.asarray(array)
+        # cp.array copies; cp.asarray would hand back an array of another GPU as it is.
+        return cp.array(array)
 
 
 def to_device(tensor, device):

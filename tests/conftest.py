@@ -1,7 +1,16 @@
-"""Shared test set-up: make tests/parity.py and tests/strategies.py
-importable from every test folder, and fix NumPy's print options."""
+"""Shared test set-up: one thread per test process, and tests/parity.py and
+tests/strategies.py importable from every test folder."""
 import os
 import sys
+
+# The suite runs as `pytest -n 2` on 2 cores: two worker processes, each of
+# which would otherwise start a BLAS and a Numba thread pool as wide as the
+# machine. Oversubscribed pools make every small kernel call wait for
+# threads (milliseconds each), so each worker gets one thread. This must
+# happen before NumPy or Numba are imported; pytest loads this file first,
+# and the workers inherit the environment.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import numpy
 import pytest

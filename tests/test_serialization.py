@@ -11,7 +11,6 @@ import pytest
 import safetensors.numpy
 
 import minicnn as mc
-import minicnn.optim
 from minicnn import serialization
 
 
@@ -72,6 +71,8 @@ def test_checkpoint_round_trip(tmp_path, rng):
         "args": {"model": "lenet5", "lr": 1e-3, "resume": None, "flags": (True, False)},
         "mask": numpy.array([[True, False]]),
         "empty": mc.zeros(0, 3),
+        "transposed": numpy.arange(6.0).reshape(2, 3).T,            # not C-contiguous
+        "scalar": numpy.array(2.5),                                 # 0-d stays 0-d
     }
     path = tmp_path / "ckpt.safetensors"
     mc.save(checkpoint, str(path))

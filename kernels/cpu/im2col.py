@@ -1,149 +1,139 @@
-"""im2col and col2im compiled with Numba, in the layout the GEMMs want.
+"""im2col and col2im compiled with Numba, for a tile of the batch at a time.
 
 Notation as in ``minicnn/functional/im2col.py``: N batch, C channels,
 H, W input size, KH, KW kernel, OH, OW output size, strides sh, sw,
 dilations dh, dw, padding ((top, bottom), (left, right)).
 
-Layout
-------
+Layout and tiles
+----------------
 The NumPy reference returns ``cols`` as (N, C, KH, KW, OH, OW). These
-kernels store the same numbers as (C, KH, KW, N, OH, OW): read as a
-matrix, that is (C*KH*KW, N*OH*OW), the column matrix of the *whole batch*
-with the images side by side. Then a convolution is one GEMM,
-W (O, K) @ cols (K, N*L), instead of N small ones, and the weight gradient
-gy (O, N*L) @ cols^T is one GEMM whose inner dimension runs over every
-pixel of every image, which BLAS runs near its peak even when one image
-has few pixels (7x7 in the last ResNet stage). The wrappers return the
-standard (N, C, KH, KW, OH, OW) shape as a transposed *view* of that
-buffer, so they agree with the reference entry by entry.
+kernels fill a *tile* of it, the images n0 ... n0+NB-1 and the output rows
+r0 ... r0+R-1, stored as (C, KH, KW, NB, R, OW). Read as a matrix that is
+(C*KH*KW, NB*R*OW): the column matrix of the tile, so that the GEMM
+W (O, K) @ cols (K, T) needs no transposing copy, and a tile of a few MB
+is still in cache when the GEMM reads it (``kernels/cpu/conv.py`` picks
+the tiles). With NB = N and R = OH the tile is the whole batch, which is
+what ``im2col`` / ``col2im`` below (the registered primitives) use.
 
-Parallelism
------------
-``prange`` runs over the (c, n) image planes. Each plane of ``cols`` is
-written by one thread, and in col2im each plane of the image is summed by
-one thread, so no two threads ever write the same element: col2im
-accumulates without atomics or locks.
+Threads
+-------
+These kernels are compiled *serial*, on purpose: conv2d calls them between
+GEMMs, tile after tile, and BLAS already runs each GEMM on every core. A
+``parallel=True`` kernel there would bring up a second thread pool that
+fights OpenBLAS's (both spin-wait for a moment after each call): measured
+on 2 cores, im2col + GEMM per tile took 5x longer than the two apart.
 
-Padding is never materialized: rows and columns of a tap that fall
-outside the image are written as zeros (im2col) or skipped (col2im).
+col2im is a *gather*: for each input row h of each (n, c) plane it sums
+every column entry that was copied from that row, so the loop writes each
+element of x from one place only and could be split across threads as is.
+
+Padding is never materialized: taps that fall outside the image are
+written as zeros (im2col) or skipped (col2im).
+
+Inner loops run ``for j in range(n)`` over slices: with a loop index that
+cannot be negative Numba drops its wraparound check and LLVM vectorizes
+the loop (``range(lo, hi)`` on the full row does not vectorize).
 """
 import numba
 import numpy
-from numba import prange
 
-_JIT = dict(parallel=True, cache=True)
+_JIT = dict(cache=True)
 
 
 @numba.njit(inline="always")
 def _valid_range(size, out_size, start, step):
-    """The output indices o in [lo, hi) with 0 <= start + o * step < size."""
+    """The indices o in [lo, hi) of 0 <= o < out_size with
+    0 <= start + o * step < size."""
     lo = 0
     if start < 0:
         lo = (-start + step - 1) // step
-    hi = out_size
-    last = (size - 1 - start)
-    if last < 0:
-        hi = 0
-    elif last // step + 1 < hi:
-        hi = last // step + 1
-    if hi < lo:
-        hi = lo
-    return lo, hi
+    last = size - 1 - start
+    hi = 0 if last < 0 else min(out_size, last // step + 1)
+    return lo, max(lo, hi)
 
 
 @numba.njit(**_JIT)
-def _im2col(x, cols, sh, sw, top, left, dh, dw):
-    """x (N, C, H, W) -> cols (C, KH, KW, N, OH, OW), every entry written."""
-    N, C, H, W = x.shape
-    KH, KW, OH, OW = cols.shape[1], cols.shape[2], cols.shape[4], cols.shape[5]
-    for task in prange(C * N):
-        c = task // N
-        n = task - c * N
-        for kh in range(KH):
-            h0 = kh * dh - top          # input row seen at oh = 0
-            oh_lo, oh_hi = _valid_range(H, OH, h0, sh)
-            for kw in range(KW):
-                w0 = kw * dw - left
-                ow_lo, ow_hi = _valid_range(W, OW, w0, sw)
-                out = cols[c, kh, kw, n]
-                for oh in range(OH):
-                    row = out[oh]
-                    if oh < oh_lo or oh >= oh_hi:
-                        row[:] = 0
-                        continue
-                    src = x[n, c, h0 + oh * sh]
-                    for ow in range(ow_lo):
-                        row[ow] = 0
-                    if sw == 1:
-                        for ow in range(ow_lo, ow_hi):
-                            row[ow] = src[w0 + ow]
-                    else:
-                        for ow in range(ow_lo, ow_hi):
-                            row[ow] = src[w0 + ow * sw]
-                    for ow in range(ow_hi, OW):
-                        row[ow] = 0
+def im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw):
+    """Fill cols (C, KH, KW, NB, R, OW) with the patches of x (N, C, H, W)
+    under output rows r0 ... r0+R-1 of images n0 ... n0+NB-1."""
+    H, W = x.shape[2], x.shape[3]
+    C, KH, KW, NB, R, OW = cols.shape
+    for task in range(C * KH * NB):
+        c = task // (KH * NB)
+        kh = task // NB - c * KH
+        i = task - (task // NB) * NB
+        h0 = kh * dh - top + r0 * sh          # input row of tile row 0
+        oh_lo, oh_hi = _valid_range(H, R, h0, sh)
+        for kw in range(KW):
+            w0 = kw * dw - left               # input column of ow = 0
+            ow_lo, ow_hi = _valid_range(W, OW, w0, sw)
+            out = cols[c, kh, kw, i]
+            for oh in range(R):
+                row = out[oh]
+                if oh < oh_lo or oh >= oh_hi:
+                    row[:] = 0
+                    continue
+                src = x[n0 + i, c, h0 + oh * sh]
+                row[:ow_lo] = 0
+                if sw == 1:
+                    row[ow_lo:ow_hi] = src[w0 + ow_lo:w0 + ow_hi]
+                else:
+                    dst = row[ow_lo:ow_hi]
+                    for j in range(ow_hi - ow_lo):
+                        dst[j] = src[w0 + (ow_lo + j) * sw]
+                row[ow_hi:] = 0
 
 
 @numba.njit(**_JIT)
-def _col2im(cols, x, sh, sw, top, left, dh, dw):
-    """cols (C, KH, KW, N, OH, OW) summed into x (N, C, H, W), zeroed first."""
-    N, C, H, W = x.shape
-    KH, KW, OH, OW = cols.shape[1], cols.shape[2], cols.shape[4], cols.shape[5]
-    for task in prange(C * N):
-        c = task // N
-        n = task - c * N
-        image = x[n, c]
-        image[:, :] = 0
+def col2im_tile(cols, x, n0, r0, sh, sw, top, left, dh, dw):
+    """Add cols (C, KH, KW, NB, R, OW), a tile as ``im2col_tile`` lays it
+    out, into the pixels of x (N, C, H, W) it was copied from."""
+    H, W = x.shape[2], x.shape[3]
+    C, KH, KW, NB, R, OW = cols.shape
+    # The input rows this tile touches: from the top tap of its first row
+    # to the bottom tap of its last one.
+    h_first = max(0, r0 * sh - top)
+    h_last = min(H - 1, (r0 + R - 1) * sh - top + (KH - 1) * dh)
+    rows = h_last - h_first + 1
+    if rows <= 0:
+        return
+    for task in range(C * NB * rows):
+        c = task // (NB * rows)
+        i = task // rows - c * NB
+        h = h_first + task - (task // rows) * rows
+        dst = x[n0 + i, c, h]
         for kh in range(KH):
-            h0 = kh * dh - top
-            oh_lo, oh_hi = _valid_range(H, OH, h0, sh)
+            # The tile row whose tap kh lands on input row h, if any.
+            t = h + top - kh * dh - r0 * sh
+            if t < 0 or t % sh != 0 or t // sh >= R:
+                continue
+            oh = t // sh
             for kw in range(KW):
                 w0 = kw * dw - left
                 ow_lo, ow_hi = _valid_range(W, OW, w0, sw)
-                plane = cols[c, kh, kw, n]
-                for oh in range(oh_lo, oh_hi):
-                    dst = image[h0 + oh * sh]
-                    src = plane[oh]
-                    if sw == 1:
-                        for ow in range(ow_lo, ow_hi):
-                            dst[w0 + ow] += src[ow]
-                    else:
-                        for ow in range(ow_lo, ow_hi):
-                            dst[w0 + ow * sw] += src[ow]
-
-
-def im2col_cnhw(x, kernel_size, stride, padding, dilation, out_size):
-    """The columns of x (N, C, H, W) as a C-contiguous (C, KH, KW, N, OH, OW)
-    array, i.e. the (C*KH*KW, N*OH*OW) column matrix of the whole batch."""
-    x = numpy.ascontiguousarray(x)
-    N, C = x.shape[:2]
-    (KH, KW), (OH, OW) = kernel_size, out_size
-    cols = numpy.empty((C, KH, KW, N, OH, OW), dtype=x.dtype)
-    (sh, sw), (dh, dw), ((top, _), (left, _)) = stride, dilation, padding
-    _im2col(x, cols, sh, sw, top, left, dh, dw)
-    return cols
-
-
-def col2im_cnhw(cols, in_size, stride, padding, dilation):
-    """The adjoint of ``im2col_cnhw``: (C, KH, KW, N, OH, OW) -> (N, C, H, W)."""
-    cols = numpy.ascontiguousarray(cols)
-    C, N = cols.shape[0], cols.shape[3]
-    x = numpy.empty((N, C) + tuple(in_size), dtype=cols.dtype)
-    (sh, sw), (dh, dw), ((top, _), (left, _)) = stride, dilation, padding
-    _col2im(cols, x, sh, sw, top, left, dh, dw)
-    return x
+                src = cols[c, kh, kw, i, oh, ow_lo:ow_hi]
+                if sw == 1:
+                    out = dst[w0 + ow_lo:w0 + ow_hi]
+                    for j in range(ow_hi - ow_lo):
+                        out[j] += src[j]
+                else:
+                    for j in range(ow_hi - ow_lo):
+                        dst[w0 + (ow_lo + j) * sw] += src[j]
 
 
 def im2col(x, kernel_size, stride, padding, dilation, out_size=None):
     """Same contract and result as the NumPy reference ``im2col``:
-    (N, C, KH, KW, OH, OW), here a transposed view of the
-    (C, KH, KW, N, OH, OW) buffer that ``im2col_cnhw`` fills."""
+    (N, C, KH, KW, OH, OW), here a transposed view of one
+    (C, KH, KW, N, OH, OW) buffer, the column matrix of the whole batch."""
+    x = numpy.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    (KH, KW), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    (top, bottom), (left, right) = padding
     if out_size is None:
-        (KH, KW), (sh, sw), (dh, dw) = kernel_size, stride, dilation
-        (top, bottom), (left, right) = padding
-        out_size = ((x.shape[2] + top + bottom - dh * (KH - 1) - 1) // sh + 1,
-                    (x.shape[3] + left + right - dw * (KW - 1) - 1) // sw + 1)
-    cols = im2col_cnhw(x, kernel_size, stride, padding, dilation, out_size)
+        out_size = ((H + top + bottom - dh * (KH - 1) - 1) // sh + 1,
+                    (W + left + right - dw * (KW - 1) - 1) // sw + 1)
+    cols = numpy.empty((C, KH, KW, N) + tuple(out_size), dtype=x.dtype)
+    im2col_tile(x, cols, 0, 0, sh, sw, top, left, dh, dw)
     return cols.transpose(3, 0, 1, 2, 4, 5)
 
 
@@ -151,4 +141,9 @@ def col2im(cols, in_size, stride, padding, dilation):
     """Same contract and result as the NumPy reference ``col2im``: cols
     (N, C, KH, KW, OH, OW) -> x (N, C, H, W). A cols that ``im2col`` made
     is already in the kernel's layout and is not copied."""
-    return col2im_cnhw(cols.transpose(1, 2, 3, 0, 4, 5), in_size, stride, padding, dilation)
+    cols = numpy.ascontiguousarray(cols.transpose(1, 2, 3, 0, 4, 5))
+    C, N = cols.shape[0], cols.shape[3]
+    x = numpy.zeros((N, C) + tuple(in_size), dtype=cols.dtype)
+    (sh, sw), (dh, dw), ((top, _), (left, _)) = stride, dilation, padding
+    col2im_tile(cols, x, 0, 0, sh, sw, top, left, dh, dw)
+    return x

@@ -37,6 +37,15 @@ that op, and gw is the op ``Conv2dGradWeight``. Both are Functions with
 their own backward, which makes the gradient itself differentiable
 (double backward) at no extra cost.
 
+Kernels
+-------
+The arithmetic lives in three primitives, ``conv2d_forward``,
+``conv2d_grad_input`` and ``conv2d_grad_weight``, whose NumPy references
+are the functions below, written exactly as above. The ops ask the kernel
+registry for them (``kernels/registry.py``), which on the CPU may pick the
+Numba versions in ``kernels/cpu/conv.py``: the same im2col + GEMM, a tile
+of the columns at a time, and depthwise convolution computed directly.
+
 Memory
 ------
 Forward saves only x and w, the op's own inputs (alive anyway for the
@@ -50,10 +59,12 @@ cheaper than the GEMM) per backward.
 import collections
 import numbers
 
+from kernels import registry
+
 from ..autograd import Function
 from ..backend import get_array_module
 from ..utils.conv_arithmetic import conv_output_size, pair
-from .im2col import im2col
+from .im2col import col2im, im2col
 from .reduction import sum as reduce_sum
 from .shape import squeeze, unsqueeze
 from .utils import check_float
@@ -66,19 +77,64 @@ class ConvGeometry(collections.namedtuple(
     the output size (OH, OW). conv_transpose2d is the adjoint of the conv2d
     its geometry describes, so both ops share it."""
 
-    @property
-    def pointwise(self):
-        """1x1 kernel, stride 1, no padding: cols is x itself."""
-        return (self.kernel_size == (1, 1) and self.stride == (1, 1)
-                and self.padding == ((0, 0), (0, 0)) and self.in_size == self.out_size)
 
-
-def _columns(x, g):
-    """The column matrices of x (N, C, H, W) for geometry g: (N, G, K, L)."""
+def _columns(x, kernel_size, stride, padding, dilation, groups, out_size):
+    """The column matrices of x (N, C, H, W): (N, G, K, L)."""
     N, C = x.shape[:2]
-    (KH, KW), (OH, OW) = g.kernel_size, g.out_size
-    cols = x if g.pointwise else im2col(x, g.kernel_size, g.stride, g.padding, g.dilation, g.out_size)
-    return cols.reshape(N, g.groups, C // g.groups * KH * KW, OH * OW)
+    (KH, KW), (OH, OW) = kernel_size, out_size
+    pointwise = (kernel_size == (1, 1) and stride == (1, 1) and padding == ((0, 0), (0, 0))
+                 and tuple(x.shape[2:]) == tuple(out_size))
+    cols = x if pointwise else im2col(x, kernel_size, stride, padding, dilation, out_size)
+    return cols.reshape(N, groups, C // groups * KH * KW, OH * OW)
+
+
+# -- the three primitives, NumPy references ------------------------------
+# conv2d, its weight gradient and conv_transpose2d (its input gradient) run
+# these through the kernel registry, which may pick a faster version of the
+# same computation (kernels/cpu/conv.py: tiled im2col, direct depthwise).
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
+    """y (N, O, OH, OW) = conv2d(x, w) + b (b may be None): im2col, then
+    y[n, g] = w[g] @ cols[n, g] for all images and groups in one matmul."""
+    xp = get_array_module(x)
+    N, O, G = x.shape[0], w.shape[0], groups
+    cols = _columns(x, tuple(w.shape[2:]), stride, padding, dilation, G, out_size)   # (N, G, K, L)
+    y = xp.matmul(w.reshape(G, O // G, -1), cols)                                    # (N, G, Og, L)
+    y = y.reshape((N, O) + tuple(out_size))
+    if b is not None:
+        y += b.reshape(1, O, 1, 1)
+    return y
+
+
+def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
+    """gx (N, C, H, W) for gy (N, O, OH, OW), the adjoint of conv2d_forward
+    in x: gcols[n, g] = w[g]^T @ gy[n, g], then col2im."""
+    xp = get_array_module(gy)
+    N, O, G = gy.shape[0], gy.shape[1], groups
+    C, kernel_size, out_size = w.shape[1] * G, tuple(w.shape[2:]), tuple(gy.shape[2:])
+    wT = w.reshape(G, O // G, -1).transpose(0, 2, 1)                                 # (G, K, Og)
+    cols = xp.matmul(wT, gy.reshape(N, G, O // G, -1))                               # (N, G, K, L)
+    if (kernel_size == (1, 1) and stride == (1, 1) and padding == ((0, 0), (0, 0))
+            and out_size == tuple(in_size)):
+        return cols.reshape((N, C) + out_size)
+    cols = cols.reshape((N, C) + kernel_size + out_size)                            # (N, C, KH, KW, OH, OW)
+    return col2im(cols, in_size, stride, padding, dilation)
+
+
+def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
+    """gw (O, Cg, KH, KW) = sum_n gy[n, g] @ cols(x)[n, g]^T, the adjoint of
+    conv2d_forward in w."""
+    xp = get_array_module(x)
+    N, C, O, G = x.shape[0], x.shape[1], gy.shape[1], groups
+    cols = _columns(x, kernel_size, stride, padding, dilation, G, tuple(gy.shape[2:]))  # (N, G, K, L)
+    gy = gy.reshape(N, G, O // G, cols.shape[-1])                                       # (N, G, Og, L)
+    gw = xp.matmul(gy, cols.transpose(0, 1, 3, 2)).sum(axis=0)                          # (G, Og, K)
+    return gw.reshape((O, C // G) + tuple(kernel_size))
+
+
+for _name, _reference in (("conv2d_forward", conv2d_forward), ("conv2d_grad_input", conv2d_grad_input),
+                          ("conv2d_grad_weight", conv2d_grad_weight)):
+    registry.register(_name, "numpy", _reference)
+    registry.register(_name, "numba", f"kernels.cpu.conv:{_name}")
 
 
 class Conv2d(Function):
@@ -88,15 +144,10 @@ class Conv2d(Function):
         self.geometry = geometry
 
     def forward(self, x, w, b=None):
-        xp = get_array_module(x)
         self.save_for_backward(x, w)
-        N, O, G = x.shape[0], w.shape[0], self.geometry.groups
-        cols = _columns(x, self.geometry)                     # (N, G, K, L)
-        y = xp.matmul(w.reshape(G, O // G, -1), cols)        # (N, G, Og, L)
-        y = y.reshape((N, O) + self.geometry.out_size)
-        if b is not None:
-            y += b.reshape(1, O, 1, 1)
-        return y
+        g = self.geometry
+        forward = registry.lookup("conv2d_forward", get_array_module(x))
+        return forward(x, w, b, g.stride, g.padding, g.dilation, g.groups, g.out_size)
 
     def backward(self, gy):
         from .conv_transpose import ConvTranspose2d  # the two ops are each other's backward
@@ -124,13 +175,10 @@ class Conv2dGradWeight(Function):
         self.geometry = geometry
 
     def forward(self, x, gy):
-        xp = get_array_module(x)
         self.save_for_backward(x, gy)
-        N, C, O, G = x.shape[0], x.shape[1], gy.shape[1], self.geometry.groups
-        cols = _columns(x, self.geometry)                                # (N, G, K, L)
-        gy = gy.reshape(N, G, O // G, cols.shape[-1])                   # (N, G, Og, L)
-        gw = xp.matmul(gy, cols.transpose(0, 1, 3, 2)).sum(axis=0)      # (G, Og, K)
-        return gw.reshape((O, C // G) + self.geometry.kernel_size)
+        g = self.geometry
+        grad_weight = registry.lookup("conv2d_grad_weight", get_array_module(x))
+        return grad_weight(x, gy, g.kernel_size, g.stride, g.padding, g.dilation, g.groups)
 
     def backward(self, ggw):
         from .conv_transpose import ConvTranspose2d

@@ -51,11 +51,12 @@ and are freed as soon as col2im has summed them; backward recomputes
 im2col(gy) for gx and again for gw (each op builds its own), which is
 the price of not holding them between forward and backward.
 """
+from kernels import registry
+
 from ..autograd import Function
 from ..backend import get_array_module
 from ..utils.conv_arithmetic import conv_transpose_output_size, pair
 from .conv import Conv2d, Conv2dGradWeight, ConvGeometry, check_bias, check_groups, check_operands
-from .im2col import col2im
 from .reduction import sum as reduce_sum
 from .shape import squeeze, unsqueeze
 
@@ -68,21 +69,13 @@ class ConvTranspose2d(Function):
         self.geometry = geometry
 
     def forward(self, x, w, b=None):
-        xp = get_array_module(x)
         self.save_for_backward(x, w)
         g = self.geometry
-        N, C, G = x.shape[0], x.shape[1], g.groups
-        O = w.shape[1] * G
-        wT = w.reshape(G, C // G, -1).transpose(0, 2, 1)                  # (G, K, Cg)
-        L = x.shape[2] * x.shape[3]
-        cols = xp.matmul(wT, x.reshape(N, G, C // G, L))                  # (N, G, K, L)
-        if g.pointwise:
-            y = cols.reshape((N, O) + g.in_size)
-        else:
-            cols = cols.reshape((N, O) + g.kernel_size + g.out_size)      # (N, O, KH, KW, H, W)
-            y = col2im(cols, g.in_size, g.stride, g.padding, g.dilation)
+        # The input gradient of the conv2d that g describes: GEMM, then col2im.
+        grad_input = registry.lookup("conv2d_grad_input", get_array_module(x))
+        y = grad_input(x, w, g.stride, g.padding, g.dilation, g.groups, g.in_size)
         if b is not None:
-            y += b.reshape(1, O, 1, 1)
+            y += b.reshape(1, -1, 1, 1)
         return y
 
     def backward(self, gy):

@@ -25,7 +25,13 @@ makes col2im the backward of im2col and the forward of conv_transpose2d.
 Both loop over the KH * KW kernel taps and move one strided slice of the
 whole batch per tap, so the Python loop is short and each step is one
 array operation (NumPy or CuPy alike).
+
+These are the readable references of the registry's ``im2col`` and
+``col2im`` primitives; ``kernels/cpu/im2col.py`` computes the same arrays
+with Numba, a tile of the batch at a time.
 """
+from kernels import registry
+
 from ..backend import get_array_module
 from ..utils.conv_arithmetic import conv_output_size
 
@@ -80,3 +86,9 @@ def col2im(cols, in_size, stride, padding, dilation):
             # up across loop steps.
             x[:, :, h0:h0 + sh * (OH - 1) + 1:sh, w0:w0 + sw * (OW - 1) + 1:sw] += cols[:, :, kh, kw]
     return x[:, :, top:top + H, left:left + W]
+
+
+registry.register("im2col", "numpy", im2col)
+registry.register("im2col", "numba", "kernels.cpu.im2col:im2col")
+registry.register("col2im", "numpy", col2im)
+registry.register("col2im", "numba", "kernels.cpu.im2col:col2im")

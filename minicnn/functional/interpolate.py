@@ -1,5 +1,6 @@
 """Resizing: interpolate with mode 'nearest' (3-D, 4-D or 5-D input),
-'linear' (3-D) or 'bilinear' (4-D), as upsampling heads use it.
+'linear' (3-D), 'bilinear' (4-D) or 'trilinear' (5-D), as upsampling
+heads use it.
 
 Notation
 --------
@@ -27,16 +28,18 @@ fall on a rounding edge agree.
   centres line up); it mixes ``i0 = floor(src)`` and ``i1 = i0 + 1``
   (both at most I - 1) with weights ``1 - λ`` and ``λ = src - i0``.
 
-O == I copies the axis in both modes, as torch does.
+O == I copies the axis in every mode, and 'nearest' with O == 2I reads
+o // 2, both without float arithmetic, as torch does.
 
 How it is computed
 ------------------
-'nearest' is an index gather along each axis (``x[:, :, rows][..., cols]``):
-its backward, from getitem, adds each output's gradient to the input it
-copied. Linear resizing along an axis is a linear map: an (O, I) matrix A
-with 1 - λ and λ in each row. So bilinear is ``y = A_h x A_w^T``, two
-matmuls, and backward is ``gx = A_h^T gy A_w``. The matrices are small
-(O x I, versus N*C*O*I for the data); backward keeps only them, not x.
+Resizing acts on each axis separately, and along one axis it is a linear
+map: an (O, I) matrix A whose row o holds 1 - λ and λ (linear) or a single
+1 (nearest). So bilinear is ``y = A_h x A_w^T``, two matmuls, and backward
+is ``gx = A_h^T gy A_w``, the same two matmuls transposed. Forward for
+'nearest' is the equivalent index gather (``take`` along each axis). The
+matrices are small (O x I, against N*C*O*I for the data); backward keeps
+only them, not x.
 """
 import math
 import numbers
@@ -49,22 +52,34 @@ from .utils import check_float
 
 
 class Resample(Function):
-    """y = A_h x A_w^T (A_h None for 1-D signals: y = x A_w^T)."""
+    """Resize the trailing axes, one at a time: along each, y = A x with its
+    (O, I) matrix A, and gx = A^T gy. For 'nearest' each row of A holds a
+    single 1 and forward is the equivalent gather ``x[..., index, ...]``:
+    faster, and an inf input stays inf instead of 0 * inf = nan spreading
+    to its neighbours."""
 
-    def __init__(self, a_h, a_w):
-        self.a_h, self.a_w = a_h, a_w
+    def __init__(self, mats, indices=None):
+        self.mats, self.indices = mats, indices  # one per resized axis, last axes
 
     def forward(self, x):
         xp = get_array_module(x)
-        y = xp.matmul(x, self.a_w.T)
-        return y if self.a_h is None else xp.matmul(self.a_h, y)
+        axes = range(x.ndim - len(self.mats), x.ndim)
+        for axis, a, index in zip(axes, self.mats, self.indices or [None] * len(self.mats)):
+            if index is not None:
+                x = xp.take(x, index, axis=axis)
+            else:  # move the axis last, multiply by A^T, move it back
+                x = xp.swapaxes(xp.matmul(xp.swapaxes(x, axis, -1), a.T), axis, -1)
+        return x
 
     def backward(self, gy):
         from ..tensor import Tensor
         from .linalg import matmul
+        from .shape import transpose
         # Written with Tensor ops, so it is itself differentiable.
-        gx = matmul(gy, Tensor._wrap(self.a_w))
-        return gx if self.a_h is None else matmul(Tensor._wrap(self.a_h.T), gx)
+        g = gy
+        for axis, a in zip(range(gy.ndim - len(self.mats), gy.ndim), self.mats):
+            g = transpose(matmul(transpose(g, axis, -1), Tensor._wrap(a)), axis, -1)
+        return g
 
 
 def _nearest_index(i, o, scale_factor):
@@ -101,7 +116,7 @@ def _linear_matrix(i, o, scale_factor, align_corners, dtype):
     return a
 
 
-_MODES = {"nearest": (3, 4, 5), "linear": (3,), "bilinear": (4,)}
+_MODES = {"nearest": (3, 4, 5), "linear": (3,), "bilinear": (4,), "trilinear": (5,)}
 
 
 def _output_sizes(op, input, size, scale_factor, recompute_scale_factor):
@@ -143,25 +158,21 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         raise ValueError(f"{op}: mode {mode!r} expects input with {' or '.join(map(str, _MODES[mode]))} dims, "
                          f"got shape {input.shape}")
     if mode == "nearest" and align_corners is not None:
-        raise ValueError(f"{op}: align_corners can only be set with mode 'linear' or 'bilinear'")
+        raise ValueError(f"{op}: align_corners can only be set with mode 'linear', 'bilinear' or 'trilinear'")
     if 0 in input.shape[1:]:
         raise ValueError(f"{op}: input of shape {input.shape} has an empty channel or spatial dim")
     sizes, scales = _output_sizes(op, input, size, scale_factor, recompute_scale_factor)
     spatial = input.shape[2:]
     xp = get_array_module(input.data)
-
+    axes = list(zip(spatial, sizes, scales))  # (I, O, scale_factor or None) per resized axis
     if mode == "nearest":
-        y = input
-        for axis, (i, o, s) in enumerate(zip(spatial, sizes, scales)):
-            if o != i:
-                index = xp.asarray(_nearest_index(i, o, s))
-                y = y[(slice(None),) * (2 + axis) + (index,)]
-        return y
-
+        indices = [xp.asarray(_nearest_index(i, o, sc)) for i, o, sc in axes]
+        mats = [(index[:, None] == xp.arange(i)).astype(input.dtype) for index, (i, _, _) in zip(indices, axes)]
+        return Resample.apply(input, mats=mats, indices=indices)
     dtype = input.dtype if input.dtype == numpy.float64 else numpy.float32
-    mats = [xp.asarray(_linear_matrix(i, o, s, bool(align_corners), dtype).astype(input.dtype))
-            for i, o, s in zip(spatial, sizes, scales)]
-    return Resample.apply(input, a_h=mats[0] if len(mats) == 2 else None, a_w=mats[-1])
+    mats = [xp.asarray(_linear_matrix(i, o, sc, bool(align_corners), dtype).astype(input.dtype))
+            for i, o, sc in axes]
+    return Resample.apply(input, mats=mats)
 
 
 __all__ = ["interpolate"]

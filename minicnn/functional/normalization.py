@@ -35,8 +35,17 @@ saved x̂ would be) and per channel μ and 1/σ (2C numbers); backward
 recomputes x̂ from them, one extra elementwise pass instead of a second
 activation-sized array. Its backward returns arrays: batch_norm has no
 double backward, and backward with ``create_graph=True`` raises.
+
+Kernels: batch norm's forward and backward go through the kernel registry
+(``kernels/registry.py``). The ``"numpy"`` versions below are the readable
+reference; ``kernels/cpu/batchnorm.py`` has Numba versions that take one
+channel per thread and fuse each direction into one kernel (the
+statistics in one pass, then the normalization while the channel is
+still in the cache).
 """
 import numbers
+
+from kernels import registry
 
 from .. import autograd
 from ..autograd import Function
@@ -45,26 +54,80 @@ from .utils import check_float
 from .shape import pad, reshape
 
 
+def _per_channel(v, x):
+    """A (C,) vector shaped to broadcast over x (N, C, *)."""
+    return v.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+@registry.register("batch_norm_forward", "numpy")
+def _batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
+    """y = w (x - μ) / sqrt(var + eps) + b per channel of x (N, C, *);
+    weight and bias may be None. Without ``mean`` and ``var`` (training)
+    the batch's own statistics are used. Returns (y, mean, var), var biased."""
+    xp = get_array_module(x)
+    if mean is None:
+        axes = (0,) + tuple(range(2, x.ndim))  # all dims but the channels
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
+    y = (x - _per_channel(mean, x)) * _per_channel(1 / xp.sqrt(var + eps), x)
+    if weight is not None:
+        y = y * _per_channel(weight, x)
+    if bias is not None:
+        y = y + _per_channel(bias, x)
+    return y, mean, var
+
+
+@registry.register("batch_norm_backward", "numpy")
+def _batch_norm_backward(gy, x, mean, inv_std, weight, training):
+    """(gx, gw, gb) for the upstream gradient gy (N, C, *), given the saved
+    input x, the μ and 1/σ its forward used and the weight (or None)."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    xhat = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
+    gb = gy.sum(axis=axes)
+    gw = (gy * xhat).sum(axis=axes)
+    scale = _per_channel(inv_std if weight is None else inv_std * weight, x)
+    if training:
+        n = x.size // x.shape[1]
+        gx = scale * (gy - _per_channel(gb / n, x) - xhat * _per_channel(gw / n, x))
+    else:
+        gx = scale * gy
+    return gx, gw, gb
+
+
+registry.register("batch_norm_forward", "numba", "kernels.cpu.batchnorm:batch_norm_forward")
+registry.register("batch_norm_backward", "numba", "kernels.cpu.batchnorm:batch_norm_backward")
+
+
 class BatchNorm(Function):
     """y = w (x - μ) / σ + b per channel; inputs x and, if given, w and b.
-    μ and var (per channel) come from ``batch_norm``: the batch's own in
-    training (backward then differentiates through them), the running
-    statistics in eval."""
 
-    def __init__(self, training, mean, var, eps, has_weight, has_bias):
-        self.training, self.mean, self.eps = training, mean, eps
-        self.inv_std = 1 / get_array_module(var).sqrt(var + eps)
+    Training: μ and var are the batch's own (backward then differentiates
+    through them), and the running statistics, if given, are updated in
+    place with ``momentum``. Eval: μ and var are ``mean`` and ``var``, the
+    running statistics (copies, so that a later training step does not
+    change what backward uses).
+    """
+
+    def __init__(self, training, eps, has_weight, has_bias, mean=None, var=None,
+                 running_mean=None, running_var=None, momentum=None):
+        self.training, self.eps, self.mean, self.var = training, eps, mean, var
+        self.running_mean, self.running_var, self.momentum = running_mean, running_var, momentum
         self.has_weight, self.has_bias = has_weight, has_bias
 
     def forward(self, x, *params):
-        self.axes = (0,) + tuple(range(2, x.ndim))  # all dims but the channels
-        self.bshape = (1, -1) + (1,) * (x.ndim - 2)  # a per-channel vector broadcast over x
-        y = (x - self.mean.reshape(self.bshape)) * self.inv_std.reshape(self.bshape)
         w = params[0] if self.has_weight else None
-        if w is not None:
-            y = y * w.reshape(self.bshape)
-        if self.has_bias:
-            y = y + params[-1].reshape(self.bshape)
+        b = params[-1] if self.has_bias else None
+        forward = registry.lookup("batch_norm_forward", get_array_module(x))
+        if self.training:
+            y, mean, var = forward(x, w, b, self.eps)
+            if self.running_mean is not None:
+                # In place and outside the graph; the unbiased variance estimates the population's.
+                n, m = x.size // x.shape[1], self.momentum
+                rm, rv = self.running_mean, self.running_var
+                rm[...] = (1 - m) * rm + m * mean
+                rv[...] = (1 - m) * rv + m * var * (n / (n - 1))
+        else:
+            y, mean, var = forward(x, w, b, self.eps, self.mean, self.var)
+        self.mean, self.inv_std = mean, 1 / get_array_module(var).sqrt(var + self.eps)
         self.save_for_backward(x, w)
         return y
 
@@ -72,17 +135,9 @@ class BatchNorm(Function):
         if autograd.is_grad_enabled():
             raise RuntimeError("batch_norm: double backward is not supported (backward with create_graph=True)")
         x, w = self.saved_tensors
-        x, gy = x.data, gy.data
-        axes, bshape = self.axes, self.bshape
-        xhat = (x - self.mean.reshape(bshape)) * self.inv_std.reshape(bshape)
-        gb = gy.sum(axis=axes)
-        gw = (gy * xhat).sum(axis=axes)
-        scale = self.inv_std if w is None else self.inv_std * w.data
-        if self.training:
-            n = x.size // x.shape[1]
-            gx = scale.reshape(bshape) * (gy - (gb / n).reshape(bshape) - xhat * (gw / n).reshape(bshape))
-        else:
-            gx = scale.reshape(bshape) * gy
+        backward = registry.lookup("batch_norm_backward", get_array_module(gy.data))
+        gx, gw, gb = backward(gy.data, x.data, self.mean, self.inv_std, None if w is None else w.data,
+                              self.training)
         grads = (gx,)
         if self.has_weight:
             grads += (gw if self.needs_input_grad[1] else None,)
@@ -125,10 +180,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if running_mean is None:
             raise ValueError(f"{op}: running_mean and running_var are needed in eval mode (training=False)")
         # Copies (astype copies): a later training step must not change what backward uses.
-        return BatchNorm.apply(*_present(input, weight, bias), training=False,
+        return BatchNorm.apply(*_present(input, weight, bias), training=False, eps=eps,
+                               has_weight=weight is not None, has_bias=bias is not None,
                                mean=running_mean.data.astype(input.dtype),
-                               var=running_var.data.astype(input.dtype), eps=eps,
-                               has_weight=weight is not None, has_bias=bias is not None)
+                               var=running_var.data.astype(input.dtype))
 
     n = input.data.size // max(c, 1)
     if n <= 1:
@@ -142,15 +197,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             momentum = 1.0 / int(num_batches_tracked)
         elif not isinstance(momentum, numbers.Real):
             raise TypeError(f"{op}: momentum must be a number or None, got {momentum!r}")
-    axes = (0,) + tuple(range(2, input.ndim))
-    mean, var = input.data.mean(axis=axes), input.data.var(axis=axes)  # biased variance
-    if running_mean is not None:
-        # In place and outside the graph; the unbiased variance estimates the population's.
-        rm, rv = running_mean.data, running_var.data
-        rm[...] = (1 - momentum) * rm + momentum * mean
-        rv[...] = (1 - momentum) * rv + momentum * var * (n / (n - 1))
-    return BatchNorm.apply(*_present(input, weight, bias), training=True, mean=mean, var=var, eps=eps,
-                           has_weight=weight is not None, has_bias=bias is not None)
+    return BatchNorm.apply(*_present(input, weight, bias), training=True, eps=eps,
+                           has_weight=weight is not None, has_bias=bias is not None,
+                           running_mean=None if running_mean is None else running_mean.data,
+                           running_var=None if running_var is None else running_var.data,
+                           momentum=momentum)
 
 
 def _present(*tensors):

@@ -36,8 +36,7 @@ Memory
   built only when ``return_indices=True``. The cost: backward loops over
   the KH*KW offsets again instead of doing one scatter.
 * avg_pool2d keeps only the (OH, OW) divisors.
-* adaptive_avg_pool2d keeps two small averaging matrices, (OH, H) and
-  (OW, W).
+* adaptive_avg_pool2d keeps nothing but the input size.
 * adaptive_max_pool2d keeps int64 flat indices, N*C*OH*OW * 8 bytes: its
   bins have different sizes, so there is no common kernel offset to store.
 * depth_max_pool2d is a max_pool2d whose window slides along the channels,
@@ -45,8 +44,19 @@ Memory
 
 Every backward here is written with Functions whose own backward is the
 adjoint (scatter <-> gather), so double backward works.
+
+Kernels
+-------
+The array work of each pool goes through the kernel registry
+(``kernels/registry.py``): the functions registered as ``"numpy"`` below
+are the readable reference, and ``kernels/cpu/pooling.py`` has Numba
+versions that walk each window directly, one thread per (n, c) plane,
+with the same contracts and results. The Functions only ask
+``registry.lookup(primitive, xp)`` which one to run.
 """
 import numbers
+
+from kernels import registry
 
 from ..autograd import Function
 from ..backend import get_array_module
@@ -144,19 +154,7 @@ class MaxPool2d(Function):
         self.win, self.return_indices = win, return_indices
 
     def forward(self, x):
-        xp = get_array_module(x)
-        xpad = self.win.pad(x, -xp.inf)  # padding never wins a max
-        y, arg = None, None
-        for k, index in self.win.offsets():
-            v = xpad[index]
-            if y is None:
-                y, arg = v.copy(), xp.zeros(v.shape, dtype=self.win.offset_dtype())
-                continue
-            # Strict > keeps the first maximum of a tie; a NaN always wins
-            # (torch's rule), so NaNs propagate.
-            better = (v > y) | xp.isnan(v)
-            y = xp.where(better, v, y)
-            arg[better] = k
+        y, arg = registry.lookup("max_pool2d_forward", get_array_module(x))(x, self.win)
         self.arg = arg  # one small int per output: all backward needs
         if self.return_indices:
             return y, self.win.flat_index(arg)
@@ -164,6 +162,36 @@ class MaxPool2d(Function):
 
     def backward(self, gy, gindices=None):
         return _MaxScatter.apply(gy, win=self.win, arg=self.arg)
+
+
+@registry.register("max_pool2d_forward", "numpy")
+def _max_pool2d_forward(x, win):
+    """x (N, C, H, W) -> (y, arg): the max of each window (N, C, OH, OW)
+    and the kernel offset k = kh*KW + kw where it lies."""
+    xp = get_array_module(x)
+    xpad = win.pad(x, -xp.inf)  # padding never wins a max
+    y, arg = None, None
+    for k, index in win.offsets():
+        v = xpad[index]
+        if y is None:
+            y, arg = v.copy(), xp.zeros(v.shape, dtype=win.offset_dtype())
+            continue
+        # Strict > keeps the first maximum of a tie; a NaN always wins
+        # (torch's rule), so NaNs propagate.
+        better = (v > y) | xp.isnan(v)
+        y = xp.where(better, v, y)
+        arg[better] = k
+    return y, arg
+
+
+@registry.register("max_pool2d_backward", "numpy")
+def _max_pool2d_backward(gy, win, arg):
+    """gy (N, C, OH, OW) -> gx (N, C, H, W), zero but at the maxima."""
+    return _window_spread(gy, win, arg)
+
+
+registry.register("max_pool2d_forward", "numba", "kernels.cpu.pooling:max_pool2d_forward")
+registry.register("max_pool2d_backward", "numba", "kernels.cpu.pooling:max_pool2d_backward")
 
 
 class _MaxScatter(Function):
@@ -174,7 +202,7 @@ class _MaxScatter(Function):
         self.win, self.arg = win, arg
 
     def forward(self, gy):
-        return _window_spread(gy, self.win, self.arg)
+        return registry.lookup("max_pool2d_backward", get_array_module(gy))(gy, self.win, self.arg)
 
     def backward(self, ggx):
         return _MaxGather.apply(ggx, win=self.win, arg=self.arg)
@@ -202,7 +230,7 @@ class AvgPool2d(Function):
         self.win, self.divisor = win, divisor
 
     def forward(self, x):
-        return _window_sum(self.win.pad(x, 0), self.win) / self.divisor
+        return registry.lookup("avg_pool2d_forward", get_array_module(x))(x, self.win, self.divisor)
 
     def backward(self, gy):
         return _AvgSpread.apply(gy, win=self.win, divisor=self.divisor)
@@ -213,10 +241,26 @@ class _AvgSpread(Function):
         self.win, self.divisor = win, divisor
 
     def forward(self, gy):
-        return _window_spread(gy / self.divisor, self.win)
+        return registry.lookup("avg_pool2d_backward", get_array_module(gy))(gy, self.win, self.divisor)
 
     def backward(self, ggx):
         return AvgPool2d.apply(ggx, win=self.win, divisor=self.divisor)
+
+
+@registry.register("avg_pool2d_forward", "numpy")
+def _avg_pool2d_forward(x, win, divisor):
+    """x (N, C, H, W) -> window sums / divisor, (N, C, OH, OW)."""
+    return _window_sum(win.pad(x, 0), win) / divisor
+
+
+@registry.register("avg_pool2d_backward", "numpy")
+def _avg_pool2d_backward(gy, win, divisor):
+    """gy (N, C, OH, OW) -> gx (N, C, H, W): gy / divisor over each window."""
+    return _window_spread(gy / divisor, win)
+
+
+registry.register("avg_pool2d_forward", "numba", "kernels.cpu.pooling:avg_pool2d_forward")
+registry.register("avg_pool2d_backward", "numba", "kernels.cpu.pooling:avg_pool2d_backward")
 
 
 def _avg_divisor(xp, win, count_include_pad, divisor_override, dtype):
@@ -252,49 +296,105 @@ def _averaging_matrix(xp, i, o, dtype):
     return (inside / (end - start)[:, None]).astype(dtype)
 
 
-class AdaptiveAvgPool2d(Function):
+@registry.register("adaptive_avg_pool2d_forward", "numpy")
+def _adaptive_avg_pool2d_forward(x, out_hw):
     """Averaging over bins is linear and separable: y = A_h x A_w^T with the
-    averaging matrices A_h (OH, H) and A_w (OW, W); so gx = A_h^T gy A_w."""
+    averaging matrices A_h (OH, H) and A_w (OW, W)."""
+    xp = get_array_module(x)
+    (h, w), (oh, ow) = x.shape[2:], out_hw
+    ah, aw = _averaging_matrix(xp, h, oh, x.dtype), _averaging_matrix(xp, w, ow, x.dtype)
+    return xp.matmul(xp.matmul(ah, x), aw.T)
 
-    def __init__(self, ah, aw):
-        self.ah, self.aw = ah, aw
+
+@registry.register("adaptive_avg_pool2d_backward", "numpy")
+def _adaptive_avg_pool2d_backward(gy, in_hw):
+    """The adjoint of the forward: gx = A_h^T gy A_w."""
+    xp = get_array_module(gy)
+    (h, w), (oh, ow) = in_hw, gy.shape[2:]
+    ah, aw = _averaging_matrix(xp, h, oh, gy.dtype), _averaging_matrix(xp, w, ow, gy.dtype)
+    return xp.matmul(xp.matmul(ah.T, gy), aw)
+
+
+registry.register("adaptive_avg_pool2d_forward", "numba", "kernels.cpu.pooling:adaptive_avg_pool2d_forward")
+registry.register("adaptive_avg_pool2d_backward", "numba", "kernels.cpu.pooling:adaptive_avg_pool2d_backward")
+
+
+class AdaptiveAvgPool2d(Function):
+    """The mean of each of the (OH, OW) bins; backward spreads each bin's
+    gradient evenly over it (``_AdaptiveAvgSpread``, the adjoint)."""
+
+    def __init__(self, out_hw):
+        self.out_hw = out_hw
 
     def forward(self, x):
-        xp = get_array_module(x)
-        return xp.matmul(xp.matmul(self.ah, x), self.aw.T)
+        self.in_hw = x.shape[2:]
+        return registry.lookup("adaptive_avg_pool2d_forward", get_array_module(x))(x, self.out_hw)
 
     def backward(self, gy):
-        from ..tensor import Tensor
-        from .linalg import matmul
-        # Written with Tensor ops, so it is itself differentiable.
-        return matmul(matmul(Tensor._wrap(self.ah.T), gy), Tensor._wrap(self.aw))
+        return _AdaptiveAvgSpread.apply(gy, in_hw=self.in_hw)
+
+
+class _AdaptiveAvgSpread(Function):
+    def __init__(self, in_hw):
+        self.in_hw = in_hw
+
+    def forward(self, gy):
+        self.out_hw = gy.shape[2:]
+        return registry.lookup("adaptive_avg_pool2d_backward", get_array_module(gy))(gy, self.in_hw)
+
+    def backward(self, ggx):
+        return AdaptiveAvgPool2d.apply(ggx, out_hw=self.out_hw)
+
+
+@registry.register("adaptive_max_pool2d_forward", "numpy")
+def _adaptive_max_pool2d_forward(x, out_hw):
+    """x (N, C, H, W) -> (y, idx): the max of each bin and its int64 flat
+    index row * W + col. Bins differ in size, so the loop runs over the
+    largest bin's offsets with indices clamped to the bin's last element (a
+    repeat never wins a strict >)."""
+    xp = get_array_module(x)
+    (h, w), (oh, ow) = x.shape[2:], out_hw
+    (h0, h1), (w0, w1) = _bins(xp, h, oh), _bins(xp, w, ow)
+    y, idx = None, None
+    for i in range(int((h1 - h0).max())):
+        rows = xp.minimum(h0 + i, h1 - 1)[:, None]
+        for j in range(int((w1 - w0).max())):
+            cols = xp.minimum(w0 + j, w1 - 1)[None, :]
+            v = x[:, :, rows, cols]
+            flat = xp.broadcast_to(rows * w + cols, v.shape)
+            if y is None:
+                y, idx = v, flat.copy()
+                continue
+            better = (v > y) | xp.isnan(v)
+            y = xp.where(better, v, y)
+            idx = xp.where(better, flat, idx)
+    return y, idx
+
+
+@registry.register("adaptive_max_pool2d_backward", "numpy")
+def _adaptive_max_pool2d_backward(gy, idx, in_shape):
+    """gy (N, C, OH, OW) added into zeros of ``in_shape`` (N, C, H, W) at
+    the flat plane indices ``idx``; overlapping bins may name a position
+    twice, hence bincount."""
+    xp = get_array_module(gy)
+    n, c, h, w = in_shape
+    plane = xp.arange(n * c).reshape(n, c, 1, 1) * (h * w)
+    gx = xp.bincount((plane + idx).ravel(), weights=gy.ravel(), minlength=n * c * h * w)
+    return gx.astype(gy.dtype).reshape(in_shape)
+
+
+registry.register("adaptive_max_pool2d_forward", "numba", "kernels.cpu.pooling:adaptive_max_pool2d_forward")
+registry.register("adaptive_max_pool2d_backward", "numba", "kernels.cpu.pooling:adaptive_max_pool2d_backward")
 
 
 class AdaptiveMaxPool2d(Function):
-    """Max over each bin. Bins differ in size, so the loop runs over the
-    largest bin's offsets with indices clamped to the bin's last element (a
-    repeat never wins a strict >). Keeps the int64 flat index of each max."""
+    """Max over each bin; keeps the int64 flat index of each max."""
 
     def __init__(self, out_hw, return_indices):
         self.out_hw, self.return_indices = out_hw, return_indices
 
     def forward(self, x):
-        xp = get_array_module(x)
-        (h, w), (oh, ow) = x.shape[2:], self.out_hw
-        (h0, h1), (w0, w1) = _bins(xp, h, oh), _bins(xp, w, ow)
-        y, idx = None, None
-        for i in range(int((h1 - h0).max())):
-            rows = xp.minimum(h0 + i, h1 - 1)[:, None]
-            for j in range(int((w1 - w0).max())):
-                cols = xp.minimum(w0 + j, w1 - 1)[None, :]
-                v = x[:, :, rows, cols]
-                flat = xp.broadcast_to(rows * w + cols, v.shape)
-                if y is None:
-                    y, idx = v, flat.copy()
-                    continue
-                better = (v > y) | xp.isnan(v)
-                y = xp.where(better, v, y)
-                idx = xp.where(better, flat, idx)
+        y, idx = registry.lookup("adaptive_max_pool2d_forward", get_array_module(x))(x, self.out_hw)
         self.in_shape, self.idx = x.shape, idx
         return (y, idx) if self.return_indices else y
 
@@ -310,11 +410,7 @@ class _FlatScatter(Function):
         self.idx, self.shape = idx, shape
 
     def forward(self, gy):
-        xp = get_array_module(gy)
-        n, c, h, w = self.shape
-        plane = xp.arange(n * c).reshape(n, c, 1, 1) * (h * w)
-        gx = xp.bincount((plane + self.idx).ravel(), weights=gy.ravel(), minlength=n * c * h * w)
-        return gx.astype(gy.dtype).reshape(self.shape)
+        return registry.lookup("adaptive_max_pool2d_backward", get_array_module(gy))(gy, self.idx, self.shape)
 
     def backward(self, ggx):
         return _FlatGather.apply(ggx, idx=self.idx)
@@ -420,10 +516,8 @@ def adaptive_avg_pool2d(input, output_size):
     """Average over (OH, OW) bins that tile the input: bin j of an axis of
     length I covers [floor(j*I/O), ceil((j+1)*I/O))."""
     x, unbatched = _batched(input, "adaptive_avg_pool2d")
-    (oh, ow), (h, w) = _adaptive_size("adaptive_avg_pool2d", x.shape, output_size), x.shape[2:]
-    xp = get_array_module(x.data)
-    ah, aw = _averaging_matrix(xp, h, oh, x.dtype), _averaging_matrix(xp, w, ow, x.dtype)
-    return _unbatched(AdaptiveAvgPool2d.apply(x, ah=ah, aw=aw), unbatched)
+    oh, ow = _adaptive_size("adaptive_avg_pool2d", x.shape, output_size)
+    return _unbatched(AdaptiveAvgPool2d.apply(x, out_hw=(oh, ow)), unbatched)
 
 
 def adaptive_max_pool2d(input, output_size, return_indices=False):

@@ -2,4 +2,17 @@
 from .lenet import LeNet5, lenet5  # noqa: F401
 from .registry import get_model, list_models, register_model  # noqa: F401
 from .mobilenetv2 import *  # noqa: F401,F403
+from .mobilenetv3 import *  # noqa: F401,F403
+from .shufflenetv2 import *  # noqa: F401,F403
+from .mnasnet import *  # noqa: F401,F403
 from .efficientnet import *  # noqa: F401,F403
+from .googlenet import *  # noqa: F401,F403
+from .inception import *  # noqa: F401,F403
+from .densenet import *  # noqa: F401,F403
+from .book import *  # noqa: F401,F403
+from .alexnet import *  # noqa: F401,F403
+from .vgg import *  # noqa: F401,F403
+from .resnet import *  # noqa: F401,F403
+from .squeezenet import *  # noqa: F401,F403
+from .regnet import *  # noqa: F401,F403
+from .convnext import *  # noqa: F401,F403

@@ -30,6 +30,7 @@ import collections
 from .. import functional as F
 from .. import nn
 from ._layers import _check_weights
+from .googlenet import BasicConv2d, _transform_input
 from .registry import register_model
 
 __all__ = ["Inception3", "InceptionOutputs", "inception_v3"]
@@ -37,19 +38,6 @@ __all__ = ["Inception3", "InceptionOutputs", "inception_v3"]
 InceptionOutputs = collections.namedtuple("InceptionOutputs", ["logits", "aux_logits"])
 InceptionOutputs.__doc__ = """What Inception3 returns in training mode with ``aux_logits=True``:
 the main logits and the auxiliary classifier's, each (N, num_classes)."""
-
-
-class BasicConv2d(nn.Module):
-    """Conv2d (no bias), BatchNorm2d (eps 0.001) and ReLU. Keyword
-    arguments go to the Conv2d."""
-
-    def __init__(self, in_channels, out_channels, **kwargs):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
-        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
 
 
 class InceptionA(nn.Module):
@@ -200,13 +188,12 @@ class InceptionAux(nn.Module):
     """Auxiliary classifier on the 17 x 17 map: (N, in_channels, 17, 17) ->
     (N, num_classes). 5x5 average pool (stride 3) to 5 x 5, a 1x1 conv to
     128 channels, a 5x5 conv to 768 (1 x 1 left), then a linear layer.
-    The ``stddev`` attributes are the init's std for those layers."""
+    ``fc.stddev`` is the std of its initial weights (see Inception3)."""
 
     def __init__(self, in_channels, num_classes):
         super().__init__()
         self.conv0 = BasicConv2d(in_channels, 128, kernel_size=1)
         self.conv1 = BasicConv2d(128, 768, kernel_size=5)
-        self.conv1.stddev = 0.01
         self.fc = nn.Linear(768, num_classes)
         self.fc.stddev = 0.001
 
@@ -216,16 +203,6 @@ class InceptionAux(nn.Module):
         x = F.adaptive_avg_pool2d(x, (1, 1))
         x = F.flatten(x, 1)                            # (N, 768)
         return self.fc(x)
-
-
-def _transform_input(x):
-    """Map an image normalized with ImageNet's mean and std to the [-1, 1]
-    scaling that the original (TensorFlow-trained) weights expect: per
-    channel c, x_c * std_c / 0.5 + (mean_c - 0.5) / 0.5."""
-    mean = (0.485, 0.456, 0.406)
-    std = (0.229, 0.224, 0.225)
-    channels = [F.unsqueeze(x[:, c], 1) * (std[c] / 0.5) + (mean[c] - 0.5) / 0.5 for c in range(3)]
-    return F.cat(channels, 1)
 
 
 class Inception3(nn.Module):
@@ -272,8 +249,9 @@ class Inception3(nn.Module):
         if init_weights is None or init_weights:
             for m in self.modules():
                 if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    # A BasicConv2d's stddev is not seen by its Conv2d: the
-                    # auxiliary conv1 gets the default 0.1, as in torchvision.
+                    # Only AuxLogits.fc has a stddev. (torchvision also tags
+                    # AuxLogits.conv1 with 0.01, but on the BasicConv2d, which
+                    # this loop skips, so its Conv2d gets 0.1 as here.)
                     std = float(getattr(m, "stddev", 0.1))
                     nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-2, b=2)
                 elif isinstance(m, nn.BatchNorm2d):

@@ -30,6 +30,10 @@ default) puts it in the 3x3 conv ("ResNet v1.5", slightly more accurate);
 the paper put it in the first 1x1 conv ("v1"). ``stride_in_1x1=True``
 builds the paper's version; the parameters and state_dict keys are the
 same, only the computation differs.
+
+The builders take torchvision's arguments: ``weights`` must be None
+(minicnn downloads nothing), ``progress`` is accepted and ignored, and
+every other keyword goes to ``ResNet``.
 """
 from .. import functional as F
 from .. import nn
@@ -37,7 +41,7 @@ from ._layers import _check_weights
 from .registry import register_model
 
 __all__ = [
-    "ResNet", "BasicBlock", "Bottleneck",
+    "ResNet",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
     "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
 ]

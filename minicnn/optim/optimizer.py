@@ -22,8 +22,11 @@ import copy
 import numbers
 from collections import defaultdict
 
+import numpy
+
 from ..autograd import enable_grad
 from ..backend import get_array_module
+from ..device import move_array
 from ..tensor import Tensor
 
 
@@ -68,7 +71,8 @@ class Optimizer:
         params = list(params)
         for p in params:
             if not isinstance(p, Tensor):
-                raise TypeError(f"an optimizer can only optimize Tensors, but one of the params is a {type(p).__name__}")
+                raise TypeError(
+                    f"an optimizer can only optimize Tensors, but one of the params is a {type(p).__name__}")
             if not p.is_leaf:
                 raise ValueError("can't optimize a non-leaf Tensor (one computed from other tensors)")
             if p.dtype.kind != "f":
@@ -110,8 +114,26 @@ class Optimizer:
             return closure()
 
     def _params_with_grad(self, group):
-        """The parameters of ``group`` that received a gradient."""
-        return [p for p in group["params"] if p.grad is not None]
+        """The parameters of ``group`` that received a gradient, each with
+        its state on its own device."""
+        params = [p for p in group["params"] if p.grad is not None]
+        for p in params:
+            self._follow_device(p)
+        return params
+
+    def _follow_device(self, p):
+        """Move the state buffers of ``p`` to where ``p`` now lives: after
+        ``module.to(device)`` the optimizer's state follows its parameters
+        at the next step. Costs a type comparison per buffer when nothing
+        moved."""
+        state = self.state.get(p)
+        if not state:
+            return
+        kind = type(p.data)
+        for name, value in state.items():
+            if isinstance(value, Tensor) and (
+                    type(value.data) is not kind or (kind is not numpy.ndarray and value.device != p.device)):
+                state[name] = Tensor._wrap(move_array(value.data, p.device))
 
     # -- saving and restoring ----------------------------------------
     def state_dict(self):

@@ -48,10 +48,20 @@ def test_interpolate_1d(kw, mode, align_corners):
     check_all(fns(F), fns(TF), R.standard_normal((2, 3, 6)), R.standard_normal((1, 2, 6)))
 
 
+@pytest.mark.parametrize("mode,align_corners", [("nearest", None), ("trilinear", False), ("trilinear", True)],
+                         ids=str)
 @pytest.mark.parametrize("kw", [dict(size=(3, 5, 4)), dict(scale_factor=(2, 0.5, 1.5))], ids=str)
-def test_interpolate_nearest_3d(kw):
-    check_all(lambda x: F.interpolate(x, **kw), lambda x: TF.interpolate(x, **kw),
-              R.standard_normal((1, 2, 3, 4, 5)), R.standard_normal((1, 1, 3, 4, 5)))
+def test_interpolate_3d(kw, mode, align_corners):
+    def fns(lib):
+        return lambda x: lib.interpolate(x, mode=mode, align_corners=align_corners, **kw)
+    check_all(fns(F), fns(TF), R.standard_normal((1, 2, 3, 4, 5)), R.standard_normal((1, 1, 3, 4, 2)))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # parity on inf/nan
+def test_nearest_keeps_inf_where_torch_does():
+    x = R.standard_normal((1, 1, 3, 3))
+    x[0, 0, 1, 1] = numpy.inf
+    check_parity(lambda x: F.interpolate(x, size=(5, 7)), lambda x: TF.interpolate(x, size=(5, 7)), [x], grad=False)
 
 
 def test_bilinear_matches_on_a_ramp():

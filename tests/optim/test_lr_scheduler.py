@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import minicnn as mc
-import minicnn.optim
 from minicnn.optim import lr_scheduler
 
 STEPS = 25

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import minicnn as mc
-import minicnn.optim
 
 SHAPES = [(3, 4), (4,), (2, 2, 3)]
 STEPS = 5

@@ -1,0 +1,361 @@
+"""Run the benchmarks: minicnn against torch, in one process, on the CPU.
+
+    python -m benchmarks                 # the full set (several minutes)
+    python -m benchmarks --quick         # a reduced set, under a minute
+    python benchmarks/run.py --threads 1 --repeats 9
+
+Both frameworks get the same thread count (``--threads``, default
+``os.cpu_count()``): torch's intra-op pool, Numba's pool and the BLAS
+pools (through the environment before anything is imported, and
+threadpoolctl when it is installed). Each case builds its data once,
+warms both sides up (``--warmup`` calls: Numba compiles or loads its
+kernels, torch picks its algorithms), then times ``--repeats`` calls of
+each, alternating minicnn and torch so that a change in the machine's
+load hits both alike, and reports the medians. The ratio is minicnn's
+time over torch's: below 1 minicnn is faster.
+
+Results go to ``benchmarks/results/`` (``--quick``: ``results/quick/``):
+``results.md`` (tables, targets, machine), ``results.csv`` and
+``results.json`` (one row per case) and ``ratios.png`` (the ratios as a
+bar chart). ``--update-readme`` also copies the markdown into README.md
+between the ``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->``
+markers.
+"""
+import argparse
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+README_START, README_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+
+# name, what is measured, the largest ratio that meets the target
+TARGETS = [
+    ("conv2d fwd+bwd, geometric mean of the 7 layers", "conv_geomean", 1.0),
+    ("conv2d fwd+bwd, worst layer", "conv_worst", 1.5),
+    ("depthwise conv2d fwd+bwd", "depthwise", 1.0),
+    ("ResNet-18 training step", "resnet_step", 1.2),
+    ("LeNet-5 training step", "lenet_step", 1.5),
+    ("resnet18 inference", "resnet_inference", 1.0),
+    ("ResNet-18 training step, peak memory", "memory", 1.5),
+    ("import minicnn, warm Numba cache (seconds)", "import_s", 1.0),
+]
+
+
+# -- set-up --------------------------------------------------------------
+def limit_threads(threads):
+    """Give every thread pool ``threads`` threads. The environment only
+    counts before numpy, torch or numba are imported (``main`` calls this
+    first); the calls below fix the pools of libraries already loaded."""
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    import numba
+    import torch
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(threads)
+
+
+def machine_info(threads):
+    """What the numbers depend on: CPU, cores, threads and versions."""
+    import numba
+    import numpy
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
+        "numpy": numpy.__version__, "torch": torch.__version__, "numba": numba.__version__,
+        "platform": platform.platform(), "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        # Other processes' load skews the ratios (threads wait for cores): say how busy the machine was.
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+    }
+
+
+# -- timing --------------------------------------------------------------
+def _seconds(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_case(case, warmup, repeats):
+    """One result row for ``case``: median milliseconds of each framework,
+    their ratio and GFLOP/s. A case that is skipped or fails gives a row
+    that says why instead of stopping the run."""
+    row = {"group": case.group, "case": case.name, "minicnn_ms": None, "torch_ms": None, "ratio": None,
+           "minicnn_gflops": None, "torch_gflops": None, "status": "ok", "notes": "; ".join(case.notes)}
+    if case.skip:
+        row["status"] = f"skipped: {case.skip}"
+        return row
+    try:
+        mc_fn, torch_fn = case.build()
+        for _ in range(warmup):
+            mc_fn()
+            torch_fn()
+        mc_times, torch_times = [], []
+        for _ in range(case.repeats or repeats):
+            mc_times.append(_seconds(mc_fn))
+            torch_times.append(_seconds(torch_fn))
+    except Exception as error:  # one broken case must not lose the others' results
+        row["status"] = f"error: {type(error).__name__}: {error}"
+        return row
+    mc_s, torch_s = statistics.median(mc_times), statistics.median(torch_times)
+    row.update(minicnn_ms=mc_s * 1e3, torch_ms=torch_s * 1e3, ratio=mc_s / torch_s)
+    if case.flops:
+        row.update(minicnn_gflops=case.flops / mc_s / 1e9, torch_gflops=case.flops / torch_s / 1e9)
+    return row
+
+
+def run_cases(cases, warmup, repeats, log=print):
+    """Time every case in order; a list of result rows."""
+    rows = []
+    for case in cases:
+        row = time_case(case, warmup, repeats)
+        rows.append(row)
+        log(_progress_line(row))
+    return rows
+
+
+def _progress_line(row):
+    if row["status"] != "ok":
+        return f"  {row['group']:<16} {row['case']:<48} {row['status']}"
+    return (f"  {row['group']:<16} {row['case']:<48} minicnn {row['minicnn_ms']:9.2f} ms   "
+            f"torch {row['torch_ms']:9.2f} ms   ratio {row['ratio']:5.2f}")
+
+
+# -- memory and start-up (subprocesses) ----------------------------------
+def measure_memory(threads):
+    """Peak memory of a ResNet-18 training step in each framework, each
+    measured in a fresh subprocess (see ``benchmarks/memory.py``)."""
+    result = {}
+    for framework in ("minicnn", "torch"):
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.memory", framework, str(threads)],
+                              cwd=ROOT, env=_child_env(), capture_output=True, text=True)
+        if proc.returncode != 0:
+            return {"status": f"error: {framework}: {proc.stderr.strip().splitlines()[-1:]}"}
+        result[framework] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["ratio"] = result["minicnn"]["step_mib"] / result["torch"]["step_mib"]
+    result["status"] = "ok"
+    return result
+
+
+def measure_import(repeats=3):
+    """Median seconds of ``import minicnn`` in a fresh interpreter (Numba's
+    cache is warm after the benchmarks ran)."""
+    code = "import time; t = time.perf_counter(); import minicnn; print(time.perf_counter() - t)"
+    times = []
+    for _ in range(repeats):
+        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_child_env(),
+                              capture_output=True, text=True, check=True)
+        times.append(float(proc.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+def _child_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+# -- summary -------------------------------------------------------------
+def _geomean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def target_values(rows, memory, import_s):
+    """The measured value of each target (None when it was not measured)."""
+    ratio = {(r["group"], r["case"]): r["ratio"] for r in rows if r["ratio"] is not None}
+    conv = [v for (g, name), v in ratio.items() if g == "conv2d" and name.endswith("fwd+bwd")]
+    full_conv = len(conv) == 7
+
+    def find(group, start):
+        return next((v for (g, n), v in ratio.items() if g == group and n.startswith(start)), None)
+    return {
+        "conv_geomean": _geomean(conv) if full_conv else None,
+        "conv_worst": max(conv) if full_conv else None,
+        "depthwise": next((v for (g, n), v in ratio.items() if g == "conv2d" and " dw " in n
+                           and n.endswith("fwd+bwd")), None),
+        "resnet_step": find("train", "ResNet-18"),
+        "lenet_step": find("train", "LeNet-5"),
+        "resnet_inference": find("inference", "resnet18"),
+        "memory": memory.get("ratio") if memory else None,
+        "import_s": import_s,
+    }
+
+
+def summarize(rows, memory, import_s):
+    """[(target, measured, limit, met)] for the targets that were measured."""
+    values = target_values(rows, memory, import_s)
+    return [(label, values[key], limit, values[key] <= limit)
+            for label, key, limit in TARGETS if values[key] is not None]
+
+
+# -- writers -------------------------------------------------------------
+def _fmt(value, digits=2):
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(rows, memory, import_s, info, quick=False):
+    """The report: machine, tables per group, targets, memory and method."""
+    lines = [
+        f"Measured {info['date']} on **{info['cpu']}**, {info['cores']} cores, {info['threads']} threads "
+        f"for both frameworks; Python {info['python']}, NumPy {info['numpy']}, Numba {info['numba']}, "
+        f"torch {info['torch']}; load average {info.get('load_average')} at the start. float32; median of repeats after warm-up; ratio = minicnn time / torch "
+        f"time (below 1: minicnn is faster)." + (" **Quick set.**" if quick else ""),
+        "",
+        "| group | case | minicnn ms | torch ms | ratio | minicnn GFLOP/s | torch GFLOP/s |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['group']} | {r['case']} | | | | | {r['status']} |")
+            continue
+        lines.append(f"| {r['group']} | {r['case']} | {_fmt(r['minicnn_ms'])} | {_fmt(r['torch_ms'])} | "
+                     f"**{_fmt(r['ratio'])}** | {_fmt(r['minicnn_gflops'], 1)} | {_fmt(r['torch_gflops'], 1)} |")
+    summary = summarize(rows, memory, import_s)
+    if summary:
+        lines += ["", "| target | measured | limit | met |", "|---|---:|---:|:---:|"]
+        lines += [f"| {label} | {value:.2f} | {limit:.2f} | {'yes' if met else 'no'} |"
+                  for label, value, limit, met in summary]
+    if memory:
+        lines += ["", "Peak memory of a ResNet-18 training step (16x3x64x64, SGD with momentum), "
+                  "peak resident set during the step minus the resident set before it, each framework "
+                  "in a fresh process (method and caveats: `benchmarks/memory.py`):", ""]
+        if memory["status"] == "ok":
+            m, t = memory["minicnn"], memory["torch"]
+            lines += ["| | minicnn | torch | ratio |", "|---|---:|---:|---:|",
+                      f"| step peak, MiB | {m['step_mib']:.0f} | {t['step_mib']:.0f} | **{memory['ratio']:.2f}** |",
+                      f"| resident before the step, MiB | {m['baseline_mib']:.0f} | {t['baseline_mib']:.0f} | |"]
+        else:
+            lines.append(memory["status"])
+    if import_s is not None:
+        lines += ["", f"`import minicnn` with a warm Numba cache: {import_s:.2f} s (median of 3 fresh "
+                  "interpreters)."]
+    return "\n".join(lines) + "\n"
+
+
+FIELDS = ["group", "case", "minicnn_ms", "torch_ms", "ratio", "minicnn_gflops", "torch_gflops", "status", "notes"]
+
+
+def write_csv(rows, path):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_json(rows, memory, import_s, info, path):
+    summary = [{"target": label, "measured": value, "limit": limit, "met": met}
+               for label, value, limit, met in summarize(rows, memory, import_s)]
+    payload = {"machine": info, "cases": rows, "memory": memory, "import_s": import_s, "targets": summary}
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+
+
+def write_chart(rows, info, path):
+    """Horizontal bars: minicnn / torch time per case, log scale, 1 marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    timed = [r for r in rows if r["ratio"] is not None]
+    groups = list(dict.fromkeys(r["group"] for r in timed))
+    colours = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(timed) + 1.6))
+    y = range(len(timed))[::-1]
+    ax.barh(list(y), [r["ratio"] for r in timed], color=[colours[r["group"]] for r in timed])
+    ax.set_yticks(list(y), [f"{r['group']}: {r['case']}" for r in timed], fontsize=7)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("time ratio minicnn / torch (log scale; < 1: minicnn faster)")
+    ax.set_title(f"minicnn vs torch, {info['threads']} threads, {info['cpu']}", fontsize=9)
+    for yi, r in zip(y, timed):
+        ax.text(r["ratio"], yi, f" {r['ratio']:.2f}", va="center", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_results(rows, memory, import_s, info, out_dir, quick=False):
+    """results.md, results.csv, results.json and ratios.png in ``out_dir``;
+    returns the markdown."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = markdown(rows, memory, import_s, info, quick)
+    (out_dir / "results.md").write_text("# Benchmark results\n\n" + text + "\n![ratios](ratios.png)\n")
+    write_csv(rows, out_dir / "results.csv")
+    write_json(rows, memory, import_s, info, out_dir / "results.json")
+    write_chart(rows, info, out_dir / "ratios.png")
+    return text
+
+
+def update_readme(text, readme=ROOT / "README.md", chart="benchmarks/results/ratios.png"):
+    """Replace what lies between the README's benchmark markers."""
+    content = readme.read_text()
+    start, end = content.index(README_START) + len(README_START), content.index(README_END)
+    readme.write_text(content[:start] + "\n" + text + f"\n![minicnn / torch time ratios]({chart})\n"
+                      + content[end:])
+
+
+# -- command line --------------------------------------------------------
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a reduced set, under a minute")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both frameworks")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per case (default 9, quick 5)")
+    parser.add_argument("--only", default=None, help="run only the cases whose group or name contains this")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    parser.add_argument("--out", default=None, help="output folder (default benchmarks/results[/quick])")
+    parser.add_argument("--update-readme", action="store_true", help="copy the table into README.md")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    limits = limit_threads(args.threads)  # before cases imports torch and minicnn
+    from benchmarks import cases as case_module
+    cases = case_module.quick_cases() if args.quick else case_module.all_cases()
+    if args.only:
+        cases = [c for c in cases if args.only in c.group or args.only in c.name]
+    repeats = args.repeats or (5 if args.quick else 9)
+    info = machine_info(args.threads)
+    print(f"minicnn vs torch: {len(cases)} cases, {args.threads} threads, {info['cpu']}")
+    rows = run_cases(cases, args.warmup, repeats)
+    memory = None if (args.quick or args.no_memory or args.only) else measure_memory(args.threads)
+    import_s = None if (args.quick or args.only) else measure_import()
+    out = Path(args.out) if args.out else RESULTS / ("quick" if args.quick else "")
+    text = write_results(rows, memory, import_s, info, out, args.quick)
+    if args.update_readme:
+        update_readme(text)
+    print(text)
+    print(f"written to {out}")
+    if limits is not None:
+        limits.restore_original_limits()
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Batch norm compiled with Numba: forward and backward, each one kernel.
+
+Notation as in ``minicnn/functional/normalization.py``: x (N, C, *), viewed
+here as (N, C, L) with L the product of the trailing dims; n = N * L
+values per channel; μ, var the per-channel mean and biased variance;
+σ = sqrt(var + eps); w, b the per-channel weight and bias.
+
+Each wrapper has the contract of the NumPy reference it replaces. One
+thread takes one channel (``prange`` over C): the reductions are then
+plain running sums, with no partial results to combine, and each
+channel's data is read while it is still in the cache.
+
+Forward (training)
+------------------
+One pass accumulates Σ d and Σ d² with d = x - K, where K is the
+channel's first value; then μ = K + Σd / n and var = Σd² / n - (Σd / n)².
+Shifting by K keeps the subtraction from cancelling catastrophically when
+|μ| is large against σ (the textbook Σx² - nμ² loses every digit there),
+and the sums run in float64 even for float32 data. A second pass writes
+y = x a + c with a = w / σ and c = b - μ a (torch folds the affine the
+same way).
+
+Backward
+--------
+One pass accumulates gb = Σ gy and Σ gy (x - μ), so gw = Σ gy x̂ =
+Σ gy (x - μ) / σ; a second writes, in training,
+
+    gx = (w / σ) (gy - gb / n - x̂ gw / n)
+
+and in eval (μ and σ are constants) gx = (w / σ) gy.
+"""
+import math
+
+import numba
+import numpy
+from numba import prange
+
+_JIT = dict(parallel=True, cache=True)
+# Sums may be reassociated: LLVM then vectorizes them into several partial
+# sums instead of one chain of dependent adds (NaN and inf keep their IEEE
+# meaning; only the rounding of a sum changes).
+_SUM_JIT = dict(_JIT, fastmath={"reassoc"})
+
+
+@numba.njit(**_SUM_JIT)
+def _forward_train(x, w, b, eps, y, mean, var):
+    """Batch statistics of x (N, C, L) into mean, var (C,); y normalized."""
+    N, C, L = x.shape
+    n = N * L
+    for c in prange(C):
+        shift = numpy.float64(x[0, c, 0])
+        s1, s2 = 0.0, 0.0
+        for i in range(N):
+            row = x[i, c]
+            for l in range(L):
+                d = row[l] - shift
+                s1 += d
+                s2 += d * d
+        m = s1 / n
+        v = max(s2 / n - m * m, 0.0)
+        mu = shift + m
+        mean[c], var[c] = mu, v
+        a = w[c] / math.sqrt(v + eps)
+        offset = b[c] - mu * a
+        for i in range(N):
+            src, dst = x[i, c], y[i, c]
+            for l in range(L):
+                dst[l] = src[l] * a + offset
+
+
+@numba.njit(**_JIT)
+def _affine(x, a, offset, y):
+    """y = x a + offset per channel, x and y (N, C, L), a and offset (C,)."""
+    N, C, L = x.shape
+    for c in prange(C):
+        ac, oc = a[c], offset[c]
+        for i in range(N):
+            src, dst = x[i, c], y[i, c]
+            for l in range(L):
+                dst[l] = src[l] * ac + oc
+
+
+@numba.njit(**_SUM_JIT)
+def _backward(gy, x, mean, inv_std, w, training, gx, gw, gb):
+    """gx (N, C, L), gw and gb (C,) from gy and the saved x, μ, 1/σ."""
+    N, C, L = x.shape
+    n = N * L
+    for c in prange(C):
+        mu, inv = mean[c], inv_std[c]
+        sg, sgd = 0.0, 0.0
+        for i in range(N):
+            g_row, x_row = gy[i, c], x[i, c]
+            for l in range(L):
+                g = g_row[l]
+                sg += g
+                sgd += g * (x_row[l] - mu)
+        gb[c] = sg
+        gw[c] = sgd * inv
+        scale = w[c] * inv
+        # gx = scale (gy - gb/n) - (x - μ) scale gw / (n σ): two per-channel constants.
+        k_mean = sg / n if training else 0.0
+        k_x = scale * sgd * inv * inv / n if training else 0.0
+        for i in range(N):
+            g_row, x_row, dst = gy[i, c], x[i, c], gx[i, c]
+            for l in range(L):
+                dst[l] = scale * (g_row[l] - k_mean) - (x_row[l] - mu) * k_x
+
+
+def _channels(a, dtype):
+    """(N, C, *) as a contiguous (N, C, L) array of ``dtype``."""
+    return numpy.ascontiguousarray(a, dtype=dtype).reshape(a.shape[0], a.shape[1], -1)
+
+
+def _vector(v, c, fill, dtype):
+    """A per-channel vector, or ``fill`` for each channel when v is None."""
+    if v is None:
+        return numpy.full(c, fill, dtype=dtype)
+    return numpy.ascontiguousarray(v, dtype=dtype)
+
+
+def batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
+    """y = w (x - μ) / sqrt(var + eps) + b per channel of x (N, C, *).
+
+    Without ``mean`` and ``var`` (training) the batch's own statistics are
+    computed; the result is (y, mean, var) either way, var biased.
+    """
+    dtype = numpy.result_type(x, *(t for t in (weight, bias) if t is not None))
+    c = x.shape[1]
+    x3 = _channels(x, dtype)
+    w, b = _vector(weight, c, 1, dtype), _vector(bias, c, 0, dtype)
+    y = numpy.empty_like(x3)
+    if mean is None:
+        mean, var = numpy.empty(c, dtype=dtype), numpy.empty(c, dtype=dtype)
+        _forward_train(x3, w, b, float(eps), y, mean, var)
+    else:
+        a = w / numpy.sqrt(var + eps)
+        _affine(x3, a.astype(dtype), (b - mean * a).astype(dtype), y)
+    return y.reshape(x.shape), mean, var
+
+
+def batch_norm_backward(gy, x, mean, inv_std, weight, training):
+    """(gx, gw, gb) of batch norm for the upstream gradient gy (N, C, *),
+    given the saved input x and the μ and 1/σ its forward used."""
+    dtype = gy.dtype
+    c = x.shape[1]
+    x3, gy3 = _channels(x, dtype), _channels(gy, dtype)
+    gx = numpy.empty_like(x3)
+    gw, gb = numpy.empty(c, dtype=dtype), numpy.empty(c, dtype=dtype)
+    mean, inv_std = numpy.ascontiguousarray(mean, dtype=dtype), numpy.ascontiguousarray(inv_std, dtype=dtype)
+    _backward(gy3, x3, mean, inv_std, _vector(weight, c, 1, dtype), bool(training), gx, gw, gb)
+    return gx.reshape(x.shape), gw, gb

@@ -1,0 +1,184 @@
+"""conv2d's three primitives on the CPU: im2col + GEMM, tiled to stay in cache.
+
+Notation as in ``minicnn/functional/conv.py``: N batch, C input channels,
+O output channels, G groups, Cg = C / G, Og = O / G, Kg = Cg * KH * KW,
+L = OH * OW output pixels per image.
+
+    conv2d_forward(x, w, b, ...)     y  (N, O, OH, OW)  = w * x + b
+    conv2d_grad_input(gy, w, ...)    gx (N, C, H, W)    (= conv_transpose2d)
+    conv2d_grad_weight(x, gy, ...)   gw (O, Cg, KH, KW)
+
+They compute what the NumPy references in ``conv.py`` compute, choosing
+per call the cheapest of three ways:
+
+depthwise (Cg == 1, G == C)
+    a direct Numba kernel (``depthwise.py``): no column matrix at all.
+pointwise (1x1 kernel, no padding)
+    x itself, or its strided subsample, is the column matrix: GEMMs only.
+general
+    the output pixels are cut into *tiles* (a band of rows of one image,
+    or several whole images when an image is small), so that each tile's
+    column matrix (Kg, T) is about ``TILE_BYTES``, few enough MB to still
+    sit in cache when BLAS reads it. Per tile: im2col_tile fills the
+    buffer (Numba, serial: BLAS owns the threads, see im2col.py), then one
+    GEMM per group writes straight into the rows of y (``matmul(..., out=)``, no transposing
+    copy), or for grad_input the GEMM fills the buffer and col2im_tile
+    gathers it into gx. The full (Kg, N*L) matrix, KH*KW times the size
+    of x, is never built: writing it to memory and reading it back costs
+    more than the GEMM on small layers.
+"""
+import numpy
+
+from .depthwise import depthwise_forward, depthwise_grad_input, depthwise_grad_weight
+from .im2col import col2im_tile, im2col_tile
+
+#: Target size of one tile's column matrix, in bytes. Measured on a
+#: 2-core Xeon (2 MB L2 per core, large L3), 3x3 layers of 7x7 ... 56x56:
+#: 1-8 MB tiles all beat the whole-batch matrix (by up to 1.5x on 56x56),
+#: 8 MB slightly the best, as larger tiles make fewer, longer GEMMs.
+TILE_BYTES = 8 << 20
+
+
+def _tiles(N, OH, row_bytes, budget):
+    """(n0, NB, r0, R) tiles covering N images of OH output rows, each
+    ``row_bytes`` of columns: whole images when one fits in ``budget``,
+    else bands of rows of one image."""
+    image_bytes = row_bytes * OH
+    if image_bytes <= budget:
+        nb = budget // image_bytes
+        return [(n0, min(nb, N - n0), 0, OH) for n0 in range(0, N, nb)]
+    R = max(1, budget // row_bytes)
+    return [(n, 1, r0, min(R, OH - r0)) for n in range(N) for r0 in range(0, OH, R)]
+
+
+def _is_depthwise(C, groups):
+    """One input channel per group (any number of outputs per channel)."""
+    return groups == C
+
+
+def _is_pointwise(kernel_size, padding):
+    """A 1x1 kernel on the unpadded input: its columns are x (subsampled)."""
+    return kernel_size == (1, 1) and padding == ((0, 0), (0, 0))
+
+
+def _subsample(x, stride, out_size):
+    """x[:, :, ::sh, ::sw] cut to out_size, C-contiguous: the columns of a
+    1x1 convolution."""
+    (sh, sw), (OH, OW) = stride, out_size
+    return numpy.ascontiguousarray(x[:, :, :(OH - 1) * sh + 1:sh, :(OW - 1) * sw + 1:sw])
+
+
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
+    """y (N, O, OH, OW) = conv2d(x, w) + b; b may be None."""
+    x = numpy.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    O, KH, KW = w.shape[0], w.shape[2], w.shape[3]
+    G, OH, OW = groups, out_size[0], out_size[1]
+    (sh, sw), (dh, dw), ((top, _), (left, _)) = stride, dilation, padding
+    y = numpy.empty((N, O, OH, OW), dtype=x.dtype)
+    if _is_depthwise(C, G):
+        bias = numpy.zeros(O, x.dtype) if b is None else numpy.ascontiguousarray(b)
+        depthwise_forward(x, numpy.ascontiguousarray(w.reshape(O, KH, KW)), bias, y, sh, sw, top, left, dh, dw)
+        return y
+    Og, L = O // G, OH * OW
+    wg = w.reshape(G, Og, -1)
+    yg = y.reshape(N, G, Og, L)
+    if _is_pointwise((KH, KW), padding):
+        xs = _subsample(x, stride, out_size).reshape(N, G, C // G, L)
+        numpy.matmul(wg, xs, out=yg)
+        if b is not None:
+            yg += b.reshape(G, Og, 1)
+        return y
+    K = C * KH * KW
+    tiles = _tiles(N, OH, K * OW * x.itemsize, TILE_BYTES)
+    buf = numpy.empty(max(nb * R for _, nb, _, R in tiles) * K * OW, dtype=x.dtype)
+    bg = None if b is None else b.reshape(G, Og, 1)
+    for n0, nb, r0, R in tiles:
+        cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
+        im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw)
+        cols = cols.reshape(G, K // G, nb * R * OW)
+        if nb == 1:
+            out = yg[n0, :, :, r0 * OW:(r0 + R) * OW]                  # (G, Og, R*OW), a view of y
+            numpy.matmul(wg, cols, out=out)
+            if bg is not None:
+                out += bg
+        else:
+            out = numpy.matmul(wg, cols).reshape(G, Og, nb, L)           # images side by side
+            if bg is not None:
+                out += bg[:, :, :, None]
+            yg[n0:n0 + nb] = out.transpose(2, 0, 1, 3)
+    return y
+
+
+def _gy_band(gy, n0, nb, r0, R, G, Og, OW):
+    """Tile (G, Og, nb*R*OW) of gy (N, O, OH*OW): a view for a band of one
+    image, a copy with the images side by side for several."""
+    if nb == 1:
+        return gy[n0].reshape(G, Og, -1)[:, :, r0 * OW:(r0 + R) * OW]
+    L = gy.shape[2]
+    return gy[n0:n0 + nb].reshape(nb, G, Og, L).transpose(1, 2, 0, 3).reshape(G, Og, nb * L)
+
+
+def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
+    """gx (N, C, H, W) for gy (N, O, OH, OW): the adjoint of conv2d_forward
+    in x, which is also conv_transpose2d(gy, w)."""
+    gy = numpy.ascontiguousarray(gy)
+    N, O, OH, OW = gy.shape
+    G, KH, KW = groups, w.shape[2], w.shape[3]
+    C, (H, W) = w.shape[1] * G, in_size
+    (sh, sw), (dh, dw), ((top, _), (left, _)) = stride, dilation, padding
+    if _is_depthwise(C, G):
+        gx = numpy.empty((N, C, H, W), dtype=gy.dtype)
+        depthwise_grad_input(gy, numpy.ascontiguousarray(w.reshape(O, KH, KW)), gx, sh, sw, top, left, dh, dw)
+        return gx
+    Og, Cg, L = O // G, C // G, OH * OW
+    wgT = w.reshape(G, Og, -1).transpose(0, 2, 1)                        # (G, Kg, Og), a view
+    gyg = gy.reshape(N, G, Og, L)
+    if _is_pointwise((KH, KW), padding):
+        gxs = numpy.matmul(wgT, gyg).reshape(N, C, OH, OW)
+        if (OH, OW) == (H, W):
+            return gxs
+        gx = numpy.zeros((N, C, H, W), dtype=gy.dtype)
+        gx[:, :, :(OH - 1) * sh + 1:sh, :(OW - 1) * sw + 1:sw] = gxs
+        return gx
+    gx = numpy.zeros((N, C, H, W), dtype=gy.dtype)
+    K = C * KH * KW
+    tiles = _tiles(N, OH, K * OW * gy.itemsize, TILE_BYTES)
+    buf = numpy.empty(max(nb * R for _, nb, _, R in tiles) * K * OW, dtype=gy.dtype)
+    gy = gy.reshape(N, O, L)
+    for n0, nb, r0, R in tiles:
+        cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
+        numpy.matmul(wgT, _gy_band(gy, n0, nb, r0, R, G, Og, OW), out=cols.reshape(G, K // G, nb * R * OW))
+        col2im_tile(cols, gx, n0, r0, sh, sw, top, left, dh, dw)
+    return gx
+
+
+def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
+    """gw (O, Cg, KH, KW) = sum over images and pixels of gy times the
+    columns of x: the adjoint of conv2d_forward in w."""
+    x = numpy.ascontiguousarray(x)
+    gy = numpy.ascontiguousarray(gy)
+    N, C = x.shape[:2]
+    N, O, OH, OW = gy.shape
+    G, (KH, KW) = groups, kernel_size
+    (sh, sw), (dh, dw), ((top, _), (left, _)) = stride, dilation, padding
+    if _is_depthwise(C, G):
+        gw = numpy.empty((O, KH, KW), dtype=x.dtype)
+        depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw)
+        return gw.reshape(O, 1, KH, KW)
+    Og, Cg, L = O // G, C // G, OH * OW
+    gy = gy.reshape(N, O, L)
+    if _is_pointwise((KH, KW), padding):
+        xs = _subsample(x, stride, (OH, OW)).reshape(N, G, Cg, L)
+        gw = numpy.matmul(gy.reshape(N, G, Og, L), xs.transpose(0, 1, 3, 2)).sum(axis=0)
+        return gw.reshape(O, Cg, KH, KW)
+    K = C * KH * KW
+    gw = numpy.zeros((G, Og, K // G), dtype=x.dtype)
+    tiles = _tiles(N, OH, K * OW * x.itemsize, TILE_BYTES)
+    buf = numpy.empty(max(nb * R for _, nb, _, R in tiles) * K * OW, dtype=x.dtype)
+    for n0, nb, r0, R in tiles:
+        cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
+        im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw)
+        cols = cols.reshape(G, K // G, nb * R * OW)
+        gw += numpy.matmul(_gy_band(gy, n0, nb, r0, R, G, Og, OW), cols.transpose(0, 2, 1))
+    return gw.reshape(O, Cg, KH, KW)

@@ -1,0 +1,209 @@
+"""The Numba convolution kernels against their NumPy references, and
+conv2d / conv_transpose2d against torch with each CPU backend selected.
+
+Every Numba primitive (im2col, col2im, conv2d_forward, conv2d_grad_input,
+conv2d_grad_weight) must return what its NumPy reference returns, on
+hypothesis-drawn geometries: strides, asymmetric paddings, dilations,
+groups and depthwise multipliers, float32 and float64, and tile budgets
+small enough that the tiled GEMM path cuts images into bands of rows or
+packs several images into one tile.
+"""
+import numpy
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import minicnn as mc
+import minicnn.nn.functional as F
+from kernels import registry
+from parity import check_parity
+
+pytest.importorskip("numba")
+from kernels.cpu import conv as numba_conv  # noqa: E402
+
+# Tolerances relative to the size of the terms summed: the two versions add
+# the same products in different orders.
+RTOL = {numpy.float32: 2e-5, numpy.float64: 1e-12}
+
+
+def assert_same(mine, reference, dtype, scale=1.0):
+    assert mine.shape == reference.shape and mine.dtype == reference.dtype
+    numpy.testing.assert_allclose(mine, reference, rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
+
+
+@st.composite
+def conv_geometries(draw):
+    """(N, C, O, groups, kernel, stride, padding, dilation, in_size, out_size)
+    of a valid conv2d; groups == C is depthwise, with O = multiplier * C."""
+    kind = draw(st.sampled_from(["dense", "grouped", "depthwise", "pointwise"]))
+    N = draw(st.integers(1, 3))
+    if kind == "depthwise":
+        C = draw(st.integers(1, 4))
+        groups, O = C, C * draw(st.integers(1, 3))
+    elif kind == "grouped":
+        groups = draw(st.integers(2, 3))
+        C, O = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
+    else:
+        groups, C, O = 1, draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    if kind == "pointwise":
+        kernel, dilation, padding = (1, 1), (1, 1), ((0, 0), (0, 0))
+    else:
+        kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    in_size, out_size = [], []
+    for k, s, d, (lo, hi) in zip(kernel, stride, dilation, padding):
+        span = d * (k - 1) + 1
+        size = max(1, span - lo - hi) + draw(st.integers(0, 5))
+        in_size.append(size)
+        out_size.append((size + lo + hi - span) // s + 1)
+    return N, C, O, groups, kernel, stride, padding, dilation, tuple(in_size), tuple(out_size)
+
+
+def both(primitive):
+    """(numba version, NumPy reference) of a registered primitive."""
+    impls = registry.implementations(primitive)
+    return impls["numba"], impls["numpy"]
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def backend(request):
+    """Run the test with this CPU backend selected, then restore the old one."""
+    previous = registry.get_backend()
+    registry.set_backend(request.param)
+    yield request.param
+    registry.set_backend(previous)
+
+
+# -- Numba kernels == NumPy references ------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(st.data(), conv_geometries(), st.sampled_from([numpy.float32, numpy.float64]))
+def test_im2col_and_col2im_match_the_reference(data, geometry, dtype):
+    N, C, _, _, kernel, stride, padding, dilation, in_size, out_size = geometry
+    rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C) + in_size).astype(dtype)
+    fast, reference = both("im2col")
+    assert_same(fast(x, kernel, stride, padding, dilation), reference(x, kernel, stride, padding, dilation), dtype)
+    cols = rng.standard_normal((N, C) + kernel + out_size).astype(dtype)
+    fast, reference = both("col2im")
+    assert_same(fast(cols, in_size, stride, padding, dilation),
+                reference(cols, in_size, stride, padding, dilation), dtype, scale=10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data(), conv_geometries(), st.sampled_from([numpy.float32, numpy.float64]),
+       st.sampled_from([64, 1024, 1 << 30]), st.booleans())
+def test_conv_primitives_match_the_reference(data, geometry, dtype, tile_bytes, bias):
+    N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
+    rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C) + in_size).astype(dtype)
+    w = rng.standard_normal((O, C // G) + kernel).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype) if bias else None
+    gy = rng.standard_normal((N, O) + out_size).astype(dtype)
+    scale = C // G * kernel[0] * kernel[1]  # terms per output value
+    # Small budgets force bands of a few rows; a huge one packs whole images.
+    saved, numba_conv.TILE_BYTES = numba_conv.TILE_BYTES, tile_bytes
+    try:
+        fast, reference = both("conv2d_forward")
+        args = (stride, padding, dilation, G)
+        assert_same(fast(x, w, b, *args, out_size), reference(x, w, b, *args, out_size), dtype, scale)
+        fast, reference = both("conv2d_grad_input")
+        assert_same(fast(gy, w, *args, in_size), reference(gy, w, *args, in_size), dtype, scale)
+        fast, reference = both("conv2d_grad_weight")
+        assert_same(fast(x, gy, kernel, *args), reference(x, gy, kernel, *args), dtype, scale * N * 10)
+    finally:
+        numba_conv.TILE_BYTES = saved
+
+
+def test_col2im_accepts_any_layout():
+    """A cols array that is not the kernels' own layout is copied, not misread."""
+    rng = numpy.random.default_rng(0)
+    cols = rng.standard_normal((2, 3, 2, 2, 4, 5))
+    fast, reference = both("col2im")
+    args = ((5, 6), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    numpy.testing.assert_allclose(fast(cols, *args), reference(cols, *args), rtol=1e-12)
+    numpy.testing.assert_allclose(fast(numpy.asfortranarray(cols), *args), reference(cols, *args), rtol=1e-12)
+
+
+# -- torch parity with each backend ---------------------------------------
+F32 = dict(rtol=1e-4, atol=1e-5)
+CONV_CASES = {  # input shape, weight shape, keyword arguments
+    "plain": ((2, 3, 7, 6), (4, 3, 3, 3), {}),
+    "stride2_pad1": ((2, 2, 7, 7), (3, 2, 3, 3), dict(stride=2, padding=1)),
+    "dilated_strided": ((1, 2, 9, 8), (2, 2, 3, 2), dict(dilation=(1, 3), stride=(2, 1))),
+    "same_even_kernel": ((1, 2, 5, 6), (3, 2, 4, 2), dict(padding="same")),
+    "groups2": ((2, 4, 6, 5), (6, 2, 3, 3), dict(groups=2, padding=1)),
+    "depthwise_x2_strided": ((2, 3, 7, 6), (6, 1, 3, 3), dict(groups=3, stride=2, padding=1)),
+    "single_channel": ((2, 1, 8, 8), (4, 1, 5, 5), {}),
+    "pointwise_strided": ((2, 3, 5, 5), (4, 3, 1, 1), dict(stride=2)),
+}
+TRANSPOSE_CASES = {  # input shape, weight shape (C, O / groups, KH, KW), keyword arguments
+    "stride2_outpad1": ((1, 2, 4, 3), (2, 2, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    "groups2": ((2, 4, 3, 4), (4, 3, 3, 3), dict(groups=2, stride=2, padding=1, output_padding=1)),
+    "depthwise": ((2, 3, 4, 4), (3, 2, 3, 3), dict(groups=3, dilation=2)),
+    "pointwise": ((2, 3, 4, 4), (3, 2, 1, 1), {}),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("name", sorted(CONV_CASES))
+def test_conv2d_matches_torch_with_each_backend(backend, name, dtype):
+    x_shape, w_shape, kw = CONV_CASES[name]
+    rng = numpy.random.default_rng(3)
+    arrays = [rng.standard_normal(s) for s in (x_shape, w_shape, w_shape[:1])]
+    check_parity(lambda x, w, b: F.conv2d(x, w, b, **kw),
+                 lambda x, w, b: torch.nn.functional.conv2d(x, w, b, **kw),
+                 arrays, dtype=dtype, noncontiguous_inputs=name == "plain",
+                 **(F32 if dtype == numpy.float32 else {}))
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("name", sorted(TRANSPOSE_CASES))
+def test_conv_transpose2d_matches_torch_with_each_backend(backend, name, dtype):
+    x_shape, w_shape, kw = TRANSPOSE_CASES[name]
+    rng = numpy.random.default_rng(4)
+    bias = w_shape[1] * kw.get("groups", 1)
+    arrays = [rng.standard_normal(s) for s in (x_shape, w_shape, (bias,))]
+    check_parity(lambda x, w, b: F.conv_transpose2d(x, w, b, **kw),
+                 lambda x, w, b: torch.nn.functional.conv_transpose2d(x, w, b, **kw),
+                 arrays, dtype=dtype, **(F32 if dtype == numpy.float32 else {}))
+
+
+def second_order_grads():
+    """x.grad and w.grad after backward through the gradient of a conv:
+    that runs Conv2dGradWeight's and ConvTranspose2d's own backward."""
+    rng = numpy.random.default_rng(5)
+    x = mc.tensor(rng.standard_normal((2, 2, 6, 5)), requires_grad=True)
+    w = mc.tensor(rng.standard_normal((3, 2, 3, 3)), requires_grad=True)
+    y = F.conv2d(x, w, stride=2, padding=1)
+    (y * y).sum().backward(create_graph=True)
+    (w.grad * w.grad).sum().backward()
+    return x.grad.data.copy(), w.grad.data.copy()
+
+
+def test_double_backward_is_the_same_with_each_backend():
+    previous = registry.get_backend()
+    try:
+        registry.set_backend("numpy")
+        expected = second_order_grads()
+        registry.set_backend("numba")
+        for mine, theirs in zip(second_order_grads(), expected):
+            numpy.testing.assert_allclose(mine, theirs, rtol=1e-10)
+    finally:
+        registry.set_backend(previous)
+
+
+def test_backend_selection():
+    previous = registry.get_backend()
+    try:
+        mc.set_backend("numpy")
+        assert mc.get_backend() == "numpy"
+        assert registry.lookup("conv2d_forward", numpy) is registry.implementations("conv2d_forward")["numpy"]
+        mc.set_backend("numba")
+        assert registry.lookup("conv2d_forward", numpy) is numba_conv.conv2d_forward
+        with pytest.raises(ValueError, match="backend must be one of"):
+            mc.set_backend("fortran")
+    finally:
+        registry.set_backend(previous)

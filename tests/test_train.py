@@ -1,0 +1,117 @@
+"""LeNet-5 and ``python -m minicnn train``: the layer table, the command
+line, checkpoint/resume, and (slow) the accuracy bar on the digits."""
+import numpy
+import pytest
+
+import minicnn as mc
+from minicnn import train as training
+from minicnn.__main__ import main
+from minicnn.utils.data import Subset
+
+
+def test_lenet5_follows_the_layer_table():
+    model = mc.models.lenet5()
+    x = mc.randn(2, 1, 32, 32)
+    shapes = []
+    for layer in model.features:
+        x = layer(x)
+        shapes.append(tuple(x.shape[1:]))
+    # C1, S2, C3, S4, C5 (each conv followed by its tanh)
+    assert shapes == [(6, 28, 28), (6, 28, 28), (6, 14, 14), (16, 10, 10), (16, 10, 10), (16, 5, 5),
+                      (120, 1, 1), (120, 1, 1)]
+    assert model(mc.randn(2, 1, 32, 32)).shape == (2, 10)
+    assert sum(p.numel() for p in model.parameters()) == 61706
+    assert mc.models.lenet5(num_classes=3)(mc.randn(1, 1, 32, 32)).shape == (1, 3)
+    assert isinstance(model.features[2], mc.nn.AvgPool2d) and isinstance(model.features[1], mc.nn.Tanh)
+    with pytest.raises(ValueError, match=r"\(N, 1, 32, 32\)"):
+        model(mc.randn(2, 1, 28, 28))
+    with pytest.raises(ValueError, match="num_classes"):
+        mc.models.lenet5(num_classes=0)
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "train" in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--model", "--dataset", "--epochs", "--resume", "--checkpoint"):
+        assert option in out
+
+
+def test_demo_still_runs(capsys):
+    assert main(["demo", "--steps", "3"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+
+
+@pytest.fixture
+def small_digits(monkeypatch):
+    """The real pipeline on 160 training and 40 test images: fast."""
+    def small():
+        train_set, test_set = training.digits_32x32()
+        train_part, test_part = Subset(train_set, range(160)), Subset(test_set, range(40))
+        train_part.classes = test_part.classes = train_set.classes
+        return train_part, test_part
+
+    monkeypatch.setitem(training.DATASETS, "digits", small)
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path, small_digits, monkeypatch):
+    quiet = dict(progress=False, log=lambda line: None, epochs=3, batch_size=16)
+    full = training.train(checkpoint=str(tmp_path / "full.safetensors"), **quiet)
+    assert full["epochs"] == 3
+
+    # The same run, killed during its third epoch...
+    real_epoch = training._train_one_epoch
+    def dies_in_epoch_3(net, loader, optimizer, scheduler, epoch, epochs, progress):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(net, loader, optimizer, scheduler, epoch, epochs, progress)
+
+    path = str(tmp_path / "run.safetensors")
+    monkeypatch.setattr(training, "_train_one_epoch", dies_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(checkpoint=path, **quiet)
+    assert mc.load(path)["epoch"] == 2
+    monkeypatch.setattr(training, "_train_one_epoch", real_epoch)
+
+    # ...and resumed: the same weights, bit for bit, as the unbroken run.
+    lines = []
+    resumed = training.train(checkpoint=path, resume=True, **dict(quiet, log=lines.append))
+    assert "resuming" in lines[0] and "after epoch 2 of 3" in lines[0]
+    assert resumed["epochs"] == 3 and resumed["correct"] == full["correct"]
+    a, b = mc.load(path), mc.load(str(tmp_path / "full.safetensors"))
+    for key in a["model"]:
+        numpy.testing.assert_array_equal(a["model"][key].data, b["model"][key].data)
+    assert a["history"] == b["history"]
+
+
+def test_resume_refuses_a_missing_or_foreign_checkpoint(tmp_path, small_digits, capsys):
+    path = str(tmp_path / "ckpt.safetensors")
+    assert main(["train", "--checkpoint", path, "--resume", "--no-progress"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    training.train(epochs=1, batch_size=16, checkpoint=path, progress=False, log=lambda line: None)
+    assert main(["train", "--checkpoint", path, "--resume", "--epochs", "5", "--batch-size", "16",
+                 "--no-progress"]) == 2
+    assert "epochs=1 (now 5)" in capsys.readouterr().err
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="epochs"):
+        training.train(epochs=0)
+    with pytest.raises(ValueError, match="model"):
+        training.train(model="alexnet")
+
+
+@pytest.mark.slow
+def test_the_default_command_reaches_97_percent(tmp_path):
+    """``python -m minicnn train --model lenet5 --dataset digits --epochs
+    10``, seeded: at least 97% of the 360 held-out digits (the seeded run
+    gets 98.6%, 355/360)."""
+    result = training.train(model="lenet5", dataset="digits", epochs=10, checkpoint=str(tmp_path / "c"),
+                            progress=False)
+    assert result["total"] == 360
+    assert result["test_accuracy"] >= 0.97
