@@ -280,6 +280,7 @@ def write_chart(rows, info, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     timed = [r for r in rows if r["ratio"] is not None]
     groups = list(dict.fromkeys(r["group"] for r in timed))
     colours = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}
@@ -289,12 +290,15 @@ def write_chart(rows, info, path):
     ax.set_yticks(list(y), [f"{r['group']}: {r['case']}" for r in timed], fontsize=7)
     ax.axvline(1.0, color="black", linewidth=1)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())  # 0.5, 1, 2: not 5x10^-1
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks([t for t in (0.25, 0.5, 1, 2, 4, 8, 16) if t <= 2 * max(r["ratio"] for r in timed)])
     ax.set_xlabel("time ratio minicnn / torch (log scale; < 1: minicnn faster)")
     ax.set_title(f"minicnn vs torch, {info['threads']} threads, {info['cpu']}", fontsize=9)
     for yi, r in zip(y, timed):
         ax.text(r["ratio"], yi, f" {r['ratio']:.2f}", va="center", fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # keep the long case names
     plt.close(fig)
 
 
