@@ -130,3 +130,33 @@ def gradcheck_inputs(arrays, requires_grad=None):
         else:
             out.append(a)
     return out
+
+
+def case_table_tests(cases):
+    """The three standard tests of a table ``{name: (mc_fn, torch_fn, inputs)}``:
+    parity in float64 and float32, parity with non-contiguous inputs, and a
+    float64 gradcheck. A test module binds them to names pytest collects:
+
+        test_matches_torch, test_noncontiguous, test_gradcheck = case_table_tests(CASES)
+    """
+    import pytest
+
+    names = sorted(cases)
+
+    @pytest.mark.parametrize("name", names)
+    @pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+    def test_matches_torch(name, dtype):
+        mc_fn, torch_fn, inputs = cases[name]
+        check_parity(mc_fn, torch_fn, inputs, dtype=dtype)
+
+    @pytest.mark.parametrize("name", names)
+    def test_noncontiguous(name):
+        mc_fn, torch_fn, inputs = cases[name]
+        check_parity(mc_fn, torch_fn, inputs, noncontiguous_inputs=True)
+
+    @pytest.mark.parametrize("name", names)
+    def test_gradcheck(name):
+        mc_fn, _, inputs = cases[name]
+        assert mc.gradcheck(mc_fn, gradcheck_inputs(inputs))
+
+    return test_matches_torch, test_noncontiguous, test_gradcheck

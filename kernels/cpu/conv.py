@@ -131,7 +131,7 @@ def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         gx = numpy.empty((N, C, H, W), dtype=gy.dtype)
         depthwise_grad_input(gy, numpy.ascontiguousarray(w.reshape(O, KH, KW)), gx, sh, sw, top, left, dh, dw)
         return gx
-    Og, Cg, L = O // G, C // G, OH * OW
+    Og, L = O // G, OH * OW
     wgT = w.reshape(G, Og, -1).transpose(0, 2, 1)                        # (G, Kg, Og), a view
     gyg = gy.reshape(N, G, Og, L)
     if _is_pointwise((KH, KW), padding):

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import minicnn as mc
-from parity import check_parity, gradcheck_inputs
+from parity import case_table_tests, check_parity
 from strategies import broadcast_pairs
 
 R = numpy.random.default_rng(7)
@@ -54,27 +54,7 @@ CASES = {
     "where_scalar": (lambda a: mc.where(a > 0, a, 0.0), lambda a: torch.where(a > 0, a, 0.0), [away_from_zero(3, 4)]),
 }
 
-# A kink is not differentiable: cases whose gradcheck needs inputs away from it.
-NAMES = sorted(CASES)
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
-def test_matches_torch(name, dtype):
-    mc_fn, torch_fn, inputs = CASES[name]
-    check_parity(mc_fn, torch_fn, inputs, dtype=dtype)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_matches_torch_noncontiguous(name):
-    mc_fn, torch_fn, inputs = CASES[name]
-    check_parity(mc_fn, torch_fn, inputs, noncontiguous_inputs=True)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_gradcheck(name):
-    mc_fn, _, inputs = CASES[name]
-    assert mc.gradcheck(mc_fn, gradcheck_inputs(inputs))
+test_matches_torch, test_matches_torch_noncontiguous, test_gradcheck = case_table_tests(CASES)
 
 
 def test_maximum_ties_split_the_gradient_like_torch():

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import minicnn as mc
 import minicnn.nn.functional as F
-from parity import check_parity, gradcheck_inputs
+from parity import case_table_tests, check_parity
 
 R = numpy.random.default_rng(3)
 
@@ -25,26 +25,7 @@ CASES = {
     "linear": (lambda x, w, b: F.linear(x, w, b), lambda x, w, b: torch.nn.functional.linear(x, w, b), [n(5, 4), n(3, 4), n(3)]),
     "linear_nobias_3d": (lambda x, w: F.linear(x, w), lambda x, w: torch.nn.functional.linear(x, w), [n(2, 5, 4), n(3, 4)]),
 }
-NAMES = sorted(CASES)
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
-def test_matches_torch(name, dtype):
-    mc_fn, torch_fn, inputs = CASES[name]
-    check_parity(mc_fn, torch_fn, inputs, dtype=dtype)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_matches_torch_noncontiguous(name):
-    mc_fn, torch_fn, inputs = CASES[name]
-    check_parity(mc_fn, torch_fn, inputs, noncontiguous_inputs=True)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_gradcheck(name):
-    mc_fn, _, inputs = CASES[name]
-    assert mc.gradcheck(mc_fn, gradcheck_inputs(inputs))
+test_matches_torch, test_matches_torch_noncontiguous, test_gradcheck = case_table_tests(CASES)
 
 
 @settings(max_examples=25, deadline=None)

@@ -5,7 +5,6 @@ import itertools
 
 import numpy
 import pytest
-import torch
 import torch.nn.functional as TF
 
 import minicnn as mc

@@ -1,7 +1,6 @@
 """Pooling against torch: max/avg/adaptive pools, indices, depth pooling."""
 import numpy
 import pytest
-import torch
 import torch.nn.functional as TF
 from hypothesis import given, settings, strategies as st
 

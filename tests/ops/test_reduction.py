@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import minicnn as mc
-from parity import check_parity, gradcheck_inputs
+from parity import case_table_tests, check_parity
 from strategies import shapes
 
 R = numpy.random.default_rng(11)
@@ -39,26 +39,7 @@ CASES = {
     "amax": (lambda x: x.amax((0, 2)), lambda x: x.amax((0, 2)), [distinct(3, 4, 2)]),
     "amin_keep": (lambda x: x.amin(1, keepdim=True), lambda x: x.amin(1, keepdim=True), [distinct(3, 4)]),
 }
-NAMES = sorted(CASES)
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
-def test_matches_torch(name, dtype):
-    mc_fn, torch_fn, inputs = CASES[name]
-    check_parity(mc_fn, torch_fn, inputs, dtype=dtype)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_matches_torch_noncontiguous(name):
-    mc_fn, torch_fn, inputs = CASES[name]
-    check_parity(mc_fn, torch_fn, inputs, noncontiguous_inputs=True)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_gradcheck(name):
-    mc_fn, _, inputs = CASES[name]
-    assert mc.gradcheck(mc_fn, gradcheck_inputs(inputs))
+test_matches_torch, test_matches_torch_noncontiguous, test_gradcheck = case_table_tests(CASES)
 
 
 def test_ties_share_the_gradient_like_torch():

@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import minicnn as mc
 import minicnn.nn.functional as F
-from parity import check_parity, gradcheck_inputs
+from parity import case_table_tests, check_parity
 from strategies import shapes
 
 R = numpy.random.default_rng(5)
@@ -55,26 +55,7 @@ CASES = {
     "pad_circular": (lambda x: F.pad(x, (2, 1, 1, 3), mode="circular"),
                      lambda x: torch.nn.functional.pad(x, (2, 1, 1, 3), mode="circular"), [X]),
 }
-NAMES = sorted(CASES)
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
-def test_matches_torch(name, dtype):
-    mc_fn, torch_fn, inputs = CASES[name]
-    check_parity(mc_fn, torch_fn, inputs, dtype=dtype)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_matches_torch_noncontiguous(name):
-    mc_fn, torch_fn, inputs = CASES[name]
-    check_parity(mc_fn, torch_fn, inputs, noncontiguous_inputs=True)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_gradcheck(name):
-    mc_fn, _, inputs = CASES[name]
-    assert mc.gradcheck(mc_fn, gradcheck_inputs(inputs))
+test_matches_torch, test_matches_torch_noncontiguous, test_gradcheck = case_table_tests(CASES)
 
 
 @settings(max_examples=30, deadline=None)
