@@ -29,6 +29,12 @@ def test_lenet5_follows_the_layer_table():
         mc.models.lenet5(num_classes=0)
 
 
+def test_lenet5_is_in_the_model_registry():
+    assert "lenet5" in mc.models.list_models()
+    model = mc.models.get_model("lenet5", num_classes=3)
+    assert model(mc.zeros(2, 1, 32, 32)).shape == (2, 3)
+
+
 def test_help_lists_the_commands(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])

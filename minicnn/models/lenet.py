@@ -23,6 +23,7 @@ subset); and the output layer gives logits for a softmax cross-entropy
 instead of the original's radial-basis-function units.
 """
 from .. import nn
+from .registry import register_model
 
 
 class LeNet5(nn.Module):
@@ -56,6 +57,7 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
+@register_model
 def lenet5(num_classes=10):
     """A freshly initialised LeNet-5 for 1x32x32 images."""
     return LeNet5(num_classes=num_classes)
