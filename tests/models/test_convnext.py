@@ -14,7 +14,7 @@ import minicnn as mc
 from minicnn.models._layers import LayerNorm2d, Permute
 from minicnn.models.convnext import CNBlock
 from parity import check_parity
-from zoo_check import (build_pair, check_eval, check_structure, check_train, check_weights_refused,
+from zoo_check import (build_pair, build_pair_from_meta, check_eval, check_structure, check_train, check_weights_refused,
                        skip_init)
 
 NAMES = ["convnext_tiny", "convnext_small", "convnext_base", "convnext_large"]
@@ -37,6 +37,16 @@ def test_eval_parity_big(name, dtype):
     with skip_init():
         mc_model, tv_model = build_pair(name)
     check_eval(mc_model, tv_model, (1, 3, 32, 32), dtype, layers=LAYERS)
+
+
+@pytest.mark.slow
+def test_eval_parity_of_convnext_large():
+    """198M parameters: torchvision's is built on the meta device and
+    filled with cheap random values, then both run in float32."""
+    with torch.device("meta"):
+        tv_on_meta = torchvision.models.convnext_large(weights=None)
+    mc_model, tv_model = build_pair_from_meta(mc.models.convnext_large, tv_on_meta)
+    check_eval(mc_model, tv_model, (1, 3, 32, 32), numpy.float32, layers=LAYERS[-1:])
 
 
 def test_structure_of_convnext_large():

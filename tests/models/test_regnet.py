@@ -13,7 +13,7 @@ import torchvision
 
 import minicnn as mc
 from minicnn.models.regnet import BlockParams, _CONFIGS
-from zoo_check import (build_pair, check_eval, check_structure, check_train, check_weights_refused,
+from zoo_check import (build_pair, build_pair_from_meta, check_eval, check_structure, check_train, check_weights_refused,
                        skip_init)
 
 SMALL = ["regnet_y_400mf", "regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf",
@@ -58,6 +58,15 @@ def test_eval_parity_big(name, dtype):
     with skip_init():
         mc_model, tv_model = build_pair(name)
     check_eval(mc_model, tv_model, (1, 3, 32, 32), dtype, layers=LAYERS)
+
+
+@pytest.mark.slow
+def test_eval_parity_of_regnet_y_128gf():
+    """645M parameters (2.6 GB in float32): torchvision's is built on the
+    meta device and filled with cheap random values, then both run in
+    float32 on one small image."""
+    mc_model, tv_model = build_pair_from_meta(mc.models.regnet_y_128gf, _torchvision_on_meta("regnet_y_128gf"))
+    check_eval(mc_model, tv_model, (1, 3, 32, 32), numpy.float32, layers=LAYERS[-1:])
 
 
 def test_structure_of_regnet_y_128gf():

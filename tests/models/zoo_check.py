@@ -214,3 +214,36 @@ def check_init_distributions(mc_model, tv_model, min_size=2000):
         elif mine.size >= min_size:
             assert abs(mine.std() / theirs.std() - 1) < 0.1, f"{key}: std {mine.std():.4g} vs {theirs.std():.4g}"
             assert abs(mine.mean()) < 0.1 * theirs.std(), f"{key}: mean {mine.mean():.4g}"
+
+
+def fill_meta_model(tv_model, seed=0):
+    """Materialise a torchvision model built on the meta device with cheap
+    random values (torch's own initialisers take minutes on the largest
+    models): weights N(0, 1/fan_in), biases and batch-norm shifts small,
+    batch-norm scales and running variances near 1. Returns the model."""
+    tv_model = tv_model.to_empty(device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, value in list(tv_model.state_dict().items()):
+            if not value.is_floating_point():
+                value.zero_()
+            elif name.endswith("running_var"):
+                value.uniform_(0.5, 1.5, generator=generator)
+            elif value.ndim > 1:
+                value.normal_(0.0, float(numpy.prod(value.shape[1:])) ** -0.5, generator=generator)
+            elif name.endswith("weight") or name.endswith("gamma") or name.endswith("layer_scale"):
+                value.uniform_(0.5, 1.5, generator=generator)
+            else:
+                value.normal_(0.0, 0.1, generator=generator)
+    return tv_model
+
+
+def build_pair_from_meta(mc_builder, tv_model_on_meta, seed=0):
+    """(minicnn model, torchvision model) for a model too big to initialise
+    the usual way: torchvision's is filled by ``fill_meta_model`` and
+    minicnn's, built without initialisation, loads its state_dict."""
+    tv_model = fill_meta_model(tv_model_on_meta, seed)
+    with skip_init():
+        mc_model = mc_builder()
+    mc_model.load_state_dict(tv_model.state_dict())
+    return mc_model, tv_model
