@@ -45,6 +45,23 @@ def _make_divisible(v, divisor, min_value=None):
     return new_v
 
 
+def init_mobile_weights(model):
+    """The initialisation torchvision gives MobileNetV2/V3: He normal
+    (fan_out) for convs, N(0, 0.01) for Linears, zero biases, identity
+    batch/group norms."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
 class Conv2dNormActivation(nn.Sequential):
     """Conv2d, then ``norm_layer`` (default BatchNorm2d), then
     ``activation_layer`` (default ReLU): (N, C_in, H, W) -> (N, C_out, OH, OW).

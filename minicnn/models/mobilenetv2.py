@@ -13,7 +13,7 @@ seven stages halve them again: the feature map is H/32 x W/32.
 """
 from .. import functional as F
 from .. import nn
-from ._layers import Conv2dNormActivation, _check_weights, _make_divisible
+from ._layers import Conv2dNormActivation, _check_weights, _make_divisible, init_mobile_weights
 from .registry import register_model
 
 __all__ = ["MobileNetV2", "mobilenet_v2"]
@@ -112,19 +112,7 @@ class MobileNetV2(nn.Module):
             nn.Linear(self.last_channel, num_classes),
         )
 
-        # torchvision's initialisation: He normal (fan_out) for convs, a
-        # small normal for the classifier, identity batch norms.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_mobile_weights(self)
 
     def forward(self, x):
         x = self.features(x)

@@ -23,6 +23,29 @@ from ._utils import check_positive, is_int, new_array, new_parameter
 from .module import Module
 
 
+def _make_affine(module, enabled, shape, bias, device, dtype):
+    """Give ``module`` the learnable per-feature scale ``weight`` and shift
+    ``bias`` of ``shape`` (either registered as None when disabled), as the
+    normalization layers all do."""
+    if enabled:
+        module.weight = new_parameter(shape, device, dtype)
+        if bias:
+            module.bias = new_parameter(shape, device, dtype)
+        else:
+            module.register_parameter("bias", None)
+    else:
+        module.register_parameter("weight", None)
+        module.register_parameter("bias", None)
+
+
+def _reset_affine(module):
+    """weight 1 and bias 0: the identity affine."""
+    if module.weight is not None:
+        init.ones_(module.weight)
+    if module.bias is not None:
+        init.zeros_(module.bias)
+
+
 class _BatchNorm(Module):
     """BatchNorm over the channel dim 1 of (N, C, *) input; subclasses fix
     the accepted input ranks."""
@@ -41,15 +64,7 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = new_parameter((num_features,), device, dtype)
-            if bias:
-                self.bias = new_parameter((num_features,), device, dtype)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _make_affine(self, affine, (num_features,), bias, device, dtype)
         if track_running_stats:
             self.register_buffer("running_mean", Tensor(new_array((num_features,), device, dtype, 0.0)))
             self.register_buffer("running_var", Tensor(new_array((num_features,), device, dtype, 1.0)))
@@ -70,10 +85,7 @@ class _BatchNorm(Module):
     def reset_parameters(self):
         """Running statistics reset; weight 1 and bias 0 (the identity affine)."""
         self.reset_running_stats()
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def _check_input(self, input):
         if input.ndim not in self._input_dims:
@@ -125,22 +137,11 @@ class LayerNorm(Module):
         self.normalized_shape = normalized_shape
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = new_parameter(normalized_shape, device, dtype)
-            if bias:
-                self.bias = new_parameter(normalized_shape, device, dtype)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _make_affine(self, elementwise_affine, normalized_shape, bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self):
-        if self.elementwise_affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -164,22 +165,11 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = new_parameter((num_channels,), device, dtype)
-            if bias:
-                self.bias = new_parameter((num_channels,), device, dtype)
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _make_affine(self, affine, (num_channels,), bias, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self):
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input):
         if input.ndim < 2 or input.shape[1] != self.num_channels:
