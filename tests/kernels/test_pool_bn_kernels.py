@@ -15,7 +15,7 @@ import numpy
 import pytest
 import torch
 import torch.nn.functional as TF
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, example, given, settings, strategies as st
 
 import minicnn as mc
 import minicnn.nn.functional as F
@@ -142,6 +142,7 @@ def bn_shapes(draw):
 @SETTINGS
 @given(shape=bn_shapes(), dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16),
        affine=st.sampled_from(["both", "weight", "bias", "none"]), offset=st.sampled_from([0.0, 100.0]))
+@example(shape=(2, 2), dtype=numpy.float32, seed=1, affine="both", offset=100.0)
 def test_batch_norm_kernels_match_reference(shape, dtype, seed, affine, offset):
     """Training and eval, forward and backward; ``offset`` puts the mean far
     from zero, where a careless one-pass variance loses its digits."""
@@ -159,9 +160,14 @@ def test_batch_norm_kernels_match_reference(shape, dtype, seed, affine, offset):
 
     y, mean, var = fast_fwd(x, w, b, eps)
     y_ref, mean_ref, var_ref = ref_fwd(x, w, b, eps)
-    for a, e in ((y, y_ref), (mean, mean_ref), (var, var_ref)):
-        numpy.testing.assert_allclose(a, e, **tol)
-        assert a.dtype == e.dtype and a.shape == e.shape
+    # The expected values are the reference evaluated in float64 on the same
+    # inputs: for a float32 batch of two values near 100, the reference's own
+    # float32 mean is the less accurate side (seen: y 0.99646 vs the exact
+    # 0.99695, which the kernel gets).
+    exact = ref_fwd(*(None if a is None else a.astype(numpy.float64) for a in (x, w, b)), eps)
+    for a, e, r in zip((y, mean, var), exact, (y_ref, mean_ref, var_ref)):
+        numpy.testing.assert_allclose(a, e.astype(dtype), **tol)
+        assert a.dtype == r.dtype and a.shape == r.shape
 
     running_mean, running_var = mean_ref + 0.1, var_ref * 1.5
     y, _, _ = fast_fwd(x, w, b, eps, running_mean, running_var)
