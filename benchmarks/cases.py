@@ -14,6 +14,10 @@ Conventions, identical on both sides:
 * Training steps: ``zero_grad``, forward, cross-entropy, backward and an
   SGD step (momentum 0.9) on a fixed batch.
 * Inference: ``eval()`` mode under no_grad.
+* Device: every case runs on the CPU by default, or on ``device="cuda"``
+  (``python -m benchmarks --device cuda``): the same arrays copied to the
+  GPU, minicnn through CuPy against torch through cuDNN / cuBLAS. The
+  harness then synchronizes both after every call (``run.py``).
 
 FLOPs count a multiply-add as 2. A convolution's forward is
 2 * N * O * OH * OW * (C / groups) * KH * KW; its backward computes two
@@ -53,16 +57,16 @@ def _data(*shape):
     return numpy.random.default_rng(SEED).standard_normal(shape).astype(numpy.float32)
 
 
-def _pair(array, requires_grad):
-    """The same values as a minicnn and a torch tensor."""
-    return (mc.tensor(array.copy(), requires_grad=requires_grad),
-            torch.tensor(array.copy(), requires_grad=requires_grad))
+def _pair(array, requires_grad=False, device="cpu"):
+    """The same values as a minicnn and a torch tensor on ``device``."""
+    return (mc.tensor(array.copy(), requires_grad=requires_grad, device=device),
+            torch.tensor(array.copy(), requires_grad=requires_grad, device=device))
 
 
-def _op_case(inputs, mc_op, torch_op, backward):
+def _op_case(inputs, mc_op, torch_op, backward, device="cpu"):
     """(minicnn_fn, torch_fn) for one op on ``inputs`` (arrays): forward
     under no_grad, or forward + backward with a fixed upstream gradient."""
-    mc_in, torch_in = zip(*(_pair(a, backward) for a in inputs))
+    mc_in, torch_in = zip(*(_pair(a, backward, device) for a in inputs))
 
     if not backward:
         def mc_fn():
@@ -76,7 +80,7 @@ def _op_case(inputs, mc_op, torch_op, backward):
 
     with torch.no_grad():
         gy = _data(*torch_op(*torch_in).shape)
-    mc_gy, torch_gy = mc.tensor(gy), torch.tensor(gy)
+    mc_gy, torch_gy = _pair(gy, device=device)
 
     def mc_fn():
         mc_op(*mc_in).backward(mc_gy)
@@ -116,11 +120,12 @@ def conv_flops(layer):
     return 2 * n * o * out * out * (c // groups) * k * k
 
 
-def _conv_case(layer, backward):
+def _conv_case(layer, backward, device):
     n, c, hw, o, k, s, groups, _ = layer
     kw = dict(stride=s, padding=k // 2, groups=groups)
     x, w = _data(n, c, hw, hw), _data(o, c // groups, k, k) * (2 / (c // groups * k * k)) ** 0.5
-    return _op_case([x, w], lambda x, w: F.conv2d(x, w, **kw), lambda x, w: TF.conv2d(x, w, **kw), backward)
+    return _op_case([x, w], lambda x, w: F.conv2d(x, w, **kw), lambda x, w: TF.conv2d(x, w, **kw), backward,
+                    device)
 
 
 # conv_transpose2d: the 2x upsampling of a DCGAN / U-Net decoder,
@@ -128,11 +133,11 @@ def _conv_case(layer, backward):
 TRANSPOSE_LAYER = (8, 128, 28, 64, 4, 2, 1)
 
 
-def _transpose_case(backward):
+def _transpose_case(backward, device):
     n, c, hw, o, k, s, p = TRANSPOSE_LAYER
     x, w = _data(n, c, hw, hw), _data(c, o, k, k) * 0.05
     return _op_case([x, w], lambda x, w: F.conv_transpose2d(x, w, stride=s, padding=p),
-                    lambda x, w: TF.conv_transpose2d(x, w, stride=s, padding=p), backward)
+                    lambda x, w: TF.conv_transpose2d(x, w, stride=s, padding=p), backward, device)
 
 
 def _transpose_flops():
@@ -144,18 +149,18 @@ def _transpose_flops():
 
 
 # -- pooling and batch norm ----------------------------------------------
-def _unary_case(shape, mc_op, torch_op, backward):
-    return lambda: _op_case([_data(*shape)], mc_op, torch_op, backward)
+def _unary_case(shape, mc_op, torch_op, backward, device):
+    return lambda: _op_case([_data(*shape)], mc_op, torch_op, backward, device)
 
 
-def _batch_norm_case(shape, training, backward):
+def _batch_norm_case(shape, training, backward, device):
     c = shape[1]
-    stats = numpy.zeros(c, numpy.float32), numpy.ones(c, numpy.float32)
-    mc_stats = [mc.tensor(s.copy()) for s in stats]
-    torch_stats = [torch.tensor(s.copy()) for s in stats]
+    (mc_mean, torch_mean), (mc_var, torch_var) = (_pair(numpy.zeros(c, numpy.float32), device=device),
+                                                  _pair(numpy.ones(c, numpy.float32), device=device))
     return _op_case([_data(*shape), numpy.ones(c, numpy.float32), numpy.zeros(c, numpy.float32)],
-                    lambda x, w, b: F.batch_norm(x, *mc_stats, w, b, training=training),
-                    lambda x, w, b: TF.batch_norm(x, *torch_stats, w, b, training=training), backward)
+                    lambda x, w, b: F.batch_norm(x, mc_mean, mc_var, w, b, training=training),
+                    lambda x, w, b: TF.batch_norm(x, torch_mean, torch_var, w, b, training=training),
+                    backward, device)
 
 
 # -- whole models --------------------------------------------------------
@@ -184,14 +189,13 @@ def _model_flops(model, x, backward):
     return counter.get_total_flops()
 
 
-def _train_case(mc_model, torch_model, shape, classes, case):
+def _train_case(mc_model, torch_model, shape, classes, case, device):
     """One SGD training step of each model on the same batch."""
-    x = _data(*shape)
-    t = numpy.random.default_rng(SEED).integers(0, classes, shape[0])
-    mc_x, mc_t = mc.tensor(x), mc.tensor(t)
-    torch_x, torch_t = torch.tensor(x), torch.tensor(t)
-    mc_model.train()
-    torch_model.train()
+    (mc_x, torch_x), (mc_t, torch_t) = (
+        _pair(_data(*shape), device=device),
+        _pair(numpy.random.default_rng(SEED).integers(0, classes, shape[0]), device=device))
+    mc_model.to(device).train()
+    torch_model.to(device).train()
     mc_opt = mc.optim.SGD(mc_model.parameters(), lr=0.01, momentum=0.9)
     torch_opt = torch.optim.SGD(torch_model.parameters(), lr=0.01, momentum=0.9)
     case.flops = _model_flops(torch_model, torch_x, backward=True)
@@ -208,10 +212,9 @@ def _train_case(mc_model, torch_model, shape, classes, case):
     return mc_fn, torch_fn
 
 
-def _inference_case(name, shape, case):
-    mc_model, torch_model = mc.models.get_model(name).eval(), _torch_model(name).eval()
-    x = _data(*shape)
-    mc_x, torch_x = mc.tensor(x), torch.tensor(x)
+def _inference_case(name, shape, case, device):
+    mc_model, torch_model = mc.models.get_model(name).to(device).eval(), _torch_model(name).to(device).eval()
+    mc_x, torch_x = _pair(_data(*shape), device=device)
     with torch.no_grad():
         case.flops = _model_flops(torch_model, torch_x, backward=False)
 
@@ -235,21 +238,21 @@ def _missing_model(name):
 QUICK_CONVS = {1, 5}  # one dense 3x3 layer and the depthwise one
 
 
-def all_cases():
-    """Every case of the full run, in report order."""
+def all_cases(device="cpu"):
+    """Every case of the full run, in report order, on ``device``."""
     cases = []
     for i, layer in enumerate(CONV_LAYERS):
         for backward in (False, True):
             cases.append(Case(
                 "conv2d", f"{conv_name(layer)} {'fwd+bwd' if backward else 'fwd'}",
-                lambda layer=layer, backward=backward: _conv_case(layer, backward),
+                lambda layer=layer, backward=backward: _conv_case(layer, backward, device),
                 flops=conv_flops(layer) * (3 if backward else 1),
                 quick=backward and i in QUICK_CONVS, notes=[layer[-1]]))
     n, c, hw, o, k, s, p = TRANSPOSE_LAYER
     for backward in (False, True):
         cases.append(Case(
             "conv_transpose2d", f"{n}x{c}x{hw}x{hw} -> {o}, {k}x{k}/{s} {'fwd+bwd' if backward else 'fwd'}",
-            lambda backward=backward: _transpose_case(backward),
+            lambda backward=backward: _transpose_case(backward, device),
             flops=_transpose_flops() * (3 if backward else 1)))
 
     pool_shape, avg_shape, gap_shape = (8, 64, 112, 112), (8, 128, 56, 56), (8, 512, 7, 7)
@@ -258,41 +261,43 @@ def all_cases():
         cases += [
             Case("pool", f"max_pool2d 3x3/2 8x64x112x112 {suffix}",
                  _unary_case(pool_shape, lambda x: F.max_pool2d(x, 3, 2, 1),
-                             lambda x: TF.max_pool2d(x, 3, 2, 1), backward),
+                             lambda x: TF.max_pool2d(x, 3, 2, 1), backward, device),
                  quick=backward),
             Case("pool", f"avg_pool2d 2x2/2 8x128x56x56 {suffix}",
                  _unary_case(avg_shape, lambda x: F.avg_pool2d(x, 2),
-                             lambda x: TF.avg_pool2d(x, 2), backward)),
+                             lambda x: TF.avg_pool2d(x, 2), backward, device)),
             Case("pool", f"adaptive_avg_pool2d 8x512x7x7 -> 1 {suffix}",
                  _unary_case(gap_shape, lambda x: F.adaptive_avg_pool2d(x, 1),
-                             lambda x: TF.adaptive_avg_pool2d(x, 1), backward)),
+                             lambda x: TF.adaptive_avg_pool2d(x, 1), backward, device)),
         ]
     bn_shape = (8, 64, 112, 112)
     cases += [
         Case("norm", "batch_norm train 8x64x112x112 fwd",
-             lambda: _batch_norm_case(bn_shape, training=True, backward=False)),
+             lambda: _batch_norm_case(bn_shape, training=True, backward=False, device=device)),
         Case("norm", "batch_norm train 8x64x112x112 fwd+bwd",
-             lambda: _batch_norm_case(bn_shape, training=True, backward=True), quick=True),
+             lambda: _batch_norm_case(bn_shape, training=True, backward=True, device=device), quick=True),
         Case("norm", "batch_norm eval 8x64x112x112 fwd",
-             lambda: _batch_norm_case(bn_shape, training=False, backward=False)),
+             lambda: _batch_norm_case(bn_shape, training=False, backward=False, device=device)),
     ]
 
     lenet = Case("train", "LeNet-5 step, 64x1x32x32", None, quick=True)
-    lenet.build = lambda: _train_case(mc.models.lenet5(), _torch_lenet5(), (64, 1, 32, 32), 10, lenet)
+    lenet.build = lambda: _train_case(mc.models.lenet5(), _torch_lenet5(), (64, 1, 32, 32), 10, lenet,
+                                      device)
     cases.append(lenet)
     resnet = Case("train", "ResNet-18 step, 16x3x64x64, 10 classes", None, repeats=5,
                   skip=_missing_model("resnet18"))
     resnet.build = lambda: _train_case(mc.models.resnet18(num_classes=10),
-                                       _torch_model("resnet18", num_classes=10), (16, 3, 64, 64), 10, resnet)
+                                       _torch_model("resnet18", num_classes=10), (16, 3, 64, 64), 10, resnet,
+                                       device)
     cases.append(resnet)
 
     for name in ("resnet18", "mobilenet_v2", "efficientnet_b0"):
         case = Case("inference", f"{name} 8x3x224x224", None, repeats=5, skip=_missing_model(name))
-        case.build = lambda name=name, case=case: _inference_case(name, (8, 3, 224, 224), case)
+        case.build = lambda name=name, case=case: _inference_case(name, (8, 3, 224, 224), case, device)
         cases.append(case)
     return cases
 
 
-def quick_cases():
+def quick_cases(device="cpu"):
     """The reduced set of ``--quick``: a minute or less."""
-    return [case for case in all_cases() if case.quick]
+    return [case for case in all_cases(device) if case.quick]

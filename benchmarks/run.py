@@ -1,8 +1,10 @@
-"""Run the benchmarks: minicnn against torch, in one process, on the CPU.
+"""Run the benchmarks: minicnn against torch, in one process, on the CPU
+or the GPU.
 
     python -m benchmarks                 # the full set (several minutes)
     python -m benchmarks --quick         # a reduced set, under a minute
     python benchmarks/run.py --threads 1 --repeats 9
+    python -m benchmarks --device cuda   # minicnn/CuPy against torch/cuDNN
 
 Both frameworks get the same thread count (``--threads``, default
 ``os.cpu_count()``): torch's intra-op pool, Numba's pool and the BLAS
@@ -20,6 +22,12 @@ Results go to ``benchmarks/results/`` (``--quick``: ``results/quick/``):
 bar chart). ``--update-readme`` also copies the markdown into README.md
 between the ``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->``
 markers.
+
+On the GPU (``--device cuda``, results in ``results/cuda/``) kernels run
+asynchronously: a call returns when its work is queued, not done. So every
+timed call is followed by a synchronization of both CuPy's and torch's
+device (``_cuda_synchronize``), and the clock starts on an idle GPU. The
+targets and the CPU peak-memory measurement apply to the CPU run only.
 """
 import argparse
 import csv
@@ -73,8 +81,8 @@ def limit_threads(threads):
     return threadpool_limits(threads)
 
 
-def machine_info(threads):
-    """What the numbers depend on: CPU, cores, threads and versions."""
+def machine_info(threads, device="cpu"):
+    """What the numbers depend on: CPU (or GPU), cores, threads and versions."""
     import numba
     import numpy
     import torch
@@ -90,20 +98,38 @@ def machine_info(threads):
         "platform": platform.platform(), "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         # Other processes' load skews the ratios (threads wait for cores): say how busy the machine was.
         "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "device": device,
+        "gpu": torch.cuda.get_device_name() if device != "cpu" else None,
     }
 
 
 # -- timing --------------------------------------------------------------
-def _seconds(fn):
+def _no_synchronize():
+    pass
+
+
+def _cuda_synchronize():
+    """Wait for every queued kernel of both frameworks (the GPU runs them
+    asynchronously: without this a timing measures only the launches)."""
+    import torch
+    import minicnn as mc
+    mc.cuda.synchronize()
+    torch.cuda.synchronize()
+
+
+def _seconds(fn, synchronize=_no_synchronize):
+    synchronize()
     start = time.perf_counter()
     fn()
+    synchronize()
     return time.perf_counter() - start
 
 
-def time_case(case, warmup, repeats):
+def time_case(case, warmup, repeats, synchronize=_no_synchronize):
     """One result row for ``case``: median milliseconds of each framework,
     their ratio and GFLOP/s. A case that is skipped or fails gives a row
-    that says why instead of stopping the run."""
+    that says why instead of stopping the run. ``synchronize`` waits for
+    the device after each call (``_cuda_synchronize`` on the GPU)."""
     row = {"group": case.group, "case": case.name, "minicnn_ms": None, "torch_ms": None, "ratio": None,
            "minicnn_gflops": None, "torch_gflops": None, "status": "ok", "notes": "; ".join(case.notes)}
     if case.skip:
@@ -116,8 +142,8 @@ def time_case(case, warmup, repeats):
             torch_fn()
         mc_times, torch_times = [], []
         for _ in range(case.repeats or repeats):
-            mc_times.append(_seconds(mc_fn))
-            torch_times.append(_seconds(torch_fn))
+            mc_times.append(_seconds(mc_fn, synchronize))
+            torch_times.append(_seconds(torch_fn, synchronize))
     except Exception as error:  # one broken case must not lose the others' results
         row["status"] = f"error: {type(error).__name__}: {error}"
         return row
@@ -128,11 +154,11 @@ def time_case(case, warmup, repeats):
     return row
 
 
-def run_cases(cases, warmup, repeats, log=print):
+def run_cases(cases, warmup, repeats, log=print, synchronize=_no_synchronize):
     """Time every case in order; a list of result rows."""
     rows = []
     for case in cases:
-        row = time_case(case, warmup, repeats)
+        row = time_case(case, warmup, repeats, synchronize)
         rows.append(row)
         log(_progress_line(row))
     return rows
@@ -219,11 +245,14 @@ def _fmt(value, digits=2):
 
 def markdown(rows, memory, import_s, info, quick=False):
     """The report: machine, tables per group, targets, memory and method."""
+    where = (f"**{info['gpu']}** (minicnn through CuPy, torch through cuDNN/cuBLAS, synchronized timings), "
+             f"host {info['cpu']}" if info.get("gpu") else f"**{info['cpu']}**")
     lines = [
-        f"Measured {info['date']} on **{info['cpu']}**, {info['cores']} cores, {info['threads']} threads "
+        f"Measured {info['date']} on {where}, {info['cores']} cores, {info['threads']} threads "
         f"for both frameworks; Python {info['python']}, NumPy {info['numpy']}, Numba {info['numba']}, "
-        f"torch {info['torch']}; load average {info.get('load_average')} at the start. float32; median of repeats after warm-up; ratio = minicnn time / torch "
-        f"time (below 1: minicnn is faster)." + (" **Quick set.**" if quick else ""),
+        f"torch {info['torch']}; load average {info.get('load_average')} at the start. float32; median of "
+        f"repeats after warm-up; ratio = minicnn time / torch time (below 1: minicnn is faster)."
+        + (" **Quick set.**" if quick else ""),
         "",
         "| group | case | minicnn ms | torch ms | ratio | minicnn GFLOP/s | torch GFLOP/s |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -234,7 +263,7 @@ def markdown(rows, memory, import_s, info, quick=False):
             continue
         lines.append(f"| {r['group']} | {r['case']} | {_fmt(r['minicnn_ms'])} | {_fmt(r['torch_ms'])} | "
                      f"**{_fmt(r['ratio'])}** | {_fmt(r['minicnn_gflops'], 1)} | {_fmt(r['torch_gflops'], 1)} |")
-    summary = summarize(rows, memory, import_s)
+    summary = summarize(rows, memory, import_s) if not info.get("gpu") else []  # the targets are the CPU's
     if summary:
         lines += ["", "| target | measured | limit | met |", "|---|---:|---:|:---:|"]
         lines += [f"| {label} | {value:.2f} | {limit:.2f} | {'yes' if met else 'no'} |"
@@ -294,7 +323,8 @@ def write_chart(rows, info, path):
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xticks([t for t in (0.25, 0.5, 1, 2, 4, 8, 16) if t <= 2 * max(r["ratio"] for r in timed)])
     ax.set_xlabel("time ratio minicnn / torch (log scale; < 1: minicnn faster)")
-    ax.set_title(f"minicnn vs torch, {info['threads']} threads, {info['cpu']}", fontsize=9)
+    where = info.get("gpu") or f"{info['threads']} threads, {info['cpu']}"
+    ax.set_title(f"minicnn vs torch, {where}", fontsize=9)
     for yi, r in zip(y, timed):
         ax.text(r["ratio"], yi, f" {r['ratio']:.2f}", va="center", fontsize=6)
     fig.tight_layout()
@@ -324,9 +354,21 @@ def update_readme(text, readme=ROOT / "README.md", chart="benchmarks/results/rat
 
 
 # -- command line --------------------------------------------------------
+def check_cuda():
+    """Stop with the reason when either framework cannot use the GPU."""
+    import torch
+    import minicnn as mc
+    if not mc.cuda.is_available():
+        raise SystemExit(f"--device cuda: minicnn cannot use a GPU here: {mc.cuda.cuda_unavailable_reason()}")
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda: this torch build sees no GPU; the comparison needs torch on cuda too")
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a reduced set, under a minute")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="run both frameworks on the CPU or on the GPU (CuPy against torch/cuDNN)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both frameworks")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per case (default 9, quick 5)")
@@ -340,17 +382,23 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     limits = limit_threads(args.threads)  # before cases imports torch and minicnn
+    synchronize = _no_synchronize
+    if args.device == "cuda":
+        check_cuda()
+        synchronize = _cuda_synchronize
     from benchmarks import cases as case_module
-    cases = case_module.quick_cases() if args.quick else case_module.all_cases()
+    cases = case_module.quick_cases(args.device) if args.quick else case_module.all_cases(args.device)
     if args.only:
         cases = [c for c in cases if args.only in c.group or args.only in c.name]
     repeats = args.repeats or (5 if args.quick else 9)
-    info = machine_info(args.threads)
-    print(f"minicnn vs torch: {len(cases)} cases, {args.threads} threads, {info['cpu']}")
-    rows = run_cases(cases, args.warmup, repeats)
-    memory = None if (args.quick or args.no_memory or args.only) else measure_memory(args.threads)
-    import_s = None if (args.quick or args.only) else measure_import()
-    out = Path(args.out) if args.out else RESULTS / ("quick" if args.quick else "")
+    info = machine_info(args.threads, args.device)
+    print(f"minicnn vs torch: {len(cases)} cases, {args.threads} threads, {info['gpu'] or info['cpu']}")
+    rows = run_cases(cases, args.warmup, repeats, synchronize=synchronize)
+    cpu_extras = not (args.quick or args.only or args.device != "cpu")
+    memory = measure_memory(args.threads) if cpu_extras and not args.no_memory else None
+    import_s = measure_import() if cpu_extras else None
+    out = Path(args.out) if args.out else RESULTS / ("cuda" if args.device == "cuda" else "") / (
+        "quick" if args.quick else "")
     text = write_results(rows, memory, import_s, info, out, args.quick)
     if args.update_readme:
         update_readme(text)

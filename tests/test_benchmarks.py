@@ -3,8 +3,11 @@ writers and the README update work. Nothing here asserts on speed."""
 import csv
 import json
 
-import minicnn.nn.functional as F
+import pytest
 import torch.nn.functional as TF
+
+import minicnn as mc
+import minicnn.nn.functional as F
 
 from benchmarks import run
 from benchmarks.cases import Case, _data, _op_case, all_cases, conv_flops, quick_cases
@@ -83,3 +86,22 @@ def test_case_lists():
     quick = quick_cases()
     assert 0 < len(quick) < len(cases) and all(c.quick for c in quick)
     assert run.parse_args(["--quick", "--threads", "1"]).threads == 1
+
+
+def test_timing_waits_for_the_device_before_and_after_each_call():
+    events = []
+    seconds = run._seconds(lambda: events.append("call"), synchronize=lambda: events.append("sync"))
+    assert events == ["sync", "call", "sync"] and seconds >= 0
+
+
+def test_cases_put_both_frameworks_on_the_device_asked_for():
+    mc_fn, torch_fn = _op_case([_data(2, 3, 4, 4)], lambda x: F.relu(x), lambda x: TF.relu(x), True, "cpu")
+    mc_fn()
+    torch_fn()
+    assert all(c.build is not None for c in quick_cases("cuda"))  # listing builds nothing, even without a GPU
+
+
+@pytest.mark.skipif(mc.cuda.is_available(), reason="checks the refusal on a machine without a usable GPU")
+def test_cuda_run_without_a_gpu_says_why():
+    with pytest.raises(SystemExit, match="--device cuda: minicnn cannot use a GPU here: .+"):
+        run.check_cuda()

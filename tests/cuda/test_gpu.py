@@ -259,3 +259,15 @@ def test_memory_helpers():
     del x
     mc.cuda.empty_cache()
     assert mc.cuda.device_count() >= 1 and isinstance(mc.cuda.get_device_name(), str)
+
+
+def test_benchmark_harness_on_cuda(tmp_path):
+    """``python -m benchmarks --device cuda`` in miniature: the tiny cases
+    run on the GPU with synchronized timings and report GPU and ratio."""
+    from benchmarks import cases, run
+    tiny = [c for c in cases.quick_cases("cuda") if c.group in ("conv2d", "norm")]
+    rows = run.run_cases(tiny, warmup=1, repeats=2, log=lambda line: None, synchronize=run._cuda_synchronize)
+    assert [r["status"] for r in rows] == ["ok"] * len(tiny)
+    assert all(r["ratio"] > 0 for r in rows)
+    text = run.write_results(rows, None, None, run.machine_info(1, "cuda"), tmp_path)
+    assert torch.cuda.get_device_name() in text
