@@ -30,9 +30,12 @@ element of x from one place only and could be split across threads as is.
 Padding is never materialized: taps that fall outside the image are
 written as zeros (im2col) or skipped (col2im).
 
-Inner loops run ``for j in range(n)`` over slices: with a loop index that
-cannot be negative Numba drops its wraparound check and LLVM vectorizes
-the loop (``range(lo, hi)`` on the full row does not vectorize).
+The kernels index flat views of their (contiguous) arrays with offsets
+computed once per row, instead of slicing a view per row: a layer with
+16-pixel rows has hundreds of thousands of rows per call, and making a
+slice object for each cost 3-8x the copy itself (measured on 2-core
+Sapphire Rapids: 64 channels, 16x16, batch 16, 5.6 ms sliced, 2.0 ms
+flat, against 0.6 ms for a memcpy of the same bytes).
 """
 import numba
 import numpy
@@ -52,73 +55,114 @@ def _valid_range(size, out_size, start, step):
     return lo, max(lo, hi)
 
 
+@numba.njit(inline="always")
+def _fill_zero(out, start, stop):
+    for j in range(start, stop):
+        out[j] = 0
+
+
+@numba.njit
+def _copy_rows(src_flat, out, o, plane, h0, w0, oh_lo, oh_hi, ow_lo, ow_hi, R, OW, W, sh, sw):
+    """Rows 0 ... R-1 of one (c, kh, kw, image) block of cols, row by row:
+    the taps of output row oh are input row h0 + oh*sh, columns
+    w0 + ow*sw, zero where they fall in the padding."""
+    for oh in range(R):
+        row = o + oh * OW
+        if oh < oh_lo or oh >= oh_hi:
+            _fill_zero(out, row, row + OW)
+            continue
+        src = plane + (h0 + oh * sh) * W + w0
+        _fill_zero(out, row, row + ow_lo)
+        if sw == 1:
+            for j in range(ow_lo, ow_hi):
+                out[row + j] = src_flat[src + j]
+        else:
+            for j in range(ow_lo, ow_hi):
+                out[row + j] = src_flat[src + j * sw]
+        _fill_zero(out, row + ow_hi, row + OW)
+
+
+@numba.njit(inline="always")
+def _copy_shifted_plane(src_flat, out, o, plane, h0, w0, oh_lo, oh_hi, ow_lo, ow_hi, R, OW, H, W):
+    """The same block when stride is 1 and OW == W ("same" padding): the
+    block is then the input plane shifted by h0 rows and w0 columns, one
+    long copy, after which the columns that wrapped around a row edge are
+    zeroed. One loop instead of R short ones."""
+    t_lo, t_hi = oh_lo * OW, oh_hi * OW
+    shift = plane + h0 * W + w0
+    _fill_zero(out, o, o + t_lo)
+    # The first and last taps may fall outside the plane; they are edge
+    # columns, zeroed below.
+    t_lo, t_hi = max(t_lo, plane - shift), min(t_hi, plane + H * W - shift)
+    for t in range(t_lo, t_hi):
+        out[o + t] = src_flat[shift + t]
+    for oh in range(oh_lo, oh_hi):
+        row = o + oh * OW
+        _fill_zero(out, row, row + ow_lo)
+        _fill_zero(out, row + ow_hi, row + OW)
+    _fill_zero(out, o + oh_hi * OW, o + R * OW)
+
+
 @numba.njit(**_JIT)
 def im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw):
     """Fill cols (C, KH, KW, NB, R, OW) with the patches of x (N, C, H, W)
-    under output rows r0 ... r0+R-1 of images n0 ... n0+NB-1."""
-    H, W = x.shape[2], x.shape[3]
-    C, KH, KW, NB, R, OW = cols.shape
-    for task in range(C * KH * NB):
-        c = task // (KH * NB)
-        kh = task // NB - c * KH
-        i = task - (task // NB) * NB
-        h0 = kh * dh - top + r0 * sh          # input row of tile row 0
-        oh_lo, oh_hi = _valid_range(H, R, h0, sh)
-        for kw in range(KW):
-            w0 = kw * dw - left               # input column of ow = 0
-            ow_lo, ow_hi = _valid_range(W, OW, w0, sw)
-            out = cols[c, kh, kw, i]
-            for oh in range(R):
-                row = out[oh]
-                if oh < oh_lo or oh >= oh_hi:
-                    row[:] = 0
-                    continue
-                src = x[n0 + i, c, h0 + oh * sh]
-                row[:ow_lo] = 0
-                if sw == 1:
-                    row[ow_lo:ow_hi] = src[w0 + ow_lo:w0 + ow_hi]
-                else:
-                    dst = row[ow_lo:ow_hi]
-                    for j in range(ow_hi - ow_lo):
-                        dst[j] = src[w0 + (ow_lo + j) * sw]
-                row[ow_hi:] = 0
+    under output rows r0 ... r0+R-1 of images n0 ... n0+NB-1. Both arrays
+    must be C-contiguous."""
+    N, C, H, W = x.shape
+    _, KH, KW, NB, R, OW = cols.shape
+    src_flat, out = x.reshape(-1), cols.reshape(-1)
+    shifted_plane = sh == 1 and sw == 1 and OW == W
+    o = 0                                     # cols is written in order, a block of R*OW at a time
+    for c in range(C):
+        for kh in range(KH):
+            h0 = kh * dh - top + r0 * sh      # input row of tile row 0
+            oh_lo, oh_hi = _valid_range(H, R, h0, sh)
+            for kw in range(KW):
+                w0 = kw * dw - left           # input column of ow = 0
+                ow_lo, ow_hi = _valid_range(W, OW, w0, sw)
+                for i in range(NB):
+                    plane = ((n0 + i) * C + c) * H * W
+                    if shifted_plane:
+                        _copy_shifted_plane(src_flat, out, o, plane, h0, w0, oh_lo, oh_hi, ow_lo, ow_hi,
+                                            R, OW, H, W)
+                    else:
+                        _copy_rows(src_flat, out, o, plane, h0, w0, oh_lo, oh_hi, ow_lo, ow_hi,
+                                   R, OW, W, sh, sw)
+                    o += R * OW
 
 
 @numba.njit(**_JIT)
 def col2im_tile(cols, x, n0, r0, sh, sw, top, left, dh, dw):
     """Add cols (C, KH, KW, NB, R, OW), a tile as ``im2col_tile`` lays it
-    out, into the pixels of x (N, C, H, W) it was copied from."""
-    H, W = x.shape[2], x.shape[3]
-    C, KH, KW, NB, R, OW = cols.shape
+    out, into the pixels of x (N, C, H, W) it was copied from. Both arrays
+    must be C-contiguous."""
+    N, C, H, W = x.shape
+    _, KH, KW, NB, R, OW = cols.shape
+    src_flat, out = cols.reshape(-1), x.reshape(-1)
     # The input rows this tile touches: from the top tap of its first row
     # to the bottom tap of its last one.
     h_first = max(0, r0 * sh - top)
     h_last = min(H - 1, (r0 + R - 1) * sh - top + (KH - 1) * dh)
-    rows = h_last - h_first + 1
-    if rows <= 0:
-        return
-    for task in range(C * NB * rows):
-        c = task // (NB * rows)
-        i = task // rows - c * NB
-        h = h_first + task - (task // rows) * rows
-        dst = x[n0 + i, c, h]
-        for kh in range(KH):
-            # The tile row whose tap kh lands on input row h, if any.
-            t = h + top - kh * dh - r0 * sh
-            if t < 0 or t % sh != 0 or t // sh >= R:
-                continue
-            oh = t // sh
-            for kw in range(KW):
-                w0 = kw * dw - left
-                ow_lo, ow_hi = _valid_range(W, OW, w0, sw)
-                src = cols[c, kh, kw, i, oh, ow_lo:ow_hi]
-                if sw == 1:
-                    out = dst[w0 + ow_lo:w0 + ow_hi]
-                    for j in range(ow_hi - ow_lo):
-                        out[j] += src[j]
-                else:
-                    for j in range(ow_hi - ow_lo):
-                        dst[w0 + (ow_lo + j) * sw] += src[j]
+    for c in range(C):
+        for i in range(NB):
+            for h in range(h_first, h_last + 1):
+                dst = (((n0 + i) * C + c) * H + h) * W
+                for kh in range(KH):
+                    # The tile row whose tap kh lands on input row h, if any.
+                    t = h + top - kh * dh - r0 * sh
+                    if t < 0 or t % sh != 0 or t // sh >= R:
+                        continue
+                    oh = t // sh
+                    for kw in range(KW):
+                        w0 = kw * dw - left
+                        ow_lo, ow_hi = _valid_range(W, OW, w0, sw)
+                        src = ((((c * KH + kh) * KW + kw) * NB + i) * R + oh) * OW
+                        if sw == 1:
+                            for j in range(ow_lo, ow_hi):
+                                out[dst + w0 + j] += src_flat[src + j]
+                        else:
+                            for j in range(ow_lo, ow_hi):
+                                out[dst + w0 + j * sw] += src_flat[src + j]
 
 
 def im2col(x, kernel_size, stride, padding, dilation, out_size=None):
