@@ -1,0 +1,124 @@
+"""Winograd F(2x2, 3x3) convolution (kernels/cpu/winograd.py) against the
+NumPy references of conv2d's three primitives and against torch.
+
+The Numba conv kernels take the Winograd path for 3x3, stride-1,
+undilated, ungrouped convolutions with at least ``WINOGRAD_MIN_TILES``
+output tiles. Tests set that threshold to 0 so that small hypothesis-drawn
+layers go through it: odd and even sizes (a tile past the edge),
+asymmetric paddings (including none and 2, where the input gradient's
+padding 2 - p reaches 0), several images per chunk or one.
+"""
+import numpy
+import pytest
+import torch
+from hypothesis import example, given, settings, strategies as st
+
+import minicnn as mc
+import minicnn.nn.functional as F
+from kernels import registry
+from minicnn import gradcheck
+from parity import check_parity
+
+pytest.importorskip("numba")
+from kernels.cpu import conv as numba_conv, winograd  # noqa: E402
+
+# The transforms add and subtract a few extra terms (with halves), so the
+# rounding differs from the direct sum's by a few units of the terms' size.
+RTOL = {numpy.float32: 5e-5, numpy.float64: 1e-12}
+
+
+@pytest.fixture
+def always_winograd(monkeypatch):
+    """Take the Winograd path for every eligible convolution, however small."""
+    monkeypatch.setattr(numba_conv, "WINOGRAD_MIN_TILES", 0)
+
+
+def references():
+    impls = {name: registry.implementations(name)["numpy"]
+             for name in ("conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight")}
+    return impls["conv2d_forward"], impls["conv2d_grad_input"], impls["conv2d_grad_weight"]
+
+
+@st.composite
+def winograd_layers(draw):
+    """(N, C, O, padding, in_size, out_size) of a 3x3 stride-1 conv2d."""
+    # C >= 2: one input channel is taken by the depthwise kernel first.
+    N, C, O = draw(st.integers(1, 3)), draw(st.integers(2, 5)), draw(st.integers(1, 5))
+    padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    in_size = tuple(max(1, 3 - lo - hi) + draw(st.integers(0, 6)) for lo, hi in padding)
+    out_size = tuple(size + lo + hi - 2 for size, (lo, hi) in zip(in_size, padding))
+    return N, C, O, padding, in_size, out_size
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), winograd_layers(), st.sampled_from([numpy.float32, numpy.float64]),
+       st.booleans(), st.sampled_from([64, 4 << 20]))
+@example(seed=0, layer=(2, 3, 4, ((1, 1), (1, 1)), (5, 7), (5, 7)), dtype=numpy.float64, bias=True,
+         chunk_bytes=64).via("odd sizes, several chunks")
+def test_winograd_primitives_match_the_reference(seed, layer, dtype, bias, chunk_bytes):
+    N, C, O, padding, in_size, out_size = layer
+    rng = numpy.random.default_rng(seed)
+    x = rng.standard_normal((N, C) + in_size).astype(dtype)
+    w = rng.standard_normal((O, C, 3, 3)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype) if bias else None
+    gy = rng.standard_normal((N, O) + out_size).astype(dtype)
+    forward, grad_input, grad_weight = references()
+    args = ((1, 1), padding, (1, 1), 1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(numba_conv, "WINOGRAD_MIN_TILES", 0)
+        # A tiny chunk budget makes every image its own chunk (and gw a sum
+        # over chunks); a large one takes them all at once.
+        patch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
+        results = [
+            (numba_conv.conv2d_forward(x, w, b, *args, out_size), forward(x, w, b, *args, out_size), C * 9),
+            (numba_conv.conv2d_grad_input(gy, w, *args, in_size), grad_input(gy, w, *args, in_size), O * 9),
+            (numba_conv.conv2d_grad_weight(x, gy, (3, 3), *args), grad_weight(x, gy, (3, 3), *args),
+             N * out_size[0] * out_size[1])]
+    for mine, expected, terms in results:
+        assert mine.shape == expected.shape and mine.dtype == expected.dtype
+        numpy.testing.assert_allclose(mine, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * terms)
+
+
+def test_the_path_is_taken_only_where_it_applies():
+    eligible = dict(kernel_size=(3, 3), stride=(1, 1), dilation=(1, 1), groups=1)
+    assert numba_conv._is_winograd(**eligible, out_size=(56, 56), N=8)
+    assert not numba_conv._is_winograd(**eligible, out_size=(2, 2), N=16)     # 16 tiles: too few
+    for change in [dict(kernel_size=(3, 2)), dict(stride=(2, 1)), dict(dilation=(2, 2)), dict(groups=2)]:
+        assert not numba_conv._is_winograd(**{**eligible, **change}, out_size=(56, 56), N=8)
+
+
+def test_filter_transform_and_its_adjoint_are_adjoint():
+    """<G g G^T, u> == <g, G^T u G> for random g and u: the weight gradient
+    goes back through the exact adjoint of the forward's transform."""
+    rng = numpy.random.default_rng(0)
+    g = rng.standard_normal((3, 2, 3, 3))
+    u = rng.standard_normal((16, 3, 2))
+    U = winograd.sixteen_planes(3, 2, numpy.float64)
+    winograd.filter_transform(g, U)
+    gw = numpy.empty_like(g)
+    winograd.filter_transform_adjoint(numpy.ascontiguousarray(u), gw)
+    assert abs(numpy.sum(U * u) - numpy.sum(g * gw)) < 1e-12 * numpy.abs(U * u).sum()
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("shape, padding", [((2, 3, 8, 7), 1), ((1, 2, 6, 6), 0), ((2, 4, 5, 9), 2)])
+def test_conv2d_through_winograd_matches_torch(always_winograd, dtype, shape, padding):
+    rng = numpy.random.default_rng(7)
+    C = shape[1]
+    arrays = [rng.standard_normal(shape), rng.standard_normal((5, C, 3, 3)), rng.standard_normal(5)]
+    check_parity(lambda x, w, b: F.conv2d(x, w, b, padding=padding),
+                 lambda x, w, b: torch.nn.functional.conv2d(x, w, b, padding=padding),
+                 arrays, dtype=dtype, noncontiguous_inputs=True,
+                 **(dict(rtol=1e-4, atol=1e-5) if dtype == numpy.float32 else {}))
+
+
+def test_gradcheck_through_winograd(always_winograd):
+    previous = registry.get_backend()
+    registry.set_backend("numba")
+    try:
+        rng = numpy.random.default_rng(8)
+        x = mc.tensor(rng.standard_normal((2, 2, 5, 4)), requires_grad=True)
+        w = mc.tensor(rng.standard_normal((3, 2, 3, 3)), requires_grad=True)
+        assert gradcheck(lambda x, w: F.conv2d(x, w, padding=1), (x, w))
+    finally:
+        registry.set_backend(previous)
