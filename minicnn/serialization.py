@@ -72,6 +72,9 @@ def load(f):
         arrays = safetensors.numpy.load(payload)
     except safetensors.SafetensorError as e:
         raise ValueError(f"load: {path!r} is not a valid safetensors file ({e})") from None
+    except KeyError as e:  # a dtype NumPy has no type for (BF16, F8_*)
+        raise ValueError(f"load: {path!r} holds a dtype NumPy cannot represent ({e}); "
+                         f"mc.load_weights reads bfloat16 as float32") from None
     if metadata.get("format") != FORMAT:
         # A plain safetensors file: its tensors, by name.
         return {name: Tensor._wrap(_writable(a)) for name, a in arrays.items()}

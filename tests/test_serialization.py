@@ -249,3 +249,12 @@ def test_nothing_is_executed_on_load(tmp_path, saved, monkeypatch):
         mc.load(tmp_path / "evil.pt")
     assert not (tmp_path / "pwned_by_pickle").exists()
     assert calls == []
+
+
+def test_a_dtype_numpy_lacks_is_a_clear_error(tmp_path):
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    path = tmp_path / "bf16.safetensors"
+    safetensors_torch.save_file({"w": torch.ones(2, dtype=torch.bfloat16)}, str(path))
+    with pytest.raises(ValueError, match="dtype NumPy cannot represent.*load_weights"):
+        mc.load(path)

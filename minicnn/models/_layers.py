@@ -25,11 +25,10 @@ def _check_weights(weights, builder):
     ValueError explains how to get torchvision's pretrained weights in."""
     if weights is not None:
         raise ValueError(
-            f"{builder}: minicnn cannot download pretrained weights (got weights={weights!r}). "
-            f"Build the model with weights=None and load torchvision's state_dict into it: "
-            f"model.load_state_dict(torchvision.models.{builder}(weights=...).state_dict()), "
-            f"or mc.load() a state_dict you converted to a safetensors file "
-            f"(safetensors.torch.save_file(state_dict, path)).")
+            f"{builder}: minicnn downloads nothing (got weights={weights!r}). Build the model with "
+            f"weights=None and load the weights file torchvision downloaded (in ~/.cache/torch/hub/checkpoints/) "
+            f"into it, torch not needed: model.load_state_dict(mc.load_weights(path)). With torch at hand, "
+            f"model.load_state_dict(torchvision.models.{builder}(weights=...).state_dict()) works too.")
 
 
 def _make_divisible(v, divisor, min_value=None):

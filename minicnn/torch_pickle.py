@@ -1,0 +1,536 @@
+"""Reading files written by ``torch.save`` without torch, and without
+running any code the file asks for.
+
+Why this needs care
+-------------------
+``torch.save`` writes a *pickle*: a small program for a stack machine that
+rebuilds the object. Its ``GLOBAL`` instructions import any callable by
+name and its ``REDUCE`` instructions call it, so ``pickle.load`` on a file
+from the internet runs whatever the file asks for (``os.system``, ...).
+Here every import goes through ``_RestrictedUnpickler.find_class``, which
+knows a short allowlist (``ALLOWED_GLOBALS``) and maps each allowed name to
+minicnn's own implementation; any other name raises ``UnsafeWeightsError``
+*before* the object is imported, so nothing the file names ever runs.
+torch itself is never imported.
+
+What a tensor looks like in the pickle
+--------------------------------------
+A state dict pickles as ``collections.OrderedDict`` filled with tensors,
+each one ``torch._utils._rebuild_tensor_v2(storage, storage_offset, size,
+stride, requires_grad, backward_hooks[, metadata])``. The storage is not in
+the pickle: it is a *persistent id*, ``("storage", torch.FloatStorage,
+key, location, numel)``, that names raw bytes stored elsewhere in the file.
+The tensor is the strided view ``storage[offset + sum(i_k * stride_k)]``.
+Dtypes without a legacy storage class (``torch.uint16``, ...) pickle as
+``_rebuild_tensor_v3(untyped_storage, ..., dtype)`` instead, with the
+storage counted in bytes.
+
+The two file layouts
+--------------------
+* zip (torch >= 1.6, the default): ``<archive>/data.pkl`` is the pickle,
+  ``<archive>/data/<key>`` holds each storage's raw bytes, and
+  ``<archive>/byteorder`` says ``little`` or ``big``.
+* legacy (``_use_new_zipfile_serialization=False`` and files written before
+  2020, such as several of torchvision's pretrained weights): five pickles
+  and raw data in one stream: a magic number, a protocol version (1001), a
+  ``sys_info`` dict (``little_endian``, ...), the object itself, the list
+  of storage keys; then, for each key in that order, an 8-byte element
+  count followed by the storage's raw bytes.
+
+In both, the pickle refers to storages before their bytes are read (legacy)
+or read lazily (zip), so rebuilding a tensor first makes a ``_PendingTensor``
+(storage, offset, size, stride, dtype); once every storage is in memory,
+``_finish`` replaces each one by a Tensor holding a *copy* of its strided
+view, after checking that the view stays inside its storage. (Two tensors
+that shared a storage in torch come out as independent Tensors.)
+"""
+import _compat_pickle
+import collections
+import io
+import os
+import pickle
+import struct
+
+import numpy
+from numpy.lib.stride_tricks import as_strided
+
+from .tensor import Tensor
+
+
+class UnsafeWeightsError(ValueError):
+    """A weights file asked to import something outside the allowlist
+    (code to run, a whole pickled model, ...). Raised before it is
+    imported, so nothing in the file ran."""
+
+
+# -- the names a pickle may import -------------------------------------------
+class _DtypeToken:
+    """What ``torch.FloatStorage`` or ``torch.float32`` turns into: its name
+    and the element type it stands for (a key of ``ELEMENT_TYPES``; ``None``
+    for an untyped byte storage). Not callable, and immune to BUILD, so the
+    pickle can pass it around and do nothing else with it."""
+
+    __slots__ = ("name", "element")
+
+    def __init__(self, name, element):
+        self.name = name
+        self.element = element
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError(f"the pickle tries to modify {self.name}")
+
+    def __repr__(self):
+        return self.name
+
+
+#: The element types a storage may hold, by torch's dtype name, with how
+#: the bytes are stored (little-endian; a big-endian file swaps them).
+#: bfloat16 has no NumPy dtype: its 16 bits are read as uint16 and widened
+#: to float32, exactly (bfloat16 is float32 with the low 16 bits cut off).
+ELEMENT_TYPES = {
+    "float64": numpy.dtype("<f8"), "float32": numpy.dtype("<f4"), "float16": numpy.dtype("<f2"),
+    "bfloat16": numpy.dtype("<u2"), "int64": numpy.dtype("<i8"), "int32": numpy.dtype("<i4"),
+    "int16": numpy.dtype("<i2"), "int8": numpy.dtype("i1"), "uint8": numpy.dtype("u1"),
+    "uint16": numpy.dtype("<u2"), "uint32": numpy.dtype("<u4"), "uint64": numpy.dtype("<u8"),
+    "bool": numpy.dtype("u1"),
+}
+
+# Legacy storage classes (``torch.FloatStorage``) and dtype objects
+# (``torch.float32``, with torch's aliases), by name.
+_STORAGE_CLASSES = {
+    "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16",
+    "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
+}
+_DTYPE_ALIASES = {"double": "float64", "float": "float32", "half": "float16", "long": "int64", "int": "int32",
+                  "short": "int16"}
+# torch names minicnn recognises but cannot represent: a clearer error than
+# "not in the allowlist".
+_UNSUPPORTED_DTYPE_PREFIXES = ("Complex", "QInt", "QUInt", "complex", "cfloat", "cdouble", "chalf",
+                               "float8", "float4", "qint", "quint", "bits")
+
+
+class UnsupportedDtypeError(ValueError):
+    """The file holds tensors of a dtype minicnn cannot represent."""
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    """``torch._utils._rebuild_tensor`` (files from torch < 0.4)."""
+    return _PendingTensor(storage, storage_offset, size, stride, _storage_element(storage))
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
+    """``torch._utils._rebuild_tensor_v2``. ``requires_grad``, the hooks
+    (an empty OrderedDict in a saved state dict) and the metadata (flags
+    such as "is conjugated") do not change the values and are dropped."""
+    return _PendingTensor(storage, storage_offset, size, stride, _storage_element(storage))
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype,
+                       metadata=None):
+    """``torch._utils._rebuild_tensor_v3``: an untyped (byte) storage viewed
+    as ``dtype``; offset and strides count elements of ``dtype``."""
+    if not isinstance(dtype, _DtypeToken) or dtype.element is None:
+        raise pickle.UnpicklingError(f"_rebuild_tensor_v3 expects a torch dtype, got {dtype!r}")
+    if not isinstance(storage, _Storage):
+        raise pickle.UnpicklingError(f"_rebuild_tensor_v3 expects a storage, got {type(storage).__name__}")
+    return _PendingTensor(storage, storage_offset, size, stride, dtype.element)
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
+    """``torch._utils._rebuild_parameter[_with_state]``: a Parameter is its
+    tensor here (``load_state_dict`` copies values, not Parameters)."""
+    if not isinstance(data, _PendingTensor):
+        raise pickle.UnpicklingError(f"_rebuild_parameter expects a tensor, got {type(data).__name__}")
+    return data
+
+
+def _size(dims):
+    """``torch.Size``: a tuple of ints."""
+    return tuple(_check_ints(dims, "torch.Size"))
+
+
+def _storage_element(storage):
+    if not isinstance(storage, _Storage):
+        raise pickle.UnpicklingError(f"a tensor's storage must be a storage record, got {type(storage).__name__}")
+    if storage.element is None:
+        raise pickle.UnpicklingError("an untyped storage needs _rebuild_tensor_v3, which names the dtype")
+    return storage.element
+
+
+def _build_allowlist():
+    """``(module, name) -> object`` for every global a weights file may
+    name. Each entry is inert data (a dtype token), a container constructor,
+    or one of the rebuild functions above, which only check and record
+    their arguments."""
+    allowed = {
+        # Builds an ordered dict from (key, value) pairs: the state dict itself.
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+        ("torch", "Size"): _size,
+        ("torch.storage", "UntypedStorage"): _DtypeToken("torch.storage.UntypedStorage", None),
+        ("torch", "UntypedStorage"): _DtypeToken("torch.UntypedStorage", None),
+    }
+    for name, element in _STORAGE_CLASSES.items():
+        # torch.cuda.FloatStorage: files saved from the GPU by torch < 1.0.
+        for module in ("torch", "torch.cuda"):
+            allowed[module, name] = _DtypeToken(f"{module}.{name}", element)
+    for name in list(ELEMENT_TYPES) + list(_DTYPE_ALIASES):
+        allowed["torch", name] = _DtypeToken(f"torch.{name}", _DTYPE_ALIASES.get(name, name))
+    return allowed
+
+
+#: The globals a weights file may import, and what each one becomes.
+ALLOWED_GLOBALS = _build_allowlist()
+
+
+def _find_allowed(module, name):
+    """The object standing for global ``module.name``, or UnsafeWeightsError."""
+    if (module, name) in ALLOWED_GLOBALS:
+        return ALLOWED_GLOBALS[module, name]
+    if module in ("torch", "torch.cuda") and name.startswith(_UNSUPPORTED_DTYPE_PREFIXES):
+        raise UnsupportedDtypeError(
+            f"the file holds tensors of type {module}.{name}, which minicnn cannot represent "
+            f"(supported: float16/32/64, bfloat16 (read as float32), int8/16/32/64, uint8/16/32/64, bool)")
+    hint = ""
+    if module.startswith(("torch", "__torch__", "__main__")):
+        hint = (" The file seems to pickle whole objects (such as a model), not just tensors: if you trust it, "
+                "load it with torch and save model.state_dict() instead.")
+    raise UnsafeWeightsError(
+        f"refused to import {module}.{name}{_python3_name(module, name)}: the file asks for it, and a weights "
+        f"file may only name tensor-rebuilding functions, storage types, dtypes and collections.OrderedDict. "
+        f"Nothing from the file was run.{hint}")
+
+
+def _python3_name(module, name):
+    """" (Python 3: subprocess.Popen)" for a Python 2 name such as
+    ``commands.Popen``, which protocol-2 pickles (torch's) write; else ""."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[module, name]
+    elif module in _compat_pickle.IMPORT_MAPPING:
+        module = _compat_pickle.IMPORT_MAPPING[module]
+    else:
+        return ""
+    return f" (Python 3: {module}.{name})"
+
+
+# -- storages and tensors ------------------------------------------------
+class _Storage:
+    """One storage record: ``numel`` elements of type ``element`` (a key of
+    ELEMENT_TYPES; ``None``: bytes), whose bytes arrive later (``raw``), or
+    a slice of another storage (``base``, ``start``: legacy storage views)."""
+
+    __slots__ = ("key", "element", "numel", "raw", "base", "start")
+
+    def __init__(self, key, element, numel, base=None, start=0):
+        self.key = key
+        self.element = element
+        self.numel = numel
+        self.raw = None
+        self.base = base
+        self.start = start
+
+    @property
+    def itemsize(self):
+        return 1 if self.element is None else ELEMENT_TYPES[self.element].itemsize
+
+    def data(self):
+        """The storage's bytes (a 1-D uint8 array)."""
+        if self.base is not None:
+            begin = self.start * self.itemsize
+            return self.base.data()[begin:begin + self.numel * self.itemsize]
+        if self.raw is None:
+            raise ValueError(f"storage {self.key!r} has no data in the file")
+        return self.raw
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("the pickle tries to modify a storage")
+
+    __hash__ = None  # not a dict key either
+
+
+#: The most bytes a tensor that repeats storage elements may expand to.
+MAX_EXPANDED_BYTES = 2 ** 32
+
+
+class _PendingTensor:
+    """A tensor the pickle asked for: a view of ``storage`` to copy once the
+    storage's bytes are in (see ``materialize``)."""
+
+    __slots__ = ("storage", "offset", "size", "stride", "element")
+
+    def __init__(self, storage, offset, size, stride, element):
+        self.storage = storage
+        self.offset = _check_int(offset, "storage_offset")
+        self.size = _check_ints(size, "size")
+        self.stride = _check_ints(stride, "stride")
+        self.element = element
+        if len(self.size) != len(self.stride):
+            raise pickle.UnpicklingError(f"a tensor has size {self.size} but stride {self.stride}")
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("the pickle tries to modify a tensor")
+
+    __hash__ = None
+
+    def materialize(self, byteorder):
+        """The tensor's values as a fresh C-contiguous NumPy array in the
+        native byte order; bfloat16 widened to float32."""
+        stored = ELEMENT_TYPES[self.element]
+        itemsize = stored.itemsize
+        raw = self.storage.data()
+        available = raw.size // itemsize
+        count = 1
+        for n in self.size:
+            count *= n
+        if count == 0:
+            return numpy.zeros(self.size, dtype=_result_dtype(self.element))
+        # A view that repeats elements (stride 0, as expand() makes) can have
+        # more elements than its storage: a few bytes of file could ask for
+        # terabytes. Other views are bounded by the file's own size.
+        if count > available and count * itemsize > MAX_EXPANDED_BYTES:
+            raise ValueError(
+                f"a tensor of size {self.size} and stride {self.stride} expands storage {self.storage.key!r} "
+                f"({available} elements) to {count * itemsize} bytes, over the {MAX_EXPANDED_BYTES}-byte limit")
+        # The last element the view reads must lie inside the storage:
+        # as_strided itself would happily read past the end of the buffer.
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+        if last >= available:
+            raise ValueError(
+                f"a tensor of size {self.size}, stride {self.stride} and offset {self.offset} reads element "
+                f"{last} of storage {self.storage.key!r}, which holds {available}")
+        if itemsize > 1 and byteorder == ">":
+            stored = stored.newbyteorder(">")
+        flat = raw[self.offset * itemsize:available * itemsize].view(stored)
+        view = as_strided(flat, shape=self.size, strides=tuple(s * itemsize for s in self.stride),
+                          writeable=False)
+        return native_copy(view, self.element)
+
+
+def native_copy(view, element):
+    """A fresh C-contiguous array of ``view``'s values (stored as
+    ``ELEMENT_TYPES[element]``) in the dtype they load as: native byte
+    order, bool normalised, bfloat16 widened to float32. (In-place
+    operations throughout: a ufunc on a 0-d array returns a scalar.)"""
+    if element == "bool":
+        out = numpy.empty(view.shape, dtype=numpy.bool_)
+        numpy.not_equal(view, 0, out=out)  # a byte other than 0 or 1 reads as True, not as an invalid bool
+        return out
+    if element == "bfloat16":
+        out = numpy.empty(view.shape, dtype=numpy.uint32)
+        out[...] = view
+        out <<= 16  # bfloat16 is the high half of a float32
+        return out.view(numpy.float32)
+    out = numpy.empty(view.shape, dtype=_result_dtype(element))
+    out[...] = view  # the copy, converting to native byte order
+    return out
+
+
+def _result_dtype(element):
+    """The native NumPy dtype a tensor of ``element`` loads as."""
+    if element == "bfloat16":
+        return numpy.dtype(numpy.float32)
+    if element == "bool":
+        return numpy.dtype(numpy.bool_)
+    stored = ELEMENT_TYPES[element]
+    return numpy.dtype(f"{stored.kind}{stored.itemsize}")  # native order, the canonical dtype object
+
+
+def _check_int(value, what):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise pickle.UnpicklingError(f"a tensor's {what} must be a non-negative int, got {value!r}")
+    return value
+
+
+def _check_ints(values, what):
+    if not isinstance(values, (tuple, list)):
+        raise pickle.UnpicklingError(f"a tensor's {what} must be a tuple of ints, got {type(values).__name__}")
+    return tuple(_check_int(v, what) for v in values)
+
+
+# -- the unpickler ---------------------------------------------------------
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An Unpickler that imports only ``ALLOWED_GLOBALS`` and resolves
+    storage persistent ids through ``storage_for(key, dtype, numel, view)``
+    (or refuses them, if ``storage_for`` is None)."""
+
+    def __init__(self, file, storage_for=None):
+        # encoding: how Python 2 byte strings (old files) become str, as torch.load.
+        super().__init__(file, encoding="utf-8")
+        self._storage_for = storage_for
+
+    def find_class(self, module, name):
+        return _find_allowed(module, name)
+
+    def persistent_load(self, pid):
+        if self._storage_for is None:
+            raise pickle.UnpicklingError(f"unexpected persistent id {str(pid)[:80]}")
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unsupported persistent id {str(pid)[:80]} (only storages are)")
+        _, token, key, _location, numel = pid[:5]
+        view = pid[5] if len(pid) == 6 else None
+        if not isinstance(token, _DtypeToken):
+            raise pickle.UnpicklingError(f"a storage's type must be a torch storage class, got {token!r}")
+        if not isinstance(key, str):
+            raise pickle.UnpicklingError(f"a storage key must be a string, got {key!r}")
+        return self._storage_for(key, token.element, _check_int(numel, "storage size"), view)
+
+
+def _finish(obj, byteorder):
+    """``obj`` with every _PendingTensor replaced by a Tensor and every
+    torch dtype (``torch.float32``) by the NumPy dtype it loads as: dicts
+    and lists are updated in place (an OrderedDict keeps its
+    ``_metadata``), tuples rebuilt. A tensor reached twice becomes one
+    Tensor."""
+    done = {}
+
+    def visit(x):
+        if isinstance(x, _DtypeToken):
+            return x if x.element is None else _result_dtype(x.element)
+        if isinstance(x, _PendingTensor):
+            if id(x) not in done:
+                done[id(x)] = (x, Tensor._wrap(x.materialize(byteorder)))
+            return done[id(x)][1]
+        if isinstance(x, (dict, list)):
+            if id(x) in done:  # shared or cyclic containers
+                return x
+            done[id(x)] = (x, x)
+            for k in (list(x) if isinstance(x, dict) else range(len(x))):
+                x[k] = visit(x[k])
+            for k, v in getattr(x, "__dict__", {}).items():
+                x.__dict__[k] = visit(v)
+            return x
+        if isinstance(x, tuple):
+            return tuple(visit(v) for v in x)
+        return x
+
+    return visit(obj)
+
+
+def _unpickle(file, storage_for, path):
+    """Run the restricted unpickler on ``file``; any failure other than a
+    refusal becomes a ValueError naming ``path``."""
+    try:
+        return _RestrictedUnpickler(file, storage_for).load()
+    except (UnsafeWeightsError, UnsupportedDtypeError) as e:
+        raise type(e)(f"load_weights: {path!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a malformed pickle can fail in any way
+        raise ValueError(f"load_weights: {path!r} is truncated or corrupted: its pickle cannot be read "
+                         f"({type(e).__name__}: {e})") from None
+
+
+def _finish_or_raise(obj, byteorder, path):
+    try:
+        return _finish(obj, byteorder)
+    except (ValueError, MemoryError, RecursionError) as e:
+        raise ValueError(f"load_weights: {path!r}: {type(e).__name__}: {e}") from None
+
+
+# -- the zip layout ----------------------------------------------------------
+def load_zip(zf, path):
+    """The object a torch zip file holds (``zf`` an open ``zipfile.ZipFile``)."""
+    names = zf.namelist()
+    pickles = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
+    if any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in names):
+        raise ValueError(f"load_weights: {path!r} is a TorchScript archive (torch.jit.save), which holds code; "
+                         f"load it with torch.jit.load and save its state_dict() with torch.save")
+    if len(pickles) != 1:
+        raise ValueError(f"load_weights: {path!r} is a zip file but not one written by torch.save "
+                         f"(expected one <archive>/data.pkl, found {len(pickles)})")
+    prefix = pickles[0][:-len("data.pkl")]
+    byteorder = _zip_byteorder(zf, prefix, names, path)
+    storages = {}
+
+    def storage_for(key, element, numel, view):
+        if view is not None:
+            raise pickle.UnpicklingError("storage views do not exist in the zip format")
+        if key not in storages:
+            record = f"{prefix}data/{key}"
+            if record not in names:
+                raise pickle.UnpicklingError(f"the pickle names storage {key!r}, but {record} is missing")
+            storage = storages[key] = _Storage(key, element, numel)
+            raw = numpy.frombuffer(zf.read(record), dtype=numpy.uint8)
+            if raw.size < numel * storage.itemsize:
+                raise pickle.UnpicklingError(f"storage {key!r} holds {raw.size} bytes, "
+                                             f"{numel * storage.itemsize} expected")
+            storage.raw = raw[:numel * storage.itemsize]
+        return storages[key]
+
+    obj = _unpickle(io.BytesIO(zf.read(pickles[0])), storage_for, path)
+    return _finish_or_raise(obj, byteorder, path)
+
+
+def _zip_byteorder(zf, prefix, names, path):
+    record = f"{prefix}byteorder"
+    if record not in names:
+        return "<"  # files from before torch 1.10 lack it; they are little-endian in practice
+    order = zf.read(record).strip()
+    if order not in (b"little", b"big"):
+        raise ValueError(f"load_weights: {path!r} names an unknown byte order {order[:20]!r}")
+    return "<" if order == b"little" else ">"
+
+
+# -- the legacy layout -------------------------------------------------------
+MAGIC_NUMBER = 0x1950a86a20f9469cfc6c
+PROTOCOL_VERSION = 1001
+
+
+def load_legacy(file, path):
+    """The object a legacy (non-zip) torch file holds, read from the open
+    binary ``file`` (a real file: its size bounds what may be read)."""
+    magic = _unpickle(file, None, path)
+    if magic != MAGIC_NUMBER:
+        raise ValueError(f"load_weights: {path!r} is a pickle file but not one written by torch.save "
+                         f"(no torch magic number); minicnn only reads tensor files")
+    version = _unpickle(file, None, path)
+    if version != PROTOCOL_VERSION:
+        raise ValueError(f"load_weights: {path!r} has torch legacy protocol version {version!r}; "
+                         f"only {PROTOCOL_VERSION} is supported")
+    sys_info = _unpickle(file, None, path)
+    little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
+    byteorder = "<" if little else ">"
+    storages = {}
+
+    def storage_for(key, element, numel, view):
+        if key not in storages:
+            storages[key] = _Storage(key, element, numel)
+        root = storages[key]
+        if view is None:
+            return root
+        # Storage views (torch < 0.4): elements [offset, offset + size) of the root.
+        if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[0], str)):
+            raise pickle.UnpicklingError(f"malformed storage view {str(view)[:80]}")
+        view_key, offset, size = view[0], _check_int(view[1], "view offset"), _check_int(view[2], "view size")
+        if offset + size > numel:
+            raise pickle.UnpicklingError(f"storage view {view_key!r} ends past its storage {key!r}")
+        if view_key not in storages:
+            storages[view_key] = _Storage(view_key, element, size, base=root, start=offset)
+        return storages[view_key]
+
+    obj = _unpickle(file, storage_for, path)
+    keys = _unpickle(file, None, path)
+    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+        raise ValueError(f"load_weights: {path!r} has a malformed storage key list")
+    for key in keys:
+        storage = storages.get(key)
+        if storage is None or storage.base is not None:
+            raise ValueError(f"load_weights: {path!r} stores data for storage {key!r}, which no tensor uses")
+        header = file.read(8)
+        if len(header) < 8:
+            raise ValueError(f"load_weights: {path!r} is truncated: the data of storage {key!r} is missing")
+        (count,) = struct.unpack(byteorder + "q", header)
+        if count != storage.numel:
+            raise ValueError(f"load_weights: {path!r} is corrupted: storage {key!r} should hold "
+                             f"{storage.numel} elements, its record says {count}")
+        nbytes = count * storage.itemsize
+        remaining = os.fstat(file.fileno()).st_size - file.tell()
+        if nbytes > remaining:  # checked before reading: a forged count must not make read() allocate it
+            raise ValueError(f"load_weights: {path!r} is truncated: storage {key!r} needs {nbytes} bytes, "
+                             f"{remaining} remain")
+        data = file.read(nbytes)
+        storage.raw = numpy.frombuffer(data, dtype=numpy.uint8)
+    return _finish_or_raise(obj, byteorder, path)

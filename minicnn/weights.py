@@ -1,0 +1,267 @@
+"""Weight files: ``mc.load_weights(path)`` reads a torch ``.pth``/``.pt``
+file (without torch), a safetensors file or a NumPy ``.npz`` file;
+``mc.save_weights(state_dict_or_module, path)`` writes safetensors or npz.
+
+Using torchvision's pretrained weights
+--------------------------------------
+minicnn's models have torchvision's parameter names, so torchvision's
+checkpoints load as they are. torchvision downloads them into
+``~/.cache/torch/hub/checkpoints/`` (``$TORCH_HOME/hub/checkpoints``); the
+file name is in the weights' URL, e.g. ``ResNet50_Weights.IMAGENET1K_V2``
+is ``resnet50-11ad3fa6.pth``. Download it once (with torchvision, or the
+URL from its documentation), then, torch or not::
+
+    import minicnn as mc
+    model = mc.models.resnet50()
+    model.load_state_dict(mc.load_weights("~/.cache/torch/hub/checkpoints/resnet50-11ad3fa6.pth"))
+    model.eval()
+
+and, to keep a copy that any tool reads without unpickling anything::
+
+    mc.save_weights(model, "resnet50.safetensors")
+    model.load_state_dict(mc.load_weights("resnet50.safetensors"))
+
+Formats
+-------
+The format is read from the file's first bytes, not from its name:
+
+* torch files, the zip layout (``torch.save`` since torch 1.6) and the
+  legacy one (older files, among them several of torchvision's weights):
+  see ``minicnn.torch_pickle``. Only the globals that rebuild tensors and
+  ``collections.OrderedDict`` may be imported; a file that names anything
+  else (``os.system``, a pickled model class, ...) is refused with
+  ``UnsafeWeightsError`` before anything is imported or run.
+* safetensors: a JSON header naming each tensor's dtype, shape and byte
+  range, then the bytes. A checkpoint written by ``mc.save`` loads as
+  ``mc.load`` would load it.
+* npz: a zip of ``.npy`` files, read with ``allow_pickle=False``.
+
+What ``load_weights`` returns: for a torch file, what ``torch.load`` would
+(a state dict is an ``OrderedDict`` of name -> Tensor; a checkpoint such
+as ``{"model": state_dict, "epoch": 3}`` keeps its nesting, so pass
+``checkpoint["model"]`` to ``load_state_dict``), with every torch tensor as
+a minicnn Tensor holding its own copy of the values; for safetensors and
+npz files, an ``OrderedDict`` of name -> Tensor.
+
+Dtypes: float16/32/64, int8/16/32/64, uint8/16/32/64 and bool load as
+themselves; bfloat16 (no NumPy dtype) loads as float32, exactly. Complex,
+quantized and float8 tensors are refused with a ValueError.
+
+Errors: a truncated or corrupted file, or one in no format above, raises
+ValueError naming the path. Missing keys and wrong shapes are reported
+by ``Module.load_state_dict``, which names the keys and both shapes.
+"""
+import collections
+import io
+import json
+import os
+import struct
+import zipfile
+import zlib
+from collections.abc import Mapping
+
+import numpy
+import safetensors.numpy
+
+from . import serialization
+from .backend import get_array_module
+from .nn.module import Module
+from .serialization import _as_path, _write_atomically
+from .tensor import Tensor
+from .torch_pickle import (  # noqa: F401
+    ELEMENT_TYPES, UnsafeWeightsError, UnsupportedDtypeError, load_legacy, load_zip, native_copy)
+
+__all__ = ["load_weights", "save_weights", "UnsafeWeightsError"]
+
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty archive
+_EXTENSIONS = (".safetensors", ".npz")
+
+
+def load_weights(path):
+    """The tensors in the weights file ``path`` (a torch ``.pth``/``.pt``
+    file, a safetensors file or an ``.npz`` file, told apart by content),
+    as minicnn Tensors: an ``OrderedDict`` of name -> Tensor for a state
+    dict, or the checkpoint's own nesting (see the module docstring).
+    ``~`` in ``path`` is expanded. Loading never runs code from the file."""
+    path = os.path.expanduser(_as_path(path, "load_weights"))
+    with open(path, "rb") as file:
+        head = file.read(512)
+        if not head:
+            raise ValueError(f"load_weights: {path!r} is empty")
+        if head.startswith(_ZIP_MAGICS):
+            return _load_zip(path)
+        if len(head) >= 9 and head[8:9] == b"{":
+            file.seek(0)
+            return _load_safetensors(file.read(), path)
+        if head.startswith(b"\x80"):  # the PROTO opcode that starts a binary pickle
+            file.seek(0)
+            return load_legacy(file, path)
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        raise ValueError(f"load_weights: {path!r} is a tar archive, torch's format before version 0.1.10, which "
+                         f"minicnn does not read: load it with torch and torch.save it again")
+    raise ValueError(f"load_weights: {path!r} is not a weights file minicnn can read (a torch .pth/.pt file, "
+                     f"a safetensors file or an .npz file); it starts with {head[:16]!r}")
+
+
+def save_weights(state_dict, path):
+    """Write ``state_dict`` (a mapping of name -> tensor or array, or a
+    Module, whose ``state_dict()`` is written) to ``path``, atomically:
+    safetensors if ``path`` ends in ``.safetensors``, NumPy's npz if it
+    ends in ``.npz``. Both hold arrays only and load without running
+    code. For checkpoints with nesting, numbers or optimizer state, use
+    ``mc.save``."""
+    path = os.path.expanduser(_as_path(path, "save_weights"))
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in _EXTENSIONS:
+        raise ValueError(f"save_weights: cannot tell the format from the path {path!r}: "
+                         f"it must end in .safetensors or .npz")
+    if isinstance(state_dict, Module):
+        state_dict = state_dict.state_dict()
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"save_weights: expected a state_dict (a mapping of name -> tensor) or a Module, "
+                        f"got {type(state_dict).__name__}")
+    arrays = collections.OrderedDict()
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise TypeError(f"save_weights: state_dict keys must be strings, got {key!r}")
+        arrays[key] = _as_numpy(value, key)
+    payload = safetensors.numpy.save(arrays) if extension == ".safetensors" else _npz_bytes(arrays)
+    _write_atomically(path, payload)
+
+
+# -- saving ------------------------------------------------------------------
+def _as_numpy(value, key):
+    """``value`` (a Tensor, an array, or a torch tensor) as a C-contiguous,
+    little-endian NumPy array with a numeric dtype."""
+    if isinstance(value, Tensor):
+        array = value.numpy_copy()
+    elif isinstance(value, numpy.ndarray) or get_array_module(value) is not numpy:
+        array = value if isinstance(value, numpy.ndarray) else value.get()
+    elif isinstance(value, (Mapping, list, tuple, str)) or value is None:
+        raise TypeError(f"save_weights: the value for {key!r} is a {type(value).__name__}; save_weights writes "
+                        f"a flat state_dict (name -> tensor). Use mc.save for nested checkpoints")
+    else:
+        # A torch tensor (duck-typed: minicnn never imports torch).
+        for step in ("detach", "cpu"):
+            if callable(getattr(value, step, None)):
+                value = getattr(value, step)()
+        try:
+            array = numpy.asarray(value.numpy() if callable(getattr(value, "numpy", None)) else value)
+        except Exception as e:  # noqa: BLE001 - any failure means "not array-like"
+            raise TypeError(f"save_weights: the value for {key!r} ({type(value).__name__}) cannot be read "
+                            f"as an array: {e}") from None
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"save_weights: the value for {key!r} has dtype {array.dtype}; weight files hold "
+                        f"float, int and bool arrays")
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    # (Not ascontiguousarray: it would turn a 0-d array into a 1-d one.)
+    return array if array.flags.c_contiguous else array.copy(order="C")
+
+
+def _npz_bytes(arrays):
+    """What ``numpy.savez`` writes, built by hand so that any key works
+    (``savez(**arrays)`` would trip over keys such as "file")."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                numpy.lib.format.write_array(member, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+# -- loading -----------------------------------------------------------------
+# Errors the zip reader raises for a damaged archive.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError)
+
+
+def _load_zip(path):
+    """A torch zip file or an npz file, told apart by their member names."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if all(name.endswith(".npy") for name in names):  # (an npz with no arrays is an empty zip)
+                return _load_npz(archive, path)
+            return load_zip(archive, path)
+    except _ZIP_ERRORS as e:
+        raise ValueError(f"load_weights: {path!r} is truncated or corrupted ({type(e).__name__}: {e})") from None
+
+
+def _load_npz(archive, path):
+    weights = collections.OrderedDict()
+    for name in archive.namelist():
+        key = name[:-len(".npy")]
+        try:
+            with archive.open(name) as member:
+                array = numpy.lib.format.read_array(member, allow_pickle=False)
+        except _ZIP_ERRORS + (ValueError, OSError) as e:
+            raise ValueError(f"load_weights: {path!r}: array {key!r} cannot be read ({type(e).__name__}: {e})") \
+                from None
+        if array.dtype.kind not in "fiub":
+            raise ValueError(f"load_weights: {path!r}: array {key!r} has dtype {array.dtype}, not a number type")
+        weights[key] = Tensor._wrap(array)
+    return weights
+
+
+# safetensors dtype names -> torch_pickle's element types (all little-endian).
+_SAFETENSORS_ELEMENTS = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
+    "I16": "int16", "I8": "int8", "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
+}
+
+
+def _load_safetensors(payload, path):
+    """A safetensors file's tensors by name; a ``mc.save`` checkpoint as
+    ``mc.load`` reads it. Parsed here rather than by the safetensors
+    library, which has no NumPy type for bfloat16 (read here as float32)."""
+    header = _safetensors_header(payload, path)
+    metadata = header.pop("__metadata__", None) or {}
+    if isinstance(metadata, dict) and metadata.get("format") == serialization.FORMAT:
+        return serialization.load(path)
+    data = memoryview(payload)[8 + struct.unpack("<Q", payload[:8])[0]:]
+    weights = collections.OrderedDict()
+    for name, entry in header.items():
+        weights[name] = Tensor._wrap(_safetensors_array(name, entry, data, path))
+    return weights
+
+
+def _safetensors_header(payload, path):
+    """The JSON header, after checking that it is complete and is a dict."""
+    if len(payload) < 8:
+        raise ValueError(f"load_weights: {path!r} is truncated ({len(payload)} bytes)")
+    (size,) = struct.unpack("<Q", payload[:8])
+    if size > len(payload) - 8:
+        raise ValueError(f"load_weights: {path!r} is truncated or not a safetensors file: its header claims "
+                         f"{size} bytes but only {len(payload) - 8} follow")
+    try:
+        header = json.loads(bytes(payload[8:8 + size]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ValueError(f"load_weights: {path!r} has a corrupted safetensors header (not JSON)") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"load_weights: {path!r} has a corrupted safetensors header (not a JSON object)")
+    return header
+
+
+def _safetensors_array(name, entry, data, path):
+    """Entry ``name`` of the header as a fresh native NumPy array, after
+    checking its dtype, shape and byte range against the data."""
+    where = f"load_weights: {path!r}: tensor {name!r}"
+    if not (isinstance(entry, dict) and isinstance(entry.get("shape"), list)
+            and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                    for n in entry["shape"] + entry["data_offsets"])):
+        raise ValueError(f"{where} has a malformed header entry {str(entry)[:120]}")
+    dtype = entry.get("dtype")
+    if dtype not in _SAFETENSORS_ELEMENTS:
+        raise UnsupportedDtypeError(f"{where} has dtype {dtype!r}, which minicnn cannot represent "
+                                    f"(supported: {', '.join(_SAFETENSORS_ELEMENTS)})")
+    stored = ELEMENT_TYPES[_SAFETENSORS_ELEMENTS[dtype]]
+    begin, end = entry["data_offsets"]
+    count = 1
+    for n in entry["shape"]:
+        count *= n
+    if not begin <= end <= len(data) or end - begin != count * stored.itemsize:
+        raise ValueError(f"{where} claims bytes [{begin}, {end}) for shape {tuple(entry['shape'])} of {dtype}, "
+                         f"which does not fit the {len(data)} data bytes: truncated or corrupted")
+    array = numpy.frombuffer(data[begin:end], dtype=stored).reshape(entry["shape"])
+    return native_copy(array, _SAFETENSORS_ELEMENTS[dtype])
