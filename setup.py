@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["minicnn", "minicnn.*", "kernels", "kernels.*"]),
-    package_data={"kernels": ["cuda/*.cu", "cuda/*.h"], "minicnn": ["data/*"]},
+    package_data={"kernels": ["cuda/*.cu", "cuda/*.h"], "minicnn": ["data/*"], "minicnn.models": ["data/*"]},
     install_requires=["numpy>=1.24", "numba>=0.59", "tqdm", "safetensors", "scikit-learn", "pillow"],
     extras_require={
         "test": [

@@ -15,7 +15,7 @@ from .device import Device as device  # noqa: F401
 from .gradcheck import gradcheck, GradcheckError  # noqa: F401
 from .functional import (  # noqa: F401
     add, sub, mul, div, neg, pow, exp, log, sqrt, abs, clamp, clip, maximum, minimum, where,
-    sum, mean, var, std, max, min, amax, amin, argmax, argmin,
+    sum, mean, var, std, max, min, amax, amin, argmax, argmin, topk,
     reshape, flatten, permute, transpose, unsqueeze, squeeze, broadcast_to, cat, stack, split,
     chunk, matmul, sigmoid, tanh, relu, softmax, log_softmax, isfinite)
 from . import functional, nn  # noqa: F401

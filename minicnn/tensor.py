@@ -446,6 +446,9 @@ class Tensor:
     def argmax(self, dim=None, keepdim=False):
         return F.argmax(self, dim, keepdim)
 
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        return F.topk(self, k, dim, largest, sorted)
+
     def argmin(self, dim=None, keepdim=False):
         return F.argmin(self, dim, keepdim)
 

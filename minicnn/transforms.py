@@ -1,5 +1,6 @@
 """Image transforms with torchvision's names (``mc.transforms``), on
-channels-first images, without PIL.
+channels-first images. Only ``read_image``, which reads image files,
+needs Pillow.
 
 An image is a Tensor or a NumPy array of shape (..., H, W): (H, W),
 (C, H, W) or a batch (N, C, H, W); a transform returns the same kind of
@@ -14,6 +15,10 @@ autograd graph. Random choices draw from minicnn's global generator, so
         mc.transforms.RandomHorizontalFlip(),
         mc.transforms.Normalize(mean=[0.5], std=[0.25]),
     ])
+
+For pretrained ImageNet classifiers, ``ImageClassification`` is
+torchvision's ``weights.transforms()`` preset (antialiased resize, centre
+crop, ImageNet normalisation).
 """
 import numbers
 
@@ -192,47 +197,117 @@ class RandomCrop:
         return f"RandomCrop(size={self.size}, padding={self.padding})"
 
 
+class CenterCrop:
+    """Cut out the central ``size`` (an int for a square, or (h, w))
+    window; see ``center_crop``."""
+
+    def __init__(self, size):
+        if isinstance(size, (list, tuple)) and len(size) == 1:
+            size = size[0]
+        self.size = _parse_size(size, "CenterCrop")
+
+    def __call__(self, img):
+        x, wrap = _unwrap(img, "CenterCrop")
+        return wrap(center_crop(x, self.size))
+
+    def __repr__(self):
+        return f"CenterCrop(size={self.size})"
+
+
+def center_crop(x, size):
+    """The central (h, w) = ``size`` window of the array ``x`` of shape
+    (..., H, W), as torchvision's ``center_crop``.
+
+    An image smaller than the crop is first padded with zeros up to it,
+    half of the missing rows (columns) on each side, the odd one going to
+    the bottom (right). When H - h is odd the window cannot sit exactly in
+    the middle: it starts at round((H - h) / 2) with Python's round, which
+    rounds halves to even (a surplus of 1 row leaves 0 above, 3 leave 2),
+    as torchvision's does.
+    """
+    th, tw = size
+    h, w = x.shape[-2:]
+    if th > h or tw > w:
+        missing_h, missing_w = max(th - h, 0), max(tw - w, 0)
+        x = _pad(x, (missing_w // 2, missing_h // 2, (missing_w + 1) // 2, (missing_h + 1) // 2), 0, "constant")
+        h, w = x.shape[-2:]
+    top, left = int(round((h - th) / 2)), int(round((w - tw) / 2))
+    return x[..., top:top + th, left:left + tw].copy()
+
+
+_INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
 class Resize:
     """Resize to ``size``: (h, w), or an int that the shorter side is
     resized to, keeping the aspect ratio (the longer side is rounded down),
-    as torchvision does. ``interpolation`` is ``"bilinear"`` (half-pixel
-    centres, torch's ``align_corners=False``) or ``"nearest"``. There is no
-    antialiasing (torch's ``antialias=False``): shrinking by a large factor
-    skips pixels. Integer images are rounded back to their dtype."""
+    as torchvision does. ``interpolation``: ``"nearest"``, ``"bilinear"``
+    or ``"bicubic"`` (see ``resize``). ``antialias=True`` widens the filter
+    when shrinking, so every input pixel counts (the default, as in
+    torchvision); ``False`` reads only the few pixels nearest each output
+    pixel and so skips detail when shrinking by a large factor.
+    Integer images are rounded back to their dtype."""
 
-    def __init__(self, size, interpolation="bilinear"):
+    def __init__(self, size, interpolation="bilinear", antialias=True):
         if isinstance(size, (list, tuple)) and len(size) == 1:
             size = size[0]
         self.size = size if isinstance(size, numbers.Integral) else _parse_size(size, "Resize")
         if isinstance(self.size, numbers.Integral) and (isinstance(size, bool) or self.size <= 0):
             raise ValueError(f"Resize: size must be positive, got {size!r}")
-        if interpolation not in ("bilinear", "nearest"):
-            raise ValueError(f"Resize: interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
-        self.interpolation = interpolation
+        self.interpolation = _check_interpolation(interpolation, "Resize")
+        self.antialias = bool(antialias)
 
     def __call__(self, img):
         x, wrap = _unwrap(img, "Resize")
-        h, w = x.shape[-2:]
-        if isinstance(self.size, numbers.Integral):
-            short, long = (w, h) if w <= h else (h, w)
-            new_short, new_long = int(self.size), int(self.size * long / short)
-            out_h, out_w = (new_long, new_short) if w <= h else (new_short, new_long)
-        else:
-            out_h, out_w = self.size
-        return wrap(resize(x, (out_h, out_w), self.interpolation))
+        out_size = resized_shape(x.shape[-2:], self.size)
+        if out_size == tuple(x.shape[-2:]):
+            return wrap(x)  # torchvision returns the image itself when nothing changes
+        return wrap(resize(x, out_size, self.interpolation, self.antialias))
 
     def __repr__(self):
-        return f"Resize(size={self.size}, interpolation={self.interpolation!r})"
+        return f"Resize(size={self.size}, interpolation={self.interpolation!r}, antialias={self.antialias})"
 
 
-def resize(x, size, interpolation="bilinear"):
-    """Resize the array ``x`` of shape (..., H, W) to (..., *size).
+def resized_shape(shape, size):
+    """The (h, w) that ``Resize(size)`` gives an image of spatial ``shape``
+    (h, w): ``size`` itself when it is a pair; for an int, the shorter side
+    becomes ``size`` and the longer one ``int(size * long / short)``."""
+    if not isinstance(size, numbers.Integral):
+        return tuple(size)
+    h, w = shape
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = int(size), int(size * long / short)
+    return (new_long, new_short) if w <= h else (new_short, new_long)
 
-    Output pixel i sits at input coordinate (i + 0.5) * H / out_H - 0.5
-    (pixel centres line up; clamped at 0). Bilinear mixes the two
-    neighbouring rows (and columns) by the fractional part; nearest takes
-    floor(i * H / out_H), torch's "nearest".
+
+def resize(x, size, interpolation="bilinear", antialias=False):
+    """Resize the array ``x`` of shape (..., H, W) to (..., *size), as
+    torch's ``interpolate(..., align_corners=False, antialias=...)`` does.
+
+    Resizing is separable: the width is resampled first, then the height
+    (torch's order). Along one axis of n_in pixels resized to n_out, with
+    scale = n_in / n_out, output pixel i sits at input coordinate
+    (i + 0.5) * scale - 0.5 (pixel centres line up) and is a weighted sum
+    of the input pixels near it:
+
+    * nearest: input pixel floor(i * scale), torch's "nearest".
+    * bilinear: the two neighbours of the coordinate (clamped at 0),
+      weighted by the fractional part.
+    * bicubic: the four neighbours, weighted by Keys' cubic with a = -0.75
+      (torch's choice); indices beyond the border repeat the edge pixel.
+    * antialias (bilinear or bicubic; ignored for nearest): when shrinking,
+      the filter (a triangle, or Keys' cubic with a = -0.5 as in PIL) is
+      stretched by the scale factor, so each output pixel averages all the
+      input pixels it covers instead of sampling two or four of them. The
+      weights are normalised to sum to 1, which also handles the borders.
+      When enlarging it is the plain filter (antialiased bilinear then
+      equals bilinear).
+
+    Float images are computed in their own dtype. Integer images are
+    computed in float32 and rounded back (clamped to the dtype's range),
+    as torchvision does with uint8.
     """
+    _check_interpolation(interpolation, "resize")
     xp = get_array_module(x)
     out_h, out_w = size
     integer = x.dtype.kind in "iub"
@@ -242,32 +317,256 @@ def resize(x, size, interpolation="bilinear"):
         cols = xp.asarray(_nearest_indices(x.shape[-1], out_w))
         out = work[..., rows, :][..., cols]
     else:
-        r0, r1, fr = (xp.asarray(a) for a in _linear_indices(x.shape[-2], out_h, work.dtype))
-        c0, c1, fc = (xp.asarray(a) for a in _linear_indices(x.shape[-1], out_w, work.dtype))
-        # Along the width first, then the height: torch's order of operations.
-        across = work[..., c0] * (1 - fc) + work[..., c1] * fc
-        out = across[..., r0, :] * (1 - fr)[:, None] + across[..., r1, :] * fr[:, None]
+        out = work
+        for axis, n_out in ((-1, out_w), (-2, out_h)):  # width first, then height: torch's order
+            if out.shape[axis] != n_out:  # an axis of unchanged size is left alone, as in torch
+                indices, weights = _filter_taps(out.shape[axis], n_out, interpolation, antialias, work.dtype)
+                out = _resample(out, axis, xp.asarray(indices), xp.asarray(weights))
     if integer:
-        info = numpy.iinfo(x.dtype) if x.dtype.kind in "iu" else None
         out = xp.round(out)
-        if info is not None:
+        if x.dtype.kind in "iu":
+            info = numpy.iinfo(x.dtype)
             out = xp.clip(out, info.min, info.max)
         out = out.astype(x.dtype)
     return xp.ascontiguousarray(out)
 
 
-def _linear_indices(n_in, n_out, dtype):
-    """For each output position: the two input neighbours and the weight
-    of the second."""
-    scale = n_in / n_out
-    src = numpy.maximum((numpy.arange(n_out) + 0.5) * scale - 0.5, 0.0)
-    i0 = numpy.minimum(numpy.floor(src).astype(numpy.int64), n_in - 1)
-    i1 = numpy.minimum(i0 + 1, n_in - 1)
-    return i0, i1, (src - i0).astype(dtype)
+def _resample(x, axis, indices, weights):
+    """Along ``axis`` (-1 or -2): output[i] = sum over taps t of
+    weights[i, t] * x[indices[i, t]], added tap by tap in order, each
+    step one fused multiply-add, as torch does. ``indices`` and
+    ``weights`` are (n_out, taps)."""
+    if axis == -2:
+        weights = weights[:, :, None]  # broadcast along the width
+    out = None
+    for t in range(indices.shape[1]):
+        tap = x[..., indices[:, t]] if axis == -1 else x[..., indices[:, t], :]
+        out = tap * weights[:, t] if out is None else _fma(tap, weights[:, t], out)
+    return out
+
+
+def _fma(a, b, c):
+    """a * b + c rounded once to the dtype of ``c``, as a fused
+    multiply-add instruction does. torch's compiled kernels use them;
+    rounding the same way keeps float32 results equal to torch's for
+    almost every pixel (within an ulp for the rest), so a uint8 image
+    rounds back to the same integers but for the rare value within float32
+    error of a half. In float64 (whose products NumPy cannot hold exactly)
+    it is plain a * b + c."""
+    if c.dtype.itemsize >= 8:
+        return a * b + c
+    return (a.astype(numpy.float64) * b.astype(numpy.float64) + c.astype(numpy.float64)).astype(c.dtype)
+
+
+def _filter_taps(n_in, n_out, interpolation, antialias, dtype):
+    """The input pixels each output pixel reads along one axis and their
+    weights: (indices, weights), each of shape (n_out, taps)."""
+    dtype = numpy.dtype(dtype)
+    if antialias:
+        return _antialias_taps(n_in, n_out, interpolation, dtype)
+    # The source coordinate, rounded to ``dtype`` once as torch's fused
+    # multiply-add does: float32 coordinates of a few hundred carry only
+    # about 1e-5 of precision, and matching torch's rounding keeps the
+    # float32 results within a few ulp of torch's.
+    scale = dtype.type(n_in) / dtype.type(n_out)
+    src = (float(scale) * (numpy.arange(n_out) + 0.5) - 0.5).astype(dtype)
+    if interpolation == "bilinear":
+        src = numpy.maximum(src, 0)
+        i0 = numpy.minimum(numpy.floor(src).astype(numpy.int64), n_in - 1)
+        i1 = numpy.minimum(i0 + 1, n_in - 1)
+        frac = src - i0.astype(dtype)
+        return numpy.stack([i0, i1], axis=1), numpy.stack([1 - frac, frac], axis=1)
+    # bicubic: the four neighbours floor(src) - 1 ... floor(src) + 2 at
+    # distances 1 + t, t, 1 - t, 2 - t from the coordinate.
+    i0 = numpy.floor(src).astype(numpy.int64)
+    t = src - i0.astype(dtype)
+    a = dtype.type(-0.75)
+    weights = numpy.stack([_cubic(1 + t, a), _cubic(t, a), _cubic(1 - t, a), _cubic(2 - t, a)], axis=1)
+    indices = numpy.clip(i0[:, None] + numpy.arange(-1, 3), 0, n_in - 1)
+    return indices, weights
+
+
+def _antialias_taps(n_in, n_out, interpolation, dtype):
+    """torch's (and PIL's) antialiased filter taps. The filter has radius
+    1 (triangle) or 2 (cubic) input pixels; shrinking by scale > 1
+    stretches it to radius * scale, so it covers every input pixel that
+    falls under the output pixel. Each step is rounded to ``dtype`` or
+    float64 where torch's C++ rounds it, so that float32 images get
+    torch's bilinear weights bit for bit (bicubic ones within an ulp)."""
+    scale = dtype.type(n_in) / dtype.type(n_out)
+    stretch = max(float(scale), 1.0)  # 1 when enlarging: the plain filter
+    radius = 1 if interpolation == "bilinear" else 2
+    support = dtype.type(radius * stretch)
+    inverse = float(dtype.type(1 / stretch))
+    centre = (float(scale) * (numpy.arange(n_out) + 0.5)).astype(dtype)
+    # The window [lo, hi) of input pixels under the stretched filter
+    # (truncated like torch's int casts), cut to the image.
+    lo = numpy.maximum(((centre - support).astype(numpy.float64) + 0.5).astype(numpy.int64), 0)
+    hi = numpy.minimum(((centre + support).astype(numpy.float64) + 0.5).astype(numpy.int64), n_in)
+    taps = int((hi - lo).max())
+    indices = lo[:, None] + numpy.arange(taps)
+    offset = (indices.astype(dtype) - centre[:, None]).astype(numpy.float64)
+    distance = numpy.abs(((offset + 0.5) * inverse).astype(dtype))
+    if interpolation == "bilinear":
+        weights = numpy.maximum(1 - distance, 0)
+    else:
+        weights = _pil_cubic(distance)
+    weights = numpy.where(indices < hi[:, None], weights, 0).astype(dtype)
+    total = weights[:, 0].copy()
+    for t in range(1, taps):  # summed in order, as torch does
+        total += weights[:, t]
+    return numpy.minimum(indices, n_in - 1), weights / total[:, None]
+
+
+def _pil_cubic(d):
+    """The cubic kernel (a = -0.5) at distance ``d`` >= 0 as PIL writes it
+    and torch copies it for antialiasing: near 0 in float64, beyond 1 in
+    the dtype of ``d`` with fused multiply-adds."""
+    a = -0.5
+    wide = d.astype(numpy.float64)
+    near = ((a + 2) * wide - (a + 3)) * wide * wide + 1
+    one, four, five, eight = (numpy.asarray(v, dtype=d.dtype) for v in (1, 4, 5, 8))
+    far = _fma(_fma(d - five, d, eight), d, -four * one).astype(numpy.float64) * a
+    return numpy.where(d < 1, near, numpy.where(d < 2, far, 0)).astype(d.dtype)
+
+
+def _cubic(d, a):
+    """Keys' cubic convolution kernel at distance ``d`` (0 beyond 2), in
+    the dtype of ``d``, with torch's fused multiply-adds."""
+    d = numpy.abs(d)
+    a = numpy.asarray(a, dtype=d.dtype)
+    near = _fma(_fma(a + 2, d, -(a + 3)) * d, d, numpy.ones_like(d))  # ((a + 2) d - (a + 3)) d^2 + 1, |d| <= 1
+    far = _fma(_fma(_fma(a, d, -5 * a), d, 8 * a), d, -4 * a)  # ((a d - 5a) d + 8a) d - 4a, 1 < |d| < 2
+    return numpy.where(d <= 1, near, numpy.where(d < 2, far, 0)).astype(d.dtype)
 
 
 def _nearest_indices(n_in, n_out):
     return numpy.minimum(numpy.floor(numpy.arange(n_out) * (n_in / n_out)).astype(numpy.int64), n_in - 1)
+
+
+def _check_interpolation(interpolation, owner):
+    if interpolation not in _INTERPOLATIONS:
+        raise ValueError(f"{owner}: interpolation must be one of {_INTERPOLATIONS}, got {interpolation!r}")
+    return interpolation
+
+
+#: The mean and std of ImageNet's training images per channel (R, G, B),
+#: which torchvision's pretrained classifiers expect their input
+#: normalised with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageClassification:
+    """torchvision's preprocessing for ImageNet classifiers (the
+    ``ImageClassification`` preset that ``weights.transforms()`` returns):
+
+    1. resize so the shorter side is ``resize_size`` (an int), keeping the
+       aspect ratio, with ``interpolation`` (``"bilinear"``, ``"bicubic"``
+       or ``"nearest"``) and ``antialias`` (see ``resize``);
+    2. cut out the central ``crop_size`` (an int, or (h, w)) window;
+    3. scale a uint8 image from [0, 255] to float32 [0, 1];
+    4. normalise each channel: (x - mean[c]) / std[c].
+
+    The input is an image (3, H, W) or a batch (N, 3, H, W) (one channel
+    per ``mean`` value), uint8 in [0, 255] (``read_image`` gives that) or
+    float in [0, 1], as a Tensor or an array; the output is float32 of
+    shape (..., 3, crop_h, crop_w), of the same kind. A uint8 image is
+    resized in float32 and rounded back to uint8 before the crop, as
+    torchvision treats a uint8 tensor; a float image stays float until
+    the final cast to float32 (torchvision's ``convert_image_dtype``).
+
+        preprocess = mc.transforms.ImageClassification(crop_size=224, resize_size=256)
+        batch = preprocess(mc.transforms.read_image("cat.jpg"))[None]  # (1, 3, 224, 224)
+
+    ``mc.models.imagenet_transforms(name)`` builds the preset each
+    pretrained model of the zoo was evaluated with.
+    """
+
+    def __init__(self, *, crop_size, resize_size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 interpolation="bilinear", antialias=True):
+        if isinstance(resize_size, (list, tuple)) and len(resize_size) == 1:
+            resize_size = resize_size[0]
+        if isinstance(resize_size, bool) or not isinstance(resize_size, numbers.Integral) or resize_size <= 0:
+            raise ValueError(f"ImageClassification: resize_size must be a positive int (the shorter side), "
+                             f"got {resize_size!r}")
+        self.resize = Resize(int(resize_size), interpolation, antialias)
+        self.crop = CenterCrop(crop_size)
+        self.normalize = Normalize(mean, std)
+
+    @property
+    def crop_size(self):
+        return self.crop.size
+
+    @property
+    def resize_size(self):
+        return self.resize.size
+
+    @property
+    def mean(self):
+        return self.normalize.mean
+
+    @property
+    def std(self):
+        return self.normalize.std
+
+    @property
+    def interpolation(self):
+        return self.resize.interpolation
+
+    @property
+    def antialias(self):
+        return self.resize.antialias
+
+    def __call__(self, img):
+        x, wrap = _unwrap(img, "ImageClassification")
+        channels = len(self.mean)
+        if x.ndim not in (3, 4) or x.shape[-3] != channels:
+            raise ValueError(
+                f"ImageClassification: expected an image of shape ({channels}, H, W) or a batch "
+                f"(N, {channels}, H, W), got shape {x.shape}; convert grayscale or RGBA images to RGB "
+                f"first (read_image does)")
+        if x.dtype != numpy.uint8 and x.dtype.kind != "f":
+            raise TypeError(f"ImageClassification: the image must be uint8 in [0, 255] or float in [0, 1], "
+                            f"got dtype {x.dtype}")
+        x = self.crop(self.resize(x))
+        if x.dtype == numpy.uint8:
+            x = x.astype(numpy.float32) / numpy.float32(255)
+        else:
+            x = x.astype(numpy.float32)
+        return wrap(self.normalize(x))
+
+    def __repr__(self):
+        return (f"ImageClassification(crop_size={self.crop_size}, resize_size={self.resize_size}, "
+                f"mean={self.mean}, std={self.std}, interpolation={self.interpolation!r}, "
+                f"antialias={self.antialias})")
+
+
+def read_image(path, mode="RGB", apply_exif_orientation=False):
+    """Read an image file (JPEG, PNG, or anything else Pillow reads) into a
+    uint8 Tensor of shape (C, H, W), as ``torchvision.io.read_image`` does.
+
+    ``mode``: ``"RGB"`` (the default: 3 channels; grayscale and palette
+    images are expanded, an alpha channel is dropped), ``"L"`` (grayscale,
+    1 channel), or None to keep the channels the file has.
+    ``apply_exif_orientation=True`` turns the image the way the camera's
+    EXIF tag says, so it is upright as image viewers show it.
+    """
+    from PIL import Image, ImageOps  # Pillow is needed only to read files
+
+    if mode not in ("RGB", "L", None):
+        raise ValueError(f"read_image: mode must be 'RGB', 'L' or None, got {mode!r}")
+    with Image.open(path) as image:
+        if apply_exif_orientation:
+            image = ImageOps.exif_transpose(image)
+        if mode is not None:
+            image = image.convert(mode)
+        pixels = numpy.asarray(image)
+    if pixels.dtype != numpy.uint8:
+        raise ValueError(f"read_image: {path} holds {pixels.dtype} pixels (mode {image.mode}); "
+                         f"pass mode='RGB' or 'L' to convert them to uint8")
+    chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    return Tensor._wrap(numpy.ascontiguousarray(chw))
 
 
 def _pad(x, padding, fill, mode):

@@ -4,7 +4,7 @@ backward sit side by side in its Function class."""
 from .elementwise import (  # noqa: F401
     add, sub, mul, div, neg, pow, exp, log, sqrt, abs, clamp, clip, maximum, minimum,
     where, cast, clone, compare, logical_not, eq, isfinite)
-from .reduction import sum, mean, var, std, max, min, amax, amin, argmax, argmin  # noqa: F401
+from .reduction import sum, mean, var, std, max, min, amax, amin, argmax, argmin, topk  # noqa: F401
 from .shape import (  # noqa: F401
     reshape, view, flatten, permute, transpose, unsqueeze, squeeze, broadcast_to, expand,
     sum_to, contiguous, getitem, cat, stack, split, chunk, pad)

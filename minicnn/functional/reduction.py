@@ -1,4 +1,5 @@
-"""Reductions: sum, mean, var, std, max/min, amax/amin, argmax/argmin.
+"""Reductions: sum, mean, var, std, max/min, amax/amin, argmax/argmin,
+topk.
 
 Backward of a reduction broadcasts the gradient back over the reduced
 dims: every element that went into a sum receives the sum's gradient.
@@ -14,6 +15,7 @@ from .utils import normalize_dims
 from .shape import broadcast_to, reshape
 
 MaxResult = collections.namedtuple("MaxResult", ["values", "indices"])
+TopkResult = collections.namedtuple("TopkResult", ["values", "indices"])
 
 
 def _keep(gy, in_shape, dims):
@@ -82,6 +84,33 @@ class MaxDim(Function):
 
 class MinDim(MaxDim):
     pick = "argmin"
+
+
+class TopK(Function):
+    """The k largest (or smallest) entries along one dim, in order, and
+    their indices; the gradient goes back to the entries chosen (as for
+    MaxDim, with k indices instead of one)."""
+
+    def __init__(self, k, dim, largest):
+        self.k, self.dim, self.largest = k, dim, largest
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        dim = self.dim
+        if self.largest:
+            # Descending order with ties in index order: a stable ascending
+            # sort of the reversed axis, read backwards. NaN, which sorts
+            # last, comes first, as torch counts NaN as the largest value.
+            reversed_order = xp.argsort(xp.flip(x, dim), axis=dim, kind="stable")
+            order = x.shape[dim] - 1 - xp.flip(reversed_order, dim)
+        else:
+            order = xp.argsort(x, axis=dim, kind="stable")
+        idx = xp.take(order, xp.arange(self.k), axis=dim)
+        self.in_shape, self.idx = x.shape, idx
+        return xp.take_along_axis(x, idx, axis=dim), idx.astype("int64")
+
+    def backward(self, gy, gidx):
+        return MaxDimGrad.apply(gy, idx=self.idx, dim=self.dim, shape=self.in_shape)
 
 
 class MaxDimGrad(Function):
@@ -204,3 +233,31 @@ def argmax(input, dim=None, keepdim=False):
 def argmin(input, dim=None, keepdim=False):
     """Index of the smallest element; no grad."""
     return _arg(input, dim, keepdim, "argmin")
+
+
+def topk(input, k, dim=-1, largest=True, sorted=True):
+    """The ``k`` largest (``largest=False``: smallest) entries along
+    ``dim`` as (values, indices), as ``torch.topk``: both have ``input``'s
+    shape with ``dim`` cut to k. The values come in order, largest (or
+    smallest) first, whatever ``sorted`` says (torch only promises an order
+    with ``sorted=True``); equal values keep their index order, and NaN
+    counts as larger than any number. The gradient flows to the chosen
+    entries; indices carry none."""
+    from ..tensor import Tensor
+    if not isinstance(input, Tensor):
+        raise TypeError(f"topk: input must be a Tensor, got {type(input).__name__}")
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"topk: k must be an int, got {k!r}")
+    if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
+        raise TypeError(f"topk: dim must be an int, got {dim!r}")
+    if input.ndim == 0:  # a scalar is its own top-1, as in torch
+        if k not in (0, 1):
+            raise ValueError(f"topk: k={k} is out of range for a 0-d input (k must be 0 or 1)")
+        values, indices = topk(reshape(input, (1,)), 1, 0, largest, sorted)
+        return TopkResult(reshape(values, ()), reshape(indices, ()))
+    d = normalize_dims(dim, input.ndim)[0]
+    if not 0 <= k <= input.shape[d]:
+        raise ValueError(f"topk: k={k} is out of range for dim {dim} of size {input.shape[d]} "
+                         f"(input shape {input.shape})")
+    values, indices = TopK.apply(input, k=int(k), dim=d, largest=bool(largest))
+    return TopkResult(values, indices)

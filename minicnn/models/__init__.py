@@ -1,4 +1,5 @@
-"""Model architectures, torchvision's names: ``mc.models.lenet5()``."""
+"""Model architectures, torchvision's names: ``mc.models.lenet5()``; and the helpers
+for classifying images with pretrained ImageNet weights (``imagenet.py``)."""
 from .lenet import LeNet5, lenet5  # noqa: F401
 from .registry import get_model, list_models, register_model  # noqa: F401
 from .mobilenetv2 import *  # noqa: F401,F403
@@ -16,3 +17,4 @@ from .resnet import *  # noqa: F401,F403
 from .squeezenet import *  # noqa: F401,F403
 from .regnet import *  # noqa: F401,F403
 from .convnext import *  # noqa: F401,F403
+from .imagenet import imagenet_categories, imagenet_transforms, decode_predictions, classify  # noqa: F401
