@@ -1,7 +1,15 @@
-"""``python -m minicnn COMMAND``: the command-line entry point."""
+"""``python -m minicnn COMMAND``: the command-line entry point.
+
+    python -m minicnn demo                  # softmax regression with raw autograd
+    python -m minicnn train                 # LeNet-5 on the digits
+    python -m minicnn models [--filter s]   # the model zoo with parameter counts
+    python -m minicnn summary resnet50      # mc.summary's table of one model
+    python -m minicnn classify IMAGE --model resnet50 --weights FILE
+"""
 import argparse
 import sys
 
+from .classify import add_arguments as add_classify_arguments, main as classify
 from .train import add_arguments as add_train_arguments, main as train
 
 
@@ -35,6 +43,66 @@ def demo(args):
     return 0
 
 
+#: The input a zoo model is summarised at by default, (C, H, W): the crop
+#: size torchvision evaluates its pretrained weights at (and counts its
+#: table's GFLOPS at), the designed size for LeNet-5 and Xception, and
+#: 3 x 224 x 224 for the models not listed.
+INPUT_SIZES = {
+    "lenet5": (1, 32, 32),
+    "inception_v3": (3, 299, 299), "xception": (3, 299, 299),
+    "efficientnet_b1": (3, 240, 240), "efficientnet_b2": (3, 288, 288), "efficientnet_b3": (3, 300, 300),
+    "efficientnet_b4": (3, 380, 380), "efficientnet_b5": (3, 456, 456), "efficientnet_b6": (3, 528, 528),
+    "efficientnet_b7": (3, 600, 600),
+    "efficientnet_v2_s": (3, 384, 384), "efficientnet_v2_m": (3, 480, 480), "efficientnet_v2_l": (3, 480, 480),
+    "regnet_y_128gf": (3, 384, 384),
+}
+
+
+def list_models(args):
+    """Print every model of the zoo with its parameter count. The models
+    are built without initialising their weights (``no_init``): counting
+    regnet_y_128gf's 645 million parameters then takes milliseconds."""
+    from . import models
+    from .nn.skip_init import no_init
+
+    names = [name for name in models.list_models() if args.filter is None or args.filter in name]
+    if not names:
+        print(f"no model name contains {args.filter!r}; `python -m minicnn models` lists them all")
+        return 1
+    width = max(len(name) for name in names)
+    print(f"{'model':<{width}}  {'parameters':>13}")
+    for name in names:
+        with no_init():
+            model = models.get_model(name)
+        count = sum(p.data.size for p in model.parameters())
+        print(f"{name:<{width}}  {count:>13,}  ({count / 1e6:.1f}M)")
+    print(f"{len(names)} models")
+    return 0
+
+
+def summarize(args):
+    """Print ``mc.summary``'s table of one zoo model (built without
+    initialising its weights: the counts do not depend on them)."""
+    from . import models
+    from .nn.skip_init import no_init
+    from .summary import summary
+
+    if args.name not in models.list_models():
+        print(f"unknown model {args.name!r}; `python -m minicnn models` lists them", file=sys.stderr)
+        return 1
+    with no_init():
+        model = models.get_model(args.name)
+    input_size = tuple(args.input_size) if args.input_size else INPUT_SIZES.get(args.name, (3, 224, 224))
+    try:
+        result = summary(model, input_size, args.batch_size, depth=args.depth,
+                         training_memory=not args.no_training_memory)
+    except ValueError as e:             # a bad size, or an input the model does not take
+        print(f"summary: {e}", file=sys.stderr)
+        return 1
+    print(result)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minicnn", description="minicnn command line")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -45,6 +113,22 @@ def main(argv=None):
     p = commands.add_parser("train", help="train a CNN (LeNet-5 on the digits), evaluate it, save a checkpoint")
     add_train_arguments(p)
     p.set_defaults(run=train)
+    p = commands.add_parser("models", help="list the model zoo with parameter counts")
+    p.add_argument("--filter", metavar="TEXT", help="only the models whose name contains TEXT")
+    p.set_defaults(run=list_models)
+    p = commands.add_parser("summary", help="print a model's layers, parameters, multiply-adds and memory")
+    p.add_argument("name", help="a model of the zoo (see `python -m minicnn models`)")
+    p.add_argument("--input-size", type=int, nargs="+", metavar="N",
+                   help="one sample's shape without the batch dim, e.g. 3 224 224 "
+                        "(default: the size torchvision evaluates the model at)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--depth", type=int, default=3, help="levels of nested modules to show (default 3)")
+    p.add_argument("--no-training-memory", action="store_true",
+                   help="skip the training-mode forward that measures the training memory")
+    p.set_defaults(run=summarize)
+    p = commands.add_parser("classify", help="classify images with pretrained ImageNet weights")
+    add_classify_arguments(p)
+    p.set_defaults(run=classify)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()

@@ -15,6 +15,7 @@ from PIL import Image
 
 import minicnn as mc
 import minicnn.classify as cli
+from minicnn.__main__ import main as minicnn_main
 
 TORCHVISION_FILE = "resnet18-f37072fd.pth"  # ResNet18_Weights.IMAGENET1K_V1
 
@@ -75,11 +76,9 @@ def test_classify_matches_torchvision(setup):
 
 
 def test_command_line_matches_torchvision(setup, capsys):
-    parser = argparse.ArgumentParser()
-    cli.add_arguments(parser)
-    args = parser.parse_args([str(p) for p in setup["images"]] + ["--model", "resnet18", "--weights",
-                                                                  str(setup["weights"])])
-    assert cli.main(args) == 0
+    argv = ["classify"] + [str(p) for p in setup["images"]] + ["--model", "resnet18", "--weights",
+                                                               str(setup["weights"])]
+    assert minicnn_main(argv) == 0          # python -m minicnn classify ...
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "resnet18, resize 256, crop 224, bilinear (torchvision's IMAGENET1K_V1 preprocessing)"
     categories = mc.models.imagenet_categories()

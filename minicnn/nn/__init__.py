@@ -4,6 +4,7 @@ ops."""
 from . import functional, init  # noqa: F401
 from .parameter import Parameter, UninitializedParameter  # noqa: F401
 from .module import Module  # noqa: F401
+from .skip_init import no_init, skip_init  # noqa: F401
 from .containers import Sequential, ModuleList, ModuleDict  # noqa: F401
 from .linear import Identity, Linear, LazyLinear  # noqa: F401
 from .flatten import Flatten, Unflatten  # noqa: F401
