@@ -118,12 +118,15 @@ class Function:
         fn = cls(**kwargs) if kwargs else cls()
         fn._saved = ()
         fn._released = False
+        # Whether this call is recorded: forward may skip computing what
+        # only backward needs (a mask, say) when it is not.
+        fn.recording = is_grad_enabled() and any(x.requires_grad for x in inputs)
         outputs = fn.forward(*[x.data for x in inputs])
         single = not isinstance(outputs, tuple)
         if single:
             outputs = (outputs,)
 
-        if not (is_grad_enabled() and any(x.requires_grad for x in inputs)):
+        if not fn.recording:
             fn._saved = ()
             results = tuple(Tensor._wrap(y) for y in outputs)
             return results[0] if single else results

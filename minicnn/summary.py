@@ -47,13 +47,13 @@ Memory, in bytes of array data (``params_bytes`` holds the parameters):
     output, a residual block also its input until the addition, a
     DenseNet block every feature map it concatenates. Sampled at every
     module call; the scratch one op needs while it runs (an im2col tile,
-    at most 8 MB with the Numba kernels; ReLU's mask) comes on top.
+    at most 8 MB with the Numba kernels) comes on top.
 ``training_bytes``
     what a training-mode forward leaves alive for backward: every array
     the autograd graph saved, each counted once, plus the input and the
     output. In minicnn a conv and a batch norm keep their inputs, a ReLU
-    its slope (a float array the size of its input), a max pool one byte
-    per output, dropout its mask (see each op's Memory notes). Gradients
+    and a max pool one byte per output (a mask, an argmax), dropout its
+    mask (see each op's Memory notes). Gradients
     (one more ``params_bytes``) and optimizer state come on top.
 
 Both are taken from the engine itself rather than from a table of rules:

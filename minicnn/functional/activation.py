@@ -22,7 +22,8 @@ def _constant(array):
 
 class PiecewiseLinear(Function):
     """y = slope(x) * x + offset(x) with a slope that is constant on pieces;
-    backward multiplies by the slope, saved as one array."""
+    backward multiplies by the slope, saved as one array: a bool mask (one
+    byte per element) where the slope is 0 or 1."""
 
     def forward(self, x):
         y, slope = self.compute(get_array_module(x), x)
@@ -35,8 +36,9 @@ class PiecewiseLinear(Function):
 
 class ReLU(PiecewiseLinear):
     def compute(self, xp, x):
-        positive = x > 0
-        return x * positive, positive.astype(x.dtype)
+        # maximum keeps NaN, as torch's relu does; the mask is only made
+        # when backward will need it.
+        return xp.maximum(x, x.dtype.type(0)), (x > 0) if self.recording else None
 
 
 class Hardtanh(PiecewiseLinear):
@@ -46,8 +48,8 @@ class Hardtanh(PiecewiseLinear):
         self.lo, self.hi = lo, hi
 
     def compute(self, xp, x):
-        inside = (x > self.lo) & (x < self.hi)
-        return xp.clip(x, self.lo, self.hi), inside.astype(x.dtype)
+        inside = ((x > self.lo) & (x < self.hi)) if self.recording else None
+        return xp.clip(x, self.lo, self.hi), inside
 
 
 class LeakyReLU(PiecewiseLinear):
