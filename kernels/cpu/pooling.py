@@ -8,30 +8,48 @@ any object with the pairs ``in_hw``, ``kernel``, ``stride``, ``padding``,
 ``dilation`` and ``out_hw``.
 
 Each wrapper has the contract of the NumPy reference it replaces and gives
-the same numbers (the same maxima and offsets; sums up to rounding, as
-these accumulate in float64).
+the same numbers: the same maxima and offsets, and for average pooling
+the same sums, added in the same order in the same dtype.
 
 How the loops differ from the reference
 ---------------------------------------
 The reference loops over the KH*KW kernel offsets and moves whole-array
-slices of a padded copy of the input. Here one thread takes one (n, c)
-image plane and walks its windows directly, so
+slices of a padded copy of the input. The window pools here do the same
+per task (a channel of a few images), on the *phases* of the padded
+planes that ``depthwise.py`` builds (read its notes): cut by the strides
+into sh*sw phases, the padded planes are read by every kernel offset at
+stride 1, so each offset is one contiguous, vectorized loop over the
+task's planes in wide rows, whatever the stride, dilation or plane size.
 
-* no padded copy is made: a window position outside the input is skipped,
-  which is what -inf padding (max) or zero padding (avg) amounts to;
-* a window's maximum or sum stays in a register instead of a full
-  (N, C, OH, OW) array per offset;
-* in backward each plane of the input gradient is written by one thread
-  only, so overlapping windows add up without atomics or locks.
+* Average pooling *is* a depthwise convolution with all-ones taps: the
+  window sums come from ``depthwise_forward`` (the adjoint from
+  ``depthwise_grad_input``), divided by the window counts.
+* Max pooling fills the phases with -inf where the reference pads with
+  -inf, and keeps a running maximum and its offset for each wide entry.
+* Max backward adds each output's gradient at its maximum: a scatter,
+  each plane written by one thread only, with the offset's (row, column)
+  from a table (no division per output).
 
 Max pooling saves, like the reference, the kernel offset k = kh*KW + kw of
 each maximum (uint8 or int32); adaptive max pooling saves the int64 flat
 index row*W + col. A NaN always wins a max and the first of equal maxima
 is kept (torch's rules), exactly as in the reference.
+
+Adaptive pools take one (n, c) plane per task and walk its bins, whose
+bounds come from tables computed once per call. Their sums and the global
+average accumulate in float64.
+
+Arrays are C-contiguous (the wrappers see to it) and indexed through flat
+views, with offsets computed once per row (see ``depthwise.py`` on the
+unsigned indices of the inner loops).
 """
 import numba
 import numpy
 from numba import prange
+
+from .im2col import _valid_range
+from .depthwise import (_copy, _fill, _images_per_task, _phase_shape, _split, _tap,
+                        depthwise_forward, depthwise_grad_input, u64)
 
 _JIT = dict(parallel=True, cache=True)
 # Sums may be reassociated: LLVM then vectorizes them into several partial
@@ -41,51 +59,104 @@ _SUM_JIT = dict(_JIT, fastmath={"reassoc"})
 
 
 # -- max pooling ---------------------------------------------------------
+@numba.njit(cache=True)
+def _max_update(best, k_best, d0, src, s0, n, k):
+    """For j < n: where src[s0 + j] beats best[d0 + j] (strict >: the
+    first of equal maxima stays; a NaN always wins), take it and offset k.
+    Written as selects, not branches, so that it vectorizes."""
+    d0, s0 = u64(d0), u64(s0)
+    for j in range(u64(n)):
+        v, b = src[s0 + j], best[d0 + j]
+        take = (v > b) | (v != v)
+        best[d0 + j] = v if take else b
+        k_best[d0 + j] = k if take else k_best[d0 + j]
+
+
 @numba.njit(**_JIT)
-def _max_forward(x, y, arg, kh_, kw_, sh, sw, ph, pw, dh, dw):
-    """x (N, C, H, W) -> y (N, C, OH, OW) and arg, the offset of each max."""
+def _max_forward(x, y, arg, KH, KW, sh, sw, ph, pw, dh, dw):
+    """x (N, C, H, W) -> y (N, C, OH, OW) and arg, the offset of each max.
+
+    A task takes B images of channel c, cuts them into phases (-inf
+    outside the input) and runs the KH*KW offsets in order, each one
+    ``_max_update`` over the planes in wide rows (see depthwise.py)."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        plane = x[n, c]
-        for oh in range(OH):
-            h0 = oh * sh - ph
-            for ow in range(OW):
-                w0 = ow * sw - pw
-                # -inf and offset 0 is what an all-padding window holds.
-                best, k_best = -numpy.inf, 0
-                for i in range(kh_):
-                    h = h0 + i * dh
-                    if h < 0 or h >= H:
-                        continue
-                    for j in range(kw_):
-                        w = w0 + j * dw
-                        if w < 0 or w >= W:
-                            continue
-                        v = plane[h, w]
-                        if v > best or v != v:  # strict >: first max wins; NaN always wins
-                            best, k_best = v, i * kw_ + j
-                y[n, c, oh, ow] = best
-                arg[n, c, oh, ow] = k_best
+    S = sh * sw
+    Hq, Wq = _phase_shape(OH, OW, KH, KW, sh, sw, dh, dw)
+    spare = (Hq - OH) * Wq + Wq - OW          # how far the garbage entries read past the end
+    B = _images_per_task(N, C, S * Hq * Wq)
+    blocks = (N + B - 1) // B
+    xf, yf, af = x.reshape(-1), y.reshape(-1), arg.reshape(-1)
+    for task in prange(C * blocks):           # y, arg[n0:n0+nb, c]: this task's only
+        c = task // blocks
+        n0 = (task - c * blocks) * B
+        nb = min(B, N - n0)
+        P = nb * Hq * Wq                      # one phase of all nb images, stacked
+        phases = numpy.full(S * P + spare, -numpy.inf, x.dtype)
+        best = numpy.full(P, -numpy.inf, x.dtype)   # -inf and offset 0: what an all-padding window holds
+        k_best = numpy.zeros(P, arg.dtype)
+        for i in range(nb):
+            _split(xf, ((n0 + i) * C + c) * H * W, H, W, ph, pw, sh, sw, phases, i * Hq * Wq, P, Hq, Wq)
+        for kh in range(KH):
+            for kw in range(KW):
+                p, r, q = _tap(kh, kw, sh, sw, dh, dw)
+                _max_update(best, k_best, 0, phases, p * P + r * Wq + q, P, kh * KW + kw)
+        for i in range(nb):                   # keep the OH x OW real entries
+            for oh in range(OH):
+                out = (((n0 + i) * C + c) * OH + oh) * OW
+                _copy(yf, out, 1, best, (i * Hq + oh) * Wq, 1, OW)
+                _copy(af, out, 1, k_best, (i * Hq + oh) * Wq, 1, OW)
+
+
+@numba.njit(cache=True)
+def _scatter_inside(gxf, corner, sw, dk, af, gyf, out, n):
+    """For j < n: gxf[corner + j*sw + dk[af[out + j]]] += gyf[out + j]:
+    n outputs of a row whose windows lie inside the input, the first
+    one's top-left corner at flat index ``corner``."""
+    corner, sw, out = u64(corner), u64(sw), u64(out)
+    for j in range(u64(n)):
+        gxf[corner + j * sw + u64(dk[af[out + j]])] += gyf[out + j]
+
+
+@numba.njit(cache=True)
+def _scatter_checked(gxf, plane, H, W, h0, w0, sw, dk_h, dk_w, af, gyf, out, n):
+    """The same with a check per output: a window on the padding may keep
+    its max there (all -inf: offset 0), and that gradient has no input
+    to go to."""
+    for j in range(n):
+        k = af[out + j]
+        h, w = h0 + dk_h[k], w0 + j * sw + dk_w[k]
+        if 0 <= h < H and 0 <= w < W:
+            gxf[plane + h * W + w] += gyf[out + j]
 
 
 @numba.njit(**_JIT)
-def _max_backward(gy, arg, gx, kw_, sh, sw, ph, pw, dh, dw):
-    """gy (N, C, OH, OW) added into gx (N, C, H, W) at each saved maximum."""
+def _max_backward(gy, arg, gx, KH, KW, sh, sw, ph, pw, dh, dw):
+    """gy (N, C, OH, OW) added into gx (N, C, H, W) at each saved maximum.
+    The windows of rows oh_lo ... oh_hi-1 and columns ow_lo ... ow_hi-1
+    lie inside the input; only the others need checking."""
     N, C, H, W = gx.shape
     OH, OW = gy.shape[2], gy.shape[3]
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        plane = gx[n, c]
-        plane[:, :] = 0
+    # Row, column and flat offset of kernel offset k = kh*KW + kw in its
+    # window: tables, so that no output pays for k // KW and k % KW.
+    dk_h, dk_w = numpy.empty(KH * KW, numpy.int64), numpy.empty(KH * KW, numpy.int64)
+    dk = numpy.empty(KH * KW, numpy.int64)
+    for k in range(KH * KW):
+        dk_h[k], dk_w[k] = (k // KW) * dh, (k % KW) * dw
+        dk[k] = dk_h[k] * W + dk_w[k]
+    oh_lo, oh_hi = _valid_range(H - (KH - 1) * dh, OH, -ph, sh)
+    ow_lo, ow_hi = _valid_range(W - (KW - 1) * dw, OW, -pw, sw)
+    ow_lo, ow_hi = min(ow_lo, OW), min(ow_hi, OW)
+    gyf, af, gxf = gy.reshape(-1), arg.reshape(-1), gx.reshape(-1)
+    for task in prange(N * C):                # the plane (n, c) of gx: this task's only
+        plane = task * H * W
+        _fill(gxf, plane, H * W, 0)
         for oh in range(OH):
-            for ow in range(OW):
-                k = arg[n, c, oh, ow]
-                h = oh * sh - ph + (k // kw_) * dh
-                w = ow * sw - pw + (k % kw_) * dw
-                if 0 <= h < H and 0 <= w < W:  # a max on the padding has no input
-                    plane[h, w] += gy[n, c, oh, ow]
+            out, h0 = (task * OH + oh) * OW, oh * sh - ph
+            lo, hi = (ow_lo, ow_hi) if oh_lo <= oh < oh_hi else (0, 0)
+            _scatter_checked(gxf, plane, H, W, h0, -pw, sw, dk_h, dk_w, af, gyf, out, lo)
+            _scatter_inside(gxf, plane + h0 * W + lo * sw - pw, sw, dk, af, gyf, out + lo, hi - lo)
+            _scatter_checked(gxf, plane, H, W, h0, hi * sw - pw, sw, dk_h, dk_w, af, gyf, out + hi, OW - hi)
 
 
 def max_pool2d_forward(x, win):
@@ -105,151 +176,129 @@ def max_pool2d_backward(gy, win, arg):
     the input position that held its maximum."""
     gy = numpy.ascontiguousarray(gy)
     gx = numpy.empty(gy.shape[:2] + tuple(win.in_hw), dtype=gy.dtype)
-    (_, kw), (sh, sw), (ph, pw), (dh, dw) = win.kernel, win.stride, win.padding, win.dilation
-    _max_backward(gy, numpy.ascontiguousarray(arg), gx, kw, sh, sw, ph, pw, dh, dw)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = win.kernel, win.stride, win.padding, win.dilation
+    _max_backward(gy, numpy.ascontiguousarray(arg), gx, kh, kw, sh, sw, ph, pw, dh, dw)
     return gx
 
 
 # -- average pooling -----------------------------------------------------
-@numba.njit(**_SUM_JIT)
-def _avg_forward(x, divisor, y, kh_, kw_, sh, sw, ph, pw):
-    """y = the sum of each window's input positions / divisor (OH, OW)."""
-    N, C, H, W = x.shape
-    OH, OW = y.shape[2], y.shape[3]
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        plane = x[n, c]
-        for oh in range(OH):
-            h_lo, h_hi = max(oh * sh - ph, 0), min(oh * sh - ph + kh_, H)
-            for ow in range(OW):
-                w_lo, w_hi = max(ow * sw - pw, 0), min(ow * sw - pw + kw_, W)
-                total = 0.0
-                for h in range(h_lo, h_hi):
-                    for w in range(w_lo, w_hi):
-                        total += plane[h, w]
-                y[n, c, oh, ow] = total / divisor[oh, ow]
-
-
-@numba.njit(**_JIT)
-def _avg_backward(gy, divisor, gx, kh_, kw_, sh, sw, ph, pw):
-    """gx = each output's gradient / divisor, added over its window."""
-    N, C, H, W = gx.shape
-    OH, OW = gy.shape[2], gy.shape[3]
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        plane = gx[n, c]
-        plane[:, :] = 0
-        for oh in range(OH):
-            h_lo, h_hi = max(oh * sh - ph, 0), min(oh * sh - ph + kh_, H)
-            for ow in range(OW):
-                w_lo, w_hi = max(ow * sw - pw, 0), min(ow * sw - pw + kw_, W)
-                g = gy[n, c, oh, ow] / divisor[oh, ow]
-                for h in range(h_lo, h_hi):
-                    for w in range(w_lo, w_hi):
-                        plane[h, w] += g
-
-
 def _divisor_grid(divisor, out_hw, dtype):
-    """The divisor as a contiguous (OH, OW) array (it may come as a scalar,
-    from ``divisor_override``)."""
-    return numpy.ascontiguousarray(numpy.broadcast_to(numpy.asarray(divisor, dtype=dtype), tuple(out_hw)))
+    """The divisor as an (OH, OW) array of ``dtype`` (it may come as a
+    scalar, from ``divisor_override``)."""
+    return numpy.broadcast_to(numpy.asarray(divisor, dtype=dtype), tuple(out_hw))
 
 
 def avg_pool2d_forward(x, win, divisor):
     """x (N, C, H, W) -> y (N, C, OH, OW): window sums / divisor (OH, OW or
-    a scalar). Average pools have no dilation."""
+    a scalar). The sums are a depthwise convolution with all-ones taps
+    (1 * v is exact, so they are the reference's sums). Average pools
+    have no dilation."""
     x = numpy.ascontiguousarray(x)
+    c = x.shape[1]
     y = numpy.empty(x.shape[:2] + tuple(win.out_hw), dtype=x.dtype)
     (kh, kw), (sh, sw), (ph, pw) = win.kernel, win.stride, win.padding
-    _avg_forward(x, _divisor_grid(divisor, win.out_hw, x.dtype), y, kh, kw, sh, sw, ph, pw)
+    ones = numpy.ones((c, kh, kw), dtype=x.dtype)
+    depthwise_forward(x, ones, numpy.zeros(c, x.dtype), y, sh, sw, ph, pw, 1, 1)
+    y /= _divisor_grid(divisor, win.out_hw, x.dtype)
     return y
 
 
 def avg_pool2d_backward(gy, win, divisor):
-    """gy (N, C, OH, OW) -> gx (N, C, H, W), the adjoint of the forward."""
-    gy = numpy.ascontiguousarray(gy)
-    gx = numpy.empty(gy.shape[:2] + tuple(win.in_hw), dtype=gy.dtype)
+    """gy (N, C, OH, OW) -> gx (N, C, H, W), the adjoint of the forward:
+    gy / divisor spread over each window."""
+    g = numpy.ascontiguousarray(gy / _divisor_grid(divisor, win.out_hw, gy.dtype), dtype=gy.dtype)
+    c = g.shape[1]
+    gx = numpy.empty(g.shape[:2] + tuple(win.in_hw), dtype=g.dtype)
     (kh, kw), (sh, sw), (ph, pw) = win.kernel, win.stride, win.padding
-    _avg_backward(gy, _divisor_grid(divisor, win.out_hw, gy.dtype), gx, kh, kw, sh, sw, ph, pw)
+    depthwise_grad_input(g, numpy.ones((c, kh, kw), dtype=g.dtype), gx, sh, sw, ph, pw, 1, 1)
     return gx
 
 
 # -- adaptive pooling ----------------------------------------------------
-@numba.njit(inline="always")
-def _bin(j, size, out):
-    """torch's adaptive bin j of an axis: [floor(j*size/out), ceil((j+1)*size/out))."""
-    return (j * size) // out, ((j + 1) * size + out - 1) // out
+@numba.njit(cache=True)
+def _bins(size, out):
+    """torch's adaptive bins of an axis, as tables: bin j is
+    [lo[j], hi[j]) = [floor(j*size/out), ceil((j+1)*size/out))."""
+    lo, hi = numpy.empty(out, numpy.int64), numpy.empty(out, numpy.int64)
+    for j in range(out):
+        lo[j], hi[j] = (j * size) // out, ((j + 1) * size + out - 1) // out
+    return lo, hi
 
 
 @numba.njit(**_SUM_JIT)
 def _adaptive_avg_forward(x, y):
+    """y (N, C, OH, OW) = the mean of each bin of x (N, C, H, W)."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        plane = x[n, c]
+    (h_lo, h_hi), (w_lo, w_hi) = _bins(H, OH), _bins(W, OW)
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    for task in prange(N * C):                # the plane (n, c) of y: this task's only
+        plane, out = task * H * W, task * OH * OW
         for oh in range(OH):
-            h_lo, h_hi = _bin(oh, H, OH)
             for ow in range(OW):
-                w_lo, w_hi = _bin(ow, W, OW)
                 total = 0.0
-                for h in range(h_lo, h_hi):
-                    for w in range(w_lo, w_hi):
-                        total += plane[h, w]
-                y[n, c, oh, ow] = total / ((h_hi - h_lo) * (w_hi - w_lo))
+                for h in range(h_lo[oh], h_hi[oh]):
+                    row = plane + h * W
+                    for w in range(w_lo[ow], w_hi[ow]):
+                        total += xf[row + w]
+                yf[out] = total / ((h_hi[oh] - h_lo[oh]) * (w_hi[ow] - w_lo[ow]))
+                out += 1
 
 
 @numba.njit(**_JIT)
 def _adaptive_avg_backward(gy, gx):
+    """gx (N, C, H, W): each bin's gradient of gy (N, C, OH, OW) spread
+    evenly over the bin."""
     N, C, H, W = gx.shape
     OH, OW = gy.shape[2], gy.shape[3]
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        plane = gx[n, c]
-        plane[:, :] = 0
+    (h_lo, h_hi), (w_lo, w_hi) = _bins(H, OH), _bins(W, OW)
+    gyf, gxf = gy.reshape(-1), gx.reshape(-1)
+    for task in prange(N * C):                # the plane (n, c) of gx: this task's only
+        plane, out = task * H * W, task * OH * OW
+        _fill(gxf, plane, H * W, 0)
         for oh in range(OH):
-            h_lo, h_hi = _bin(oh, H, OH)
             for ow in range(OW):
-                w_lo, w_hi = _bin(ow, W, OW)
-                g = gy[n, c, oh, ow] / ((h_hi - h_lo) * (w_hi - w_lo))
-                for h in range(h_lo, h_hi):
-                    for w in range(w_lo, w_hi):
-                        plane[h, w] += g  # bins may overlap: a position may get several
+                g = gyf[out] / ((h_hi[oh] - h_lo[oh]) * (w_hi[ow] - w_lo[ow]))
+                out += 1
+                for h in range(h_lo[oh], h_hi[oh]):
+                    row = plane + h * W
+                    for w in range(w_lo[ow], w_hi[ow]):
+                        gxf[row + w] += g     # bins may overlap: a position may get several
 
 
 @numba.njit(**_JIT)
 def _adaptive_max_forward(x, y, idx):
+    """y (N, C, OH, OW) = the max of each bin of x (N, C, H, W); idx its
+    flat index h*W + w in the plane."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        plane = x[n, c]
+    (h_lo, h_hi), (w_lo, w_hi) = _bins(H, OH), _bins(W, OW)
+    xf, yf, idxf = x.reshape(-1), y.reshape(-1), idx.reshape(-1)
+    for task in prange(N * C):                # the plane (n, c) of y and idx: this task's only
+        plane, out = task * H * W, task * OH * OW
         for oh in range(OH):
-            h_lo, h_hi = _bin(oh, H, OH)
             for ow in range(OW):
-                w_lo, w_hi = _bin(ow, W, OW)
-                best, i_best = -numpy.inf, h_lo * W + w_lo
-                for h in range(h_lo, h_hi):
-                    for w in range(w_lo, w_hi):
-                        v = plane[h, w]
-                        if v > best or v != v:
+                best, i_best = -numpy.inf, h_lo[oh] * W + w_lo[ow]
+                for h in range(h_lo[oh], h_hi[oh]):
+                    for w in range(w_lo[ow], w_hi[ow]):
+                        v = xf[plane + h * W + w]
+                        if v > best or v != v:  # strict >: first max wins; NaN always wins
                             best, i_best = v, h * W + w
-                y[n, c, oh, ow] = best
-                idx[n, c, oh, ow] = i_best
+                yf[out], idxf[out] = best, i_best
+                out += 1
 
 
 @numba.njit(**_JIT)
 def _flat_scatter(gy, idx, gx):
     """gx (N, C, H*W) = gy (N, C, OH, OW) added at the flat plane indices idx."""
-    N, C = gx.shape[0], gx.shape[1]
+    N, C, L = gx.shape
     OH, OW = gy.shape[2], gy.shape[3]
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        plane = gx[n, c]
-        plane[:] = 0
-        for oh in range(OH):
-            for ow in range(OW):
-                plane[idx[n, c, oh, ow]] += gy[n, c, oh, ow]
+    gyf, idxf, gxf = gy.reshape(-1), idx.reshape(-1), gx.reshape(-1)
+    for task in prange(N * C):                # the plane (n, c) of gx: this task's only
+        plane, out = task * L, task * OH * OW
+        _fill(gxf, plane, L, 0)
+        for j in range(OH * OW):
+            gxf[plane + idxf[out + j]] += gyf[out + j]
 
 
 @numba.njit(**_SUM_JIT)
@@ -259,10 +308,12 @@ def _global_avg_forward(x, y):
     the whole plane vectorizes, where the bin loops, 7 long in a 7x7
     plane, would mostly pay loop overhead."""
     P, L = x.shape
-    for p in prange(P):
+    xf = x.reshape(-1)
+    for p in prange(P):                       # y[p]: this task's only
+        start = u64(p * L)
         total = 0.0
-        for l in range(L):
-            total += x[p, l]
+        for l in range(u64(L)):
+            total += xf[start + l]
         y[p] = total / L
 
 
@@ -270,10 +321,9 @@ def _global_avg_forward(x, y):
 def _global_avg_backward(gy, gx):
     """gy (P,) -> gx (P, L): each row's gradient spread evenly over it."""
     P, L = gx.shape
-    for p in prange(P):
-        g = gy[p] / L
-        for l in range(L):
-            gx[p, l] = g
+    gxf = gx.reshape(-1)
+    for p in prange(P):                       # row p of gx: this task's only
+        _fill(gxf, p * L, L, gy[p] / L)
 
 
 def adaptive_avg_pool2d_forward(x, out_hw):

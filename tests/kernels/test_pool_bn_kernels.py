@@ -98,6 +98,43 @@ def test_avg_pool_kernels_match_reference(config, dtype, seed, count_include_pad
     close(fast_bwd(gy, win, divisor), ref_bwd(gy, win, divisor), dtype)
 
 
+@pytest.mark.parametrize("fill", [-numpy.inf, numpy.nan])
+@pytest.mark.parametrize("geometry", [((3, 3), (2, 2), (1, 1), (1, 1)), ((2, 3), (1, 2), (1, 1), (2, 1))], ids=str)
+def test_max_pool_kernels_match_reference_on_non_finite_windows(geometry, fill):
+    """Windows of -inf keep offset 0, on the padding for border windows: the
+    kernels' fast interior path must not send their gradient anywhere. NaN
+    windows keep the last NaN."""
+    kernel, stride, padding, dilation = geometry
+    x = values(0, (2, 2, 7, 6), numpy.float32)
+    x[0] = fill
+    x[1, :, 2:5, 1:4] = fill
+    win = _windows("pool", x.shape, kernel, stride, padding, dilation, False)
+    (ref_fwd, fast_fwd), (ref_bwd, fast_bwd) = both("max_pool2d_forward"), both("max_pool2d_backward")
+    (y, arg), (y_ref, arg_ref) = fast_fwd(x, win), ref_fwd(x, win)
+    numpy.testing.assert_array_equal(y, y_ref)
+    numpy.testing.assert_array_equal(arg, arg_ref)
+    gy = values(1, y.shape, numpy.float32)
+    close(fast_bwd(gy, win, arg), ref_bwd(gy, win, arg_ref), numpy.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", [((2, 2), (2, 2), (0, 0), False), ((3, 3), (2, 2), (1, 1), True),
+                                      ((3, 2), (1, 3), (1, 0), False)], ids=str)
+def test_avg_pool_kernels_equal_the_reference_exactly(geometry, dtype):
+    """The kernels add the same values in the same order as the reference
+    (a depthwise conv with taps of 1; 1 * v is exact), so the results are
+    equal, not just close."""
+    kernel, stride, padding, ceil_mode = geometry
+    x = values(2, (3, 2, 9, 8), dtype)
+    win = _windows("pool", x.shape, kernel, stride, padding, (1, 1), ceil_mode)
+    divisor = _avg_divisor(numpy, win, False, None, dtype)
+    (ref_fwd, fast_fwd), (ref_bwd, fast_bwd) = both("avg_pool2d_forward"), both("avg_pool2d_backward")
+    y = fast_fwd(x, win, divisor)
+    numpy.testing.assert_array_equal(y, ref_fwd(x, win, divisor))
+    gy = values(3, y.shape, dtype)
+    numpy.testing.assert_array_equal(fast_bwd(gy, win, divisor), ref_bwd(gy, win, divisor))
+
+
 @SETTINGS
 @given(n=st.integers(1, 2), c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
        oh=st.integers(1, 6), ow=st.integers(1, 6), dtype=st.sampled_from(DTYPES), ties=st.booleans(),
