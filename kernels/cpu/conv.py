@@ -36,6 +36,7 @@ import numpy
 
 from .depthwise import depthwise_forward, depthwise_grad_input, depthwise_grad_weight
 from .im2col import col2im_tile, im2col_tile
+from .threads import run_in_parallel, split, thread_count
 from .winograd import tile_grid, winograd_conv2d, winograd_conv2d_grad_weight
 
 #: Target size of one tile's column matrix, in bytes. Measured on a
@@ -45,16 +46,31 @@ from .winograd import tile_grid, winograd_conv2d, winograd_conv2d_grad_weight
 TILE_BYTES = 8 << 20
 
 
-def _tiles(N, OH, row_bytes, budget):
+def _tiles(N, OH, row_bytes, budget, parts=1):
     """(n0, NB, r0, R) tiles covering N images of OH output rows, each
     ``row_bytes`` of columns: whole images when one fits in ``budget``,
-    else bands of rows of one image."""
+    else bands of rows of one image; at least ``parts`` tiles (one per
+    thread) where there are that many images or rows."""
     image_bytes = row_bytes * OH
-    if image_bytes <= budget:
-        nb = budget // image_bytes
+    if image_bytes <= budget and N >= parts:
+        nb = min(budget // image_bytes, -(-N // parts))
         return [(n0, min(nb, N - n0), 0, OH) for n0 in range(0, N, nb)]
-    R = max(1, budget // row_bytes)
+    R = max(1, min(budget // row_bytes, -(-N * OH // parts)))
     return [(n, 1, r0, min(R, OH - r0)) for n in range(N) for r0 in range(0, OH, R)]
+
+
+def _buffer(tiles, K, OW, dtype):
+    """Room for the largest tile's column matrix (K, NB*R*OW)."""
+    return numpy.empty(max(nb * R for _, nb, _, R in tiles) * K * OW, dtype=dtype)
+
+
+def _by_image(tiles):
+    """Tiles grouped so that no image is split between two groups: col2im
+    adds a band's border rows into its neighbours' rows."""
+    groups = {}
+    for tile in tiles:
+        groups.setdefault(tile[0], []).append(tile)
+    return list(groups.values())
 
 
 #: Fewest 2x2 output tiles (N * ceil(OH/2) * ceil(OW/2)) for which Winograd
@@ -114,23 +130,27 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
             yg += b.reshape(G, Og, 1)
         return y
     K = C * KH * KW
-    tiles = _tiles(N, OH, K * OW * x.itemsize, TILE_BYTES)
-    buf = numpy.empty(max(nb * R for _, nb, _, R in tiles) * K * OW, dtype=x.dtype)
+    threads = thread_count()
+    tiles = _tiles(N, OH, K * OW * x.itemsize, TILE_BYTES, threads)
     bg = None if b is None else b.reshape(G, Og, 1)
-    for n0, nb, r0, R in tiles:
-        cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
-        im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw)
-        cols = cols.reshape(G, K // G, nb * R * OW)
-        if nb == 1:
-            out = yg[n0, :, :, r0 * OW:(r0 + R) * OW]                  # (G, Og, R*OW), a view of y
-            numpy.matmul(wg, cols, out=out)
-            if bg is not None:
-                out += bg
-        else:
-            out = numpy.matmul(wg, cols).reshape(G, Og, nb, L)           # images side by side
-            if bg is not None:
-                out += bg[:, :, :, None]
-            yg[n0:n0 + nb] = out.transpose(2, 0, 1, 3)
+
+    def work(group):                    # one thread's tiles; they write disjoint parts of y
+        buf = _buffer(group, K, OW, x.dtype)
+        for n0, nb, r0, R in group:
+            cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
+            im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw)
+            cols = cols.reshape(G, K // G, nb * R * OW)
+            if nb == 1:
+                out = yg[n0, :, :, r0 * OW:(r0 + R) * OW]              # (G, Og, R*OW), a view of y
+                numpy.matmul(wg, cols, out=out)
+                if bg is not None:
+                    out += bg
+            else:
+                out = numpy.matmul(wg, cols).reshape(G, Og, nb, L)       # images side by side
+                if bg is not None:
+                    out += bg[:, :, :, None]
+                yg[n0:n0 + nb] = out.transpose(2, 0, 1, 3)
+    run_in_parallel(work, split(tiles, threads))
     return y
 
 
@@ -174,13 +194,18 @@ def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         return gx
     gx = numpy.zeros((N, C, H, W), dtype=gy.dtype)
     K = C * KH * KW
-    tiles = _tiles(N, OH, K * OW * gy.itemsize, TILE_BYTES)
-    buf = numpy.empty(max(nb * R for _, nb, _, R in tiles) * K * OW, dtype=gy.dtype)
+    threads = thread_count()
+    tiles = _tiles(N, OH, K * OW * gy.itemsize, TILE_BYTES, threads)
     gy = gy.reshape(N, O, L)
-    for n0, nb, r0, R in tiles:
-        cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
-        numpy.matmul(wgT, _gy_band(gy, n0, nb, r0, R, G, Og, OW), out=cols.reshape(G, K // G, nb * R * OW))
-        col2im_tile(cols, gx, n0, r0, sh, sw, top, left, dh, dw)
+
+    def work(images):                   # one thread's images, each image's bands together
+        group = [tile for image in images for tile in image]
+        buf = _buffer(group, K, OW, gy.dtype)
+        for n0, nb, r0, R in group:
+            cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
+            numpy.matmul(wgT, _gy_band(gy, n0, nb, r0, R, G, Og, OW), out=cols.reshape(G, K // G, nb * R * OW))
+            col2im_tile(cols, gx, n0, r0, sh, sw, top, left, dh, dw)
+    run_in_parallel(work, split(_by_image(tiles), threads))
     return gx
 
 
@@ -206,12 +231,16 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
         gw = numpy.matmul(gy.reshape(N, G, Og, L), xs.transpose(0, 1, 3, 2)).sum(axis=0)
         return gw.reshape(O, Cg, KH, KW)
     K = C * KH * KW
-    gw = numpy.zeros((G, Og, K // G), dtype=x.dtype)
-    tiles = _tiles(N, OH, K * OW * x.itemsize, TILE_BYTES)
-    buf = numpy.empty(max(nb * R for _, nb, _, R in tiles) * K * OW, dtype=x.dtype)
-    for n0, nb, r0, R in tiles:
-        cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
-        im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw)
-        cols = cols.reshape(G, K // G, nb * R * OW)
-        gw += numpy.matmul(_gy_band(gy, n0, nb, r0, R, G, Og, OW), cols.transpose(0, 2, 1))
-    return gw.reshape(O, Cg, KH, KW)
+    threads = thread_count()
+    tiles = _tiles(N, OH, K * OW * x.itemsize, TILE_BYTES, threads)
+
+    def work(group):                    # one thread's share of the sum over tiles
+        gw = numpy.zeros((G, Og, K // G), dtype=x.dtype)
+        buf = _buffer(group, K, OW, x.dtype)
+        for n0, nb, r0, R in group:
+            cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
+            im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw)
+            cols = cols.reshape(G, K // G, nb * R * OW)
+            gw += numpy.matmul(_gy_band(gy, n0, nb, r0, R, G, Og, OW), cols.transpose(0, 2, 1))
+        return gw
+    return sum(run_in_parallel(work, split(tiles, threads))).reshape(O, Cg, KH, KW)

@@ -18,10 +18,12 @@ what ``im2col`` / ``col2im`` below (the registered primitives) use.
 Threads
 -------
 These kernels are compiled *serial*, on purpose: conv2d calls them between
-GEMMs, tile after tile, and BLAS already runs each GEMM on every core. A
-``parallel=True`` kernel there would bring up a second thread pool that
-fights OpenBLAS's (both spin-wait for a moment after each call): measured
-on 2 cores, im2col + GEMM per tile took 5x longer than the two apart.
+GEMMs, tile after tile. A ``parallel=True`` kernel there would bring up a
+second thread pool that fights OpenBLAS's (both spin-wait for a moment
+after each call): measured on 2 cores, im2col + GEMM per tile took 5x
+longer than the two apart. Instead conv2d gives each thread whole tiles,
+kernel and GEMM, with BLAS single-threaded (``threads.py``); the kernels
+release the GIL (``nogil=True``) so that the threads run at once.
 
 col2im is a *gather*: for each input row h of each (n, c) plane it sums
 every column entry that was copied from that row, so the loop writes each
@@ -40,7 +42,7 @@ flat, against 0.6 ms for a memcpy of the same bytes).
 import numba
 import numpy
 
-_JIT = dict(cache=True)
+_JIT = dict(cache=True, nogil=True)   # nogil: conv runs tiles on several threads (threads.py)
 
 
 @numba.njit(inline="always")

@@ -52,13 +52,16 @@ Layouts and threads
 -------------------
 V and M are stored (16, channels, T): each of the 16 GEMMs reads one
 contiguous (channels, T) slab, so the products need no copies. The
-transform kernels are serial, like im2col's, so as not to fight the BLAS
-threads of the GEMMs around them (see ``im2col.py``).
+images are cut into chunks whose V and M take a few MB, so that they are
+still in cache when the GEMMs and the output transform read them, and
+each thread takes whole chunks, transforms and GEMMs (see ``threads.py``).
 """
 import numba
 import numpy
 
-_JIT = dict(cache=True)
+from .threads import run_in_parallel, split, thread_count
+
+_JIT = dict(cache=True, nogil=True)   # nogil: chunks run on several threads (threads.py)
 
 # Filter transform G (4, 3): U = G g G^T.
 G = numpy.array([[1.0, 0.0, 0.0],
@@ -243,10 +246,11 @@ def sixteen_planes(rows, cols, dtype):
     return buffer[:, :plane].reshape(16, rows, cols)
 
 
-def _image_chunks(N, tile_bytes):
+def _image_chunks(N, tile_bytes, parts):
     """(n0, NB) runs of whole images whose transformed tiles take about
-    ``CHUNK_BYTES``."""
-    nb = max(1, CHUNK_BYTES // max(1, tile_bytes))
+    ``CHUNK_BYTES``, at least ``parts`` of them (one per thread) when
+    there are that many images."""
+    nb = max(1, min(CHUNK_BYTES // max(1, tile_bytes), -(-N // parts)))
     return [(n0, min(nb, N - n0)) for n0 in range(0, N, nb)]
 
 
@@ -262,14 +266,18 @@ def winograd_conv2d(x, w, b, padding, out_size):
     filter_transform(numpy.ascontiguousarray(w), U)
     bias = numpy.zeros(O, x.dtype) if b is None else numpy.ascontiguousarray(b, dtype=x.dtype)
     y = numpy.empty((N, O) + tuple(out_size), x.dtype)
-    chunks = _image_chunks(N, 16 * max(C, O) * TH * TW * x.itemsize)
-    V = sixteen_planes(C, chunks[0][1] * TH * TW, x.dtype)
-    M = sixteen_planes(O, chunks[0][1] * TH * TW, x.dtype)
-    for n0, nb in chunks:
-        T = nb * TH * TW
-        input_transform(x, V[:, :, :T], n0, top, left, TH, TW)
-        numpy.matmul(U, V[:, :, :T], out=M[:, :, :T])                        # 16 GEMMs (O, C) @ (C, T)
-        output_transform(M[:, :, :T], bias, y, n0, TH, TW)
+    threads = thread_count()
+    chunks = _image_chunks(N, 16 * max(C, O) * TH * TW * x.itemsize, threads)
+
+    def work(group):                    # one thread's chunks; they write disjoint images of y
+        V = sixteen_planes(C, group[0][1] * TH * TW, x.dtype)
+        M = sixteen_planes(O, group[0][1] * TH * TW, x.dtype)
+        for n0, nb in group:
+            T = nb * TH * TW
+            input_transform(x, V[:, :, :T], n0, top, left, TH, TW)
+            numpy.matmul(U, V[:, :, :T], out=M[:, :, :T])                    # 16 GEMMs (O, C) @ (C, T)
+            output_transform(M[:, :, :T], bias, y, n0, TH, TW)
+    run_in_parallel(work, split(chunks, threads))
     return y
 
 
@@ -280,17 +288,25 @@ def winograd_conv2d_grad_weight(x, gy, padding):
     O = gy.shape[1]
     (top, _), (left, _) = padding
     TH, TW = tile_grid(gy.shape[2:])
-    chunks = _image_chunks(N, 16 * max(C, O) * TH * TW * x.itemsize)
-    V = sixteen_planes(C, chunks[0][1] * TH * TW, x.dtype)
-    dM = sixteen_planes(O, chunks[0][1] * TH * TW, x.dtype)
-    dU = sixteen_planes(O, C, x.dtype)
-    for i, (n0, nb) in enumerate(chunks):
-        T = nb * TH * TW
-        input_transform(x, V[:, :, :T], n0, top, left, TH, TW)
-        output_transform_adjoint(gy, dM[:, :, :T], n0, TH, TW)
-        product = numpy.matmul(dM[:, :, :T], V[:, :, :T].transpose(0, 2, 1), out=dU if i == 0 else None)
-        if i > 0:
-            dU += product                                                     # (16, O, C)
+    threads = thread_count()
+    chunks = _image_chunks(N, 16 * max(C, O) * TH * TW * x.itemsize, threads)
+
+    def work(group):                    # one thread's share of dU, a sum over chunks
+        V = sixteen_planes(C, group[0][1] * TH * TW, x.dtype)
+        dM = sixteen_planes(O, group[0][1] * TH * TW, x.dtype)
+        dU = sixteen_planes(O, C, x.dtype)
+        for i, (n0, nb) in enumerate(group):
+            T = nb * TH * TW
+            input_transform(x, V[:, :, :T], n0, top, left, TH, TW)
+            output_transform_adjoint(gy, dM[:, :, :T], n0, TH, TW)
+            product = numpy.matmul(dM[:, :, :T], V[:, :, :T].transpose(0, 2, 1), out=dU if i == 0 else None)
+            if i > 0:
+                dU += product                                                 # (16, O, C)
+        return dU
+    partials = run_in_parallel(work, split(chunks, threads))
+    dU = partials[0]
+    for partial in partials[1:]:
+        dU += partial
     gw = numpy.empty((O, C, 3, 3), x.dtype)
     filter_transform_adjoint(dU, gw)
     return gw

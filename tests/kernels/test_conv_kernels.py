@@ -93,8 +93,8 @@ def test_im2col_and_col2im_match_the_reference(data, geometry, dtype):
 
 @settings(max_examples=60, deadline=None)
 @given(st.data(), conv_geometries(), st.sampled_from([numpy.float32, numpy.float64]),
-       st.sampled_from([64, 1024, 1 << 30]), st.booleans())
-def test_conv_primitives_match_the_reference(data, geometry, dtype, tile_bytes, bias):
+       st.sampled_from([64, 1024, 1 << 30]), st.booleans(), st.sampled_from([1, 3]))
+def test_conv_primitives_match_the_reference(data, geometry, dtype, tile_bytes, bias, threads):
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
     rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((N, C) + in_size).astype(dtype)
@@ -103,8 +103,10 @@ def test_conv_primitives_match_the_reference(data, geometry, dtype, tile_bytes, 
     gy = rng.standard_normal((N, O) + out_size).astype(dtype)
     scale = C // G * kernel[0] * kernel[1]  # terms per output value
     # Small budgets force bands of a few rows; a huge one packs whole images.
-    saved, numba_conv.TILE_BYTES = numba_conv.TILE_BYTES, tile_bytes
-    try:
+    # Three threads split the tiles (by image for the input gradient).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(numba_conv, "TILE_BYTES", tile_bytes)
+        patch.setattr(numba_conv, "thread_count", lambda: threads)
         fast, reference = both("conv2d_forward")
         args = (stride, padding, dilation, G)
         assert_same(fast(x, w, b, *args, out_size), reference(x, w, b, *args, out_size), dtype, scale)
@@ -112,8 +114,6 @@ def test_conv_primitives_match_the_reference(data, geometry, dtype, tile_bytes, 
         assert_same(fast(gy, w, *args, in_size), reference(gy, w, *args, in_size), dtype, scale)
         fast, reference = both("conv2d_grad_weight")
         assert_same(fast(x, gy, kernel, *args), reference(x, gy, kernel, *args), dtype, scale * N * 10)
-    finally:
-        numba_conv.TILE_BYTES = saved
 
 
 def test_col2im_accepts_any_layout():

@@ -52,10 +52,10 @@ def winograd_layers(draw):
 
 @settings(max_examples=80, deadline=None)
 @given(st.integers(0, 2**32 - 1), winograd_layers(), st.sampled_from([numpy.float32, numpy.float64]),
-       st.booleans(), st.sampled_from([64, 4 << 20]))
-@example(seed=0, layer=(2, 3, 4, ((1, 1), (1, 1)), (5, 7), (5, 7)), dtype=numpy.float64, bias=True,
-         chunk_bytes=64).via("odd sizes, several chunks")
-def test_winograd_primitives_match_the_reference(seed, layer, dtype, bias, chunk_bytes):
+       st.booleans(), st.sampled_from([64, 4 << 20]), st.sampled_from([1, 2]))
+@example(seed=0, layer=(3, 3, 4, ((1, 1), (1, 1)), (5, 7), (5, 7)), dtype=numpy.float64, bias=True,
+         chunk_bytes=64, threads=2).via("odd sizes, several chunks on two threads")
+def test_winograd_primitives_match_the_reference(seed, layer, dtype, bias, chunk_bytes, threads):
     N, C, O, padding, in_size, out_size = layer
     rng = numpy.random.default_rng(seed)
     x = rng.standard_normal((N, C) + in_size).astype(dtype)
@@ -69,6 +69,9 @@ def test_winograd_primitives_match_the_reference(seed, layer, dtype, bias, chunk
         # A tiny chunk budget makes every image its own chunk (and gw a sum
         # over chunks); a large one takes them all at once.
         patch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
+        # Two threads take a share of the chunks each (of gw's sum, too).
+        patch.setattr(winograd, "thread_count", lambda: threads)
+        patch.setattr(numba_conv, "thread_count", lambda: threads)
         results = [
             (numba_conv.conv2d_forward(x, w, b, *args, out_size), forward(x, w, b, *args, out_size), C * 9),
             (numba_conv.conv2d_grad_input(gy, w, *args, in_size), grad_input(gy, w, *args, in_size), O * 9),
