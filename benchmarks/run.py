@@ -70,6 +70,10 @@ def limit_threads(threads):
     first); the calls below fix the pools of libraries already loaded."""
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
+    # OpenBLAS's threads otherwise spin ~0.1 s after each call on the cores
+    # minicnn's own conv threads need (kernels/cpu/threads.py); torch does
+    # not use OpenBLAS.
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     import numba
     import torch
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
