@@ -10,9 +10,35 @@ Notation (per parameter p with gradient g, one step)
     g <- g + momentum * b  if nesterov,  else  g <- b
     p <- p - lr * g
 """
+from kernels import registry
+
 from ..autograd import no_grad
+from ..backend import get_array_module
 from ..tensor import Tensor
 from .optimizer import Optimizer, check_hyperparameter
+
+
+def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
+    """One step of the update above on arrays, in place: p and, with
+    momentum, buf (``first``: the buffer is new and takes g). The NumPy
+    reference of the ``"sgd_update"`` primitive; the Numba version
+    (``kernels/cpu/optim.py``) does the same in one pass over the arrays."""
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    if momentum != 0:
+        if first:
+            buf[...] = g
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * g
+        g = g + momentum * buf if nesterov else buf
+    p -= lr * g
+
+
+registry.register("sgd_update", "numpy", sgd_update)
+registry.register("sgd_update", "numba", "kernels.cpu.optim:sgd_update")
 
 
 class SGD(Optimizer):
@@ -45,19 +71,14 @@ class SGD(Optimizer):
                 lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
                 weight_decay, nesterov = group["weight_decay"], group["nesterov"]
                 for p in self._params_with_grad(group):
-                    g = -p.grad.data if group["maximize"] else p.grad.data
-                    if weight_decay != 0:
-                        g = g + weight_decay * p.data
+                    buf, first = None, False
                     if momentum != 0:
                         state = self.state[p]
-                        buf = state.get("momentum_buffer")
-                        if buf is None:
-                            # The first step starts the buffer at the gradient itself,
-                            # undamped, as torch does.
-                            buf = state["momentum_buffer"] = Tensor._wrap(g.copy())
-                        else:
-                            buf.data *= momentum
-                            buf.data += (1 - dampening) * g
-                        g = g + momentum * buf.data if nesterov else buf.data
-                    p.data -= lr * g
+                        if state.get("momentum_buffer") is None:
+                            state["momentum_buffer"] = Tensor._wrap(get_array_module(p.data).empty_like(p.data))
+                            first = True
+                        buf = state["momentum_buffer"].data
+                    update = registry.lookup("sgd_update", get_array_module(p.data))
+                    update(p.data, p.grad.data, buf, lr, momentum, dampening, weight_decay, nesterov,
+                           group["maximize"], first)
         return loss

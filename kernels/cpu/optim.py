@@ -1,0 +1,40 @@
+"""Optimizer updates compiled with Numba: one pass over the arrays.
+
+The NumPy reference of SGD's update (``minicnn/optim/sgd.py``) makes
+several passes over each parameter, with temporaries: scale the buffer,
+add the gradient, scale again, subtract. For ResNet-18's 11.7 million
+parameters that is ~20 ms a step, memory-bound. This kernel reads p, g
+and the buffer once and writes p and the buffer once, split over threads.
+
+The scalars are cast to the parameter's dtype first, so float32
+parameters are updated in float32 arithmetic, as torch does.
+"""
+import numba
+import numpy
+from numba import prange
+
+
+@numba.njit(parallel=True, cache=True)
+def _sgd(p, g, buf, lr, momentum, undamped, weight_decay, nesterov, maximize, first, has_momentum):
+    for i in prange(p.size):
+        d = -g[i] if maximize else g[i]
+        if weight_decay != 0:
+            d += weight_decay * p[i]
+        if has_momentum:
+            b = d if first else momentum * buf[i] + undamped * d
+            buf[i] = b
+            d = d + momentum * b if nesterov else b
+        p[i] -= lr * d
+
+
+def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
+    """Same contract as the reference ``minicnn.optim.sgd.sgd_update``: p
+    (and buf, None without momentum) updated in place."""
+    if not (p.flags.c_contiguous and g.flags.c_contiguous and p.dtype == g.dtype
+            and (buf is None or (buf.flags.c_contiguous and buf.dtype == p.dtype))):
+        from minicnn.optim.sgd import sgd_update as reference
+        return reference(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first)
+    scalar = p.dtype.type
+    flat_buf = p.reshape(-1) if buf is None else buf.reshape(-1)   # unused without momentum
+    _sgd(p.reshape(-1), g.reshape(-1), flat_buf, scalar(lr), scalar(momentum), scalar(1 - dampening),
+         scalar(weight_decay), bool(nesterov), bool(maximize), bool(first), buf is not None)
