@@ -62,7 +62,7 @@ per task into part[block, o, :] and reduced over the blocks afterwards.
 
 All arrays are C-contiguous (the wrappers in ``conv.py`` see to it) and
 indexed through flat views with offsets computed once per row or plane.
-The innermost loops (``_fill``, ``_copy``, ``_axpy``, ``_dot``) index with
+The innermost loops (``_fill``, ``_copy``, ``_axpy``, ``_dot``, in ``loops.py``) index with
 *unsigned* integers: Numba wraps negative indices (a[-1] is the last
 element), and for a signed index that is a compare and select per access
 that LLVM can only vectorize into gathers (2x slower on rows of 16 to 112,
@@ -72,10 +72,9 @@ import numba
 import numpy
 from numba import prange
 
-from .im2col import _valid_range
+from .loops import _axpy, _copy, _dot, _fill, _valid_range
 
 _JIT = dict(parallel=True, cache=True)
-u64 = numba.uint64
 
 #: Entries of the stacked planes of one task. 4096 keep acc and the
 #: phases (16 KB each in float32) in L1: 1.3x faster than 8192 on 56x56
@@ -85,43 +84,6 @@ TASK_ENTRIES = 4096
 #: threads to share (a fixed number, so that results do not depend on the
 #: thread count).
 MIN_TASKS = 32
-
-
-# -- loops over contiguous runs (flat arrays, unsigned indices) ------------
-@numba.njit(cache=True)
-def _fill(a, start, n, value):
-    """a[start : start+n] = value."""
-    start = u64(start)
-    for j in range(u64(n)):
-        a[start + j] = value
-
-
-@numba.njit(cache=True)
-def _copy(dst, d0, dstep, src, s0, sstep, n):
-    """dst[d0 + j*dstep] = src[s0 + j*sstep] for j < n."""
-    d0, dstep, s0, sstep = u64(d0), u64(dstep), u64(s0), u64(sstep)
-    for j in range(u64(n)):
-        dst[d0 + j * dstep] = src[s0 + j * sstep]
-
-
-@numba.njit(cache=True)
-def _axpy(dst, d0, alpha, src, s0, n):
-    """dst[d0 + j] += alpha * src[s0 + j] for j < n."""
-    d0, s0 = u64(d0), u64(s0)
-    for j in range(u64(n)):
-        dst[d0 + j] += alpha * src[s0 + j]
-
-
-# Reassociation lets LLVM keep several partial sums (a vector of them)
-# instead of one chain of dependent adds; only the rounding changes.
-@numba.njit(cache=True, fastmath={"reassoc"})
-def _dot(a, a0, b, b0, n):
-    """sum_j a[a0 + j] * b[b0 + j] for j < n, accumulated in float64."""
-    a0, b0 = u64(a0), u64(b0)
-    total = 0.0
-    for j in range(u64(n)):
-        total += numpy.float64(a[a0 + j]) * numpy.float64(b[b0 + j])
-    return total
 
 
 # -- phases and tasks --------------------------------------------------------

@@ -42,46 +42,39 @@ flat, against 0.6 ms for a memcpy of the same bytes).
 import numba
 import numpy
 
+from .loops import _add, _copy, _fill, _valid_range
+
 _JIT = dict(cache=True, nogil=True)   # nogil: conv runs tiles on several threads (threads.py)
 
 
-@numba.njit(inline="always")
-def _valid_range(size, out_size, start, step):
-    """The indices o in [lo, hi) of 0 <= o < out_size with
-    0 <= start + o * step < size."""
-    lo = 0
-    if start < 0:
-        lo = (-start + step - 1) // step
-    last = size - 1 - start
-    hi = 0 if last < 0 else min(out_size, last // step + 1)
-    return lo, max(lo, hi)
+#: Blocks of at most this many entries are filled entry by entry.
+SMALL_BLOCK = 16
 
 
 @numba.njit(inline="always")
-def _fill_zero(out, start, stop):
-    for j in range(start, stop):
-        out[j] = 0
-
-
-@numba.njit
 def _copy_rows(src_flat, out, o, plane, h0, w0, oh_lo, oh_hi, ow_lo, ow_hi, R, OW, W, sh, sw):
     """Rows 0 ... R-1 of one (c, kh, kw, image) block of cols, row by row:
     the taps of output row oh are input row h0 + oh*sh, columns
     w0 + ow*sw, zero where they fall in the padding."""
-    for oh in range(R):
+    _fill(out, o, oh_lo * OW, 0)
+    for oh in range(oh_lo, oh_hi):
         row = o + oh * OW
-        if oh < oh_lo or oh >= oh_hi:
-            _fill_zero(out, row, row + OW)
-            continue
-        src = plane + (h0 + oh * sh) * W + w0
-        _fill_zero(out, row, row + ow_lo)
-        if sw == 1:
-            for j in range(ow_lo, ow_hi):
-                out[row + j] = src_flat[src + j]
-        else:
-            for j in range(ow_lo, ow_hi):
-                out[row + j] = src_flat[src + j * sw]
-        _fill_zero(out, row + ow_hi, row + OW)
+        _fill(out, row, ow_lo, 0)
+        _copy(out, row + ow_lo, 1, src_flat, plane + (h0 + oh * sh) * W + w0 + ow_lo * sw, sw, ow_hi - ow_lo)
+        _fill(out, row + ow_hi, OW - ow_hi, 0)
+    _fill(out, o + oh_hi * OW, (R - oh_hi) * OW, 0)
+
+
+@numba.njit(inline="always")
+def _copy_taps(src_flat, out, o, plane, h0, w0, R, OW, H, W, sh, sw):
+    """The same block tap by tap, for blocks of a few entries (a 5x5 conv
+    on a 5x5 map has 1): each entry checks its own bounds, where the row
+    loops would pay their set-up for one or two entries."""
+    for oh in range(R):
+        h = h0 + oh * sh
+        for ow in range(OW):
+            w = w0 + ow * sw
+            out[o + oh * OW + ow] = src_flat[plane + h * W + w] if 0 <= h < H and 0 <= w < W else 0
 
 
 @numba.njit(inline="always")
@@ -92,17 +85,16 @@ def _copy_shifted_plane(src_flat, out, o, plane, h0, w0, oh_lo, oh_hi, ow_lo, ow
     zeroed. One loop instead of R short ones."""
     t_lo, t_hi = oh_lo * OW, oh_hi * OW
     shift = plane + h0 * W + w0
-    _fill_zero(out, o, o + t_lo)
+    _fill(out, o, t_lo, 0)
     # The first and last taps may fall outside the plane; they are edge
     # columns, zeroed below.
     t_lo, t_hi = max(t_lo, plane - shift), min(t_hi, plane + H * W - shift)
-    for t in range(t_lo, t_hi):
-        out[o + t] = src_flat[shift + t]
+    _copy(out, o + t_lo, 1, src_flat, shift + t_lo, 1, max(0, t_hi - t_lo))
     for oh in range(oh_lo, oh_hi):
         row = o + oh * OW
-        _fill_zero(out, row, row + ow_lo)
-        _fill_zero(out, row + ow_hi, row + OW)
-    _fill_zero(out, o + oh_hi * OW, o + R * OW)
+        _fill(out, row, ow_lo, 0)
+        _fill(out, row + ow_hi, OW - ow_hi, 0)
+    _fill(out, o + oh_hi * OW, (R - oh_hi) * OW, 0)
 
 
 @numba.njit(**_JIT)
@@ -113,6 +105,7 @@ def im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw):
     N, C, H, W = x.shape
     _, KH, KW, NB, R, OW = cols.shape
     src_flat, out = x.reshape(-1), cols.reshape(-1)
+    small_blocks = R * OW <= SMALL_BLOCK
     shifted_plane = sh == 1 and sw == 1 and OW == W
     o = 0                                     # cols is written in order, a block of R*OW at a time
     for c in range(C):
@@ -124,7 +117,9 @@ def im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw):
                 ow_lo, ow_hi = _valid_range(W, OW, w0, sw)
                 for i in range(NB):
                     plane = ((n0 + i) * C + c) * H * W
-                    if shifted_plane:
+                    if small_blocks:
+                        _copy_taps(src_flat, out, o, plane, h0, w0, R, OW, H, W, sh, sw)
+                    elif shifted_plane:
                         _copy_shifted_plane(src_flat, out, o, plane, h0, w0, oh_lo, oh_hi, ow_lo, ow_hi,
                                             R, OW, H, W)
                     else:
@@ -159,12 +154,7 @@ def col2im_tile(cols, x, n0, r0, sh, sw, top, left, dh, dw):
                         w0 = kw * dw - left
                         ow_lo, ow_hi = _valid_range(W, OW, w0, sw)
                         src = ((((c * KH + kh) * KW + kw) * NB + i) * R + oh) * OW
-                        if sw == 1:
-                            for j in range(ow_lo, ow_hi):
-                                out[dst + w0 + j] += src_flat[src + j]
-                        else:
-                            for j in range(ow_lo, ow_hi):
-                                out[dst + w0 + j * sw] += src_flat[src + j]
+                        _add(out, dst + w0 + ow_lo * sw, sw, src_flat, src + ow_lo, ow_hi - ow_lo)
 
 
 def im2col(x, kernel_size, stride, padding, dilation, out_size=None):

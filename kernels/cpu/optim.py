@@ -10,7 +10,6 @@ The scalars are cast to the parameter's dtype first, so float32
 parameters are updated in float32 arithmetic, as torch does.
 """
 import numba
-import numpy
 from numba import prange
 
 

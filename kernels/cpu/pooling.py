@@ -47,9 +47,8 @@ import numba
 import numpy
 from numba import prange
 
-from .im2col import _valid_range
-from .depthwise import (_copy, _fill, _images_per_task, _phase_shape, _split, _tap,
-                        depthwise_forward, depthwise_grad_input, u64)
+from .depthwise import _images_per_task, _phase_shape, _split, _tap, depthwise_forward, depthwise_grad_input
+from .loops import _copy, _fill, _valid_range, u64
 
 _JIT = dict(parallel=True, cache=True)
 # Sums may be reassociated: LLVM then vectorizes them into several partial
