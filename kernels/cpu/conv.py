@@ -74,11 +74,13 @@ def _by_image(tiles):
 
 
 #: Fewest 2x2 output tiles (N * ceil(OH/2) * ceil(OW/2)) for which Winograd
-#: beats im2col + GEMM. Measured on one core of a Sapphire Rapids Xeon,
-#: ResNet layers of batch 8-16: 2x2 outputs (16 tiles) 3.1 ms im2col
-#: against 5.6 ms Winograd; 4x4 (64 tiles) and 7x7 (128) even; 8x8 (256)
-#: 3.4 against 2.6; 56x56 25 against 15.
-WINOGRAD_MIN_TILES = 128
+#: beats im2col + GEMM: below, the filter transform (16 O C values) is not
+#: spread over enough tiles. Measured on a 2-core Sapphire Rapids Xeon,
+#: ResNet layers of batch 8-16, forward: 2x2 outputs (16 tiles) 3.1 ms
+#: im2col against 5.6 ms Winograd; 4x4 (64 tiles) even; 8x8 (256) 3.4
+#: against 2.6; 56x56 25 against 15. 7x7 x 512 channels (128 tiles) is
+#: even on one thread, and loses on two (fwd+bwd 39 against 55 ms).
+WINOGRAD_MIN_TILES = 256
 
 
 def _is_winograd(kernel_size, stride, dilation, groups, out_size, N):

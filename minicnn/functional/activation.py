@@ -10,6 +10,8 @@ always returns a new tensor.
 """
 import math
 
+from kernels import registry
+
 from ..autograd import Function
 from ..backend import get_array_module
 from .utils import check_float, normalize_dim
@@ -77,10 +79,27 @@ class ELU(Function):
         return gy * _constant(self.slope)
 
 
-def _sigmoid(xp, x):
-    # exp of a negative number never overflows: split by sign.
+def sigmoid_reference(x):
+    """1 / (1 + exp(-x)) on an array. exp of a negative number never
+    overflows: split by sign. (NumPy reference of the "sigmoid" primitive.)"""
+    xp = get_array_module(x)
     e = xp.exp(-xp.abs(x))
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+def silu_reference(x):
+    """x * sigmoid(x) on an array (NumPy reference of "silu")."""
+    return x * sigmoid_reference(x)
+
+
+# One fused pass each on the CPU (kernels/cpu/activation.py).
+for _name, _reference in (("sigmoid", sigmoid_reference), ("silu", silu_reference)):
+    registry.register(_name, "numpy", _reference)
+    registry.register(_name, "numba", f"kernels.cpu.activation:{_name}")
+
+
+def _sigmoid(xp, x):
+    return registry.lookup("sigmoid", xp)(x)
 
 
 class Sigmoid(Function):
@@ -133,7 +152,7 @@ class SiLU(Function):
 
     def forward(self, x):
         self.save_for_backward(x)
-        return x * _sigmoid(get_array_module(x), x)
+        return registry.lookup("silu", get_array_module(x))(x)
 
     def backward(self, gy):
         (x,) = self.saved_tensors

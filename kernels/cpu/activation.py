@@ -1,0 +1,76 @@
+"""Sigmoid and SiLU in fewer passes over memory.
+
+NumPy's stable sigmoid is four passes over the array (abs, exp, divide,
+select) and SiLU one more, each writing a temporary as large as the
+input: EfficientNet-B0's SiLUs took two thirds of its inference time.
+
+Here NumPy computes e = exp(-|x|) (its exp is vectorized; Numba's, without
+Intel's SVML, is a scalar call per element, 1.7x slower overall), and one
+Numba pass finishes each element in registers:
+
+    sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below
+
+which is stable: exp is only taken of -|x|, which never overflows (as in
+the reference, ``minicnn/functional/activation.py``). The array is cut
+into one run per thread (``threads.py``): NumPy's exp and the nogil
+kernels both release the GIL. Measured on 8x96x112x112 float32, 2 cores:
+SiLU 22 ms (NumPy), 33 ms (one fused Numba pass), 15 ms (this), torch
+12 ms.
+"""
+import numba
+import numpy
+
+from .threads import run_in_parallel, split, thread_count
+
+#: Arrays smaller than this run on one thread: starting threads costs more.
+PARALLEL_SIZE = 1 << 16
+#: Elements per block of e (256 KB of float32: in L2 when it is read back;
+#: smaller blocks pay more Python per element, 2^13 took 24 ms, 2^16 15).
+BLOCK = 1 << 16
+
+
+@numba.njit(cache=True, nogil=True)
+def _sigmoid_finish(x, e, y):
+    for i in range(x.size):
+        r = 1 / (1 + e[i])
+        y[i] = r if x[i] >= 0 else e[i] * r
+
+
+@numba.njit(cache=True, nogil=True)
+def _silu_finish(x, e, y):
+    for i in range(x.size):
+        r = 1 / (1 + e[i])
+        y[i] = x[i] * (r if x[i] >= 0 else e[i] * r)
+
+
+def _elementwise(finish, x):
+    x = numpy.ascontiguousarray(x)
+    y = numpy.empty_like(x)
+    flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+
+    def work(runs):
+        # e goes through a small buffer, block by block, that stays in cache.
+        buffer = numpy.empty(min(BLOCK, x.size), x.dtype)
+        for start, stop in runs:
+            for lo in range(start, stop, BLOCK):
+                hi = min(lo + BLOCK, stop)
+                e = buffer[:hi - lo]
+                numpy.abs(flat_x[lo:hi], out=e)
+                numpy.negative(e, out=e)
+                numpy.exp(e, out=e)
+                finish(flat_x[lo:hi], e, flat_y[lo:hi])
+
+    parts = thread_count() if x.size >= PARALLEL_SIZE else 1
+    bounds = numpy.linspace(0, x.size, parts + 1).astype(int)
+    run_in_parallel(work, split(list(zip(bounds[:-1], bounds[1:])), parts))
+    return y
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), elementwise, x's shape and dtype."""
+    return _elementwise(_sigmoid_finish, x)
+
+
+def silu(x):
+    """x * sigmoid(x), elementwise, x's shape and dtype."""
+    return _elementwise(_silu_finish, x)

@@ -1,0 +1,42 @@
+"""The fused Numba sigmoid and SiLU (kernels/cpu/activation.py) against
+their NumPy references, on hypothesis-drawn arrays with extreme values."""
+import numpy
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minicnn  # noqa: F401  (registers the primitives)
+from kernels import registry
+
+pytest.importorskip("numba")
+
+RTOL = {numpy.float32: 2e-7, numpy.float64: 1e-15}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([numpy.float32, numpy.float64]), st.data())
+def test_fused_activations_match_the_reference(dtype, data):
+    x = data.draw(hnp.arrays(dtype, hnp.array_shapes(max_dims=4, max_side=6),
+                             elements=st.floats(-200, 200, width=32 if dtype == numpy.float32 else 64)
+                             | st.sampled_from([0.0, -0.0, numpy.inf, -numpy.inf, numpy.nan])))
+    if data.draw(st.booleans()) and x.ndim >= 2:
+        x = x.T                       # non-contiguous input
+    for name in ("sigmoid", "silu"):
+        fast, reference = (registry.implementations(name)[b] for b in ("numba", "numpy"))
+        with numpy.errstate(invalid="ignore", over="ignore"):
+            mine, expected = fast(x), reference(x)
+        assert mine.shape == expected.shape and mine.dtype == expected.dtype
+        numpy.testing.assert_allclose(mine, expected, rtol=RTOL[dtype], atol=0)
+
+
+def test_blocks_and_threads_cover_every_element(monkeypatch):
+    """Arrays cut into several blocks on several threads, with a block
+    that ends mid-run."""
+    from kernels.cpu import activation
+    monkeypatch.setattr(activation, "BLOCK", 1000)
+    monkeypatch.setattr(activation, "PARALLEL_SIZE", 10)
+    monkeypatch.setattr(activation, "thread_count", lambda: 3)
+    x = numpy.random.default_rng(0).standard_normal((7, 1001)) * 30
+    for name in ("sigmoid", "silu"):
+        fast, reference = (registry.implementations(name)[b] for b in ("numba", "numpy"))
+        numpy.testing.assert_allclose(fast(x), reference(x), rtol=1e-15, atol=0)
