@@ -42,12 +42,16 @@ def nvrtc_compile(code, name, options):
         encoded = [o.encode() for o in options]
         (result,) = nvrtc.nvrtcCompileProgram(program, len(encoded), encoded)
         (size,) = _check(nvrtc.nvrtcGetProgramLogSize(program), "nvrtcGetProgramLogSize")
-        log = b" " * size
+        # NVRTC writes into this buffer, so it must be a fresh, mutable
+        # one: b" " * 1 is CPython's shared one-byte b" ", and writing the
+        # log's terminating NUL into it corrupted every b" " in the process
+        # (torch.save then wrote broken pickles).
+        log = bytearray(size)
         _check(nvrtc.nvrtcGetProgramLog(program, log), "nvrtcGetProgramLog")
         cubin_size = 0
         if result == nvrtc.nvrtcResult.NVRTC_SUCCESS:
             (cubin_size,) = _check(nvrtc.nvrtcGetCUBINSize(program), "nvrtcGetCUBINSize")
-        return result == nvrtc.nvrtcResult.NVRTC_SUCCESS, log.rstrip(b"\0 ").decode(), cubin_size
+        return result == nvrtc.nvrtcResult.NVRTC_SUCCESS, bytes(log).rstrip(b"\0 ").decode(), cubin_size
     finally:
         nvrtc.nvrtcDestroyProgram(program)
 
