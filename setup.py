@@ -9,7 +9,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["minicnn", "minicnn.*", "kernels", "kernels.*"]),
     package_data={"kernels": ["cuda/*.cu", "cuda/*.h"], "minicnn": ["data/*"], "minicnn.models": ["data/*"]},
-    install_requires=["numpy>=1.24", "numba>=0.59", "tqdm", "safetensors", "scikit-learn", "pillow"],
+    install_requires=["numpy>=1.24", "numba>=0.59", "threadpoolctl", "tqdm", "safetensors", "scikit-learn", "pillow"],
     extras_require={
         "test": [
             "pytest",

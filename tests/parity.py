@@ -160,3 +160,16 @@ def case_table_tests(cases):
         assert mc.gradcheck(mc_fn, gradcheck_inputs(inputs))
 
     return test_matches_torch, test_noncontiguous, test_gradcheck
+
+
+def randomize_batch_norms(model, generator, spread=0.1):
+    """Non-trivial BN parameters and running statistics of a torch model,
+    so eval mode really uses them: bias and mean drawn with standard
+    deviation ``spread``, weight and variance around 1."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=generator)
+                m.bias.normal_(0.0, spread, generator=generator)
+                m.running_mean.normal_(0.0, spread, generator=generator)
+                m.running_var.uniform_(0.5, 2.0, generator=generator)

@@ -16,6 +16,7 @@ from PIL import Image
 import minicnn as mc
 import minicnn.classify as cli
 from minicnn.__main__ import main as minicnn_main
+from parity import randomize_batch_norms
 
 TORCHVISION_FILE = "resnet18-f37072fd.pth"  # ResNet18_Weights.IMAGENET1K_V1
 
@@ -27,14 +28,7 @@ def setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("classify")
     torch.manual_seed(0)
     model = torchvision.models.resnet18()
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.2, generator=generator)
-                m.running_var.uniform_(0.5, 2.0, generator=generator)
-                m.weight.uniform_(0.5, 1.5, generator=generator)
-                m.bias.normal_(0, 0.2, generator=generator)
+    randomize_batch_norms(model, torch.Generator().manual_seed(1), spread=0.2)
     model.eval()
     weights = folder / TORCHVISION_FILE
     torch.save(model.state_dict(), weights)

@@ -17,6 +17,7 @@ import minicnn as mc
 import minicnn.nn.functional as F
 from minicnn import nn
 from minicnn.models import book
+from parity import randomize_batch_norms
 from minicnn.models.book import (ResidualUnit, SEBottleneck, SEResidualUnit, XceptionBlock,
                                  XceptionMiddleBlock)
 
@@ -319,18 +320,6 @@ def test_training_lowers_the_loss(name, size, mode):
 
 
 # -- parity with torchvision ----------------------------------------------------
-
-def randomize_batch_norms(model, generator):
-    """Non-trivial BN parameters and running statistics, so eval mode
-    really uses them."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=generator)
-                m.bias.normal_(0.0, 0.1, generator=generator)
-                m.running_mean.normal_(0.0, 0.1, generator=generator)
-                m.running_var.uniform_(0.5, 2.0, generator=generator)
-
 
 def compare_eval(mine, theirs, input_shape):
     """float64 eval-mode logits, as max |difference| / max |torch|."""
