@@ -248,4 +248,8 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
             cols = cols.reshape(G, K // G, nb * R * OW)
             gw += numpy.matmul(_gy_band(gy, n0, nb, r0, R, G, Og, OW), cols.transpose(0, 2, 1))
         return gw
-    return sum(run_in_parallel(work, split(tiles, threads))).reshape(O, Cg, KH, KW)
+    partials = run_in_parallel(work, split(tiles, threads))
+    gw = partials[0]
+    for partial in partials[1:]:
+        gw += partial                   # in place: gw can be MBs
+    return gw.reshape(O, Cg, KH, KW)

@@ -65,13 +65,18 @@ def _blas_spins():
     return False
 
 
+@functools.lru_cache(maxsize=None)
+def _cores():
+    return os.cpu_count() or 1
+
+
 def thread_count():
     """Cores to spread one convolution over: Numba's thread count (the
     ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads`` setting, which the
     benchmarks and tests set alongside BLAS's), or 1 where BLAS's threads
     would spin on those cores."""
     import numba
-    threads = max(1, min(numba.get_num_threads(), os.cpu_count() or 1))
+    threads = max(1, min(numba.get_num_threads(), _cores()))
     return 1 if threads > 1 and _blas_spins() else threads
 
 

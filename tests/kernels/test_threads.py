@@ -33,7 +33,7 @@ def test_groups_run_on_separate_threads_in_order():
 
 def test_one_thread_where_blas_would_spin(monkeypatch):
     monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "_cores", lambda: 4)
     monkeypatch.setattr(threads, "_blas_spins", lambda: True)
     assert threads.thread_count() == 1
     monkeypatch.setattr(threads, "_blas_spins", lambda: False)
