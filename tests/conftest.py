@@ -22,3 +22,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 def rng():
     """A seeded NumPy generator, fresh for every test."""
     return numpy.random.default_rng(1234)
+
+
+@pytest.fixture(params=["numpy", "numba"])
+def backend(request):
+    """Run the test with this CPU backend selected (kernels/registry.py),
+    then restore the previous one."""
+    from kernels import registry
+    previous = registry.get_backend()
+    registry.set_backend(request.param)
+    yield request.param
+    registry.set_backend(previous)

@@ -5,8 +5,12 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-import minicnn  # noqa: F401  (registers the primitives)
+import torch
+
+import minicnn as mc
+import minicnn.nn.functional as F
 from kernels import registry
+from parity import check_parity
 
 pytest.importorskip("numba")
 
@@ -40,3 +44,25 @@ def test_blocks_and_threads_cover_every_element(monkeypatch):
     for name in ("sigmoid", "silu"):
         fast, reference = (registry.implementations(name)[b] for b in ("numba", "numpy"))
         numpy.testing.assert_allclose(fast(x), reference(x), rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("name", ["sigmoid", "silu"])
+def test_activations_match_torch_with_each_backend(backend, name, dtype):
+    x = numpy.random.default_rng(2).standard_normal((4, 5, 6)) * 8
+    check_parity(getattr(F, name), getattr(torch.nn.functional, name), [x], dtype=dtype,
+                 noncontiguous_inputs=True)
+
+
+def test_sgd_matches_torch_with_each_backend(backend):
+    rng = numpy.random.default_rng(3)
+    start, grads = rng.standard_normal((3, 4)).astype(numpy.float32), rng.standard_normal((3, 3, 4))
+    mine = mc.tensor(start.copy(), requires_grad=True)
+    theirs = torch.tensor(start.copy(), requires_grad=True)
+    mc_opt = mc.optim.SGD([mine], lr=0.1, momentum=0.9, weight_decay=1e-2, nesterov=True)
+    torch_opt = torch.optim.SGD([theirs], lr=0.1, momentum=0.9, weight_decay=1e-2, nesterov=True)
+    for g in grads.astype(numpy.float32):
+        mine.grad, theirs.grad = mc.tensor(g.copy()), torch.tensor(g.copy())
+        mc_opt.step()
+        torch_opt.step()
+    numpy.testing.assert_allclose(mine.detach().numpy(), theirs.detach().numpy(), rtol=1e-6, atol=1e-7)

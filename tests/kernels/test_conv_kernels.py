@@ -67,15 +67,6 @@ def both(primitive):
     return impls["numba"], impls["numpy"]
 
 
-@pytest.fixture(params=["numpy", "numba"])
-def backend(request):
-    """Run the test with this CPU backend selected, then restore the old one."""
-    previous = registry.get_backend()
-    registry.set_backend(request.param)
-    yield request.param
-    registry.set_backend(previous)
-
-
 # -- Numba kernels == NumPy references ------------------------------------
 @settings(max_examples=40, deadline=None)
 @given(st.data(), conv_geometries(), st.sampled_from([numpy.float32, numpy.float64]))

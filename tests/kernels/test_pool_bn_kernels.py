@@ -230,15 +230,6 @@ def test_kernels_accept_non_contiguous_input():
 
 
 # -- the ops against torch, with each backend ----------------------------
-@pytest.fixture(params=["numpy", "numba"])
-def backend(request):
-    """Select a CPU backend for one test, and restore the previous one."""
-    previous = registry.get_backend()
-    registry.set_backend(request.param)
-    yield request.param
-    registry.set_backend(previous)
-
-
 def test_backend_fixture_selects_the_kernels(backend):
     x = mc.randn(1, 1, 4, 4)
     fn = registry.lookup("max_pool2d_forward", numpy)
