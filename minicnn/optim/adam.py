@@ -14,7 +14,6 @@ Notation (per parameter p with gradient g; t counts this parameter's steps)
 """
 import numbers
 
-from ..autograd import no_grad
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .optimizer import Optimizer, check_hyperparameter
@@ -43,15 +42,6 @@ class Adam(Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=bool(amsgrad),
                         maximize=bool(maximize), decoupled_weight_decay=bool(decoupled_weight_decay))
         super().__init__(params, defaults)
-
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient."""
-        loss = self._evaluate(closure)
-        with no_grad():
-            for group in self.param_groups:
-                for p in self._params_with_grad(group):
-                    self._update(p, group)
-        return loss
 
     def _update(self, p, group):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]

@@ -24,7 +24,7 @@ from collections import defaultdict
 
 import numpy
 
-from ..autograd import enable_grad
+from ..autograd import enable_grad, no_grad
 from ..backend import get_array_module
 from ..device import move_array
 from ..tensor import Tensor
@@ -35,7 +35,8 @@ class Optimizer:
 
     ``params`` is an iterable of Tensors, or of dicts (parameter groups)
     each with a ``"params"`` entry plus any hyperparameters that override
-    ``defaults`` for that group.
+    ``defaults`` for that group. A subclass defines ``_update(p, group)``,
+    its rule for one parameter; ``step`` applies it to each.
     """
 
     def __init__(self, params, defaults):
@@ -100,10 +101,20 @@ class Optimizer:
                 else:
                     p.grad = Tensor._wrap(get_array_module(p.grad.data).zeros_like(p.grad.data))
 
-    def step(self, closure=None):  # abstract
-        """Update every parameter that has a gradient; return the loss that
+    def step(self, closure=None):
+        """Update every parameter that has a gradient (``_update``, one
+        parameter at a time, outside the graph); return the loss that
         ``closure`` (if given) recomputes."""
-        raise NotImplementedError(f"{type(self).__name__} must define step")
+        loss = self._evaluate(closure)
+        with no_grad():
+            for group in self.param_groups:
+                for p in self._params_with_grad(group):
+                    self._update(p, group)
+        return loss
+
+    def _update(self, p, group):  # abstract
+        """One step for parameter ``p`` with the hyperparameters of ``group``."""
+        raise NotImplementedError(f"{type(self).__name__} must define _update")
 
     def _evaluate(self, closure):
         """Run ``closure`` with gradients enabled (step() itself runs

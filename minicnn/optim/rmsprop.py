@@ -13,7 +13,6 @@ Notation (per parameter p with gradient g, one step)
     b <- momentum * b + g / d;  p <- p - lr * b     if momentum > 0
     p <- p - lr * g / d                             otherwise
 """
-from ..autograd import no_grad
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .optimizer import Optimizer, check_hyperparameter
@@ -38,15 +37,6 @@ class RMSprop(Optimizer):
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                         centered=bool(centered), maximize=bool(maximize))
         super().__init__(params, defaults)
-
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient."""
-        loss = self._evaluate(closure)
-        with no_grad():
-            for group in self.param_groups:
-                for p in self._params_with_grad(group):
-                    self._update(p, group)
-        return loss
 
     def _update(self, p, group):
         lr, alpha, eps = group["lr"], group["alpha"], group["eps"]

@@ -12,7 +12,6 @@ Notation (per parameter p with gradient g, one step)
 """
 from kernels import registry
 
-from ..autograd import no_grad
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .optimizer import Optimizer, check_hyperparameter
@@ -63,22 +62,14 @@ class SGD(Optimizer):
                         nesterov=bool(nesterov), maximize=bool(maximize))
         super().__init__(params, defaults)
 
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient."""
-        loss = self._evaluate(closure)
-        with no_grad():
-            for group in self.param_groups:
-                lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
-                weight_decay, nesterov = group["weight_decay"], group["nesterov"]
-                for p in self._params_with_grad(group):
-                    buf, first = None, False
-                    if momentum != 0:
-                        state = self.state[p]
-                        if state.get("momentum_buffer") is None:
-                            state["momentum_buffer"] = Tensor._wrap(get_array_module(p.data).empty_like(p.data))
-                            first = True
-                        buf = state["momentum_buffer"].data
-                    update = registry.lookup("sgd_update", get_array_module(p.data))
-                    update(p.data, p.grad.data, buf, lr, momentum, dampening, weight_decay, nesterov,
-                           group["maximize"], first)
-        return loss
+    def _update(self, p, group):
+        buf, first = None, False
+        if group["momentum"] != 0:
+            state = self.state[p]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = Tensor._wrap(get_array_module(p.data).empty_like(p.data))
+                first = True
+            buf = state["momentum_buffer"].data
+        update = registry.lookup("sgd_update", get_array_module(p.data))
+        update(p.data, p.grad.data, buf, group["lr"], group["momentum"], group["dampening"],
+               group["weight_decay"], group["nesterov"], group["maximize"], first)
