@@ -36,7 +36,7 @@ import numpy
 
 from .depthwise import depthwise_forward, depthwise_grad_input, depthwise_grad_weight
 from .im2col import col2im_tile, im2col_tile
-from .threads import run_in_parallel, split, thread_count
+from .threads import run_in_parallel, split, sum_in_place, thread_count
 from .winograd import tile_grid, winograd_conv2d, winograd_conv2d_grad_weight
 
 #: Target size of one tile's column matrix, in bytes. Measured on a
@@ -248,8 +248,4 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
             cols = cols.reshape(G, K // G, nb * R * OW)
             gw += numpy.matmul(_gy_band(gy, n0, nb, r0, R, G, Og, OW), cols.transpose(0, 2, 1))
         return gw
-    partials = run_in_parallel(work, split(tiles, threads))
-    gw = partials[0]
-    for partial in partials[1:]:
-        gw += partial                   # in place: gw can be MBs
-    return gw.reshape(O, Cg, KH, KW)
+    return sum_in_place(run_in_parallel(work, split(tiles, threads))).reshape(O, Cg, KH, KW)

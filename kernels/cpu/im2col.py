@@ -42,6 +42,8 @@ flat, against 0.6 ms for a memcpy of the same bytes).
 import numba
 import numpy
 
+from minicnn.utils.conv_arithmetic import conv_output_size
+
 from .loops import _add, _copy, _fill, _valid_range
 
 _JIT = dict(cache=True, nogil=True)   # nogil: conv runs tiles on several threads (threads.py)
@@ -166,8 +168,8 @@ def im2col(x, kernel_size, stride, padding, dilation, out_size=None):
     (KH, KW), (sh, sw), (dh, dw) = kernel_size, stride, dilation
     (top, bottom), (left, right) = padding
     if out_size is None:
-        out_size = ((H + top + bottom - dh * (KH - 1) - 1) // sh + 1,
-                    (W + left + right - dw * (KW - 1) - 1) // sw + 1)
+        out_size = (conv_output_size(H + top + bottom, KH, sh, 0, dh),
+                    conv_output_size(W + left + right, KW, sw, 0, dw))
     cols = numpy.empty((C, KH, KW, N) + tuple(out_size), dtype=x.dtype)
     im2col_tile(x, cols, 0, 0, sh, sw, top, left, dh, dw)
     return cols.transpose(3, 0, 1, 2, 4, 5)

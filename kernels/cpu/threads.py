@@ -102,3 +102,12 @@ def run_in_parallel(work, groups):
         return [work(group) for group in groups]
     with controller.limit(limits=1, user_api="blas"):
         return list(_executor(len(groups)).map(work, groups))
+
+
+def sum_in_place(partials):
+    """The sum of the threads' partial results (arrays of one shape), added
+    into the first one: they can be MBs each (a weight gradient)."""
+    total = partials[0]
+    for partial in partials[1:]:
+        total += partial
+    return total

@@ -59,7 +59,7 @@ each thread takes whole chunks, transforms and GEMMs (see ``threads.py``).
 import numba
 import numpy
 
-from .threads import run_in_parallel, split, thread_count
+from .threads import run_in_parallel, split, sum_in_place, thread_count
 
 _JIT = dict(cache=True, nogil=True)   # nogil: chunks run on several threads (threads.py)
 
@@ -303,10 +303,7 @@ def winograd_conv2d_grad_weight(x, gy, padding):
             if i > 0:
                 dU += product                                                 # (16, O, C)
         return dU
-    partials = run_in_parallel(work, split(chunks, threads))
-    dU = partials[0]
-    for partial in partials[1:]:
-        dU += partial
+    dU = sum_in_place(run_in_parallel(work, split(chunks, threads)))
     gw = numpy.empty((O, C, 3, 3), x.dtype)
     filter_transform_adjoint(dU, gw)
     return gw

@@ -6,6 +6,8 @@ OH, OW output size; stride (sh, sw), dilation (dh, dw), padding
 ((top, bottom), (left, right)). Padding is never materialized: im2col
 writes zeros for taps on it, col2im skips them.
 """
+from minicnn.utils.conv_arithmetic import conv_output_size
+
 from .loader import array_module, i32, i64, launch
 
 
@@ -17,8 +19,8 @@ def im2col(x, kernel_size, stride, padding, dilation, out_size=None):
     (KH, KW), (sh, sw), (dh, dw) = kernel_size, stride, dilation
     (top, bottom), (left, right) = padding
     if out_size is None:
-        out_size = ((H + top + bottom - dh * (KH - 1) - 1) // sh + 1,
-                    (W + left + right - dw * (KW - 1) - 1) // sw + 1)
+        out_size = (conv_output_size(H + top + bottom, KH, sh, 0, dh),
+                    conv_output_size(W + left + right, KW, sw, 0, dw))
     OH, OW = out_size
     cols = xp.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
     launch("im2col.cu", "im2col", x.dtype, cols.size, x, cols, i64(cols.size), i32(H), i32(W),
