@@ -44,10 +44,11 @@ def _make_divisible(v, divisor, min_value=None):
     return new_v
 
 
-def init_mobile_weights(model):
-    """The initialisation torchvision gives MobileNetV2/V3: He normal
-    (fan_out) for convs, N(0, 0.01) for Linears, zero biases, identity
-    batch/group norms."""
+def init_mobile_weights(model, init_linear=None):
+    """The initialisation torchvision gives MobileNetV2/V3 and
+    EfficientNet: He normal (fan_out) for convs, zero biases, identity
+    batch/group norms, and for Linear weights ``init_linear(linear)``,
+    by default N(0, 0.01)."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -57,7 +58,10 @@ def init_mobile_weights(model):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
+            if init_linear is None:
+                nn.init.normal_(m.weight, 0, 0.01)
+            else:
+                init_linear(m)
             nn.init.zeros_(m.bias)
 
 

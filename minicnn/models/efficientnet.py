@@ -37,7 +37,8 @@ from functools import partial
 
 from .. import functional as F
 from .. import nn
-from ._layers import Conv2dNormActivation, StochasticDepth, _check_weights, _make_divisible
+from ._layers import (Conv2dNormActivation, StochasticDepth, _check_weights, _make_divisible,
+                      init_mobile_weights)
 from .registry import register_model
 
 __all__ = [
@@ -171,6 +172,12 @@ class FusedMBConv(nn.Module):
         return result
 
 
+def _uniform_by_out_features(linear):
+    """EfficientNet's classifier: U(-1/sqrt(out_features), 1/sqrt(out_features))."""
+    init_range = 1.0 / math.sqrt(linear.out_features)
+    nn.init.uniform_(linear.weight, -init_range, init_range)
+
+
 class EfficientNet(nn.Module):
     """EfficientNet V1 or V2 from a list of stage configs
     (``inverted_residual_setting``): (N, 3, H, W) -> (N, num_classes).
@@ -222,18 +229,7 @@ class EfficientNet(nn.Module):
             nn.Linear(last_out, num_classes),
         )
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                init_range = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -init_range, init_range)
-                nn.init.zeros_(m.bias)
+        init_mobile_weights(self, init_linear=_uniform_by_out_features)
 
     def forward(self, x):
         x = self.features(x)
