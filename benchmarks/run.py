@@ -16,6 +16,14 @@ each, alternating minicnn and torch so that a change in the machine's
 load hits both alike, and reports the medians. The ratio is minicnn's
 time over torch's: below 1 minicnn is faster.
 
+Each timed call comes right after an untimed call of the same framework,
+as in a training loop, where one step follows another. Timing the first
+call after the other framework's measures the switch instead: torch's
+OpenMP threads busy-wait for more work after each call, on the cores
+minicnn's threads then need (measured on 2 cores, the 1x1 stride-2 conv
+fwd+bwd: 4.5 ms back to back, 7.8 ms straight after a torch call), and
+a core left idle for a few ms takes 0.05-0.3 ms to wake up in a VM.
+
 Results go to ``benchmarks/results/`` (``--quick``: ``results/quick/``):
 ``results.md`` (tables, targets, machine), ``results.csv`` and
 ``results.json`` (one row per case) and ``ratios.png`` (the ratios as a
@@ -146,7 +154,9 @@ def time_case(case, warmup, repeats, synchronize=_no_synchronize):
             torch_fn()
         mc_times, torch_times = [], []
         for _ in range(case.repeats or repeats):
+            mc_fn()                     # untimed: the timed call follows one of its own (module docstring)
             mc_times.append(_seconds(mc_fn, synchronize))
+            torch_fn()
             torch_times.append(_seconds(torch_fn, synchronize))
     except Exception as error:  # one broken case must not lose the others' results
         row["status"] = f"error: {type(error).__name__}: {error}"

@@ -220,10 +220,7 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     N, O, OH, OW = gy.shape
     G, (KH, KW) = groups, kernel_size
     (sh, sw), (dh, dw), ((top, _), (left, _)) = stride, dilation, padding
-    # One input channel (G == C == 1): the direct kernel's one dot product
-    # per tap over the whole batch loses to a (O, N*L) @ (N*L, KH*KW) GEMM
-    # (LeNet-5's first conv: 2.6 against 1.0 ms).
-    if _is_depthwise(C, G) and G > 1:
+    if _is_depthwise(C, G):
         gw = numpy.empty((O, KH, KW), dtype=x.dtype)
         depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw)
         return gw.reshape(O, 1, KH, KW)

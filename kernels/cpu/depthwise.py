@@ -72,7 +72,7 @@ import numba
 import numpy
 from numba import prange
 
-from .loops import _axpy, _copy, _dot, _fill, _valid_range
+from .loops import _axpy, _axpy3, _copy, _dot, _dot3, _fill, _valid_range
 
 _JIT = dict(parallel=True, cache=True)
 
@@ -99,6 +99,14 @@ def _tap(kh, kw, sh, sw, dh, dw):
     """Where tap (kh, kw) reads: (phase, row, column), the phase
     (kh*dh % sh, kw*dw % sw) at row kh*dh // sh and column kw*dw // sw."""
     return (kh * dh % sh) * sw + kw * dw % sw, kh * dh // sh, kw * dw // sw
+
+
+@numba.njit(cache=True)
+def _tap_offset(t, KW, sh, sw, dh, dw, P, Wq):
+    """Where tap t = kh*KW + kw reads, as an offset into phases of P
+    entries each, rows Wq long; and its phase."""
+    p, r, q = _tap(t // KW, t % KW, sh, sw, dh, dw)
+    return p * P + r * Wq + q, p
 
 
 @numba.njit(cache=True)
@@ -175,10 +183,17 @@ def depthwise_forward(x, w, b, y, sh, sw, top, left, dh, dw):
             _split(xf, ((n0 + i) * C + c) * H * W, H, W, top, left, sh, sw, phases, i * Hq * Wq, P, Hq, Wq)
         for o in range(c * M, (c + 1) * M):
             _fill(acc, 0, P, b[o])
-            for kh in range(KH):
-                for kw in range(KW):
-                    p, r, q = _tap(kh, kw, sh, sw, dh, dw)
-                    _axpy(acc, 0, wf[(o * KH + kh) * KW + kw], phases, p * P + r * Wq + q, P)
+            wo = o * KH * KW
+            t = 0
+            while t + 3 <= KH * KW:           # three taps a pass: acc is read and written once
+                s0, _ = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
+                s1, _ = _tap_offset(t + 1, KW, sh, sw, dh, dw, P, Wq)
+                s2, _ = _tap_offset(t + 2, KW, sh, sw, dh, dw, P, Wq)
+                _axpy3(acc, 0, wf[wo + t], s0, wf[wo + t + 1], s1, wf[wo + t + 2], s2, phases, P)
+                t += 3
+            for t in range(t, KH * KW):
+                s0, _ = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
+                _axpy(acc, 0, wf[wo + t], phases, s0, P)
             for i in range(nb):               # keep the OH x OW real entries
                 for oh in range(OH):
                     _copy(yf, (((n0 + i) * O + o) * OH + oh) * OW, 1, acc, (i * Hq + oh) * Wq, 1, OW)
@@ -220,10 +235,20 @@ def depthwise_grad_input(gy, w, gx, sh, sw, top, left, dh, dw):
             for i in range(nb):
                 for oh in range(OH):
                     _copy(gpad, (i * Hq + PT + oh) * R + PL, 1, gyf, (((n0 + i) * O + o) * OH + oh) * OW, 1, OW)
-            for kh in range(KH):
-                for kw in range(KW):
-                    p, r, q = _tap(kh, kw, sh, sw, dh, dw)
-                    _axpy(gphase, p * G, wf[(o * KH + kh) * KW + kw], gpad, (PT - r) * R + PL - q, G)
+            wo = o * KH * KW
+            t = 0
+            while t < KH * KW:
+                p0, r0, q0 = _tap(t // KW, t % KW, sh, sw, dh, dw)
+                if t + 3 <= KH * KW:          # three taps of one phase: one pass over it
+                    p1, r1, q1 = _tap((t + 1) // KW, (t + 1) % KW, sh, sw, dh, dw)
+                    p2, r2, q2 = _tap((t + 2) // KW, (t + 2) % KW, sh, sw, dh, dw)
+                    if p0 == p1 == p2:
+                        _axpy3(gphase, p0 * G, wf[wo + t], (PT - r0) * R + PL - q0, wf[wo + t + 1],
+                               (PT - r1) * R + PL - q1, wf[wo + t + 2], (PT - r2) * R + PL - q2, gpad, G)
+                        t += 3
+                        continue
+                _axpy(gphase, p0 * G, wf[wo + t], gpad, (PT - r0) * R + PL - q0, G)
+                t += 1
         for i in range(nb):
             _merge(gphase, i * Hq * R, G, Hq, R, Wq, top, left, sh, sw, gxf, ((n0 + i) * C + c) * H * W, H, W)
 
@@ -260,10 +285,16 @@ def depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw):
             for i in range(nb):
                 for oh in range(OH):
                     _copy(wide, (i * Hq + oh) * Wq, 1, gyf, (((n0 + i) * O + o) * OH + oh) * OW, 1, OW)
-            for kh in range(KH):
-                for kw in range(KW):
-                    p, r, q = _tap(kh, kw, sh, sw, dh, dw)
-                    part[block, o, kh * KW + kw] = _dot(wide, 0, phases, p * P + r * Wq + q, P)
+            t = 0
+            while t + 3 <= KH * KW:           # three taps a pass over wide
+                s0, _ = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
+                s1, _ = _tap_offset(t + 1, KW, sh, sw, dh, dw, P, Wq)
+                s2, _ = _tap_offset(t + 2, KW, sh, sw, dh, dw, P, Wq)
+                part[block, o, t], part[block, o, t + 1], part[block, o, t + 2] = _dot3(wide, 0, phases, s0, s1, s2, P)
+                t += 3
+            for t in range(t, KH * KW):
+                s0, _ = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
+                part[block, o, t] = _dot(wide, 0, phases, s0, P)
     gwf = gw.reshape(-1)
     for k in prange(O * KH * KW):             # each entry of gw is one task's
         o = k // (KH * KW)

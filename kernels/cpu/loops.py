@@ -58,6 +58,19 @@ def _axpy(dst, d0, alpha, src, s0, n):
         dst[d0 + j] += alpha * src[s0 + j]
 
 
+@numba.njit(cache=True)
+def _axpy3(dst, d0, a0, s0, a1, s1, a2, s2, src, n):
+    """dst[d0 + j] += a0 * src[s0 + j], then a1 * src[s1 + j], then
+    a2 * src[s2 + j], for j < n: three ``_axpy`` in one pass, which loads
+    and stores dst once instead of three times; the sums are the same,
+    added in the same order."""
+    d0, s0, s1, s2 = u64(d0), u64(s0), u64(s1), u64(s2)
+    for j in range(u64(n)):
+        v = dst[d0 + j] + a0 * src[s0 + j]
+        v = v + a1 * src[s1 + j]
+        dst[d0 + j] = v + a2 * src[s2 + j]
+
+
 # Reassociation lets LLVM keep several partial sums (a vector of them)
 # instead of one chain of dependent adds; only the rounding changes.
 @numba.njit(cache=True, fastmath={"reassoc"})
@@ -68,3 +81,17 @@ def _dot(a, a0, b, b0, n):
     for j in range(u64(n)):
         total += numpy.float64(a[a0 + j]) * numpy.float64(b[b0 + j])
     return total
+
+
+@numba.njit(cache=True, fastmath={"reassoc"})
+def _dot3(a, a0, b, b0, b1, b2, n):
+    """The three sums of ``_dot(a, a0, b, bk, n)`` for k = 0, 1, 2, in one
+    pass over a."""
+    a0, b0, b1, b2 = u64(a0), u64(b0), u64(b1), u64(b2)
+    t0 = t1 = t2 = 0.0
+    for j in range(u64(n)):
+        v = numpy.float64(a[a0 + j])
+        t0 += v * numpy.float64(b[b0 + j])
+        t1 += v * numpy.float64(b[b1 + j])
+        t2 += v * numpy.float64(b[b2 + j])
+    return t0, t1, t2
