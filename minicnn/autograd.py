@@ -8,8 +8,9 @@ Every differentiable op is a subclass of ``Function`` with two methods:
     receives the inputs' raw arrays (NumPy or CuPy) and returns the output
     array, or a tuple of them. It keeps only what backward needs:
     ``self.save_for_backward(...)`` for arrays (an input saved this way
-    comes back in backward as that very input Tensor), plain attributes for
-    shapes and other small things.
+    comes back in backward as that very input Tensor, an output as a
+    Tensor whose grad_fn is this node), plain attributes for shapes and
+    other small things.
 
 ``backward(self, *gys)``
     receives one upstream gradient per output, as Tensors, and returns one
@@ -100,7 +101,8 @@ class Function:
         if self._released:
             raise RuntimeError(f"{type(self).__name__}: {_SECOND_BACKWARD}")
         from .tensor import Tensor
-        return tuple(s if s is None or isinstance(s, Tensor) else Tensor._wrap(s) for s in self._saved)
+        return tuple(s.unpack(self) if isinstance(s, _SavedOutput) else
+                     s if s is None or isinstance(s, Tensor) else Tensor._wrap(s) for s in self._saved)
 
     def _release(self):
         # Subclasses may keep arrays as attributes too: drop everything, the
@@ -131,9 +133,11 @@ class Function:
             results = tuple(Tensor._wrap(y) for y in outputs)
             return results[0] if single else results
 
-        # A saved input array becomes a reference to its input Tensor.
+        # A saved input array becomes a reference to its input Tensor, a
+        # saved output array a _SavedOutput.
         if fn._saved:
             by_id = {id(x.data): x for x in inputs}
+            by_id.update((id(y), _SavedOutput(y, i)) for i, y in enumerate(outputs) if y.dtype.kind == "f")
             fn._saved = tuple(s if s is None else by_id.get(id(s), s) for s in fn._saved)
         fn.needs_input_grad = tuple(x.requires_grad for x in inputs)
         fn.edges = tuple(x._edge() if x.requires_grad else None for x in inputs)
@@ -151,6 +155,26 @@ class Function:
 
     def __repr__(self):
         return f"<{type(self).__name__}Backward>"
+
+
+class _SavedOutput:
+    """An output array a node saved for its backward (tanh and sigmoid
+    differentiate through their output). It comes back as a Tensor whose
+    grad_fn is the node, so a gradient built from it is differentiable
+    again, through the node (double backward). The node keeps the array,
+    not that Tensor: Tensor -> node -> Tensor would be a reference cycle,
+    which only the cyclic garbage collector frees, late."""
+
+    def __init__(self, array, index):
+        self.array, self.index = array, index
+
+    def unpack(self, node):
+        from .tensor import Tensor
+        t = Tensor._wrap(self.array)
+        t.requires_grad = True
+        t.grad_fn = node
+        t._output_index = self.index
+        return t
 
 
 def _check_one_device(cls, inputs):

@@ -43,14 +43,6 @@ def _copy(dst, d0, dstep, src, s0, sstep, n):
 
 
 @numba.njit(cache=True)
-def _add(dst, d0, dstep, src, s0, n):
-    """dst[d0 + j*dstep] += src[s0 + j] for j < n."""
-    d0, dstep, s0 = u64(d0), u64(dstep), u64(s0)
-    for j in range(u64(n)):
-        dst[d0 + j * dstep] += src[s0 + j]
-
-
-@numba.njit(cache=True)
 def _axpy(dst, d0, alpha, src, s0, n):
     """dst[d0 + j] += alpha * src[s0 + j] for j < n."""
     d0, s0 = u64(d0), u64(s0)

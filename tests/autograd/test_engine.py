@@ -71,7 +71,7 @@ def test_saved_buffers_are_freed_after_backward():
     x = mc.randn(1000, requires_grad=True)
     loss = x.exp().sum()
     exp_node = loss.grad_fn.edges[0][0]
-    saved = weakref.ref(exp_node._saved[0].data)
+    saved = weakref.ref(exp_node.saved_tensors[0].data)
     loss.backward()
     gc.collect()
     assert saved() is None
@@ -183,3 +183,20 @@ def test_float64_stays_float64_end_to_end():
     assert loss.dtype == mc.float64
     loss.backward()
     assert x.grad.dtype == mc.float64 and w.grad.dtype == mc.float64
+
+
+def test_a_saved_output_is_differentiable_in_double_backward():
+    # exp's backward is gy * y with y its saved output: the second
+    # derivative must come through y (torch gives exp(x) * g * h).
+    import torch
+    r = numpy.random.default_rng(4)
+    x, g, h = r.standard_normal(6), r.standard_normal(6), r.standard_normal(6)
+    m = mc.tensor(x, requires_grad=True)
+    m.exp().backward(mc.tensor(g), create_graph=True)
+    first = m.grad
+    m.grad = None
+    first.backward(mc.tensor(h))
+    t = torch.tensor(x, requires_grad=True)
+    (first_t,) = torch.autograd.grad(t.exp(), t, torch.tensor(g), create_graph=True)
+    (second_t,) = torch.autograd.grad(first_t, t, torch.tensor(h))
+    numpy.testing.assert_allclose(m.grad.numpy(), second_t.numpy(), rtol=1e-13)

@@ -76,6 +76,25 @@ def test_gradient_at_the_kinks_matches_torch(name):
     check_parity(mc_fn, torch_fn, [x], rtol=rtol_for(name, numpy.float64))
 
 
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "silu", "elu", "softmax", "log_softmax"])
+def test_double_backward_matches_torch(name):
+    # The gradient's own gradient, with random upstream gradients both
+    # times: checks that each backward is itself differentiable, also where
+    # it is written with the op's saved output (tanh, sigmoid, softmax).
+    mc_fn, torch_fn, _ = CASES[name]
+    x, g, h = INPUTS[name], R.standard_normal((3, 4, 5)), R.standard_normal((3, 4, 5))
+    t = torch.tensor(x, requires_grad=True)
+    (first_t,) = torch.autograd.grad(torch_fn(t), t, torch.tensor(g), create_graph=True)
+    (second_t,) = torch.autograd.grad(first_t, t, torch.tensor(h))
+    m = mc.tensor(x, requires_grad=True)
+    mc_fn(m).backward(mc.tensor(g), create_graph=True)
+    first = m.grad
+    m.grad = None
+    first.backward(mc.tensor(h))
+    numpy.testing.assert_allclose(first.detach().numpy(), first_t.detach().numpy(), rtol=1e-12, atol=1e-15)
+    numpy.testing.assert_allclose(m.grad.numpy(), second_t.numpy(), rtol=1e-10, atol=1e-14)
+
+
 @pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
 def test_softmax_and_log_softmax_are_stable_for_huge_logits(dtype):
     x = numpy.array([[1000.0, 0.0, -1000.0], [3e4, 3e4 + 1, -5.0]])
