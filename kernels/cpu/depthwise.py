@@ -104,9 +104,9 @@ def _tap(kh, kw, sh, sw, dh, dw):
 @numba.njit(cache=True)
 def _tap_offset(t, KW, sh, sw, dh, dw, P, Wq):
     """Where tap t = kh*KW + kw reads, as an offset into phases of P
-    entries each, rows Wq long; and its phase."""
+    entries each, rows Wq long."""
     p, r, q = _tap(t // KW, t % KW, sh, sw, dh, dw)
-    return p * P + r * Wq + q, p
+    return p * P + r * Wq + q
 
 
 @numba.njit(cache=True)
@@ -186,13 +186,13 @@ def depthwise_forward(x, w, b, y, sh, sw, top, left, dh, dw):
             wo = o * KH * KW
             t = 0
             while t + 3 <= KH * KW:           # three taps a pass: acc is read and written once
-                s0, _ = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
-                s1, _ = _tap_offset(t + 1, KW, sh, sw, dh, dw, P, Wq)
-                s2, _ = _tap_offset(t + 2, KW, sh, sw, dh, dw, P, Wq)
+                s0 = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
+                s1 = _tap_offset(t + 1, KW, sh, sw, dh, dw, P, Wq)
+                s2 = _tap_offset(t + 2, KW, sh, sw, dh, dw, P, Wq)
                 _axpy3(acc, 0, wf[wo + t], s0, wf[wo + t + 1], s1, wf[wo + t + 2], s2, phases, P)
                 t += 3
             for t in range(t, KH * KW):
-                s0, _ = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
+                s0 = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
                 _axpy(acc, 0, wf[wo + t], phases, s0, P)
             for i in range(nb):               # keep the OH x OW real entries
                 for oh in range(OH):
@@ -287,13 +287,13 @@ def depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw):
                     _copy(wide, (i * Hq + oh) * Wq, 1, gyf, (((n0 + i) * O + o) * OH + oh) * OW, 1, OW)
             t = 0
             while t + 3 <= KH * KW:           # three taps a pass over wide
-                s0, _ = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
-                s1, _ = _tap_offset(t + 1, KW, sh, sw, dh, dw, P, Wq)
-                s2, _ = _tap_offset(t + 2, KW, sh, sw, dh, dw, P, Wq)
+                s0 = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
+                s1 = _tap_offset(t + 1, KW, sh, sw, dh, dw, P, Wq)
+                s2 = _tap_offset(t + 2, KW, sh, sw, dh, dw, P, Wq)
                 part[block, o, t], part[block, o, t + 1], part[block, o, t + 2] = _dot3(wide, 0, phases, s0, s1, s2, P)
                 t += 3
             for t in range(t, KH * KW):
-                s0, _ = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
+                s0 = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
                 part[block, o, t] = _dot(wide, 0, phases, s0, P)
     gwf = gw.reshape(-1)
     for k in prange(O * KH * KW):             # each entry of gw is one task's

@@ -44,7 +44,7 @@ import numpy
 
 from minicnn.utils.conv_arithmetic import conv_output_size
 
-from .loops import _copy, _fill, _valid_range, u64
+from .loops import _add, _copy, _fill, _valid_range
 
 _JIT = dict(cache=True, nogil=True)   # nogil: conv runs tiles on several threads (threads.py)
 
@@ -77,20 +77,6 @@ def _copy_taps(src_flat, out, o, plane, h0, w0, R, OW, H, W, sh, sw):
         for ow in range(OW):
             w = w0 + ow * sw
             out[o + oh * OW + ow] = src_flat[plane + h * W + w] if 0 <= h < H and 0 <= w < W else 0
-
-
-@numba.njit(inline="always")
-def _copy_inner_rows(src_flat, out, o, plane, h0, w0, R, OW, W, sh, sw):
-    """The same block when every tap is inside the image: R rows of OW
-    inputs, no bounds and no zeros. Short rows (a 5x5 conv on 14x14 maps
-    has 10) cost their copy here, where the general path's calls per row
-    cost more than the copy."""
-    out_row, src_row = u64(o), u64(plane + h0 * W + w0)
-    for oh in range(R):
-        for ow in range(u64(OW)):
-            out[out_row + ow] = src_flat[src_row + ow * u64(sw)]
-        out_row += u64(OW)
-        src_row += u64(sh * W)
 
 
 @numba.njit(inline="always")
@@ -135,8 +121,6 @@ def im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw):
                     plane = ((n0 + i) * C + c) * H * W
                     if small_blocks:
                         _copy_taps(src_flat, out, o, plane, h0, w0, R, OW, H, W, sh, sw)
-                    elif oh_lo == 0 and oh_hi == R and ow_lo == 0 and ow_hi == OW:
-                        _copy_inner_rows(src_flat, out, o, plane, h0, w0, R, OW, W, sh, sw)
                     elif shifted_plane:
                         _copy_shifted_plane(src_flat, out, o, plane, h0, w0, oh_lo, oh_hi, ow_lo, ow_hi,
                                             R, OW, H, W)
@@ -172,11 +156,7 @@ def col2im_tile(cols, x, n0, r0, sh, sw, top, left, dh, dw):
                         w0 = kw * dw - left
                         ow_lo, ow_hi = _valid_range(W, OW, w0, sw)
                         src = ((((c * KH + kh) * KW + kw) * NB + i) * R + oh) * OW
-                        # The add written out: as a call it costs more than the
-                        # add on short rows (10 columns in LeNet's C3).
-                        d, s, step = u64(dst + w0 + ow_lo * sw), u64(src + ow_lo), u64(sw)
-                        for j in range(u64(ow_hi - ow_lo)):
-                            out[d + j * step] += src_flat[s + j]
+                        _add(out, dst + w0 + ow_lo * sw, sw, src_flat, src + ow_lo, ow_hi - ow_lo)
 
 
 def im2col(x, kernel_size, stride, padding, dilation, out_size=None):
