@@ -6,11 +6,13 @@ Each kernel is compiled lazily, on first use, with ``cache=True``, so
 """
 import os
 
-# Numba's parallel loops run on a "threading layer". Its default here is
-# OpenMP, whose thread pool competes with the separate OpenMP runtime of
-# torch (imported side by side in tests and benchmarks) and with
-# OpenBLAS's threads: a LeNet-5 training step measured 204 ms with the
-# OpenMP layer and 16 ms with Numba's own "workqueue" layer on 2 cores.
-# The variable must be set before the first parallel kernel runs; a user's
-# own setting wins.
+# minicnn's kernels share out their work on the threads of one pool of
+# their own (kernels/cpu/threads.py), not with Numba's ``prange``; but
+# ``numba.get_num_threads()``, the thread-count setting that pool reads,
+# starts Numba's "threading layer". Its default here is OpenMP, whose
+# runtime competes with torch's (imported side by side in tests and
+# benchmarks): a LeNet-5 training step measured 204 ms with it and 16 ms
+# with Numba's own "workqueue" layer on 2 cores, when the kernels still
+# used ``prange``. The variable must be set before the layer starts; a
+# user's own setting wins.
 os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")

@@ -20,10 +20,8 @@ SiLU 22 ms (NumPy), 33 ms (one fused Numba pass), 15 ms (this), torch
 import numba
 import numpy
 
-from .threads import run_in_parallel, split, thread_count
+from .threads import PARALLEL_SIZE, run_in_parallel, split, thread_count
 
-#: Arrays smaller than this run on one thread: starting threads costs more.
-PARALLEL_SIZE = 1 << 16
 #: Elements per block of e (256 KB of float32: in L2 when it is read back;
 #: smaller blocks pay more Python per element, 2^13 took 24 ms, 2^16 15).
 BLOCK = 1 << 16
@@ -62,7 +60,7 @@ def _elementwise(finish, x):
 
     parts = thread_count() if x.size >= PARALLEL_SIZE else 1
     bounds = numpy.linspace(0, x.size, parts + 1).astype(int)
-    run_in_parallel(work, split(list(zip(bounds[:-1], bounds[1:])), parts))
+    run_in_parallel(work, split(list(zip(bounds[:-1], bounds[1:])), parts), blas=False)
     return y
 
 

@@ -5,10 +5,11 @@ here as (N, C, L) with L the product of the trailing dims; n = N * L
 values per channel; μ, var the per-channel mean and biased variance;
 σ = sqrt(var + eps); w, b the per-channel weight and bias.
 
-Each wrapper has the contract of the NumPy reference it replaces. One
-thread takes one channel (``prange`` over C): the reductions are then
-plain running sums, with no partial results to combine, and each
-channel's data is read while it is still in the cache.
+Each wrapper has the contract of the NumPy reference it replaces. Each
+channel is one task, and the threads take runs of channels
+(``threads.parallel_parts``): the reductions are then plain running sums,
+with no partial results to combine, and each channel's data is read while
+it is still in the cache.
 
 Forward (training)
 ------------------
@@ -33,9 +34,11 @@ import math
 
 import numba
 import numpy
-from numba import prange
 
-_JIT = dict(parallel=True, cache=True)
+from .loops import _share
+from .threads import parallel_parts
+
+_JIT = dict(cache=True, nogil=True)   # nogil: the threads of threads.py run parts at once
 # Sums may be reassociated: LLVM then vectorizes them into several partial
 # sums instead of one chain of dependent adds (NaN and inf keep their IEEE
 # meaning; only the rounding of a sum changes).
@@ -43,11 +46,12 @@ _SUM_JIT = dict(_JIT, fastmath={"reassoc"})
 
 
 @numba.njit(**_SUM_JIT)
-def _forward_train(x, w, b, eps, y, mean, var):
-    """Batch statistics of x (N, C, L) into mean, var (C,); y normalized."""
+def _forward_train(x, w, b, eps, y, mean, var, part, parts):
+    """Batch statistics of x (N, C, L) into mean, var (C,); y normalized.
+    This call's share of the channels: part ``part`` of ``parts``."""
     N, C, L = x.shape
     n = N * L
-    for c in prange(C):
+    for c in range(*_share(C, part, parts)):
         shift = numpy.float64(x[0, c, 0])
         s1, s2 = 0.0, 0.0
         for i in range(N):
@@ -69,10 +73,10 @@ def _forward_train(x, w, b, eps, y, mean, var):
 
 
 @numba.njit(**_JIT)
-def _affine(x, a, offset, y):
+def _affine(x, a, offset, y, part, parts):
     """y = x a + offset per channel, x and y (N, C, L), a and offset (C,)."""
     N, C, L = x.shape
-    for c in prange(C):
+    for c in range(*_share(C, part, parts)):
         ac, oc = a[c], offset[c]
         for i in range(N):
             src, dst = x[i, c], y[i, c]
@@ -81,11 +85,11 @@ def _affine(x, a, offset, y):
 
 
 @numba.njit(**_SUM_JIT)
-def _backward(gy, x, mean, inv_std, w, training, gx, gw, gb):
+def _backward(gy, x, mean, inv_std, w, training, gx, gw, gb, part, parts):
     """gx (N, C, L), gw and gb (C,) from gy and the saved x, μ, 1/σ."""
     N, C, L = x.shape
     n = N * L
-    for c in prange(C):
+    for c in range(*_share(C, part, parts)):
         mu, inv = mean[c], inv_std[c]
         sg, sgd = 0.0, 0.0
         for i in range(N):
@@ -131,10 +135,12 @@ def batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
     y = numpy.empty_like(x3)
     if mean is None:
         mean, var = numpy.empty(c, dtype=dtype), numpy.empty(c, dtype=dtype)
-        _forward_train(x3, w, b, float(eps), y, mean, var)
+        parallel_parts(lambda part, parts: _forward_train(x3, w, b, float(eps), y, mean, var, part, parts),
+                       x3.size)
     else:
         a = w / numpy.sqrt(var + eps)
-        _affine(x3, a.astype(dtype), (b - mean * a).astype(dtype), y)
+        a, offset = a.astype(dtype), (b - mean * a).astype(dtype)
+        parallel_parts(lambda part, parts: _affine(x3, a, offset, y, part, parts), x3.size)
     return y.reshape(x.shape), mean, var
 
 
@@ -147,5 +153,7 @@ def batch_norm_backward(gy, x, mean, inv_std, weight, training):
     gx = numpy.empty_like(x3)
     gw, gb = numpy.empty(c, dtype=dtype), numpy.empty(c, dtype=dtype)
     mean, inv_std = numpy.ascontiguousarray(mean, dtype=dtype), numpy.ascontiguousarray(inv_std, dtype=dtype)
-    _backward(gy3, x3, mean, inv_std, _vector(weight, c, 1, dtype), bool(training), gx, gw, gb)
+    w, training = _vector(weight, c, 1, dtype), bool(training)
+    parallel_parts(lambda part, parts: _backward(gy3, x3, mean, inv_std, w, training, gx, gw, gb, part, parts),
+                   x3.size)
     return gx.reshape(x.shape), gw, gb

@@ -14,7 +14,8 @@ per call the cheapest of three ways:
 depthwise (Cg == 1, G == C)
     a direct Numba kernel (``depthwise.py``): no column matrix at all.
 pointwise (1x1 kernel, no padding)
-    x itself, or its strided subsample, is the column matrix: GEMMs only.
+    x itself, or its strided subsample, is the column matrix: GEMMs only,
+    the images shared out among the threads.
 winograd (3x3, stride 1, no dilation, one group, enough output tiles)
     Winograd's F(2x2, 3x3) (``winograd.py``): 2.25x fewer multiplications
     than im2col + GEMM, for the transforms' cost; that pays once there are
@@ -101,6 +102,12 @@ def _is_pointwise(kernel_size, padding):
     return kernel_size == (1, 1) and padding == ((0, 0), (0, 0))
 
 
+def _by_images(gemms, N):
+    """[gemms(images) for each thread's slice of the N images]: a 1x1
+    convolution's batched GEMMs, shared out like the tiles of the others."""
+    return run_in_parallel(gemms, [slice(run.start, run.stop) for run in split(range(N), thread_count())])
+
+
 def _subsample(x, stride, out_size):
     """x[:, :, ::sh, ::sw] cut to out_size, C-contiguous: the columns of a
     1x1 convolution."""
@@ -127,9 +134,12 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
     yg = y.reshape(N, G, Og, L)
     if _is_pointwise((KH, KW), padding):
         xs = _subsample(x, stride, out_size).reshape(N, G, C // G, L)
-        numpy.matmul(wg, xs, out=yg)
-        if b is not None:
-            yg += b.reshape(G, Og, 1)
+
+        def gemms(images):              # one thread's images
+            numpy.matmul(wg, xs[images], out=yg[images])
+            if b is not None:
+                yg[images] += b.reshape(G, Og, 1)
+        _by_images(gemms, N)
         return y
     K = C * KH * KW
     threads = thread_count()
@@ -188,7 +198,9 @@ def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     wgT = w.reshape(G, Og, -1).transpose(0, 2, 1)                        # (G, Kg, Og), a view
     gyg = gy.reshape(N, G, Og, L)
     if _is_pointwise((KH, KW), padding):
-        gxs = numpy.matmul(wgT, gyg).reshape(N, C, OH, OW)
+        gxs = numpy.empty((N, G, C // G, L), dtype=gy.dtype)
+        _by_images(lambda images: numpy.matmul(wgT, gyg[images], out=gxs[images]), N)
+        gxs = gxs.reshape(N, C, OH, OW)
         if (OH, OW) == (H, W):
             return gxs
         gx = numpy.zeros((N, C, H, W), dtype=gy.dtype)
@@ -230,8 +242,9 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     gy = gy.reshape(N, O, L)
     if _is_pointwise((KH, KW), padding):
         xs = _subsample(x, stride, (OH, OW)).reshape(N, G, Cg, L)
-        gw = numpy.matmul(gy.reshape(N, G, Og, L), xs.transpose(0, 1, 3, 2)).sum(axis=0)
-        return gw.reshape(O, Cg, KH, KW)
+        gyg = gy.reshape(N, G, Og, L)
+        gw = _by_images(lambda images: numpy.matmul(gyg[images], xs[images].transpose(0, 1, 3, 2)).sum(axis=0), N)
+        return sum_in_place(gw).reshape(O, Cg, KH, KW)
     K = C * KH * KW
     threads = thread_count()
     tiles = _tiles(N, OH, K * OW * x.itemsize, TILE_BYTES, threads)

@@ -54,11 +54,12 @@ they add nothing, but an inf or NaN can reach a few more entries of gw
 
 Threads, indices
 ----------------
-Each kernel runs ``prange`` over tasks (c, block of images): a task
+Each kernel runs over tasks (c, block of images), the threads taking
+runs of them (``threads.parallel_parts``): a task
 splits its planes once, computes the M output channels that read them,
 and allocates its buffers once. No two tasks write the same element: the
 planes of y and gx belong to one task, and the weight gradient is summed
-per task into part[block, o, :] and reduced over the blocks afterwards.
+per task into sums[block, o, :] and reduced over the blocks afterwards.
 
 All arrays are C-contiguous (the wrappers in ``conv.py`` see to it) and
 indexed through flat views with offsets computed once per row or plane.
@@ -70,11 +71,11 @@ measured; a range() index, known to be >= 0, has no such cost).
 """
 import numba
 import numpy
-from numba import prange
 
-from .loops import _axpy, _axpy3, _copy, _dot, _dot3, _fill, _valid_range
+from .loops import _axpy, _axpy3, _copy, _dot, _dot3, _fill, _share, _valid_range
+from .threads import parallel_parts
 
-_JIT = dict(parallel=True, cache=True)
+_JIT = dict(cache=True, nogil=True)   # nogil: the threads of threads.py run parts at once
 
 #: Entries of the stacked planes of one task. 4096 keep acc and the
 #: phases (16 KB each in float32) in L1: 1.3x faster than 8192 on 56x56
@@ -159,10 +160,41 @@ def _merge(phases, p0, pstride, Hq, R, Wq, top, left, sh, sw, gxf, base, H, W):
 
 
 # -- the kernels -------------------------------------------------------------
-@numba.njit(**_JIT)
 def depthwise_forward(x, w, b, y, sh, sw, top, left, dh, dw):
     """y (N, O, OH, OW) = depthwise conv of x (N, C, H, W) with w (O, KH, KW),
     plus b (O,) (pass an array of zeros for no bias). All C-contiguous."""
+    parallel_parts(lambda part, parts: _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts),
+                   x.size + y.size)
+
+
+def depthwise_grad_input(gy, w, gx, sh, sw, top, left, dh, dw):
+    """gx (N, C, H, W): the adjoint of ``depthwise_forward`` applied to
+    gy (N, O, OH, OW); gx is overwritten. All C-contiguous."""
+    parallel_parts(lambda part, parts: _grad_input(gy, w, gx, sh, sw, top, left, dh, dw, part, parts),
+                   gy.size + gx.size)
+
+
+def depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw):
+    """gw (O, KH, KW) = sum over n, oh, ow of gy[n, o, oh, ow] times the
+    input pixel tap (kh, kw) saw; gw is overwritten. All C-contiguous.
+
+    Each task's sums go to sums[block, o, tap] (``_grad_weight_sums``);
+    the blocks' sums are then added in order, in float64, so the result
+    does not depend on the number of threads."""
+    N, C = x.shape[:2]
+    O, KH, KW = gw.shape
+    Hq, Wq = _phase_shape(gy.shape[2], gy.shape[3], KH, KW, sh, sw, dh, dw)
+    blocks = -(-N // _images_per_task(N, C, sh * sw * Hq * Wq))
+    sums = numpy.empty((blocks, O, KH * KW))
+    parallel_parts(lambda part, parts: _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw,
+                                                         part, parts),
+                   x.size + gy.size)
+    gw.reshape(O, KH * KW)[...] = sums.sum(axis=0)
+
+
+@numba.njit(**_JIT)
+def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
+    """``depthwise_forward``, tasks of part ``part`` of ``parts``."""
     N, C, H, W = x.shape
     O, KH, KW = w.shape
     OH, OW = y.shape[2], y.shape[3]
@@ -172,7 +204,7 @@ def depthwise_forward(x, w, b, y, sh, sw, top, left, dh, dw):
     B = _images_per_task(N, C, S * Hq * Wq)
     blocks = (N + B - 1) // B
     xf, wf, yf = x.reshape(-1), w.reshape(-1), y.reshape(-1)
-    for task in prange(C * blocks):           # y[n0:n0+nb, c*M:c*M+M]: this task's only
+    for task in range(*_share(C * blocks, part, parts)):  # y[n0:n0+nb, c*M:c*M+M]: this task's only
         c = task // blocks
         n0 = (task - c * blocks) * B
         nb = min(B, N - n0)
@@ -200,9 +232,8 @@ def depthwise_forward(x, w, b, y, sh, sw, top, left, dh, dw):
 
 
 @numba.njit(**_JIT)
-def depthwise_grad_input(gy, w, gx, sh, sw, top, left, dh, dw):
-    """gx (N, C, H, W): the adjoint of ``depthwise_forward`` applied to
-    gy (N, O, OH, OW); gx is overwritten. All C-contiguous.
+def _grad_input(gy, w, gx, sh, sw, top, left, dh, dw, part, parts):
+    """``depthwise_grad_input``, tasks of part ``part`` of ``parts``.
 
     Tap (kh, kw) of phase p, row r, column q (``_tap``) sends gy[oh, ow]
     to phase entry (oh + r, ow + q): phase p gathers
@@ -222,7 +253,7 @@ def depthwise_grad_input(gy, w, gx, sh, sw, top, left, dh, dw):
     B = _images_per_task(N, C, S * Hq * R)
     blocks = (N + B - 1) // B
     gyf, wf, gxf = gy.reshape(-1), w.reshape(-1), gx.reshape(-1)
-    for task in prange(C * blocks):           # gx[n0:n0+nb, c]: this task's only
+    for task in range(*_share(C * blocks, part, parts)):  # gx[n0:n0+nb, c]: this task's only
         c = task // blocks
         n0 = (task - c * blocks) * B
         nb = min(B, N - n0)
@@ -254,24 +285,20 @@ def depthwise_grad_input(gy, w, gx, sh, sw, top, left, dh, dw):
 
 
 @numba.njit(**_JIT)
-def depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw):
-    """gw (O, KH, KW) = sum over n, oh, ow of gy[n, o, oh, ow] times the
-    input pixel tap (kh, kw) saw; gw is overwritten. All C-contiguous.
-
-    A task sums each tap over its images, a dot product of the phases with
-    gy in wide rows (zeros in the dropped entries), into part[block, o, tap];
-    the blocks' sums are added afterwards. Sums run in float64."""
+def _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw, part, parts):
+    """sums[block, o, tap]: tap (kh, kw)'s part of gw[o] from one block of
+    images, for the tasks of part ``part`` of ``parts``. A task sums each
+    tap over its images, a dot product of the phases with gy in wide rows
+    (zeros in the dropped entries). Sums run in float64."""
     N, C, H, W = x.shape
-    O, KH, KW = gw.shape
-    OH, OW = gy.shape[2], gy.shape[3]
+    O, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
     M, S = O // C, sh * sw
     Hq, Wq = _phase_shape(OH, OW, KH, KW, sh, sw, dh, dw)
     spare = (Hq - OH) * Wq + Wq - OW
     B = _images_per_task(N, C, S * Hq * Wq)
     blocks = (N + B - 1) // B
     xf, gyf = x.reshape(-1), gy.reshape(-1)
-    part = numpy.empty((blocks, O, KH * KW))
-    for task in prange(C * blocks):           # part[block, c*M:c*M+M]: this task's only
+    for task in range(*_share(C * blocks, part, parts)):  # sums[block, c*M:c*M+M]: this task's only
         c = task // blocks
         block = task - c * blocks
         n0 = block * B
@@ -290,16 +317,8 @@ def depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw):
                 s0 = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
                 s1 = _tap_offset(t + 1, KW, sh, sw, dh, dw, P, Wq)
                 s2 = _tap_offset(t + 2, KW, sh, sw, dh, dw, P, Wq)
-                part[block, o, t], part[block, o, t + 1], part[block, o, t + 2] = _dot3(wide, 0, phases, s0, s1, s2, P)
+                sums[block, o, t], sums[block, o, t + 1], sums[block, o, t + 2] = _dot3(wide, 0, phases, s0, s1, s2, P)
                 t += 3
             for t in range(t, KH * KW):
                 s0 = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
-                part[block, o, t] = _dot(wide, 0, phases, s0, P)
-    gwf = gw.reshape(-1)
-    for k in prange(O * KH * KW):             # each entry of gw is one task's
-        o = k // (KH * KW)
-        t = k - o * KH * KW
-        total = 0.0
-        for block in range(blocks):
-            total += part[block, o, t]
-        gwf[k] = total
+                sums[block, o, t] = _dot(wide, 0, phases, s0, P)

@@ -35,6 +35,14 @@ def _valid_range(size, out_size, start, step):
 
 
 @numba.njit(inline="always")
+def _share(count, part, parts):
+    """(start, stop): part ``part`` of ``parts`` of range(count), the
+    parts consecutive and as even as possible (``threads.parallel_parts``
+    runs one part per thread)."""
+    return count * part // parts, count * (part + 1) // parts
+
+
+@numba.njit(inline="always")
 def _fill(a, start, n, value):
     """a[start : start+n] = value."""
     start = u64(start)

@@ -10,12 +10,14 @@ The scalars are cast to the parameter's dtype first, so float32
 parameters are updated in float32 arithmetic, as torch does.
 """
 import numba
-from numba import prange
+
+from .loops import _share
+from .threads import parallel_parts
 
 
-@numba.njit(parallel=True, cache=True)
-def _sgd(p, g, buf, lr, momentum, undamped, weight_decay, nesterov, maximize, first, has_momentum):
-    for i in prange(p.size):
+@numba.njit(cache=True, nogil=True)
+def _sgd(p, g, buf, lr, momentum, undamped, weight_decay, nesterov, maximize, first, has_momentum, part, parts):
+    for i in range(*_share(p.size, part, parts)):
         d = -g[i] if maximize else g[i]
         if weight_decay != 0:
             d += weight_decay * p[i]
@@ -35,5 +37,6 @@ def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maxim
         return reference(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first)
     scalar = p.dtype.type
     flat_buf = p.reshape(-1) if buf is None else buf.reshape(-1)   # unused without momentum
-    _sgd(p.reshape(-1), g.reshape(-1), flat_buf, scalar(lr), scalar(momentum), scalar(1 - dampening),
-         scalar(weight_decay), bool(nesterov), bool(maximize), bool(first), buf is not None)
+    args = (p.reshape(-1), g.reshape(-1), flat_buf, scalar(lr), scalar(momentum), scalar(1 - dampening),
+            scalar(weight_decay), bool(nesterov), bool(maximize), bool(first), buf is not None)
+    parallel_parts(lambda part, parts: _sgd(*args, part, parts), p.size)

@@ -45,12 +45,12 @@ unsigned indices of the inner loops).
 """
 import numba
 import numpy
-from numba import prange
 
 from .depthwise import _images_per_task, _phase_shape, _split, _tap, depthwise_forward, depthwise_grad_input
-from .loops import _copy, _fill, _valid_range, u64
+from .loops import _copy, _fill, _share, _valid_range, u64
+from .threads import parallel_parts
 
-_JIT = dict(parallel=True, cache=True)
+_JIT = dict(cache=True, nogil=True)   # nogil: the threads of threads.py run parts at once
 # Sums may be reassociated: LLVM then vectorizes them into several partial
 # sums instead of one chain of dependent adds (NaN and inf keep their IEEE
 # meaning; only the rounding of a sum changes).
@@ -72,7 +72,7 @@ def _max_update(best, k_best, d0, src, s0, n, k):
 
 
 @numba.njit(**_JIT)
-def _max_forward(x, y, arg, KH, KW, sh, sw, ph, pw, dh, dw):
+def _max_forward(x, y, arg, KH, KW, sh, sw, ph, pw, dh, dw, part, parts):
     """x (N, C, H, W) -> y (N, C, OH, OW) and arg, the offset of each max.
 
     A task takes B images of channel c, cuts them into phases (-inf
@@ -86,7 +86,7 @@ def _max_forward(x, y, arg, KH, KW, sh, sw, ph, pw, dh, dw):
     B = _images_per_task(N, C, S * Hq * Wq)
     blocks = (N + B - 1) // B
     xf, yf, af = x.reshape(-1), y.reshape(-1), arg.reshape(-1)
-    for task in prange(C * blocks):           # y, arg[n0:n0+nb, c]: this task's only
+    for task in range(*_share(C * blocks, part, parts)):           # y, arg[n0:n0+nb, c]: this task's only
         c = task // blocks
         n0 = (task - c * blocks) * B
         nb = min(B, N - n0)
@@ -130,7 +130,7 @@ def _scatter_checked(gxf, plane, H, W, h0, w0, sw, dk_h, dk_w, af, gyf, out, n):
 
 
 @numba.njit(**_JIT)
-def _max_backward(gy, arg, gx, KH, KW, sh, sw, ph, pw, dh, dw):
+def _max_backward(gy, arg, gx, KH, KW, sh, sw, ph, pw, dh, dw, part, parts):
     """gy (N, C, OH, OW) added into gx (N, C, H, W) at each saved maximum.
     The windows of rows oh_lo ... oh_hi-1 and columns ow_lo ... ow_hi-1
     lie inside the input; only the others need checking."""
@@ -147,7 +147,7 @@ def _max_backward(gy, arg, gx, KH, KW, sh, sw, ph, pw, dh, dw):
     ow_lo, ow_hi = _valid_range(W - (KW - 1) * dw, OW, -pw, sw)
     ow_lo, ow_hi = min(ow_lo, OW), min(ow_hi, OW)
     gyf, af, gxf = gy.reshape(-1), arg.reshape(-1), gx.reshape(-1)
-    for task in prange(N * C):                # the plane (n, c) of gx: this task's only
+    for task in range(*_share(N * C, part, parts)):                # the plane (n, c) of gx: this task's only
         plane = task * H * W
         _fill(gxf, plane, H * W, 0)
         for oh in range(OH):
@@ -166,7 +166,8 @@ def max_pool2d_forward(x, win):
     y = numpy.empty(shape, dtype=x.dtype)
     arg = numpy.empty(shape, dtype=win.offset_dtype())
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = win.kernel, win.stride, win.padding, win.dilation
-    _max_forward(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw)
+    parallel_parts(lambda part, parts: _max_forward(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw, part, parts),
+                   x.size + y.size)
     return y, arg
 
 
@@ -176,7 +177,9 @@ def max_pool2d_backward(gy, win, arg):
     gy = numpy.ascontiguousarray(gy)
     gx = numpy.empty(gy.shape[:2] + tuple(win.in_hw), dtype=gy.dtype)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = win.kernel, win.stride, win.padding, win.dilation
-    _max_backward(gy, numpy.ascontiguousarray(arg), gx, kh, kw, sh, sw, ph, pw, dh, dw)
+    arg = numpy.ascontiguousarray(arg)
+    parallel_parts(lambda part, parts: _max_backward(gy, arg, gx, kh, kw, sh, sw, ph, pw, dh, dw, part, parts),
+                   gy.size + gx.size)
     return gx
 
 
@@ -225,13 +228,13 @@ def _bins(size, out):
 
 
 @numba.njit(**_SUM_JIT)
-def _adaptive_avg_forward(x, y):
+def _adaptive_avg_forward(x, y, part, parts):
     """y (N, C, OH, OW) = the mean of each bin of x (N, C, H, W)."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
     (h_lo, h_hi), (w_lo, w_hi) = _bins(H, OH), _bins(W, OW)
     xf, yf = x.reshape(-1), y.reshape(-1)
-    for task in prange(N * C):                # the plane (n, c) of y: this task's only
+    for task in range(*_share(N * C, part, parts)):                # the plane (n, c) of y: this task's only
         plane, out = task * H * W, task * OH * OW
         for oh in range(OH):
             for ow in range(OW):
@@ -245,14 +248,14 @@ def _adaptive_avg_forward(x, y):
 
 
 @numba.njit(**_JIT)
-def _adaptive_avg_backward(gy, gx):
+def _adaptive_avg_backward(gy, gx, part, parts):
     """gx (N, C, H, W): each bin's gradient of gy (N, C, OH, OW) spread
     evenly over the bin."""
     N, C, H, W = gx.shape
     OH, OW = gy.shape[2], gy.shape[3]
     (h_lo, h_hi), (w_lo, w_hi) = _bins(H, OH), _bins(W, OW)
     gyf, gxf = gy.reshape(-1), gx.reshape(-1)
-    for task in prange(N * C):                # the plane (n, c) of gx: this task's only
+    for task in range(*_share(N * C, part, parts)):                # the plane (n, c) of gx: this task's only
         plane, out = task * H * W, task * OH * OW
         _fill(gxf, plane, H * W, 0)
         for oh in range(OH):
@@ -266,14 +269,14 @@ def _adaptive_avg_backward(gy, gx):
 
 
 @numba.njit(**_JIT)
-def _adaptive_max_forward(x, y, idx):
+def _adaptive_max_forward(x, y, idx, part, parts):
     """y (N, C, OH, OW) = the max of each bin of x (N, C, H, W); idx its
     flat index h*W + w in the plane."""
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
     (h_lo, h_hi), (w_lo, w_hi) = _bins(H, OH), _bins(W, OW)
     xf, yf, idxf = x.reshape(-1), y.reshape(-1), idx.reshape(-1)
-    for task in prange(N * C):                # the plane (n, c) of y and idx: this task's only
+    for task in range(*_share(N * C, part, parts)):                # the plane (n, c) of y and idx: this task's only
         plane, out = task * H * W, task * OH * OW
         for oh in range(OH):
             for ow in range(OW):
@@ -288,12 +291,12 @@ def _adaptive_max_forward(x, y, idx):
 
 
 @numba.njit(**_JIT)
-def _flat_scatter(gy, idx, gx):
+def _flat_scatter(gy, idx, gx, part, parts):
     """gx (N, C, H*W) = gy (N, C, OH, OW) added at the flat plane indices idx."""
     N, C, L = gx.shape
     OH, OW = gy.shape[2], gy.shape[3]
     gyf, idxf, gxf = gy.reshape(-1), idx.reshape(-1), gx.reshape(-1)
-    for task in prange(N * C):                # the plane (n, c) of gx: this task's only
+    for task in range(*_share(N * C, part, parts)):                # the plane (n, c) of gx: this task's only
         plane, out = task * L, task * OH * OW
         _fill(gxf, plane, L, 0)
         for j in range(OH * OW):
@@ -301,14 +304,14 @@ def _flat_scatter(gy, idx, gx):
 
 
 @numba.njit(**_SUM_JIT)
-def _global_avg_forward(x, y):
+def _global_avg_forward(x, y, part, parts):
     """x (P, L) -> y (P,): the mean of each row. The special case of one
     bin (global average pooling, the head of most CNNs): a flat loop over
     the whole plane vectorizes, where the bin loops, 7 long in a 7x7
     plane, would mostly pay loop overhead."""
     P, L = x.shape
     xf = x.reshape(-1)
-    for p in prange(P):                       # y[p]: this task's only
+    for p in range(*_share(P, part, parts)):                       # y[p]: this task's only
         start = u64(p * L)
         total = 0.0
         for l in range(u64(L)):
@@ -317,11 +320,11 @@ def _global_avg_forward(x, y):
 
 
 @numba.njit(**_JIT)
-def _global_avg_backward(gy, gx):
+def _global_avg_backward(gy, gx, part, parts):
     """gy (P,) -> gx (P, L): each row's gradient spread evenly over it."""
     P, L = gx.shape
     gxf = gx.reshape(-1)
-    for p in prange(P):                       # row p of gx: this task's only
+    for p in range(*_share(P, part, parts)):                       # row p of gx: this task's only
         _fill(gxf, p * L, L, gy[p] / L)
 
 
@@ -331,9 +334,10 @@ def adaptive_avg_pool2d_forward(x, out_hw):
     n, c, h, w = x.shape
     y = numpy.empty((n, c) + tuple(out_hw), dtype=x.dtype)
     if tuple(out_hw) == (1, 1):
-        _global_avg_forward(x.reshape(n * c, h * w), y.reshape(n * c))
+        x2, y1 = x.reshape(n * c, h * w), y.reshape(n * c)
+        parallel_parts(lambda part, parts: _global_avg_forward(x2, y1, part, parts), x.size)
     else:
-        _adaptive_avg_forward(x, y)
+        parallel_parts(lambda part, parts: _adaptive_avg_forward(x, y, part, parts), x.size)
     return y
 
 
@@ -344,9 +348,10 @@ def adaptive_avg_pool2d_backward(gy, in_hw):
     (n, c, oh, ow), (h, w) = gy.shape, in_hw
     gx = numpy.empty((n, c, h, w), dtype=gy.dtype)
     if (oh, ow) == (1, 1):
-        _global_avg_backward(gy.reshape(n * c), gx.reshape(n * c, h * w))
+        gy1, gx2 = gy.reshape(n * c), gx.reshape(n * c, h * w)
+        parallel_parts(lambda part, parts: _global_avg_backward(gy1, gx2, part, parts), gx.size)
     else:
-        _adaptive_avg_backward(gy, gx)
+        parallel_parts(lambda part, parts: _adaptive_avg_backward(gy, gx, part, parts), gx.size)
     return gx
 
 
@@ -356,7 +361,7 @@ def adaptive_max_pool2d_forward(x, out_hw):
     x = numpy.ascontiguousarray(x)
     shape = x.shape[:2] + tuple(out_hw)
     y, idx = numpy.empty(shape, dtype=x.dtype), numpy.empty(shape, dtype=numpy.int64)
-    _adaptive_max_forward(x, y, idx)
+    parallel_parts(lambda part, parts: _adaptive_max_forward(x, y, idx, part, parts), x.size)
     return y, idx
 
 
@@ -366,5 +371,6 @@ def adaptive_max_pool2d_backward(gy, idx, in_shape):
     gy = numpy.ascontiguousarray(gy)
     n, c, h, w = in_shape
     gx = numpy.empty((n, c, h * w), dtype=gy.dtype)
-    _flat_scatter(gy, numpy.ascontiguousarray(idx), gx)
+    idx = numpy.ascontiguousarray(idx)
+    parallel_parts(lambda part, parts: _flat_scatter(gy, idx, gx, part, parts), gx.size)
     return gx.reshape(in_shape)

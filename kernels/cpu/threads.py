@@ -1,4 +1,4 @@
-"""Run the pieces of one convolution on several cores at once.
+"""Run the pieces of one kernel on several cores at once.
 
 A convolution on the CPU is a loop over pieces (tiles of im2col columns,
 chunks of Winograd tiles), each a Numba kernel that lays out data and a
@@ -11,35 +11,63 @@ GEMM that consumes it. Two ways to use two cores:
   inside: everything scales, and each piece's data stays in the cache of
   the core that made it.
 
-This module does the second. ``run_in_parallel(work, groups)`` calls
-``work(group)`` for each group on a thread of its own, while BLAS is
-limited to one thread (through threadpoolctl). The threads run at the
-same time because both the Numba kernels (compiled ``nogil=True``) and
-NumPy's matmul release the GIL.
+This module does the second, for every parallel kernel (pooling, batch
+norm, depthwise convolution and the optimizer too, through
+``parallel_parts``). ``run_in_parallel(work, groups)`` calls
+``work(group)`` for each group: the first on the calling thread, the
+others on the threads of one pool (``_Team``), while BLAS is limited to
+one thread (through threadpoolctl). The threads run at the same time
+because the Numba kernels (compiled ``nogil=True``) and NumPy's matmul
+release the GIL.
 
-Numba's own ``prange`` cannot do this: a parallel Numba kernel between
-two multithreaded GEMMs brings up a second pool whose threads fight
-OpenBLAS's for the cores (both spin for a while after each call).
+One pool, and threads that spin
+-------------------------------
+Every parallel kernel goes through this one pool. Numba's ``prange`` has
+a pool of its own, and OpenBLAS another: with three pools, threads just
+woken (or spinning) in one take the cores the next kernel's threads
+need. Measured on 2 cores, same process, alternating: a ResNet-18
+training step took 238 ms with a plain thread pool for the convolutions
+plus Numba's and BLAS's pools, 208 ms with Numba and BLAS single-threaded
+(so the convolutions alone used two cores), and 172 ms with this pool
+running everything (torch: 108 ms); LeNet-5 18.1, 11.9 and 10.4 ms.
 
-The same fight happens here if BLAS's threads spin: any GEMM outside a
-convolution (a Linear layer, a 1x1 conv) wakes them, and OpenBLAS's then
-busy-wait ~0.1 s for more work (MKL's ~0.2 s) on the cores these threads
-run on: a ResNet-18 training step took 291 ms with threads, 225 without.
-So the convolutions run in parallel only where BLAS does not spin: when
-it is single-threaded, or when OpenBLAS was loaded with a short
-``OPENBLAS_THREAD_TIMEOUT`` (``import minicnn`` before NumPy sets one;
-then the step took 222 ms, and 212 ms with BLAS single-threaded
-throughout). Otherwise they run one piece after another, with BLAS's
-threads inside each GEMM.
+The pool's threads do not go to sleep as soon as their work is done:
+they busy-wait (``spin.py``) for ``SPIN_SECONDS`` first, as OpenMP's do,
+and the caller busy-waits for their results the same way. A thread that
+sleeps lets the VM halt its core, and waking it costs 0.05-0.3 ms, where
+a call to a spinning thread costs ~0.02 ms. Inside a training step the
+calls come so close together that this matters less than one would
+think (LeNet-5 13.8 ms without spinning, 13.1 with 0.2 or 2 ms of it;
+ResNet-18 no change beyond the noise); a call that follows other work
+of 0.5 ms gains 0.1-0.3 ms. Spinning is also why a second pool must not
+run beside this one: with Numba's ``prange`` pool still in use, the
+same LeNet-5 step took 35 ms. So no kernel here uses ``prange``, and
+the pool runs only where BLAS does not spin: when it is single-threaded,
+or when OpenBLAS was loaded with a short ``OPENBLAS_THREAD_TIMEOUT``
+(``import minicnn`` before NumPy sets one). Otherwise ``thread_count()``
+is 1 and every kernel runs on the calling thread, with BLAS's threads
+inside each GEMM.
+
+The pool is used by one caller at a time: a call from another thread
+while it is busy (or from inside one of its groups) runs its groups one
+after another on that thread.
 """
-import concurrent.futures
 import functools
 import os
+import threading
+import time
 
+import numpy
 
-@functools.lru_cache(maxsize=None)
-def _executor(workers):
-    return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minicnn-conv")
+from .spin import spin_until
+
+#: How long the pool's threads and the caller busy-wait before sleeping:
+#: long enough to bridge the gap between two parallel calls of a training
+#: step, short beside OpenMP's default (200 ms for Intel's).
+SPIN_SECONDS = 1e-3
+#: Fewest elements a kernel should touch before ``parallel_parts`` splits
+#: it: handing a part to another thread costs ~20 us.
+PARALLEL_SIZE = 1 << 16
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,7 +99,7 @@ def _cores():
 
 
 def thread_count():
-    """Cores to spread one convolution over: Numba's thread count (the
+    """Threads to spread one kernel over: Numba's thread count (the
     ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads`` setting, which the
     benchmarks and tests set alongside BLAS's), or 1 where BLAS's threads
     would spin on those cores."""
@@ -93,15 +121,118 @@ def split(items, parts):
     return runs
 
 
-def run_in_parallel(work, groups):
-    """[work(group) for group in groups], the groups on separate threads
-    with BLAS single-threaded. One group (or no threadpoolctl) runs here,
-    as is."""
-    controller = _blas_controller() if len(groups) > 1 else None
-    if controller is None:
+class _Team:
+    """``workers`` threads that run the groups of ``run`` beside the
+    caller. Worker i waits for job number ``posted[i]`` and reports it
+    done in ``done[i]``; it spins on the counter first and then sleeps on a
+    lock, which ``run`` releases for every job (so nothing is missed when
+    the spin gives up just before the job arrives)."""
+
+    def __init__(self, workers):
+        self.workers = workers
+        self.pid = os.getpid()
+        self.busy = threading.Lock()
+        self.counters = numpy.zeros(2 * workers, numpy.int64)   # posted[i] at 2i, done[i] at 2i + 1
+        self.go = [threading.Lock() for _ in range(workers)]
+        self.finished = [threading.Lock() for _ in range(workers)]
+        for lock in self.go + self.finished:
+            lock.acquire()
+        self.jobs = [None] * workers
+        self.results = [None] * workers
+        self.spins = _spins_per(SPIN_SECONDS)
+        self.threads = [threading.Thread(target=self._serve, args=(i,), daemon=True,
+                                         name=f"minicnn-{i + 1}") for i in range(workers)]
+        for thread in self.threads:
+            thread.start()
+
+    def _serve(self, i):
+        job = 0
+        while True:
+            job += 1
+            spin_until(self.counters, 2 * i, job, self.spins)
+            self.go[i].acquire()
+            work, group = self.jobs[i]
+            try:
+                self.results[i] = (True, work(group))
+            except BaseException as error:  # handed to the caller, raised there
+                self.results[i] = (False, error)
+            self.jobs[i] = None
+            self.counters[2 * i + 1] = job
+            self.finished[i].release()
+
+    def run(self, work, groups):
+        """[work(group) for group in groups], groups[1:] on the workers."""
+        others = len(groups) - 1
+        for i in range(others):
+            self.jobs[i] = (work, groups[i + 1])
+            self.counters[2 * i] += 1
+            self.go[i].release()
+        try:
+            first = work(groups[0])
+        finally:
+            for i in range(others):
+                spin_until(self.counters, 2 * i + 1, self.counters[2 * i], self.spins)
+                self.finished[i].acquire()
+        results = [first]
+        for i in range(others):
+            ok, result = self.results[i]
+            self.results[i] = None
+            if not ok:
+                raise result
+            results.append(result)
+        return results
+
+
+@functools.lru_cache(maxsize=None)
+def _spins_per(seconds):
+    """Polls of ``spin_until`` that take about ``seconds``."""
+    flag = numpy.zeros(1, numpy.int64)
+    spin_until(flag, 0, 1, 1)                    # compile or load
+    polls = 20000
+    start = time.perf_counter()
+    spin_until(flag, 0, 1, polls)
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    return max(1, int(seconds * polls / elapsed))
+
+
+_team = None
+
+
+def _get_team(workers):
+    """The pool, with at least ``workers`` threads (a new one after a
+    fork: the child has none of the parent's threads)."""
+    global _team
+    if _team is None or _team.workers < workers or _team.pid != os.getpid():
+        _team = _Team(workers)
+    return _team
+
+
+def run_in_parallel(work, groups, blas=True):
+    """[work(group) for group in groups], the groups on separate threads.
+    ``blas``: the groups call BLAS, which is then single-threaded. One
+    group, or a pool already busy, runs here, one group after another."""
+    if len(groups) <= 1:
         return [work(group) for group in groups]
-    with controller.limit(limits=1, user_api="blas"):
-        return list(_executor(len(groups)).map(work, groups))
+    team = _get_team(len(groups) - 1)
+    if not team.busy.acquire(blocking=False):
+        return [work(group) for group in groups]
+    try:
+        controller = _blas_controller() if blas else None
+        if controller is None:
+            return team.run(work, groups)
+        with controller.limit(limits=1, user_api="blas"):
+            return team.run(work, groups)
+    finally:
+        team.busy.release()
+
+
+def parallel_parts(kernel, size):
+    """kernel(part, parts) for part in range(parts), one part per thread,
+    where ``size`` (the elements the kernel touches) is large enough for
+    threads to pay; else kernel(0, 1). The kernel takes its share of its
+    tasks with ``loops._share``."""
+    parts = thread_count() if size >= PARALLEL_SIZE else 1
+    run_in_parallel(lambda part: kernel(part, parts), list(range(parts)), blas=False)
 
 
 def sum_in_place(partials):
