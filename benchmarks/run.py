@@ -17,12 +17,16 @@ load hits both alike, and reports the medians. The ratio is minicnn's
 time over torch's: below 1 minicnn is faster.
 
 Each timed call comes right after an untimed call of the same framework,
-as in a training loop, where one step follows another. Timing the first
-call after the other framework's measures the switch instead: torch's
-OpenMP threads busy-wait for more work after each call, on the cores
-minicnn's threads then need (measured on 2 cores, the 1x1 stride-2 conv
-fwd+bwd: 4.5 ms back to back, 7.8 ms straight after a torch call), and
-a core left idle for a few ms takes 0.05-0.3 ms to wake up in a VM.
+as in a training loop, where one step follows another, and each
+framework's pair of calls starts ``SWITCH_PAUSE_S`` (30 ms) after the
+other's ended. Without both, a timing measures the switch instead:
+
+* torch's OpenMP threads busy-wait for more work after each call, for
+  about 20 ms, on the cores minicnn's threads then need. Measured on 2
+  cores, the depthwise 3x3 forward: 2.5 ms back to back, 7.5 ms straight
+  after a torch call, 4.8 ms 5 ms after it, 3.8 ms 10 ms after it.
+* a core left idle for a few ms takes 0.05-0.3 ms to wake up in a VM:
+  the untimed call wakes them, for both frameworks.
 
 Results go to ``benchmarks/results/`` (``--quick``: ``results/quick/``):
 ``results.md`` (tables, targets, machine), ``results.csv`` and
@@ -57,6 +61,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 README_START, README_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+#: Seconds between one framework's calls and the other's: longer than
+#: torch's OpenMP threads spin after a call (~20 ms), and minicnn's (1 ms).
+SWITCH_PAUSE_S = 0.03
 
 # name, what is measured, the largest ratio that meets the target
 TARGETS = [
@@ -154,8 +161,10 @@ def time_case(case, warmup, repeats, synchronize=_no_synchronize):
             torch_fn()
         mc_times, torch_times = [], []
         for _ in range(case.repeats or repeats):
-            mc_fn()                     # untimed: the timed call follows one of its own (module docstring)
+            time.sleep(SWITCH_PAUSE_S)  # the other framework's threads stop spinning (module docstring)
+            mc_fn()                     # untimed: the timed call follows one of its own
             mc_times.append(_seconds(mc_fn, synchronize))
+            time.sleep(SWITCH_PAUSE_S)
             torch_fn()
             torch_times.append(_seconds(torch_fn, synchronize))
     except Exception as error:  # one broken case must not lose the others' results
