@@ -135,12 +135,11 @@ def batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
     y = numpy.empty_like(x3)
     if mean is None:
         mean, var = numpy.empty(c, dtype=dtype), numpy.empty(c, dtype=dtype)
-        parallel_parts(lambda part, parts: _forward_train(x3, w, b, float(eps), y, mean, var, part, parts),
-                       x3.size)
+        parallel_parts(_forward_train, x3.size, x3, w, b, float(eps), y, mean, var)
     else:
         a = w / numpy.sqrt(var + eps)
         a, offset = a.astype(dtype), (b - mean * a).astype(dtype)
-        parallel_parts(lambda part, parts: _affine(x3, a, offset, y, part, parts), x3.size)
+        parallel_parts(_affine, x3.size, x3, a, offset, y)
     return y.reshape(x.shape), mean, var
 
 
@@ -153,7 +152,6 @@ def batch_norm_backward(gy, x, mean, inv_std, weight, training):
     gx = numpy.empty_like(x3)
     gw, gb = numpy.empty(c, dtype=dtype), numpy.empty(c, dtype=dtype)
     mean, inv_std = numpy.ascontiguousarray(mean, dtype=dtype), numpy.ascontiguousarray(inv_std, dtype=dtype)
-    w, training = _vector(weight, c, 1, dtype), bool(training)
-    parallel_parts(lambda part, parts: _backward(gy3, x3, mean, inv_std, w, training, gx, gw, gb, part, parts),
-                   x3.size)
+    parallel_parts(_backward, x3.size, gy3, x3, mean, inv_std, _vector(weight, c, 1, dtype), bool(training),
+                   gx, gw, gb)
     return gx.reshape(x.shape), gw, gb

@@ -163,15 +163,13 @@ def _merge(phases, p0, pstride, Hq, R, Wq, top, left, sh, sw, gxf, base, H, W):
 def depthwise_forward(x, w, b, y, sh, sw, top, left, dh, dw):
     """y (N, O, OH, OW) = depthwise conv of x (N, C, H, W) with w (O, KH, KW),
     plus b (O,) (pass an array of zeros for no bias). All C-contiguous."""
-    parallel_parts(lambda part, parts: _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts),
-                   x.size + y.size)
+    parallel_parts(_forward, x.size + y.size, x, w, b, y, sh, sw, top, left, dh, dw)
 
 
 def depthwise_grad_input(gy, w, gx, sh, sw, top, left, dh, dw):
     """gx (N, C, H, W): the adjoint of ``depthwise_forward`` applied to
     gy (N, O, OH, OW); gx is overwritten. All C-contiguous."""
-    parallel_parts(lambda part, parts: _grad_input(gy, w, gx, sh, sw, top, left, dh, dw, part, parts),
-                   gy.size + gx.size)
+    parallel_parts(_grad_input, gy.size + gx.size, gy, w, gx, sh, sw, top, left, dh, dw)
 
 
 def depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw):
@@ -186,9 +184,7 @@ def depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw):
     Hq, Wq = _phase_shape(gy.shape[2], gy.shape[3], KH, KW, sh, sw, dh, dw)
     blocks = -(-N // _images_per_task(N, C, sh * sw * Hq * Wq))
     sums = numpy.empty((blocks, O, KH * KW))
-    parallel_parts(lambda part, parts: _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw,
-                                                         part, parts),
-                   x.size + gy.size)
+    parallel_parts(_grad_weight_sums, x.size + gy.size, x, gy, sums, KH, KW, sh, sw, top, left, dh, dw)
     gw.reshape(O, KH * KW)[...] = sums.sum(axis=0)
 
 

@@ -38,7 +38,7 @@ def _valid_range(size, out_size, start, step):
 def _share(count, part, parts):
     """(start, stop): part ``part`` of ``parts`` of range(count), the
     parts consecutive and as even as possible (``threads.parallel_parts``
-    runs one part per thread)."""
+    hands the parts out to the threads)."""
     return count * part // parts, count * (part + 1) // parts
 
 

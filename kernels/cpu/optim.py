@@ -37,6 +37,6 @@ def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maxim
         return reference(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first)
     scalar = p.dtype.type
     flat_buf = p.reshape(-1) if buf is None else buf.reshape(-1)   # unused without momentum
-    args = (p.reshape(-1), g.reshape(-1), flat_buf, scalar(lr), scalar(momentum), scalar(1 - dampening),
-            scalar(weight_decay), bool(nesterov), bool(maximize), bool(first), buf is not None)
-    parallel_parts(lambda part, parts: _sgd(*args, part, parts), p.size)
+    parallel_parts(_sgd, p.size, p.reshape(-1), g.reshape(-1), flat_buf, scalar(lr), scalar(momentum),
+                   scalar(1 - dampening), scalar(weight_decay), bool(nesterov), bool(maximize), bool(first),
+                   buf is not None)

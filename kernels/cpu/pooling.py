@@ -86,7 +86,7 @@ def _max_forward(x, y, arg, KH, KW, sh, sw, ph, pw, dh, dw, part, parts):
     B = _images_per_task(N, C, S * Hq * Wq)
     blocks = (N + B - 1) // B
     xf, yf, af = x.reshape(-1), y.reshape(-1), arg.reshape(-1)
-    for task in range(*_share(C * blocks, part, parts)):           # y, arg[n0:n0+nb, c]: this task's only
+    for task in range(*_share(C * blocks, part, parts)):  # y, arg[n0:n0+nb, c]: this task's only
         c = task // blocks
         n0 = (task - c * blocks) * B
         nb = min(B, N - n0)
@@ -147,7 +147,7 @@ def _max_backward(gy, arg, gx, KH, KW, sh, sw, ph, pw, dh, dw, part, parts):
     ow_lo, ow_hi = _valid_range(W - (KW - 1) * dw, OW, -pw, sw)
     ow_lo, ow_hi = min(ow_lo, OW), min(ow_hi, OW)
     gyf, af, gxf = gy.reshape(-1), arg.reshape(-1), gx.reshape(-1)
-    for task in range(*_share(N * C, part, parts)):                # the plane (n, c) of gx: this task's only
+    for task in range(*_share(N * C, part, parts)):  # the plane (n, c) of gx: this task's only
         plane = task * H * W
         _fill(gxf, plane, H * W, 0)
         for oh in range(OH):
@@ -166,8 +166,7 @@ def max_pool2d_forward(x, win):
     y = numpy.empty(shape, dtype=x.dtype)
     arg = numpy.empty(shape, dtype=win.offset_dtype())
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = win.kernel, win.stride, win.padding, win.dilation
-    parallel_parts(lambda part, parts: _max_forward(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw, part, parts),
-                   x.size + y.size)
+    parallel_parts(_max_forward, x.size + y.size, x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw)
     return y, arg
 
 
@@ -177,9 +176,8 @@ def max_pool2d_backward(gy, win, arg):
     gy = numpy.ascontiguousarray(gy)
     gx = numpy.empty(gy.shape[:2] + tuple(win.in_hw), dtype=gy.dtype)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = win.kernel, win.stride, win.padding, win.dilation
-    arg = numpy.ascontiguousarray(arg)
-    parallel_parts(lambda part, parts: _max_backward(gy, arg, gx, kh, kw, sh, sw, ph, pw, dh, dw, part, parts),
-                   gy.size + gx.size)
+    parallel_parts(_max_backward, gy.size + gx.size, gy, numpy.ascontiguousarray(arg), gx,
+                   kh, kw, sh, sw, ph, pw, dh, dw)
     return gx
 
 
@@ -234,7 +232,7 @@ def _adaptive_avg_forward(x, y, part, parts):
     OH, OW = y.shape[2], y.shape[3]
     (h_lo, h_hi), (w_lo, w_hi) = _bins(H, OH), _bins(W, OW)
     xf, yf = x.reshape(-1), y.reshape(-1)
-    for task in range(*_share(N * C, part, parts)):                # the plane (n, c) of y: this task's only
+    for task in range(*_share(N * C, part, parts)):  # the plane (n, c) of y: this task's only
         plane, out = task * H * W, task * OH * OW
         for oh in range(OH):
             for ow in range(OW):
@@ -255,7 +253,7 @@ def _adaptive_avg_backward(gy, gx, part, parts):
     OH, OW = gy.shape[2], gy.shape[3]
     (h_lo, h_hi), (w_lo, w_hi) = _bins(H, OH), _bins(W, OW)
     gyf, gxf = gy.reshape(-1), gx.reshape(-1)
-    for task in range(*_share(N * C, part, parts)):                # the plane (n, c) of gx: this task's only
+    for task in range(*_share(N * C, part, parts)):  # the plane (n, c) of gx: this task's only
         plane, out = task * H * W, task * OH * OW
         _fill(gxf, plane, H * W, 0)
         for oh in range(OH):
@@ -276,7 +274,7 @@ def _adaptive_max_forward(x, y, idx, part, parts):
     OH, OW = y.shape[2], y.shape[3]
     (h_lo, h_hi), (w_lo, w_hi) = _bins(H, OH), _bins(W, OW)
     xf, yf, idxf = x.reshape(-1), y.reshape(-1), idx.reshape(-1)
-    for task in range(*_share(N * C, part, parts)):                # the plane (n, c) of y and idx: this task's only
+    for task in range(*_share(N * C, part, parts)):  # the plane (n, c) of y and idx: this task's only
         plane, out = task * H * W, task * OH * OW
         for oh in range(OH):
             for ow in range(OW):
@@ -296,7 +294,7 @@ def _flat_scatter(gy, idx, gx, part, parts):
     N, C, L = gx.shape
     OH, OW = gy.shape[2], gy.shape[3]
     gyf, idxf, gxf = gy.reshape(-1), idx.reshape(-1), gx.reshape(-1)
-    for task in range(*_share(N * C, part, parts)):                # the plane (n, c) of gx: this task's only
+    for task in range(*_share(N * C, part, parts)):  # the plane (n, c) of gx: this task's only
         plane, out = task * L, task * OH * OW
         _fill(gxf, plane, L, 0)
         for j in range(OH * OW):
@@ -311,7 +309,7 @@ def _global_avg_forward(x, y, part, parts):
     plane, would mostly pay loop overhead."""
     P, L = x.shape
     xf = x.reshape(-1)
-    for p in range(*_share(P, part, parts)):                       # y[p]: this task's only
+    for p in range(*_share(P, part, parts)):  # y[p]: this task's only
         start = u64(p * L)
         total = 0.0
         for l in range(u64(L)):
@@ -324,7 +322,7 @@ def _global_avg_backward(gy, gx, part, parts):
     """gy (P,) -> gx (P, L): each row's gradient spread evenly over it."""
     P, L = gx.shape
     gxf = gx.reshape(-1)
-    for p in range(*_share(P, part, parts)):                       # row p of gx: this task's only
+    for p in range(*_share(P, part, parts)):  # row p of gx: this task's only
         _fill(gxf, p * L, L, gy[p] / L)
 
 
@@ -334,10 +332,9 @@ def adaptive_avg_pool2d_forward(x, out_hw):
     n, c, h, w = x.shape
     y = numpy.empty((n, c) + tuple(out_hw), dtype=x.dtype)
     if tuple(out_hw) == (1, 1):
-        x2, y1 = x.reshape(n * c, h * w), y.reshape(n * c)
-        parallel_parts(lambda part, parts: _global_avg_forward(x2, y1, part, parts), x.size)
+        parallel_parts(_global_avg_forward, x.size, x.reshape(n * c, h * w), y.reshape(n * c))
     else:
-        parallel_parts(lambda part, parts: _adaptive_avg_forward(x, y, part, parts), x.size)
+        parallel_parts(_adaptive_avg_forward, x.size, x, y)
     return y
 
 
@@ -348,10 +345,9 @@ def adaptive_avg_pool2d_backward(gy, in_hw):
     (n, c, oh, ow), (h, w) = gy.shape, in_hw
     gx = numpy.empty((n, c, h, w), dtype=gy.dtype)
     if (oh, ow) == (1, 1):
-        gy1, gx2 = gy.reshape(n * c), gx.reshape(n * c, h * w)
-        parallel_parts(lambda part, parts: _global_avg_backward(gy1, gx2, part, parts), gx.size)
+        parallel_parts(_global_avg_backward, gx.size, gy.reshape(n * c), gx.reshape(n * c, h * w))
     else:
-        parallel_parts(lambda part, parts: _adaptive_avg_backward(gy, gx, part, parts), gx.size)
+        parallel_parts(_adaptive_avg_backward, gx.size, gy, gx)
     return gx
 
 
@@ -361,7 +357,7 @@ def adaptive_max_pool2d_forward(x, out_hw):
     x = numpy.ascontiguousarray(x)
     shape = x.shape[:2] + tuple(out_hw)
     y, idx = numpy.empty(shape, dtype=x.dtype), numpy.empty(shape, dtype=numpy.int64)
-    parallel_parts(lambda part, parts: _adaptive_max_forward(x, y, idx, part, parts), x.size)
+    parallel_parts(_adaptive_max_forward, x.size, x, y, idx)
     return y, idx
 
 
@@ -371,6 +367,5 @@ def adaptive_max_pool2d_backward(gy, idx, in_shape):
     gy = numpy.ascontiguousarray(gy)
     n, c, h, w = in_shape
     gx = numpy.empty((n, c, h * w), dtype=gy.dtype)
-    idx = numpy.ascontiguousarray(idx)
-    parallel_parts(lambda part, parts: _flat_scatter(gy, idx, gx, part, parts), gx.size)
+    parallel_parts(_flat_scatter, gx.size, gy, numpy.ascontiguousarray(idx), gx)
     return gx.reshape(in_shape)

@@ -233,11 +233,11 @@ def run_in_parallel(work, groups, blas=True):
         team.busy.release()
 
 
-def parallel_parts(kernel, size):
-    """kernel(part, parts) for every part in range(parts), shared out
-    among the threads as they come free, where ``size`` (the elements the
-    kernel touches) is large enough for threads to pay; else
-    kernel(0, 1). The kernel takes its share of its tasks with
+def parallel_parts(kernel, size, *args):
+    """kernel(*args, part, parts) for every part in range(parts), shared
+    out among the threads as they come free, where ``size`` (the elements
+    the kernel touches) is large enough for threads to pay; else
+    kernel(*args, 0, 1). The kernel takes its share of its tasks with
     ``loops._share``.
 
     Each thread takes ``PARTS_PER_THREAD`` parts on average, claimed one
@@ -246,7 +246,7 @@ def parallel_parts(kernel, size):
     does fewer parts instead of holding up the others."""
     threads = thread_count() if size >= PARALLEL_SIZE else 1
     if threads == 1:
-        kernel(0, 1)
+        kernel(*args, 0, 1)
         return
     parts = PARTS_PER_THREAD * threads
     claim = itertools.count().__next__          # atomic: it runs under the GIL
@@ -254,7 +254,7 @@ def parallel_parts(kernel, size):
     def work(_):
         part = claim()
         while part < parts:
-            kernel(part, parts)
+            kernel(*args, part, parts)
             part = claim()
     run_in_parallel(work, [None] * threads, blas=False)
 
