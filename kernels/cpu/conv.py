@@ -17,10 +17,12 @@ pointwise (1x1 kernel, no padding)
     x itself, or its strided subsample, is the column matrix: GEMMs only,
     the images shared out among the threads.
 winograd (3x3, stride 1, no dilation, one group, enough output tiles)
-    Winograd's F(2x2, 3x3) (``winograd.py``): 2.25x fewer multiplications
-    than im2col + GEMM, for the transforms' cost; that pays once there are
-    ``WINOGRAD_MIN_TILES`` 2x2 output tiles or more to spread the filter
-    transform over (below, e.g. a 2x2 output of 512 channels, im2col wins).
+    Winograd's F(m x m, 3x3) (``winograd.py``): 2.25x (m = 2) or 4x
+    (m = 4) fewer multiplications than im2col + GEMM, for the transforms'
+    cost; that pays once there are ``WINOGRAD_MIN_TILES`` 2x2 output tiles
+    or more to spread the filter transform over (below, e.g. a 2x2 output
+    of 512 channels, im2col wins). m = 4 on outputs of at least
+    ``WINOGRAD_4X4_MIN_SIZE`` rows and columns.
 general
     the output pixels are cut into *tiles* (a band of rows of one image,
     or several whole images when an image is small), so that each tile's
@@ -82,14 +84,19 @@ def _by_image(tiles):
 #: against 2.6; 56x56 25 against 15. 7x7 x 512 channels (128 tiles) is
 #: even on one thread, and loses on two (fwd+bwd 39 against 55 ms).
 WINOGRAD_MIN_TILES = 256
+#: Smallest output (rows and columns) for F(4x4, 3x3) rather than F(2x2, 3x3).
+WINOGRAD_4X4_MIN_SIZE = 16
 
 
-def _is_winograd(kernel_size, stride, dilation, groups, out_size, N):
-    """A 3x3, stride-1, undilated, ungrouped convolution with enough output
-    tiles for Winograd F(2x2, 3x3) to pay."""
-    TH, TW = tile_grid(out_size)
-    return (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
-            and groups == 1 and N * TH * TW >= WINOGRAD_MIN_TILES)
+def _winograd_tile(kernel_size, stride, dilation, groups, out_size, N):
+    """m of the F(m x m, 3x3) to use, or 0 for none: Winograd applies to a
+    3x3, stride-1, undilated, ungrouped convolution with enough output
+    tiles for it to pay."""
+    TH, TW = tile_grid(out_size, 2)
+    if not (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+            and groups == 1 and N * TH * TW >= WINOGRAD_MIN_TILES):
+        return 0
+    return 4 if min(out_size) >= WINOGRAD_4X4_MIN_SIZE else 2
 
 
 def _is_depthwise(C, groups):
@@ -127,8 +134,9 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
         bias = numpy.zeros(O, x.dtype) if b is None else numpy.ascontiguousarray(b)
         depthwise_forward(x, numpy.ascontiguousarray(w.reshape(O, KH, KW)), bias, y, sh, sw, top, left, dh, dw)
         return y
-    if _is_winograd((KH, KW), stride, dilation, G, out_size, N):
-        return winograd_conv2d(x, w, b, padding, out_size)
+    m = _winograd_tile((KH, KW), stride, dilation, G, out_size, N)
+    if m:
+        return winograd_conv2d(x, w, b, padding, out_size, m)
     Og, L = O // G, OH * OW
     wg = w.reshape(G, Og, -1)
     yg = y.reshape(N, G, Og, L)
@@ -187,13 +195,14 @@ def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         gx = numpy.empty((N, C, H, W), dtype=gy.dtype)
         depthwise_grad_input(gy, numpy.ascontiguousarray(w.reshape(O, KH, KW)), gx, sh, sw, top, left, dh, dw)
         return gx
-    if _is_winograd((KH, KW), stride, dilation, G, (H, W), N):
+    m = _winograd_tile((KH, KW), stride, dilation, G, (H, W), N)
+    if m:
         # At stride 1, gx is the full correlation of gy with the flipped
         # filters, in and out channels swapped: a 3x3 convolution padded
         # by 2 - padding on each side.
         flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
         (bottom, right) = padding[0][1], padding[1][1]
-        return winograd_conv2d(gy, flipped, None, ((2 - top, 2 - bottom), (2 - left, 2 - right)), (H, W))
+        return winograd_conv2d(gy, flipped, None, ((2 - top, 2 - bottom), (2 - left, 2 - right)), (H, W), m)
     Og, L = O // G, OH * OW
     wgT = w.reshape(G, Og, -1).transpose(0, 2, 1)                        # (G, Kg, Og), a view
     gyg = gy.reshape(N, G, Og, L)
@@ -236,8 +245,9 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
         gw = numpy.empty((O, KH, KW), dtype=x.dtype)
         depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw)
         return gw.reshape(O, 1, KH, KW)
-    if _is_winograd(kernel_size, stride, dilation, G, (OH, OW), N):
-        return winograd_conv2d_grad_weight(x, gy, padding)
+    m = _winograd_tile(kernel_size, stride, dilation, G, (OH, OW), N)
+    if m:
+        return winograd_conv2d_grad_weight(x, gy, padding, m)
     Og, Cg, L = O // G, C // G, OH * OW
     gy = gy.reshape(N, O, L)
     if _is_pointwise((KH, KW), padding):
