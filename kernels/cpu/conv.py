@@ -200,7 +200,7 @@ def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         # At stride 1, gx is the full correlation of gy with the flipped
         # filters, in and out channels swapped: a 3x3 convolution padded
         # by 2 - padding on each side.
-        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)          # a view: the filter transform reads it
         (bottom, right) = padding[0][1], padding[1][1]
         return winograd_conv2d(gy, flipped, None, ((2 - top, 2 - bottom), (2 - left, 2 - right)), (H, W), m)
     Og, L = O // G, OH * OW

@@ -113,12 +113,12 @@ def test_the_transforms_are_those_of_the_matrices(m):
     rng = numpy.random.default_rng(m)
     g = rng.standard_normal((3, 2, 3, 3))
     U = numpy.empty((a * a, 3, 2))
-    filter_transform(g, U)
+    filter_transform(g, U, 0, 1)
     expected = numpy.einsum("ik,ockl,jl->ijoc", G, g, G).reshape(a * a, 3, 2)
     numpy.testing.assert_allclose(U, expected, rtol=1e-13, atol=1e-13)
     u = rng.standard_normal((a * a, 3, 2))
     gw = numpy.empty_like(g)
-    filter_adjoint(u, gw)
+    filter_adjoint(u, gw, 0, 1)
     assert abs(numpy.sum(U * u) - numpy.sum(g * gw)) < 1e-12 * numpy.abs(U * u).sum()
 
     # One image, 2 x 2 tiles of a (2m - 1) x 2m output: the second row of
