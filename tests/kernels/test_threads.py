@@ -7,7 +7,7 @@ import numpy
 import pytest
 
 from kernels import registry
-from kernels.cpu import conv as cpu_conv, threads
+from kernels.cpu import conv as cpu_conv, threads, winograd
 from minicnn.functional import conv, normalization, pooling  # noqa: F401  (registers the primitives)
 from minicnn.functional.pooling import _windows
 
@@ -120,6 +120,18 @@ def _primitive_calls(rng):
         p1, b1 = p.copy(), buf.copy()
         fast["sgd_update"](p1, g, b1, 0.1, 0.9, 0.0, 1e-2, True, False, False)
         return p1, b1
+
+    w_wg, dU = data(7, 5, 3, 3), {m: data((m + 2) ** 2, 7, 5) for m in (2, 4)}
+
+    def winograd_filters(m, adjoint):
+        filter_transform, filter_adjoint = winograd.kernels(m, numpy.float64)[:2]
+        if adjoint:
+            gw = numpy.empty_like(w_wg)
+            threads.parallel_parts(filter_adjoint, 1, dU[m], gw)
+            return gw
+        U = numpy.empty_like(dU[m])
+        threads.parallel_parts(filter_transform, 1, w_wg, U)
+        return U
     return [
         ("max_pool2d_forward", lambda: fast["max_pool2d_forward"](x, win)),
         ("max_pool2d_backward", lambda: fast["max_pool2d_backward"](gy, win, max_arg)),
@@ -142,6 +154,10 @@ def _primitive_calls(rng):
         ("1x1 grad_input", lambda: fast["conv2d_grad_input"](gy1, w1, (2, 2), none, stride1, 1, (6, 6))),
         ("1x1 grad_weight", lambda: fast["conv2d_grad_weight"](x1, gy1, (1, 1), (2, 2), none, stride1, 1)),
         ("sgd_update", sgd),
+        ("winograd filter_transform F(2x2)", lambda: winograd_filters(2, False)),
+        ("winograd filter_transform F(4x4)", lambda: winograd_filters(4, False)),
+        ("winograd filter_transform_adjoint F(2x2)", lambda: winograd_filters(2, True)),
+        ("winograd filter_transform_adjoint F(4x4)", lambda: winograd_filters(4, True)),
     ]
 
 
