@@ -260,12 +260,18 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     tiles = _tiles(N, OH, K * OW * x.itemsize, TILE_BYTES, threads)
 
     def work(group):                    # one thread's share of the sum over tiles
-        gw = numpy.zeros((G, Og, K // G), dtype=x.dtype)
+        gw = numpy.empty((G, Og, K // G), dtype=x.dtype)
         buf = _buffer(group, K, OW, x.dtype)
-        for n0, nb, r0, R in group:
+        for i, (n0, nb, r0, R) in enumerate(group):
             cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
             im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw)
             cols = cols.reshape(G, K // G, nb * R * OW)
-            gw += numpy.matmul(_gy_band(gy, n0, nb, r0, R, G, Og, OW), cols.transpose(0, 2, 1))
+            # The first product goes straight into gw: on small images gw
+            # (O x K) is larger than the tile's work, and a zeroed gw plus
+            # a temporary to add cost two more passes over it.
+            product = numpy.matmul(_gy_band(gy, n0, nb, r0, R, G, Og, OW), cols.transpose(0, 2, 1),
+                                   out=gw if i == 0 else None)
+            if i > 0:
+                gw += product
         return gw
     return sum_in_place(run_in_parallel(work, split(tiles, threads))).reshape(O, Cg, KH, KW)
