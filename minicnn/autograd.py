@@ -210,6 +210,9 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False):
     """Backpropagate ``grads`` (Tensors) from ``roots`` (Tensors) to every
     leaf that requires grad, accumulating into ``leaf.grad``."""
     from .tensor import Tensor
+    # The caller's arrays: a leaf must copy them rather than keep them as
+    # its .grad (Tensor._accumulate), even when an op passes one through.
+    given = {id(g.data) for g in grads}
     pending = {}  # node -> list of gradients received, one slot per output
     start_nodes = []
     for root, g in zip(roots, grads):
@@ -264,12 +267,15 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False):
                     raise RuntimeError(
                         f"{type(node).__name__}.backward returned {len(gxs)} gradients "
                         f"for {len(node.edges)} inputs")
-            for edge, gx in zip(node.edges, gxs):
+            gxs = list(gxs)
+            for i, edge in enumerate(node.edges):
+                gx, gxs[i] = gxs[i], None       # let go: a leaf may keep the array (Tensor._accumulate)
                 if edge is None:
                     continue
                 if isinstance(edge, Tensor):  # a leaf: accumulate into .grad
                     if gx is not None:
-                        edge._accumulate(_as_grad_tensor(gx, edge.shape, edge.dtype, node))
+                        gx = _as_grad_tensor(gx, edge.shape, edge.dtype, node)
+                        edge._accumulate(gx, owned=id(gx.data) not in given)
                     continue
                 parent, index = edge
                 if gx is not None:

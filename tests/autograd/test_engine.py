@@ -50,6 +50,83 @@ def test_grad_of_two_leaves_is_not_shared_memory():
     assert b.grad.tolist() == [1.0, 1.0, 1.0]
 
 
+# -- a leaf keeps the gradient array it is handed, when nothing else can see it
+class Fresh(Function):
+    """y = 2x; backward returns a new array and notes which (by id only:
+    holding it would keep a second reference)."""
+    returned = None
+
+    def forward(self, x):
+        return 2 * x
+
+    def backward(self, gy):
+        gx = 2 * gy.data
+        Fresh.returned = id(gx)
+        return gx
+
+
+class Keeping(Function):
+    """y = 2x; backward returns an array it also keeps."""
+
+    def forward(self, x):
+        return 2 * x
+
+    def backward(self, gy):
+        self.kept = 2 * gy.data
+        return self.kept
+
+
+def test_a_fresh_gradient_becomes_the_leafs_grad_without_a_copy():
+    x = mc.ones(4, requires_grad=True)
+    Fresh.apply(x).backward(mc.ones(4))
+    assert id(x.grad.data) == Fresh.returned
+    assert x.grad.tolist() == [2.0] * 4
+
+
+def test_a_gradient_held_elsewhere_is_copied():
+    x = mc.ones(4, requires_grad=True)
+    y = Keeping.apply(x)
+    node = y.grad_fn
+    y.backward(mc.ones(4), retain_graph=True)
+    x.grad.data *= 10
+    assert node.kept.tolist() == [2.0] * 4
+
+
+@pytest.mark.parametrize("through", [lambda t: t, lambda t: t + 0, lambda t: t.reshape(2, 2).reshape(4)])
+def test_the_gradient_given_to_backward_is_never_kept(through):
+    """Ops that pass their gradient through hand the caller's array on."""
+    x = mc.ones(4, requires_grad=True)
+    given = mc.tensor([1.0, 2.0, 3.0, 4.0])
+    y = through(x)
+    y.backward(given)
+    x.grad.data *= 10
+    assert given.tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_gradient_sent_to_a_leaf_and_on_through_the_graph_is_not_shared():
+    """a + b*2 sends one array to leaf a and to the node b*2: a keeps
+    it, and b's gradient, computed from it afterwards, is its own."""
+    a = mc.ones(3, requires_grad=True)
+    b = mc.ones(3, requires_grad=True)
+    c = mc.ones(3, requires_grad=True)
+    (Fresh.apply(a + b * 2) + c).sum().backward()
+    for first, second in [(a, b), (a, c), (b, c)]:
+        assert not numpy.shares_memory(first.grad.data, second.grad.data)
+    a.grad.data *= 10
+    assert b.grad.tolist() == [4.0] * 3 and c.grad.tolist() == [1.0] * 3
+
+
+def test_model_gradients_are_separate_arrays():
+    model = mc.nn.Sequential(mc.nn.Conv2d(2, 4, 3), mc.nn.BatchNorm2d(4), mc.nn.ReLU(), mc.nn.Flatten(),
+                             mc.nn.Linear(4 * 3 * 3, 3))
+    x = mc.randn(2, 2, 5, 5)
+    mc.nn.functional.cross_entropy(model(x), mc.tensor([0, 2])).backward()
+    grads = [p.grad.data for p in model.parameters()]
+    for i, g in enumerate(grads):
+        for h in grads[i + 1:]:
+            assert not numpy.shares_memory(g, h)
+
+
 def test_second_backward_needs_retain_graph():
     x = mc.ones(3, requires_grad=True)
     y = (x.exp() * x).sum()
