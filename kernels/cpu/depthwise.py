@@ -37,6 +37,12 @@ tap a single contiguous loop:
   extra rows and columns of acc read past the end of a phase row (or
   plane); their values are garbage, dropped when acc is copied into y.
 
+Each pass over a plane takes several taps at once, so that acc (or gw's
+sums) is loaded and stored once per pass rather than once per tap: three
+taps (``_axpy3``, ``_dot3``), or a 3x3 kernel's nine (``_axpy9``,
+``_dot9``), which took the 32x32x56x56 forward from 2.2 to 1.5 ms on 2
+threads.
+
 A task stacks the planes of several images (``_images_per_task``) so that
 the loop runs over all of them at once: a 7x7 plane alone is 81 entries.
 Against loops over output rows (one thread, 2-core Xeon, float32), this
@@ -72,7 +78,7 @@ measured; a range() index, known to be >= 0, has no such cost).
 import numba
 import numpy
 
-from .loops import _axpy, _axpy3, _copy, _dot, _dot3, _fill, _share, _valid_range
+from .loops import _axpy, _axpy3, _axpy9, _copy, _dot, _dot3, _dot9, _fill, _share, _valid_range
 from .threads import parallel_parts
 
 _JIT = dict(cache=True, nogil=True)   # nogil: the threads of threads.py run parts at once
@@ -209,19 +215,22 @@ def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
         acc = numpy.empty(P, y.dtype)         # output planes in wide rows
         for i in range(nb):
             _split(xf, ((n0 + i) * C + c) * H * W, H, W, top, left, sh, sw, phases, i * Hq * Wq, P, Hq, Wq)
+        offsets = numpy.empty(KH * KW, numpy.int64)
+        for t in range(KH * KW):
+            offsets[t] = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
         for o in range(c * M, (c + 1) * M):
             _fill(acc, 0, P, b[o])
             wo = o * KH * KW
             t = 0
+            if KH * KW == 9:                  # a 3x3 kernel: all nine taps in one pass
+                _axpy9(acc, 0, wf, wo, phases, offsets, P)
+                t = 9
             while t + 3 <= KH * KW:           # three taps a pass: acc is read and written once
-                s0 = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
-                s1 = _tap_offset(t + 1, KW, sh, sw, dh, dw, P, Wq)
-                s2 = _tap_offset(t + 2, KW, sh, sw, dh, dw, P, Wq)
-                _axpy3(acc, 0, wf[wo + t], s0, wf[wo + t + 1], s1, wf[wo + t + 2], s2, phases, P)
+                _axpy3(acc, 0, wf[wo + t], offsets[t], wf[wo + t + 1], offsets[t + 1], wf[wo + t + 2], offsets[t + 2],
+                       phases, P)
                 t += 3
             for t in range(t, KH * KW):
-                s0 = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
-                _axpy(acc, 0, wf[wo + t], phases, s0, P)
+                _axpy(acc, 0, wf[wo + t], phases, offsets[t], P)
             for i in range(nb):               # keep the OH x OW real entries
                 for oh in range(OH):
                     _copy(yf, (((n0 + i) * O + o) * OH + oh) * OW, 1, acc, (i * Hq + oh) * Wq, 1, OW)
@@ -258,12 +267,19 @@ def _grad_input(gy, w, gx, sh, sw, top, left, dh, dw, part, parts):
         # elsewhere, and PT rows + PL more for the garbage entries to read.
         gpad = numpy.zeros(G + PT * R + PL, gy.dtype)
         gphase = numpy.zeros(S * G, gx.dtype)
+        offsets = numpy.empty(9, numpy.int64)
         for o in range(c * M, (c + 1) * M):
             for i in range(nb):
                 for oh in range(OH):
                     _copy(gpad, (i * Hq + PT + oh) * R + PL, 1, gyf, (((n0 + i) * O + o) * OH + oh) * OW, 1, OW)
             wo = o * KH * KW
             t = 0
+            if KH * KW == 9 and S == 1:       # a 3x3 kernel, one phase: all nine taps in one pass
+                for k in range(9):
+                    _, r, q = _tap(k // KW, k % KW, sh, sw, dh, dw)
+                    offsets[k] = (PT - r) * R + PL - q
+                _axpy9(gphase, 0, wf, wo, gpad, offsets, G)
+                t = 9
             while t < KH * KW:
                 p0, r0, q0 = _tap(t // KW, t % KW, sh, sw, dh, dw)
                 if t + 3 <= KH * KW:          # three taps of one phase: one pass over it
@@ -304,17 +320,20 @@ def _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw, part, part
         wide = numpy.zeros(P, gy.dtype)       # gy in wide rows; the dropped entries stay 0
         for i in range(nb):
             _split(xf, ((n0 + i) * C + c) * H * W, H, W, top, left, sh, sw, phases, i * Hq * Wq, P, Hq, Wq)
+        offsets = numpy.empty(KH * KW, numpy.int64)
+        for t in range(KH * KW):
+            offsets[t] = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
         for o in range(c * M, (c + 1) * M):
             for i in range(nb):
                 for oh in range(OH):
                     _copy(wide, (i * Hq + oh) * Wq, 1, gyf, (((n0 + i) * O + o) * OH + oh) * OW, 1, OW)
             t = 0
+            if KH * KW == 9:                  # a 3x3 kernel: all nine taps in one pass over wide
+                _dot9(wide, 0, phases, offsets, P, sums[block, o], 0)
+                t = 9
             while t + 3 <= KH * KW:           # three taps a pass over wide
-                s0 = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
-                s1 = _tap_offset(t + 1, KW, sh, sw, dh, dw, P, Wq)
-                s2 = _tap_offset(t + 2, KW, sh, sw, dh, dw, P, Wq)
-                sums[block, o, t], sums[block, o, t + 1], sums[block, o, t + 2] = _dot3(wide, 0, phases, s0, s1, s2, P)
+                sums[block, o, t], sums[block, o, t + 1], sums[block, o, t + 2] = _dot3(
+                    wide, 0, phases, offsets[t], offsets[t + 1], offsets[t + 2], P)
                 t += 3
             for t in range(t, KH * KW):
-                s0 = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
-                sums[block, o, t] = _dot(wide, 0, phases, s0, P)
+                sums[block, o, t] = _dot(wide, 0, phases, offsets[t], P)

@@ -87,6 +87,29 @@ def _axpy3(dst, d0, a0, s0, a1, s1, a2, s2, src, n):
         dst[d0 + j] = v + a2 * src[s2 + j]
 
 
+@numba.njit(cache=True)
+def _axpy9(dst, d0, alpha, a0, src, s, n):
+    """dst[d0 + j] += alpha[a0 + k] * src[s[k] + j] for k = 0 ... 8 in
+    turn, for j < n: a 3x3 kernel's nine taps in one pass (``s`` holds
+    their nine offsets), the same sums as three ``_axpy3`` in the same
+    order, with dst loaded and stored once instead of three times."""
+    d0 = u64(d0)
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = (alpha[a0], alpha[a0 + 1], alpha[a0 + 2], alpha[a0 + 3], alpha[a0 + 4],
+                                          alpha[a0 + 5], alpha[a0 + 6], alpha[a0 + 7], alpha[a0 + 8])
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = (u64(s[0]), u64(s[1]), u64(s[2]), u64(s[3]), u64(s[4]), u64(s[5]),
+                                          u64(s[6]), u64(s[7]), u64(s[8]))
+    for j in range(u64(n)):
+        v = dst[d0 + j] + w0 * src[s0 + j]
+        v = v + w1 * src[s1 + j]
+        v = v + w2 * src[s2 + j]
+        v = v + w3 * src[s3 + j]
+        v = v + w4 * src[s4 + j]
+        v = v + w5 * src[s5 + j]
+        v = v + w6 * src[s6 + j]
+        v = v + w7 * src[s7 + j]
+        dst[d0 + j] = v + w8 * src[s8 + j]
+
+
 # Reassociation lets LLVM keep several partial sums (a vector of them)
 # instead of one chain of dependent adds; only the rounding changes.
 @numba.njit(cache=True, fastmath={"reassoc"})
@@ -111,3 +134,26 @@ def _dot3(a, a0, b, b0, b1, b2, n):
         t1 += v * numpy.float64(b[b1 + j])
         t2 += v * numpy.float64(b[b2 + j])
     return t0, t1, t2
+
+
+@numba.njit(cache=True, fastmath={"reassoc"})
+def _dot9(a, a0, b, s, n, out, o0):
+    """out[o0 + k] = ``_dot(a, a0, b, s[k], n)`` for k = 0 ... 8, in one
+    pass over a: a 3x3 kernel's nine taps."""
+    a0 = u64(a0)
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = (u64(s[0]), u64(s[1]), u64(s[2]), u64(s[3]), u64(s[4]), u64(s[5]),
+                                          u64(s[6]), u64(s[7]), u64(s[8]))
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = t8 = 0.0
+    for j in range(u64(n)):
+        v = numpy.float64(a[a0 + j])
+        t0 += v * numpy.float64(b[s0 + j])
+        t1 += v * numpy.float64(b[s1 + j])
+        t2 += v * numpy.float64(b[s2 + j])
+        t3 += v * numpy.float64(b[s3 + j])
+        t4 += v * numpy.float64(b[s4 + j])
+        t5 += v * numpy.float64(b[s5 + j])
+        t6 += v * numpy.float64(b[s6 + j])
+        t7 += v * numpy.float64(b[s7 + j])
+        t8 += v * numpy.float64(b[s8 + j])
+    out[o0], out[o0 + 1], out[o0 + 2], out[o0 + 3], out[o0 + 4] = t0, t1, t2, t3, t4
+    out[o0 + 5], out[o0 + 6], out[o0 + 7], out[o0 + 8] = t5, t6, t7, t8
