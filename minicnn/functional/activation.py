@@ -12,7 +12,7 @@ import math
 
 from kernels import registry
 
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from .utils import check_float, normalize_dim
 
@@ -22,10 +22,27 @@ def _constant(array):
     return Tensor._wrap(array)
 
 
+def relu_reference(x):
+    """(max(x, 0), x > 0) on an array: ReLU's output and the mask its
+    backward needs (NumPy reference of "relu"). maximum keeps NaN, as
+    torch's relu does."""
+    return get_array_module(x).maximum(x, x.dtype.type(0)), x > 0
+
+
+def masked_gradient_reference(gy, mask):
+    """gy where ``mask``, 0 elsewhere (NumPy reference of "masked_gradient")."""
+    return get_array_module(gy).where(mask, gy, gy.dtype.type(0))
+
+
 class PiecewiseLinear(Function):
     """y = slope(x) * x + offset(x) with a slope that is constant on pieces;
     backward multiplies by the slope, saved as one array: a bool mask (one
-    byte per element) where the slope is 0 or 1."""
+    byte per element) where the slope is 0 or 1.
+
+    With a mask, backward is the "masked_gradient" primitive: gy where the
+    slope is 1, else 0 (a NaN in gy does not reach the flat pieces, as in
+    torch). Building a graph of the gradient (create_graph=True) takes the
+    Tensor product instead, which can be differentiated again."""
 
     def forward(self, x):
         y, slope = self.compute(get_array_module(x), x)
@@ -33,14 +50,16 @@ class PiecewiseLinear(Function):
         return y
 
     def backward(self, gy):
+        if self.slope.dtype == bool and not is_grad_enabled():
+            return registry.lookup("masked_gradient", get_array_module(gy.data))(gy.data, self.slope)
         return gy * _constant(self.slope)
 
 
 class ReLU(PiecewiseLinear):
     def compute(self, xp, x):
-        # maximum keeps NaN, as torch's relu does; the mask is only made
-        # when backward will need it.
-        return xp.maximum(x, x.dtype.type(0)), (x > 0) if self.recording else None
+        if not self.recording:               # no backward: no mask
+            return xp.maximum(x, x.dtype.type(0)), None
+        return registry.lookup("relu", xp)(x)
 
 
 class Hardtanh(PiecewiseLinear):
@@ -98,7 +117,8 @@ def silu_reference(x):
 
 
 # One fused pass each on the CPU (kernels/cpu/activation.py).
-for _name, _reference in (("sigmoid", sigmoid_reference), ("silu", silu_reference)):
+for _name, _reference in (("sigmoid", sigmoid_reference), ("silu", silu_reference), ("relu", relu_reference),
+                          ("masked_gradient", masked_gradient_reference)):
     registry.register(_name, "numpy", _reference)
     registry.register(_name, "numba", f"kernels.cpu.activation:{_name}")
 

@@ -1,5 +1,6 @@
-"""The fused Numba sigmoid and SiLU (kernels/cpu/activation.py) against
-their NumPy references, on hypothesis-drawn arrays with extreme values."""
+"""The fused Numba sigmoid, SiLU and ReLU (kernels/cpu/activation.py)
+against their NumPy references, on hypothesis-drawn arrays with extreme
+values."""
 import numpy
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -31,6 +32,32 @@ def test_fused_activations_match_the_reference(dtype, data):
             mine, expected = fast(x), reference(x)
         assert mine.shape == expected.shape and mine.dtype == expected.dtype
         numpy.testing.assert_allclose(mine, expected, rtol=RTOL[dtype], atol=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([numpy.float32, numpy.float64]), st.data())
+def test_relu_and_its_masked_gradient_match_the_reference(dtype, data):
+    shapes = hnp.array_shapes(max_dims=4, max_side=6)
+    special = st.sampled_from([0.0, -0.0, numpy.inf, -numpy.inf, numpy.nan])
+    x = data.draw(hnp.arrays(dtype, shapes, elements=st.floats(-5, 5, width=32) | special))
+    gy = data.draw(hnp.arrays(dtype, x.shape, elements=st.floats(-5, 5, width=32) | special))
+    if data.draw(st.booleans()) and x.ndim >= 2:
+        x, gy = x.T, gy.T                    # non-contiguous inputs
+    relu, relu_reference = (registry.implementations("relu")[b] for b in ("numba", "numpy"))
+    (y, mask), (y_ref, mask_ref) = relu(x), relu_reference(x)
+    assert y.dtype == x.dtype and mask.dtype == bool
+    numpy.testing.assert_array_equal(y, y_ref)            # NaN where x is NaN, in both
+    numpy.testing.assert_array_equal(mask, mask_ref)
+    masked, masked_reference = (registry.implementations("masked_gradient")[b] for b in ("numba", "numpy"))
+    numpy.testing.assert_array_equal(masked(gy, mask), masked_reference(gy, mask))
+
+
+def test_relu_backward_through_the_mask_matches_torch_and_drops_nan_off_it():
+    x = mc.tensor([-1.0, 2.0, 0.0, 3.0], requires_grad=True)
+    F.relu(x).backward(mc.tensor([numpy.nan, 5.0, numpy.nan, numpy.nan]))
+    tx = torch.tensor([-1.0, 2.0, 0.0, 3.0], requires_grad=True)
+    torch.nn.functional.relu(tx).backward(torch.tensor([numpy.nan, 5.0, numpy.nan, numpy.nan]))
+    numpy.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())        # [0, 5, 0, nan]
 
 
 def test_blocks_and_threads_cover_every_element(monkeypatch):

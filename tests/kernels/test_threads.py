@@ -154,6 +154,8 @@ def _primitive_calls(rng):
         ("1x1 grad_input", lambda: fast["conv2d_grad_input"](gy1, w1, (2, 2), none, stride1, 1, (6, 6))),
         ("1x1 grad_weight", lambda: fast["conv2d_grad_weight"](x1, gy1, (1, 1), (2, 2), none, stride1, 1)),
         ("sgd_update", sgd),
+        ("relu", lambda: fast["relu"](x)),
+        ("masked_gradient", lambda: fast["masked_gradient"](gy_bn, x > 0)),
         ("winograd filter_transform F(2x2)", lambda: winograd_filters(2, False)),
         ("winograd filter_transform F(4x4)", lambda: winograd_filters(4, False)),
         ("winograd filter_transform_adjoint F(2x2)", lambda: winograd_filters(2, True)),
