@@ -13,6 +13,10 @@ per call the cheapest of three ways:
 
 depthwise (Cg == 1, G == C)
     a direct Numba kernel (``depthwise.py``): no column matrix at all.
+dense (one output pixel per image, no padding, one group)
+    the kernel's one window of each image is a row of the column matrix,
+    so the convolution is a fully connected layer: one GEMM each way
+    (LeNet-5's C5, 5x5 on 5x5: 0.47 ms through tiles, 0.05 this way).
 pointwise (1x1 kernel, no padding)
     x itself, or its strided subsample, is the column matrix: GEMMs only,
     the images shared out among the threads.
@@ -104,6 +108,18 @@ def _is_depthwise(C, groups):
     return groups == C
 
 
+def _is_dense(out_size, padding, groups):
+    """One output pixel per image, unpadded, ungrouped: a linear layer."""
+    return tuple(out_size) == (1, 1) and padding == ((0, 0), (0, 0)) and groups == 1
+
+
+def _window(x, kernel_size, dilation):
+    """(N, C*KH*KW): the one window of each image of x that a 1x1-output
+    convolution reads, its pixels in w's (C, KH, KW) order."""
+    (KH, KW), (dh, dw) = kernel_size, dilation
+    return x[:, :, :(KH - 1) * dh + 1:dh, :(KW - 1) * dw + 1:dw].reshape(x.shape[0], -1)
+
+
 def _is_pointwise(kernel_size, padding):
     """A 1x1 kernel on the unpadded input: its columns are x (subsampled)."""
     return kernel_size == (1, 1) and padding == ((0, 0), (0, 0))
@@ -133,6 +149,11 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
     if _is_depthwise(C, G):
         bias = numpy.zeros(O, x.dtype) if b is None else numpy.ascontiguousarray(b)
         depthwise_forward(x, numpy.ascontiguousarray(w.reshape(O, KH, KW)), bias, y, sh, sw, top, left, dh, dw)
+        return y
+    if _is_dense(out_size, padding, G):
+        numpy.matmul(_window(x, (KH, KW), (dh, dw)), w.reshape(O, -1).T, out=y.reshape(N, O))
+        if b is not None:
+            y += b.reshape(O, 1, 1)
         return y
     m = _winograd_tile((KH, KW), stride, dilation, G, out_size, N)
     if m:
@@ -195,6 +216,11 @@ def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         gx = numpy.empty((N, C, H, W), dtype=gy.dtype)
         depthwise_grad_input(gy, numpy.ascontiguousarray(w.reshape(O, KH, KW)), gx, sh, sw, top, left, dh, dw)
         return gx
+    if _is_dense((OH, OW), padding, G):
+        gx = numpy.zeros((N, C, H, W), dtype=gy.dtype)
+        window = gx[:, :, :(KH - 1) * dh + 1:dh, :(KW - 1) * dw + 1:dw]
+        window[...] = (gy.reshape(N, O) @ w.reshape(O, -1)).reshape(window.shape)
+        return gx
     m = _winograd_tile((KH, KW), stride, dilation, G, (H, W), N)
     if m:
         # At stride 1, gx is the full correlation of gy with the flipped
@@ -245,6 +271,8 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
         gw = numpy.empty((O, KH, KW), dtype=x.dtype)
         depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw)
         return gw.reshape(O, 1, KH, KW)
+    if _is_dense((OH, OW), padding, G):
+        return (gy.reshape(N, O).T @ _window(x, kernel_size, (dh, dw))).reshape(O, C, KH, KW)
     m = _winograd_tile(kernel_size, stride, dilation, G, (OH, OW), N)
     if m:
         return winograd_conv2d_grad_weight(x, gy, padding, m)

@@ -35,7 +35,7 @@ def assert_same(mine, reference, dtype, scale=1.0):
 def conv_geometries(draw):
     """(N, C, O, groups, kernel, stride, padding, dilation, in_size, out_size)
     of a valid conv2d; groups == C is depthwise, with O = multiplier * C."""
-    kind = draw(st.sampled_from(["dense", "grouped", "depthwise", "pointwise"]))
+    kind = draw(st.sampled_from(["dense", "grouped", "depthwise", "pointwise", "one window"]))
     N = draw(st.integers(1, 3))
     if kind == "depthwise":
         C = draw(st.integers(1, 4))
@@ -51,11 +51,14 @@ def conv_geometries(draw):
         kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
         dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
         padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    if kind == "one window":             # one output pixel: a linear layer
+        padding = ((0, 0), (0, 0))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     in_size, out_size = [], []
     for k, s, d, (lo, hi) in zip(kernel, stride, dilation, padding):
         span = d * (k - 1) + 1
-        size = max(1, span - lo - hi) + draw(st.integers(0, 5))
+        extra = draw(st.integers(0, s - 1)) if kind == "one window" else draw(st.integers(0, 5))
+        size = max(1, span - lo - hi) + extra
         in_size.append(size)
         out_size.append((size + lo + hi - span) // s + 1)
     return N, C, O, groups, kernel, stride, padding, dilation, tuple(in_size), tuple(out_size)
@@ -128,6 +131,8 @@ CONV_CASES = {  # input shape, weight shape, keyword arguments
     "depthwise_x2_strided": ((2, 3, 7, 6), (6, 1, 3, 3), dict(groups=3, stride=2, padding=1)),
     "single_channel": ((2, 1, 8, 8), (4, 1, 5, 5), {}),
     "pointwise_strided": ((2, 3, 5, 5), (4, 3, 1, 1), dict(stride=2)),
+    "one_pixel_like_lenet_c5": ((2, 4, 5, 5), (3, 4, 5, 5), {}),
+    "one_pixel_dilated_window": ((2, 2, 4, 6), (3, 2, 2, 3), dict(dilation=2, stride=3)),
 }
 TRANSPOSE_CASES = {  # input shape, weight shape (C, O / groups, KH, KW), keyword arguments
     "stride2_outpad1": ((1, 2, 4, 3), (2, 2, 3, 3), dict(stride=2, padding=1, output_padding=1)),
