@@ -20,7 +20,7 @@ SiLU 22 ms (NumPy), 33 ms (one fused Numba pass), 15 ms (this), torch
 import numba
 import numpy
 
-from .loops import _share
+from .loops import _share, u64
 from .threads import PARALLEL_SIZE, parallel_parts, run_in_parallel, split, thread_count
 
 #: Elements per block of e (256 KB of float32: in L2 when it is read back;
@@ -82,7 +82,8 @@ def silu(x):
 # each, shared out among the threads (``threads.parallel_parts``).
 @numba.njit(cache=True, nogil=True)
 def _relu(x, y, mask, part, parts):
-    for i in range(*_share(x.size, part, parts)):
+    start, stop = _share(x.size, part, parts)
+    for i in range(u64(start), u64(stop)):      # unsigned: see loops.py
         v = x[i]
         positive = v > 0
         mask[i] = positive
@@ -91,7 +92,8 @@ def _relu(x, y, mask, part, parts):
 
 @numba.njit(cache=True, nogil=True)
 def _masked(gy, mask, gx, part, parts):
-    for i in range(*_share(gy.size, part, parts)):
+    start, stop = _share(gy.size, part, parts)
+    for i in range(u64(start), u64(stop)):
         gx[i] = gy[i] if mask[i] else 0
 
 

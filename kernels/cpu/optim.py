@@ -11,13 +11,14 @@ parameters are updated in float32 arithmetic, as torch does.
 """
 import numba
 
-from .loops import _share
+from .loops import _share, u64
 from .threads import parallel_parts
 
 
 @numba.njit(cache=True, nogil=True)
 def _sgd(p, g, buf, lr, momentum, undamped, weight_decay, nesterov, maximize, first, has_momentum, part, parts):
-    for i in range(*_share(p.size, part, parts)):
+    start, stop = _share(p.size, part, parts)
+    for i in range(u64(start), u64(stop)):      # unsigned: see loops.py
         d = -g[i] if maximize else g[i]
         if weight_decay != 0:
             d += weight_decay * p[i]
