@@ -44,6 +44,11 @@ import numpy
 
 from .backend import get_array_module
 
+# The Tensor class. tensor.py imports this module before it defines Tensor,
+# so it fills this name in once the class exists: an import statement
+# inside apply() would cost about a microsecond on every op.
+Tensor = None
+
 _state = threading.local()
 
 
@@ -100,7 +105,6 @@ class Function:
         """What ``save_for_backward`` kept, as Tensors."""
         if self._released:
             raise RuntimeError(f"{type(self).__name__}: {_SECOND_BACKWARD}")
-        from .tensor import Tensor
         return tuple(s.unpack(self) if isinstance(s, _SavedOutput) else
                      s if s is None or isinstance(s, Tensor) else Tensor._wrap(s) for s in self._saved)
 
@@ -114,7 +118,6 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **kwargs):
         """Run the op on Tensors ``inputs``; keyword args go to ``__init__``."""
-        from .tensor import Tensor
         if len(inputs) > 1:
             _check_one_device(cls, inputs)
         fn = cls(**kwargs) if kwargs else cls()
@@ -169,7 +172,6 @@ class _SavedOutput:
         self.array, self.index = array, index
 
     def unpack(self, node):
-        from .tensor import Tensor
         t = Tensor._wrap(self.array)
         t.requires_grad = True
         t.grad_fn = node
@@ -194,7 +196,6 @@ def _check_one_device(cls, inputs):
 def _as_grad_tensor(g, shape, dtype, owner):
     """Check one gradient returned by ``owner.backward`` and wrap it as a
     Tensor of the input's dtype (mixed-dtype ops promote their output)."""
-    from .tensor import Tensor
     if not isinstance(g, Tensor):
         g = Tensor._wrap(g)
     if g.shape != shape:
@@ -209,7 +210,6 @@ def _as_grad_tensor(g, shape, dtype, owner):
 def run_backward(roots, grads, retain_graph=False, create_graph=False):
     """Backpropagate ``grads`` (Tensors) from ``roots`` (Tensors) to every
     leaf that requires grad, accumulating into ``leaf.grad``."""
-    from .tensor import Tensor
     # The caller's arrays: a leaf must copy them rather than keep them as
     # its .grad (Tensor._accumulate), even when an op passes one through.
     given = {id(g.data) for g in grads}

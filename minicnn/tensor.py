@@ -585,4 +585,5 @@ def _index_arrays(key):
     return key
 
 
+autograd.Tensor = Tensor
 from . import functional as F  # noqa: E402  (the ops need Tensor defined first)

@@ -14,11 +14,11 @@ from kernels import registry
 
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
+from ..tensor import Tensor  # defined before tensor.py imports the ops
 from .utils import check_float, normalize_dim
 
 
 def _constant(array):
-    from ..tensor import Tensor
     return Tensor._wrap(array)
 
 

@@ -3,6 +3,7 @@ the survivors by 1 / (1 - p), so the expected value is unchanged and
 evaluation needs no rescaling (inverted dropout)."""
 from ..autograd import Function
 from ..backend import get_array_module
+from ..tensor import Tensor  # defined before tensor.py imports the ops
 from .. import random
 
 
@@ -16,7 +17,6 @@ class Dropout(Function):
         return x * self.mask
 
     def backward(self, gy):
-        from ..tensor import Tensor
         return gy * Tensor._wrap(self.mask)
 
 

@@ -9,13 +9,13 @@ import numbers
 
 from ..autograd import Function
 from ..backend import get_array_module
+from ..tensor import Tensor  # defined before tensor.py imports the ops
 from .utils import as_tensor, broadcast_shapes
 from .shape import sum_to
 
 
 def _binary(fn_class, a, b, name):
     """Apply a broadcasting binary op after turning scalars into Tensors."""
-    from ..tensor import Tensor
     like = a if isinstance(a, Tensor) else b
     a, b = as_tensor(a, like.data), as_tensor(b, like.data)
     broadcast_shapes(a.shape, b.shape, f"{name}: input", "other")
@@ -257,7 +257,6 @@ class ToDevice(Function):
 
 def _constant(array):
     """Wrap an array that carries no gradient (a mask, a sign)."""
-    from ..tensor import Tensor
     return Tensor._wrap(array)
 
 
@@ -282,7 +281,6 @@ def mul(input, other):
 
 def div(input, other):
     """True division; integer inputs give the default float dtype, as in torch."""
-    from ..tensor import Tensor
     like = input if isinstance(input, Tensor) else other
     a, b = as_tensor(input, like.data), as_tensor(other, like.data)
     if a.dtype.kind != "f" and b.dtype.kind != "f":
@@ -296,7 +294,6 @@ def neg(input):
 
 def pow(input, exponent):
     """input ** exponent; either may be a Python number."""
-    from ..tensor import Tensor
     if isinstance(input, Tensor) and isinstance(exponent, numbers.Number):
         return PowScalar.apply(input, exponent=exponent)
     return _binary(Pow, input, exponent, "pow")
@@ -338,7 +335,6 @@ def minimum(input, other):
 
 def where(condition, input, other):
     """Elements of ``input`` where ``condition``, else of ``other``."""
-    from ..tensor import Tensor
     cond = condition.data if isinstance(condition, Tensor) else condition
     like = input if isinstance(input, Tensor) else other
     if not isinstance(like, Tensor):
@@ -363,7 +359,6 @@ def clone(input):
 
 def compare(name, input, other):
     """A comparison or logical op by its NumPy name; a bool tensor, no grad."""
-    from ..tensor import Tensor
     b = as_tensor(other, input.data)
     xp = get_array_module(input.data, b.data)
     broadcast_shapes(input.shape, b.shape, f"{name}: input", "other")
@@ -371,7 +366,6 @@ def compare(name, input, other):
 
 
 def logical_not(input):
-    from ..tensor import Tensor
     return Tensor._wrap(get_array_module(input.data).logical_not(input.data))
 
 
@@ -380,5 +374,4 @@ def eq(input, other):
 
 
 def isfinite(input):
-    from ..tensor import Tensor
     return Tensor._wrap(get_array_module(input.data).isfinite(input.data))

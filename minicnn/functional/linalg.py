@@ -5,6 +5,7 @@ the batch dims that were broadcast.
 """
 from ..autograd import Function
 from ..backend import get_array_module
+from ..tensor import Tensor  # defined before tensor.py imports the ops
 from .utils import as_tensor, broadcast_shapes
 from .shape import sum_to, unsqueeze, squeeze, transpose
 
@@ -27,7 +28,6 @@ def matmul(input, other):
     """torch.matmul: 1-D operands are treated as a row (left) or a column
     (right) vector and that dim is dropped from the result; leading dims
     broadcast."""
-    from ..tensor import Tensor
     like = input if isinstance(input, Tensor) else other
     input, other = as_tensor(input, like.data), as_tensor(other, like.data)
     if input.ndim == 0 or other.ndim == 0:

@@ -8,6 +8,7 @@ target (N,) or (N, d1, ...).
 """
 from ..autograd import Function
 from ..backend import get_array_module
+from ..tensor import Tensor  # defined before tensor.py imports the ops
 from .activation import log_softmax
 from .reduction import sum as sum_
 from .shape import permute, reshape
@@ -47,7 +48,6 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of log-probabilities ``input`` at the class
     indices ``target``: -w[t] * input[i, t]. 'mean' divides by the sum of
     the weights of the targets that are not ``ignore_index``."""
-    from ..tensor import Tensor
     _check_reduction(reduction, "nll_loss")
     _check_class_target(input, target, "nll_loss")
     n_classes = input.shape[1] if input.ndim > 1 else input.shape[0]

@@ -11,6 +11,7 @@ import numbers
 
 from ..autograd import Function
 from ..backend import get_array_module
+from ..tensor import Tensor  # defined before tensor.py imports the ops
 from .utils import normalize_dims
 from .shape import broadcast_to, reshape
 
@@ -51,7 +52,6 @@ class Amax(Function):
         return y if self.keepdim else y.reshape([n for i, n in enumerate(x.shape) if i not in self.dims])
 
     def backward(self, gy):
-        from ..tensor import Tensor
         return _keep(gy, self.share.shape, self.dims) * Tensor._wrap(self.share)
 
 
@@ -124,7 +124,6 @@ class MaxDimGrad(Function):
         return gx
 
     def backward(self, ggx):
-        from ..tensor import Tensor
         xp = get_array_module(ggx.data)
         return Tensor._wrap(xp.take_along_axis(ggx.data, self.idx, axis=self.dim))
 
@@ -213,7 +212,6 @@ def amin(input, dim=(), keepdim=False):
 
 
 def _arg(input, dim, keepdim, name):
-    from ..tensor import Tensor
     xp = get_array_module(input.data)
     fn = getattr(xp, name)
     if dim is None:
@@ -243,7 +241,6 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     with ``sorted=True``); equal values keep their index order, and NaN
     counts as larger than any number. The gradient flows to the chosen
     entries; indices carry none."""
-    from ..tensor import Tensor
     if not isinstance(input, Tensor):
         raise TypeError(f"topk: input must be a Tensor, got {type(input).__name__}")
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):

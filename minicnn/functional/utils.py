@@ -6,6 +6,7 @@ import numpy
 
 from .. import dtypes
 from ..backend import get_array_module
+from ..tensor import Tensor  # defined before tensor.py imports the ops
 
 
 def as_tensor(value, like):
@@ -15,7 +16,6 @@ def as_tensor(value, like):
     torch, ``x * 2.0`` keeps float32); an int tensor with a float scalar
     gives the default float dtype.
     """
-    from ..tensor import Tensor
     if isinstance(value, Tensor):
         return value
     xp = get_array_module(like)
@@ -60,6 +60,8 @@ def normalize_dims(dim, ndim, name="dim"):
 
 def broadcast_shapes(a, b, name_a="input", name_b="other"):
     """The broadcast shape of two shapes, or a ValueError naming both."""
+    if tuple(a) == tuple(b):                 # the common case, without NumPy's machinery
+        return tuple(a)
     try:
         return numpy.broadcast_shapes(tuple(a), tuple(b))
     except ValueError:
