@@ -52,6 +52,7 @@ The pool is used by one caller at a time: a call from another thread
 while it is busy (or from inside one of its groups) runs its groups one
 after another on that thread.
 """
+import contextlib
 import functools
 import itertools
 import os
@@ -87,17 +88,38 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+@functools.lru_cache(maxsize=None)
+def _blas_libraries():
+    """threadpoolctl's controllers of the loaded BLAS libraries, found once
+    (selecting them costs ~15 us, and every kernel call asks)."""
+    controller = _blas_controller()
+    return () if controller is None else tuple(controller.select(user_api="blas").lib_controllers)
+
+
 def _blas_spins():
     """Whether some loaded BLAS has several threads that busy-wait after
     each call (see the module docstring)."""
-    controller = _blas_controller()
-    if controller is None:
+    if _blas_controller() is None:
         return True
-    for library in controller.select(user_api="blas").lib_controllers:
+    for library in _blas_libraries():
         short_spin = library.internal_api == "openblas" and "OPENBLAS_THREAD_TIMEOUT" in os.environ
         if library.num_threads > 1 and not short_spin:
             return True
     return False
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """BLAS limited to one thread inside, its thread counts restored after:
+    threadpoolctl's ``limit`` does the same, at ~25 us a call."""
+    changed = [(library, library.num_threads) for library in _blas_libraries() if library.num_threads != 1]
+    for library, _ in changed:
+        library.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for library, threads in changed:
+            library.set_num_threads(threads)
 
 
 @functools.lru_cache(maxsize=None)
@@ -224,10 +246,9 @@ def run_in_parallel(work, groups, blas=True):
     if not team.busy.acquire(blocking=False):
         return [work(group) for group in groups]
     try:
-        controller = _blas_controller() if blas else None
-        if controller is None:
+        if not blas:
             return team.run(work, groups)
-        with controller.limit(limits=1, user_api="blas"):
+        with _single_threaded_blas():
             return team.run(work, groups)
     finally:
         team.busy.release()

@@ -71,8 +71,10 @@ def test_blas_is_single_threaded_inside_the_groups():
     def blas_threads(group):
         return [lib.num_threads for lib in controller.select(user_api="blas").lib_controllers]
 
+    before = blas_threads(None)
     for counts in threads.run_in_parallel(blas_threads, [0, 1]):
         assert all(count == 1 for count in counts)
+    assert blas_threads(None) == before                     # and restored afterwards
 
 
 def test_one_thread_where_blas_would_spin(monkeypatch):
