@@ -86,9 +86,16 @@ def _by_image(tiles):
 #: ResNet layers of batch 8-16, forward: 2x2 outputs (16 tiles) 3.1 ms
 #: im2col against 5.6 ms Winograd; 4x4 (64 tiles) even; 8x8 (256) 3.4
 #: against 2.6; 56x56 25 against 15. 7x7 x 512 channels (128 tiles) is
-#: even on one thread, and loses on two (fwd+bwd 39 against 55 ms).
+#: even on one thread, and loses on two (fwd+bwd 39 against 55 ms). The
+#: same held with today's kernels: 7x7 x 512 fwd/gx/gw 8.2/8.9/9.1 ms
+#: im2col, 9.1/10.7/12.8 F(2x2), 15.5/16.1/31.4 F(4x4).
 WINOGRAD_MIN_TILES = 256
-#: Smallest output (rows and columns) for F(4x4, 3x3) rather than F(2x2, 3x3).
+#: Smallest output (rows and columns) for F(4x4, 3x3) rather than F(2x2,
+#: 3x3). Its 6x6 tiles overlap less (2.25 transformed values per output
+#: against 4) but need more outputs per tile row. Measured fwd+gx+gw, 2
+#: threads, same process: 8x64x56x56 F(2x2) 26.5 ms, F(4x4) 21.7; 28x28
+#: 19.5, 16.4; 16x64x16x16 5.8, 5.2; 8x256x14x14 19.0, 23.1; 16x128x8x8
+#: 7.1, 8.5.
 WINOGRAD_4X4_MIN_SIZE = 16
 
 
