@@ -301,7 +301,8 @@ def _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw, part, part
     """sums[block, o, tap]: tap (kh, kw)'s part of gw[o] from one block of
     images, for the tasks of part ``part`` of ``parts``. A task sums each
     tap over its images, a dot product of the phases with gy in wide rows
-    (zeros in the dropped entries). Sums run in float64."""
+    (zeros in the dropped entries), in the arrays' dtype (``loops._dot``);
+    sums holds them in float64."""
     N, C, H, W = x.shape
     O, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
     M, S = O // C, sh * sw
@@ -310,6 +311,7 @@ def _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw, part, part
     B = _images_per_task(N, C, S * Hq * Wq)
     blocks = (N + B - 1) // B
     xf, gyf = x.reshape(-1), gy.reshape(-1)
+    zero = numpy.zeros(1, gy.dtype)[0]       # the dot products' accumulator type
     for task in range(*_share(C * blocks, part, parts)):  # sums[block, c*M:c*M+M]: this task's only
         c = task // blocks
         block = task - c * blocks
@@ -329,11 +331,11 @@ def _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw, part, part
                     _copy(wide, (i * Hq + oh) * Wq, 1, gyf, (((n0 + i) * O + o) * OH + oh) * OW, 1, OW)
             t = 0
             if KH * KW == 9:                  # a 3x3 kernel: all nine taps in one pass over wide
-                _dot9(wide, 0, phases, offsets, P, sums[block, o], 0)
+                _dot9(wide, 0, phases, offsets, P, sums[block, o], 0, zero)
                 t = 9
             while t + 3 <= KH * KW:           # three taps a pass over wide
                 sums[block, o, t], sums[block, o, t + 1], sums[block, o, t + 2] = _dot3(
-                    wide, 0, phases, offsets[t], offsets[t + 1], offsets[t + 2], P)
+                    wide, 0, phases, offsets[t], offsets[t + 1], offsets[t + 2], P, zero)
                 t += 3
             for t in range(t, KH * KW):
-                sums[block, o, t] = _dot(wide, 0, phases, offsets[t], P)
+                sums[block, o, t] = _dot(wide, 0, phases, offsets[t], P, zero)
