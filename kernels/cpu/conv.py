@@ -43,7 +43,7 @@ import numpy
 
 from .depthwise import depthwise_forward, depthwise_grad_input, depthwise_grad_weight
 from .im2col import col2im_tile, im2col_tile
-from .threads import run_in_parallel, split, sum_in_place, thread_count
+from .threads import matmul_into, run_in_parallel, split, sum_in_place, thread_count
 from .winograd import tile_grid, winograd_conv2d, winograd_conv2d_grad_weight
 
 #: Target size of one tile's column matrix, in bytes. Measured on a
@@ -301,12 +301,6 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
             cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
             im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw)
             cols = cols.reshape(G, K // G, nb * R * OW)
-            # The first product goes straight into gw: on small images gw
-            # (O x K) is larger than the tile's work, and a zeroed gw plus
-            # a temporary to add cost two more passes over it.
-            product = numpy.matmul(_gy_band(gy, n0, nb, r0, R, G, Og, OW), cols.transpose(0, 2, 1),
-                                   out=gw if i == 0 else None)
-            if i > 0:
-                gw += product
+            matmul_into(gw, _gy_band(gy, n0, nb, r0, R, G, Og, OW), cols.transpose(0, 2, 1), add=i > 0)
         return gw
     return sum_in_place(run_in_parallel(work, split(tiles, threads))).reshape(O, Cg, KH, KW)

@@ -109,11 +109,14 @@ def _tap(kh, kw, sh, sw, dh, dw):
 
 
 @numba.njit(cache=True)
-def _tap_offset(t, KW, sh, sw, dh, dw, P, Wq):
-    """Where tap t = kh*KW + kw reads, as an offset into phases of P
-    entries each, rows Wq long."""
-    p, r, q = _tap(t // KW, t % KW, sh, sw, dh, dw)
-    return p * P + r * Wq + q
+def _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq):
+    """Where each tap t = kh*KW + kw reads, as offsets into phases of P
+    entries each, rows Wq long: (KH*KW,)."""
+    offsets = numpy.empty(KH * KW, numpy.int64)
+    for t in range(KH * KW):
+        p, r, q = _tap(t // KW, t % KW, sh, sw, dh, dw)
+        offsets[t] = p * P + r * Wq + q
+    return offsets
 
 
 @numba.njit(cache=True)
@@ -215,9 +218,7 @@ def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
         acc = numpy.empty(P, y.dtype)         # output planes in wide rows
         for i in range(nb):
             _split(xf, ((n0 + i) * C + c) * H * W, H, W, top, left, sh, sw, phases, i * Hq * Wq, P, Hq, Wq)
-        offsets = numpy.empty(KH * KW, numpy.int64)
-        for t in range(KH * KW):
-            offsets[t] = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
+        offsets = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq)
         for o in range(c * M, (c + 1) * M):
             _fill(acc, 0, P, b[o])
             wo = o * KH * KW
@@ -322,9 +323,7 @@ def _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw, part, part
         wide = numpy.zeros(P, gy.dtype)       # gy in wide rows; the dropped entries stay 0
         for i in range(nb):
             _split(xf, ((n0 + i) * C + c) * H * W, H, W, top, left, sh, sw, phases, i * Hq * Wq, P, Hq, Wq)
-        offsets = numpy.empty(KH * KW, numpy.int64)
-        for t in range(KH * KW):
-            offsets[t] = _tap_offset(t, KW, sh, sw, dh, dw, P, Wq)
+        offsets = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq)
         for o in range(c * M, (c + 1) * M):
             for i in range(nb):
                 for oh in range(OH):

@@ -280,6 +280,18 @@ def parallel_parts(kernel, size, *args):
     run_in_parallel(work, [None] * threads, blas=False)
 
 
+def matmul_into(out, a, b, add):
+    """out = a @ b, or out += a @ b when ``add``: a thread's partial sum
+    of products. The first product goes straight into ``out``: on small
+    images a weight gradient (O x K) is larger than a tile's work, and a
+    zeroed ``out`` plus a temporary to add cost two more passes over it
+    (16x512x2x2 3x3 weight gradient: 5.4 -> 3.5 ms)."""
+    if add:
+        out += numpy.matmul(a, b)
+    else:
+        numpy.matmul(a, b, out=out)
+
+
 def sum_in_place(partials):
     """The sum of the threads' partial results (arrays of one shape), added
     into the first one: they can be MBs each (a weight gradient)."""

@@ -80,7 +80,7 @@ import numba
 import numpy
 
 from .loops import _share, _valid_range, u64
-from .threads import parallel_parts, run_in_parallel, split, sum_in_place, thread_count
+from .threads import matmul_into, parallel_parts, run_in_parallel, split, sum_in_place, thread_count
 
 #: (A^T, G, B^T) of F(m x m, 3x3) for m = 2 and 4: shapes (m, a), (a, 3), (a, a).
 TRANSFORMS = {
@@ -328,6 +328,8 @@ def kernels(m, dtype):
                     for th in range(TH):
                         oh = m * th + r
                         if oh < OH:
+                            # The whole tiles' columns in one interleaved loop:
+                            # 1.05-1.4x faster here than _phases, a loop per phase.
                             gyrow, g0 = gy[n, o, oh], u64(th * TS)
                             for tw in range(u64(OW // m)):          # whole tiles
                                 for q in range(m):
@@ -433,9 +435,7 @@ def winograd_conv2d_grad_weight(x, gy, padding, m):
             V, dM = _planes(V_buffer, a * a, C, nb * T), _planes(dM_buffer, a * a, O, nb * T)
             input_transform(x, V, n0, top, left, TH, TW)
             output_transform_adjoint(gy, dM, n0, TH, TW)
-            product = numpy.matmul(dM, V.transpose(0, 2, 1), out=dU if i == 0 else None)
-            if i > 0:
-                dU += product                                                 # (a*a, O, C)
+            matmul_into(dU, dM, V.transpose(0, 2, 1), add=i > 0)              # (a*a, O, C)
         return dU
     dU = sum_in_place(run_in_parallel(work, split(chunks, threads)))
     gw = numpy.empty((O, C, 3, 3), x.dtype)
