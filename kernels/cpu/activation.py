@@ -42,9 +42,12 @@ def _silu_finish(x, e, y):
         y[i] = x[i] * (r if x[i] >= 0 else e[i] * r)
 
 
-def _elementwise(finish, x):
+def _elementwise(finish, x, out=None):
+    if out is not None and not (x.flags.c_contiguous and out.flags.c_contiguous):
+        out[...] = _elementwise(finish, x)
+        return out
     x = numpy.ascontiguousarray(x)
-    y = numpy.empty_like(x)
+    y = numpy.empty_like(x) if out is None else out
     flat_x, flat_y = x.reshape(-1), y.reshape(-1)
 
     def work(runs):
@@ -70,9 +73,10 @@ def sigmoid(x):
     return _elementwise(_sigmoid_finish, x)
 
 
-def silu(x):
-    """x * sigmoid(x), elementwise, x's shape and dtype."""
-    return _elementwise(_silu_finish, x)
+def silu(x, out=None):
+    """x * sigmoid(x), elementwise, x's shape and dtype; into ``out`` if
+    given, which may be x itself (SiLU in place)."""
+    return _elementwise(_silu_finish, x, out)
 
 
 # -- ReLU: one pass forward, one backward -----------------------------------
@@ -80,14 +84,24 @@ def silu(x):
 # that backward needs) and, through Tensor ops, three for its backward
 # (cast the mask, multiply, and the op's bookkeeping). These are one pass
 # each, shared out among the threads (``threads.parallel_parts``).
+@numba.njit(inline="always")
+def _relu_value(v):
+    return v if v > 0 or v != v else 0        # NaN stays NaN, as in torch
+
+
 @numba.njit(cache=True, nogil=True)
 def _relu(x, y, mask, part, parts):
     start, stop = _share(x.size, part, parts)
     for i in range(u64(start), u64(stop)):      # unsigned: see loops.py
-        v = x[i]
-        positive = v > 0
-        mask[i] = positive
-        y[i] = v if positive or v != v else 0        # NaN stays NaN, as in torch
+        mask[i] = x[i] > 0
+        y[i] = _relu_value(x[i])
+
+
+@numba.njit(cache=True, nogil=True)
+def _relu_into(x, y, part, parts):
+    start, stop = _share(x.size, part, parts)
+    for i in range(u64(start), u64(stop)):
+        y[i] = _relu_value(x[i])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -103,6 +117,15 @@ def relu(x):
     y, mask = numpy.empty_like(x), numpy.empty(x.shape, bool)
     parallel_parts(_relu, 2 * x.size, x.reshape(-1), y.reshape(-1), mask.reshape(-1))
     return y, mask
+
+
+def relu_into(x, out):
+    """out = max(x, 0), without the mask (nothing will run backward);
+    ``out`` may be x itself (ReLU in place). Returns out."""
+    if not (x.flags.c_contiguous and out.flags.c_contiguous):
+        return numpy.maximum(x, x.dtype.type(0), out=out)
+    parallel_parts(_relu_into, 2 * x.size, x.reshape(-1), out.reshape(-1))
+    return out
 
 
 def masked_gradient(gy, mask):

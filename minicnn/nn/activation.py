@@ -1,8 +1,9 @@
 """Activation layers: thin Modules around the ops of
 ``minicnn.functional.activation``, with torch's arguments and reprs.
 
-``inplace=True`` is accepted (and shown in the repr) for torch
-compatibility, but minicnn always returns a new tensor.
+``inplace=True`` overwrites the input, as in torch, where no graph is
+recorded (``mc.no_grad()``); while recording minicnn returns a new tensor
+(``minicnn/functional/activation.py`` says why).
 """
 from .. import functional as F
 from ._utils import is_int
@@ -27,35 +28,35 @@ class ReLU(_ShowsInplace):
     """max(x, 0)."""
 
     def forward(self, input):
-        return F.relu(input)
+        return F.relu(input, self.inplace)
 
 
 class ReLU6(_ShowsInplace):
     """min(max(x, 0), 6)."""
 
     def forward(self, input):
-        return F.relu6(input)
+        return F.relu6(input, self.inplace)
 
 
 class Hardsigmoid(_InplaceActivation):
     """relu6(x + 3) / 6."""
 
     def forward(self, input):
-        return F.hardsigmoid(input)
+        return F.hardsigmoid(input, self.inplace)
 
 
 class Hardswish(_InplaceActivation):
     """x * relu6(x + 3) / 6."""
 
     def forward(self, input):
-        return F.hardswish(input)
+        return F.hardswish(input, self.inplace)
 
 
 class SiLU(_ShowsInplace):
     """x * sigmoid(x) (swish)."""
 
     def forward(self, input):
-        return F.silu(input)
+        return F.silu(input, self.inplace)
 
 
 class LeakyReLU(Module):
@@ -67,7 +68,7 @@ class LeakyReLU(Module):
         self.inplace = inplace
 
     def forward(self, input):
-        return F.leaky_relu(input, self.negative_slope)
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
@@ -82,7 +83,7 @@ class ELU(Module):
         self.inplace = inplace
 
     def forward(self, input):
-        return F.elu(input, self.alpha)
+        return F.elu(input, self.alpha, self.inplace)
 
     def extra_repr(self):
         return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")

@@ -142,3 +142,73 @@ def test_bad_arguments():
         F.relu(mc.tensor([1, 2]))
     with pytest.raises(ValueError, match="dropout2d"):
         F.dropout2d(mc.ones(3, 3))
+
+
+# -- inplace=True -------------------------------------------------------
+# (mc function, torch function), each taking (x, inplace).
+INPLACE = {
+    "relu": (F.relu, TF.relu),
+    "relu6": (F.relu6, TF.relu6),
+    "hardtanh": (lambda x, i: F.hardtanh(x, -2.0, 3.0, i), lambda x, i: TF.hardtanh(x, -2.0, 3.0, i)),
+    "leaky_relu": (lambda x, i: F.leaky_relu(x, 0.2, i), lambda x, i: TF.leaky_relu(x, 0.2, i)),
+    "elu": (lambda x, i: F.elu(x, 0.7, i), lambda x, i: TF.elu(x, 0.7, i)),
+    "hardsigmoid": (F.hardsigmoid, TF.hardsigmoid),
+    "hardswish": (F.hardswish, TF.hardswish),
+    "silu": (F.silu, TF.silu),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INPLACE))
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_inplace_without_a_graph_overwrites_the_input_as_torch_does(name, dtype, transposed):
+    mc_fn, torch_fn = INPLACE[name]
+    x = R.standard_normal((4, 6, 5)).astype(dtype) * 5
+    x[0, 0, :3] = [numpy.nan, numpy.inf, -numpy.inf]
+    mine, theirs = mc.tensor(x.copy()), torch.tensor(x.copy())
+    if transposed:                                # a non-contiguous view: written through to its base
+        mine, theirs = mine.permute(2, 0, 1), theirs.permute(2, 0, 1)
+    with mc.no_grad(), numpy.errstate(invalid="ignore"):     # -inf * 0 in hardswish and silu: NaN, as torch
+        result = mc_fn(mine, True)
+    torch_fn(theirs, True)
+    assert result is mine
+    tol = dict(rtol=1e-6, atol=1e-7) if dtype == numpy.float32 else dict(rtol=1e-14, atol=1e-16)
+    numpy.testing.assert_allclose(mine.numpy(), theirs.numpy(), **tol)
+    assert not numpy.array_equal(mine.numpy(), x.transpose(2, 0, 1) if transposed else x, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", sorted(INPLACE))
+def test_inplace_while_recording_returns_a_new_tensor_with_torchs_gradient(name):
+    """The documented difference: with a graph being recorded minicnn
+    leaves the input alone; values and gradients are torch's."""
+    mc_fn, torch_fn = INPLACE[name]
+    x = away_from_kinks(3, 4, kinks=(-3.0, -2.0, 0.0, 3.0, 6.0))
+    gy = R.standard_normal(x.shape)
+    mine = mc.tensor(x.copy(), requires_grad=True)
+    theirs = torch.tensor(x.copy(), requires_grad=True)
+    y = mc_fn(mine * 1, True)
+    expected = torch_fn(theirs * 1, True)
+    assert y is not mine
+    numpy.testing.assert_array_equal(mine.detach().numpy(), x)
+    y.backward(mc.tensor(gy))
+    expected.backward(torch.tensor(gy))
+    numpy.testing.assert_allclose(y.detach().numpy(), expected.detach().numpy(), rtol=1e-14, atol=1e-16)
+    numpy.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), rtol=1e-7 if name == "hardsigmoid" else 1e-14,
+                                  atol=1e-16)
+
+
+def test_inplace_modules_overwrite_their_input_in_eval():
+    x = R.standard_normal((2, 3, 4, 4)).astype(numpy.float32)
+    for make, torch_make in ((lambda: mc.nn.ReLU(inplace=True), lambda: torch.nn.ReLU(inplace=True)),
+                             (lambda: mc.nn.ReLU6(inplace=True), lambda: torch.nn.ReLU6(inplace=True)),
+                             (lambda: mc.nn.SiLU(inplace=True), lambda: torch.nn.SiLU(inplace=True)),
+                             (lambda: mc.nn.LeakyReLU(0.3, inplace=True), lambda: torch.nn.LeakyReLU(0.3, True))):
+        mine, theirs = mc.tensor(x.copy()), torch.tensor(x.copy())
+        with mc.no_grad():
+            assert make()(mine) is mine
+        torch_make()(theirs)
+        numpy.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-6)
+        kept = mc.tensor(x.copy())                # inplace=False never touches the input
+        with mc.no_grad():
+            make().__class__()(kept)
+        numpy.testing.assert_array_equal(kept.numpy(), x)
