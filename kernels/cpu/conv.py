@@ -88,8 +88,12 @@ def _by_image(tiles):
 #: against 2.6; 56x56 25 against 15. 7x7 x 512 channels (128 tiles) is
 #: even on one thread, and loses on two (fwd+bwd 39 against 55 ms). The
 #: same held with today's kernels: 7x7 x 512 fwd/gx/gw 8.2/8.9/9.1 ms
-#: im2col, 9.1/10.7/12.8 F(2x2), 15.5/16.1/31.4 F(4x4).
-WINOGRAD_MIN_TILES = 256
+#: im2col, 9.1/10.7/12.8 F(2x2), 15.5/16.1/31.4 F(4x4). Since im2col and
+#: col2im copy small maps through a table of taps (``im2col.py``), 8x8 at
+#: batch 16 x 128 channels (256 tiles) is im2col's too: 1.9/1.9/2.1 ms
+#: against F(2x2)'s 1.9/2.1/2.4; 8 x 14x14 x 128 (392 tiles) stays
+#: F(2x2)'s, 2.5/2.5/3.0 against 3.1/3.8/3.5.
+WINOGRAD_MIN_TILES = 320
 #: Smallest output (rows and columns) for F(4x4, 3x3) rather than F(2x2,
 #: 3x3). Its 6x6 tiles overlap less (2.25 transformed values per output
 #: against 4) but need more outputs per tile row. Measured fwd+gx+gw, 2

@@ -85,6 +85,32 @@ def test_im2col_and_col2im_match_the_reference(data, geometry, dtype):
                 reference(cols, in_size, stride, padding, dilation), dtype, scale=10)
 
 
+@pytest.mark.parametrize("size", [(2, 2), (4, 4), (4, 17), (8, 8), (9, 7), (16, 16), (21, 18)])
+@pytest.mark.parametrize("stride, padding, dilation", [
+    (1, ((1, 1), (1, 1)), 1), (2, ((1, 0), (2, 1)), 1), (1, ((2, 2), (2, 1)), 2), (3, ((1, 1), (1, 1)), 1)])
+def test_im2col_and_col2im_match_the_reference_on_small_and_large_maps(size, stride, padding, dilation):
+    """Small blocks go through a table of tap offsets (im2col up to
+    SMALL_BLOCK entries, col2im up to SMALL_PLANE_BLOCK), larger ones
+    through row loops: these sizes reach both, which the hypothesis
+    geometries above (maps of at most ~10x10) seldom do for the rows."""
+    rng = numpy.random.default_rng(sum(size))
+    x = rng.standard_normal((3, 2) + size)
+    (KH, KW), s, d = (3, 3), (stride, stride), (dilation, dilation)
+    out = tuple((n + lo + hi - d[0] * 2 - 1) // stride + 1 for n, (lo, hi) in zip(size, padding))
+    fast, reference = both("im2col")
+    assert_same(fast(x, (KH, KW), s, padding, d), reference(x, (KH, KW), s, padding, d), numpy.float64)
+    cols = rng.standard_normal((3, 2, KH, KW) + out)
+    fast, reference = both("col2im")
+    assert_same(fast(cols, size, s, padding, d), reference(cols, size, s, padding, d), numpy.float64, scale=10)
+
+
+def test_those_maps_reach_both_paths_of_each_kernel():
+    from kernels.cpu import im2col as kernels
+    blocks = [n * n for n in (2, 4, 8, 16, 21)]    # square maps at stride 1, padding 1: out == in
+    assert min(blocks) <= kernels.SMALL_BLOCK < max(blocks)
+    assert min(blocks) <= kernels.SMALL_PLANE_BLOCK < max(blocks)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.data(), conv_geometries(), st.sampled_from([numpy.float32, numpy.float64]),
        st.sampled_from([64, 1024, 1 << 30]), st.booleans(), st.sampled_from([1, 3]))
