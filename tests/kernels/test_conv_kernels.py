@@ -136,6 +136,28 @@ def test_conv_primitives_match_the_reference(data, geometry, dtype, tile_bytes, 
         assert_same(fast(x, gy, kernel, *args), reference(x, gy, kernel, *args), dtype, scale * N * 10)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("shape, stride, padding, dilation", [
+    ((4, 5, 2, 2), 1, ((1, 1), (1, 1)), 1), ((3, 4, 4, 5), 2, ((1, 0), (1, 2)), 1), ((2, 3, 6, 6), 1, ((2, 2), (2, 2)), 2)])
+def test_weight_gradient_split_by_output_channel_matches_the_reference(threads, shape, stride, padding, dilation):
+    """Few output pixels per thread: the threads share out the output
+    channels (7 of them: uneven shares) instead of the pixels."""
+    rng = numpy.random.default_rng(threads)
+    x = rng.standard_normal(shape)
+    k, s, d = (3, 3), (stride, stride), (dilation, dilation)
+    out = tuple((n + lo + hi - dilation * 2 - 1) // stride + 1 for n, (lo, hi) in zip(shape[2:], padding))
+    gy = rng.standard_normal((shape[0], 7) + out)
+    assert shape[0] * out[0] * out[1] <= numba_conv.GRAD_WEIGHT_BY_CHANNELS_PIXELS * threads  # by channel
+    calls = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(numba_conv, "thread_count", lambda: threads)
+        original = numba_conv._grad_weight_by_channels
+        patch.setattr(numba_conv, "_grad_weight_by_channels", lambda *a: calls.append(1) or original(*a))
+        fast, reference = both("conv2d_grad_weight")
+        assert_same(fast(x, gy, k, s, padding, d, 1), reference(x, gy, k, s, padding, d, 1), numpy.float64, 100)
+    assert calls
+
+
 def test_col2im_accepts_any_layout():
     """A cols array that is not the kernels' own layout is copied, not misread."""
     rng = numpy.random.default_rng(0)
