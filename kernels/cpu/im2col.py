@@ -51,13 +51,22 @@ from .loops import _add, _copy, _fill, _valid_range, u64
 _JIT = dict(cache=True, nogil=True)   # nogil: conv runs tiles on several threads (threads.py)
 
 
-#: Blocks of at most this many entries (R*OW) are filled entry by entry.
-SMALL_BLOCK = 16
+#: Blocks (R*OW entries) that ``im2col_tile`` fills entry by entry
+#: through a table of tap offsets rather than row by row: up to
+#: SMALL_BLOCK entries, or SMALL_SHIFTED_BLOCK where the block is a
+#: shifted copy of the plane (stride 1, "same" width: one long copy).
+#: Measured, one thread, 8 images: 256 channels of 4x4 (shifted) 0.28 ->
+#: 0.22 ms; 8x8 shifted even (0.27, 0.30); unpadded 12x12 outputs 0.17 ->
+#: 0.15, 16x16 0.18 -> 0.29; stride 2: 12x12 0.35 -> 0.23, 16x16 0.84 ->
+#: 0.64; LeNet-5's C3 (32 images, 10x10) 0.22 -> 0.16.
+SMALL_BLOCK = 144
+SMALL_SHIFTED_BLOCK = 16
 #: Tiles whose blocks have at most this many entries are added back by
-#: ``col2im_tile`` entry by entry. Measured, 8 images, 3x3, pad 1: 512
-#: channels of 2x2 0.41 -> 0.13 ms, 256 of 4x4 0.55 -> 0.22, 128 of 8x8
-#: 0.81 -> 0.47; 64 of 16x16 0.84 -> 1.0, so the row loops keep those.
-SMALL_PLANE_BLOCK = 64
+#: ``col2im_tile`` entry by entry through the table. Measured, 8 images:
+#: 512 channels of 2x2, 3x3 pad 1, 0.41 -> 0.13 ms; 256 of 4x4 0.55 ->
+#: 0.22; 64 of 16x16 0.81 -> 0.56, of 20x20 1.12 -> 0.86, of 24x24 1.40
+#: -> 1.76 (so larger maps keep the row loops); LeNet-5's C3 0.47 -> 0.25.
+SMALL_PLANE_BLOCK = 400
 
 
 @numba.njit(cache=True, nogil=True)
@@ -140,10 +149,10 @@ def im2col_tile(x, cols, n0, r0, sh, sw, top, left, dh, dw):
     N, C, H, W = x.shape
     _, KH, KW, NB, R, OW = cols.shape
     src_flat, out = x.reshape(-1), cols.reshape(-1)
-    small_blocks = R * OW <= SMALL_BLOCK
+    shifted_plane = sh == 1 and sw == 1 and OW == W
+    small_blocks = R * OW <= (SMALL_SHIFTED_BLOCK if shifted_plane else SMALL_BLOCK)
     # (An empty table for large blocks, which are copied row by row.)
     taps = _tap_table(H, W, KH, KW, r0, R if small_blocks else 0, OW, sh, sw, top, left, dh, dw)
-    shifted_plane = sh == 1 and sw == 1 and OW == W
     o = 0                                     # cols is written in order, a block of R*OW at a time
     for c in range(C):
         for kh in range(KH):

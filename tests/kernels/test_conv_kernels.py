@@ -85,14 +85,18 @@ def test_im2col_and_col2im_match_the_reference(data, geometry, dtype):
                 reference(cols, in_size, stride, padding, dilation), dtype, scale=10)
 
 
-@pytest.mark.parametrize("size", [(2, 2), (4, 4), (4, 17), (8, 8), (9, 7), (16, 16), (21, 18)])
+MAP_SIZES = [(2, 2), (4, 4), (4, 17), (8, 8), (9, 7), (16, 16), (21, 18), (24, 23)]
+
+
+@pytest.mark.parametrize("size", MAP_SIZES)
 @pytest.mark.parametrize("stride, padding, dilation", [
     (1, ((1, 1), (1, 1)), 1), (2, ((1, 0), (2, 1)), 1), (1, ((2, 2), (2, 1)), 2), (3, ((1, 1), (1, 1)), 1)])
 def test_im2col_and_col2im_match_the_reference_on_small_and_large_maps(size, stride, padding, dilation):
     """Small blocks go through a table of tap offsets (im2col up to
-    SMALL_BLOCK entries, col2im up to SMALL_PLANE_BLOCK), larger ones
-    through row loops: these sizes reach both, which the hypothesis
-    geometries above (maps of at most ~10x10) seldom do for the rows."""
+    SMALL_BLOCK or SMALL_SHIFTED_BLOCK entries, col2im up to
+    SMALL_PLANE_BLOCK), larger ones through row loops: these sizes reach
+    both, which the hypothesis geometries above (maps of at most ~10x10)
+    seldom do for the rows."""
     rng = numpy.random.default_rng(sum(size))
     x = rng.standard_normal((3, 2) + size)
     (KH, KW), s, d = (3, 3), (stride, stride), (dilation, dilation)
@@ -106,9 +110,9 @@ def test_im2col_and_col2im_match_the_reference_on_small_and_large_maps(size, str
 
 def test_those_maps_reach_both_paths_of_each_kernel():
     from kernels.cpu import im2col as kernels
-    blocks = [n * n for n in (2, 4, 8, 16, 21)]    # square maps at stride 1, padding 1: out == in
-    assert min(blocks) <= kernels.SMALL_BLOCK < max(blocks)
-    assert min(blocks) <= kernels.SMALL_PLANE_BLOCK < max(blocks)
+    blocks = [h * w for h, w in MAP_SIZES]          # at stride 1, padding 1 the output is the input's size
+    for limit in (kernels.SMALL_BLOCK, kernels.SMALL_SHIFTED_BLOCK, kernels.SMALL_PLANE_BLOCK):
+        assert min(blocks) <= limit < max(blocks)
 
 
 @settings(max_examples=60, deadline=None)
