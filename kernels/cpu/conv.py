@@ -99,8 +99,12 @@ WINOGRAD_MIN_TILES = 320
 #: against 4) but need more outputs per tile row. Measured fwd+gx+gw, 2
 #: threads, same process: 8x64x56x56 F(2x2) 26.5 ms, F(4x4) 21.7; 28x28
 #: 19.5, 16.4; 16x64x16x16 5.8, 5.2; 8x256x14x14 19.0, 23.1; 16x128x8x8
-#: 7.1, 8.5.
-WINOGRAD_4X4_MIN_SIZE = 16
+#: 7.1, 8.5. On 16x16 the two are close (F(4x4)'s spare tile is a fifth
+#: of its tiles there): alone, either wins by ~10% from run to run, and
+#: inside the ResNet-18 step (four such layers) F(2x2) was 3-4 ms faster
+#: in each of three same-process A/B runs (133 against 137 ms), so
+#: F(4x4) starts above 16.
+WINOGRAD_4X4_MIN_SIZE = 17
 
 
 def _winograd_tile(kernel_size, stride, dilation, groups, out_size, N):
