@@ -119,11 +119,14 @@ def test_max_pool_kernels_match_reference_on_non_finite_windows(geometry, fill):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", [((2, 2), (2, 2), (0, 0), False), ((3, 3), (2, 2), (1, 1), True),
-                                      ((3, 2), (1, 3), (1, 0), False)], ids=str)
+                                      ((3, 2), (1, 3), (1, 0), False), ((3, 2), (3, 2), (0, 0), False),
+                                      ((2, 3), (2, 3), (0, 0), True)], ids=str)
 def test_avg_pool_kernels_equal_the_reference_exactly(geometry, dtype):
     """The kernels add the same values in the same order as the reference
-    (a depthwise conv with taps of 1; 1 * v is exact), so the results are
-    equal, not just close."""
+    (block sums where the windows tile the input, else a depthwise conv
+    with taps of 1; 1 * v is exact), so the results are equal, not just
+    close. The first and fourth geometries tile the input (the first
+    leaving a row uncovered), the last one's ceil_mode window sticks out."""
     kernel, stride, padding, ceil_mode = geometry
     x = values(2, (3, 2, 9, 8), dtype)
     win = _windows("pool", x.shape, kernel, stride, padding, (1, 1), ceil_mode)
