@@ -162,6 +162,21 @@ def test_weight_gradient_split_by_output_channel_matches_the_reference(threads, 
     assert calls
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_weight_gradient_either_way_round_matches_the_reference(transposed, groups):
+    """gy @ cols^T, or its transpose cols @ gy^T transposed at the end
+    (``_weight_product_transposed`` picks by shape): both give gw."""
+    rng = numpy.random.default_rng(groups)
+    x, gy = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((3, 6, 4, 2))
+    args = ((3, 3), (1, 2), ((0, 1), (1, 0)), (1, 1), groups)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(numba_conv, "_weight_product_transposed", lambda K, T: transposed)
+        patch.setattr(numba_conv, "TILE_BYTES", 1024)            # several tiles: the products are added up
+        fast, reference = both("conv2d_grad_weight")
+        assert_same(fast(x, gy, *args), reference(x, gy, *args), numpy.float64, 100)
+
+
 def test_col2im_accepts_any_layout():
     """A cols array that is not the kernels' own layout is copied, not misread."""
     rng = numpy.random.default_rng(0)
