@@ -123,10 +123,10 @@ def test_max_pool_kernels_match_reference_on_non_finite_windows(geometry, fill):
                                       ((2, 3), (2, 3), (0, 0), True)], ids=str)
 def test_avg_pool_kernels_equal_the_reference_exactly(geometry, dtype):
     """The kernels add the same values in the same order as the reference
-    (block sums where the windows tile the input, else a depthwise conv
-    with taps of 1; 1 * v is exact), so the results are equal, not just
-    close. The first and fourth geometries tile the input (the first
-    leaving a row uncovered), the last one's ceil_mode window sticks out."""
+    (a depthwise conv with taps of 1; 1 * v is exact), so the results are
+    equal, not just close. The backward fills blocks where the windows
+    tile the input: the first and fourth geometries (the first leaving a
+    row uncovered); the last one's ceil_mode window sticks out."""
     kernel, stride, padding, ceil_mode = geometry
     x = values(2, (3, 2, 9, 8), dtype)
     win = _windows("pool", x.shape, kernel, stride, padding, (1, 1), ceil_mode)
