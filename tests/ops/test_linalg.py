@@ -24,6 +24,7 @@ CASES = {
     "dot": (lambda a, b: a @ b, lambda a, b: a @ b, [n(4), n(4)]),
     "linear": (lambda x, w, b: F.linear(x, w, b), lambda x, w, b: torch.nn.functional.linear(x, w, b), [n(5, 4), n(3, 4), n(3)]),
     "linear_nobias_3d": (lambda x, w: F.linear(x, w), lambda x, w: torch.nn.functional.linear(x, w), [n(2, 5, 4), n(3, 4)]),
+    "linear_1d": (lambda x, w, b: F.linear(x, w, b), lambda x, w, b: torch.nn.functional.linear(x, w, b), [n(4), n(3, 4), n(3)]),
 }
 test_matches_torch, test_matches_torch_noncontiguous, test_gradcheck = case_table_tests(CASES)
 
@@ -45,6 +46,42 @@ def test_random_batched_shapes(batch_a, batch_b, n_, k, m):
 def test_array_on_the_left_of_a_tensor():
     a, b = n(3, 4), n(4, 2)
     check_parity(lambda t: a @ t, lambda t: torch.from_numpy(a) @ t, [b])
+
+
+def test_linear_double_backward_and_frozen_weights_match_torch():
+    """linear is one op with its own backward: its gradient must be
+    differentiable again (create_graph=True), and inputs that need no
+    gradient get none."""
+    x, w, b, g, h = n(2, 5, 4), n(3, 4), n(3), n(2, 5, 3), n(2, 5, 4)
+    mine = [mc.tensor(a, requires_grad=True) for a in (x, w, b)]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    F.linear(*mine).backward(mc.tensor(g), create_graph=True)
+    (tgx,) = torch.autograd.grad(torch.nn.functional.linear(*theirs), theirs[:1], torch.tensor(g), create_graph=True)
+    gx = mine[0].grad
+    numpy.testing.assert_allclose(gx.detach().numpy(), tgx.detach().numpy(), rtol=1e-13)
+    for t in mine:
+        t.grad = None
+    (gx * mc.tensor(h)).sum().backward()
+    (tgx * torch.tensor(h)).sum().backward()
+    numpy.testing.assert_allclose(mine[1].grad.numpy(), theirs[1].grad.numpy(), rtol=1e-12)
+    frozen_w, frozen_b = mc.tensor(w), mc.tensor(b)
+    xs = mc.tensor(x, requires_grad=True)
+    F.linear(xs, frozen_w, frozen_b).backward(mc.tensor(g))
+    assert frozen_w.grad is None and frozen_b.grad is None
+    numpy.testing.assert_allclose(xs.grad.numpy(), g @ w, rtol=1e-13)
+
+
+def test_linear_with_mixed_dtypes_promotes():
+    """torch refuses float32 input with float64 weights; minicnn promotes,
+    as its matmul and add do (the fused op needs one dtype)."""
+    x = mc.tensor(n(2, 4).astype(numpy.float32), requires_grad=True)
+    w = mc.tensor(n(3, 4), requires_grad=True)
+    y = F.linear(x, w)
+    assert y.dtype == numpy.float64
+    numpy.testing.assert_allclose(y.detach().numpy(), x.detach().numpy().astype(numpy.float64) @ w.detach().numpy().T,
+                                  rtol=1e-7)
+    y.sum().backward()
+    assert x.grad.dtype == numpy.float32 and w.grad.dtype == numpy.float64
 
 
 def test_mismatched_inner_dims_name_both_shapes():

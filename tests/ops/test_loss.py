@@ -128,3 +128,26 @@ def test_bad_targets_and_arguments():
         F.mse_loss(x, mc.randn(4))
     with pytest.raises(ValueError, match="binary_cross_entropy_with_logits"):
         F.binary_cross_entropy_with_logits(x, mc.randn(3))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_double_backward_matches_torch(reduction):
+    """Class-index cross-entropy is one op with its own backward
+    (SoftmaxCrossEntropy): with create_graph=True its gradient must be
+    differentiable again, weights and ignored targets included."""
+    import torch
+    g = R.standard_normal(6) if reduction == "none" else R.standard_normal(())
+    h = R.standard_normal(LOGITS.shape)
+    mine = mc.tensor(LOGITS, requires_grad=True)
+    theirs = torch.tensor(LOGITS, requires_grad=True)
+    kwargs = dict(weight=WEIGHT, reduction=reduction)
+    F.cross_entropy(mine, mc.tensor(TARGET_IGNORED), **{**kwargs, "weight": mc.tensor(WEIGHT)}).backward(
+        mc.tensor(g), create_graph=True)
+    loss = TF.cross_entropy(theirs, torch.tensor(TARGET_IGNORED), **{**kwargs, "weight": torch.tensor(WEIGHT)})
+    (first,) = torch.autograd.grad(loss, theirs, torch.tensor(g), create_graph=True)
+    numpy.testing.assert_allclose(mine.grad.detach().numpy(), first.detach().numpy(), rtol=1e-12, atol=1e-15)
+    gx = mine.grad
+    mine.grad = None
+    (gx * mc.tensor(h)).sum().backward()
+    (second,) = torch.autograd.grad((first * torch.tensor(h)).sum(), theirs)
+    numpy.testing.assert_allclose(mine.grad.numpy(), second.numpy(), rtol=1e-10, atol=1e-14)
