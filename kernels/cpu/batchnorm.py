@@ -35,10 +35,9 @@ import math
 import numba
 import numpy
 
-from .loops import _share
+from .loops import JIT as _JIT, _share
 from .threads import parallel_parts
 
-_JIT = dict(cache=True, nogil=True)   # nogil: the threads of threads.py run parts at once
 # Sums may be reassociated: LLVM then vectorizes them into several partial
 # sums instead of one chain of dependent adds (NaN and inf keep their IEEE
 # meaning; only the rounding of a sum changes).

@@ -78,10 +78,9 @@ measured; a range() index, known to be >= 0, has no such cost).
 import numba
 import numpy
 
-from .loops import _axpy, _axpy3, _axpy9, _copy, _dot, _dot3, _dot9, _fill, _share, _valid_range
+from .loops import JIT as _JIT, _axpy, _axpy3, _axpy9, _copy, _dot, _dot3, _dot9, _fill, _share, _valid_range
 from .threads import parallel_parts
 
-_JIT = dict(cache=True, nogil=True)   # nogil: the threads of threads.py run parts at once
 
 #: Entries of the stacked planes of one task. 4096 keep acc and the
 #: phases (16 KB each in float32) in L1: 1.3x faster than 8192 on 56x56

@@ -46,9 +46,8 @@ import numpy
 
 from minicnn.utils.conv_arithmetic import conv_output_size
 
-from .loops import _add, _copy, _fill, _valid_range, u64
+from .loops import JIT as _JIT, _add, _copy, _fill, _valid_range, u64
 
-_JIT = dict(cache=True, nogil=True)   # nogil: conv runs tiles on several threads (threads.py)
 
 
 #: Blocks (R*OW entries) that ``im2col_tile`` fills entry by entry
@@ -69,7 +68,7 @@ SMALL_SHIFTED_BLOCK = 16
 SMALL_PLANE_BLOCK = 400
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_JIT)
 def _tap_table(H, W, KH, KW, r0, R, OW, sh, sw, top, left, dh, dw):
     """(KH*KW, R*OW): for each tap and each output pixel of a block, the
     offset in its input plane of the pixel it reads, or -1 in the padding.

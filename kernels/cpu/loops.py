@@ -20,6 +20,14 @@ import numba
 
 u64 = numba.uint64
 
+#: Compile options of the kernels: cached on disk, the GIL released (the
+#: threads of ``threads.py`` run kernels at once), and NumPy's error model:
+#: a float division by zero gives inf or nan, as in the NumPy references.
+#: Python's model checks every division to raise ZeroDivisionError, and
+#: that branch keeps LLVM from vectorizing the loop: SiLU's last pass took
+#: 117 us per 64K floats with it, 14 without.
+JIT = dict(cache=True, nogil=True, error_model="numpy")
+
 
 @numba.njit(inline="always")
 def _valid_range(size, out_size, start, step):

@@ -11,11 +11,11 @@ parameters are updated in float32 arithmetic, as torch does.
 """
 import numba
 
-from .loops import _share, u64
+from .loops import JIT, _share, u64
 from .threads import parallel_parts
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**JIT)
 def _sgd(p, g, buf, lr, momentum, undamped, weight_decay, nesterov, maximize, first, has_momentum, part, parts):
     start, stop = _share(p.size, part, parts)
     for i in range(u64(start), u64(stop)):      # unsigned: see loops.py

@@ -47,10 +47,9 @@ import numba
 import numpy
 
 from .depthwise import _images_per_task, _phase_shape, _split, _tap, depthwise_forward, depthwise_grad_input
-from .loops import _copy, _fill, _share, _valid_range, u64
+from .loops import JIT as _JIT, _copy, _fill, _share, _valid_range, u64
 from .threads import parallel_parts
 
-_JIT = dict(cache=True, nogil=True)   # nogil: the threads of threads.py run parts at once
 # Sums may be reassociated: LLVM then vectorizes them into several partial
 # sums instead of one chain of dependent adds (NaN and inf keep their IEEE
 # meaning; only the rounding of a sum changes).

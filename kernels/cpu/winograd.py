@@ -79,7 +79,7 @@ import functools
 import numba
 import numpy
 
-from .loops import _share, _valid_range, u64
+from .loops import JIT, _share, _valid_range, u64
 from .threads import matmul_into, parallel_parts, run_in_parallel, split, sum_in_place, thread_count
 
 #: (A^T, G, B^T) of F(m x m, 3x3) for m = 2 and 4: shapes (m, a), (a, 3), (a, a).
@@ -148,7 +148,7 @@ def kernels(m, dtype):
     AT, G, BT = (matrix.astype(dtype) for matrix in TRANSFORMS[m])
     a = m + 2
     zero = numpy.dtype(dtype).type(0)
-    jit = numba.njit(cache=True, nogil=True)   # nogil: chunks run on several threads (threads.py)
+    jit = numba.njit(**JIT)
 
     # The filter transforms read or write U's planes one at a time: planes
     # a power of two bytes apart (512 x 512 floats is 1 MB) map the same

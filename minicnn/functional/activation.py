@@ -35,9 +35,10 @@ def relu_reference(x):
     return get_array_module(x).maximum(x, x.dtype.type(0)), x > 0
 
 
-def relu_into_reference(x, out):
-    """out = max(x, 0), no mask; out may be x (NumPy reference of "relu_into")."""
-    return get_array_module(x).maximum(x, x.dtype.type(0), out=out)
+def clamp_into_reference(x, lo, hi, out):
+    """out = clip(x, lo, hi), NaN kept; out may be x (NumPy reference of
+    "clamp_into": ReLU without its mask, ReLU6, hardtanh)."""
+    return get_array_module(x).clip(x, lo, hi, out=out)
 
 
 def masked_gradient_reference(gy, mask):
@@ -69,12 +70,12 @@ class PiecewiseLinear(Function):
 class ReLU(PiecewiseLinear):
     def compute(self, xp, x):
         if not self.recording:               # no backward: no mask
-            return _relu_into(xp, x, xp.empty_like(x)), None
+            return _clamp_into(xp, x, 0, math.inf, xp.empty_like(x)), None
         return registry.lookup("relu", xp)(x)
 
 
-def _relu_into(xp, x, out):
-    return registry.lookup("relu_into", xp)(x, out)
+def _clamp_into(xp, x, lo, hi, out):
+    return registry.lookup("clamp_into", xp)(x, lo, hi, out)
 
 
 class Hardtanh(PiecewiseLinear):
@@ -84,8 +85,9 @@ class Hardtanh(PiecewiseLinear):
         self.lo, self.hi = lo, hi
 
     def compute(self, xp, x):
-        inside = ((x > self.lo) & (x < self.hi)) if self.recording else None
-        return xp.clip(x, self.lo, self.hi), inside
+        if not self.recording:
+            return _clamp_into(xp, x, self.lo, self.hi, xp.empty_like(x)), None
+        return xp.clip(x, self.lo, self.hi), (x > self.lo) & (x < self.hi)
 
 
 class LeakyReLU(PiecewiseLinear):
@@ -138,7 +140,7 @@ def silu_reference(x, out=None):
 
 # One fused pass each on the CPU (kernels/cpu/activation.py).
 for _name, _reference in (("sigmoid", sigmoid_reference), ("silu", silu_reference), ("relu", relu_reference),
-                          ("relu_into", relu_into_reference), ("masked_gradient", masked_gradient_reference)):
+                          ("clamp_into", clamp_into_reference), ("masked_gradient", masked_gradient_reference)):
     registry.register(_name, "numpy", _reference)
     registry.register(_name, "numba", f"kernels.cpu.activation:{_name}")
 
@@ -315,7 +317,7 @@ def _apply(fn_class, input, name, inplace=False, into=None, **kwargs):
 
 def relu(input, inplace=False):
     """max(x, 0)."""
-    return _apply(ReLU, input, "relu", inplace, into=lambda xp, x: _relu_into(xp, x, x))
+    return _apply(ReLU, input, "relu", inplace, into=lambda xp, x: _clamp_into(xp, x, 0, math.inf, x))
 
 
 def relu6(input, inplace=False):
@@ -327,7 +329,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """clip(x, min_val, max_val)."""
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})")
-    return _apply(Hardtanh, input, "hardtanh", inplace, into=lambda xp, x: xp.clip(x, min_val, max_val, out=x),
+    return _apply(Hardtanh, input, "hardtanh", inplace, into=lambda xp, x: _clamp_into(xp, x, min_val, max_val, x),
                   lo=min_val, hi=max_val)
 
 

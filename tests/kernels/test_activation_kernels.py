@@ -54,22 +54,26 @@ def test_relu_and_its_masked_gradient_match_the_reference(dtype, data):
 
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from([numpy.float32, numpy.float64]), st.data())
-def test_relu_and_silu_into_an_output_match_the_reference(dtype, data):
-    """The maskless ReLU and the SiLU that write into ``out``: a fresh
-    array, or x itself (in place), contiguous or not."""
+def test_clamp_and_silu_into_an_output_match_the_reference(dtype, data):
+    """The clamp (ReLU without its mask, ReLU6, hardtanh) and the SiLU
+    that write into ``out``: a fresh array, or x itself (in place),
+    contiguous or not."""
     special = st.sampled_from([0.0, -0.0, numpy.inf, -numpy.inf, numpy.nan])
     x = data.draw(hnp.arrays(dtype, hnp.array_shapes(max_dims=4, max_side=6),
                              elements=st.floats(-50, 50, width=32) | special))
     if data.draw(st.booleans()) and x.ndim >= 2:
         x = x.T
     in_place = data.draw(st.booleans())
-    for name, args in (("relu_into", lambda a, out: (a, out)), ("silu", lambda a, out: (a,))):
+    calls = [("clamp_into", lambda f, a, out, lo=lo, hi=hi: f(a, lo, hi, out))
+             for lo, hi in ((0, numpy.inf), (0.0, 6.0), (-2.5, 3.0))]
+    calls.append(("silu", lambda f, a, out: f(a, out=out)))
+    for name, call in calls:
         source = x.copy(order="K")
         out = source if in_place else numpy.empty_like(x)
-        kernel = registry.implementations(name)["numba"]
+        fast, reference = (registry.implementations(name)[b] for b in ("numba", "numpy"))
         with numpy.errstate(invalid="ignore", over="ignore"):     # -inf * 0 in SiLU: NaN, as torch
-            expected = registry.implementations(name)["numpy"](*args(x.copy(), numpy.empty_like(x)))
-            result = kernel(source, out) if name == "relu_into" else kernel(source, out=out)
+            expected = call(reference, x.copy(), numpy.empty_like(x))
+            result = call(fast, source, out)
         assert result is out
         numpy.testing.assert_allclose(out, expected, rtol=RTOL[dtype], atol=0)
 
