@@ -161,7 +161,7 @@ INPLACE = {
 @pytest.mark.parametrize("name", sorted(INPLACE))
 @pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
 @pytest.mark.parametrize("transposed", [False, True])
-def test_inplace_without_a_graph_overwrites_the_input_as_torch_does(name, dtype, transposed):
+def test_inplace_without_a_graph_overwrites_the_input_as_torch_does(name, dtype, transposed, backend):
     mc_fn, torch_fn = INPLACE[name]
     x = R.standard_normal((4, 6, 5)).astype(dtype) * 5
     x[0, 0, :3] = [numpy.nan, numpy.inf, -numpy.inf]
@@ -212,3 +212,16 @@ def test_inplace_modules_overwrite_their_input_in_eval():
         with mc.no_grad():
             make().__class__()(kept)
         numpy.testing.assert_array_equal(kept.numpy(), x)
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "hardtanh"])
+def test_clamps_without_a_graph_match_torch(name, backend):
+    """Without a graph ReLU keeps no mask and the clamps run the
+    "clamp_into" primitive; NaN and infinities as torch, any layout."""
+    mc_fn, torch_fn = INPLACE[name]
+    x = R.standard_normal((5, 4, 3)) * 8
+    x[0, 0] = [numpy.nan, numpy.inf, -numpy.inf]
+    for a in (x, x.transpose(2, 0, 1)):
+        with mc.no_grad():
+            mine = mc_fn(mc.tensor(a), False)
+        numpy.testing.assert_array_equal(mine.numpy(), torch_fn(torch.tensor(a), False).numpy())
