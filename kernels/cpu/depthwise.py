@@ -208,16 +208,25 @@ def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
     B = _images_per_task(N, C, S * Hq * Wq)
     blocks = (N + B - 1) // B
     xf, wf, yf = x.reshape(-1), w.reshape(-1), y.reshape(-1)
+    # The buffers serve all of this part's tasks: _split writes the same
+    # entries of the phases each time, so their padding, zeroed once,
+    # stays zero (a task of one 56x56 plane is ~3 us of work, and
+    # allocating and zeroing per task cost a third of it). Only a task
+    # with fewer images (the last block) lays them out anew.
+    phases = numpy.empty(0, x.dtype)
+    acc = numpy.empty(B * Hq * Wq, y.dtype)   # output planes in wide rows
+    laid_out = -1                             # the nb the phases are laid out for
     for task in range(*_share(C * blocks, part, parts)):  # y[n0:n0+nb, c*M:c*M+M]: this task's only
         c = task // blocks
         n0 = (task - c * blocks) * B
         nb = min(B, N - n0)
         P = nb * Hq * Wq                      # one phase of all nb images, stacked
-        phases = numpy.zeros(S * P + spare, x.dtype)
-        acc = numpy.empty(P, y.dtype)         # output planes in wide rows
+        if nb != laid_out:
+            phases = numpy.zeros(S * P + spare, x.dtype)
+            offsets = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq)
+            laid_out = nb
         for i in range(nb):
             _split(xf, ((n0 + i) * C + c) * H * W, H, W, top, left, sh, sw, phases, i * Hq * Wq, P, Hq, Wq)
-        offsets = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq)
         for o in range(c * M, (c + 1) * M):
             _fill(acc, 0, P, b[o])
             wo = o * KH * KW
@@ -258,16 +267,23 @@ def _grad_input(gy, w, gx, sh, sw, top, left, dh, dw, part, parts):
     B = _images_per_task(N, C, S * Hq * R)
     blocks = (N + B - 1) // B
     gyf, wf, gxf = gy.reshape(-1), w.reshape(-1), gx.reshape(-1)
+    offsets = numpy.empty(9, numpy.int64)
+    gpad = numpy.empty(0, gy.dtype)
+    gphase = numpy.empty(0, gx.dtype)
+    laid_out = -1                             # buffers reused across tasks, as in _forward
     for task in range(*_share(C * blocks, part, parts)):  # gx[n0:n0+nb, c]: this task's only
         c = task // blocks
         n0 = (task - c * blocks) * B
         nb = min(B, N - n0)
         G = nb * Hq * R                       # one phase of all nb images, stacked
-        # Image i's gy at rows i*Hq + PT + oh, columns PL + ow; zeros
-        # elsewhere, and PT rows + PL more for the garbage entries to read.
-        gpad = numpy.zeros(G + PT * R + PL, gy.dtype)
-        gphase = numpy.zeros(S * G, gx.dtype)
-        offsets = numpy.empty(9, numpy.int64)
+        if nb != laid_out:
+            # Image i's gy at rows i*Hq + PT + oh, columns PL + ow; zeros
+            # elsewhere (never written), and PT rows + PL more for the
+            # garbage entries to read.
+            gpad = numpy.zeros(G + PT * R + PL, gy.dtype)
+            gphase = numpy.empty(S * G, gx.dtype)
+            laid_out = nb
+        _fill(gphase, 0, S * G, 0)            # the taps add into it
         for o in range(c * M, (c + 1) * M):
             for i in range(nb):
                 for oh in range(OH):
@@ -312,17 +328,22 @@ def _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw, part, part
     blocks = (N + B - 1) // B
     xf, gyf = x.reshape(-1), gy.reshape(-1)
     zero = numpy.zeros(1, gy.dtype)[0]       # the dot products' accumulator type
+    phases = numpy.empty(0, x.dtype)
+    wide = numpy.empty(0, gy.dtype)
+    laid_out = -1                             # buffers reused across tasks, as in _forward
     for task in range(*_share(C * blocks, part, parts)):  # sums[block, c*M:c*M+M]: this task's only
         c = task // blocks
         block = task - c * blocks
         n0 = block * B
         nb = min(B, N - n0)
         P = nb * Hq * Wq
-        phases = numpy.zeros(S * P + spare, x.dtype)
-        wide = numpy.zeros(P, gy.dtype)       # gy in wide rows; the dropped entries stay 0
+        if nb != laid_out:
+            phases = numpy.zeros(S * P + spare, x.dtype)
+            wide = numpy.zeros(P, gy.dtype)   # gy in wide rows; the dropped entries stay 0
+            offsets = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq)
+            laid_out = nb
         for i in range(nb):
             _split(xf, ((n0 + i) * C + c) * H * W, H, W, top, left, sh, sw, phases, i * Hq * Wq, P, Hq, Wq)
-        offsets = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq)
         for o in range(c * M, (c + 1) * M):
             for i in range(nb):
                 for oh in range(OH):

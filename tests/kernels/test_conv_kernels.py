@@ -177,6 +177,32 @@ def test_weight_gradient_either_way_round_matches_the_reference(transposed, grou
         assert_same(fast(x, gy, *args), reference(x, gy, *args), numpy.float64, 100)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("stride, multiplier", [(1, 1), (2, 2)])
+def test_depthwise_tasks_of_several_images_match_the_reference(threads, stride, multiplier):
+    """Enough planes (5 x 16) for a depthwise task to take 2 images: the
+    last block has 1, so each part's reused buffers are laid out anew
+    for it, and the parts run on threads."""
+    rng = numpy.random.default_rng(stride)
+    C = 16
+    x = rng.standard_normal((5, C, 9, 8))
+    w = rng.standard_normal((C * multiplier, 1, 3, 3))
+    b = rng.standard_normal(C * multiplier)
+    args = ((stride, stride), ((1, 1), (1, 1)), (1, 1), C)
+    out = tuple((n + 2 - 3) // stride + 1 for n in (9, 8))
+    gy = rng.standard_normal((5, C * multiplier) + out)
+    from kernels.cpu import depthwise
+    Hq, Wq = depthwise._phase_shape(*out, 3, 3, stride, stride, 1, 1)
+    assert depthwise._images_per_task(5, C, stride * stride * Hq * Wq) == 2
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(numba_conv, "thread_count", lambda: threads)
+        for name, call in (("conv2d_forward", lambda f: f(x, w, b, *args, out)),
+                           ("conv2d_grad_input", lambda f: f(gy, w, *args, (9, 8))),
+                           ("conv2d_grad_weight", lambda f: f(x, gy, (3, 3), *args))):
+            fast, reference = both(name)
+            assert_same(call(fast), call(reference), numpy.float64, 100)
+
+
 def test_col2im_accepts_any_layout():
     """A cols array that is not the kernels' own layout is copied, not misread."""
     rng = numpy.random.default_rng(0)
