@@ -28,11 +28,6 @@ from .threads import PARALLEL_SIZE, parallel_parts, run_in_parallel, split, thre
 BLOCK = 1 << 16
 
 
-# In place, a kernel that writes its input must get it as one argument, not
-# as two that are the same array: LLVM cannot tell two arguments apart, and
-# where their memory overlaps it runs the loop's scalar version (a clamp of
-# 9.6M floats in place: 11.5 ms as (x, x), 1.8 as (x)). Hence the
-# ``_in_place`` twins below, each the same inlined loop.
 @numba.njit(**JIT)
 def _sigmoid_finish(x, e, y):
     one = x.dtype.type(1)                     # in x's dtype: a literal 1 would make it float64
@@ -41,6 +36,11 @@ def _sigmoid_finish(x, e, y):
         y[i] = r if x[i] >= 0 else e[i] * r
 
 
+# In place, a kernel that writes its input must get it as one argument, not
+# as two that are the same array: LLVM cannot tell two arguments apart, and
+# where their memory overlaps it runs the loop's scalar version (a clamp of
+# 9.6M floats in place: 11.5 ms as (x, x), 1.4 as (x)). Hence the
+# ``_in_place`` twins below, each the same inlined loop.
 @numba.njit(inline="always")
 def _silu_run(x, e, y):
     one = x.dtype.type(1)
@@ -100,11 +100,13 @@ def silu(x, out=None):
     return _elementwise(_silu_finish, x, out, _silu_finish_in_place)
 
 
-# -- ReLU: one pass forward, one backward -----------------------------------
+# -- ReLU and clamps: one pass forward, one backward ------------------------
 # NumPy needs two passes for ReLU's forward (maximum, then the mask x > 0
 # that backward needs) and, through Tensor ops, three for its backward
 # (cast the mask, multiply, and the op's bookkeeping). These are one pass
-# each, shared out among the threads (``threads.parallel_parts``).
+# each, shared out among the threads (``threads.parallel_parts``). Where
+# nothing will run backward, ReLU is a clamp to [0, inf) with no mask, as
+# ReLU6 and hardtanh are clamps.
 @numba.njit(inline="always")
 def _clamp_value(v, lo, hi):
     return v if v != v else lo if v < lo else hi if v > hi else v    # NaN stays NaN, as in torch
