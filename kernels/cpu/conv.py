@@ -128,11 +128,17 @@ def _is_dense(out_size, padding, groups):
     return tuple(out_size) == (1, 1) and padding == ((0, 0), (0, 0)) and groups == 1
 
 
+def _window_index(kernel_size, dilation):
+    """The index of the one window a 1x1-output convolution reads, in an
+    (N, C, H, W) array: x[_window_index(...)] is (N, C, KH, KW)."""
+    (KH, KW), (dh, dw) = kernel_size, dilation
+    return (slice(None), slice(None), slice(0, (KH - 1) * dh + 1, dh), slice(0, (KW - 1) * dw + 1, dw))
+
+
 def _window(x, kernel_size, dilation):
     """(N, C*KH*KW): the one window of each image of x that a 1x1-output
     convolution reads, its pixels in w's (C, KH, KW) order."""
-    (KH, KW), (dh, dw) = kernel_size, dilation
-    return x[:, :, :(KH - 1) * dh + 1:dh, :(KW - 1) * dw + 1:dw].reshape(x.shape[0], -1)
+    return x[_window_index(kernel_size, dilation)].reshape(x.shape[0], -1)
 
 
 def _is_pointwise(kernel_size, padding):
@@ -140,10 +146,15 @@ def _is_pointwise(kernel_size, padding):
     return kernel_size == (1, 1) and padding == ((0, 0), (0, 0))
 
 
+def _slices(count, parts):
+    """range(count) cut into at most ``parts`` consecutive slices."""
+    return [slice(run.start, run.stop) for run in split(range(count), parts)]
+
+
 def _by_images(gemms, N):
     """[gemms(images) for each thread's slice of the N images]: a 1x1
     convolution's batched GEMMs, shared out like the tiles of the others."""
-    return run_in_parallel(gemms, [slice(run.start, run.stop) for run in split(range(N), thread_count())])
+    return run_in_parallel(gemms, _slices(N, thread_count()))
 
 
 def _subsample(x, stride, out_size):
@@ -233,7 +244,7 @@ def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         return gx
     if _is_dense((OH, OW), padding, G):
         gx = numpy.zeros((N, C, H, W), dtype=gy.dtype)
-        window = gx[:, :, :(KH - 1) * dh + 1:dh, :(KW - 1) * dw + 1:dw]
+        window = gx[_window_index((KH, KW), (dh, dw))]
         window[...] = (gy.reshape(N, O) @ w.reshape(O, -1)).reshape(window.shape)
         return gx
     m = _winograd_tile((KH, KW), stride, dilation, G, (H, W), N)
@@ -298,7 +309,7 @@ def _grad_weight_by_channels(x, gy, out_size, kernel_size, stride, dilation, cor
         im2col_tile(x, cols, 0, 0, sh, sw, top, left, dh, dw)
         gy_rows = gy[:, channels].transpose(1, 0, 2).reshape(-1, N * OH * OW)   # (O share, N*L)
         numpy.matmul(gy_rows, cols.reshape(K, -1).T, out=gw[channels])
-    run_in_parallel(work, [slice(run.start, run.stop) for run in split(range(O), threads)])
+    run_in_parallel(work, _slices(O, threads))
     return gw.reshape(O, C, KH, KW)
 
 
