@@ -7,8 +7,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["minicnn", "minicnn.*", "kernels", "kernels.*"]),
-    package_data={"kernels": ["cuda/*.cu", "cuda/*.h"], "minicnn": ["data/*"], "minicnn.models": ["data/*"]},
+    # The kernels live in the top-level folder kernels/ but install as
+    # minicnn.kernels: a top-level import package named "kernels" would
+    # collide with an unrelated package of that name.
+    packages=find_packages(include=["minicnn", "minicnn.*"])
+    + ["minicnn.kernels" + name[len("kernels"):] for name in find_packages(include=["kernels", "kernels.*"])],
+    package_dir={"minicnn.kernels": "kernels"},
+    package_data={"minicnn.kernels": ["cuda/*.cu", "cuda/*.h"], "minicnn": ["data/*"], "minicnn.models": ["data/*"]},
     install_requires=["numpy>=1.24", "numba>=0.59", "threadpoolctl", "tqdm", "safetensors", "scikit-learn", "pillow"],
     extras_require={
         "test": [

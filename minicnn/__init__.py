@@ -34,6 +34,6 @@ from . import cuda  # noqa: F401
 from .serialization import save, load  # noqa: F401
 from .summary import summary  # noqa: F401
 from .weights import load_weights, save_weights, UnsafeWeightsError  # noqa: F401
-from kernels.registry import set_backend, get_backend  # noqa: F401
+from minicnn.kernels.registry import set_backend, get_backend  # noqa: F401
 
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ is what live arrays use, ``memory_reserved`` what the pool holds in all,
 and ``empty_cache`` returns the unused blocks (as torch's functions of the
 same names do for its caching allocator).
 """
-import kernels.cuda  # noqa: F401 - registers the CUDA kernels, lazily: CuPy is not imported here
+import minicnn.kernels.cuda  # noqa: F401 - registers the CUDA kernels, lazily: CuPy is not imported here
 
 from .backend import cupy_module
 from .device import Device, cuda_unavailable_reason

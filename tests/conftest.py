@@ -28,7 +28,7 @@ def rng():
 def backend(request):
     """Run the test with this CPU backend selected (kernels/registry.py),
     then restore the previous one."""
-    from kernels import registry
+    from minicnn.kernels import registry
     previous = registry.get_backend()
     registry.set_backend(request.param)
     yield request.param

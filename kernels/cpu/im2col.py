@@ -44,7 +44,7 @@ flat, against 0.6 ms for a memcpy of the same bytes).
 import numba
 import numpy
 
-from minicnn.utils.conv_arithmetic import conv_output_size
+from ..geometry import conv_output_size
 
 from .loops import JIT as _JIT, _add, _copy, _fill, _valid_range, u64
 

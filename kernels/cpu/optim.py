@@ -10,6 +10,7 @@ The scalars are cast to the parameter's dtype first, so float32
 parameters are updated in float32 arithmetic, as torch does.
 """
 import numba
+import numpy
 
 from .loops import JIT, _share, u64
 from .threads import parallel_parts
@@ -32,10 +33,18 @@ def _sgd(p, g, buf, lr, momentum, undamped, weight_decay, nesterov, maximize, fi
 def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first):
     """Same contract as the reference ``minicnn.optim.sgd.sgd_update``: p
     (and buf, None without momentum) updated in place."""
-    if not (p.flags.c_contiguous and g.flags.c_contiguous and p.dtype == g.dtype
-            and (buf is None or (buf.flags.c_contiguous and buf.dtype == p.dtype))):
-        from minicnn.optim.sgd import sgd_update as reference
-        return reference(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first)
+    arrays = (p, g) if buf is None else (p, g, buf)
+    if not all(a.flags.c_contiguous for a in arrays):
+        # The kernel runs over flat arrays: update contiguous copies, then
+        # write them back into the caller's (strided) arrays.
+        copies = [numpy.ascontiguousarray(a) for a in arrays]
+        sgd_update(*copies[:2], copies[2] if buf is not None else None,
+                   lr, momentum, dampening, weight_decay, nesterov, maximize, first)
+        p[...] = copies[0]
+        if buf is not None:
+            buf[...] = copies[2]
+        return
+    g = g.astype(p.dtype, copy=False)
     scalar = p.dtype.type
     flat_buf = p.reshape(-1) if buf is None else buf.reshape(-1)   # unused without momentum
     parallel_parts(_sgd, p.size, p.reshape(-1), g.reshape(-1), flat_buf, scalar(lr), scalar(momentum),

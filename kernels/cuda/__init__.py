@@ -28,4 +28,4 @@ PRIMITIVES = {
 }
 
 for _primitive, _module in PRIMITIVES.items():
-    registry.register(_primitive, "cuda", f"kernels.cuda.{_module}:{_primitive}")
+    registry.register(_primitive, "cuda", f"minicnn.kernels.cuda.{_module}:{_primitive}")

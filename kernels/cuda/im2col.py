@@ -6,7 +6,7 @@ OH, OW output size; stride (sh, sw), dilation (dh, dw), padding
 ((top, bottom), (left, right)). Padding is never materialized: im2col
 writes zeros for taps on it, col2im skips them.
 """
-from minicnn.utils.conv_arithmetic import conv_output_size
+from ..geometry import conv_output_size
 
 from .loader import array_module, i32, i64, launch
 

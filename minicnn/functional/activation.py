@@ -17,7 +17,7 @@ batch 8 at 224x224: 8-10 ms of ~160, the same in place or not).
 """
 import math
 
-from kernels import registry
+from minicnn.kernels import registry
 
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
@@ -143,7 +143,7 @@ def silu_reference(x, out=None):
 for _name, _reference in (("sigmoid", sigmoid_reference), ("silu", silu_reference), ("relu", relu_reference),
                           ("clamp_into", clamp_into_reference), ("masked_gradient", masked_gradient_reference)):
     registry.register(_name, "numpy", _reference)
-    registry.register(_name, "numba", f"kernels.cpu.activation:{_name}")
+    registry.register(_name, "numba", f"minicnn.kernels.cpu.activation:{_name}")
 
 
 def _sigmoid(xp, x):
@@ -257,7 +257,7 @@ class GELU(Function):
 def _erf(xp, x):
     """erf through the Numba kernel on the CPU, CuPy's own on the GPU."""
     if xp.__name__ == "numpy":
-        from kernels.cpu.special import erf
+        from minicnn.kernels.cpu.special import erf
         return erf(x)
     import cupyx.scipy.special
     return cupyx.scipy.special.erf(x)

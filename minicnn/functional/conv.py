@@ -59,11 +59,11 @@ cheaper than the GEMM) per backward.
 import collections
 import numbers
 
-from kernels import registry
+from minicnn.kernels import registry
 
 from ..autograd import Function
 from ..backend import get_array_module
-from ..utils.conv_arithmetic import conv_output_size, pair
+from ..kernels.geometry import conv_output_size, pair
 from .im2col import col2im, im2col
 from .reduction import sum as reduce_sum
 from .shape import squeeze, unsqueeze
@@ -134,7 +134,7 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
 for _name, _reference in (("conv2d_forward", conv2d_forward), ("conv2d_grad_input", conv2d_grad_input),
                           ("conv2d_grad_weight", conv2d_grad_weight)):
     registry.register(_name, "numpy", _reference)
-    registry.register(_name, "numba", f"kernels.cpu.conv:{_name}")
+    registry.register(_name, "numba", f"minicnn.kernels.cpu.conv:{_name}")
 
 
 class Conv2d(Function):

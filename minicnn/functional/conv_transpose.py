@@ -51,11 +51,11 @@ and are freed as soon as col2im has summed them; backward recomputes
 im2col(gy) for gx and again for gw (each op builds its own), which is
 the price of not holding them between forward and backward.
 """
-from kernels import registry
+from minicnn.kernels import registry
 
 from ..autograd import Function
 from ..backend import get_array_module
-from ..utils.conv_arithmetic import conv_transpose_output_size, pair
+from ..kernels.geometry import conv_transpose_output_size, pair
 from .conv import Conv2d, Conv2dGradWeight, ConvGeometry, check_bias, check_groups, check_operands
 from .reduction import sum as reduce_sum
 from .shape import squeeze, unsqueeze

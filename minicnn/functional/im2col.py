@@ -30,10 +30,10 @@ These are the readable references of the registry's ``im2col`` and
 ``col2im`` primitives; ``kernels/cpu/im2col.py`` computes the same arrays
 with Numba, a tile of the batch at a time.
 """
-from kernels import registry
+from minicnn.kernels import registry
 
 from ..backend import get_array_module
-from ..utils.conv_arithmetic import conv_output_size
+from ..kernels.geometry import conv_output_size
 
 
 def im2col(x, kernel_size, stride, padding, dilation, out_size=None):
@@ -89,6 +89,6 @@ def col2im(cols, in_size, stride, padding, dilation):
 
 
 registry.register("im2col", "numpy", im2col)
-registry.register("im2col", "numba", "kernels.cpu.im2col:im2col")
+registry.register("im2col", "numba", "minicnn.kernels.cpu.im2col:im2col")
 registry.register("col2im", "numpy", col2im)
-registry.register("col2im", "numba", "kernels.cpu.im2col:col2im")
+registry.register("col2im", "numba", "minicnn.kernels.cpu.im2col:col2im")

@@ -45,7 +45,7 @@ still in the cache).
 """
 import numbers
 
-from kernels import registry
+from minicnn.kernels import registry
 
 from .. import autograd
 from ..autograd import Function
@@ -93,8 +93,8 @@ def _batch_norm_backward(gy, x, mean, inv_std, weight, training):
     return gx, gw, gb
 
 
-registry.register("batch_norm_forward", "numba", "kernels.cpu.batchnorm:batch_norm_forward")
-registry.register("batch_norm_backward", "numba", "kernels.cpu.batchnorm:batch_norm_backward")
+registry.register("batch_norm_forward", "numba", "minicnn.kernels.cpu.batchnorm:batch_norm_forward")
+registry.register("batch_norm_backward", "numba", "minicnn.kernels.cpu.batchnorm:batch_norm_backward")
 
 
 class BatchNorm(Function):

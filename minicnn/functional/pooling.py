@@ -56,11 +56,11 @@ with the same contracts and results. The Functions only ask
 """
 import numbers
 
-from kernels import registry
+from minicnn.kernels import registry
 
 from ..autograd import Function
 from ..backend import get_array_module
-from ..utils.conv_arithmetic import pair
+from ..kernels.geometry import pair
 from .utils import check_float
 from .shape import reshape
 
@@ -190,8 +190,8 @@ def _max_pool2d_backward(gy, win, arg):
     return _window_spread(gy, win, arg)
 
 
-registry.register("max_pool2d_forward", "numba", "kernels.cpu.pooling:max_pool2d_forward")
-registry.register("max_pool2d_backward", "numba", "kernels.cpu.pooling:max_pool2d_backward")
+registry.register("max_pool2d_forward", "numba", "minicnn.kernels.cpu.pooling:max_pool2d_forward")
+registry.register("max_pool2d_backward", "numba", "minicnn.kernels.cpu.pooling:max_pool2d_backward")
 
 
 class _MaxScatter(Function):
@@ -259,8 +259,8 @@ def _avg_pool2d_backward(gy, win, divisor):
     return _window_spread(gy / divisor, win)
 
 
-registry.register("avg_pool2d_forward", "numba", "kernels.cpu.pooling:avg_pool2d_forward")
-registry.register("avg_pool2d_backward", "numba", "kernels.cpu.pooling:avg_pool2d_backward")
+registry.register("avg_pool2d_forward", "numba", "minicnn.kernels.cpu.pooling:avg_pool2d_forward")
+registry.register("avg_pool2d_backward", "numba", "minicnn.kernels.cpu.pooling:avg_pool2d_backward")
 
 
 def _avg_divisor(xp, win, count_include_pad, divisor_override, dtype):
@@ -315,8 +315,8 @@ def _adaptive_avg_pool2d_backward(gy, in_hw):
     return xp.matmul(xp.matmul(ah.T, gy), aw)
 
 
-registry.register("adaptive_avg_pool2d_forward", "numba", "kernels.cpu.pooling:adaptive_avg_pool2d_forward")
-registry.register("adaptive_avg_pool2d_backward", "numba", "kernels.cpu.pooling:adaptive_avg_pool2d_backward")
+registry.register("adaptive_avg_pool2d_forward", "numba", "minicnn.kernels.cpu.pooling:adaptive_avg_pool2d_forward")
+registry.register("adaptive_avg_pool2d_backward", "numba", "minicnn.kernels.cpu.pooling:adaptive_avg_pool2d_backward")
 
 
 class AdaptiveAvgPool2d(Function):
@@ -383,8 +383,8 @@ def _adaptive_max_pool2d_backward(gy, idx, in_shape):
     return gx.astype(gy.dtype).reshape(in_shape)
 
 
-registry.register("adaptive_max_pool2d_forward", "numba", "kernels.cpu.pooling:adaptive_max_pool2d_forward")
-registry.register("adaptive_max_pool2d_backward", "numba", "kernels.cpu.pooling:adaptive_max_pool2d_backward")
+registry.register("adaptive_max_pool2d_forward", "numba", "minicnn.kernels.cpu.pooling:adaptive_max_pool2d_forward")
+registry.register("adaptive_max_pool2d_backward", "numba", "minicnn.kernels.cpu.pooling:adaptive_max_pool2d_backward")
 
 
 class AdaptiveMaxPool2d(Function):

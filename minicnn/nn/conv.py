@@ -16,7 +16,7 @@ C_out / g: torch computes fan_in from the weight's layout, and so do we.)
 import math
 
 from .. import functional as F
-from ..utils.conv_arithmetic import conv_transpose_output_size
+from ..kernels.geometry import conv_transpose_output_size
 from . import init
 from ._utils import check_positive, is_int, new_parameter, ntuple
 from .module import Module

@@ -10,7 +10,7 @@ Notation (per parameter p with gradient g, one step)
     g <- g + momentum * b  if nesterov,  else  g <- b
     p <- p - lr * g
 """
-from kernels import registry
+from minicnn.kernels import registry
 
 from ..backend import get_array_module
 from ..tensor import Tensor
@@ -37,7 +37,7 @@ def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maxim
 
 
 registry.register("sgd_update", "numpy", sgd_update)
-registry.register("sgd_update", "numba", "kernels.cpu.optim:sgd_update")
+registry.register("sgd_update", "numba", "minicnn.kernels.cpu.optim:sgd_update")
 
 
 class SGD(Optimizer):

@@ -1,3 +1,3 @@
 """Utilities: conv arithmetic, data loading."""
-from .conv_arithmetic import conv_output_size, conv_transpose_output_size, pair  # noqa: F401
+from ..kernels.geometry import conv_output_size, conv_transpose_output_size, pair  # noqa: F401
 from . import data  # noqa: F401

@@ -15,8 +15,8 @@ import numpy
 import pytest
 
 import minicnn as mc
-from kernels import registry
-from kernels.cuda import PRIMITIVES
+from minicnn.kernels import registry
+from minicnn.kernels.cuda import PRIMITIVES
 from minicnn.device import cuda_unavailable_reason
 
 UNAVAILABLE = cuda_unavailable_reason()
@@ -111,7 +111,7 @@ def test_optimizer_state_follows_its_parameter():
 @pytest.mark.parametrize("primitive", sorted(PRIMITIVES))
 def test_cuda_primitive_has_the_reference_signature(primitive):
     impls = registry.implementations(primitive)
-    assert impls["cuda"].__module__ == f"kernels.cuda.{PRIMITIVES[primitive]}"
+    assert impls["cuda"].__module__ == f"minicnn.kernels.cuda.{PRIMITIVES[primitive]}"
     ours, theirs = inspect.signature(impls["cuda"]), inspect.signature(impls["numpy"])
     assert list(ours.parameters) == list(theirs.parameters)
     assert [p.default for p in ours.parameters.values()] == [p.default for p in theirs.parameters.values()]
@@ -119,4 +119,4 @@ def test_cuda_primitive_has_the_reference_signature(primitive):
 
 def test_numpy_arrays_never_get_cuda_kernels():
     for primitive in PRIMITIVES:
-        assert not registry.lookup(primitive, numpy).__module__.startswith("kernels.cuda")
+        assert not registry.lookup(primitive, numpy).__module__.startswith("minicnn.kernels.cuda")

@@ -23,8 +23,8 @@ for folder in (os.path.join(HERE, "emulation"), os.path.join(HERE, "..", "kernel
         sys.path.insert(0, folder)
 
 import emulator  # noqa: E402
-from kernels import registry  # noqa: E402
-from kernels.cuda import batchnorm, conv, im2col, loader, pooling  # noqa: E402
+from minicnn.kernels import registry  # noqa: E402
+from minicnn.kernels.cuda import batchnorm, conv, im2col, loader, pooling  # noqa: E402
 from minicnn.functional import conv as conv_ops, normalization, pooling as pool_ops  # noqa: E402,F401
 from minicnn.functional.im2col import col2im as col2im_reference, im2col as im2col_reference  # noqa: E402
 from test_im2col_adjoint import geometries  # noqa: E402

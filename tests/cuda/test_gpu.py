@@ -17,7 +17,7 @@ import torch.nn.functional as TF
 
 import minicnn as mc
 import minicnn.nn.functional as F
-from kernels import registry
+from minicnn.kernels import registry
 from minicnn.autograd import run_backward
 from minicnn.device import cuda_unavailable_reason
 from parity import TOLERANCES, assert_close
@@ -163,7 +163,7 @@ def test_op_matches_torch_on_cuda(case, dtype):
 def test_cuda_kernels_are_the_ones_used():
     import cupy
     for primitive in ("im2col", "conv2d_forward", "max_pool2d_forward", "batch_norm_backward"):
-        assert registry.lookup(primitive, cupy).__module__.startswith("kernels.cuda.")
+        assert registry.lookup(primitive, cupy).__module__.startswith("minicnn.kernels.cuda.")
 
 
 # -- models --------------------------------------------------------------

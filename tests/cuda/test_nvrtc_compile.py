@@ -16,7 +16,7 @@ import subprocess
 import numpy
 import pytest
 
-from kernels.cuda import loader
+from minicnn.kernels.cuda import loader
 
 nvrtc = pytest.importorskip("cuda.bindings.nvrtc", reason="the cuda-bindings package (NVRTC) is not installed")
 

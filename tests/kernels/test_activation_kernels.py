@@ -10,7 +10,7 @@ import torch
 
 import minicnn as mc
 import minicnn.nn.functional as F
-from kernels import registry
+from minicnn.kernels import registry
 from parity import check_parity
 
 pytest.importorskip("numba")
@@ -89,7 +89,7 @@ def test_relu_backward_through_the_mask_matches_torch_and_drops_nan_off_it():
 def test_blocks_and_threads_cover_every_element(monkeypatch):
     """Arrays cut into several blocks on several threads, with a block
     that ends mid-run."""
-    from kernels.cpu import activation
+    from minicnn.kernels.cpu import activation
     monkeypatch.setattr(activation, "BLOCK", 1000)
     monkeypatch.setattr(activation, "PARALLEL_SIZE", 10)
     monkeypatch.setattr(activation, "thread_count", lambda: 3)

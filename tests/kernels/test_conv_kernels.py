@@ -15,11 +15,11 @@ from hypothesis import given, settings, strategies as st
 
 import minicnn as mc
 import minicnn.nn.functional as F
-from kernels import registry
+from minicnn.kernels import registry
 from parity import check_parity
 
 pytest.importorskip("numba")
-from kernels.cpu import conv as numba_conv  # noqa: E402
+from minicnn.kernels.cpu import conv as numba_conv  # noqa: E402
 
 # Tolerances relative to the size of the terms summed: the two versions add
 # the same products in different orders.
@@ -109,7 +109,7 @@ def test_im2col_and_col2im_match_the_reference_on_small_and_large_maps(size, str
 
 
 def test_those_maps_reach_both_paths_of_each_kernel():
-    from kernels.cpu import im2col as kernels
+    from minicnn.kernels.cpu import im2col as kernels
     blocks = [h * w for h, w in MAP_SIZES]          # at stride 1, padding 1 the output is the input's size
     for limit in (kernels.SMALL_BLOCK, kernels.SMALL_SHIFTED_BLOCK, kernels.SMALL_PLANE_BLOCK):
         assert min(blocks) <= limit < max(blocks)
@@ -191,7 +191,7 @@ def test_depthwise_tasks_of_several_images_match_the_reference(threads, stride, 
     args = ((stride, stride), ((1, 1), (1, 1)), (1, 1), C)
     out = tuple((n + 2 - 3) // stride + 1 for n in (9, 8))
     gy = rng.standard_normal((5, C * multiplier) + out)
-    from kernels.cpu import depthwise
+    from minicnn.kernels.cpu import depthwise
     Hq, Wq = depthwise._phase_shape(*out, 3, 3, stride, stride, 1, 1)
     assert depthwise._images_per_task(5, C, stride * stride * Hq * Wq) == 2
     with pytest.MonkeyPatch.context() as patch:

@@ -4,7 +4,7 @@ import numpy
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kernels import registry
+from minicnn.kernels import registry
 
 pytest.importorskip("numba")
 
@@ -22,7 +22,7 @@ def test_sgd_update_matches_the_reference(seed, shape, dtype, momentum, dampenin
         nesterov = False   # torch refuses that combination
     rng = numpy.random.default_rng(seed)
     p, g, buf = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
-    if transposed:     # a non-contiguous gradient takes the reference path
+    if transposed:     # a non-contiguous gradient: the kernel updates contiguous copies
         g = numpy.ascontiguousarray(g.T).T
     fast, reference = (registry.implementations("sgd_update")[b] for b in ("numba", "numpy"))
     results = []

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, assume, example, given, settings, strategies
 
 import minicnn as mc
 import minicnn.nn.functional as F
-from kernels import registry
+from minicnn.kernels import registry
 from minicnn.functional import normalization, pooling  # noqa: F401  (registers the primitives)
 from minicnn.functional.pooling import _avg_divisor, _windows
 from parity import check_parity

@@ -6,8 +6,8 @@ import numba
 import numpy
 import pytest
 
-from kernels import registry
-from kernels.cpu import conv as cpu_conv, threads, winograd
+from minicnn.kernels import registry
+from minicnn.kernels.cpu import conv as cpu_conv, threads, winograd
 from minicnn.functional import conv, normalization, pooling  # noqa: F401  (registers the primitives)
 from minicnn.functional.pooling import _windows
 
@@ -87,7 +87,7 @@ def test_one_thread_where_blas_would_spin(monkeypatch):
 
 
 def test_spin_until_sees_a_flag_set_by_another_thread():
-    from kernels.cpu.spin import spin_until
+    from minicnn.kernels.cpu.spin import spin_until
     flags = numpy.zeros(2, numpy.int64)
     assert not spin_until(flags, 1, 1, 1000)
     setter = threading.Timer(0.01, lambda: flags.__setitem__(1, 5))

@@ -17,12 +17,12 @@ from hypothesis import example, given, settings, strategies as st
 
 import minicnn as mc
 import minicnn.nn.functional as F
-from kernels import registry
+from minicnn.kernels import registry
 from minicnn import gradcheck
 from parity import check_parity
 
 pytest.importorskip("numba")
-from kernels.cpu import conv as numba_conv, winograd  # noqa: E402
+from minicnn.kernels.cpu import conv as numba_conv, winograd  # noqa: E402
 
 # The transforms add and subtract a few extra terms (with halves, and for
 # F(4x4) sixths and factors up to 8), so the rounding differs from the

@@ -34,7 +34,7 @@ import tempfile
 
 import numpy
 
-from kernels.cuda import loader
+from minicnn.kernels.cuda import loader
 
 HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_emulation.h")
 # -O1 compiles quickly and still inlines the index arithmetic; -Wall -Wextra
