@@ -45,9 +45,8 @@ threads.
 
 A task stacks the planes of several images (``_images_per_task``) so that
 the loop runs over all of them at once: a 7x7 plane alone is 81 entries.
-Against loops over output rows (one thread, 2-core Xeon, float32), this
-took LeNet's conv1 forward (64x1x32x32, 5x5) from 2.1 to 0.7 ms, a 3x3
-layer on 32x32x56x56 from 6.6 to 3.4 ms, on 8x960x7x7 from 3.3 to 1.2 ms.
+Against loops over output rows, a 3x3 layer on 8x960x7x7 went from 3.3
+to 1.2 ms (one thread, float32).
 
 The input gradient is the same computation backwards: each phase of gx
 gathers, from gy in wide rows with a zero border (``gpad``), the taps
@@ -69,11 +68,9 @@ per task into sums[block, o, :] and reduced over the blocks afterwards.
 
 All arrays are C-contiguous (the wrappers in ``conv.py`` see to it) and
 indexed through flat views with offsets computed once per row or plane.
-The innermost loops (``_fill``, ``_copy``, ``_axpy``, ``_dot``, in ``loops.py``) index with
-*unsigned* integers: Numba wraps negative indices (a[-1] is the last
-element), and for a signed index that is a compare and select per access
-that LLVM can only vectorize into gathers (2x slower on rows of 16 to 112,
-measured; a range() index, known to be >= 0, has no such cost).
+The innermost loops (``_fill``, ``_copy``, ``_axpy``, ``_dot``, in
+``loops.py``) index with *unsigned* integers: a signed index costs a
+compare and select per access (read that module's notes).
 """
 import numba
 import numpy
@@ -84,7 +81,7 @@ from .threads import parallel_parts
 
 #: Entries of the stacked planes of one task. 4096 keep acc and the
 #: phases (16 KB each in float32) in L1: 1.3x faster than 8192 on 56x56
-#: planes, no slower on 7x7 ... 32x32 (2-core Xeon, one thread).
+#: planes, no slower on smaller ones.
 TASK_ENTRIES = 4096
 #: Tasks to leave at least, where there are that many planes, for the
 #: threads to share (a fixed number, so that results do not depend on the

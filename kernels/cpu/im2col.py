@@ -20,8 +20,8 @@ Threads
 These kernels are compiled *serial*, on purpose: conv2d calls them between
 GEMMs, tile after tile. A ``parallel=True`` kernel there would bring up a
 second thread pool that fights OpenBLAS's (both spin-wait for a moment
-after each call): measured on 2 cores, im2col + GEMM per tile took 5x
-longer than the two apart. Instead conv2d gives each thread whole tiles,
+after each call; on 2 cores, im2col + GEMM per tile took 5x as long as
+the two apart). Instead conv2d gives each thread whole tiles,
 kernel and GEMM, with BLAS single-threaded (``threads.py``); the kernels
 release the GIL (``nogil=True``) so that the threads run at once.
 
@@ -37,9 +37,8 @@ written as zeros (im2col) or skipped (col2im).
 The kernels index flat views of their (contiguous) arrays with offsets
 computed once per row, instead of slicing a view per row: a layer with
 16-pixel rows has hundreds of thousands of rows per call, and making a
-slice object for each cost 3-8x the copy itself (measured on 2-core
-Sapphire Rapids: 64 channels, 16x16, batch 16, 5.6 ms sliced, 2.0 ms
-flat, against 0.6 ms for a memcpy of the same bytes).
+slice object for each cost 3-8x the copy itself (64 channels of 16x16,
+batch 16: 5.6 ms sliced, 2.0 ms flat).
 """
 import numba
 import numpy
@@ -53,18 +52,17 @@ from .loops import JIT as _JIT, _add, _copy, _fill, _valid_range, u64
 #: Blocks (R*OW entries) that ``im2col_tile`` fills entry by entry
 #: through a table of tap offsets rather than row by row: up to
 #: SMALL_BLOCK entries, or SMALL_SHIFTED_BLOCK where the block is a
-#: shifted copy of the plane (stride 1, "same" width: one long copy).
-#: Measured, one thread, 8 images: 256 channels of 4x4 (shifted) 0.28 ->
-#: 0.22 ms; 8x8 shifted even (0.27, 0.30); unpadded 12x12 outputs 0.17 ->
-#: 0.15, 16x16 0.18 -> 0.29; stride 2: 12x12 0.35 -> 0.23, 16x16 0.84 ->
-#: 0.64; LeNet-5's C3 (32 images, 10x10) 0.22 -> 0.16.
+#: shifted copy of the plane (stride 1, "same" width: one long copy,
+#: which the table beats only on tiny planes). Larger blocks amortize
+#: the row loops' set-up: unpadded 12x12 outputs (144 entries) gained
+#: with the table (0.17 -> 0.15 ms), 16x16 lost (0.18 -> 0.29). The
+#: measurements are in ``benchmarks/results/NOTES.md``.
 SMALL_BLOCK = 144
 SMALL_SHIFTED_BLOCK = 16
 #: Tiles whose blocks have at most this many entries are added back by
-#: ``col2im_tile`` entry by entry through the table. Measured, 8 images:
-#: 512 channels of 2x2, 3x3 pad 1, 0.41 -> 0.13 ms; 256 of 4x4 0.55 ->
-#: 0.22; 64 of 16x16 0.81 -> 0.56, of 20x20 1.12 -> 0.86, of 24x24 1.40
-#: -> 1.76 (so larger maps keep the row loops); LeNet-5's C3 0.47 -> 0.25.
+#: ``col2im_tile`` entry by entry through the table, larger ones by the
+#: row loops: 64 channels of 20x20 (400 entries) gained with the table
+#: (1.12 -> 0.86 ms), of 24x24 lost (1.40 -> 1.76).
 SMALL_PLANE_BLOCK = 400
 
 
@@ -75,7 +73,7 @@ def _tap_table(H, W, KH, KW, r0, R, OW, sh, sw, top, left, dh, dw):
     Small blocks (a 3x3 conv on a 4x4 map has 16 entries) are copied
     through this table: the bounds are checked once per tap, not once per
     entry of every image and channel (256 channels of 4x4, 8 images:
-    0.54 -> 0.22 ms; 512 of 2x2: 0.49 -> 0.14)."""
+    0.54 -> 0.22 ms)."""
     table = numpy.empty((KH * KW, R * OW), numpy.int64)
     for kh in range(KH):
         for kw in range(KW):

@@ -10,9 +10,8 @@ on rows of 16 to 112 elements, measured; a ``range()`` index, known to be
 
 The loops that run once per row (``_fill``, ``_copy``, ``_add``) are
 inlined into their callers (``inline="always"``): as calls, their set-up
-cost more than the work on short rows, e.g. im2col of LeNet-5's C3 (rows
-of 10) took 0.54 ms with calls and 0.18 ms inlined, and depthwise / pooling
-kernels on small planes 1.2-1.5x as long. An inlined helper is compiled
+cost more than the work on short rows (im2col of LeNet-5's C3, rows of
+10: 0.54 ms with calls, 0.18 ms inlined). An inlined helper is compiled
 into each caller's cached code, so after editing this file delete
 ``kernels/cpu/__pycache__/*.nb*``: Numba's cache does not notice.
 """
@@ -118,12 +117,12 @@ def _axpy9(dst, d0, alpha, a0, src, s, n):
 
 
 # Reassociation lets LLVM keep several partial sums (a vector of them)
-# instead of one chain of dependent adds; only the rounding changes. The
-# sums run in the arrays' dtype (``zero``, 0 of that dtype, sets it), as
-# torch's do: float32 products summed in float64 convert every element and
-# halve the vector width (the 3x3 depthwise weight gradient's nine dot
-# products over 3364 entries: 3.7 us in float64, 1.7 in float32, with
-# partial sums the result differs by ~1e-7 relative).
+# instead of one chain of dependent adds; only the rounding changes (by
+# ~1e-7 relative in float32). The sums run in the arrays' dtype (``zero``,
+# 0 of that dtype, sets it), as torch's do: float32 products summed in
+# float64 convert every element and halve the vector width (a 3x3
+# depthwise weight gradient's nine dots over 3364 entries: 3.7 us in
+# float64, 1.7 in float32).
 @numba.njit(cache=True, fastmath={"reassoc"})
 def _dot(a, a0, b, b0, n, zero):
     """sum_j a[a0 + j] * b[b0 + j] for j < n."""

@@ -40,7 +40,7 @@ bounds come from tables computed once per call. Their sums and the global
 average accumulate in float64.
 
 Arrays are C-contiguous (the wrappers see to it) and indexed through flat
-views, with offsets computed once per row (see ``depthwise.py`` on the
+views, with offsets computed once per row (see ``loops.py`` on the
 unsigned indices of the inner loops).
 """
 import numba
@@ -234,10 +234,10 @@ def avg_pool2d_forward(x, win, divisor):
 def avg_pool2d_backward(gy, win, divisor):
     """gy (N, C, OH, OW) -> gx (N, C, H, W), the adjoint of the forward:
     gy / divisor spread over each window. Windows that tile the input are
-    filled block by block (each input pixel gets one value or 0), others
-    through the depthwise convolution's input gradient. 2x2 pools, 64x16
-    maps of 16x16: 0.34 -> 0.21 ms; 8x128 of 56x56: 2.3 -> 1.8. (By blocks
-    the forward sums were no faster than the depthwise kernel's.)"""
+    filled block by block (each input pixel gets one value or 0; 2x2 pools
+    on 8x128 maps of 56x56: 2.3 -> 1.8 ms), others through the depthwise
+    convolution's input gradient. The forward has no such case: by
+    blocks, its sums were no faster than the depthwise kernel's."""
     gy = numpy.ascontiguousarray(gy)
     d = numpy.ascontiguousarray(_divisor_grid(divisor, win.out_hw, gy.dtype))
     gx = numpy.empty(gy.shape[:2] + tuple(win.in_hw), dtype=gy.dtype)
