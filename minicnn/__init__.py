@@ -4,16 +4,6 @@
 (``mc.tensor``, ``mc.Tensor``, ``mc.no_grad``), the ops in
 ``mc.nn.functional`` and a numerical gradient checker (``mc.gradcheck``).
 """
-import os as _os
-import sys as _sys
-
-# OpenBLAS's threads spin for about 2^28 cycles (~0.1 s) after each call
-# before they sleep, holding cores that minicnn's own conv threads need
-# (kernels/cpu/threads.py). Shorten the spin if NumPy, which loads
-# OpenBLAS and reads this once, is not loaded yet; a user's setting wins.
-if "numpy" not in _sys.modules:
-    _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-
 from .dtypes import float16, float32, float64, int32, int64, uint8, bool_ as bool  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from .autograd import Function, no_grad, enable_grad, set_grad_enabled, is_grad_enabled  # noqa: F401
@@ -34,6 +24,7 @@ from . import cuda  # noqa: F401
 from .serialization import save, load  # noqa: F401
 from .summary import summary  # noqa: F401
 from .weights import load_weights, save_weights, UnsafeWeightsError  # noqa: F401
-from minicnn.kernels.registry import set_backend, get_backend  # noqa: F401
+from .kernels.registry import set_backend, get_backend  # noqa: F401
+from .kernels.cpu.threads import set_num_threads, get_num_threads  # noqa: F401
 
 __version__ = "0.1.0"

@@ -85,7 +85,7 @@ def _elementwise(finish, x, out=None, finish_in_place=None):
 
     parts = thread_count() if x.size >= PARALLEL_SIZE else 1
     bounds = numpy.linspace(0, x.size, parts + 1).astype(int)
-    run_in_parallel(work, split(list(zip(bounds[:-1], bounds[1:])), parts), blas=False)
+    run_in_parallel(work, split(list(zip(bounds[:-1], bounds[1:])), parts))
     return y
 
 

@@ -1,8 +1,8 @@
-"""Run the pieces of one kernel on several cores at once.
+"""minicnn's one thread pool: run the pieces of one kernel on several cores.
 
 A convolution on the CPU is a loop over pieces (tiles of im2col columns,
 chunks of Winograd tiles), each a Numba kernel that lays out data and a
-GEMM that consumes it. Two ways to use two cores:
+GEMM that consumes it. Two ways to use several cores:
 
 * let BLAS split each GEMM across the cores, and run the layout kernels
   on one core in between: the layout work does not scale, and the GEMMs
@@ -11,130 +11,121 @@ GEMM that consumes it. Two ways to use two cores:
   inside: everything scales, and each piece's data stays in the cache of
   the core that made it.
 
-This module does the second, for every parallel kernel (pooling, batch
-norm, depthwise convolution and the optimizer too, through
-``parallel_parts``). ``run_in_parallel(work, groups)`` calls
-``work(group)`` for each group: the first on the calling thread, the
-others on the threads of one pool (``_Team``), while BLAS is limited to
-one thread (through threadpoolctl). The threads run at the same time
-because the Numba kernels (compiled ``nogil=True``) and NumPy's matmul
-release the GIL.
+This module does the second, for every parallel kernel (convolution,
+pooling, batch norm, activations, the optimizer). ``run_in_parallel(work,
+groups)`` calls ``work(group)`` for each group: the first on the calling
+thread, the others on the threads of one pool (a standard
+``concurrent.futures.ThreadPoolExecutor``). The threads run at the same
+time because the Numba kernels (compiled ``nogil=True``) and NumPy's
+matmul release the GIL. ``parallel_parts`` hands out a kernel's parts one
+at a time, so a thread that loses its core to another process does fewer
+parts instead of holding up the others.
 
-One pool, and threads that spin
--------------------------------
-Every parallel kernel goes through this one pool. Numba's ``prange`` has
-a pool of its own, and OpenBLAS another: with three pools, threads just
-woken (or spinning) in one take the cores the next kernel's threads
-need. Measured on 2 cores, same process, alternating: a ResNet-18
-training step took 238 ms with a plain thread pool for the convolutions
-plus Numba's and BLAS's pools, 208 ms with Numba and BLAS single-threaded
-(so the convolutions alone used two cores), and 172 ms with this pool
-running everything (torch: 108 ms); LeNet-5 18.1, 11.9 and 10.4 ms.
+One setting
+-----------
+``set_num_threads(n)`` is the number of threads for all of it, as torch's
+is: minicnn's pool gets n - 1 threads beside the caller, and NumPy's BLAS
+is made single-threaded, once, the first time a kernel asks
+(``get_num_threads``): minicnn splits the GEMMs itself, and a second pool
+(BLAS's threads spin after each call) would fight this one for the cores.
+Unlike torch, which leaves NumPy alone, this changes NumPy's BLAS for the
+whole process. The default is ``OMP_NUM_THREADS`` where it is set (torch
+reads it too), else the cores this process may run on. Nothing here runs
+at import, and Numba's own thread pool (``prange``) is never started.
 
-The pool's threads do not go to sleep as soon as their work is done:
-they busy-wait (``spin.py``) for ``SPIN_SECONDS`` first, as OpenMP's do,
-and the caller busy-waits for their results the same way. A thread that
-sleeps lets the VM halt its core, and waking it costs 0.05-0.3 ms, where
-a call to a spinning thread costs ~0.02 ms. Inside a training step the
-calls come so close together that this matters less than one would
-think (LeNet-5 13.8 ms without spinning, 13.1 with 0.2 or 2 ms of it;
-ResNet-18 no change beyond the noise); a call that follows other work
-of 0.5 ms gains 0.1-0.3 ms. Spinning is also why a second pool must not
-run beside this one: with Numba's ``prange`` pool still in use, the
-same LeNet-5 step took 35 ms. So no kernel here uses ``prange``, and
-the pool runs only where BLAS does not spin: when it is single-threaded,
-or when OpenBLAS was loaded with a short ``OPENBLAS_THREAD_TIMEOUT``
-(``import minicnn`` before NumPy sets one). Otherwise ``thread_count()``
-is 1 and every kernel runs on the calling thread, with BLAS's threads
-inside each GEMM.
+Idle and interrupted
+--------------------
+The pool's threads sleep while there is no work: an idle process uses no
+CPU, and on a machine shared with other processes the threads do not burn
+time slices that the busy ones need. A call that fails in any group, or is
+interrupted (Ctrl-C raises ``KeyboardInterrupt`` in the calling thread),
+cancels the groups that have not started, waits for those that have (they
+write into the caller's arrays), and re-raises: the pool is then idle and
+the next call is correct.
 
 The pool is used by one caller at a time: a call from another thread
 while it is busy (or from inside one of its groups) runs its groups one
 after another on that thread.
 """
-import contextlib
+import concurrent.futures
 import functools
 import itertools
+import numbers
 import os
 import threading
-import time
 
 import numpy
 
-from .spin import spin_until
-
-#: How long the pool's threads and the caller busy-wait before sleeping:
-#: long enough to bridge the gap between two parallel calls of a training
-#: step, short beside OpenMP's default (200 ms for Intel's).
-SPIN_SECONDS = 1e-3
 #: Parts per thread in ``parallel_parts``: more balance the load better
-#: when a core is shared, each costs a call (LeNet-5, ResNet-18 and
-#: MobileNetV2 steps measured the same with 1, 2 and 4).
+#: when a core is shared, each costs a call.
 PARTS_PER_THREAD = 2
 #: Fewest elements a kernel should touch before ``parallel_parts`` splits
-#: it: handing work to another thread costs ~20 us, and each part a call.
-#: The global average pool of 8x512x7x7 (200K elements) took 0.03 ms on
-#: one thread and 0.16 ms split in 8 parts.
+#: it: handing work to another thread costs ~20-50 us, and each part a call.
 PARALLEL_SIZE = 1 << 18
+
+_num_threads = None     # set_num_threads' value; None until set or first asked
+_settings_lock = threading.Lock()
+
+
+def _default_threads():
+    """OMP_NUM_THREADS where it is a positive int, else the cores this
+    process may run on."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # not on Linux
+        return os.cpu_count() or 1
 
 
 @functools.lru_cache(maxsize=None)
-def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS libraries (None without it)."""
+def _numpy_blas():
+    """threadpoolctl's controllers of the BLAS that NumPy calls, found once
+    (a wheel's lies in the numpy or numpy.libs folder; elsewhere, say a
+    system NumPy, every BLAS loaded); () without threadpoolctl."""
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
-        return None
-    return ThreadpoolController()
+        return ()
+    libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+    numpy_prefix = os.path.join(os.path.dirname(os.path.dirname(numpy.__file__)), "numpy")
+    own = tuple(lib for lib in libraries if lib.filepath.startswith(numpy_prefix))
+    return own or tuple(libraries)
 
 
-@functools.lru_cache(maxsize=None)
-def _blas_libraries():
-    """threadpoolctl's controllers of the loaded BLAS libraries, found once
-    (selecting them costs ~15 us, and every kernel call asks)."""
-    controller = _blas_controller()
-    return () if controller is None else tuple(controller.select(user_api="blas").lib_controllers)
+def _apply(threads):
+    """Make ``threads`` the setting: BLAS single-threaded (minicnn's pool
+    splits the GEMMs), the pool resized on its next use."""
+    global _num_threads
+    for library in _numpy_blas():
+        if library.num_threads != 1:
+            library.set_num_threads(1)
+    _num_threads = threads
 
 
-def _blas_spins():
-    """Whether some loaded BLAS has several threads that busy-wait after
-    each call (see the module docstring)."""
-    if _blas_controller() is None:
-        return True
-    for library in _blas_libraries():
-        short_spin = library.internal_api == "openblas" and "OPENBLAS_THREAD_TIMEOUT" in os.environ
-        if library.num_threads > 1 and not short_spin:
-            return True
-    return False
+def set_num_threads(n):
+    """Use ``n`` threads (n >= 1) for minicnn's CPU kernels, as
+    ``torch.set_num_threads``. NumPy's BLAS is made single-threaded for the
+    process: minicnn shares out its GEMMs among its own threads."""
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    with _settings_lock:
+        _apply(int(n))
 
 
-@contextlib.contextmanager
-def _single_threaded_blas():
-    """BLAS limited to one thread inside, its thread counts restored after:
-    threadpoolctl's ``limit`` does the same, at ~25 us a call."""
-    changed = [(library, library.num_threads) for library in _blas_libraries() if library.num_threads != 1]
-    for library, _ in changed:
-        library.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for library, threads in changed:
-            library.set_num_threads(threads)
-
-
-@functools.lru_cache(maxsize=None)
-def _cores():
-    return os.cpu_count() or 1
+def get_num_threads():
+    """The threads minicnn's CPU kernels use (``set_num_threads``)."""
+    if _num_threads is None:
+        with _settings_lock:
+            if _num_threads is None:
+                _apply(_default_threads())
+    return _num_threads
 
 
 def thread_count():
-    """Threads to spread one kernel over: Numba's thread count (the
-    ``NUMBA_NUM_THREADS`` / ``numba.set_num_threads`` setting, which the
-    benchmarks and tests set alongside BLAS's), or 1 where BLAS's threads
-    would spin on those cores."""
-    import numba
-    threads = max(1, min(numba.get_num_threads(), _cores()))
-    return 1 if threads > 1 and _blas_spins() else threads
+    """Threads to spread one kernel over: ``get_num_threads()``."""
+    return get_num_threads()
 
 
 def split(items, parts):
@@ -150,108 +141,74 @@ def split(items, parts):
     return runs
 
 
-class _Team:
-    """``workers`` threads that run the groups of ``run`` beside the
-    caller. Worker i waits for job number ``posted[i]`` and reports it
-    done in ``done[i]``; it spins on the counter first and then sleeps on a
-    lock, which ``run`` releases for every job (so nothing is missed when
-    the spin gives up just before the job arrives)."""
+class _Pool:
+    """An executor with ``workers`` threads, for one process (a forked child
+    has none of its parent's threads), and the lock of its one caller."""
 
     def __init__(self, workers):
         self.workers = workers
         self.pid = os.getpid()
         self.busy = threading.Lock()
-        self.counters = numpy.zeros(2 * workers, numpy.int64)   # posted[i] at 2i, done[i] at 2i + 1
-        self.go = [threading.Lock() for _ in range(workers)]
-        self.finished = [threading.Lock() for _ in range(workers)]
-        for lock in self.go + self.finished:
-            lock.acquire()
-        self.jobs = [None] * workers
-        self.results = [None] * workers
-        self.spins = _spins_per(SPIN_SECONDS)
-        self.threads = [threading.Thread(target=self._serve, args=(i,), daemon=True,
-                                         name=f"minicnn-{i + 1}") for i in range(workers)]
-        for thread in self.threads:
-            thread.start()
-
-    def _serve(self, i):
-        job = 0
-        while True:
-            job += 1
-            spin_until(self.counters, 2 * i, job, self.spins)
-            self.go[i].acquire()
-            work, group = self.jobs[i]
-            try:
-                self.results[i] = (True, work(group))
-            except BaseException as error:  # handed to the caller, raised there
-                self.results[i] = (False, error)
-            self.jobs[i] = None
-            self.counters[2 * i + 1] = job
-            self.finished[i].release()
-
-    def run(self, work, groups):
-        """[work(group) for group in groups], groups[1:] on the workers."""
-        others = len(groups) - 1
-        for i in range(others):
-            self.jobs[i] = (work, groups[i + 1])
-            self.counters[2 * i] += 1
-            self.go[i].release()
-        try:
-            first = work(groups[0])
-        finally:
-            for i in range(others):
-                spin_until(self.counters, 2 * i + 1, self.counters[2 * i], self.spins)
-                self.finished[i].acquire()
-        results = [first]
-        for i in range(others):
-            ok, result = self.results[i]
-            self.results[i] = None
-            if not ok:
-                raise result
-            results.append(result)
-        return results
+        self.executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="minicnn")
 
 
-@functools.lru_cache(maxsize=None)
-def _spins_per(seconds):
-    """Polls of ``spin_until`` that take about ``seconds``."""
-    flag = numpy.zeros(1, numpy.int64)
-    spin_until(flag, 0, 1, 1)                    # compile or load
-    polls = 20000
-    start = time.perf_counter()
-    spin_until(flag, 0, 1, polls)
-    elapsed = max(time.perf_counter() - start, 1e-9)
-    return max(1, int(seconds * polls / elapsed))
+_pool = None
 
 
-_team = None
-
-
-def _get_team(workers):
+def _get_pool(workers):
     """The pool, with at least ``workers`` threads (a new one after a
-    fork: the child has none of the parent's threads)."""
-    global _team
-    if _team is None or _team.workers < workers or _team.pid != os.getpid():
-        _team = _Team(workers)
-    return _team
+    fork)."""
+    global _pool
+    if _pool is None or _pool.workers < workers or _pool.pid != os.getpid():
+        if _pool is not None and _pool.pid == os.getpid():
+            _pool.executor.shutdown(wait=False)      # its threads end once idle
+        _pool = _Pool(workers)
+    return _pool
 
 
-def run_in_parallel(work, groups, blas=True):
+def _settle(futures, cancelled):
+    """Stop the tasks of a call that failed: cancel those not started, tell
+    the running ones (``cancelled``), and wait for them, since they write
+    into the caller's arrays. A second Ctrl-C while waiting does not cut
+    the wait short: the first one is already on its way to the caller."""
+    cancelled.append(True)
+    for future in futures:
+        future.cancel()
+    while True:
+        try:
+            concurrent.futures.wait(futures)
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def run_in_parallel(work, groups, cancelled=None):
     """[work(group) for group in groups], the groups on separate threads.
-    ``blas``: the groups call BLAS, which is then single-threaded. One
-    group, or a pool already busy, runs here, one group after another."""
+    One group, or a pool already busy, runs here, one group after another.
+    ``cancelled``: a list that a failed call appends True to before it
+    waits for the groups still running, so that long work can stop early.
+    An exception in any group (the first, in group order) or an interrupt
+    is raised here once no group is running any more."""
     if len(groups) <= 1:
         return [work(group) for group in groups]
-    team = _get_team(len(groups) - 1)
-    if not team.busy.acquire(blocking=False):
-        return [work(group) for group in groups]
+    pool = _get_pool(len(groups) - 1)
+    acquired = False
     try:
-        if not blas:
-            return team.run(work, groups)
-        with _single_threaded_blas():
-            return team.run(work, groups)
+        acquired = pool.busy.acquire(blocking=False)
+        if not acquired:
+            return [work(group) for group in groups]
+        futures = []
+        try:
+            for group in groups[1:]:
+                futures.append(pool.executor.submit(work, group))
+            first = work(groups[0])
+            return [first] + [future.result() for future in futures]
+        except BaseException:
+            _settle(futures, [] if cancelled is None else cancelled)
+            raise
     finally:
-        team.busy.release()
+        if acquired:
+            pool.busy.release()
 
 
 def parallel_parts(kernel, size, *args):
@@ -263,29 +220,30 @@ def parallel_parts(kernel, size, *args):
 
     Each thread takes ``PARTS_PER_THREAD`` parts on average, claimed one
     at a time, not a fixed share: a thread that shares its core with
-    another's (torch's OpenMP threads spin ~20 ms after each call) then
-    does fewer parts instead of holding up the others."""
+    another process's then does fewer parts instead of holding up the
+    others. A failed or interrupted call starts no new part."""
     threads = thread_count() if size >= PARALLEL_SIZE else 1
     if threads == 1:
         kernel(*args, 0, 1)
         return
     parts = PARTS_PER_THREAD * threads
     claim = itertools.count().__next__          # atomic: it runs under the GIL
+    cancelled = []
 
     def work(_):
         part = claim()
-        while part < parts:
+        while part < parts and not cancelled:
             kernel(*args, part, parts)
             part = claim()
-    run_in_parallel(work, [None] * threads, blas=False)
+    run_in_parallel(work, [None] * threads, cancelled)
 
 
 def matmul_into(out, a, b, add):
     """out = a @ b, or out += a @ b when ``add``: a thread's partial sum
-    of products. The first product goes straight into ``out``: on small
-    images a weight gradient (O x K) is larger than a tile's work, and a
-    zeroed ``out`` plus a temporary to add cost two more passes over it
-    (16x512x2x2 3x3 weight gradient: 5.4 -> 3.5 ms)."""
+    of products. The first product goes straight into ``out``: a zeroed
+    ``out`` plus a temporary to add would cost two more passes over it,
+    and on small images a weight gradient (O x K) is larger than a tile's
+    work."""
     if add:
         out += numpy.matmul(a, b)
     else:

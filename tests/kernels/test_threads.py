@@ -1,15 +1,22 @@
 """kernels/cpu/threads.py: how a kernel's pieces are shared out among
 threads, and the pool that runs them."""
+import os
+import subprocess
+import sys
 import threading
+import time
 
-import numba
 import numpy
 import pytest
+
+import minicnn as mc
 
 from minicnn.kernels import registry
 from minicnn.kernels.cpu import conv as cpu_conv, threads, winograd
 from minicnn.functional import conv, normalization, pooling  # noqa: F401  (registers the primitives)
 from minicnn.functional.pooling import _windows
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 @pytest.mark.parametrize("n, parts", [(0, 2), (1, 3), (5, 2), (7, 3), (8, 8), (3, 10)])
@@ -65,36 +72,105 @@ def test_a_call_from_inside_a_group_runs_its_groups_one_after_another():
         assert len({name for _, name in inner_results}) == 1      # no second pool, no deadlock
 
 
-def test_blas_is_single_threaded_inside_the_groups():
-    controller = threads._blas_controller()
-
-    def blas_threads(group):
-        return [lib.num_threads for lib in controller.select(user_api="blas").lib_controllers]
-
-    before = blas_threads(None)
-    for counts in threads.run_in_parallel(blas_threads, [0, 1]):
-        assert all(count == 1 for count in counts)
-    assert blas_threads(None) == before                     # and restored afterwards
-
-
-def test_one_thread_where_blas_would_spin(monkeypatch):
-    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(threads, "_cores", lambda: 4)
-    monkeypatch.setattr(threads, "_blas_spins", lambda: True)
-    assert threads.thread_count() == 1
-    monkeypatch.setattr(threads, "_blas_spins", lambda: False)
-    assert threads.thread_count() == 2
+def test_set_num_threads_round_trips_and_makes_blas_single_threaded():
+    previous = mc.get_num_threads()
+    try:
+        for n in (3, 1, 2):
+            mc.set_num_threads(n)
+            assert mc.get_num_threads() == n == threads.thread_count()
+            assert all(lib.num_threads == 1 for lib in threads._numpy_blas())
+        for bad in (0, -1, 1.5, True, "2"):
+            with pytest.raises(ValueError, match="set_num_threads"):
+                mc.set_num_threads(bad)
+    finally:
+        mc.set_num_threads(previous)
 
 
-def test_spin_until_sees_a_flag_set_by_another_thread():
-    from minicnn.kernels.cpu.spin import spin_until
-    flags = numpy.zeros(2, numpy.int64)
-    assert not spin_until(flags, 1, 1, 1000)
-    setter = threading.Timer(0.01, lambda: flags.__setitem__(1, 5))
-    setter.start()
-    assert spin_until(flags, 1, 5, 10**9)          # returns once the flag is set, not after 10^9 polls
-    setter.join()
-    assert spin_until(flags, 1, 3, 0)
+def test_the_first_question_applies_the_default_and_limits_blas():
+    """In a fresh process: OMP_NUM_THREADS is the default, as in torch, and
+    asking for it leaves BLAS single-threaded; nothing is set before."""
+    code = ("import numpy, threadpoolctl, minicnn as mc; "
+            "before = [i['num_threads'] for i in threadpoolctl.threadpool_info() if 'numpy' in i['filepath']]; "
+            "n = mc.get_num_threads(); "
+            "after = [i['num_threads'] for i in threadpoolctl.threadpool_info() if 'numpy' in i['filepath']]; "
+            "print(n, max(before), max(after))")
+    env = dict(os.environ, OMP_NUM_THREADS="3", OPENBLAS_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "2", "1"]
+
+
+@pytest.mark.parametrize("imports", ["import numpy; import minicnn", "import minicnn; import numpy"])
+def test_import_order_changes_nothing(imports):
+    """The thread count, BLAS's thread count after a parallel conv, and the
+    environment are the same whichever of NumPy and minicnn comes first."""
+    code = (f"import os; env = dict(os.environ); {imports}; import minicnn as mc, numpy, threadpoolctl; "
+            "assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items()); "
+            "x = mc.randn(4, 8, 16, 16); w = mc.randn(8, 8, 3, 3); mc.nn.functional.conv2d(x, w, padding=1); "
+            "blas = [i['num_threads'] for i in threadpoolctl.threadpool_info() if 'numpy' in i['filepath']]; "
+            "print(mc.get_num_threads(), max(blas), os.environ.get('OPENBLAS_THREAD_TIMEOUT'))")
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    env["OMP_NUM_THREADS"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "1", "None"]
+
+
+def test_an_idle_process_that_ran_kernels_uses_no_cpu():
+    """After parallel conv calls, the pool's threads sleep: over 2 s of the
+    caller sleeping, the process uses (almost) no CPU time."""
+    code = ("import time, minicnn as mc, minicnn.nn.functional as F\n"
+            "mc.set_num_threads(2)\n"
+            "x = mc.randn(8, 16, 32, 32, requires_grad=True); w = mc.randn(16, 16, 3, 3, requires_grad=True)\n"
+            "for _ in range(5):\n"
+            "    F.conv2d(x, w, padding=1).sum().backward()\n"
+            "start = time.process_time(); time.sleep(2.0); print(time.process_time() - start)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) < 0.05
+
+
+def test_an_interrupted_call_waits_for_its_groups_and_leaves_the_pool_usable():
+    """A KeyboardInterrupt in the caller's group: the other groups that had
+    started finish before it reaches the caller, those not started never
+    run, and the next call is right."""
+    started, finished = [], []
+    release = threading.Event()
+
+    def work(group):
+        if group == 0:
+            while not started:
+                time.sleep(0.001)
+            raise KeyboardInterrupt
+        started.append(group)
+        release.wait(0.05)                  # still running when the caller is interrupted
+        finished.append(group)
+        return group
+
+    with pytest.raises(KeyboardInterrupt):
+        threads.run_in_parallel(work, [0, 1])
+    assert finished == started == [1]       # waited for, not abandoned
+    assert threads.run_in_parallel(lambda group: group + 1, [0, 1, 2]) == [1, 2, 3]
+
+
+def test_an_interrupted_parallel_parts_starts_no_new_part(monkeypatch):
+    """The caller is interrupted in its first part: the other thread ends
+    the part it may have begun, and no part after it is started."""
+    monkeypatch.setattr(threads, "thread_count", lambda: 2)
+    done = []
+
+    def kernel(part, parts):
+        if threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt
+        time.sleep(0.05)
+        done.append(part)
+
+    with pytest.raises(KeyboardInterrupt):
+        threads.parallel_parts(kernel, threads.PARALLEL_SIZE)
+    assert set(done) <= {1}
+    count = []
+    threads.parallel_parts(lambda part, parts: count.append(part), threads.PARALLEL_SIZE)
+    assert sorted(count) == list(range(threads.PARTS_PER_THREAD * 2))
 
 
 # -- kernels split into parts: the same numbers as in one part --------------
@@ -182,9 +258,9 @@ def test_kernels_give_the_same_numbers_in_any_number_of_parts(monkeypatch, parts
     pieces = []
     real_run = threads.run_in_parallel
 
-    def counting_run(work, groups, **kwargs):
+    def counting_run(work, groups, *args):
         pieces.append(len(groups))
-        return real_run(work, groups, **kwargs)
+        return real_run(work, groups, *args)
     for module in (threads, cpu_conv):
         monkeypatch.setattr(module, "thread_count", lambda: parts)
     monkeypatch.setattr(threads, "run_in_parallel", counting_run)
