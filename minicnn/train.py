@@ -50,6 +50,11 @@ MODELS = {"lenet5": models.lenet5}
 DATASETS = {"digits": digits_32x32}
 
 
+def default_checkpoint(model, dataset):
+    """Where ``train`` saves when not told: checkpoints/MODEL-DATASET.safetensors."""
+    return os.path.join("checkpoints", f"{model}-{dataset}.safetensors")
+
+
 def train(model="lenet5", dataset="digits", epochs=10, batch_size=32, lr=0.1, seed=0, checkpoint=None,
           resume=False, progress=True, log=None):
     """Train ``model`` on ``dataset``; save a checkpoint after each epoch.
@@ -70,7 +75,7 @@ def train(model="lenet5", dataset="digits", epochs=10, batch_size=32, lr=0.1, se
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr!r}")
     log = log or tqdm.write
-    checkpoint = checkpoint or os.path.join("checkpoints", f"{model}-{dataset}.safetensors")
+    checkpoint = checkpoint or default_checkpoint(model, dataset)
     settings = dict(model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     started = time.perf_counter()
 
@@ -190,4 +195,11 @@ def main(args):
     except (FileNotFoundError, ValueError) as e:
         print(f"python -m minicnn train: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Checkpoints are written atomically after each epoch, so the last
+        # one is intact; 130 is a shell's status for a run ended by SIGINT.
+        checkpoint = args.checkpoint or default_checkpoint(args.model, args.dataset)
+        print(f"\ninterrupted; the last finished epoch is saved in {checkpoint} (continue with --resume)",
+              file=sys.stderr)
+        return 130
     return 0

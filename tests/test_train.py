@@ -121,3 +121,45 @@ def test_the_default_command_reaches_97_percent(tmp_path):
                             progress=False)
     assert result["total"] == 360
     assert result["test_accuracy"] >= 0.97
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_ends_cleanly_and_keeps_the_last_epoch(tmp_path):
+    """SIGINT in the middle of `python -m minicnn train`: exit status 130,
+    a one-line message instead of a traceback, and a checkpoint that loads
+    and that --resume continues from."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    checkpoint = tmp_path / "run.safetensors"
+    command = [sys.executable, "-m", "minicnn", "train", "--epochs", "50", "--no-progress",
+               "--checkpoint", str(checkpoint)]
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)                                      # into the next epoch's steps
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err and str(checkpoint) in err
+    saved = mc.load(str(checkpoint))
+    assert saved["epoch"] >= 1
+    resumed = subprocess.Popen(command + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=env)
+    try:
+        first_line = resumed.stdout.readline()               # then stop it again
+        resumed.send_signal(signal.SIGINT)
+        resumed.communicate(timeout=60)
+    finally:
+        if resumed.poll() is None:
+            resumed.kill()
+    assert f"after epoch {saved['epoch']} of 50" in first_line

@@ -254,13 +254,21 @@ class GELU(Function):
         return gy * _constant(d.astype(a.dtype))
 
 
+def erf_reference(x):
+    """The error function, elementwise, on a float array: ``math.erf`` per
+    element (NumPy has no erf). NumPy reference of the "erf" primitive; the
+    CPU version compiles the same ``math.erf`` into a ufunc
+    (``kernels/cpu/special.py``), the GPU's is CuPy's."""
+    import numpy
+    return numpy.vectorize(math.erf, otypes=[x.dtype])(x) if x.size else x.copy()
+
+
+registry.register("erf", "numpy", erf_reference)
+registry.register("erf", "numba", "minicnn.kernels.cpu.special:erf")
+
+
 def _erf(xp, x):
-    """erf through the Numba kernel on the CPU, CuPy's own on the GPU."""
-    if xp.__name__ == "numpy":
-        from minicnn.kernels.cpu.special import erf
-        return erf(x)
-    import cupyx.scipy.special
-    return cupyx.scipy.special.erf(x)
+    return registry.lookup("erf", xp)(x)
 
 
 class Softmax(Function):

@@ -2,7 +2,13 @@
 
 For Y = A B:  dL/dA = dL/dY B^T  and  dL/dB = A^T dL/dY, each summed over
 the batch dims that were broadcast.
+
+The products run through the kernel registry's ``"matmul"`` primitive:
+``xp.matmul`` here, and on the CPU a version that shares a large product
+out among minicnn's threads (``kernels/cpu/matmul.py``).
 """
+from minicnn.kernels import registry
+
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..tensor import Tensor  # defined before tensor.py imports the ops
@@ -11,12 +17,26 @@ from .reduction import sum as sum_
 from .shape import reshape, sum_to, unsqueeze, squeeze, transpose
 
 
+def matmul_reference(a, b):
+    """a @ b on arrays (NumPy reference of the "matmul" primitive)."""
+    return get_array_module(a).matmul(a, b)
+
+
+registry.register("matmul", "numpy", matmul_reference)
+registry.register("matmul", "numba", "minicnn.kernels.cpu.matmul:matmul")
+
+
+def _matmul(a, b):
+    """a @ b on arrays, through the registry."""
+    return registry.lookup("matmul", get_array_module(a))(a, b)
+
+
 class MatMul(Function):
     """A @ B for A: (..., n, k) and B: (..., k, m) with broadcast batch dims."""
 
     def forward(self, a, b):
         self.save_for_backward(a, b)
-        return get_array_module(a).matmul(a, b)
+        return _matmul(a, b)
 
     def backward(self, gy):
         a, b = self.saved_tensors
@@ -61,7 +81,7 @@ class Linear(Function):
 
     def forward(self, x, w, b=None):
         self.save_for_backward(x, w)
-        y = get_array_module(x).matmul(x, w.T)
+        y = _matmul(x, w.T)
         if b is not None:
             y += b
         return y
@@ -78,8 +98,8 @@ class Linear(Function):
         else:
             gy, x, w = gy.data, x.data, w.data
             gy_rows, x_rows = gy.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])
-            gx = gy @ w if needs_x else None
-            gw = gy_rows.T @ x_rows if needs_w else None
+            gx = _matmul(gy, w) if needs_x else None
+            gw = _matmul(gy_rows.T, x_rows) if needs_w else None
             gb = gy_rows.sum(axis=0) if has_bias else None
         return (gx, gw, gb) if has_bias else (gx, gw)
 
