@@ -12,10 +12,16 @@ The loops that run once per row (``_fill``, ``_copy``, ``_add``) are
 inlined into their callers (``inline="always"``): as calls, their set-up
 cost more than the work on short rows (im2col of LeNet-5's C3, rows of
 10: 0.54 ms with calls, 0.18 ms inlined). An inlined helper is compiled
-into each caller's cached code, so after editing this file delete
-``kernels/cpu/__pycache__/*.nb*``: Numba's cache does not notice.
+into each caller's cached code; ``cache.py`` stamps every kernel's cache
+with the whole package, so an edit here recompiles its callers too. It is
+installed here, before the first kernel is decorated: every kernel module
+imports this one first.
 """
 import numba
+
+from . import cache
+
+cache.install()
 
 u64 = numba.uint64
 

@@ -15,6 +15,9 @@ def erf(x):
     if _erf_ufunc is None:
         import numba
 
+        from . import cache
+        cache.install()                 # the package's cache stamp, as for the other kernels
+
         @numba.vectorize(["float32(float32)", "float64(float64)"], cache=True)
         def _erf(v):
             return math.erf(v)
