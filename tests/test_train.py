@@ -140,7 +140,7 @@ def test_ctrl_c_during_training_ends_cleanly_and_keeps_the_last_epoch(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="2")
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600                  # a cold Numba cache compiles first
         while not checkpoint.exists() and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.2)                                      # into the next epoch's steps
