@@ -238,16 +238,31 @@ def _missing_model(name):
 QUICK_CONVS = {1, 5}  # one dense 3x3 layer and the depthwise one
 
 
+def conv_case(layer, backward, device="cpu", quick=False):
+    """The conv2d case of ``layer`` (a ``CONV_LAYERS`` tuple), forward or
+    forward + backward."""
+    return Case("conv2d", f"{conv_name(layer)} {'fwd+bwd' if backward else 'fwd'}",
+                lambda: _conv_case(layer, backward, device), flops=conv_flops(layer) * (3 if backward else 1),
+                quick=quick, notes=[layer[-1]])
+
+
+def resnet_step_case(device="cpu"):
+    """One SGD step of ResNet-18 (10 classes) on 16 images of 3x64x64."""
+    # More repeats than the slow cases' 5: on a shared 2-core machine the
+    # step's ratio swung 1.10-1.36 between runs of 5.
+    case = Case("train", "ResNet-18 step, 16x3x64x64, 10 classes", None, repeats=11,
+                skip=_missing_model("resnet18"))
+    case.build = lambda: _train_case(mc.models.resnet18(num_classes=10), _torch_model("resnet18", num_classes=10),
+                                     (16, 3, 64, 64), 10, case, device)
+    return case
+
+
 def all_cases(device="cpu"):
     """Every case of the full run, in report order, on ``device``."""
     cases = []
     for i, layer in enumerate(CONV_LAYERS):
         for backward in (False, True):
-            cases.append(Case(
-                "conv2d", f"{conv_name(layer)} {'fwd+bwd' if backward else 'fwd'}",
-                lambda layer=layer, backward=backward: _conv_case(layer, backward, device),
-                flops=conv_flops(layer) * (3 if backward else 1),
-                quick=backward and i in QUICK_CONVS, notes=[layer[-1]]))
+            cases.append(conv_case(layer, backward, device, quick=backward and i in QUICK_CONVS))
     n, c, hw, o, k, s, p = TRANSPOSE_LAYER
     for backward in (False, True):
         cases.append(Case(
@@ -284,14 +299,7 @@ def all_cases(device="cpu"):
     lenet.build = lambda: _train_case(mc.models.lenet5(), _torch_lenet5(), (64, 1, 32, 32), 10, lenet,
                                       device)
     cases.append(lenet)
-    # More repeats than the slow cases' 5: on a shared 2-core machine the
-    # step's ratio swung 1.10-1.36 between runs of 5.
-    resnet = Case("train", "ResNet-18 step, 16x3x64x64, 10 classes", None, repeats=11,
-                  skip=_missing_model("resnet18"))
-    resnet.build = lambda: _train_case(mc.models.resnet18(num_classes=10),
-                                       _torch_model("resnet18", num_classes=10), (16, 3, 64, 64), 10, resnet,
-                                       device)
-    cases.append(resnet)
+    cases.append(resnet_step_case(device))
 
     for name in ("resnet18", "mobilenet_v2", "efficientnet_b0"):
         case = Case("inference", f"{name} 8x3x224x224", None, repeats=7, skip=_missing_model(name))
