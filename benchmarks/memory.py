@@ -92,8 +92,8 @@ def measure(framework, threads):
         torch.set_num_threads(threads)
         step, opt = _torch_step()
     else:
-        import numba
-        numba.set_num_threads(threads)
+        import minicnn as mc
+        mc.set_num_threads(threads)
         step, opt = _minicnn_step()
     step()
     opt.zero_grad()

@@ -7,9 +7,9 @@ or the GPU.
     python -m benchmarks --device cuda   # minicnn/CuPy against torch/cuDNN
 
 Both frameworks get the same thread count (``--threads``, default
-``os.cpu_count()``): torch's intra-op pool, Numba's pool and the BLAS
-pools (through the environment before anything is imported, and
-threadpoolctl when it is installed). Each case builds its data once,
+``os.cpu_count()``): ``torch.set_num_threads`` and ``mc.set_num_threads``
+(which also makes NumPy's BLAS single-threaded: minicnn shares out its
+GEMMs among its own threads). Each case builds its data once,
 warms both sides up (``--warmup`` calls: Numba compiles or loads its
 kernels, torch picks its algorithms), then times ``--repeats`` calls of
 each, alternating minicnn and torch so that a change in the machine's
@@ -22,7 +22,8 @@ framework's pair of calls starts ``SWITCH_PAUSE_S`` (30 ms) after the
 other's ended. Without both, a timing measures the switch instead:
 
 * torch's OpenMP threads busy-wait for more work after each call, for
-  about 20 ms, on the cores minicnn's threads then need. Measured on 2
+  about 20 ms, on the cores minicnn's threads then need (minicnn's threads
+  sleep as soon as they are idle). Measured on 2
   cores, the depthwise 3x3 forward: 2.5 ms back to back, 7.5 ms straight
   after a torch call, 4.8 ms 5 ms after it, 3.8 ms 10 ms after it.
 * a core left idle for a few ms takes 0.05-0.3 ms to wake up in a VM:
@@ -59,10 +60,12 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+#: Sizes of torch's OpenMP and MKL pools, read when torch is loaded;
+#: minicnn reads OMP_NUM_THREADS as its default too.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 README_START, README_END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 #: Seconds between one framework's calls and the other's: longer than
-#: torch's OpenMP threads spin after a call (~20 ms), and minicnn's (1 ms).
+#: torch's OpenMP threads spin after a call (~20 ms; minicnn's sleep at once).
 SWITCH_PAUSE_S = 0.03
 
 # name, what is measured, the largest ratio that meets the target
@@ -80,24 +83,15 @@ TARGETS = [
 
 # -- set-up --------------------------------------------------------------
 def limit_threads(threads):
-    """Give every thread pool ``threads`` threads. The environment only
-    counts before numpy, torch or numba are imported (``main`` calls this
-    first); the calls below fix the pools of libraries already loaded."""
+    """Give both frameworks ``threads`` threads. The environment only
+    counts before torch is imported (``main`` calls this first, and the
+    child processes inherit it); the calls set the pools themselves."""
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
-    # OpenBLAS's threads otherwise spin ~0.1 s after each call on the cores
-    # minicnn's own conv threads need (kernels/cpu/threads.py); torch does
-    # not use OpenBLAS.
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-    import numba
     import torch
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    import minicnn as mc
     torch.set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(threads)
+    mc.set_num_threads(threads)
 
 
 def machine_info(threads, device="cpu"):
@@ -404,7 +398,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    limits = limit_threads(args.threads)  # before cases imports torch and minicnn
+    limit_threads(args.threads)  # before cases imports torch
     synchronize = _no_synchronize
     if args.device == "cuda":
         check_cuda()
@@ -427,8 +421,6 @@ def main(argv=None):
         update_readme(text)
     print(text)
     print(f"written to {out}")
-    if limits is not None:
-        limits.restore_original_limits()
     return rows
 
 
