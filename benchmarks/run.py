@@ -5,6 +5,7 @@ or the GPU.
     python -m benchmarks --quick         # a reduced set, under a minute
     python benchmarks/run.py --threads 1 --repeats 9
     python -m benchmarks --device cuda   # minicnn/CuPy against torch/cuDNN
+    python -m benchmarks --contention    # only the slowdown beside busy processes
 
 Both frameworks get the same thread count (``--threads``, default
 ``os.cpu_count()``): ``torch.set_num_threads`` and ``mc.set_num_threads``
@@ -29,12 +30,18 @@ other's ended. Without both, a timing measures the switch instead:
 * a core left idle for a few ms takes 0.05-0.3 ms to wake up in a VM:
   the untimed call wakes them, for both frameworks.
 
-Results go to ``benchmarks/results/`` (``--quick``: ``results/quick/``):
-``results.md`` (tables, targets, machine), ``results.csv`` and
-``results.json`` (one row per case) and ``ratios.png`` (the ratios as a
-bar chart). ``--update-readme`` also copies the markdown into README.md
-between the ``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->``
-markers.
+The full run also measures the peak memory of a training step
+(``memory.py``), the time of ``import minicnn`` and each framework's
+slowdown beside busy processes (``contention.py``).
+
+Results go to ``benchmarks/results/`` (``--quick``: ``results/quick/``,
+``--contention``: ``results/contention/``): ``results.md`` (tables,
+targets, machine), ``results.csv`` and ``results.json`` (one row per
+case; the JSON also holds memory, import time and contention),
+``contention.csv`` (one row per workload and load) and ``ratios.png``
+(the ratios as a bar chart). ``--update-readme`` also copies the
+markdown into README.md between the ``<!-- benchmarks:start -->`` and
+``<!-- benchmarks:end -->`` markers.
 
 On the GPU (``--device cuda``, results in ``results/cuda/``) kernels run
 asynchronously: a call returns when its work is queued, not done. So every
@@ -78,6 +85,7 @@ TARGETS = [
     ("resnet18 inference", "resnet_inference", 1.0),
     ("ResNet-18 training step, peak memory", "memory", 1.5),
     ("import minicnn, warm Numba cache (seconds)", "import_s", 1.0),
+    ("slowdown under load, minicnn / torch", "contention", 1.0),
 ]
 
 
@@ -227,8 +235,10 @@ def _geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
-def target_values(rows, memory, import_s):
-    """The measured value of each target (None when it was not measured)."""
+def target_values(rows, memory, import_s, contention=None):
+    """The measured value of each target (None when it was not measured).
+    Under load, the worst ratio of slowdowns counts, and only when every
+    workload and load was measured."""
     ratio = {(r["group"], r["case"]): r["ratio"] for r in rows if r["ratio"] is not None}
     conv = [v for (g, name), v in ratio.items() if g == "conv2d" and name.endswith("fwd+bwd")]
     full_conv = len(conv) == 7
@@ -245,12 +255,14 @@ def target_values(rows, memory, import_s):
         "resnet_inference": find("inference", "resnet18"),
         "memory": memory.get("ratio") if memory else None,
         "import_s": import_s,
+        "contention": max(r["ratio"] for r in contention)
+        if contention and all(r["status"] == "ok" for r in contention) else None,
     }
 
 
-def summarize(rows, memory, import_s):
+def summarize(rows, memory, import_s, contention=None):
     """[(target, measured, limit, met)] for the targets that were measured."""
-    values = target_values(rows, memory, import_s)
+    values = target_values(rows, memory, import_s, contention)
     return [(label, values[key], limit, values[key] <= limit)
             for label, key, limit in TARGETS if values[key] is not None]
 
@@ -260,8 +272,9 @@ def _fmt(value, digits=2):
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def markdown(rows, memory, import_s, info, quick=False):
-    """The report: machine, tables per group, targets, memory and method."""
+def markdown(rows, memory, import_s, info, quick=False, contention=None):
+    """The report: machine, tables per group, targets, memory, slowdown
+    under load and method."""
     where = (f"**{info['gpu']}** (minicnn through CuPy, torch through cuDNN/cuBLAS, synchronized timings), "
              f"host {info['cpu']}" if info.get("gpu") else f"**{info['cpu']}**")
     lines = [
@@ -270,17 +283,17 @@ def markdown(rows, memory, import_s, info, quick=False):
         f"torch {info['torch']}; load average {info.get('load_average')} at the start. float32; median of "
         f"repeats after warm-up; ratio = minicnn time / torch time (below 1: minicnn is faster)."
         + (" **Quick set.**" if quick else ""),
-        "",
-        "| group | case | minicnn ms | torch ms | ratio | minicnn GFLOP/s | torch GFLOP/s |",
-        "|---|---|---:|---:|---:|---:|---:|",
     ]
+    if rows:
+        lines += ["", "| group | case | minicnn ms | torch ms | ratio | minicnn GFLOP/s | torch GFLOP/s |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["status"] != "ok":
             lines.append(f"| {r['group']} | {r['case']} | | | | | {r['status']} |")
             continue
         lines.append(f"| {r['group']} | {r['case']} | {_fmt(r['minicnn_ms'])} | {_fmt(r['torch_ms'])} | "
                      f"**{_fmt(r['ratio'])}** | {_fmt(r['minicnn_gflops'], 1)} | {_fmt(r['torch_gflops'], 1)} |")
-    summary = summarize(rows, memory, import_s) if not info.get("gpu") else []  # the targets are the CPU's
+    summary = summarize(rows, memory, import_s, contention) if not info.get("gpu") else []  # the CPU's targets
     if summary:
         lines += ["", "| target | measured | limit | met |", "|---|---:|---:|:---:|"]
         lines += [f"| {label} | {value:.2f} | {limit:.2f} | {'yes' if met else 'no'} |"
@@ -299,23 +312,48 @@ def markdown(rows, memory, import_s, info, quick=False):
     if import_s is not None:
         lines += ["", f"`import minicnn` with a warm Numba cache: {import_s:.2f} s (median of 3 fresh "
                   "interpreters)."]
+    if contention:
+        lines += ["", _contention_markdown(contention)]
     return "\n".join(lines) + "\n"
 
 
+def _contention_markdown(contention):
+    repeats = max((r["repeats"] for r in contention if r["status"] == "ok"), default=0)
+    lines = ["Slowdown under load: each workload timed as above, then beside 1 and 2 busy processes (a "
+             f"Python loop each); slowdown = median loaded time / median idle time over {repeats} repeats, "
+             "ratio = minicnn's slowdown / torch's (below 1: minicnn suffers less from the load), with its "
+             "range over the repeats; the target takes the worst ratio (method: `benchmarks/contention.py`):",
+             "", "| workload | busy | minicnn idle ms | minicnn loaded ms | minicnn slowdown | torch idle ms | "
+             "torch loaded ms | torch slowdown | ratio | range |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in contention:
+        if r["status"] != "ok":
+            lines.append(f"| {r['workload']} | {r['busy']} | | | | | | | | {r['status']} |")
+            continue
+        lines.append(f"| {r['workload']} | {r['busy']} | {_fmt(r['minicnn_idle_ms'])} | "
+                     f"{_fmt(r['minicnn_loaded_ms'])} | {_fmt(r['minicnn_slowdown'])} | {_fmt(r['torch_idle_ms'])} | "
+                     f"{_fmt(r['torch_loaded_ms'])} | {_fmt(r['torch_slowdown'])} | **{_fmt(r['ratio'])}** | "
+                     f"{_fmt(r['ratio_min'])}-{_fmt(r['ratio_max'])} |")
+    return "\n".join(lines)
+
+
 FIELDS = ["group", "case", "minicnn_ms", "torch_ms", "ratio", "minicnn_gflops", "torch_gflops", "status", "notes"]
+CONTENTION_FIELDS = ["workload", "busy", "repeats", "minicnn_idle_ms", "minicnn_loaded_ms", "minicnn_slowdown",
+                     "torch_idle_ms", "torch_loaded_ms", "torch_slowdown", "ratio", "ratio_min", "ratio_max", "status"]
 
 
-def write_csv(rows, path):
+def write_csv(rows, path, fields=FIELDS):
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
 
 
-def write_json(rows, memory, import_s, info, path):
+def write_json(rows, memory, import_s, info, path, contention=None):
     summary = [{"target": label, "measured": value, "limit": limit, "met": met}
-               for label, value, limit, met in summarize(rows, memory, import_s)]
-    payload = {"machine": info, "cases": rows, "memory": memory, "import_s": import_s, "targets": summary}
+               for label, value, limit, met in summarize(rows, memory, import_s, contention)]
+    payload = {"machine": info, "cases": rows, "memory": memory, "import_s": import_s, "contention": contention,
+               "targets": summary}
     with open(path, "w") as f:
         json.dump(payload, f, indent=2)
         f.write("\n")
@@ -349,16 +387,21 @@ def write_chart(rows, info, path):
     plt.close(fig)
 
 
-def write_results(rows, memory, import_s, info, out_dir, quick=False):
-    """results.md, results.csv, results.json and ratios.png in ``out_dir``;
-    returns the markdown."""
+def write_results(rows, memory, import_s, info, out_dir, quick=False, contention=None):
+    """results.md, results.csv, results.json, and where measured
+    contention.csv and ratios.png, in ``out_dir``; returns the markdown."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, memory, import_s, info, quick)
-    (out_dir / "results.md").write_text("# Benchmark results\n\n" + text + "\n![ratios](ratios.png)\n")
+    text = markdown(rows, memory, import_s, info, quick, contention)
+    timed = any(r["ratio"] is not None for r in rows)
+    (out_dir / "results.md").write_text("# Benchmark results\n\n" + text
+                                        + ("\n![ratios](ratios.png)\n" if timed else ""))
     write_csv(rows, out_dir / "results.csv")
-    write_json(rows, memory, import_s, info, out_dir / "results.json")
-    write_chart(rows, info, out_dir / "ratios.png")
+    write_json(rows, memory, import_s, info, out_dir / "results.json", contention)
+    if contention is not None:
+        write_csv(contention, out_dir / "contention.csv", CONTENTION_FIELDS)
+    if timed:
+        write_chart(rows, info, out_dir / "ratios.png")
     return text
 
 
@@ -391,32 +434,43 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per case (default 9, quick 5)")
     parser.add_argument("--only", default=None, help="run only the cases whose group or name contains this")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    parser.add_argument("--out", default=None, help="output folder (default benchmarks/results[/quick])")
+    parser.add_argument("--contention", action="store_true",
+                        help="run only the slowdown beside busy processes (contention.py; CPU)")
+    parser.add_argument("--out", default=None, help="output folder (default benchmarks/results[/quick|/contention])")
     parser.add_argument("--update-readme", action="store_true", help="copy the table into README.md")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.contention and args.device != "cpu":
+        raise SystemExit("--contention measures the CPU only")
     limit_threads(args.threads)  # before cases imports torch
     synchronize = _no_synchronize
     if args.device == "cuda":
         check_cuda()
         synchronize = _cuda_synchronize
     from benchmarks import cases as case_module
+    from benchmarks import contention as contention_module
     cases = case_module.quick_cases(args.device) if args.quick else case_module.all_cases(args.device)
     if args.only:
         cases = [c for c in cases if args.only in c.group or args.only in c.name]
+    if args.contention:
+        cases = []
     repeats = args.repeats or (5 if args.quick else 9)
     info = machine_info(args.threads, args.device)
     print(f"minicnn vs torch: {len(cases)} cases, {args.threads} threads, {info['gpu'] or info['cpu']}")
     rows = run_cases(cases, args.warmup, repeats, synchronize=synchronize)
-    cpu_extras = not (args.quick or args.only or args.device != "cpu")
+    cpu_extras = not (args.quick or args.only or args.contention or args.device != "cpu")
+    contention = None
+    if cpu_extras or args.contention:
+        print("slowdown beside busy processes:")
+        contention = contention_module.measure(args.warmup, args.repeats or contention_module.REPEATS)
     memory = measure_memory(args.threads) if cpu_extras and not args.no_memory else None
     import_s = measure_import() if cpu_extras else None
     out = Path(args.out) if args.out else RESULTS / ("cuda" if args.device == "cuda" else "") / (
-        "quick" if args.quick else "")
-    text = write_results(rows, memory, import_s, info, out, args.quick)
+        "quick" if args.quick else "contention" if args.contention else "")
+    text = write_results(rows, memory, import_s, info, out, args.quick, contention)
     if args.update_readme:
         update_readme(text)
     print(text)

@@ -1,5 +1,7 @@
 """The benchmark harness on a tiny case list: timing rows, the report
-writers and the README update work. Nothing here asserts on speed."""
+writers and the README update work; the contention measurement starts its
+busy processes and always stops them. Nothing here asserts on speed."""
+import contextlib
 import csv
 import json
 
@@ -9,7 +11,7 @@ import torch.nn.functional as TF
 import minicnn as mc
 import minicnn.nn.functional as F
 
-from benchmarks import run
+from benchmarks import contention, run
 from benchmarks.cases import Case, _data, _op_case, all_cases, conv_flops, quick_cases
 
 
@@ -41,17 +43,24 @@ def test_harness_times_cases_and_writes_every_report(tmp_path):
 
     memory = {"status": "ok", "ratio": 1.25, "minicnn": {"step_mib": 50.0, "baseline_mib": 300.0},
               "torch": {"step_mib": 40.0, "baseline_mib": 400.0}}
+    under_load = [contention.slowdown_row("tiny step", busy, {"minicnn": [0.001], "torch": [0.002]},
+                                          {"minicnn": [0.001 * (1 + busy)], "torch": [0.003]}) for busy in (1, 2)]
     info = run.machine_info(threads=1)
-    text = run.write_results(rows, memory, 0.5, info, tmp_path)
+    text = run.write_results(rows, memory, 0.5, info, tmp_path, contention=under_load)
 
     assert "| conv2d | tiny fwd |" in text and "skipped: mc.models has no absent_model yet" in text
     assert "ResNet-18 training step, peak memory | 1.25 | 1.50 | yes" in text
+    assert "| tiny step | 2 | 1.00 | 3.00 | 3.00 | 2.00 | 3.00 | 1.50 | **2.00** | 2.00-2.00 |" in text
+    assert "slowdown under load, minicnn / torch | 2.00 | 1.00 | no" in text
+    with open(tmp_path / "contention.csv") as f:
+        assert [(r["busy"], float(r["ratio"])) for r in csv.DictReader(f)] == [("1", pytest.approx(4 / 3)),
+                                                                              ("2", pytest.approx(2.0))]
     assert (tmp_path / "results.md").read_text().startswith("# Benchmark results")
     with open(tmp_path / "results.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["case"] for r in table] == ["tiny fwd", "tiny fwd+bwd", "absent model", "broken"]
     payload = json.loads((tmp_path / "results.json").read_text())
-    assert payload["machine"]["threads"] == 1 and len(payload["cases"]) == 4
+    assert payload["machine"]["threads"] == 1 and len(payload["cases"]) == 4 and len(payload["contention"]) == 2
     assert {t["target"] for t in payload["targets"]} >= {"ResNet-18 training step, peak memory"}
     assert (tmp_path / "ratios.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -105,3 +114,88 @@ def test_cases_put_both_frameworks_on_the_device_asked_for():
 def test_cuda_run_without_a_gpu_says_why():
     with pytest.raises(SystemExit, match="--device cuda: minicnn cannot use a GPU here: .+"):
         run.check_cuda()
+
+
+# -- slowdown under load (contention.py) -----------------------------------
+def test_slowdown_is_loaded_over_idle_and_the_ratio_minicnn_over_torch():
+    idle = {"minicnn": [1.0, 2.0, 3.0], "torch": [2.0, 2.0, 2.0]}
+    loaded = {"minicnn": [2.0, 6.0, 6.0], "torch": [3.0, 3.0, 3.0]}
+    row = contention.slowdown_row("conv", 2, idle, loaded)
+    assert row["minicnn_idle_ms"] == 2000.0 and row["minicnn_loaded_ms"] == 6000.0
+    assert row["minicnn_slowdown"] == 3.0 and row["torch_slowdown"] == 1.5 and row["ratio"] == 2.0
+    # Within each repeat: (2/1) / 1.5, (6/2) / 1.5, (6/3) / 1.5.
+    assert row["ratio_min"] == pytest.approx(4 / 3) and row["ratio_max"] == pytest.approx(2.0)
+    assert row["repeats"] == 3
+
+
+def test_the_load_target_is_the_worst_ratio_and_needs_every_row():
+    rows = [{"workload": "conv", "busy": busy, "status": "ok", "ratio": ratio} for busy, ratio in ((1, 0.9), (2, 1.1))]
+    assert run.target_values([], None, None, rows)["contention"] == 1.1
+    assert ("slowdown under load, minicnn / torch", 1.1, 1.0, False) in run.summarize([], None, None, rows)
+    rows[1] = {"workload": "conv", "busy": 2, "status": "error: RuntimeError: no"}
+    assert run.target_values([], None, None, rows)["contention"] is None
+
+
+def test_busy_processes_burn_during_the_body_and_are_killed_when_it_raises():
+    seen = []
+    with pytest.raises(RuntimeError, match="the step failed"):
+        with contention.busy_processes(2) as processes:
+            seen += processes
+            assert all(p.poll() is None for p in processes)  # all started and running
+            raise RuntimeError("the step failed")
+    assert len(seen) == 2 and all(p.returncode is not None for p in seen)
+
+
+def test_a_busy_process_stops_by_itself_after_its_limit():
+    process = contention.start_busy(limit_s=0.1)
+    try:
+        assert process.stdout.readline() == "busy\n"
+        assert process.wait(timeout=60) == 0
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """Every busy process that ``measure_case`` starts, recorded."""
+    processes = []
+    real = contention.busy_processes
+
+    @contextlib.contextmanager
+    def recording(count):
+        with real(count) as running:
+            processes.extend(running)
+            yield running
+    monkeypatch.setattr(contention, "busy_processes", recording)
+    return processes
+
+
+def test_measure_case_times_idle_and_under_each_load(started):
+    calls = []
+    case = Case("train", "tiny step", lambda: (lambda: calls.append("minicnn"), lambda: calls.append("torch")))
+    rows = contention.measure_case(case, warmup=1, repeats=2)
+    assert [(r["workload"], r["busy"], r["status"], r["repeats"]) for r in rows] == [
+        ("tiny step", 1, "ok", 2), ("tiny step", 2, "ok", 2)]
+    # warm-up, then per repeat idle, 1 busy, 2 busy: two calls (untimed, timed) of each framework each time.
+    assert calls.count("minicnn") == calls.count("torch") == 1 + 2 * 3 * 2
+    assert calls[2:4] == ["minicnn", "minicnn"] and calls[14:16] == ["torch", "torch"]  # who goes first alternates
+    assert len(started) == 2 * 3 and all(p.returncode is not None for p in started)
+
+
+def test_a_workload_failing_under_load_gives_error_rows_and_stops_its_busy_processes(started):
+    def step():
+        if any(p.poll() is None for p in started):
+            raise RuntimeError("out of memory")
+    rows = contention.measure_case(Case("train", "tiny step", lambda: (step, lambda: None)), warmup=1, repeats=2)
+    assert [(r["busy"], r["status"]) for r in rows] == [(1, "error: RuntimeError: out of memory"),
+                                                         (2, "error: RuntimeError: out of memory")]
+    assert len(started) == 1 and started[0].returncode is not None
+
+
+def test_contention_workloads_reuse_the_benchmark_cases():
+    conv, step = contention.workloads()
+    assert conv.name == "16x96x28x28 -> 96, 3x3/1 fwd+bwd" and conv.flops == 3 * conv_flops(contention.CONV_LAYER)
+    assert step.name.startswith("ResNet-18 step") and step.name in {c.name for c in all_cases()}
+    assert run.parse_args(["--contention"]).contention
