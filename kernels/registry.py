@@ -2,7 +2,9 @@
 
 Every primitive (``im2col``, ``max_pool2d_forward``, ...) has a readable
 NumPy reference and may have faster versions: Numba on the CPU, CUDA on
-the GPU. Ops never pick one themselves; they ask the registry::
+the GPU (a few, like Winograd convolution, exist on one backend only, and
+``find`` says whether the backend in force has them). Ops never pick one
+themselves; they ask the registry::
 
     im2col = registry.lookup("im2col", xp)
     cols = im2col(x, ...)
@@ -70,16 +72,31 @@ def _resolve(primitive, backend):
 
 def lookup(primitive, xp):
     """The version of ``primitive`` to run on arrays of module ``xp``."""
+    fn = find(primitive, xp)
+    if fn is None:
+        raise KeyError(f"{primitive!r} has no version for {xp.__name__} arrays with backend {_backend!r}")
+    return fn
+
+
+def find(primitive, xp):
+    """``lookup``'s answer, or None where the backend in force has no
+    version of ``primitive``: a path that only some backends have (Winograd
+    convolution, Numba's only) asks this before taking it."""
     impls = _implementations.get(primitive)
     if impls is None:
         raise KeyError(f"no kernel named {primitive!r} is registered")
     if xp.__name__ == "cupy":
-        return _resolve(primitive, "cuda" if "cuda" in impls else "numpy")
-    if _backend in ("auto", "numba") and "numba" in impls and numba_available():
-        return _resolve(primitive, "numba")
-    if _backend == "numba" and "numba" in impls:
+        backends = ("cuda", "numpy")
+    elif _backend in ("auto", "numba") and numba_available():
+        backends = ("numba", "numpy")
+    elif _backend == "numba" and "numba" in impls:
         raise RuntimeError("set_backend('numba'): numba is not installed")
-    return _resolve(primitive, "numpy")
+    else:
+        backends = ("numpy",)
+    for backend in backends:
+        if backend in impls:
+            return _resolve(primitive, backend)
+    return None
 
 
 def implementations(primitive):
