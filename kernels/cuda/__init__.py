@@ -12,9 +12,9 @@ from .. import registry
 PRIMITIVES = {
     "im2col": "im2col",
     "col2im": "im2col",
-    "conv2d_forward": "conv",
-    "conv2d_grad_input": "conv",
-    "conv2d_grad_weight": "conv",
+    "depthwise_conv2d_forward": "conv",
+    "depthwise_conv2d_grad_input": "conv",
+    "depthwise_conv2d_grad_weight": "conv",
     "max_pool2d_forward": "pooling",
     "max_pool2d_backward": "pooling",
     "avg_pool2d_forward": "pooling",

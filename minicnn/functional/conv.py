@@ -21,8 +21,8 @@ one batched matrix product (``xp.matmul``, i.e. BLAS or cuBLAS) over all
 images and groups. Group g only sees input channels g*Cg ... (g+1)*Cg - 1
 and only produces output channels g*Og ... (g+1)*Og - 1; depthwise
 convolution is G = C (Cg = 1), with Og output channels per input channel.
-A 1x1 kernel with stride 1 and no padding needs no im2col: x itself,
-reshaped to (N, G, Cg, H*W), is the column matrix.
+A 1x1 kernel without padding needs no im2col: x itself, subsampled by
+the stride and reshaped to (N, G, Cg, L), is the column matrix.
 
 Backward
 --------
@@ -39,12 +39,12 @@ their own backward, which makes the gradient itself differentiable
 
 Kernels
 -------
-The arithmetic lives in three primitives, ``conv2d_forward``,
-``conv2d_grad_input`` and ``conv2d_grad_weight``, whose NumPy references
-are the functions below, written exactly as above. The ops ask the kernel
-registry for them (``kernels/registry.py``), which on the CPU may pick the
-Numba versions in ``kernels/cpu/conv.py``: the same im2col + GEMM, a tile
-of the columns at a time, and depthwise convolution computed directly.
+How the three products are computed is the conv strategy's business
+(``conv_strategy.py``): ``conv2d_forward``, ``conv2d_grad_input`` and
+``conv2d_grad_weight`` pick, per call, depthwise, dense (one output
+pixel), Winograd, pointwise (1x1) or the im2col + GEMM written above, and
+run it with the kernel registry's primitives, so NumPy, Numba and CuPy
+arrays share one strategy and differ only in their kernels.
 
 Memory
 ------
@@ -59,12 +59,9 @@ cheaper than the GEMM) per backward.
 import collections
 import numbers
 
-from minicnn.kernels import registry
-
 from ..autograd import Function
-from ..backend import get_array_module
 from ..kernels.geometry import conv_output_size, pair
-from .im2col import col2im, im2col
+from .conv_strategy import conv2d_forward, conv2d_grad_weight
 from .reduction import sum as reduce_sum
 from .shape import squeeze, unsqueeze
 from .utils import check_float
@@ -78,65 +75,6 @@ class ConvGeometry(collections.namedtuple(
     its geometry describes, so both ops share it."""
 
 
-def _columns(x, kernel_size, stride, padding, dilation, groups, out_size):
-    """The column matrices of x (N, C, H, W): (N, G, K, L)."""
-    N, C = x.shape[:2]
-    (KH, KW), (OH, OW) = kernel_size, out_size
-    pointwise = (kernel_size == (1, 1) and stride == (1, 1) and padding == ((0, 0), (0, 0))
-                 and tuple(x.shape[2:]) == tuple(out_size))
-    cols = x if pointwise else im2col(x, kernel_size, stride, padding, dilation, out_size)
-    return cols.reshape(N, groups, C // groups * KH * KW, OH * OW)
-
-
-# -- the three primitives, NumPy references ------------------------------
-# conv2d, its weight gradient and conv_transpose2d (its input gradient) run
-# these through the kernel registry, which may pick a faster version of the
-# same computation (kernels/cpu/conv.py: tiled im2col, direct depthwise).
-def conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
-    """y (N, O, OH, OW) = conv2d(x, w) + b (b may be None): im2col, then
-    y[n, g] = w[g] @ cols[n, g] for all images and groups in one matmul."""
-    xp = get_array_module(x)
-    N, O, G = x.shape[0], w.shape[0], groups
-    cols = _columns(x, tuple(w.shape[2:]), stride, padding, dilation, G, out_size)   # (N, G, K, L)
-    y = xp.matmul(w.reshape(G, O // G, -1), cols)                                    # (N, G, Og, L)
-    y = y.reshape((N, O) + tuple(out_size))
-    if b is not None:
-        y += b.reshape(1, O, 1, 1)
-    return y
-
-
-def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
-    """gx (N, C, H, W) for gy (N, O, OH, OW), the adjoint of conv2d_forward
-    in x: gcols[n, g] = w[g]^T @ gy[n, g], then col2im."""
-    xp = get_array_module(gy)
-    N, O, G = gy.shape[0], gy.shape[1], groups
-    C, kernel_size, out_size = w.shape[1] * G, tuple(w.shape[2:]), tuple(gy.shape[2:])
-    wT = w.reshape(G, O // G, -1).transpose(0, 2, 1)                                 # (G, K, Og)
-    cols = xp.matmul(wT, gy.reshape(N, G, O // G, -1))                               # (N, G, K, L)
-    if (kernel_size == (1, 1) and stride == (1, 1) and padding == ((0, 0), (0, 0))
-            and out_size == tuple(in_size)):
-        return cols.reshape((N, C) + out_size)
-    cols = cols.reshape((N, C) + kernel_size + out_size)                            # (N, C, KH, KW, OH, OW)
-    return col2im(cols, in_size, stride, padding, dilation)
-
-
-def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
-    """gw (O, Cg, KH, KW) = sum_n gy[n, g] @ cols(x)[n, g]^T, the adjoint of
-    conv2d_forward in w."""
-    xp = get_array_module(x)
-    N, C, O, G = x.shape[0], x.shape[1], gy.shape[1], groups
-    cols = _columns(x, kernel_size, stride, padding, dilation, G, tuple(gy.shape[2:]))  # (N, G, K, L)
-    gy = gy.reshape(N, G, O // G, cols.shape[-1])                                       # (N, G, Og, L)
-    gw = xp.matmul(gy, cols.transpose(0, 1, 3, 2)).sum(axis=0)                          # (G, Og, K)
-    return gw.reshape((O, C // G) + tuple(kernel_size))
-
-
-for _name, _reference in (("conv2d_forward", conv2d_forward), ("conv2d_grad_input", conv2d_grad_input),
-                          ("conv2d_grad_weight", conv2d_grad_weight)):
-    registry.register(_name, "numpy", _reference)
-    registry.register(_name, "numba", f"minicnn.kernels.cpu.conv:{_name}")
-
-
 class Conv2d(Function):
     """y = conv2d(x, w) + b for one ConvGeometry."""
 
@@ -146,8 +84,7 @@ class Conv2d(Function):
     def forward(self, x, w, b=None):
         self.save_for_backward(x, w)
         g = self.geometry
-        forward = registry.lookup("conv2d_forward", get_array_module(x))
-        return forward(x, w, b, g.stride, g.padding, g.dilation, g.groups, g.out_size)
+        return conv2d_forward(x, w, b, g.stride, g.padding, g.dilation, g.groups, g.out_size)
 
     def backward(self, gy):
         from .conv_transpose import ConvTranspose2d  # the two ops are each other's backward
@@ -177,8 +114,7 @@ class Conv2dGradWeight(Function):
     def forward(self, x, gy):
         self.save_for_backward(x, gy)
         g = self.geometry
-        grad_weight = registry.lookup("conv2d_grad_weight", get_array_module(x))
-        return grad_weight(x, gy, g.kernel_size, g.stride, g.padding, g.dilation, g.groups)
+        return conv2d_grad_weight(x, gy, g.kernel_size, g.stride, g.padding, g.dilation, g.groups)
 
     def backward(self, ggw):
         from .conv_transpose import ConvTranspose2d

@@ -51,12 +51,10 @@ and are freed as soon as col2im has summed them; backward recomputes
 im2col(gy) for gx and again for gw (each op builds its own), which is
 the price of not holding them between forward and backward.
 """
-from minicnn.kernels import registry
-
 from ..autograd import Function
-from ..backend import get_array_module
 from ..kernels.geometry import conv_transpose_output_size, pair
 from .conv import Conv2d, Conv2dGradWeight, ConvGeometry, check_bias, check_groups, check_operands
+from .conv_strategy import conv2d_grad_input
 from .reduction import sum as reduce_sum
 from .shape import squeeze, unsqueeze
 
@@ -72,8 +70,7 @@ class ConvTranspose2d(Function):
         self.save_for_backward(x, w)
         g = self.geometry
         # The input gradient of the conv2d that g describes: GEMM, then col2im.
-        grad_input = registry.lookup("conv2d_grad_input", get_array_module(x))
-        y = grad_input(x, w, g.stride, g.padding, g.dilation, g.groups, g.in_size)
+        y = conv2d_grad_input(x, w, g.stride, g.padding, g.dilation, g.groups, g.in_size)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         return y

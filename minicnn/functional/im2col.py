@@ -27,8 +27,10 @@ whole batch per tap, so the Python loop is short and each step is one
 array operation (NumPy or CuPy alike).
 
 These are the readable references of the registry's ``im2col`` and
-``col2im`` primitives; ``kernels/cpu/im2col.py`` computes the same arrays
-with Numba, a tile of the batch at a time.
+``col2im`` primitives, which the im2col path of the conv strategy
+(``conv_strategy.py``) calls; ``kernels/cpu/im2col.py`` computes the same
+arrays with Numba, a tile of the batch at a time, and
+``kernels/cuda/im2col.py`` on the GPU.
 """
 from minicnn.kernels import registry
 

@@ -5,12 +5,15 @@ Each ``.cu`` source is compiled as C++ against the emulation header
 and the GPU wrappers of ``kernels/cuda`` run on NumPy arrays with the
 emulated launcher in place of CuPy. So what is tested is the code the GPU
 runs, wrappers, grid sizes and kernels alike, against each primitive's
-NumPy reference, on the hypothesis-generated configurations of the Numba
+NumPy reference (for convolutions: the conv strategy run with the CUDA
+primitives, as on a GPU, against the NumPy reference), on the hypothesis-generated configurations of the Numba
 kernels' tests (``tests/kernels``, ``tests/property``). Maxima and their
 offsets must agree exactly; sums agree up to rounding.
 """
+import contextlib
 import os
 import sys
+import types
 
 import numpy
 import pytest
@@ -25,12 +28,14 @@ for folder in (os.path.join(HERE, "emulation"), os.path.join(HERE, "..", "kernel
 import emulator  # noqa: E402
 from minicnn.kernels import registry  # noqa: E402
 from minicnn.kernels.cuda import batchnorm, conv, im2col, loader, pooling  # noqa: E402
-from minicnn.functional import conv as conv_ops, normalization, pooling as pool_ops  # noqa: E402,F401
+from minicnn.functional import conv_strategy, normalization, pooling as pool_ops  # noqa: E402,F401
 from minicnn.functional.im2col import col2im as col2im_reference, im2col as im2col_reference  # noqa: E402
+from test_conv_kernels import PATH_CASES, path_case, use_winograd  # noqa: E402
 from test_im2col_adjoint import geometries  # noqa: E402
 from test_pool_bn_kernels import bn_shapes, close, pool_configs, values  # noqa: E402
 
 DTYPES = [numpy.float32, numpy.float64]
+DIRECTIONS = ("forward", "grad_input", "grad_weight")
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -63,25 +68,50 @@ def test_im2col_and_col2im_match_reference(geometry, batch, channels, dtype, see
           col2im_reference(c, in_size, stride, padding, dilation), dtype)
 
 
-# -- conv2d (im2col + GEMM, and depthwise) ---------------------------------
+# -- conv2d: the strategy with the CUDA primitives ----------------------------
+CUPY_ARRAYS = types.SimpleNamespace(__name__="cupy")
+
+
+@contextlib.contextmanager
+def cuda_primitives():
+    """The registry answers for NumPy arrays what it answers for CuPy ones,
+    so the conv strategy runs the CUDA primitives (emulated) on NumPy
+    arrays, as it would on a GPU."""
+    find = registry.find
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "find", lambda primitive, xp: find(primitive, CUPY_ARRAYS))
+        yield
+
+
+def check_conv_directions(calls, dtype):
+    """Each of conv2d's directions, from the strategy with the CUDA
+    primitives, against the NumPy reference (im2col + GEMM)."""
+    expected = {d: reference(f"im2col_gemm_{d}")(*calls[d]) for d in DIRECTIONS}
+    with cuda_primitives():
+        for d in DIRECTIONS:
+            close(getattr(conv_strategy, f"conv2d_{d}")(*calls[d]), expected[d], dtype)
+
+
 @st.composite
 def conv_configs(draw):
     """(x shape, w shape, stride, padding, dilation, groups, out_size):
-    dense, grouped and depthwise (with multiplier) convolutions, padding
-    asymmetric as 'same' makes it."""
-    kind = draw(st.sampled_from(["dense", "grouped", "depthwise"]))
+    ungrouped, grouped and depthwise (with multiplier) convolutions,
+    padding asymmetric as 'same' makes it, and 1x1 kernels without it."""
+    kind = draw(st.sampled_from(["ungrouped", "grouped", "depthwise", "pointwise"]))
     n = draw(st.integers(1, 2))
     if kind == "depthwise":
         groups = c = draw(st.integers(1, 4))
         cg, o = 1, c * draw(st.integers(1, 2))
     else:
-        groups = 1 if kind == "dense" else draw(st.integers(2, 3))
+        groups = draw(st.integers(2, 3)) if kind == "grouped" else 1
         cg = draw(st.integers(1, 3))
         c, o = cg * groups, groups * draw(st.integers(1, 3))
     kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    if kind == "pointwise":
+        kernel, padding = (1, 1), ((0, 0), (0, 0))
     in_size = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
     out_size = tuple((i + lo + hi - d * (k - 1) - 1) // s + 1
                      for i, (lo, hi), k, s, d in zip(in_size, padding, kernel, stride, dilation))
@@ -91,17 +121,28 @@ def conv_configs(draw):
 
 @SETTINGS
 @given(config=conv_configs(), dtype=st.sampled_from(DTYPES), bias=st.booleans(), seed=st.integers(0, 2**16))
-def test_conv_primitives_match_reference(config, dtype, bias, seed):
+def test_conv_with_the_cuda_primitives_matches_reference(config, dtype, bias, seed):
     x_shape, w_shape, stride, padding, dilation, groups, out_size = config
     x, w = values(seed, x_shape, dtype), values(seed + 1, w_shape, dtype)
     b = values(seed + 2, w_shape[:1], dtype) if bias else None
     gy = values(seed + 3, (x_shape[0], w_shape[0]) + out_size, dtype)
-    close(conv.conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size),
-          reference("conv2d_forward")(x, w, b, stride, padding, dilation, groups, out_size), dtype)
-    close(conv.conv2d_grad_input(gy, w, stride, padding, dilation, groups, x_shape[2:]),
-          reference("conv2d_grad_input")(gy, w, stride, padding, dilation, groups, x_shape[2:]), dtype)
-    close(conv.conv2d_grad_weight(x, gy, w_shape[2:], stride, padding, dilation, groups),
-          reference("conv2d_grad_weight")(x, gy, w_shape[2:], stride, padding, dilation, groups), dtype)
+    args = (stride, padding, dilation, groups)
+    check_conv_directions({"forward": (x, w, b, *args, out_size), "grad_input": (gy, w, *args, x_shape[2:]),
+                           "grad_weight": (x, gy, w_shape[2:], *args)}, dtype)
+
+
+@pytest.mark.parametrize("name", sorted(PATH_CASES))
+def test_every_conv_path_with_the_cuda_primitives_matches_reference(name, monkeypatch):
+    """The strategy's paths on a GPU: Winograd's layers go to im2col there."""
+    use_winograd(monkeypatch, name)
+    g, x, w, b, gy = path_case(name, numpy.random.default_rng(len(name)))
+    with cuda_primitives():
+        path, _ = conv_strategy.conv_path(numpy, x.shape[0], x.shape[1], g.groups, g.kernel_size, g.stride,
+                                          g.padding, g.dilation, g.out_size, g.out_size)
+    assert path == ("im2col" if PATH_CASES[name][0] == "winograd" else PATH_CASES[name][0])
+    args = (g.stride, g.padding, g.dilation, g.groups)
+    check_conv_directions({"forward": (x, w, b, *args, g.out_size), "grad_input": (gy, w, *args, g.in_size),
+                           "grad_weight": (x, gy, g.kernel_size, *args)}, numpy.float64)
 
 
 # -- pooling -------------------------------------------------------------
@@ -209,10 +250,9 @@ def test_wrappers_accept_non_contiguous_input():
     numpy.testing.assert_array_equal(pooling.max_pool2d_forward(x, win)[0], reference("max_pool2d_forward")(x, win)[0])
     numpy.testing.assert_allclose(batchnorm.batch_norm_forward(x, None, None, 1e-5)[0],
                                   reference("batch_norm_forward")(x, None, None, 1e-5)[0], rtol=1e-12)
-    w = values(1, (4, 3, 3, 3), numpy.float64)
-    numpy.testing.assert_allclose(conv.conv2d_forward(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1, (6, 8)),
-                                  reference("conv2d_forward")(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 1, (6, 8)),
-                                  rtol=1e-12)
+    args = (values(1, (6, 1, 3, 3), numpy.float64), None, (1, 1), ((1, 1), (1, 1)), (1, 1), 3, (6, 8))
+    numpy.testing.assert_allclose(conv.depthwise_conv2d_forward(x, *args),
+                                  reference("depthwise_conv2d_forward")(x, *args), rtol=1e-12)
 
 
 def test_kernels_refuse_other_dtypes():

@@ -162,7 +162,7 @@ def test_op_matches_torch_on_cuda(case, dtype):
 
 def test_cuda_kernels_are_the_ones_used():
     import cupy
-    for primitive in ("im2col", "conv2d_forward", "max_pool2d_forward", "batch_norm_backward"):
+    for primitive in ("im2col", "depthwise_conv2d_forward", "max_pool2d_forward", "batch_norm_backward"):
         assert registry.lookup(primitive, cupy).__module__.startswith("minicnn.kernels.cuda.")
 
 

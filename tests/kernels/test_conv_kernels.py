@@ -1,13 +1,19 @@
-"""The Numba convolution kernels against their NumPy references, and
-conv2d / conv_transpose2d against torch with each CPU backend selected.
+"""The conv strategy (minicnn/functional/conv_strategy.py) and its Numba
+primitives against the NumPy reference, and conv2d / conv_transpose2d
+against torch with each CPU backend selected.
 
-Every Numba primitive (im2col, col2im, conv2d_forward, conv2d_grad_input,
-conv2d_grad_weight) must return what its NumPy reference returns, on
+Every Numba primitive (im2col, col2im, im2col_gemm_*, depthwise_conv2d_*,
+batched_matmul*) must return what its NumPy version returns, and the
+strategy what the reference (the im2col path, all NumPy) returns, on
 hypothesis-drawn geometries: strides, asymmetric paddings, dilations,
 groups and depthwise multipliers, float32 and float64, and tile budgets
 small enough that the tiled GEMM path cuts images into bands of rows or
-packs several images into one tile.
+packs several images into one tile. Each of the strategy's paths is also
+checked by name, with each backend, and the NumPy backend is checked to
+call no Numba primitive at all.
 """
+import contextlib
+
 import numpy
 import pytest
 import torch
@@ -15,12 +21,15 @@ from hypothesis import given, settings, strategies as st
 
 import minicnn as mc
 import minicnn.nn.functional as F
+from minicnn.functional import conv_strategy
+from minicnn.functional.conv import Conv2d, ConvGeometry
 from minicnn.kernels import registry
 from parity import check_parity
 
 pytest.importorskip("numba")
 from minicnn.kernels.cpu import conv as numba_conv  # noqa: E402
 
+DIRECTIONS = ("forward", "grad_input", "grad_weight")
 # Tolerances relative to the size of the terms summed: the two versions add
 # the same products in different orders.
 RTOL = {numpy.float32: 2e-5, numpy.float64: 1e-12}
@@ -65,9 +74,36 @@ def conv_geometries(draw):
 
 
 def both(primitive):
-    """(numba version, NumPy reference) of a registered primitive."""
+    """(numba version, NumPy version) of a registered primitive."""
     impls = registry.implementations(primitive)
     return impls["numba"], impls["numpy"]
+
+
+@contextlib.contextmanager
+def selected(backend):
+    """The CPU backend ``backend`` inside the block."""
+    previous = registry.get_backend()
+    registry.set_backend(backend)
+    try:
+        yield
+    finally:
+        registry.set_backend(previous)
+
+
+def reference(direction):
+    """conv2d's ``direction`` computed by the NumPy reference: im2col,
+    then one matmul, with NumPy's own im2col / col2im."""
+    im2col_gemm = registry.implementations(f"im2col_gemm_{direction}")["numpy"]
+
+    def run(*args):
+        with selected("numpy"):
+            return im2col_gemm(*args)
+    return run
+
+
+def strategy(direction):
+    """conv2d's ``direction`` as the ops compute it, with the backend in force."""
+    return getattr(conv_strategy, f"conv2d_{direction}")
 
 
 # -- Numba kernels == NumPy references ------------------------------------
@@ -77,12 +113,13 @@ def test_im2col_and_col2im_match_the_reference(data, geometry, dtype):
     N, C, _, _, kernel, stride, padding, dilation, in_size, out_size = geometry
     rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((N, C) + in_size).astype(dtype)
-    fast, reference = both("im2col")
-    assert_same(fast(x, kernel, stride, padding, dilation), reference(x, kernel, stride, padding, dilation), dtype)
+    fast, numpy_version = both("im2col")
+    assert_same(fast(x, kernel, stride, padding, dilation), numpy_version(x, kernel, stride, padding, dilation),
+                dtype)
     cols = rng.standard_normal((N, C) + kernel + out_size).astype(dtype)
-    fast, reference = both("col2im")
+    fast, numpy_version = both("col2im")
     assert_same(fast(cols, in_size, stride, padding, dilation),
-                reference(cols, in_size, stride, padding, dilation), dtype, scale=10)
+                numpy_version(cols, in_size, stride, padding, dilation), dtype, scale=10)
 
 
 MAP_SIZES = [(2, 2), (4, 4), (4, 17), (8, 8), (9, 7), (16, 16), (21, 18), (24, 23)]
@@ -101,11 +138,11 @@ def test_im2col_and_col2im_match_the_reference_on_small_and_large_maps(size, str
     x = rng.standard_normal((3, 2) + size)
     (KH, KW), s, d = (3, 3), (stride, stride), (dilation, dilation)
     out = tuple((n + lo + hi - d[0] * 2 - 1) // stride + 1 for n, (lo, hi) in zip(size, padding))
-    fast, reference = both("im2col")
-    assert_same(fast(x, (KH, KW), s, padding, d), reference(x, (KH, KW), s, padding, d), numpy.float64)
+    fast, numpy_version = both("im2col")
+    assert_same(fast(x, (KH, KW), s, padding, d), numpy_version(x, (KH, KW), s, padding, d), numpy.float64)
     cols = rng.standard_normal((3, 2, KH, KW) + out)
-    fast, reference = both("col2im")
-    assert_same(fast(cols, size, s, padding, d), reference(cols, size, s, padding, d), numpy.float64, scale=10)
+    fast, numpy_version = both("col2im")
+    assert_same(fast(cols, size, s, padding, d), numpy_version(cols, size, s, padding, d), numpy.float64, scale=10)
 
 
 def test_those_maps_reach_both_paths_of_each_kernel():
@@ -119,6 +156,8 @@ def test_those_maps_reach_both_paths_of_each_kernel():
 @given(st.data(), conv_geometries(), st.sampled_from([numpy.float32, numpy.float64]),
        st.sampled_from([64, 1024, 1 << 30]), st.booleans(), st.sampled_from([1, 3]))
 def test_conv_primitives_match_the_reference(data, geometry, dtype, tile_bytes, bias, threads):
+    """The tiled im2col + GEMM on every geometry (the strategy would send
+    some elsewhere), and the strategy itself with the Numba backend."""
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
     rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((N, C) + in_size).astype(dtype)
@@ -126,18 +165,20 @@ def test_conv_primitives_match_the_reference(data, geometry, dtype, tile_bytes, 
     b = rng.standard_normal(O).astype(dtype) if bias else None
     gy = rng.standard_normal((N, O) + out_size).astype(dtype)
     scale = C // G * kernel[0] * kernel[1]  # terms per output value
+    args = (stride, padding, dilation, G)
+    calls = {"forward": (x, w, b, *args, out_size), "grad_input": (gy, w, *args, in_size),
+             "grad_weight": (x, gy, kernel, *args)}
     # Small budgets force bands of a few rows; a huge one packs whole images.
     # Three threads split the tiles (by image for the input gradient).
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, selected("numba"):
         patch.setattr(numba_conv, "TILE_BYTES", tile_bytes)
         patch.setattr(numba_conv, "thread_count", lambda: threads)
-        fast, reference = both("conv2d_forward")
-        args = (stride, padding, dilation, G)
-        assert_same(fast(x, w, b, *args, out_size), reference(x, w, b, *args, out_size), dtype, scale)
-        fast, reference = both("conv2d_grad_input")
-        assert_same(fast(gy, w, *args, in_size), reference(gy, w, *args, in_size), dtype, scale)
-        fast, reference = both("conv2d_grad_weight")
-        assert_same(fast(x, gy, kernel, *args), reference(x, gy, kernel, *args), dtype, scale * N * 10)
+        for direction in DIRECTIONS:
+            expected = reference(direction)(*calls[direction])
+            terms = scale * N * 10 if direction == "grad_weight" else scale
+            fast, _ = both(f"im2col_gemm_{direction}")
+            assert_same(fast(*calls[direction]), expected, dtype, terms)
+            assert_same(strategy(direction)(*calls[direction]), expected, dtype, terms)
 
 
 @pytest.mark.parametrize("threads", [2, 3])
@@ -157,8 +198,9 @@ def test_weight_gradient_split_by_output_channel_matches_the_reference(threads, 
         patch.setattr(numba_conv, "thread_count", lambda: threads)
         original = numba_conv._grad_weight_by_channels
         patch.setattr(numba_conv, "_grad_weight_by_channels", lambda *a: calls.append(1) or original(*a))
-        fast, reference = both("conv2d_grad_weight")
-        assert_same(fast(x, gy, k, s, padding, d, 1), reference(x, gy, k, s, padding, d, 1), numpy.float64, 100)
+        fast, _ = both("im2col_gemm_grad_weight")
+        assert_same(fast(x, gy, k, s, padding, d, 1), reference("grad_weight")(x, gy, k, s, padding, d, 1),
+                    numpy.float64, 100)
     assert calls
 
 
@@ -173,8 +215,8 @@ def test_weight_gradient_either_way_round_matches_the_reference(transposed, grou
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(numba_conv, "_weight_product_transposed", lambda K, T: transposed)
         patch.setattr(numba_conv, "TILE_BYTES", 1024)            # several tiles: the products are added up
-        fast, reference = both("conv2d_grad_weight")
-        assert_same(fast(x, gy, *args), reference(x, gy, *args), numpy.float64, 100)
+        fast, _ = both("im2col_gemm_grad_weight")
+        assert_same(fast(x, gy, *args), reference("grad_weight")(x, gy, *args), numpy.float64, 100)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -196,21 +238,110 @@ def test_depthwise_tasks_of_several_images_match_the_reference(threads, stride, 
     assert depthwise._images_per_task(5, C, stride * stride * Hq * Wq) == 2
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(numba_conv, "thread_count", lambda: threads)
-        for name, call in (("conv2d_forward", lambda f: f(x, w, b, *args, out)),
-                           ("conv2d_grad_input", lambda f: f(gy, w, *args, (9, 8))),
-                           ("conv2d_grad_weight", lambda f: f(x, gy, (3, 3), *args))):
-            fast, reference = both(name)
-            assert_same(call(fast), call(reference), numpy.float64, 100)
+        for direction, call in (("forward", lambda f: f(x, w, b, *args, out)),
+                                ("grad_input", lambda f: f(gy, w, *args, (9, 8))),
+                                ("grad_weight", lambda f: f(x, gy, (3, 3), *args))):
+            fast, _ = both(f"depthwise_conv2d_{direction}")
+            assert_same(call(fast), call(reference(direction)), numpy.float64, 100)
 
 
 def test_col2im_accepts_any_layout():
     """A cols array that is not the kernels' own layout is copied, not misread."""
     rng = numpy.random.default_rng(0)
     cols = rng.standard_normal((2, 3, 2, 2, 4, 5))
-    fast, reference = both("col2im")
+    fast, numpy_version = both("col2im")
     args = ((5, 6), (1, 1), ((0, 0), (0, 0)), (1, 1))
-    numpy.testing.assert_allclose(fast(cols, *args), reference(cols, *args), rtol=1e-12)
-    numpy.testing.assert_allclose(fast(numpy.asfortranarray(cols), *args), reference(cols, *args), rtol=1e-12)
+    numpy.testing.assert_allclose(fast(cols, *args), numpy_version(cols, *args), rtol=1e-12)
+    numpy.testing.assert_allclose(fast(numpy.asfortranarray(cols), *args), numpy_version(cols, *args), rtol=1e-12)
+
+
+# -- the strategy's paths --------------------------------------------------
+#: One layer per path of the strategy: the path, x shape, w shape, stride,
+#: padding, dilation, groups. Winograd is taken where the backend has it
+#: (Numba) once WINOGRAD_MIN_TILES is lifted; elsewhere those layers are
+#: im2col's.
+PATH_CASES = {
+    "depthwise": ("depthwise", (2, 4, 7, 6), (8, 1, 3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), 4),
+    "dense": ("dense", (3, 4, 4, 6), (6, 4, 4, 3), (1, 3), ((0, 0), (0, 0)), (1, 2), 1),
+    "winograd F(2x2)": ("winograd", (2, 3, 6, 7), (5, 3, 3, 3), (1, 1), ((1, 0), (2, 1)), (1, 1), 1),
+    "winograd F(4x4)": ("winograd", (2, 3, 9, 8), (5, 3, 3, 3), (1, 1), ((1, 1), (0, 2)), (1, 1), 1),
+    "pointwise": ("pointwise", (2, 6, 7, 5), (4, 3, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 2),
+    "pointwise stride 1": ("pointwise", (2, 3, 4, 5), (4, 3, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),
+    "im2col": ("im2col", (2, 4, 7, 6), (6, 2, 3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2), 2),
+}
+
+
+def path_case(name, rng):
+    """(ConvGeometry, x, w, b, gy) of PATH_CASES[name]."""
+    _, x_shape, w_shape, stride, padding, dilation, groups = PATH_CASES[name]
+    in_size = x_shape[2:]
+    out_size = tuple((n + lo + hi - d * (k - 1) - 1) // s + 1 for n, (lo, hi), k, s, d in
+                     zip(in_size, padding, w_shape[2:], stride, dilation))
+    geometry = ConvGeometry(w_shape[2:], stride, padding, dilation, groups, in_size, out_size)
+    arrays = [rng.standard_normal(shape) for shape in
+              (x_shape, w_shape, w_shape[:1], (x_shape[0], w_shape[0]) + out_size)]
+    return (geometry, *arrays)
+
+
+def use_winograd(patch, name):
+    """Let the small layers of PATH_CASES take Winograd, by F(4x4) where
+    ``name`` says so, else by F(2x2)."""
+    patch.setattr(conv_strategy, "WINOGRAD_MIN_TILES", 0)
+    patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if "4x4" in name else 10**9)
+
+
+@pytest.mark.parametrize("name", sorted(PATH_CASES))
+def test_every_path_matches_the_reference(backend, name, monkeypatch):
+    use_winograd(monkeypatch, name)
+    g, x, w, b, gy = path_case(name, numpy.random.default_rng(len(name)))
+    path = PATH_CASES[name][0]
+    if path == "winograd" and backend == "numpy":
+        path = "im2col"
+    m = (4 if "4x4" in name else 2) if path == "winograd" else 0
+    N, C = x.shape[:2]
+    for size in (g.out_size, g.in_size):                # Winograd's output: gy's for gx, else y's
+        assert conv_strategy.conv_path(numpy, N, C, g.groups, g.kernel_size, g.stride, g.padding, g.dilation,
+                                       g.out_size, size) == (path, m)
+    args = (g.stride, g.padding, g.dilation, g.groups)
+    calls = {"forward": (x, w, b, *args, g.out_size), "grad_input": (gy, w, *args, g.in_size),
+             "grad_weight": (x, gy, g.kernel_size, *args)}
+    for direction in DIRECTIONS:
+        assert_same(strategy(direction)(*calls[direction]), reference(direction)(*calls[direction]), numpy.float64,
+                    scale=100)
+
+
+def conv_forward_and_backward():
+    """Every path's conv2d forward and backward (whose input gradient is
+    conv_transpose2d's forward)."""
+    rng = numpy.random.default_rng(6)
+    for name in PATH_CASES:
+        geometry, x, w, b, gy = path_case(name, rng)
+        x, w, b = (mc.tensor(a, requires_grad=True) for a in (x, w, b))
+        (Conv2d.apply(x, w, b, geometry=geometry) * mc.tensor(gy)).sum().backward()
+
+
+def test_the_numpy_backend_calls_no_numba_primitive(monkeypatch):
+    """set_backend('numpy') means NumPy for every primitive conv2d reaches,
+    and the default backend does use the Numba ones."""
+    use_winograd(monkeypatch, "F(2x2)")
+    called = []
+
+    def recorded(primitive, fn):
+        def record(*args, **kwargs):
+            called.append(primitive)
+            return fn(*args, **kwargs)
+        return record
+    for primitive in registry.primitives():
+        fast = registry.implementations(primitive).get("numba")
+        if fast is not None:
+            monkeypatch.setitem(registry._implementations[primitive], "numba", recorded(primitive, fast))
+    with selected("numpy"):
+        conv_forward_and_backward()
+    assert called == []
+    conv_forward_and_backward()
+    expected = {f"{path}_{direction}" for path in ("depthwise_conv2d", "im2col_gemm") for direction in DIRECTIONS}
+    expected |= {"winograd_conv2d", "winograd_conv2d_grad_weight", "batched_matmul", "batched_matmul_sum"}
+    assert expected <= set(called)
 
 
 # -- torch parity with each backend ---------------------------------------
@@ -289,9 +420,11 @@ def test_backend_selection():
     try:
         mc.set_backend("numpy")
         assert mc.get_backend() == "numpy"
-        assert registry.lookup("conv2d_forward", numpy) is registry.implementations("conv2d_forward")["numpy"]
+        assert registry.lookup("im2col_gemm_forward", numpy) is conv_strategy.im2col_gemm_forward
+        assert registry.find("winograd_conv2d", numpy) is None
         mc.set_backend("numba")
-        assert registry.lookup("conv2d_forward", numpy) is numba_conv.conv2d_forward
+        assert registry.lookup("im2col_gemm_forward", numpy) is numba_conv.im2col_gemm_forward
+        assert registry.find("winograd_conv2d", numpy) is not None
         with pytest.raises(ValueError, match="backend must be one of"):
             mc.set_backend("fortran")
     finally:

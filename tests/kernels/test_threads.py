@@ -13,7 +13,7 @@ import minicnn as mc
 
 from minicnn.kernels import registry
 from minicnn.kernels.cpu import conv as cpu_conv, threads, winograd
-from minicnn.functional import conv, normalization, pooling  # noqa: F401  (registers the primitives)
+from minicnn.functional import conv_strategy, normalization, pooling  # noqa: F401  (registers the primitives)
 from minicnn.functional.pooling import _windows
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -225,12 +225,15 @@ def _primitive_calls(rng):
         ("batch_norm_forward eval", lambda: fast["batch_norm_forward"](x, w_bn, b_bn, 1e-5, mean, var)),
         ("batch_norm_backward", lambda: fast["batch_norm_backward"](gy_bn, x, mean, 1 / numpy.sqrt(var + 1e-5), w_bn,
                                                                      True)),
-        ("depthwise forward", lambda: fast["conv2d_forward"](x, w_dw, b_dw, stride1, pad1, stride1, 6, (9, 9))),
-        ("depthwise grad_input", lambda: fast["conv2d_grad_input"](gy_dw, w_dw, stride1, pad1, stride1, 6, (9, 9))),
-        ("depthwise grad_weight", lambda: fast["conv2d_grad_weight"](x, gy_dw, (3, 3), stride1, pad1, stride1, 6)),
-        ("1x1 forward", lambda: fast["conv2d_forward"](x1, w1, b1, (2, 2), none, stride1, 1, (3, 3))),
-        ("1x1 grad_input", lambda: fast["conv2d_grad_input"](gy1, w1, (2, 2), none, stride1, 1, (6, 6))),
-        ("1x1 grad_weight", lambda: fast["conv2d_grad_weight"](x1, gy1, (1, 1), (2, 2), none, stride1, 1)),
+        ("depthwise forward",
+         lambda: fast["depthwise_conv2d_forward"](x, w_dw, b_dw, stride1, pad1, stride1, 6, (9, 9))),
+        ("depthwise grad_input",
+         lambda: fast["depthwise_conv2d_grad_input"](gy_dw, w_dw, stride1, pad1, stride1, 6, (9, 9))),
+        ("depthwise grad_weight",
+         lambda: fast["depthwise_conv2d_grad_weight"](x, gy_dw, (3, 3), stride1, pad1, stride1, 6)),
+        ("1x1 forward", lambda: conv_strategy.conv2d_forward(x1, w1, b1, (2, 2), none, stride1, 1, (3, 3))),
+        ("1x1 grad_input", lambda: conv_strategy.conv2d_grad_input(gy1, w1, (2, 2), none, stride1, 1, (6, 6))),
+        ("1x1 grad_weight", lambda: conv_strategy.conv2d_grad_weight(x1, gy1, (1, 1), (2, 2), none, stride1, 1)),
         ("sgd_update", sgd),
         ("relu", lambda: fast["relu"](x)),
         ("masked_gradient", lambda: fast["masked_gradient"](gy_bn, x > 0)),

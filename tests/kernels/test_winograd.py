@@ -1,10 +1,10 @@
 """Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution (kernels/cpu/winograd.py)
-against the NumPy references of conv2d's three primitives and against torch.
+against the NumPy references of conv2d's three directions and against torch.
 
-The Numba conv kernels take the Winograd path for 3x3, stride-1,
-undilated, ungrouped convolutions with at least ``WINOGRAD_MIN_TILES``
-output tiles, F(4x4) from ``WINOGRAD_4X4_MIN_SIZE`` output rows and
-columns. Tests set those thresholds so that small hypothesis-drawn layers
+The conv strategy (minicnn/functional/conv_strategy.py) takes the Winograd
+path, with the Numba backend, for 3x3, stride-1, undilated, ungrouped
+convolutions with at least ``WINOGRAD_MIN_TILES`` output tiles, F(4x4)
+from ``WINOGRAD_4X4_MIN_SIZE`` output rows and columns. Tests set those thresholds so that small hypothesis-drawn layers
 go through the tile size under test: sizes that the tile divides and
 ones it does not (a tile past the edge), asymmetric paddings (including
 none and 2, where the input gradient's padding 2 - p reaches 0), several
@@ -21,8 +21,10 @@ from minicnn.kernels import registry
 from minicnn import gradcheck
 from parity import check_parity
 
+from minicnn.functional import conv_strategy
+
 pytest.importorskip("numba")
-from minicnn.kernels.cpu import conv as numba_conv, winograd  # noqa: E402
+from minicnn.kernels.cpu import winograd  # noqa: E402
 
 # The transforms add and subtract a few extra terms (with halves, and for
 # F(4x4) sixths and factors up to 8), so the rounding differs from the
@@ -33,8 +35,8 @@ TILES = [2, 4]
 
 def use_tile(patch, m):
     """Take F(m x m, 3x3) for every eligible convolution, however small."""
-    patch.setattr(numba_conv, "WINOGRAD_MIN_TILES", 0)
-    patch.setattr(numba_conv, "WINOGRAD_4X4_MIN_SIZE", 0 if m == 4 else 10**9)
+    patch.setattr(conv_strategy, "WINOGRAD_MIN_TILES", 0)
+    patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if m == 4 else 10**9)
 
 
 @pytest.fixture(params=TILES)
@@ -43,9 +45,9 @@ def always_winograd(request, monkeypatch):
 
 
 def references():
-    impls = {name: registry.implementations(name)["numpy"]
-             for name in ("conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight")}
-    return impls["conv2d_forward"], impls["conv2d_grad_input"], impls["conv2d_grad_weight"]
+    """The NumPy references of conv2d's forward, input and weight gradient."""
+    return tuple(registry.implementations(f"im2col_gemm_{direction}")["numpy"]
+                 for direction in ("forward", "grad_input", "grad_weight"))
 
 
 @st.composite
@@ -81,11 +83,10 @@ def test_winograd_primitives_match_the_reference(m, seed, layer, dtype, bias, ch
         patch.setattr(winograd, "CHUNK_BYTES", chunk_bytes)
         # Two threads take a share of the chunks each (of gw's sum, too).
         patch.setattr(winograd, "thread_count", lambda: threads)
-        patch.setattr(numba_conv, "thread_count", lambda: threads)
         results = [
-            (numba_conv.conv2d_forward(x, w, b, *args, out_size), forward(x, w, b, *args, out_size), C * 9),
-            (numba_conv.conv2d_grad_input(gy, w, *args, in_size), grad_input(gy, w, *args, in_size), O * 9),
-            (numba_conv.conv2d_grad_weight(x, gy, (3, 3), *args), grad_weight(x, gy, (3, 3), *args),
+            (conv_strategy.conv2d_forward(x, w, b, *args, out_size), forward(x, w, b, *args, out_size), C * 9),
+            (conv_strategy.conv2d_grad_input(gy, w, *args, in_size), grad_input(gy, w, *args, in_size), O * 9),
+            (conv_strategy.conv2d_grad_weight(x, gy, (3, 3), *args), grad_weight(x, gy, (3, 3), *args),
              N * out_size[0] * out_size[1])]
     for mine, expected, terms in results:
         assert mine.shape == expected.shape and mine.dtype == expected.dtype
@@ -93,12 +94,18 @@ def test_winograd_primitives_match_the_reference(m, seed, layer, dtype, bias, ch
 
 
 def test_the_path_is_taken_only_where_it_applies():
-    eligible = dict(kernel_size=(3, 3), stride=(1, 1), dilation=(1, 1), groups=1)
-    assert numba_conv._winograd_tile(**eligible, out_size=(56, 56), N=8) == 4
-    assert numba_conv._winograd_tile(**eligible, out_size=(14, 14), N=8) == 2
-    assert numba_conv._winograd_tile(**eligible, out_size=(2, 2), N=16) == 0     # 16 tiles: too few
+    eligible = dict(kernel_size=(3, 3), stride=(1, 1), dilation=(1, 1), groups=1, xp=numpy)
+    assert conv_strategy.winograd_tile(N=8, **eligible, out_size=(56, 56)) == 4
+    assert conv_strategy.winograd_tile(N=8, **eligible, out_size=(14, 14)) == 2
+    assert conv_strategy.winograd_tile(N=16, **eligible, out_size=(2, 2)) == 0     # 16 tiles: too few
     for change in [dict(kernel_size=(3, 2)), dict(stride=(2, 1)), dict(dilation=(2, 2)), dict(groups=2)]:
-        assert numba_conv._winograd_tile(**{**eligible, **change}, out_size=(56, 56), N=8) == 0
+        assert conv_strategy.winograd_tile(N=8, **{**eligible, **change}, out_size=(56, 56)) == 0
+    previous = registry.get_backend()
+    try:
+        registry.set_backend("numpy")                                            # a backend without Winograd
+        assert conv_strategy.winograd_tile(N=8, **eligible, out_size=(56, 56)) == 0
+    finally:
+        registry.set_backend(previous)
 
 
 @pytest.mark.parametrize("m", TILES)

@@ -1,0 +1,289 @@
+"""How a convolution is computed: five paths, one strategy for every backend.
+
+Notation as in conv.py: N batch, C input channels, H, W input size,
+O output channels, KH, KW kernel size, OH, OW output size, G groups,
+Cg = C / G, Og = O / G, K = Cg * KH * KW taps per output value,
+L = OH * OW output pixels per image.
+
+    conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size)      y  (N, O, OH, OW)
+    conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size)      gx (N, C, H, W)
+    conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups) gw (O, Cg, KH, KW)
+
+conv2d's ops (conv.py) call the first and the third, conv_transpose2d
+(conv2d's input gradient) the second. Each takes the first of these paths
+that applies (``conv_path``):
+
+depthwise (G == C)
+    Each output channel reads one input channel, so a GEMM would multiply
+    (Og, KH*KW) by (KH*KW, L) matrices: a few multiply-adds per entry of
+    a column matrix that costs a copy of x per tap. The CPU and the GPU
+    compute it directly; NumPy's version is the im2col path below.
+dense (one output pixel per image, no padding, G == 1)
+    The kernel's one window of each image is a row of the column matrix:
+    the convolution is a linear layer, one GEMM each way.
+winograd (3x3, stride 1, no dilation, G == 1, many output tiles)
+    Winograd's F(m x m, 3x3) multiplies 2.25x (m = 2) or 4x (m = 4) less
+    than the GEMM, for the cost of transforming inputs, filters and
+    outputs (``kernels/cpu/winograd.py``). Only the CPU backend has it;
+    on the others this path is skipped.
+pointwise (1x1 kernel, no padding)
+    x itself, subsampled by the stride, is the column matrix: GEMMs only.
+im2col (everything else)
+    The column matrix, then one GEMM per image and group, as conv.py
+    derives it: the NumPy reference below. The CPU backend does the same
+    a tile of columns at a time (``kernels/cpu/conv.py``), so that each
+    tile is still in cache when the GEMM reads it.
+
+Primitives
+----------
+Every step that some backend computes its own way is a primitive of the
+kernel registry (``kernels/registry.py``), looked up per call, so
+``set_backend`` decides what runs:
+
+    depthwise_conv2d_*   the depthwise path    (NumPy: im2col_gemm_*)
+    winograd_conv2d, winograd_conv2d_grad_weight   (Numba only)
+    batched_matmul, batched_matmul_sum            the pointwise GEMMs
+    im2col_gemm_*        the im2col path, which calls im2col / col2im
+
+where * is forward, grad_input and grad_weight, with the arguments of
+the conv2d_* function of the same direction. The NumPy versions are the
+functions here, written over ``xp`` so that CuPy arrays run them too; the
+Numba versions live in ``kernels/cpu/``, the CUDA ones in
+``kernels/cuda/`` (registered there). The rest, the dense GEMMs and the
+reshapes and slices around the primitives, is plain ``xp`` code, the same
+on every backend.
+"""
+from minicnn.kernels import registry
+
+from ..backend import get_array_module
+from . import im2col  # noqa: F401  (registers the im2col and col2im primitives the im2col path calls)
+
+NO_PADDING = ((0, 0), (0, 0))
+
+#: Fewest 2x2 output tiles, N * ceil(OH/2) * ceil(OW/2), for which
+#: Winograd beats im2col + GEMM: the filter transform (a*a * O * C values)
+#: must be spread over enough tiles. Measured for the CPU kernels, the
+#: only ones with Winograd: 16 x 128 x 8x8 (256 tiles) is im2col's,
+#: 8 x 128 x 14x14 (392) Winograd's.
+WINOGRAD_MIN_TILES = 320
+#: Smallest output (rows and columns) for F(4x4, 3x3) rather than F(2x2):
+#: its 6x6 tiles overlap less but waste more on the edges of small maps
+#: (16x16 is even, 28x28 and up F(4x4)'s by 15-20%).
+WINOGRAD_4X4_MIN_SIZE = 17
+
+
+# -- which path ---------------------------------------------------------------
+def winograd_tile(N, kernel_size, stride, dilation, groups, out_size, xp):
+    """m of the F(m x m, 3x3) to compute a convolution of N images with
+    output (OH, OW) by, or 0 for none: Winograd applies to a 3x3,
+    stride-1, undilated, ungrouped convolution with enough output tiles,
+    on a backend that has it."""
+    OH, OW = out_size
+    tiles = N * -(-OH // 2) * -(-OW // 2)
+    if not (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+            and groups == 1 and tiles >= WINOGRAD_MIN_TILES and registry.find("winograd_conv2d", xp)):
+        return 0
+    return 4 if min(out_size) >= WINOGRAD_4X4_MIN_SIZE else 2
+
+
+def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size):
+    """(path, m): the first path of the module docstring that applies to
+    this geometry, one of "depthwise", "dense", "winograd", "pointwise",
+    "im2col", and for "winograd" the tile size m (else 0).
+
+    ``winograd_size`` is the output of the 3x3 convolution Winograd would
+    compute: (OH, OW), or (H, W) for the input gradient, a convolution of
+    gy (see ``conv2d_grad_input``)."""
+    if groups == C:
+        return "depthwise", 0
+    if tuple(out_size) == (1, 1) and padding == NO_PADDING and groups == 1:
+        return "dense", 0
+    m = winograd_tile(N, kernel_size, stride, dilation, groups, winograd_size, xp)
+    if m:
+        return "winograd", m
+    if tuple(kernel_size) == (1, 1) and padding == NO_PADDING:
+        return "pointwise", 0
+    return "im2col", 0
+
+
+# -- conv2d's three directions ----------------------------------------------
+def conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
+    """y (N, O, OH, OW) = conv2d(x, w) + b; b (O,) may be None."""
+    xp = get_array_module(x)
+    x = xp.ascontiguousarray(x)
+    kernel_size = tuple(w.shape[2:])
+    N, C, O = x.shape[0], x.shape[1], w.shape[0]
+    path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, out_size)
+    if path == "depthwise":
+        return registry.lookup("depthwise_conv2d_forward", xp)(x, w, b, stride, padding, dilation, groups, out_size)
+    if path == "dense":
+        y = xp.empty((N, O, 1, 1), dtype=x.dtype)
+        xp.matmul(_window(x, kernel_size, dilation), w.reshape(O, -1).T, out=y.reshape(N, O))
+        if b is not None:
+            y += b.reshape(O, 1, 1)
+        return y
+    if path == "winograd":
+        return registry.lookup("winograd_conv2d", xp)(x, w, b, padding, out_size, m)
+    if path == "pointwise":
+        Og, Cg = O // groups, C // groups
+        xs = _subsample(x, stride, out_size).reshape(N, groups, Cg, -1)                # (N, G, Cg, L)
+        bias = None if b is None else b.reshape(groups, Og, 1)
+        y = registry.lookup("batched_matmul", xp)(w.reshape(groups, Og, Cg), xs, bias)  # (N, G, Og, L)
+        return y.reshape((N, O) + tuple(out_size))
+    return registry.lookup("im2col_gemm_forward", xp)(x, w, b, stride, padding, dilation, groups, out_size)
+
+
+def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
+    """gx (N, C, H, W) for gy (N, O, OH, OW): the adjoint of conv2d_forward
+    in x, which is also conv_transpose2d(gy, w)."""
+    xp = get_array_module(gy)
+    gy = xp.ascontiguousarray(gy)
+    N, O, OH, OW = gy.shape
+    C, kernel_size, in_size = w.shape[1] * groups, tuple(w.shape[2:]), tuple(in_size)
+    path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, (OH, OW), in_size)
+    if path == "depthwise":
+        return registry.lookup("depthwise_conv2d_grad_input", xp)(gy, w, stride, padding, dilation, groups, in_size)
+    if path == "dense":
+        gx = xp.zeros((N, C) + in_size, dtype=gy.dtype)
+        window = gx[_grid(kernel_size, dilation)]
+        window[...] = (gy.reshape(N, O) @ w.reshape(O, -1)).reshape(window.shape)
+        return gx
+    if path == "winograd":
+        # At stride 1, gx is the full correlation of gy with the flipped
+        # filters, in and out channels swapped: a 3x3 convolution padded
+        # by 2 - padding on each side, whose output is (H, W).
+        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)          # a view: the filter transform reads it
+        (top, bottom), (left, right) = padding
+        return registry.lookup("winograd_conv2d", xp)(
+            gy, flipped, None, ((2 - top, 2 - bottom), (2 - left, 2 - right)), in_size, m)
+    if path == "pointwise":
+        Og = O // groups
+        wgT = w.reshape(groups, Og, -1).transpose(0, 2, 1)                  # (G, Cg, Og), a view
+        gxs = registry.lookup("batched_matmul", xp)(wgT, gy.reshape(N, groups, Og, OH * OW))
+        gxs = gxs.reshape(N, C, OH, OW)
+        if (OH, OW) == in_size:
+            return gxs
+        gx = xp.zeros((N, C) + in_size, dtype=gy.dtype)
+        gx[_grid((OH, OW), stride)] = gxs
+        return gx
+    return registry.lookup("im2col_gemm_grad_input", xp)(gy, w, stride, padding, dilation, groups, in_size)
+
+
+def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
+    """gw (O, Cg, KH, KW) = the sum over images and output pixels of gy
+    times the input pixels each weight saw: the adjoint of conv2d_forward
+    in w."""
+    xp = get_array_module(x)
+    x, gy = xp.ascontiguousarray(x), xp.ascontiguousarray(gy)
+    N, C = x.shape[:2]
+    O, OH, OW = gy.shape[1:]
+    kernel_size = tuple(kernel_size)
+    path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, (OH, OW), (OH, OW))
+    if path == "depthwise":
+        return registry.lookup("depthwise_conv2d_grad_weight", xp)(x, gy, kernel_size, stride, padding, dilation,
+                                                                   groups)
+    if path == "dense":
+        return (gy.reshape(N, O).T @ _window(x, kernel_size, dilation)).reshape((O, C) + kernel_size)
+    if path == "winograd":
+        return registry.lookup("winograd_conv2d_grad_weight", xp)(x, gy, padding, m)
+    if path == "pointwise":
+        Og, Cg, L = O // groups, C // groups, OH * OW
+        xs = _subsample(x, stride, (OH, OW)).reshape(N, groups, Cg, L)
+        gw = registry.lookup("batched_matmul_sum", xp)(gy.reshape(N, groups, Og, L), xs.transpose(0, 1, 3, 2))
+        return gw.reshape(O, Cg, 1, 1)
+    return registry.lookup("im2col_gemm_grad_weight", xp)(x, gy, kernel_size, stride, padding, dilation, groups)
+
+
+# -- the dense and pointwise paths' pieces ----------------------------------
+def _grid(counts, steps):
+    """The index, in an (N, C, H, W) array, of ``counts`` (rows, columns)
+    pixels ``steps`` apart from the top left corner: the one window of a
+    dense convolution (counts the kernel size, steps the dilation), or
+    the pixels a 1x1 kernel reads (counts the output size, steps the
+    stride)."""
+    return (slice(None), slice(None)) + tuple(slice(0, (n - 1) * s + 1, s) for n, s in zip(counts, steps))
+
+
+def _window(x, kernel_size, dilation):
+    """(N, C*KH*KW): the one window of each image of x that a dense
+    convolution reads, its pixels in w's (C, KH, KW) order."""
+    return x[_grid(kernel_size, dilation)].reshape(x.shape[0], -1)
+
+
+def _subsample(x, stride, out_size):
+    """x (N, C, H, W) at the pixels a 1x1 kernel reads, C-contiguous:
+    (N, C, OH, OW), the column matrices of a pointwise convolution."""
+    return get_array_module(x).ascontiguousarray(x[_grid(out_size, stride)])
+
+
+def batched_matmul(a, b, bias=None):
+    """y[n] = a @ b[n] (+ bias) for every image n: a (G, P, Q) shared, b
+    (N, G, Q, L), bias (G, P, 1) or None -> y (N, G, P, L)."""
+    y = get_array_module(b).matmul(a, b)
+    if bias is not None:
+        y += bias
+    return y
+
+
+def batched_matmul_sum(a, b):
+    """sum_n a[n] @ b[n]: a (N, G, P, Q), b (N, G, Q, R) -> (G, P, R)."""
+    return get_array_module(a).matmul(a, b).sum(axis=0)
+
+
+# -- the im2col path, NumPy references ----------------------------------------
+def _columns(x, kernel_size, stride, padding, dilation, groups, out_size):
+    """The column matrices of x (N, C, H, W): (N, G, K, L)."""
+    N, C = x.shape[:2]
+    cols = registry.lookup("im2col", get_array_module(x))(x, tuple(kernel_size), stride, padding, dilation,
+                                                          tuple(out_size))
+    return cols.reshape(N, groups, -1, out_size[0] * out_size[1])
+
+
+def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
+    """y (N, O, OH, OW) = conv2d(x, w) + b: im2col, then
+    y[n, g] = w[g] @ cols[n, g] for all images and groups in one matmul."""
+    xp = get_array_module(x)
+    N, O, G = x.shape[0], w.shape[0], groups
+    cols = _columns(x, w.shape[2:], stride, padding, dilation, G, out_size)         # (N, G, K, L)
+    y = xp.matmul(w.reshape(G, O // G, -1), cols)                                    # (N, G, Og, L)
+    y = y.reshape((N, O) + tuple(out_size))
+    if b is not None:
+        y += b.reshape(1, O, 1, 1)
+    return y
+
+
+def im2col_gemm_grad_input(gy, w, stride, padding, dilation, groups, in_size):
+    """gx (N, C, H, W) for gy (N, O, OH, OW): gcols[n, g] = w[g]^T @ gy[n, g],
+    then col2im."""
+    xp = get_array_module(gy)
+    N, O, G = gy.shape[0], gy.shape[1], groups
+    C, kernel_size, out_size = w.shape[1] * G, tuple(w.shape[2:]), tuple(gy.shape[2:])
+    wT = w.reshape(G, O // G, -1).transpose(0, 2, 1)                                 # (G, K, Og)
+    cols = xp.matmul(wT, gy.reshape(N, G, O // G, -1))                               # (N, G, K, L)
+    cols = cols.reshape((N, C) + kernel_size + out_size)                            # (N, C, KH, KW, OH, OW)
+    return registry.lookup("col2im", xp)(cols, tuple(in_size), stride, padding, dilation)
+
+
+def im2col_gemm_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
+    """gw (O, Cg, KH, KW) = sum_n gy[n, g] @ cols(x)[n, g]^T."""
+    xp = get_array_module(x)
+    N, C, O, G = x.shape[0], x.shape[1], gy.shape[1], groups
+    cols = _columns(x, kernel_size, stride, padding, dilation, G, gy.shape[2:])     # (N, G, K, L)
+    gy = gy.reshape(N, G, O // G, cols.shape[-1])                                   # (N, G, Og, L)
+    gw = xp.matmul(gy, cols.transpose(0, 1, 3, 2)).sum(axis=0)                      # (G, Og, K)
+    return gw.reshape((O, C // G) + tuple(kernel_size))
+
+
+# -- registration -------------------------------------------------------------
+# The NumPy and Numba versions; the CUDA ones register in kernels/cuda.
+_CPU = "minicnn.kernels.cpu."
+for _direction, _reference in (("forward", im2col_gemm_forward), ("grad_input", im2col_gemm_grad_input),
+                               ("grad_weight", im2col_gemm_grad_weight)):
+    for _path in ("im2col_gemm", "depthwise_conv2d"):
+        registry.register(f"{_path}_{_direction}", "numpy", _reference)
+        registry.register(f"{_path}_{_direction}", "numba", f"{_CPU}conv:{_path}_{_direction}")
+for _name, _reference in (("batched_matmul", batched_matmul), ("batched_matmul_sum", batched_matmul_sum)):
+    registry.register(_name, "numpy", _reference)
+    registry.register(_name, "numba", f"{_CPU}conv:{_name}")
+for _name in ("winograd_conv2d", "winograd_conv2d_grad_weight"):
+    registry.register(_name, "numba", f"{_CPU}winograd:{_name}")
