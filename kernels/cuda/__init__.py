@@ -25,6 +25,7 @@ PRIMITIVES = {
     "adaptive_max_pool2d_backward": "pooling",
     "batch_norm_forward": "batchnorm",
     "batch_norm_backward": "batchnorm",
+    "erf": "special",
 }
 
 for _primitive, _module in PRIMITIVES.items():
