@@ -62,7 +62,7 @@ CHILD = textwrap.dedent("""
 def test_sigint_during_parallel_conv_leaves_correct_results_and_no_hang(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    env = dict(os.environ, OMP_NUM_THREADS="2", NUMBA_NUM_THREADS="2")
+    env = dict(os.environ, OMP_NUM_THREADS="2", MINICNN_BACKEND="auto")
     child = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env)
     lines = queue.Queue()
