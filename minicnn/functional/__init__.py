@@ -19,6 +19,7 @@ from .pooling import (  # noqa: F401
     max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d, depth_max_pool2d)
 from .normalization import batch_norm, layer_norm, group_norm, local_response_norm  # noqa: F401
 from .interpolate import interpolate  # noqa: F401
+from .fold import fold, unfold  # noqa: F401
 
 import types as _types
 

@@ -16,4 +16,5 @@ from .dropout import Dropout, Dropout2d  # noqa: F401
 from .activation import (  # noqa: F401
     ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Hardsigmoid, Hardswish, SiLU, GELU, Softmax, LogSoftmax)
 from .upsampling import Upsample  # noqa: F401
+from .fold import Fold, Unfold  # noqa: F401
 from .blocks import SeparableConv2d, DepthPool, SqueezeExcitation  # noqa: F401
