@@ -1,5 +1,6 @@
-"""Learning-rate schedules: StepLR, MultiStepLR, CosineAnnealingLR and
-OneCycleLR, with torch's formulas, defaults and calling convention.
+"""Learning-rate schedules: StepLR, MultiStepLR, CosineAnnealingLR,
+CosineAnnealingWarmRestarts, OneCycleLR and ReduceLROnPlateau, with
+torch's formulas, defaults and calling convention.
 
 A scheduler rewrites ``group["lr"]`` of its optimizer's parameter groups.
 Build it after the optimizer (it records each group's ``"initial_lr"``
@@ -15,6 +16,10 @@ it, ``scheduler.step()`` once per epoch (or per batch, for OneCycleLR)::
 which the constructor makes). The schedules are computed the way torch
 computes them (most of them recursively, from the current lr), so the
 sequences agree with torch's to the last bit or two.
+
+ReduceLROnPlateau is the exception: it follows a metric, not the epoch
+count, so its ``step(metrics)`` takes the metric (validation loss, say)
+and it sets no lr when built.
 """
 import math
 import numbers
@@ -156,6 +161,68 @@ class CosineAnnealingLR(LRScheduler):
         return [ratio * (group["lr"] - eta_min) + eta_min for group in groups]
 
 
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """SGDR (Loshchilov & Hutter, 2017): cosine annealing from the initial
+    lr to ``eta_min`` over T_i epochs, then a restart at the initial lr;
+    the first period is ``T_0`` epochs and each next one ``T_mult`` times
+    longer:
+
+        lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2
+
+    with T_cur the epochs since the last restart. ``step()`` advances one
+    epoch; ``step(epoch)`` jumps to ``epoch``, which may be fractional
+    (``step(epoch + i / iters_per_epoch)`` once per batch).
+    """
+
+    def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):
+        if not isinstance(T_0, numbers.Integral) or isinstance(T_0, bool) or T_0 <= 0:
+            raise ValueError(f"CosineAnnealingWarmRestarts: T_0 must be a positive int, got {T_0!r}")
+        if not isinstance(T_mult, numbers.Integral) or isinstance(T_mult, bool) or T_mult < 1:
+            raise ValueError(f"CosineAnnealingWarmRestarts: T_mult must be an int >= 1, got {T_mult!r}")
+        if not isinstance(eta_min, numbers.Real):
+            raise TypeError(f"CosineAnnealingWarmRestarts: eta_min must be a number, got {type(eta_min).__name__}")
+        self.T_0 = T_0
+        self.T_i = T_0
+        self.T_mult = T_mult
+        self.eta_min = eta_min
+        self.T_cur = last_epoch
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+                for base in self.base_lrs]
+
+    def step(self, epoch=None):
+        """Advance one epoch, or go to ``epoch`` (an int or a float >= 0)."""
+        self._step_count += 1
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0
+        if epoch is None:
+            epoch = self.last_epoch + 1
+            self.T_cur = self.T_cur + 1
+            if self.T_cur >= self.T_i:
+                self.T_cur = self.T_cur % self.T_i
+                self.T_i = self.T_i * self.T_mult
+        else:
+            if not isinstance(epoch, numbers.Real) or epoch < 0:
+                raise ValueError(f"CosineAnnealingWarmRestarts: epoch must be a number >= 0, got {epoch!r}")
+            if epoch < self.T_0:
+                self.T_i = self.T_0
+                self.T_cur = epoch
+            elif self.T_mult == 1:
+                self.T_cur = epoch % self.T_0
+            else:
+                # Periods T_0, T_0 m, T_0 m^2, ...: the n-th restart is at
+                # epoch T_0 (m^n - 1) / (m - 1); solve for the last n before epoch.
+                n = int(math.log(epoch / self.T_0 * (self.T_mult - 1) + 1, self.T_mult))
+                self.T_cur = epoch - self.T_0 * (self.T_mult ** n - 1) / (self.T_mult - 1)
+                self.T_i = self.T_0 * self.T_mult ** n
+        self.last_epoch = math.floor(epoch)
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
 class OneCycleLR(LRScheduler):
     """The 1cycle policy (Smith & Topin, 2018), stepped once per batch.
 
@@ -276,3 +343,111 @@ def _per_group(name, value, groups):
             raise ValueError(f"OneCycleLR: {name} has {len(value)} values for {len(groups)} parameter groups")
         return list(value)
     return [value] * len(groups)
+
+
+class ReduceLROnPlateau(LRScheduler):
+    """Multiply the lr by ``factor`` when a metric has stopped improving.
+
+    ``step(metrics)`` once per epoch, with the metric (a number or a 0-d
+    Tensor). A value is an improvement when it beats the best so far by
+    more than ``threshold``: relatively (best * (1 - threshold) in 'min'
+    ``mode``, best * (1 + threshold) in 'max') or absolutely
+    (``threshold_mode='abs'``: best -/+ threshold). After more than
+    ``patience`` epochs in a row without one, each group's lr becomes
+    max(lr * factor, min_lr) (unchanged if that moves it by ``eps`` or
+    less), then ``cooldown`` epochs pass before bad epochs count again.
+    ``min_lr`` is a number or a list with one per parameter group.
+    """
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
+                 cooldown=0, min_lr=0, eps=1e-8):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a minicnn Optimizer, got {type(optimizer).__name__}")
+        if not isinstance(factor, numbers.Real) or not factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be < 1.0, got {factor!r}")
+        for name, value in (("patience", patience), ("cooldown", cooldown)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"ReduceLROnPlateau: {name} must be a non-negative int, got {value!r}")
+        self.factor = factor
+        self.optimizer = optimizer
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != len(optimizer.param_groups):
+                raise ValueError(f"ReduceLROnPlateau: min_lr has {len(min_lr)} values for "
+                                 f"{len(optimizer.param_groups)} parameter groups")
+            self.default_min_lr = None
+            self.min_lrs = list(min_lr)
+        else:
+            self.default_min_lr = min_lr
+            self.min_lrs = [min_lr] * len(optimizer.param_groups)
+        self.patience = patience
+        self.cooldown = cooldown
+        self.eps = eps
+        self.last_epoch = 0
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+        self._init_is_better(mode, threshold, threshold_mode)
+        self._reset()
+
+    def _reset(self):
+        """Forget the best value and the bad-epoch and cooldown counters."""
+        self.best = self.mode_worse
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    def _init_is_better(self, mode, threshold, threshold_mode):
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        self.mode_worse = math.inf if mode == "min" else -math.inf
+        self.mode = mode
+        self.threshold = threshold
+        self.threshold_mode = threshold_mode
+
+    def _is_better(self, value, best):
+        if self.mode == "min":
+            bar = best * (1.0 - self.threshold) if self.threshold_mode == "rel" else best - self.threshold
+            return value < bar
+        bar = best * (self.threshold + 1.0) if self.threshold_mode == "rel" else best + self.threshold
+        return value > bar
+
+    @property
+    def in_cooldown(self):
+        return self.cooldown_counter > 0
+
+    def step(self, metrics, epoch=None):
+        """Record one epoch's ``metrics``, and reduce the lrs if it is time.
+        ``epoch`` (deprecated in torch) sets ``last_epoch`` explicitly."""
+        current = float(metrics)
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
+        if self._is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0         # bad epochs in the cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _reduce_lr(self):
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self.min_lrs):
+            if self.default_min_lr is None:
+                raise RuntimeError(
+                    f"ReduceLROnPlateau: the optimizer has {len(groups)} parameter groups, "
+                    f"min_lrs has {len(self.min_lrs)} (was a group added?); set min_lrs to match")
+            self.min_lrs = [self.default_min_lr] * len(groups)
+        for group, min_lr in zip(groups, self.min_lrs):
+            old_lr = float(group["lr"])
+            new_lr = max(old_lr * self.factor, min_lr)
+            if old_lr - new_lr > self.eps:
+                group["lr"] = new_lr
+
+    def load_state_dict(self, state_dict):
+        """Restore a ``state_dict()`` (the mode and thresholds are checked again)."""
+        super().load_state_dict(state_dict)
+        self._init_is_better(self.mode, self.threshold, self.threshold_mode)
