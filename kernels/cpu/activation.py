@@ -59,11 +59,18 @@ def _silu_finish_in_place(x, e):
     _silu_run(x, e, x)
 
 
+def _c_contiguous(a):
+    """``a`` in C order, copied only if it is not: ascontiguousarray, except
+    that a 0-d array (or a NumPy scalar) comes back 0-d where
+    ascontiguousarray would make it 1-d."""
+    return numpy.asarray(a, order="C")
+
+
 def _elementwise(finish, x, out=None, finish_in_place=None):
     if out is not None and not (x.flags.c_contiguous and out.flags.c_contiguous):
         out[...] = _elementwise(finish, x)
         return out
-    x = numpy.ascontiguousarray(x)
+    x = _c_contiguous(x)
     y = numpy.empty_like(x) if out is None else out
     flat_x, flat_y = x.reshape(-1), y.reshape(-1)
     in_place = y is x and finish_in_place is not None
@@ -147,7 +154,7 @@ def _masked(gy, mask, gx, part, parts):
 
 def relu(x):
     """(max(x, 0), x > 0): the output, and the mask that backward needs."""
-    x = numpy.ascontiguousarray(x)
+    x = _c_contiguous(x)
     y, mask = numpy.empty_like(x), numpy.empty(x.shape, bool)
     parallel_parts(_relu, 2 * x.size, x.reshape(-1), y.reshape(-1), mask.reshape(-1))
     return y, mask
@@ -173,8 +180,8 @@ def masked_gradient(gy, mask):
     """gy where mask is true, 0 elsewhere (NaN included, as torch's
     threshold_backward): the gradient of a function whose slope is 1 on
     the mask and 0 off it."""
-    gy = numpy.ascontiguousarray(gy)
-    mask = numpy.ascontiguousarray(mask)
+    gy = _c_contiguous(gy)
+    mask = _c_contiguous(mask)
     gx = numpy.empty_like(gy)
     parallel_parts(_masked, 2 * gy.size, gy.reshape(-1), mask.reshape(-1), gx.reshape(-1))
     return gx

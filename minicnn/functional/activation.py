@@ -179,8 +179,9 @@ class TanhGrad(Function):
 
     def forward(self, y, gy):
         self.save_for_backward(y, gy)
-        gx = y * y
-        get_array_module(y).subtract(1, gx, out=gx)
+        xp = get_array_module(y)
+        gx = xp.multiply(y, y, out=xp.empty_like(y))   # an array even for 0-d y (y * y is a scalar)
+        xp.subtract(1, gx, out=gx)
         gx *= gy
         return gx
 
@@ -277,6 +278,10 @@ class Softmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        if x.size == 0:                     # max has no identity: nothing to normalize
+            y = xp.empty_like(x)
+            self.save_for_backward(y)
+            return y
         e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
         y = e / e.sum(axis=self.dim, keepdims=True)
         self.save_for_backward(y)
@@ -297,6 +302,10 @@ class LogSoftmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        if x.size == 0:                     # max has no identity: nothing to normalize
+            y = xp.empty_like(x)
+            self.save_for_backward(y)
+            return y
         shifted = x - x.max(axis=self.dim, keepdims=True)
         y = shifted - xp.log(xp.exp(shifted).sum(axis=self.dim, keepdims=True))
         self.save_for_backward(y)

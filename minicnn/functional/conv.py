@@ -60,11 +60,11 @@ import collections
 import numbers
 
 from ..autograd import Function
-from ..kernels.geometry import conv_output_size, pair
+from ..kernels.geometry import conv_output_size
 from .conv_strategy import conv2d_forward, conv2d_grad_weight
 from .reduction import sum as reduce_sum
 from .shape import squeeze, unsqueeze
-from .utils import check_float
+from .utils import check_float, pair
 
 
 class ConvGeometry(collections.namedtuple(

@@ -52,9 +52,10 @@ im2col(gy) for gx and again for gw (each op builds its own), which is
 the price of not holding them between forward and backward.
 """
 from ..autograd import Function
-from ..kernels.geometry import conv_transpose_output_size, pair
+from ..kernels.geometry import conv_transpose_output_size
 from .conv import Conv2d, Conv2dGradWeight, ConvGeometry, check_bias, check_groups, check_operands
 from .conv_strategy import conv2d_grad_input
+from .utils import pair
 from .reduction import sum as reduce_sum
 from .shape import squeeze, unsqueeze
 

@@ -316,10 +316,29 @@ def abs(input):
 
 
 def clamp(input, min=None, max=None):
-    """Clip to [min, max]; either bound may be None (not both)."""
+    """Clip to [min, max]; either bound may be None (not both).
+
+    A bound may be a Tensor that broadcasts with input: then the result is
+    minimum(maximum(input, min), max), as torch computes it, differentiable
+    in all three (an element equal to a bound shares its gradient half and
+    half with it, as torch's). Where min > max the result is max. A float
+    Tensor bound is converted to a floating input's dtype; torch would
+    promote float32 input with an n-d float64 bound to float64. One bound
+    a Tensor and the other a number is accepted (torch refuses the mix)."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
-    return Clamp.apply(input, lo=min, hi=max)
+    if not isinstance(min, Tensor) and not isinstance(max, Tensor):
+        return Clamp.apply(input, lo=min, hi=max)
+    y = input
+    for name, bound, op in (("min", min, maximum), ("max", max, minimum)):
+        if bound is None:
+            continue
+        if isinstance(bound, Tensor):
+            broadcast_shapes(input.shape, bound.shape, "clamp: input", name)
+            if input.dtype.kind == "f" and bound.dtype != input.dtype:
+                bound = bound.to(input.dtype)
+        y = op(y, bound)
+    return y
 
 
 clip = clamp

@@ -7,12 +7,14 @@ The products run through the kernel registry's ``"matmul"`` primitive:
 ``xp.matmul`` here, and on the CPU a version that shares a large product
 out among minicnn's threads (``kernels/cpu/matmul.py``).
 """
+import math
+
 from minicnn.kernels import registry
 
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..tensor import Tensor  # defined before tensor.py imports the ops
-from .utils import as_tensor, broadcast_shapes
+from .utils import as_tensor, broadcast_shapes, check_float
 from .reduction import sum as sum_
 from .shape import reshape, sum_to, unsqueeze, squeeze, transpose
 
@@ -45,6 +47,16 @@ class MatMul(Function):
         return ga, gb
 
 
+def _check_same_dtype(op, a, a_name, b, b_name):
+    """TypeError unless ``a`` and ``b`` have one dtype: torch's products do
+    not promote (float32 with float64 is a RuntimeError there), and a
+    silent float64 result would double the memory and time of all that
+    follows."""
+    if a.dtype != b.dtype:
+        raise TypeError(f"{op}: {a_name} has dtype {a.dtype} but {b_name} has dtype {b.dtype}; "
+                        f"they must be the same (convert one with .to())")
+
+
 def matmul(input, other):
     """torch.matmul: 1-D operands are treated as a row (left) or a column
     (right) vector and that dim is dropped from the result; leading dims
@@ -53,6 +65,7 @@ def matmul(input, other):
     input, other = as_tensor(input, like.data), as_tensor(other, like.data)
     if input.ndim == 0 or other.ndim == 0:
         raise ValueError(f"matmul: both arguments need at least 1 dim, got shapes {input.shape} and {other.shape}")
+    _check_same_dtype("matmul", input, "input", other, "other")
     a = unsqueeze(input, 0) if input.ndim == 1 else input
     b = unsqueeze(other, -1) if other.ndim == 1 else other
     if a.shape[-1] != b.shape[-2]:
@@ -90,14 +103,15 @@ class Linear(Function):
         x, w = self.saved_tensors
         needs_x, needs_w = self.needs_input_grad[:2]
         has_bias = len(self.needs_input_grad) == 3
+        rows = math.prod(x.shape[:-1])        # not -1: with 0 features, -1 is ambiguous
         if is_grad_enabled():
-            gy_rows, x_rows = reshape(gy, (-1, w.shape[0])), reshape(x, (-1, w.shape[1]))
+            gy_rows, x_rows = reshape(gy, (rows, w.shape[0])), reshape(x, (rows, w.shape[1]))
             gx = matmul(gy, w) if needs_x else None
             gw = matmul(transpose(gy_rows, 0, 1), x_rows) if needs_w else None
             gb = sum_(gy_rows, 0) if has_bias else None
         else:
             gy, x, w = gy.data, x.data, w.data
-            gy_rows, x_rows = gy.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])
+            gy_rows, x_rows = gy.reshape(rows, w.shape[0]), x.reshape(rows, w.shape[1])
             gx = _matmul(gy, w) if needs_x else None
             gw = _matmul(gy_rows.T, x_rows) if needs_w else None
             gb = gy_rows.sum(axis=0) if has_bias else None
@@ -106,7 +120,11 @@ class Linear(Function):
 
 def linear(input, weight, bias=None):
     """y = x W^T + b, with x: (*, in_features), W: (out_features, in_features),
-    b: (out_features,)."""
+    b: (out_features,). All three must have one floating dtype (torch's
+    rule too: no promotion). With in_features = 0, y is b (or 0) broadcast."""
+    check_float(input, "linear")
+    weight = as_tensor(weight, input.data)
+    bias = None if bias is None else as_tensor(bias, input.data)
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
     if input.ndim == 0 or input.shape[-1] != weight.shape[1]:
@@ -115,9 +133,8 @@ def linear(input, weight, bias=None):
             f"but weight of shape {weight.shape} expects {weight.shape[1]}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
-    params = (weight,) if bias is None else (weight, bias)
-    if all(isinstance(p, Tensor) and p.dtype == input.dtype for p in params) and input.dtype.kind == "f":
-        return Linear.apply(input, *params)
-    # Mixed dtypes (or array weights) promote as the composite ops do.
-    y = matmul(input, transpose(weight, 0, 1))
-    return y if bias is None else y + bias
+    _check_same_dtype("linear", input, "input", weight, "weight")
+    if bias is None:
+        return Linear.apply(input, weight)
+    _check_same_dtype("linear", input, "input", bias, "bias")
+    return Linear.apply(input, weight, bias)

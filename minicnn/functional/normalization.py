@@ -43,6 +43,7 @@ channel per thread and fuse each direction into one kernel (the
 statistics in one pass, then the normalization while the channel is
 still in the cache).
 """
+import math
 import numbers
 
 from minicnn.kernels import registry
@@ -50,6 +51,7 @@ from minicnn.kernels import registry
 from .. import autograd
 from ..autograd import Function
 from ..backend import get_array_module
+from .elementwise import clone
 from .utils import check_float
 from .shape import pad, reshape
 
@@ -176,6 +178,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         _check_channel_vector(t, name, c, input, op)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
+    if input.data.size == 0:
+        # Nothing to normalize: an empty result (weight and bias get zero
+        # gradients) and the running statistics left alone, in both modes,
+        # as in torch.
+        return _affine(clone(input), weight, bias, (1, c) + (1,) * (input.ndim - 2))
     if not training:
         if running_mean is None:
             raise ValueError(f"{op}: running_mean and running_var are needed in eval mode (training=False)")
@@ -255,7 +262,8 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
                          f"into num_groups={num_groups!r} groups")
     for name, t in (("weight", weight), ("bias", bias)):
         _check_channel_vector(t, name, c, input, op)
-    grouped = reshape(input, (n, num_groups, -1))
+    per_group = c // num_groups * math.prod(input.shape[2:])   # not -1: the batch may be empty
+    grouped = reshape(input, (n, num_groups, per_group))
     y = reshape(_normalize(grouped, 2, eps), input.shape)
     return _affine(y, weight, bias, (1, c) + (1,) * (input.ndim - 2))
 

@@ -60,8 +60,7 @@ from minicnn.kernels import registry
 
 from ..autograd import Function
 from ..backend import get_array_module
-from ..kernels.geometry import pair
-from .utils import check_float
+from .utils import check_float, pair
 from .shape import reshape
 
 

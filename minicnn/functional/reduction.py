@@ -186,9 +186,14 @@ def _max_or_min(input, dim, keepdim, full, along):
         return full.apply(input, dims=_dims(input, None), keepdim=False)
     if not isinstance(dim, numbers.Integral):
         raise TypeError(f"max/min: dim must be an int, got {dim!r}")
-    d = normalize_dims(dim, input.ndim)[0] if input.ndim else 0
-    values, indices = along.apply(input, dim=d, keepdim=keepdim) if input.ndim else (input, input * 0)
-    return MaxResult(values, indices)
+    if input.ndim == 0:
+        # A scalar is its own max along dim 0 (or -1), at index 0; keepdim
+        # keeps the shape (), as in torch.
+        normalize_dims(dim, 0)
+        values, indices = along.apply(reshape(input, (1,)), dim=0, keepdim=False)
+        return MaxResult(values, indices)
+    d = normalize_dims(dim, input.ndim)[0]
+    return MaxResult(*along.apply(input, dim=d, keepdim=keepdim))
 
 
 def max(input, dim=None, keepdim=False):
@@ -218,7 +223,7 @@ def _arg(input, dim, keepdim, name):
         return Tensor._wrap(xp.asarray(fn(input.data), dtype="int64"))
     d = normalize_dims(dim, input.ndim)[0]
     out = fn(input.data, axis=d)
-    if keepdim:
+    if keepdim and input.ndim:           # a 0-d input gives a 0-d index, keepdim or not (torch)
         out = xp.expand_dims(out, d)
     return Tensor._wrap(out.astype("int64"))
 

@@ -166,6 +166,16 @@ class Pad(Function):
         for i in range(len(self.pad) // 2):
             widths[x.ndim - 1 - i] = (self.pad[2 * i], self.pad[2 * i + 1])
         self.widths = widths
+        if self.mode in ("reflect", "replicate") and min(min(w) for w in widths) < 0:
+            # Reflection and replication stay about the input's own edges
+            # when the other side is cropped (torch's rule): gather each
+            # axis from its source indices.
+            y = x
+            for axis, (lo, hi) in enumerate(widths):
+                if lo or hi:
+                    y = xp.take(y, _pad_source_index(xp, x.shape[axis], lo, hi, self.mode), axis=axis)
+            return y
+        # constant and circular crop first, then pad what is left.
         cropped = x[tuple(slice(max(-lo, 0), n - max(-hi, 0)) for (lo, hi), n in zip(widths, x.shape))]
         grow = [(max(lo, 0), max(hi, 0)) for lo, hi in widths]
         if self.mode == "constant":
@@ -204,14 +214,19 @@ class PadGrad(Function):
 
 def _pad_source_index(xp, n, lo, hi, mode):
     """For each position of a padded axis, the input index it copies (-1
-    for a constant). Negative pads crop."""
+    for a constant). Negative pads crop; circular padding wraps around
+    what the crop leaves, the others reflect or replicate about the
+    input's own edges (as torch does)."""
+    if mode == "circular":
+        start, kept = max(-lo, 0), n - max(-lo, 0) - max(-hi, 0)
+        if kept == 0:
+            return xp.arange(0)
+        return start + xp.arange(-max(lo, 0), kept + max(hi, 0)) % kept
     positions = xp.arange(-lo, n + hi)
     if mode == "constant":
         return xp.where((positions >= 0) & (positions < n), positions, -1)
     if mode == "replicate":
         return xp.clip(positions, 0, n - 1)
-    if mode == "circular":
-        return positions % n
     period = 2 * (n - 1)  # reflect without repeating the edge
     folded = positions % period if period else positions * 0
     return xp.where(folded < n, folded, period - folded)
@@ -282,9 +297,12 @@ def permute(input, dims):
 
 
 def transpose(input, dim0, dim1):
-    """Swap two dims."""
-    dims = list(range(input.ndim))
+    """Swap two dims. A 0-d tensor accepts dims 0 and -1 and comes back
+    unchanged, as in torch."""
     a, b = normalize_dim(dim0, input.ndim, "dim0"), normalize_dim(dim1, input.ndim, "dim1")
+    if input.ndim == 0:
+        return permute(input, ())
+    dims = list(range(input.ndim))
     dims[a], dims[b] = dims[b], dims[a]
     return permute(input, tuple(dims))
 
@@ -424,16 +442,23 @@ def pad(input, pad, mode="constant", value=0.0):
     if mode not in ("constant", "reflect", "replicate", "circular"):
         raise ValueError(f"pad: mode must be 'constant', 'reflect', 'replicate' or 'circular', got {mode!r}")
     for i in range(len(pad) // 2):
-        n = input.shape[input.ndim - 1 - i]
+        dim = input.ndim - 1 - i
+        n = input.shape[dim]
         lo, hi = pad[2 * i], pad[2 * i + 1]
-        if n + lo + hi < 0 or (mode != "constant" and (lo < 0 or hi < 0)):
-            raise ValueError(f"pad: padding {pad} is invalid for input of shape {input.shape} in mode {mode!r}")
+        kept = n + min(lo, 0) + min(hi, 0)        # what the crops leave
+        if mode in ("constant", "circular") and kept < 0:
+            raise ValueError(f"pad: padding ({lo}, {hi}) crops more than the size {n} of dim {dim} "
+                             f"of input shape {input.shape}")
+        if mode in ("reflect", "replicate") and n + lo + hi < 1:
+            raise ValueError(f"pad: padding ({lo}, {hi}) leaves {n + lo + hi} elements of dim {dim} "
+                             f"of input shape {input.shape}; {mode} padding needs at least 1")
         if mode == "reflect" and (lo >= n or hi >= n):
             raise ValueError(
                 f"pad: reflect padding ({lo}, {hi}) must be less than the size {n} of dim "
-                f"{input.ndim - 1 - i} of input shape {input.shape}")
-        if mode == "circular" and (lo > n or hi > n):
-            raise ValueError(f"pad: circular padding ({lo}, {hi}) exceeds the size {n} of input shape {input.shape}")
+                f"{dim} of input shape {input.shape}")
+        if mode == "circular" and (lo > kept or hi > kept):
+            raise ValueError(f"pad: circular padding ({lo}, {hi}) exceeds the {kept} elements left of dim {dim} "
+                             f"of input shape {input.shape} (it may wrap around at most once)")
     if not any(pad):
         return input
     return Pad.apply(input, pad=pad, mode=mode, value=value)

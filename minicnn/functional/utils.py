@@ -6,6 +6,7 @@ import numpy
 
 from .. import dtypes
 from ..backend import get_array_module
+from ..kernels import geometry
 from ..tensor import Tensor  # defined before tensor.py imports the ops
 
 
@@ -74,3 +75,12 @@ def check_float(x, op, name="input"):
     """TypeError unless ``x`` is a floating tensor."""
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: {name} must be a floating-point tensor, got dtype {x.dtype}")
+
+
+def pair(value, name, min_value=None):
+    """``value`` (an int, one int in a tuple or list, or two ints) as an
+    (H, W) pair: ``kernels.geometry.pair`` plus the one-element sequence
+    that torch's conv and pooling functions accept for both dims."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = (value[0], value[0])
+    return geometry.pair(value, name, min_value)
