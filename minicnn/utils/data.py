@@ -6,15 +6,49 @@ The ``DataLoader`` draws indices (in order, or shuffled by a seeded
 generator), groups them into batches and merges each batch's samples with
 ``default_collate``: Tensors and arrays are stacked along a new first
 dimension, numbers become 1-d Tensors, tuples and dicts are collated
-field by field. Loading runs in the calling process.
+field by field. With ``num_workers=0`` (the default) loading runs in the
+calling process; with ``num_workers > 0`` worker processes load the
+batches (see "Worker processes" below).
 
 Randomness (shuffling, ``random_split``) comes from the ``generator``
 argument, a ``numpy.random.Generator`` (``mc.random.generator(seed)``), or
 from minicnn's global generator (``mc.manual_seed``) when none is given.
+
+Worker processes
+----------------
+``DataLoader(..., num_workers=n)`` starts n processes (``multiprocessing``)
+at the start of each pass (once, with ``persistent_workers=True``). The
+main process draws the batches of indices, exactly as with one process,
+and deals them out in turn: batch i goes to worker i % n, and at most
+``prefetch_factor`` batches per worker are waiting at any time. A worker
+reads its samples, collates them, and sends the batch back pickled, with
+every Tensor in it as a NumPy array; the main process makes the arrays
+Tensors again and hands the batches out in order, whichever worker
+finishes first. So the batches are the same as with ``num_workers=0``.
+
+Each worker is seeded as torch seeds them: one base seed is drawn per pass
+(without disturbing the shuffling stream), and worker k seeds Python's
+``random``, minicnn's global generator (``mc.manual_seed``) with
+``base_seed + k`` and NumPy's global ``numpy.random`` with a seed derived
+from both, so every worker has its own random stream and the same seed
+gives the same streams again. ``get_worker_info()`` tells code running in
+a worker which worker it is. An exception in a worker is raised again in
+the main process, of the same type, with the worker's traceback in its
+message. Workers ignore Ctrl-C (it reaches the whole process group): the
+main process gets the KeyboardInterrupt and stops them. They stop when a
+pass ends, when the loop is left early (``break``, an exception) and the
+iterator is dropped, and when the main process dies.
 """
 import bisect
 import math
+import multiprocessing
 import numbers
+import pickle
+import queue
+import random as pyrandom
+import signal
+import time
+import traceback
 
 import numpy
 
@@ -185,17 +219,34 @@ class DataLoader:
 
     ``DataLoader(dataset, batch_size=1, shuffle=False, sampler=None,
     batch_sampler=None, num_workers=0, collate_fn=None, pin_memory=False,
-    drop_last=False, *, generator=None)``: torch's arguments, in torch's
-    order. ``shuffle=True`` draws a new order on every pass from
-    ``generator``; ``drop_last`` drops a last, incomplete batch. Loading
-    happens in this process (``num_workers`` must be 0) and ``pin_memory``
-    has no effect (there is no page-locked memory to pin into).
+    drop_last=False, timeout=0, worker_init_fn=None,
+    multiprocessing_context=None, generator=None, *, prefetch_factor=None,
+    persistent_workers=False)``: torch's arguments, in torch's order.
+    ``shuffle=True`` draws a new order on every pass from ``generator``;
+    ``drop_last`` drops a last, incomplete batch. ``pin_memory`` has no
+    effect (there is no page-locked memory to pin into).
+
+    ``num_workers > 0`` loads in that many worker processes (see the module
+    docstring): ``worker_init_fn(worker_id)`` runs in each worker after it
+    is seeded; ``prefetch_factor`` (default 2) batches per worker are
+    requested ahead; ``timeout`` > 0 raises RuntimeError when a batch takes
+    longer than that many seconds; ``persistent_workers`` keeps the workers
+    (and their random streams) from one pass to the next;
+    ``multiprocessing_context`` is a start method name ('fork', 'spawn',
+    'forkserver') or a context, by default 'fork' where the platform has it.
+    With 'spawn' or 'forkserver' the dataset, ``collate_fn`` and
+    ``worker_init_fn`` must be picklable (defined at the top level of a
+    module), and a script must start its loop under
+    ``if __name__ == "__main__":``. Workers send NumPy arrays, so batches
+    made in a worker are CPU Tensors that do not require grad.
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, sampler=None, batch_sampler=None, num_workers=0,
-                 collate_fn=None, pin_memory=False, drop_last=False, *, generator=None):
-        if num_workers != 0:
-            raise ValueError(f"DataLoader: num_workers must be 0 (minicnn loads in this process), got {num_workers}")
+                 collate_fn=None, pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None,
+                 multiprocessing_context=None, generator=None, *, prefetch_factor=None, persistent_workers=False):
+        if isinstance(num_workers, bool) or not isinstance(num_workers, numbers.Integral) or num_workers < 0:
+            raise ValueError(
+                f"DataLoader: num_workers must be a non-negative int (0 loads in this process), got {num_workers!r}")
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler and shuffle=True are mutually exclusive")
         if batch_sampler is not None:
@@ -211,6 +262,8 @@ class DataLoader:
             raise ValueError("DataLoader: drop_last=True needs a batch_size")
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"DataLoader: collate_fn must be callable, got {type(collate_fn).__name__}")
+        self._check_worker_options(num_workers, timeout, worker_init_fn, multiprocessing_context,
+                                   prefetch_factor, persistent_workers)
         self.dataset = dataset
         self.batch_size = batch_size
         self.drop_last = drop_last
@@ -218,11 +271,56 @@ class DataLoader:
         self.batch_sampler = batch_sampler
         self.generator = generator
         self.pin_memory = pin_memory
-        self.num_workers = num_workers
+        self.num_workers = int(num_workers)
         # batch_size=None means "no batching": samples come out one by one, unmerged.
         self.collate_fn = collate_fn or (default_collate if batch_sampler is not None else _identity)
+        self.timeout = timeout
+        self.worker_init_fn = worker_init_fn
+        self.multiprocessing_context = multiprocessing_context
+        self.prefetch_factor = 2 if prefetch_factor is None and num_workers > 0 else prefetch_factor
+        self.persistent_workers = persistent_workers
+        self._workers = None   # the live _WorkerPool when persistent_workers
+
+    @staticmethod
+    def _check_worker_options(num_workers, timeout, worker_init_fn, context, prefetch_factor, persistent_workers):
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or timeout < 0:
+            raise ValueError(f"DataLoader: timeout must be a non-negative number of seconds, got {timeout!r}")
+        if worker_init_fn is not None and not callable(worker_init_fn):
+            raise TypeError(f"DataLoader: worker_init_fn must be callable, got {type(worker_init_fn).__name__}")
+        if num_workers == 0:
+            for name, value, default in (("prefetch_factor", prefetch_factor, None),
+                                         ("persistent_workers", persistent_workers, False),
+                                         ("multiprocessing_context", context, None)):
+                if value != default:
+                    raise ValueError(f"DataLoader: {name}={value!r} needs worker processes (num_workers > 0), "
+                                     "but num_workers=0")
+            return
+        if prefetch_factor is not None and (isinstance(prefetch_factor, bool) or
+                                            not isinstance(prefetch_factor, numbers.Integral) or prefetch_factor < 1):
+            raise ValueError(f"DataLoader: prefetch_factor must be a positive int, got {prefetch_factor!r}")
+        if isinstance(context, str):
+            methods = multiprocessing.get_all_start_methods()
+            if context not in methods:
+                raise ValueError(
+                    f"DataLoader: multiprocessing_context {context!r} is not a start method of this platform "
+                    f"({', '.join(methods)})")
+        elif context is not None and not isinstance(context, multiprocessing.context.BaseContext):
+            raise TypeError(
+                "DataLoader: multiprocessing_context must be a start method name or a multiprocessing context, "
+                f"got {type(context).__name__}")
 
     def __iter__(self):
+        if self.num_workers == 0:
+            return self._load_here()
+        if self.persistent_workers:
+            if self._workers is None or self._workers.closed:
+                self._workers = _WorkerPool(self)
+            return self._workers.start_pass()
+        # The pool lives as long as this iterator: dropping the iterator
+        # (end of the loop, break, an exception) stops the workers.
+        return _WorkerPool(self).start_pass()
+
+    def _load_here(self):
         if self.batch_sampler is None:
             for index in self.sampler:
                 yield self.collate_fn(self.dataset[index])
@@ -230,8 +328,308 @@ class DataLoader:
         for indices in self.batch_sampler:
             yield self.collate_fn([self.dataset[i] for i in indices])
 
+    def _context(self):
+        """The multiprocessing context the workers start from."""
+        context = self.multiprocessing_context
+        if context is None:
+            # fork starts fast and needs nothing picklable; elsewhere
+            # (Windows, macOS by default) take the platform's method.
+            context = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        if isinstance(context, multiprocessing.context.BaseContext):
+            return context
+        return multiprocessing.get_context(context)
+
+    def _base_seed(self):
+        """One seed for this pass's workers, drawn from a child of the
+        generator (``spawn``) so the shuffling stream is left as it is: the
+        batches are the same as with ``num_workers=0``."""
+        generator = _generator(self.generator, "DataLoader")
+        try:
+            child = generator.spawn(1)[0]
+        except TypeError:        # a generator without a SeedSequence: draw from it directly
+            child = generator
+        return int(child.integers(2 ** 62))
+
     def __len__(self):
         return len(self.batch_sampler) if self.batch_sampler is not None else len(self.sampler)
+
+
+# -- worker processes --------------------------------------------------------
+class WorkerInfo:
+    """What ``get_worker_info()`` returns in a worker: its ``id`` (0 ...
+    num_workers - 1), ``num_workers``, its ``seed`` and its copy of the
+    ``dataset`` (a dataset can use these to split an iterable source)."""
+
+    def __init__(self, id, num_workers, seed, dataset):
+        self.id = id
+        self.num_workers = num_workers
+        self.seed = seed
+        self.dataset = dataset
+
+    def __repr__(self):
+        return f"WorkerInfo(id={self.id}, num_workers={self.num_workers}, seed={self.seed})"
+
+
+_worker_info = None
+
+
+def get_worker_info():
+    """In a DataLoader worker process, its ``WorkerInfo``; ``None`` in the
+    main process."""
+    return _worker_info
+
+
+#: Seconds between checks, while waiting, that the other side is still alive.
+_STATUS_INTERVAL = 2.0
+#: Seconds a stopping worker gets to finish before it is terminated.
+_JOIN_TIMEOUT = 5.0
+
+
+class _TensorData:
+    """A Tensor's array on its way from a worker to the main process."""
+
+    def __init__(self, array):
+        self.array = array
+
+
+def _to_arrays(value):
+    """``value`` with every Tensor replaced by a ``_TensorData``."""
+    if isinstance(value, Tensor):
+        return _TensorData(value.data if isinstance(value.data, numpy.ndarray) else value.numpy_copy())
+    return _map_fields(value, _to_arrays)
+
+
+def _to_tensors(value):
+    """The inverse of ``_to_arrays``."""
+    if isinstance(value, _TensorData):
+        return Tensor._wrap(value.array)
+    return _map_fields(value, _to_tensors)
+
+
+def _map_fields(value, fn):
+    if isinstance(value, dict):
+        return {key: fn(field) for key, field in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):     # a namedtuple
+        return type(value)(*(fn(field) for field in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(fn(field) for field in value)
+    return value
+
+
+class _WorkerError:
+    """An exception raised in a worker, sent to the main process to raise
+    there: its type (when it can be pickled) and the worker's traceback."""
+
+    def __init__(self, worker_id, error):
+        self.type = type(error)
+        try:
+            pickle.dumps(self.type)
+        except Exception:        # a class defined inside a function cannot travel
+            self.type = RuntimeError
+        self.message = (f"Caught {type(error).__name__} in DataLoader worker process {worker_id}.\n"
+                        f"Original {traceback.format_exc()}")
+
+    def reraise(self):
+        try:
+            error = self.type(self.message)
+        except Exception:        # an exception type whose constructor wants other arguments
+            error = RuntimeError(self.message)
+        raise error
+
+
+def _worker_loop(dataset, index_queue, result_queue, done, collate_fn, auto_collation, base_seed, worker_id,
+                 num_workers, worker_init_fn):
+    """The body of worker process ``worker_id``: seed, then turn batches of
+    indices from ``index_queue`` into pickled batches on ``result_queue``
+    until told to stop (``None`` or ``done``) or the main process is gone."""
+    global _worker_info
+    # Ctrl-C reaches every process of the terminal's group; the main
+    # process handles it and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    seed = base_seed + worker_id
+    pyrandom.seed(seed)
+    random.manual_seed(seed)
+    numpy.random.seed(numpy.random.SeedSequence([worker_id, base_seed]).generate_state(4))
+    _worker_info = WorkerInfo(worker_id, num_workers, seed, dataset)
+    # As torch: the workers are the parallelism, each kernel runs on one thread.
+    from ..kernels.cpu.threads import set_num_threads
+    set_num_threads(1)
+    init_error = None
+    if worker_init_fn is not None:
+        try:
+            worker_init_fn(worker_id)
+        except Exception as error:
+            init_error = _WorkerError(worker_id, error)
+    parent = multiprocessing.parent_process()
+    while not done.is_set():
+        try:
+            task = index_queue.get(timeout=_STATUS_INTERVAL)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                break
+            continue
+        if task is None or done.is_set():
+            break
+        epoch, position, indices = task
+        if init_error is not None:
+            result_queue.put((epoch, position, init_error))
+            continue
+        try:
+            if auto_collation:
+                batch = collate_fn([dataset[i] for i in indices])
+            else:
+                batch = collate_fn(dataset[indices])
+            # Pickled here, not by the queue's thread, so that a batch that
+            # cannot be pickled is an error the main process hears about.
+            result = pickle.dumps(_to_arrays(batch), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as error:
+            result = _WorkerError(worker_id, error)
+        result_queue.put((epoch, position, result))
+    # The main process has stopped reading: do not wait to flush the queue.
+    result_queue.cancel_join_thread()
+
+
+class _WorkerPool:
+    """The worker processes of one DataLoader and the iterator over one pass.
+
+    Batch ``position`` of a pass goes to worker ``position % num_workers``;
+    results that arrive early wait in ``pending`` until their turn. Each
+    pass has a number (``epoch``) that travels with its tasks, so results
+    of an abandoned pass are recognised and dropped.
+    """
+
+    def __init__(self, loader):
+        self.dataset = loader.dataset
+        self.sampler = loader.sampler
+        self.batch_sampler = loader.batch_sampler
+        self.num_workers = loader.num_workers
+        self.prefetch = loader.prefetch_factor * loader.num_workers
+        self.timeout = loader.timeout
+        self.persistent = loader.persistent_workers
+        self.closed = False
+        self.epoch = 0
+        context = loader._context()
+        self.done = context.Event()
+        self.result_queue = context.Queue()
+        self.index_queues, self.workers = [], []
+        base_seed = loader._base_seed()
+        for worker_id in range(self.num_workers):
+            index_queue = context.Queue()
+            worker = context.Process(
+                target=_worker_loop, daemon=True,
+                args=(self.dataset, index_queue, self.result_queue, self.done, loader.collate_fn,
+                      self.batch_sampler is not None, base_seed, worker_id, self.num_workers,
+                      loader.worker_init_fn))
+            self.index_queues.append(index_queue)
+            try:
+                worker.start()
+            except (pickle.PicklingError, AttributeError, TypeError) as error:
+                self.shutdown()
+                raise TypeError(
+                    f"DataLoader: cannot start worker processes with the {context.get_start_method()!r} method: "
+                    f"the dataset, collate_fn and worker_init_fn must be picklable (defined at the top level "
+                    f"of a module) ({error})") from error
+            self.workers.append(worker)
+
+    def start_pass(self):
+        """Begin a new pass over the sampler and return self as its iterator."""
+        self.epoch += 1
+        self.batches = iter(self.batch_sampler if self.batch_sampler is not None else self.sampler)
+        self.sent = self.received = 0
+        self.pending = {}
+        self.exhausted = False
+        for _ in range(self.prefetch):
+            self._send_next()
+        return self
+
+    def _send_next(self):
+        if self.exhausted:
+            return
+        try:
+            indices = next(self.batches)
+        except StopIteration:
+            self.exhausted = True
+            return
+        self.index_queues[self.sent % self.num_workers].put((self.epoch, self.sent, indices))
+        self.sent += 1
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.closed:
+            raise StopIteration
+        try:
+            if self.received == self.sent and self.exhausted:
+                if not self.persistent:
+                    self.shutdown()
+                raise StopIteration
+            while self.received not in self.pending:
+                self._receive()
+        except (KeyboardInterrupt, RuntimeError):   # Ctrl-C, a timeout or a dead worker: stop them all
+            self.shutdown()
+            raise
+        result = self.pending.pop(self.received)
+        self.received += 1
+        self._send_next()
+        if isinstance(result, _WorkerError):
+            # The traceback keeps this frame: without self in it, dropping
+            # the iterator still stops the workers while the error is handled.
+            del self
+            result.reraise()
+        return _to_tensors(pickle.loads(result))
+
+    def _receive(self):
+        """Wait for one result of this pass, checking now and then that the
+        workers are alive and the timeout has not passed."""
+        deadline = time.monotonic() + self.timeout if self.timeout > 0 else None
+        while True:
+            wait = _STATUS_INTERVAL
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            try:
+                epoch, position, result = self.result_queue.get(timeout=wait)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise RuntimeError(f"DataLoader timed out after {self.timeout} seconds waiting for a batch")
+                for worker_id, worker in enumerate(self.workers):
+                    if not worker.is_alive():
+                        raise RuntimeError(
+                            f"DataLoader worker {worker_id} (pid {worker.pid}) exited unexpectedly "
+                            f"with exit code {worker.exitcode}")
+                continue
+            if epoch == self.epoch:
+                self.pending[position] = result
+                return
+
+    def __len__(self):
+        return len(self.batch_sampler) if self.batch_sampler is not None else len(self.sampler)
+
+    def shutdown(self):
+        """Stop the workers and wait for them (terminating any that do not
+        stop in time), so that no process outlives the loop."""
+        if self.closed:
+            return
+        self.closed = True
+        self.done.set()
+        for index_queue in self.index_queues:
+            index_queue.put(None)
+        for worker in self.workers:
+            worker.join(_JOIN_TIMEOUT)
+        for worker in self.workers:
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+        for q in self.index_queues + [self.result_queue]:
+            q.cancel_join_thread()
+            q.close()
+
+    def __del__(self):
+        # Also at interpreter exit, when parts of the world may be gone.
+        try:
+            self.shutdown()
+        except Exception:
+            pass
 
 
 def default_collate(batch):

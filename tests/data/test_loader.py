@@ -131,7 +131,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="batch_size"):
         DataLoader(data, batch_size=0)
     with pytest.raises(ValueError, match="num_workers"):
-        DataLoader(data, num_workers=2)
+        DataLoader(data, num_workers=-1)
     with pytest.raises(TypeError, match="generator"):
         list(DataLoader(data, shuffle=True, generator=42))
     with pytest.raises(ValueError, match="same first dimension"):
