@@ -30,7 +30,9 @@ These are the readable references of the registry's ``im2col`` and
 ``col2im`` primitives, which the im2col path of the conv strategy
 (``conv_strategy.py``) calls; ``kernels/cpu/im2col.py`` computes the same
 arrays with Numba, a tile of the batch at a time, and
-``kernels/cuda/im2col.py`` on the GPU.
+``kernels/cuda/im2col.py`` on the GPU. To call them yourself, use
+``F.unfold`` and ``F.fold`` (fold.py): the same primitives with torch's
+names, arguments and (N, C * KH * KW, L) shapes, and with gradients.
 """
 from minicnn.kernels import registry
 

@@ -26,18 +26,22 @@ every Tensor in it as a NumPy array; the main process makes the arrays
 Tensors again and hands the batches out in order, whichever worker
 finishes first. So the batches are the same as with ``num_workers=0``.
 
-Each worker is seeded as torch seeds them: one base seed is drawn per pass
-(without disturbing the shuffling stream), and worker k seeds Python's
-``random``, minicnn's global generator (``mc.manual_seed``) with
-``base_seed + k`` and NumPy's global ``numpy.random`` with a seed derived
-from both, so every worker has its own random stream and the same seed
-gives the same streams again. ``get_worker_info()`` tells code running in
-a worker which worker it is. An exception in a worker is raised again in
-the main process, of the same type, with the worker's traceback in its
-message. Workers ignore Ctrl-C (it reaches the whole process group): the
-main process gets the KeyboardInterrupt and stops them. They stop when a
-pass ends, when the loop is left early (``break``, an exception) and the
-iterator is dropped, and when the main process dies.
+Each worker is seeded as torch seeds them: one base seed is drawn per
+pass, and worker k seeds Python's ``random``, minicnn's global generator
+(``mc.manual_seed``) with ``base_seed + k`` and NumPy's global
+``numpy.random`` with a seed derived from both, so every worker has its
+own random stream and the same seed gives the same streams again. (torch
+draws the base seed from the generator itself, in both modes; minicnn
+draws it from a child of the generator, ``Generator.spawn``, which leaves
+the shuffling stream as it is, so a shuffled order is the same whatever
+``num_workers``.)
+``get_worker_info()`` tells code running in a worker which worker it is.
+An exception in a worker is raised again in the main process, of the same
+type, with the worker's traceback in its message. Workers ignore Ctrl-C
+(it reaches the whole process group): the main process gets the
+KeyboardInterrupt and stops them. They stop when a pass ends, when the
+loop is left early (``break``, an exception) and the iterator is dropped,
+and when the main process dies.
 """
 import bisect
 import math
