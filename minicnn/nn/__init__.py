@@ -1,7 +1,7 @@
 """Neural-network building blocks, torch's ``nn``: ``Module`` and
 ``Parameter``, containers, layers, ``init``; ``mc.nn.functional`` holds the
 ops."""
-from . import functional, init  # noqa: F401
+from . import functional, init, utils  # noqa: F401
 from .parameter import Parameter, UninitializedParameter  # noqa: F401
 from .module import Module  # noqa: F401
 from .skip_init import no_init, skip_init  # noqa: F401
