@@ -7,6 +7,7 @@
 from .dtypes import float16, float32, float64, int32, int64, uint8, bool_ as bool  # noqa: F401
 from .tensor import Tensor  # noqa: F401
 from .autograd import Function, no_grad, enable_grad, set_grad_enabled, is_grad_enabled  # noqa: F401
+from .autograd import inference_mode  # noqa: F401
 from .creation import (  # noqa: F401
     tensor, as_tensor, from_numpy, zeros, ones, empty, full, arange, linspace, rand, randn, randint,
     randperm, zeros_like, ones_like, empty_like, rand_like, randn_like, full_like)

@@ -36,9 +36,32 @@ a node once all of its consumers have sent their gradients (Kahn's
 topological order). No recursion, so a 20,000-op chain is fine. After a node
 has run, its saved buffers and edges are released unless
 ``retain_graph=True``.
+
+Hooks
+-----
+A hook on a tensor (``Tensor.register_hook``, ``retain_grad``) lives where
+its gradient arrives: on the creator node, per output index, for an
+intermediate tensor; on the tensor itself for a leaf. The engine calls a
+node's hooks once all of that output's gradients have been summed, before
+the node runs; a leaf's once all of its gradients in this pass are summed,
+before they reach ``.grad``. A hook may return a replacement gradient.
+
+Version counters and in-place ops
+---------------------------------
+Every array has a version, bumped by each in-place op on it or on a view
+of it (the counter belongs to the array that owns the memory, so a view,
+``detach()`` and the tensor share it, as in torch). A node records the
+version of every array it saved; ``saved_tensors`` raises torch's "modified
+by an inplace operation" error when one has changed since, rather than
+computing a gradient from the wrong values. An in-place op that records
+moves the tensor to a new node (``minicnn/functional/inplace.py``); a
+recorded op whose output shares memory with an input marks that output as
+a view of it, which an in-place op while recording refuses (torch rewrites
+the history of the view's base, minicnn does not).
 """
-import contextlib
+import functools
 import threading
+import weakref
 
 import numpy
 
@@ -53,29 +76,154 @@ _state = threading.local()
 
 
 def is_grad_enabled():
-    """True unless inside ``no_grad()``."""
+    """True unless inside ``no_grad()`` (or ``set_grad_enabled(False)``)."""
     return getattr(_state, "grad_enabled", True)
 
 
-@contextlib.contextmanager
-def set_grad_enabled(mode):
-    """Context manager that turns gradient recording on or off."""
-    previous = is_grad_enabled()
-    _state.grad_enabled = bool(mode)
-    try:
-        yield
-    finally:
-        _state.grad_enabled = previous
+class _GradMode:
+    """A context manager and decorator that sets the grad mode for its
+    block (or for each call of the decorated function) and restores the
+    previous mode on exit, as torch's ``no_grad`` family does."""
+
+    mode = None
+
+    def __enter__(self):
+        self.previous = is_grad_enabled()
+        if self.mode is not None:
+            _state.grad_enabled = self.mode
+
+    def __exit__(self, *exc_info):
+        _state.grad_enabled = self.previous
+
+    def _fresh(self):
+        """A new manager with the same mode, so nested or recursive calls of
+        a decorated function each restore their own previous mode."""
+        return type(self)()
+
+    def __call__(self, function):
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            with self._fresh():
+                return function(*args, **kwargs)
+        return run
 
 
-def no_grad():
+class _NoParamGradMode(_GradMode):
+    """Also usable as a bare decorator: ``@no_grad`` as well as ``@no_grad()``."""
+
+    def __new__(cls, function=None, *args, **kwargs):
+        self = super().__new__(cls)
+        if not callable(function):   # called with no argument, or inference_mode(mode)
+            return self
+        self.__init__()
+        return self(function)
+
+
+class no_grad(_NoParamGradMode):
     """Context manager (and decorator) in which ops record nothing."""
-    return set_grad_enabled(False)
+
+    mode = False
 
 
-def enable_grad():
-    """Context manager that re-enables recording inside ``no_grad()``."""
-    return set_grad_enabled(True)
+class enable_grad(_NoParamGradMode):
+    """Context manager (and decorator) that re-enables recording inside
+    ``no_grad()``."""
+
+    mode = True
+
+
+class set_grad_enabled(_GradMode):
+    """Turn recording on or off. As in torch the call itself sets the mode
+    (``mc.set_grad_enabled(False)`` on its own line switches it off); used
+    as a context manager or decorator it restores the previous mode on
+    exit."""
+
+    def __init__(self, mode):
+        self.previous = is_grad_enabled()
+        self.mode = bool(mode)
+        _state.grad_enabled = self.mode
+
+    def __enter__(self):
+        pass
+
+    def _fresh(self):
+        return _SetGradMode(self.mode)
+
+    def __call__(self, function):
+        _state.grad_enabled = self.previous   # decorating must not change the mode now
+        return super().__call__(function)
+
+
+class _SetGradMode(_GradMode):
+    def __init__(self, mode):
+        self.mode = mode
+
+
+class inference_mode(_NoParamGradMode):
+    """torch's ``inference_mode``: like ``no_grad`` here (ops record
+    nothing). Unlike torch, tensors made inside are ordinary tensors, not
+    flagged as inference tensors: they may be used in a recorded graph
+    afterwards, and nothing checks that they are not. ``mode=False`` leaves
+    the grad mode alone."""
+
+    def __init__(self, mode=True):
+        self.mode = False if mode else None
+
+    def _fresh(self):
+        return inference_mode(self.mode is False)
+
+
+# -- version counters ----------------------------------------------------
+class _Version:
+    """The version of one array owner, with a weak reference to it so that
+    an id reused by a later array is not mistaken for it."""
+
+    __slots__ = ("value", "ref")
+
+
+_versions = {}  # id(owner) -> _Version; only arrays that were ever changed in place
+
+
+def _owner(array):
+    """The array that owns ``array``'s memory (itself unless it is a view)."""
+    base = array.base
+    while base is not None and isinstance(base, type(array)):
+        array, base = base, base.base
+    return array
+
+
+def version_of(array):
+    """How many in-place ops changed ``array`` (or a view of its memory)."""
+    owner = _owner(array)
+    entry = _versions.get(id(owner))
+    return entry.value if entry is not None and entry.ref() is owner else 0
+
+
+def bump_version(array):
+    """Record one in-place change of ``array``."""
+    owner = _owner(array)
+    key = id(owner)
+    entry = _versions.get(key)
+    if entry is None or entry.ref() is not owner:
+        entry = _Version()
+        entry.value = 0
+
+        def forget(_, key=key, entry=entry):
+            if _versions.get(key) is entry:
+                del _versions[key]
+        entry.ref = weakref.ref(owner, forget)
+        _versions[key] = entry
+    entry.value += 1
+
+
+def _saved_array(s):
+    return s.data if isinstance(s, Tensor) else s.array if isinstance(s, _SavedOutput) else s
+
+
+_MODIFIED = (
+    "one of the variables needed for gradient computation has been modified by an inplace "
+    "operation: a tensor of shape {shape} saved by {node} is at version {now}; expected version "
+    "{then} instead. Hint: clone() it before the in-place op, or apply the op out of place")
 
 
 _SECOND_BACKWARD = (
@@ -90,11 +238,19 @@ class Function:
     #: received no gradient, e.g. ``split`` when only one chunk is used.
     zero_fill_missing = False
 
+    #: output index -> {handle id: hook}: the hooks of the tensors this node
+    #: created (``Tensor.register_hook``), and -> weak reference to a tensor
+    #: that ``retain_grad()`` asked to keep its gradient.
+    _tensor_hooks = None
+    _retained = None
+
     def forward(self, *xs):  # abstract
         raise NotImplementedError(f"{type(self).__name__} must define forward")
 
     def backward(self, *gys):  # abstract
         raise NotImplementedError(f"{type(self).__name__} does not support backward")
+
+    _saved_versions = ()
 
     def save_for_backward(self, *arrays):
         """Keep arrays for backward (see the module docstring)."""
@@ -105,6 +261,11 @@ class Function:
         """What ``save_for_backward`` kept, as Tensors."""
         if self._released:
             raise RuntimeError(f"{type(self).__name__}: {_SECOND_BACKWARD}")
+        for s, then in zip(self._saved, self._saved_versions):
+            if s is not None and version_of(_saved_array(s)) != then:
+                raise RuntimeError(_MODIFIED.format(
+                    shape=tuple(_saved_array(s).shape), node=repr(self), now=version_of(_saved_array(s)),
+                    then=then))
         return tuple(s.unpack(self) if isinstance(s, _SavedOutput) else
                      s if s is None or isinstance(s, Tensor) else Tensor._wrap(s) for s in self._saved)
 
@@ -142,6 +303,7 @@ class Function:
             by_id = {id(x.data): x for x in inputs}
             by_id.update((id(y), _SavedOutput(y, i)) for i, y in enumerate(outputs) if y.dtype.kind == "f")
             fn._saved = tuple(s if s is None else by_id.get(id(s), s) for s in fn._saved)
+            fn._saved_versions = tuple(None if s is None else version_of(_saved_array(s)) for s in fn._saved)
         fn.needs_input_grad = tuple(x.requires_grad for x in inputs)
         fn.edges = tuple(x._edge() if x.requires_grad else None for x in inputs)
         xp = get_array_module(*outputs)
@@ -153,11 +315,29 @@ class Function:
                 t.requires_grad = True
                 t.grad_fn = fn
                 t._output_index = i
+                _mark_view(t, inputs)
             results.append(t)
         return results[0] if single else tuple(results)
 
     def __repr__(self):
         return f"<{type(self).__name__}Backward>"
+
+
+def _mark_view(t, inputs):
+    """Mark ``t`` as a view of the input whose memory its array shares
+    (reshape, permute, basic indexing, an identity): an in-place op on
+    either must not go unnoticed by the other (``functional/inplace.py``)."""
+    y = t.data
+    if y.base is None and all(y is not x.data for x in inputs):
+        return                      # a fresh array, the common case
+    owner = _owner(y)
+    for x in inputs:
+        if _owner(x.data) is owner:
+            t._view_of = x
+            views = x.__dict__.setdefault("_views", [])
+            views[:] = [v for v in views if v() is not None]
+            views.append(weakref.ref(t))
+            return
 
 
 class _SavedOutput:
@@ -207,19 +387,77 @@ def _as_grad_tensor(g, shape, dtype, owner):
     return g
 
 
-def run_backward(roots, grads, retain_graph=False, create_graph=False):
+def _run_hooks(hooks, g):
+    """Call each hook with the gradient; one that returns a Tensor replaces it."""
+    for hook in list(hooks.values()):
+        new = hook(g)
+        if new is not None:
+            if not isinstance(new, Tensor):
+                raise TypeError(f"a tensor hook must return None or a Tensor, got {type(new).__name__}")
+            if new.shape != g.shape:
+                raise RuntimeError(f"a tensor hook changed the gradient's shape from {g.shape} to {new.shape}")
+            g = new
+    return g
+
+
+def _node_hooks(node, slots):
+    """Run the hooks of the tensors ``node`` created on their summed
+    gradients (replacing them), then fill the retained ``.grad``s."""
+    if node._tensor_hooks:
+        for index, hooks in node._tensor_hooks.items():
+            if slots[index] is not None and hooks:
+                slots[index] = _run_hooks(hooks, slots[index])
+    if node._retained:
+        for index, ref in node._retained.items():
+            t = ref()
+            if t is not None and slots[index] is not None:
+                t._accumulate(slots[index])
+
+
+def _needed(start_nodes, input_leaves, input_slots):
+    """The nodes whose backward leads to an input of ``autograd.grad``: a
+    post-order walk (parents first), iterative like the engine."""
+    needed = {}
+    for start in start_nodes:
+        stack = [(start, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node in needed:
+                continue
+            if not expanded:
+                stack.append((node, True))
+                stack.extend((e[0], False) for e in node.edges if isinstance(e, tuple) and e[0] not in needed)
+                continue
+            needed[node] = any(
+                (e in input_leaves) if isinstance(e, Tensor) else
+                e is not None and (e in input_slots or needed[e[0]]) for e in node.edges)
+    return needed
+
+
+def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
     """Backpropagate ``grads`` (Tensors) from ``roots`` (Tensors) to every
-    leaf that requires grad, accumulating into ``leaf.grad``."""
+    leaf that requires grad, accumulating into ``leaf.grad``.
+
+    With ``inputs`` (Tensors), nothing is accumulated: the gradient that
+    reaches each input is returned instead, a list with None for an input
+    that got none (``autograd.grad``), and only the nodes that lead to an
+    input run."""
     # The caller's arrays: a leaf must copy them rather than keep them as
     # its .grad (Tensor._accumulate), even when an op passes one through.
     given = {id(g.data) for g in grads}
+    capture = inputs is not None
+    if capture:
+        input_leaves = {x: k for k, x in enumerate(inputs) if x.grad_fn is None}
+        input_slots = {(x.grad_fn, x._output_index): k for k, x in enumerate(inputs) if x.grad_fn is not None}
+        captured = [None] * len(inputs)
+    deferred = {}  # leaf -> its summed gradient, for leaves with hooks or captured ones
     pending = {}  # node -> list of gradients received, one slot per output
     start_nodes = []
     for root, g in zip(roots, grads):
         node = root.grad_fn
         if node is None:
             if root.requires_grad:
-                root._accumulate(g)
+                deferred[root] = g if root not in deferred else deferred[root] + g
             continue
         if node._released:
             raise RuntimeError(f"{type(node).__name__}: {_SECOND_BACKWARD}")
@@ -228,10 +466,14 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False):
         slots[i] = g if slots[i] is None else slots[i] + g
         start_nodes.append(node)
     start_nodes = list(dict.fromkeys(start_nodes))
+    if capture:
+        needed = _needed(start_nodes, input_leaves, input_slots)
+        input_nodes = {node for node, _ in input_slots}
 
-    # Pass 1: count how many edges lead into each node.
+    # Pass 1: count how many edges lead into each node (with inputs, only
+    # into nodes that lead to one or whose output is one).
     consumers = {}
-    stack = list(start_nodes)
+    stack = [n for n in start_nodes if not capture or needed[n]]
     seen = set(stack)
     while stack:
         node = stack.pop()
@@ -239,10 +481,12 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False):
             if edge is None or isinstance(edge, Tensor):
                 continue
             parent = edge[0]
+            if capture and not (needed[parent] or parent in input_nodes):
+                continue
             if parent._released:
                 raise RuntimeError(f"{type(parent).__name__}: {_SECOND_BACKWARD}")
             consumers[parent] = consumers.get(parent, 0) + 1
-            if parent not in seen:
+            if parent not in seen and (not capture or needed[parent]):
                 seen.add(parent)
                 stack.append(parent)
 
@@ -252,6 +496,15 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False):
         while ready:
             node = ready.pop()
             slots = pending.pop(node, None)
+            if slots is not None and (node._tensor_hooks or node._retained):
+                _node_hooks(node, slots)
+            if capture:
+                for index in range(len(node._outputs_meta)):
+                    k = input_slots.get((node, index))
+                    if k is not None:
+                        captured[k] = slots[index] if slots is not None else None
+                if not needed.get(node, False):
+                    continue
             if slots is None or all(g is None for g in slots):
                 gxs = (None,) * len(node.edges)  # nothing flowed in: nothing flows out
             else:
@@ -273,11 +526,17 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False):
                 if edge is None:
                     continue
                 if isinstance(edge, Tensor):  # a leaf: accumulate into .grad
-                    if gx is not None:
-                        gx = _as_grad_tensor(gx, edge.shape, edge.dtype, node)
+                    if gx is None or (capture and edge not in input_leaves):
+                        continue
+                    gx = _as_grad_tensor(gx, edge.shape, edge.dtype, node)
+                    if capture or edge._hooks:  # summed first: hooks see the whole gradient, once
+                        deferred[edge] = gx if edge not in deferred else deferred[edge] + gx
+                    else:
                         edge._accumulate(gx, owned=id(gx.data) not in given)
                     continue
                 parent, index = edge
+                if capture and not (needed[parent] or parent in input_nodes):
+                    continue
                 if gx is not None:
                     gx = _as_grad_tensor(gx, *parent._outputs_meta[index][:2], node)
                     parent_slots = pending.setdefault(parent, [None] * len(parent._outputs_meta))
@@ -288,3 +547,85 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False):
                     ready.append(parent)
             if not retain_graph:
                 node._release()
+
+        for leaf, g in deferred.items():
+            if leaf._hooks:
+                g = _run_hooks(leaf._hooks, g)
+            if capture:
+                if leaf in input_leaves:
+                    captured[input_leaves[leaf]] = g
+            else:
+                leaf._accumulate(g)
+    return captured if capture else None
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=None,
+         materialize_grads=False):
+    """The gradients of ``outputs`` with respect to ``inputs``, as torch's
+    ``torch.autograd.grad``: a tuple with one Tensor per input; no ``.grad``
+    is touched.
+
+    ``outputs`` and ``inputs`` are Tensors or sequences of them;
+    ``grad_outputs`` gives the upstream gradient of each output (None, or a
+    None entry, means ones, allowed for one-element outputs only).
+    ``retain_graph`` defaults to ``create_graph``; with ``create_graph`` the
+    gradients have a graph of their own (double backward). An input the
+    outputs do not depend on raises unless ``allow_unused`` (then its
+    gradient is None, or zeros with ``materialize_grads``)."""
+    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    elif materialize_grads and not allow_unused:
+        raise ValueError("Expected allow_unused to be True or not passed when materialize_grads=True, "
+                         "but got: allow_unused=False.")
+    if retain_graph is None:
+        retain_graph = create_graph
+    if grad_outputs is None:
+        grad_outputs = (None,) * len(outputs)
+    else:
+        grad_outputs = (grad_outputs,) if isinstance(grad_outputs, Tensor) else tuple(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    for k, x in enumerate(inputs):
+        if not isinstance(x, Tensor):
+            raise TypeError(f"grad: inputs[{k}] must be a Tensor, got {type(x).__name__}")
+        if not x.requires_grad:
+            raise RuntimeError("One of the differentiated Tensors does not require grad")
+    grads = []
+    for k, (y, g) in enumerate(zip(outputs, grad_outputs)):
+        if not y.requires_grad:
+            raise RuntimeError(f"element {k} of tensors does not require grad and does not have a grad_fn")
+        if g is None:
+            if y.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for scalar outputs; outputs[{k}] has shape "
+                    f"{y.shape}, so pass grad_outputs")
+            g = Tensor._wrap(get_array_module(y.data).ones_like(y.data))
+        elif not isinstance(g, Tensor):
+            g = Tensor(g)
+        if g.shape != y.shape:
+            raise ValueError(f"grad: grad_outputs[{k}] has shape {g.shape} but outputs[{k}] has shape {y.shape}")
+        grads.append(g if g.dtype == y.dtype else g.to(y.dtype))
+    result = run_backward(list(outputs), grads, retain_graph=retain_graph, create_graph=create_graph,
+                          inputs=inputs)
+    for k, g in enumerate(result):
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(
+                    f"The differentiated Tensor at index {k} appears to not have been used in the graph. "
+                    f"Set allow_unused=True if this is the desired behavior.")
+            if materialize_grads:
+                result[k] = Tensor._wrap(get_array_module(inputs[k].data).zeros_like(inputs[k].data))
+        elif not create_graph and g.requires_grad:
+            result[k] = g.detach()
+    return tuple(result)
+
+
+def __getattr__(name):
+    # mc.autograd.gradcheck / gradgradcheck, as in torch.autograd; looked up
+    # late because gradcheck.py needs this module and the Tensor class first.
+    if name in ("gradcheck", "gradgradcheck"):
+        import importlib
+        return getattr(importlib.import_module("minicnn.gradcheck"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -139,3 +139,41 @@ def _central_difference(fn, inputs, upstream, x, flat, k, direction, eps):
     finally:
         x.data[...] = original
     return (plus - minus) / (2 * eps)
+
+
+def gradgradcheck(fn, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, max_elements=512,
+                  n_directions=16, seed=0):
+    """Check second derivatives, as torch's ``gradgradcheck``: ``gradcheck``
+    of the map (inputs, v) -> J(inputs)^T v, the first derivative computed
+    with ``autograd.grad(..., create_graph=True)``, so the backward of the
+    backward is compared with central differences of the backward.
+
+    ``grad_outputs`` gives v, one float64 Tensor per output of ``fn``
+    (random ones that require grad when left out). Returns True, or raises
+    ``GradcheckError``."""
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    differentiable = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
+    if not differentiable:
+        raise ValueError("gradgradcheck: no input requires grad; pass tensors with requires_grad=True")
+    with autograd.no_grad():
+        outs = _outputs(fn, inputs)
+    if grad_outputs is None:
+        rng = numpy.random.default_rng(seed + 1)
+        grad_outputs = tuple(
+            Tensor(get_array_module(o.data).asarray(rng.standard_normal(o.shape)), requires_grad=True)
+            for o in outs)
+    else:
+        grad_outputs = (grad_outputs,) if isinstance(grad_outputs, Tensor) else tuple(grad_outputs)
+    if len(grad_outputs) != len(outs):
+        raise ValueError(f"gradgradcheck: got {len(grad_outputs)} grad_outputs for {len(outs)} outputs of fn")
+    n = len(inputs)
+
+    def first_derivative(*args):
+        xs, vs = args[:n], args[n:]
+        with autograd.enable_grad():   # gradcheck evaluates under no_grad; this needs a graph
+            ys = _outputs(fn, xs)
+            diff = [x for x in xs if isinstance(x, Tensor) and x.requires_grad]
+            return autograd.grad(ys, diff, vs, create_graph=True, materialize_grads=True)
+
+    return gradcheck(first_derivative, inputs + tuple(grad_outputs), eps=eps, atol=atol, rtol=rtol,
+                     max_elements=max_elements, n_directions=n_directions, seed=seed)

@@ -8,6 +8,7 @@ where the op and its backward live.
 """
 import numbers
 import sys
+import weakref
 
 import numpy
 
@@ -52,6 +53,11 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # so ndarray + Tensor calls Tensor.__radd__
+
+    # Set on the few tensors that need them (class defaults keep _wrap cheap):
+    _hooks = None          # a leaf's gradient hooks, {handle id: hook}
+    _view_of = None        # the input whose memory a recorded op's output shares
+    retains_grad = False   # retain_grad() was called on this non-leaf
 
     def __init__(self, data, requires_grad=False):
         xp = get_array_module(data)
@@ -157,8 +163,43 @@ class Tensor:
         self.requires_grad = False
         return self
 
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` with the gradient w.r.t. this tensor each time
+        one is computed (``backward`` or ``mc.autograd.grad``), once the
+        contributions of this pass are summed; a Tensor it returns replaces
+        the gradient. Hooks run in the order registered. Returns a handle
+        whose ``remove()`` unregisters the hook."""
+        from .nn.module import RemovableHandle
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is None:
+            if self._hooks is None:
+                self._hooks = {}
+            table = self._hooks
+        else:
+            node = self.grad_fn
+            if node._tensor_hooks is None:
+                node._tensor_hooks = {}
+            table = node._tensor_hooks.setdefault(self._output_index, {})
+        handle = RemovableHandle(table)
+        table[handle.id] = hook
+        return handle
+
     def retain_grad(self):
-        raise RuntimeError("retain_grad() is not supported: minicnn accumulates gradients on leaves only")
+        """Keep this non-leaf tensor's gradient in ``.grad`` after backward
+        (accumulated like a leaf's, after its hooks have run); a no-op on a
+        leaf, which keeps it anyway."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is None or self.retains_grad:
+            return
+        node = self.grad_fn
+        if node._retained is None:
+            node._retained = {}
+        # A weak reference: the node must not keep its output alive (nor
+        # make a Tensor -> node -> Tensor cycle).
+        node._retained[self._output_index] = weakref.ref(self)
+        self.retains_grad = True
 
     # -- attributes ---------------------------------------------------
     @property
@@ -305,34 +346,69 @@ class Tensor:
     def clone(self):
         return F.clone(self)
 
-    # -- in-place helpers (not recorded; for optimizers and init) ------
+    # -- in-place ops (minicnn/functional/inplace.py) -------------------
+    @property
+    def _version(self):
+        """How many in-place ops changed this tensor's memory (torch's
+        ``_version``; shared with views and ``detach()``)."""
+        return autograd.version_of(self.data)
+
+    def add_(self, other, *, alpha=1):
+        """self += alpha * other, in place."""
+        return _inplace.apply_inplace(self, "add_", lambda s, o: F.add(s, o, alpha=alpha), (other,))
+
+    def sub_(self, other, *, alpha=1):
+        """self -= alpha * other, in place."""
+        return _inplace.apply_inplace(self, "sub_", lambda s, o: F.sub(s, o, alpha=alpha), (other,))
+
+    def mul_(self, other):
+        """self *= other, in place."""
+        return _inplace.apply_inplace(self, "mul_", F.mul, (other,), needs_original=True)
+
+    def div_(self, other, *, rounding_mode=None):
+        """self /= other, in place (true division only)."""
+        if rounding_mode is not None:
+            raise ValueError(f"div_: rounding_mode={rounding_mode!r} is not supported; only None (true division)")
+        return _inplace.apply_inplace(self, "div_", F.div, (other,), needs_original=True)
+
+    def clamp_(self, min=None, max=None):
+        """Clip to [min, max] in place."""
+        return _inplace.apply_inplace(self, "clamp_", lambda s, lo, hi: F.clamp(s, lo, hi), (min, max))
+
+    clip_ = clamp_
+
+    def relu_(self):
+        """max(self, 0) in place."""
+        return _inplace.apply_inplace(self, "relu_", F.relu)
+
+    def masked_fill_(self, mask, value):
+        """Write ``value`` (a number or a 0-d tensor) where the bool
+        ``mask`` (broadcastable to self) is True, in place."""
+        if not isinstance(mask, Tensor) or mask.dtype != dtypes.bool_:
+            raise TypeError(f"masked_fill_: mask must be a bool Tensor, got "
+                            f"{mask.dtype if isinstance(mask, Tensor) else type(mask).__name__}")
+        if isinstance(value, Tensor) and value.ndim != 0:
+            raise ValueError(f"masked_fill_: value must be a number or a 0-dim tensor, got shape {value.shape}")
+        return _inplace.apply_inplace(self, "masked_fill_", lambda s, v: F.where(mask, v, s), (value,))
+
     def zero_(self):
-        self._check_inplace("zero_")
-        self.data[...] = 0
-        return self
+        """Set every element to 0, in place."""
+        return _inplace.overwrite(self, 0, "zero_")
 
     def fill_(self, value):
-        self._check_inplace("fill_")
-        self.data[...] = value
-        return self
+        """Set every element to ``value`` (a number or a 0-d tensor), in place."""
+        if isinstance(value, Tensor) and value.ndim != 0:
+            raise ValueError(f"fill_: value must be a number or a 0-dim tensor, got shape {value.shape}")
+        return _inplace.overwrite(self, value, "fill_")
 
-    def copy_(self, src):
-        self._check_inplace("copy_")
-        src = src.data if isinstance(src, Tensor) else src
-        self.data[...] = get_array_module(self.data).asarray(src, dtype=self.dtype)
-        return self
-
-    def _check_inplace(self, name):
-        if autograd.is_grad_enabled() and self.requires_grad:
-            raise RuntimeError(
-                f"{name}(): a leaf tensor that requires grad cannot be changed in place "
-                "while gradients are recorded; wrap it in mc.no_grad()")
+    def copy_(self, src, non_blocking=False):
+        """Copy ``src`` (broadcastable to self; any dtype) into self, in place."""
+        if isinstance(src, Tensor) and src.device != self.device:
+            src = src.to(self.device)
+        return _inplace.overwrite(self, src, "copy_")
 
     def __setitem__(self, key, value):
-        self._check_inplace("__setitem__")
-        key = _index_arrays(key)
-        value = value.data if isinstance(value, Tensor) else value
-        self.data[key] = value
+        _inplace.setitem(self, key, value)
 
     # -- operators ----------------------------------------------------
     def __add__(self, other):
@@ -587,3 +663,4 @@ def _index_arrays(key):
 
 autograd.Tensor = Tensor
 from . import functional as F  # noqa: E402  (the ops need Tensor defined first)
+from .functional import inplace as _inplace  # noqa: E402

@@ -6,22 +6,23 @@ piecewise-linear ones, the output for sigmoid/tanh/softmax (whose
 derivatives are functions of the output), the input for the rest.
 
 ``inplace=True`` is torch's flag: the result overwrites the input, which
-is returned. minicnn does that only where no graph is recorded (inside
-``mc.no_grad()``, inference): while recording it returns a new tensor and
-leaves the input alone, since it keeps no version counters to catch an
-in-place change of an array that some backward still needs (torch raises
-an error there). In a network in eval mode that saves an array per
-activation; the time saved there came from elsewhere: without a graph,
-ReLU writes no mask and runs as one parallel clamp (ResNet-18 inference,
-batch 8 at 224x224: 8-10 ms of ~160, the same in place or not).
+is returned. Where a graph is recorded this is an in-place op as torch
+records it (``functional/inplace.py``): the input moves to the
+activation's node, a node that saved the input's old values raises on
+backward, and a leaf that requires grad is refused. The result is computed
+out of place and copied in there (the backward keeps its mask or output,
+so no memory is saved); without a graph, ReLU writes no mask and runs as
+one parallel clamp into the input (ResNet-18 inference, batch 8 at
+224x224: 8-10 ms of ~160, the same in place or not).
 """
 import math
 
 from minicnn.kernels import registry
 
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function, bump_version, is_grad_enabled
 from ..backend import get_array_module
 from ..tensor import Tensor  # defined before tensor.py imports the ops
+from .inplace import apply_inplace
 from .utils import check_float, normalize_dim
 
 
@@ -317,20 +318,26 @@ class LogSoftmax(Function):
 
 
 # -- the functional API -------------------------------------------------
-def _apply(fn_class, input, name, inplace=False, into=None, **kwargs):
-    """fn_class applied to ``input``. With ``inplace`` and no graph being
-    recorded, the result overwrites input's array and input is returned
-    (the module docstring says why only then): ``into(xp, x)`` computes
-    it in place where given, else the result is computed and copied in."""
+def _apply(fn_class, input, name, inplace=False, into=None, needs_original=False, **kwargs):
+    """fn_class applied to ``input``. With ``inplace`` the result
+    overwrites input's array and input is returned: recorded as an
+    in-place op where a graph is (``needs_original``: the backward reads
+    the input, which then gets a copy of the old values), else written
+    directly: ``into(xp, x)`` computes it in place where given, else the
+    result is computed and copied in."""
     check_float(input, name)
-    if inplace and not is_grad_enabled():
-        x = input.data
-        if into is not None:
-            into(get_array_module(x), x)
-        else:
-            x[...] = fn_class.apply(input, **kwargs).data
-        return input
-    return fn_class.apply(input, **kwargs)
+    if not inplace:
+        return fn_class.apply(input, **kwargs)
+    if is_grad_enabled() and input.requires_grad:
+        return apply_inplace(input, name + "_", lambda x: fn_class.apply(x, **kwargs),
+                             needs_original=needs_original)
+    x = input.data
+    if into is not None:
+        into(get_array_module(x), x)
+    else:
+        x[...] = fn_class.apply(input, **kwargs).data
+    bump_version(x)
+    return input
 
 
 def relu(input, inplace=False):
@@ -382,7 +389,8 @@ def hardswish(input, inplace=False):
 
 def silu(input, inplace=False):
     """x * sigmoid(x) (a.k.a. swish; EfficientNet)."""
-    return _apply(SiLU, input, "silu", inplace, into=lambda xp, x: registry.lookup("silu", xp)(x, out=x))
+    return _apply(SiLU, input, "silu", inplace, into=lambda xp, x: registry.lookup("silu", xp)(x, out=x),
+                  needs_original=True)
 
 
 def gelu(input, approximate="none"):

@@ -1,9 +1,8 @@
 """Activation layers: thin Modules around the ops of
 ``minicnn.functional.activation``, with torch's arguments and reprs.
 
-``inplace=True`` overwrites the input, as in torch, where no graph is
-recorded (``mc.no_grad()``); while recording minicnn returns a new tensor
-(``minicnn/functional/activation.py`` says why).
+``inplace=True`` overwrites the input, as in torch, recorded as an in-place
+op while a graph is (``minicnn/functional/activation.py``).
 """
 from .. import functional as F
 from ._utils import is_int

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import numpy
 
 from .. import dtypes
-from ..autograd import no_grad
+from ..autograd import Function, is_grad_enabled, no_grad
 from ..device import Device, move_array
 from ..tensor import Tensor
 from .parameter import Parameter, is_lazy
@@ -66,6 +66,99 @@ class RemovableHandle:
 
     def __exit__(self, *exc_info):
         self.remove()
+
+
+class _Identity(Function):
+    """Passes its inputs through and hands the gradients that come back to
+    ``on_backward``, whose return value goes on (the module backward hooks'
+    way in: torch's BackwardHookFunction)."""
+
+    def __init__(self, on_backward):
+        self.on_backward = on_backward
+
+    def forward(self, *xs):
+        return xs
+
+    def backward(self, *gys):
+        return tuple(self.on_backward(gys))
+
+
+class _BackwardHooks:
+    """One call of a module with backward hooks: the identity nodes around
+    its inputs and outputs, and the gradient w.r.t. the outputs, kept from
+    the outputs' node (which runs first in backward) for the inputs'."""
+
+    def __init__(self, module):
+        self.module = module
+        self.grad_output = None
+
+    def wrap_inputs(self, args):
+        self.tensor_positions = [k for k, a in enumerate(args) if isinstance(a, Tensor)]
+        self.n_inputs = len(self.tensor_positions)
+        # Positions in args of the inputs that require grad: only they are wrapped.
+        self.input_positions = [k for k in self.tensor_positions if args[k].requires_grad]
+        if not self.input_positions:
+            return args
+        wrapped = _Identity.apply(*(args[k] for k in self.input_positions), on_backward=self._input_grads)
+        args = list(args)
+        for k, t in zip(self.input_positions, wrapped):
+            args[k] = t
+        return tuple(args)
+
+    def wrap_outputs(self, output):
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        positions = [k for k, o in enumerate(outputs) if isinstance(o, Tensor) and o.requires_grad]
+        if not positions:
+            return output
+        self.n_outputs = len(outputs)
+        self.output_positions = positions
+        wrapped = _Identity.apply(*(outputs[k] for k in positions), on_backward=self._output_grads)
+        new = list(outputs)
+        for k, t in zip(positions, wrapped):
+            new[k] = t
+        if isinstance(output, Tensor):
+            return new[0]
+        return type(output)(new)
+
+    def _output_grads(self, gys):
+        grad_output = [None] * self.n_outputs
+        for k, g in zip(self.output_positions, gys):
+            grad_output[k] = g
+        grad_output = tuple(grad_output)
+        for hook in list(self.module._backward_pre_hooks.values()):
+            result = hook(self.module, grad_output)
+            if result is not None:
+                grad_output = _check_replacement(result, grad_output, "backward pre-hook", "grad_output")
+        self.grad_output = grad_output
+        if not self.input_positions:    # no input needs a gradient: the hooks see Nones now, as in torch
+            self._call_hooks((None,) * self.n_inputs)
+        return [grad_output[k] for k in self.output_positions]
+
+    def _input_grads(self, gys):
+        # grad_input has one entry per Tensor argument, None for those that
+        # were not wrapped (they do not require grad).
+        received = dict(zip(self.input_positions, gys))
+        grad_input = self._call_hooks(tuple(received.get(k) for k in self.tensor_positions))
+        by_position = dict(zip(self.tensor_positions, grad_input))
+        return [by_position[k] for k in self.input_positions]
+
+    def _call_hooks(self, grad_input):
+        for hook in list(self.module._backward_hooks.values()):
+            result = hook(self.module, grad_input, self.grad_output)
+            if result is not None:
+                grad_input = _check_replacement(result, grad_input, "backward hook", "grad_input")
+        return grad_input
+
+
+def _check_replacement(result, old, kind, what):
+    """A hook's replacement gradients: a tuple as long as the one given."""
+    result = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+    if len(result) != len(old):
+        raise RuntimeError(f"a {kind} returned {len(result)} entries for {what}; expected {len(old)}")
+    for new, given in zip(result, old):
+        if new is not None and given is not None and new.shape != given.shape:
+            raise RuntimeError(f"a {kind} returned a {what} of shape {new.shape} for one of shape {given.shape}")
+    return result
 
 
 def _addindent(text, spaces):
@@ -143,6 +236,8 @@ class Module:
         object.__setattr__(self, "_forward_pre_hooks_with_kwargs", {})
         object.__setattr__(self, "_forward_hooks", collections.OrderedDict())
         object.__setattr__(self, "_forward_hooks_with_kwargs", {})
+        object.__setattr__(self, "_backward_hooks", collections.OrderedDict())
+        object.__setattr__(self, "_backward_pre_hooks", collections.OrderedDict())
 
     def forward(self, *args, **kwargs):  # abstract
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
@@ -161,6 +256,10 @@ class Module:
                 result = hook(self, args)
                 if result is not None:
                     args = result if isinstance(result, tuple) else (result,)
+        backward_hooks = None
+        if (self._backward_hooks or self._backward_pre_hooks) and is_grad_enabled():
+            backward_hooks = _BackwardHooks(self)
+            args = backward_hooks.wrap_inputs(args)
         output = self.forward(*args, **kwargs)
         for hook_id, hook in list(self._forward_hooks.items()):
             if hook_id in self._forward_hooks_with_kwargs:
@@ -169,6 +268,8 @@ class Module:
                 result = hook(self, args, output)
             if result is not None:
                 output = result
+        if backward_hooks is not None:
+            output = backward_hooks.wrap_outputs(output)
         return output
 
     def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False):
@@ -194,6 +295,32 @@ class Module:
             self._forward_pre_hooks_with_kwargs[handle.id] = True
         if prepend:
             self._forward_pre_hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_full_backward_hook(self, hook, prepend=False):
+        """Call ``hook(module, grad_input, grad_output)`` once the gradients
+        w.r.t. the module's positional Tensor inputs are computed, as
+        torch's: ``grad_input`` has one entry per positional Tensor argument
+        (None for one that does not require grad), ``grad_output`` one per
+        Tensor output. A tuple it returns replaces ``grad_input``. The
+        inputs and outputs are passed through an identity node to catch
+        their gradients, so they are views of the tensors given and
+        returned: an in-place op on them while recording raises (as in
+        torch)."""
+        handle = RemovableHandle(self._backward_hooks)
+        self._backward_hooks[handle.id] = hook
+        if prepend:
+            self._backward_hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_full_backward_pre_hook(self, hook, prepend=False):
+        """Call ``hook(module, grad_output)`` once the gradients w.r.t. the
+        module's outputs are computed, before those w.r.t. its inputs; a
+        tuple it returns replaces ``grad_output``."""
+        handle = RemovableHandle(self._backward_pre_hooks)
+        self._backward_pre_hooks[handle.id] = hook
+        if prepend:
+            self._backward_pre_hooks.move_to_end(handle.id, last=False)
         return handle
 
     # -- registration ----------------------------------------------------

@@ -42,8 +42,8 @@ def check_layer(factory, input_shapes, dtype=numpy.float64, rtol=None, atol=None
     arrays = [rng.standard_normal(shape).astype(dtype) for shape in input_shapes]
     my_inputs = [mc.tensor(a, requires_grad=True) for a in arrays]
     their_inputs = [torch.tensor(a, requires_grad=True) for a in arrays]
-    my_out = mine(*my_inputs, **forward_kwargs)
-    # clone(): torch's inplace activations refuse to modify a leaf.
+    # clone(): inplace activations refuse to modify a leaf (torch's and minicnn's).
+    my_out = mine(*[t.clone() for t in my_inputs], **forward_kwargs)
     their_out = theirs(*[t.clone() for t in their_inputs], **forward_kwargs)
     assert my_out.dtype == arrays[0].dtype
     assert_close(my_out.numpy_copy(), their_out.detach().numpy(), rtol, atol, "output")

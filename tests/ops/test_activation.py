@@ -178,17 +178,19 @@ def test_inplace_without_a_graph_overwrites_the_input_as_torch_does(name, dtype,
 
 
 @pytest.mark.parametrize("name", sorted(INPLACE))
-def test_inplace_while_recording_returns_a_new_tensor_with_torchs_gradient(name):
-    """The documented difference: with a graph being recorded minicnn
-    leaves the input alone; values and gradients are torch's."""
+def test_inplace_while_recording_overwrites_the_input_with_torchs_gradient(name):
+    """While recording, as in torch, the (non-leaf) input is overwritten,
+    returned, and moved to the activation's node; values and gradients
+    are torch's."""
     mc_fn, torch_fn = INPLACE[name]
     x = away_from_kinks(3, 4, kinks=(-3.0, -2.0, 0.0, 3.0, 6.0))
     gy = R.standard_normal(x.shape)
     mine = mc.tensor(x.copy(), requires_grad=True)
     theirs = torch.tensor(x.copy(), requires_grad=True)
-    y = mc_fn(mine * 1, True)
+    given = mine * 1
+    y = mc_fn(given, True)
     expected = torch_fn(theirs * 1, True)
-    assert y is not mine
+    assert y is given
     numpy.testing.assert_array_equal(mine.detach().numpy(), x)
     y.backward(mc.tensor(gy))
     expected.backward(torch.tensor(gy))
