@@ -1,4 +1,5 @@
-"""Losses: cross_entropy, nll_loss, mse_loss, binary_cross_entropy_with_logits.
+"""Losses: cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss,
+huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits, kl_div.
 
 They are compositions of differentiable ops (log_softmax, indexing, sums),
 so their gradients come from the ops' own backward formulas; except the
@@ -9,19 +10,51 @@ backward, most of the time of a small net's step.
 
 Notation: N batch, C classes; input (N, C) or (N, C, d1, ...), class-index
 target (N,) or (N, d1, ...).
+
+Differences from torch, all deliberate:
+
+* torch's deprecated ``size_average`` and ``reduce`` arguments are not
+  taken by these functions (the loss modules of ``minicnn.nn`` accept
+  them, and turn them into ``reduction`` as torch does).
+* The regression losses (mse, l1, smooth_l1, huber) refuse an input and
+  a target of different shapes, where torch warns and broadcasts:
+  broadcasting a loss is almost always a bug.
+
+As in torch, 'mean' over no elements at all is nan (0 / 0), 'sum' is 0.
 """
+import math
+
+import numpy
+
 from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..tensor import Tensor  # defined before tensor.py imports the ops
 from .activation import log_softmax, softmax
+from .elementwise import abs as abs_, exp, log, where
 from .reduction import sum as sum_
 from .shape import permute, reshape
-from .utils import as_tensor
+from .utils import as_tensor, broadcast_shapes, check_float
 
 
 def _check_reduction(reduction, name):
     if reduction not in ("none", "mean", "sum"):
         raise ValueError(f"{name}: reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+
+
+def _reduce(losses, reduction):
+    """Apply ``reduction`` to elementwise losses."""
+    if reduction == "none":
+        return losses
+    total = sum_(losses)
+    if reduction == "sum":
+        return total
+    # torch's mean of no elements is nan; dividing by 0 would warn.
+    return total / losses.numel() if losses.numel() else total * math.nan
+
+
+def _check_same_shape(input, target, name):
+    if input.shape != target.shape:
+        raise ValueError(f"{name}: input has shape {input.shape} but target has shape {target.shape}")
 
 
 def _classes_last(input, name):
@@ -187,14 +220,146 @@ def mse_loss(input, target, reduction="mean"):
     mismatched shapes are an error here: broadcasting a loss is almost
     always a bug."""
     _check_reduction(reduction, "mse_loss")
-    if input.shape != target.shape:
-        raise ValueError(f"mse_loss: input has shape {input.shape} but target has shape {target.shape}")
+    _check_same_shape(input, target, "mse_loss")
     diff = input - target
-    squared = diff * diff
-    if reduction == "none":
-        return squared
-    total = sum_(squared)
-    return total if reduction == "sum" else total / max(squared.data.size, 1)
+    return _reduce(diff * diff, reduction)
+
+
+def l1_loss(input, target, reduction="mean"):
+    """Mean absolute error |input - target|; its gradient at a zero
+    difference is 0, as in torch (sign(0) = 0)."""
+    _check_reduction(reduction, "l1_loss")
+    _check_same_shape(input, target, "l1_loss")
+    return _reduce(abs_(input - target), reduction)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    """Huber loss of d = input - target: quadratic near 0, linear beyond
+    ``delta`` (the two pieces meet with the same slope):
+
+        l = d^2 / 2                  where |d| < delta
+            delta (|d| - delta / 2)  elsewhere
+    """
+    _check_reduction(reduction, "huber_loss")
+    _check_same_shape(input, target, "huber_loss")
+    if not isinstance(delta, (int, float)) or isinstance(delta, bool) or not delta > 0:
+        raise ValueError(f"huber_loss: delta must be a positive number, got {delta!r}")
+    diff = input - target
+    size = abs_(diff)
+    near = (size < delta).data
+    return _reduce(where(near, diff * diff * 0.5, (size - 0.5 * delta) * delta), reduction)
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    """Smooth L1 loss of d = input - target: the Huber loss with
+    delta = ``beta``, divided by ``beta``, so that the linear piece has
+    slope 1 whatever beta is:
+
+        l = d^2 / (2 beta)   where |d| < beta
+            |d| - beta / 2   elsewhere
+
+    ``beta=0`` is the L1 loss."""
+    _check_reduction(reduction, "smooth_l1_loss")
+    _check_same_shape(input, target, "smooth_l1_loss")
+    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not beta >= 0:
+        raise ValueError(f"smooth_l1_loss: beta must be a non-negative number, got {beta!r}")
+    if beta == 0:
+        return l1_loss(input, target, reduction)
+    diff = input - target
+    size = abs_(diff)
+    near = (size < beta).data
+    return _reduce(where(near, diff * diff * 0.5 / beta, size - 0.5 * beta), reduction)
+
+
+# torch's floor of x (1 - x) is 1e-12 rounded to float32, whatever the
+# dtype: that is what it divides by at x = 0 or 1.
+_BCE_EPS = float(numpy.float32(1e-12))
+
+
+class BinaryCrossEntropy(Function):
+    """Elementwise binary cross-entropy of probabilities x against targets t:
+
+        l = -(t log x + (1 - t) log(1 - x))
+
+    with each log clamped at -100, as torch does, so that x = 0 or 1 gives
+    a finite loss. The gradients are torch's:
+
+        gx = gy (x - t) / max(x (1 - x), 1e-12)   (1e-12 in float32)
+        gt = gy (log(1 - x) - log x)        (unclamped: infinite at 0 and 1)
+    """
+
+    def forward(self, x, t):
+        xp = get_array_module(x)
+        self.save_for_backward(x, t)
+        with numpy.errstate(divide="ignore"):   # log(0) is -inf, then clamped
+            log_x = xp.maximum(xp.log(x), -100)
+            log_1mx = xp.maximum(xp.log1p(-x), -100)
+        return -(t * log_x + (1 - t) * log_1mx)
+
+    def backward(self, gy):
+        x, t = self.saved_tensors
+        gx = gt = None
+        if self.needs_input_grad[0]:
+            gx = gy * (x - t) / (x * (1 - x)).clamp(min=_BCE_EPS)
+        if self.needs_input_grad[1]:
+            with numpy.errstate(divide="ignore"):
+                gt = gy * (log(1 - x) - log(x))
+        return gx, gt
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    """Binary cross-entropy of probabilities ``input`` (in [0, 1]) against
+    ``target`` of the same shape, times ``weight`` (which must broadcast
+    to the input's shape); see ``BinaryCrossEntropy``. Prefer
+    ``binary_cross_entropy_with_logits`` on logits: it is stable where the
+    sigmoid saturates."""
+    _check_reduction(reduction, "binary_cross_entropy")
+    check_float(input, "binary_cross_entropy")
+    if input.shape != target.shape:
+        raise ValueError(
+            f"binary_cross_entropy: input has shape {input.shape} but target has shape {target.shape}; "
+            "they must be the same")
+    if input.numel() and not bool(((input.data >= 0) & (input.data <= 1)).all()):
+        raise ValueError("binary_cross_entropy: all elements of input must be between 0 and 1")
+    target = target if target.dtype == input.dtype else target.to(input.dtype)
+    losses = BinaryCrossEntropy.apply(input, target)
+    if weight is not None:
+        if broadcast_shapes(weight.shape, input.shape, "binary_cross_entropy: weight", "input") != input.shape:
+            raise ValueError(
+                f"binary_cross_entropy: weight of shape {weight.shape} must broadcast to the input's "
+                f"shape {input.shape}")
+        losses = losses * weight
+    return _reduce(losses, reduction)
+
+
+def kl_div(input, target, reduction="mean", log_target=False):
+    """Kullback-Leibler divergence KL(target || model) pointwise, with
+    ``input`` the model's log-probabilities:
+
+        l = t (log t - input)          (0 where t = 0, as torch's xlogy)
+        l = e^t (t - input)            with log_target=True (t = log-probabilities)
+
+    ``reduction='batchmean'`` divides the sum by the batch size
+    input.shape[0] (1 for a 0-d input): the true KL divergence per sample;
+    'mean' divides by the number of elements, as torch does. Input and
+    target broadcast together, as in torch."""
+    if reduction not in ("none", "mean", "sum", "batchmean"):
+        raise ValueError(f"kl_div: reduction must be 'none', 'mean', 'sum' or 'batchmean', got {reduction!r}")
+    check_float(input, "kl_div")
+    check_float(target, "kl_div", "target")
+    broadcast_shapes(input.shape, target.shape, "kl_div: input", "target")
+    if log_target:
+        losses = exp(target) * (target - input)
+    else:
+        # xlogy(t, t): log of 1 where t = 0, so 0 * log 0 counts as 0
+        # (and the gradient there stays finite).
+        safe = where((target.data == 0), 1.0, target)
+        losses = target * log(safe) - target * input
+    if reduction != "batchmean":
+        return _reduce(losses, reduction)
+    batch = input.shape[0] if input.ndim else 1
+    total = sum_(losses)
+    return total / batch if batch else total * math.nan
 
 
 class Softplus(Function):
@@ -214,18 +379,24 @@ class Softplus(Function):
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
     """Sigmoid plus binary cross-entropy in one stable expression:
-    l = (1 - t) x + (1 + (pw - 1) t) softplus(-x), times ``weight``."""
+    l = (1 - t) x + (1 + (pw - 1) t) softplus(-x), times ``weight``.
+
+    ``pos_weight`` pw weighs the positive term of each class: it
+    broadcasts against the input as torch's does, so (C,) for an (N, C)
+    input and (C, 1, 1) for (N, C, H, W)."""
     _check_reduction(reduction, "binary_cross_entropy_with_logits")
     if input.shape != target.shape:
         raise ValueError(
             f"binary_cross_entropy_with_logits: input has shape {input.shape} but target has shape {target.shape}")
+    name = "binary_cross_entropy_with_logits"
+    if pos_weight is not None:
+        broadcast_shapes(pos_weight.shape, input.shape, f"{name}: pos_weight", "input")
+    if weight is not None:
+        broadcast_shapes(weight.shape, input.shape, f"{name}: weight", "input")
     target = target if target.dtype == input.dtype else target.to(input.dtype)
     scale = 1 if pos_weight is None else 1 + (pos_weight - 1) * target
     losses = (1 - target) * input + scale * Softplus.apply(-input)
     if weight is not None:
         losses = losses * weight
-    if reduction == "none":
-        return losses
-    total = sum_(losses)
-    return total if reduction == "sum" else total / max(losses.data.size, 1)
+    return _reduce(losses, reduction)
 
