@@ -15,6 +15,8 @@ from .normalization import (  # noqa: F401
 from .dropout import Dropout, Dropout2d  # noqa: F401
 from .activation import (  # noqa: F401
     ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Hardsigmoid, Hardswish, SiLU, GELU, Softmax, LogSoftmax)
+from .activation import PReLU, Softmax2d  # noqa: F401
+from .sparse import Embedding  # noqa: F401
 from .loss import (  # noqa: F401
     L1Loss, MSELoss, SmoothL1Loss, HuberLoss, NLLLoss, CrossEntropyLoss, BCELoss, BCEWithLogitsLoss, KLDivLoss)
 from .upsampling import Upsample  # noqa: F401

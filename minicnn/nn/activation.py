@@ -5,7 +5,8 @@
 op while a graph is (``minicnn/functional/activation.py``).
 """
 from .. import functional as F
-from ._utils import is_int
+from . import init
+from ._utils import check_positive, is_int, new_parameter
 from .module import Module
 
 
@@ -139,3 +140,37 @@ class LogSoftmax(_SoftmaxBase):
 
     def forward(self, input):
         return F.log_softmax(input, self.dim)
+
+
+class PReLU(Module):
+    """max(0, x) + a min(0, x) with a learnt slope a: one shared by all
+    channels (``num_parameters=1``) or one per channel (the input's dim 1),
+    each starting at ``init``."""
+
+    def __init__(self, num_parameters=1, init=0.25, device=None, dtype=None):
+        super().__init__()
+        check_positive(num_parameters, "num_parameters", "PReLU")
+        self.num_parameters = num_parameters
+        self.init = init
+        self.weight = new_parameter((num_parameters,), device, dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Set every slope back to ``init``."""
+        init.constant_(self.weight, self.init)
+
+    def forward(self, input):
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_parameters}"
+
+
+class Softmax2d(Module):
+    """Softmax over the channels at every spatial position: dim -3 of a
+    (N, C, H, W) or (C, H, W) input."""
+
+    def forward(self, input):
+        if input.ndim not in (3, 4):
+            raise ValueError(f"Softmax2d: expected a 3-D or 4-D input, got shape {input.shape}")
+        return F.softmax(input, -3)
