@@ -16,8 +16,8 @@ from .dropout import dropout, dropout2d  # noqa: F401
 from .loss import (  # noqa: F401
     cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy,
     binary_cross_entropy_with_logits, kl_div)
-from .embedding import embedding, one_hot  # noqa: F401
-from .prelu import prelu  # noqa: F401
+from .lookup import embedding, one_hot  # noqa: F401
+from .parametric_activation import prelu  # noqa: F401
 from .conv import conv2d; from .conv_transpose import conv_transpose2d  # noqa: F401,E702
 from .pooling import (  # noqa: F401
     max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d, depth_max_pool2d)

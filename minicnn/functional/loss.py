@@ -23,6 +23,7 @@ Differences from torch, all deliberate:
 As in torch, 'mean' over no elements at all is nan (0 / 0), 'sum' is 0.
 """
 import math
+import numbers
 
 import numpy
 
@@ -242,7 +243,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0):
     """
     _check_reduction(reduction, "huber_loss")
     _check_same_shape(input, target, "huber_loss")
-    if not isinstance(delta, (int, float)) or isinstance(delta, bool) or not delta > 0:
+    if not isinstance(delta, numbers.Real) or isinstance(delta, bool) or not delta > 0:
         raise ValueError(f"huber_loss: delta must be a positive number, got {delta!r}")
     diff = input - target
     size = abs_(diff)
@@ -261,7 +262,7 @@ def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
     ``beta=0`` is the L1 loss."""
     _check_reduction(reduction, "smooth_l1_loss")
     _check_same_shape(input, target, "smooth_l1_loss")
-    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not beta >= 0:
+    if not isinstance(beta, numbers.Real) or isinstance(beta, bool) or not beta >= 0:
         raise ValueError(f"smooth_l1_loss: beta must be a non-negative number, got {beta!r}")
     if beta == 0:
         return l1_loss(input, target, reduction)

@@ -7,7 +7,7 @@ minicnn has no sparse tensors. Everything else is torch's, including
 """
 from .. import functional as F
 from ..autograd import no_grad
-from ..functional.embedding import _check_padding_idx
+from ..functional.lookup import _check_padding_idx
 from ..tensor import Tensor
 from . import init
 from ._utils import is_int, new_parameter
