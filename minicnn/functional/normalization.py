@@ -244,6 +244,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and tuple(t.shape) != shape:
             raise ValueError(f"{op}: {name} must have shape {shape} (normalized_shape), got {t.shape}")
+    if input.data.size == 0:                 # nothing to normalize (a mean of nothing would be 0 / 0)
+        return _affine(clone(input), weight, bias, shape)
     dims = tuple(range(input.ndim - len(shape), input.ndim))
     return _affine(_normalize(input, dims, eps), weight, bias, shape)
 
@@ -262,7 +264,11 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
                          f"into num_groups={num_groups!r} groups")
     for name, t in (("weight", weight), ("bias", bias)):
         _check_channel_vector(t, name, c, input, op)
-    per_group = c // num_groups * math.prod(input.shape[2:])   # not -1: the batch may be empty
+    if not math.prod(input.shape[2:]):       # torch refuses this too, batch empty or not
+        raise ValueError(f"{op}: input of shape {input.shape} has no spatial positions to normalize over")
+    if input.data.size == 0:                 # an empty batch: nothing to normalize
+        return _affine(clone(input), weight, bias, (1, c) + (1,) * (input.ndim - 2))
+    per_group = c // num_groups * math.prod(input.shape[2:])
     grouped = reshape(input, (n, num_groups, per_group))
     y = reshape(_normalize(grouped, 2, eps), input.shape)
     return _affine(y, weight, bias, (1, c) + (1,) * (input.ndim - 2))
