@@ -559,6 +559,21 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
     return captured if capture else None
 
 
+def upstream_gradient(y, g, where, output, argument):
+    """The gradient to start backward from at output ``y``: ``g`` as a
+    Tensor of y's dtype, checked to have y's shape, or ones when ``g`` is
+    None, which only a one-element ``y`` allows (as in torch)."""
+    if g is None:
+        if y.data.size != 1:
+            raise RuntimeError(f"{where}grad can be implicitly created only for scalar outputs; {output} has "
+                               f"shape {y.shape}, so pass {argument} of that shape")
+        return Tensor._wrap(get_array_module(y.data).ones_like(y.data))
+    g = g if isinstance(g, Tensor) else Tensor(g)
+    if g.shape != y.shape:
+        raise ValueError(f"{where}{argument} has shape {g.shape} but {output} has shape {y.shape}")
+    return g if g.dtype == y.dtype else g.to(y.dtype)
+
+
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=None,
          materialize_grads=False):
     """The gradients of ``outputs`` with respect to ``inputs``, as torch's
@@ -596,17 +611,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for k, (y, g) in enumerate(zip(outputs, grad_outputs)):
         if not y.requires_grad:
             raise RuntimeError(f"element {k} of tensors does not require grad and does not have a grad_fn")
-        if g is None:
-            if y.data.size != 1:
-                raise RuntimeError(
-                    f"grad can be implicitly created only for scalar outputs; outputs[{k}] has shape "
-                    f"{y.shape}, so pass grad_outputs")
-            g = Tensor._wrap(get_array_module(y.data).ones_like(y.data))
-        elif not isinstance(g, Tensor):
-            g = Tensor(g)
-        if g.shape != y.shape:
-            raise ValueError(f"grad: grad_outputs[{k}] has shape {g.shape} but outputs[{k}] has shape {y.shape}")
-        grads.append(g if g.dtype == y.dtype else g.to(y.dtype))
+        grads.append(upstream_gradient(y, g, "grad(): ", f"outputs[{k}]", f"grad_outputs[{k}]"))
     result = run_backward(list(outputs), grads, retain_graph=retain_graph, create_graph=create_graph,
                           inputs=inputs)
     for k, g in enumerate(result):

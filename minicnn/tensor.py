@@ -139,19 +139,7 @@ class Tensor:
             retain_graph = create_graph
         if not self.requires_grad:
             raise RuntimeError("backward(): this tensor does not require grad and has no grad_fn")
-        if gradient is None:
-            if self.data.size != 1:
-                raise RuntimeError(
-                    f"backward(): grad can be implicitly created only for scalar outputs; "
-                    f"this tensor has shape {self.shape}, so pass gradient= of that shape")
-            gradient = Tensor._wrap(get_array_module(self.data).ones_like(self.data))
-        else:
-            gradient = gradient if isinstance(gradient, Tensor) else Tensor(gradient)
-            if gradient.shape != self.shape:
-                raise ValueError(
-                    f"backward(): gradient has shape {gradient.shape} but the tensor has shape {self.shape}")
-            if gradient.dtype != self.dtype:
-                gradient = gradient.to(self.dtype)
+        gradient = autograd.upstream_gradient(self, gradient, "backward(): ", "the tensor", "gradient")
         autograd.run_backward([self], [gradient], retain_graph=retain_graph, create_graph=create_graph)
 
     def detach(self):
