@@ -72,7 +72,14 @@ def apply_inplace(t, name, compute, operands=(), needs_original=False):
     _check_views(t, name)
     result = compute(_alias(t, needs_original), *operands)
     _write(t, result, name)
+    old_node, old_index = t.grad_fn, t._output_index
     t.requires_grad, t.grad_fn, t._output_index = result.requires_grad, result.grad_fn, result._output_index
+    if t.retains_grad:
+        # As in torch: .grad is the gradient w.r.t. the new value. (Hooks
+        # stay where they were registered, on the old value.)
+        del old_node._retained[old_index]
+        t.retains_grad = False
+        t.retain_grad()
     return t
 
 

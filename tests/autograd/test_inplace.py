@@ -61,23 +61,66 @@ def _run(T, x, w, b, op, gy, g_before):
     return y, x.grad, None if b is None else b.grad
 
 
-@pytest.mark.parametrize("name", sorted(OPS))
-def test_inplace_op_records_torchs_graph(name):
-    op, b_shape = OPS[name]
-    x, w = _values((3, 4)), _values((3, 4))
-    b = None if b_shape is None else _values(b_shape)
-    gy, g_before = R.standard_normal((3, 4)), R.standard_normal((3, 4))
+def _noncontiguous(a):
+    """The values of ``a`` in memory that is not C-contiguous."""
+    if a.ndim == 0:
+        return a
+    buffer = numpy.empty(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    buffer[..., ::2] = a
+    return buffer[..., ::2]
 
-    def inputs(T, make):
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("dtype, tol", [(numpy.float64, 1e-12), (numpy.float32, 1e-5)])
+def test_inplace_op_records_torchs_graph(name, dtype, tol):
+    op, b_shape = OPS[name]
+    x, w = _values((3, 4)).astype(dtype), _values((3, 4)).astype(dtype)
+    b = None if b_shape is None else _values(b_shape).astype(dtype)
+    gy, g_before = R.standard_normal((3, 4)).astype(dtype), R.standard_normal((3, 4)).astype(dtype)
+
+    def inputs(make, b):
         return (make(x, requires_grad=True), make(w), None if b is None else make(b, requires_grad=True))
 
-    mine = _run(mc, *inputs(mc, mc.tensor), op, mc.tensor(gy), mc.tensor(g_before))
-    theirs = _run(torch, *inputs(torch, torch.tensor), op, torch.tensor(gy), torch.tensor(g_before))
-    numpy.testing.assert_allclose(mine[0].numpy_copy(), theirs[0].detach().numpy(), rtol=1e-14, atol=1e-15)
-    numpy.testing.assert_allclose(mine[1].numpy(), theirs[1].numpy(), rtol=1e-12, atol=1e-14)
-    if b is not None:
-        numpy.testing.assert_allclose(mine[2].numpy(), theirs[2].numpy(), rtol=1e-12, atol=1e-14)
-    assert mine[0].grad_fn is not None and mine[0].requires_grad
+    theirs = _run(torch, *inputs(torch.tensor, b), op, torch.tensor(gy), torch.tensor(g_before))
+    for operand in (b, None if b is None else _noncontiguous(b)):
+        mine = _run(mc, *inputs(mc.tensor, operand), op, mc.tensor(gy), mc.tensor(g_before))
+        assert mine[0].dtype == dtype and mine[0].grad_fn is not None and mine[0].requires_grad
+        numpy.testing.assert_allclose(mine[0].numpy_copy(), theirs[0].detach().numpy(), rtol=tol, atol=tol)
+        numpy.testing.assert_allclose(mine[1].numpy(), theirs[1].numpy(), rtol=tol, atol=tol)
+        if b is not None:
+            numpy.testing.assert_allclose(mine[2].numpy(), theirs[2].numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_inplace_op_passes_gradcheck(name):
+    op, b_shape = OPS[name]
+    w = mc.tensor(_values((3, 4)))
+    inputs = [mc.tensor(_values((3, 4)), requires_grad=True)]
+    if b_shape is not None:
+        inputs.append(mc.tensor(_values(b_shape), requires_grad=True))
+
+    def fn(x, b=None):
+        y = x * w
+        op(y, b, mc)
+        return y * y
+    assert mc.gradcheck(fn, tuple(inputs))
+
+
+def test_retained_grad_follows_the_inplace_op_and_hooks_stay_as_in_torch():
+    x0 = R.standard_normal(3)
+    results = []
+    for T, make in ((mc, mc.tensor), (torch, torch.tensor)):
+        seen = []
+        x = make(x0, requires_grad=True)
+        y = x * 2
+        y.retain_grad()
+        y.register_hook(lambda g: seen.append(g.tolist()))   # the gradient w.r.t. the old value
+        y.mul_(3)
+        (y * y).sum().backward()
+        results.append((y.grad.tolist(), seen, y.retains_grad))
+    assert results[0][2] is results[1][2] is True
+    numpy.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-14)
+    numpy.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-14)
 
 
 def test_inplace_on_a_plain_tensor_with_an_operand_that_requires_grad_joins_the_graph():
