@@ -178,6 +178,31 @@ class Clamp(Function):
         return gy * _constant(self.inside.astype(gy.dtype))
 
 
+class ClampTensor(Function):
+    """min(max(x, lo), hi) for Tensor bounds lo and hi that broadcast with x.
+
+    The gradient goes to whichever of the three the output equals, with
+    torch's choices where they are equal: x on one bound (lo < hi) shares
+    it half and half with that bound; x == lo == hi gives it all to x; and
+    where lo > hi the output is hi, which takes it all."""
+
+    def forward(self, x, lo, hi):
+        xp = get_array_module(x)
+        self.shapes = x.shape, lo.shape, hi.shape
+        dtype = x.dtype
+        ordered = lo < hi
+        tie_lo, tie_hi = ((x == lo) & ordered).astype(dtype), ((x == hi) & ordered).astype(dtype)
+        inside = ((x > lo) & (x < hi)) | ((x == lo) & (x == hi))
+        self.weights = (inside.astype(dtype) + (tie_lo + tie_hi) / 2,
+                        ((x < lo) & ~(lo > hi)).astype(dtype) + tie_lo / 2,
+                        ((x > hi) | (lo > hi)).astype(dtype) + tie_hi / 2)
+        return xp.minimum(xp.maximum(x, lo), hi)
+
+    def backward(self, gy):
+        return tuple(sum_to(gy * _constant(w), shape) if needed else None
+                     for w, shape, needed in zip(self.weights, self.shapes, self.needs_input_grad))
+
+
 class Maximum(Function):
     """max(a, b); where a == b each input gets half the gradient (as in torch)."""
 
@@ -319,26 +344,35 @@ def clamp(input, min=None, max=None):
     """Clip to [min, max]; either bound may be None (not both).
 
     A bound may be a Tensor that broadcasts with input: then the result is
-    minimum(maximum(input, min), max), as torch computes it, differentiable
-    in all three (an element equal to a bound shares its gradient half and
-    half with it, as torch's). Where min > max the result is max. A float
-    Tensor bound is converted to a floating input's dtype; torch would
-    promote float32 input with an n-d float64 bound to float64. One bound
-    a Tensor and the other a number is accepted (torch refuses the mix)."""
+    min(max(input, min), max), differentiable in all three, with torch's
+    share of the gradient where they are equal (``ClampTensor``); where
+    min > max it is max. Tensor bounds are converted to a floating input's
+    dtype (torch would promote float32 input with an n-d float64 bound to
+    float64). One bound a Tensor and the other a number is accepted (torch
+    refuses the mix)."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
     if not isinstance(min, Tensor) and not isinstance(max, Tensor):
         return Clamp.apply(input, lo=min, hi=max)
-    y = input
-    for name, bound, op in (("min", min, maximum), ("max", max, minimum)):
-        if bound is None:
-            continue
+    bounds = []
+    for name, bound in (("min", min), ("max", max)):
         if isinstance(bound, Tensor):
             broadcast_shapes(input.shape, bound.shape, "clamp: input", name)
             if input.dtype.kind == "f" and bound.dtype != input.dtype:
                 bound = bound.to(input.dtype)
-        y = op(y, bound)
-    return y
+        bounds.append(bound)
+    lo, hi = bounds
+    if lo is None:                # one bound: the tie shares half, as maximum / minimum do
+        return minimum(input, hi)
+    if hi is None:
+        return maximum(input, lo)
+    like = lo if isinstance(lo, Tensor) else hi
+    if input.dtype.kind != "f" and like.dtype.kind == "f":
+        input = input.to(like.dtype)
+    lo, hi = as_tensor(lo, input.data).to(input.dtype), as_tensor(hi, input.data).to(input.dtype)
+    broadcast_shapes(broadcast_shapes(input.shape, lo.shape, "clamp: input", "min"), hi.shape,
+                     "clamp: input and min", "max")
+    return ClampTensor.apply(input, lo, hi)
 
 
 clip = clamp

@@ -32,7 +32,7 @@ from parity import check_parity, gradcheck_inputs
 
 #: Modules of minicnn.functional whose exports are not elementwise.
 OTHER_FAMILIES = {"reduction", "shape", "linalg", "loss", "conv", "conv_transpose", "pooling",
-                  "normalization", "interpolate", "fold", "embedding"}
+                  "normalization", "interpolate", "fold", "lookup"}
 
 
 @dataclasses.dataclass
@@ -114,7 +114,7 @@ TABLE = {
                 unary(lambda a: F.softmax(a, 0), lambda a: torch.softmax(a, 0))],
     "log_softmax": [unary(lambda a: F.log_softmax(a, -1), lambda a: torch.log_softmax(a, -1)),
                     unary(lambda a: F.log_softmax(a, 0), lambda a: torch.log_softmax(a, 0))],
-    # prelu.py: one slope for every element, the form a 0-d input allows.
+    # parametric_activation.py (prelu): one slope for every element, the form a 0-d input allows.
     "prelu": [unary(lambda a: F.prelu(a, mc.tensor(numpy.array([0.25], a.dtype))),
                     lambda a: TF.prelu(a, torch.tensor([0.25], dtype=a.dtype)))],
     # dropout.py: elementwise, random in training; in eval the identity.
@@ -379,3 +379,11 @@ def test_one_element_tuples_stand_for_both_dims(mc_fn, torch_fn, w_shape):
 def test_three_element_tuples_are_still_refused():
     with pytest.raises(ValueError, match=r"padding must be an int or a pair of ints, got \(1, 1, 1\)"):
         F.avg_pool2d(mc.zeros((1, 1, 4, 4)), 2, padding=(1, 1, 1))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_binary_cross_entropy_with_logits_of_0d(reduction):
+    """Its backward runs sigmoid's fused kernel, which made a 0-d gradient 1-d."""
+    logits, target = numpy.array(0.7), numpy.array(1.0)
+    check_parity(lambda x, t: F.binary_cross_entropy_with_logits(x, t, reduction=reduction),
+                 lambda x, t: TF.binary_cross_entropy_with_logits(x, t, reduction=reduction), [logits, target])
