@@ -155,6 +155,9 @@ class set_grad_enabled(_GradMode):
 
 
 class _SetGradMode(_GradMode):
+    """``set_grad_enabled``'s mode for one call of a decorated function: it
+    sets the mode on entering, not on creation."""
+
     def __init__(self, mode):
         self.mode = mode
 
@@ -176,7 +179,8 @@ class inference_mode(_NoParamGradMode):
 # -- version counters ----------------------------------------------------
 class _Version:
     """The version of one array owner, with a weak reference to it so that
-    an id reused by a later array is not mistaken for it."""
+    an id reused by a later array is not mistaken for it (and the entry
+    goes when the array does)."""
 
     __slots__ = ("value", "ref")
 
@@ -196,7 +200,7 @@ def version_of(array):
     """How many in-place ops changed ``array`` (or a view of its memory)."""
     owner = _owner(array)
     entry = _versions.get(id(owner))
-    return entry.value if entry is not None and entry.ref() is owner else 0
+    return entry.value if entry is not None and (entry.ref is None or entry.ref() is owner) else 0
 
 
 def bump_version(array):
@@ -204,14 +208,21 @@ def bump_version(array):
     owner = _owner(array)
     key = id(owner)
     entry = _versions.get(key)
-    if entry is None or entry.ref() is not owner:
+    if entry is None or (entry.ref is not None and entry.ref() is not owner):
         entry = _Version()
         entry.value = 0
 
         def forget(_, key=key, entry=entry):
             if _versions.get(key) is entry:
                 del _versions[key]
-        entry.ref = weakref.ref(owner, forget)
+        try:
+            entry.ref = weakref.ref(owner, forget)
+        except TypeError:
+            # An array type without weak references: the entry outlives the
+            # array and a later array with its id inherits the count. Harmless:
+            # a saved version is compared with the same entry later, and only
+            # an in-place op changes it.
+            entry.ref = None
         _versions[key] = entry
     entry.value += 1
 
