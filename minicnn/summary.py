@@ -448,7 +448,14 @@ def _run_training_pass(model, x):
     buffers = [(m, name, b, b.data.copy()) for m in model.modules()
                for name, b in m._buffers.items() if b is not None]
     rng_state = random.get_rng_state()
+    # The pass hands each layer a fresh leaf (``_cut``), on which an in-place
+    # layer may not act, as in torch; run those out of place: the arrays
+    # kept for backward are the same (an in-place activation computes out
+    # of place and copies in).
+    in_place = [m for m in model.modules() if getattr(m, "inplace", False) is True]
     try:
+        for m in in_place:
+            m.inplace = False
         model.train()
         with set_grad_enabled(True), _Hooks(model, lambda *a: None, counter.after):
             output = model(x)
@@ -457,6 +464,8 @@ def _run_training_pass(model, x):
             counter.saved.add(t.data)
         return counter.saved.total_bytes
     finally:
+        for m in in_place:
+            m.inplace = True
         for m, mode in modes:
             object.__setattr__(m, "training", mode)
         for m, name, b, data in buffers:     # batch norm's running statistics

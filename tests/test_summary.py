@@ -385,3 +385,14 @@ def test_summary_command(capsys):
     assert "(N, 1, 32, 32)" in capsys.readouterr().err
     assert main(["summary", "lenet5", "--batch-size", "0"]) == 1
     assert "batch_size" in capsys.readouterr().err
+
+
+def test_in_place_layers_are_counted_and_left_in_place():
+    """ResNet's ReLUs are in place: the training pass runs them out of
+    place on its cut graph (an in-place op on a leaf that requires grad is
+    refused, as in torch) and sets them back afterwards."""
+    model = mc.models.resnet18()
+    in_place = [m for m in model.modules() if getattr(m, "inplace", False)]
+    assert in_place
+    assert mc.summary(model, (3, 32, 32)).training_bytes > 0
+    assert all(m.inplace is True for m in in_place)
