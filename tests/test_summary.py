@@ -394,5 +394,5 @@ def test_in_place_layers_are_counted_and_left_in_place():
     model = mc.models.resnet18()
     in_place = [m for m in model.modules() if getattr(m, "inplace", False)]
     assert in_place
-    assert mc.summary(model, (3, 32, 32)).training_bytes > 0
+    assert mc.summary(model, (3, 64, 64), batch_size=2).training_bytes > 0
     assert all(m.inplace is True for m in in_place)
