@@ -573,15 +573,20 @@ class _WorkerPool:
         except (KeyboardInterrupt, RuntimeError):   # Ctrl-C, a timeout or a dead worker: stop them all
             self.shutdown()
             raise
-        result = self.pending.pop(self.received)
-        self.received += 1
-        self._send_next()
+        try:
+            result = self.pending.pop(self.received)
+            self.received += 1
+            self._send_next()
+            batch = None if isinstance(result, _WorkerError) else _to_tensors(pickle.loads(result))
+        except KeyboardInterrupt:       # Ctrl-C here too: the traceback would keep self, and the workers, alive
+            self.shutdown()
+            raise
         if isinstance(result, _WorkerError):
             # The traceback keeps this frame: without self in it, dropping
             # the iterator still stops the workers while the error is handled.
             del self
             result.reraise()
-        return _to_tensors(pickle.loads(result))
+        return batch
 
     def _receive(self):
         """Wait for one result of this pass, checking now and then that the
