@@ -21,10 +21,24 @@ Which version runs:
 Fast versions are registered *lazily*, as ``"module:function"`` strings:
 their module (and Numba itself) is imported the first time the primitive
 runs, which keeps ``import minicnn`` fast.
+
+Every dtype and byte order computes on every backend. Numba compiles no
+float16 arithmetic and no byte-swapped (non-native) arrays, so a Numba
+version given such an array runs the primitive's NumPy reference
+instead: the same answer as ``set_backend("numpy")``, in the input's
+dtype (float16 in, float16 out, as torch computes float16 on the CPU),
+and kernels that update an argument in place still do. A primitive with
+no reference (Winograd) gets its arrays converted, float16 to float32
+and byte-swapped to native order, and casts its float32 results back to
+float16. This one guard (``_any_array``) wraps each Numba version as it
+is resolved, so no kernel checks dtypes itself.
 """
+import functools
 import importlib
 import importlib.util
 import os
+
+import numpy
 
 BACKENDS = ("auto", "numpy", "numba")
 
@@ -66,8 +80,49 @@ def _resolve(primitive, backend):
     if isinstance(fn, str):
         module, _, name = fn.partition(":")
         fn = getattr(importlib.import_module(module), name)
+        if backend == "numba":
+            fn = _any_array(primitive, fn)
         impls[backend] = fn
     return fn
+
+
+def _compiled(value):
+    """Whether a Numba kernel takes ``value``: anything but a float16 or a
+    byte-swapped array (or NumPy scalar)."""
+    dtype = getattr(value, "dtype", None)
+    return dtype is None or (dtype.isnative and dtype != numpy.float16)
+
+
+def _any_array(primitive, kernel):
+    """``kernel``, the Numba version of ``primitive``, made to take the
+    arrays Numba cannot compile for (see the module docstring)."""
+    @functools.wraps(kernel)
+    def run(*args, **kwargs):
+        if all(_compiled(a) for a in args) and all(_compiled(a) for a in kwargs.values()):
+            return kernel(*args, **kwargs)
+        reference = _implementations[primitive].get("numpy")
+        if reference is not None:
+            return _resolve(primitive, "numpy")(*args, **kwargs)
+        half = any(getattr(a, "dtype", None) == numpy.float16 for a in (*args, *kwargs.values()))
+        out = kernel(*map(_native, args), **{k: _native(v) for k, v in kwargs.items()})
+        if not half:
+            return out
+        return tuple(map(_half, out)) if isinstance(out, tuple) else _half(out)
+    return run
+
+
+def _native(value):
+    """``value`` as a Numba kernel takes it: float16 as float32, in native
+    byte order."""
+    if _compiled(value):
+        return value
+    dtype = value.dtype.newbyteorder("=")
+    return value.astype(numpy.float32 if dtype == numpy.float16 else dtype)
+
+
+def _half(value):
+    """A float32 result of a float16 computation, back in float16."""
+    return value.astype(numpy.float16) if getattr(value, "dtype", None) == numpy.float32 else value
 
 
 def lookup(primitive, xp):

@@ -141,6 +141,8 @@ def check_operands(op, input, weight, bias):
         raise ValueError(f"{op}: input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {input.shape}")
     if weight.ndim != 4 or 0 in weight.shape[2:]:
         raise ValueError(f"{op}: weight must be 4-D with a non-empty kernel, got shape {weight.shape}")
+    if weight.shape[0] == 0:  # torch's refusal too: no output (conv2d) or input (conv_transpose2d) channels
+        raise ValueError(f"{op}: weight must have at least 1 row in dimension 0, got shape {weight.shape}")
 
 
 def check_groups(op, groups, input, in_channels):
@@ -183,6 +185,13 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     pair of zero-padding on each side, ``'valid'`` (none) or ``'same'``
     (output as large as the input; stride 1 only). ``groups`` splits the
     channels into independent convolutions; groups == C is depthwise.
+
+    Empty inputs compute, as in torch: a batch of 0 gives (0, O, OH, OW)
+    and zero gradients for weight and bias. Unlike torch, an input of 0
+    channels (weight (O, 0, KH, KW)) gives (N, O, OH, OW), each value a
+    sum of no taps plus the bias, where torch returns (N, 0, OH, OW); a
+    weight of 0 output channels is refused, as in torch. float16 and
+    byte-swapped arrays compute on every backend (kernels/registry.py).
     """
     check_operands("conv2d", input, weight, bias)
     stride = pair(stride, "stride", min_value=1)

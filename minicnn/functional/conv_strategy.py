@@ -10,8 +10,11 @@ L = OH * OW output pixels per image.
     conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups) gw (O, Cg, KH, KW)
 
 conv2d's ops (conv.py) call the first and the third, conv_transpose2d
-(conv2d's input gradient) the second. Each takes the first of these paths
-that applies (``conv_path``):
+(conv2d's input gradient) the second. A product with an empty operand
+(N, C, O, H * W or OH * OW zero) needs no kernel: every output is a sum
+of no terms, zero (plus the bias), and each direction returns that
+before choosing a path, the same on every backend. Otherwise each takes
+the first of these paths that applies (``conv_path``):
 
 depthwise (G == C)
     Each output channel reads one input channel, so a GEMM would multiply
@@ -113,6 +116,11 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
     x = xp.ascontiguousarray(x)
     kernel_size = tuple(w.shape[2:])
     N, C, O = x.shape[0], x.shape[1], w.shape[0]
+    if x.size == 0 or w.size == 0:   # no taps, or nothing to compute: y is the bias
+        y = xp.zeros((N, O) + tuple(out_size), dtype=x.dtype)
+        if b is not None:
+            y += b.reshape(O, 1, 1)
+        return y
     path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, out_size)
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_forward", xp)(x, w, b, stride, padding, dilation, groups, out_size)
@@ -140,6 +148,8 @@ def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     gy = xp.ascontiguousarray(gy)
     N, O, OH, OW = gy.shape
     C, kernel_size, in_size = w.shape[1] * groups, tuple(w.shape[2:]), tuple(in_size)
+    if gy.size == 0 or w.size == 0:
+        return xp.zeros((N, C) + in_size, dtype=gy.dtype)
     path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, (OH, OW), in_size)
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_grad_input", xp)(gy, w, stride, padding, dilation, groups, in_size)
@@ -178,6 +188,8 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     N, C = x.shape[:2]
     O, OH, OW = gy.shape[1:]
     kernel_size = tuple(kernel_size)
+    if x.size == 0 or gy.size == 0:
+        return xp.zeros((O, C // groups) + kernel_size, dtype=x.dtype)
     path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, (OH, OW), (OH, OW))
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_grad_weight", xp)(x, gy, kernel_size, stride, padding, dilation,

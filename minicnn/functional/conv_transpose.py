@@ -100,6 +100,13 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     adjoint of). ``output_padding`` adds pixels at the bottom / right to
     choose among the output sizes that conv2d would map to H; each must be
     smaller than the stride or the dilation of its dim.
+
+    Empty inputs compute, as in torch: a batch of 0 gives (0, O, OH, OW)
+    and zero gradients for weight and bias; 0 output channels (weight
+    (C, 0, KH, KW)) give (N, 0, OH, OW), where torch's CPU build fails in
+    its oneDNN kernel; 0 input channels (weight (0, ...)) are refused, as
+    in torch. float16 and byte-swapped arrays compute on every backend
+    (kernels/registry.py).
     """
     check_operands("conv_transpose2d", input, weight, bias)
     stride = pair(stride, "stride", min_value=1)
