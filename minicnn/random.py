@@ -41,13 +41,35 @@ def set_rng_state(state):
     _generator.bit_generator.state = state
 
 
-def uniform(shape, dtype, xp=numpy, generator=None):
-    """Uniform [0, 1) samples of ``shape`` on the module ``xp``."""
-    values = (generator or _generator).random(shape, dtype=numpy.float64).astype(dtype, copy=False)
-    return values if xp is numpy else xp.asarray(values)
+def uniform(shape, dtype, xp=numpy, generator=None, low=0.0, high=1.0):
+    """U(low, high) samples of ``shape`` and ``dtype`` on the module ``xp``,
+    drawn in that precision (see ``_draw``)."""
+    values = _draw((generator or _generator).random, shape, dtype)
+    if (low, high) != (0.0, 1.0):       # as NumPy's Generator.uniform: low + (high - low) * U(0, 1)
+        values *= high - low
+        values += low
+    return _finish(values, dtype, xp)
 
 
-def normal(shape, dtype, xp=numpy, generator=None):
-    """Standard normal samples of ``shape`` on the module ``xp``."""
-    values = (generator or _generator).standard_normal(shape, dtype=numpy.float64).astype(dtype, copy=False)
+def normal(shape, dtype, xp=numpy, generator=None, mean=0.0, std=1.0):
+    """N(mean, std^2) samples of ``shape`` and ``dtype`` on the module
+    ``xp``, drawn in that precision (see ``_draw``)."""
+    values = _draw((generator or _generator).standard_normal, shape, dtype)
+    if (mean, std) != (0.0, 1.0):       # as NumPy's Generator.normal: mean + std * N(0, 1)
+        values *= std
+        values += mean
+    return _finish(values, dtype, xp)
+
+
+def _draw(sample, shape, dtype):
+    """``sample(shape)`` in the precision of ``dtype``: float32 and float16
+    draw float32 (NumPy draws no float16), so a float32 tensor never
+    passes through a float64 array twice its size; everything else draws
+    float64, the stream that seeded float64 results have always had."""
+    precise = numpy.float32 if numpy.dtype(dtype) in (numpy.float32, numpy.float16) else numpy.float64
+    return sample(shape, dtype=precise)
+
+
+def _finish(values, dtype, xp):
+    values = values.astype(dtype, copy=False)
     return values if xp is numpy else xp.asarray(values)

@@ -16,7 +16,9 @@ variants use the bound b = sqrt(3) * std.
 
 Random values come from minicnn's global generator (``mc.manual_seed``), or
 from ``generator`` (a ``numpy.random.Generator``) when one is given. They
-are drawn in float64 and then cast to the tensor's dtype.
+are drawn in the tensor's precision: float64 for float64 tensors, float32
+for float32 and float16 ones (``minicnn.random``), so filling a float32
+tensor never builds a float64 array of its size.
 """
 import math
 import numbers
@@ -75,7 +77,7 @@ def _calculate_correct_fan(tensor, mode):
 
 
 def _fill(tensor, values):
-    """Write ``values`` (a float64 NumPy array or a scalar) into ``tensor``."""
+    """Write ``values`` (a NumPy array or a scalar) into ``tensor``."""
     xp = get_array_module(tensor.data)
     tensor.data[...] = xp.asarray(values).astype(tensor.dtype, copy=False)
     return tensor
@@ -91,8 +93,7 @@ def uniform_(tensor, a=0.0, b=1.0, generator=None):
     _check_float(tensor, "uniform_")
     if a > b:
         raise ValueError(f"uniform_: a ({a}) must not exceed b ({b})")
-    rng = generator or random.default_generator()
-    return _fill(tensor, rng.uniform(a, b, size=tensor.shape))
+    return _fill(tensor, random.uniform(tensor.shape, tensor.dtype, generator=generator, low=a, high=b))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
@@ -100,8 +101,7 @@ def normal_(tensor, mean=0.0, std=1.0, generator=None):
     _check_float(tensor, "normal_")
     if std < 0:
         raise ValueError(f"normal_: std must be non-negative, got {std}")
-    rng = generator or random.default_generator()
-    return _fill(tensor, rng.normal(mean, std, size=tensor.shape))
+    return _fill(tensor, random.normal(tensor.shape, tensor.dtype, generator=generator, mean=mean, std=std))
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
@@ -112,11 +112,10 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
         raise ValueError(f"trunc_normal_: a ({a}) must be less than b ({b})")
     if std <= 0:
         raise ValueError(f"trunc_normal_: std must be positive, got {std}")
-    rng = generator or random.default_generator()
-    values = rng.normal(mean, std, size=tensor.shape)
+    values = random.normal(tensor.shape, tensor.dtype, generator=generator, mean=mean, std=std)
     outside = (values < a) | (values > b)
     while outside.any():
-        values[outside] = rng.normal(mean, std, size=int(outside.sum()))
+        values[outside] = random.normal(int(outside.sum()), tensor.dtype, generator=generator, mean=mean, std=std)
         outside = (values < a) | (values > b)
     return _fill(tensor, values)
 
