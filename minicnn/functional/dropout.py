@@ -29,6 +29,10 @@ def _dropout(input, p, training, mask_shape, name):
     _check_p(p, name)
     if not training or p == 0.0:
         return input
+    if input.dtype.kind != "f" and p < 1.0:
+        # The survivors would be scaled by 1 / (1 - p), which an integer
+        # tensor cannot hold (torch raises too); p == 1 zeroes, which it can.
+        raise TypeError(f"{name}: input must be a floating-point tensor for 0 < p < 1, got dtype {input.dtype}")
     xp = get_array_module(input.data)
     if p == 1.0:
         mask = xp.zeros(mask_shape, dtype=input.dtype)

@@ -34,7 +34,7 @@ from .activation import log_softmax, softmax
 from .elementwise import abs as abs_, exp, log, where
 from .reduction import sum as sum_
 from .shape import permute, reshape
-from .utils import as_tensor, broadcast_shapes, check_float
+from .utils import broadcast_shapes, check_float
 
 
 def _check_reduction(reduction, name):
@@ -85,8 +85,8 @@ def _check_weight(weight, n_classes, name):
 def _class_targets(input, target, weight, ignore_index, name):
     """Check class-index targets; (rows, t, w): input as (M, C) rows with
     the class dim last, the M targets with ignored ones set to class 0
-    (safe to index with), and each row's weight w[t] (0 where ignored),
-    an array of input's dtype."""
+    (safe to index with), each row's weight w[t] (0 where ignored), an
+    array of input's dtype, and the mask of the rows not ignored."""
     _check_class_target(input, target, name)
     n_classes = input.shape[1] if input.ndim > 1 else input.shape[0]
     _check_weight(weight, n_classes, name)
@@ -101,7 +101,7 @@ def _class_targets(input, target, weight, ignore_index, name):
             f"found {t[bad][:5].tolist()}")
     safe_t = xp.where(valid, t, 0)
     w = valid.astype(input.dtype) if weight is None else weight.data[safe_t] * valid
-    return rows, safe_t, w.astype(input.dtype)
+    return rows, safe_t, w.astype(input.dtype), valid
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -109,15 +109,25 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     indices ``target``: -w[t] * input[i, t]. 'mean' divides by the sum of
     the weights of the targets that are not ``ignore_index``."""
     _check_reduction(reduction, "nll_loss")
-    logp, t, w = _class_targets(input, target, weight, ignore_index, "nll_loss")
+    logp, t, w, valid = _class_targets(input, target, weight, ignore_index, "nll_loss")
     xp = get_array_module(input.data)
-    w = Tensor._wrap(w)
-    picked = logp[xp.arange(t.shape[0]), t]
-    losses = -picked * w
     if reduction == "none":
+        losses = -logp[xp.arange(t.shape[0]), t] * Tensor._wrap(w)
         return reshape(losses, target.shape)
-    total = sum_(losses)
-    return total if reduction == "sum" else total / sum_(w)
+    # Only the rows that count enter the sum, so an ignored row's gradient
+    # is exactly 0 even when the upstream one is nan ('mean' of no targets:
+    # a product with a 0 weight would give 0 * nan = nan; torch gives 0).
+    rows = xp.nonzero(valid)[0]
+    total = sum_(-logp[rows, t[rows]] * Tensor._wrap(w[rows]))
+    return total if reduction == "sum" else _weighted_mean(total, w)
+
+
+def _weighted_mean(total, w):
+    """total / sum(w); nan (0 / 0) when the weights sum to 0 (every target
+    ignored, say), as in torch, whose gradient then is nan for the rows
+    that count and 0 for the ignored ones."""
+    w_sum = float(w.sum())
+    return total / w_sum if w_sum != 0 else total * math.nan
 
 
 class SoftmaxCrossEntropy(Function):
@@ -131,8 +141,9 @@ class SoftmaxCrossEntropy(Function):
     The forward computes log_softmax as ``log_softmax`` does (the max
     subtracted first), so the losses are the composite's."""
 
-    def __init__(self, t, w, reduction):
-        self.t, self.w, self.reduction = t, w, reduction
+    def __init__(self, t, w, valid, reduction):
+        self.t, self.w, self.valid, self.reduction = t, w, valid, reduction
+        self.w_sum = float(w.sum()) if reduction == "mean" else None
 
     def forward(self, x):
         xp = get_array_module(x)
@@ -144,11 +155,17 @@ class SoftmaxCrossEntropy(Function):
         if self.reduction == "none":
             return losses
         total = losses.sum()
-        return total if self.reduction == "sum" else total / self.w.sum()
+        if self.reduction == "sum":
+            return total
+        return total / self.w_sum if self.w_sum != 0 else total * xp.nan  # 0 / 0, without a warning
 
     def backward(self, gy):
         xp = get_array_module(self.logp)
-        scale = self.w / self.w.sum() if self.reduction == "mean" else self.w    # (M,)
+        scale = self.w    # (M,)
+        if self.reduction == "mean":
+            # Weights summing to 0: torch's gradient is nan for the rows that
+            # count (0 / 0) and exactly 0 for the ignored ones.
+            scale = self.w / self.w_sum if self.w_sum != 0 else xp.where(self.valid, xp.nan, 0).astype(self.w.dtype)
         onehot = xp.zeros_like(self.logp)
         onehot[xp.arange(onehot.shape[0]), self.t] = 1
         if is_grad_enabled():           # a graph of the gradient: Tensor ops, differentiable again
@@ -189,23 +206,23 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         return total if reduction == "sum" else total / max(losses.data.size, 1)
 
     if label_smoothing == 0.0:
-        rows, t, w = _class_targets(input, target, weight, ignore_index, "cross_entropy")
-        losses = SoftmaxCrossEntropy.apply(rows, t=t, w=w, reduction=reduction)
+        rows, t, w, valid = _class_targets(input, target, weight, ignore_index, "cross_entropy")
+        losses = SoftmaxCrossEntropy.apply(rows, t=t, w=w, valid=valid, reduction=reduction)
         return reshape(losses, target.shape) if reduction == "none" else losses
     logp = log_softmax(input, class_dim)
     nll = nll_loss(logp, target, weight, ignore_index, reduction)
     _check_class_target(input, target, "cross_entropy")
-    valid = as_tensor((target.data != ignore_index).astype(input.dtype), input.data)
+    xp = get_array_module(input.data)
+    valid = target.data != ignore_index
     wlogp = logp if weight is None else logp * _class_weights(weight, input.ndim, class_dim)
-    smooth = -sum_(wlogp, class_dim) * valid / n_classes
+    smooth = -sum_(wlogp, class_dim) / n_classes
     if reduction == "none":
-        return nll * (1 - label_smoothing) + smooth * label_smoothing
-    smooth_total = sum_(smooth)
+        return nll * (1 - label_smoothing) + where(Tensor._wrap(valid), smooth, 0.0) * label_smoothing
+    smooth_total = sum_(reshape(smooth, (-1,))[xp.nonzero(valid.reshape(-1))[0]])  # the rows that count: see nll_loss
     if reduction == "mean":
-        xp = get_array_module(input.data)
-        t = xp.where(target.data != ignore_index, target.data, 0)
-        w = valid.data if weight is None else weight.data[t] * valid.data
-        smooth_total = smooth_total / float(w.sum())
+        t = xp.where(valid, target.data, 0)
+        w = valid.astype(input.dtype) if weight is None else weight.data[t] * valid
+        smooth_total = _weighted_mean(smooth_total, w)
     return nll * (1 - label_smoothing) + smooth_total * label_smoothing
 
 

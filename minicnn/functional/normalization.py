@@ -45,6 +45,7 @@ still in the cache).
 """
 import math
 import numbers
+import numpy
 
 from minicnn.kernels import registry
 
@@ -153,6 +154,20 @@ def _check_channel_vector(t, name, c, x, op):
         raise ValueError(f"{op}: {name} must have shape ({c},) for input of shape {x.shape}, got {t.shape}")
 
 
+def _check_statistics_dtype(input, op, **tensors):
+    """TypeError unless every given tensor has the input's dtype, as torch
+    requires (float64 input with float32 running statistics is an error
+    there, not a silent conversion); float16 input may come with float32
+    ones (torch's mixed precision)."""
+    for name, t in tensors.items():
+        if t is None or t.dtype == input.dtype:
+            continue
+        if input.dtype == numpy.float16 and t.dtype == numpy.float32:
+            continue
+        raise TypeError(f"{op}: input has dtype {input.dtype} but {name} has dtype {t.dtype}; "
+                        f"they must be the same (convert one with .to())")
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5, *, num_batches_tracked=None):
     """Normalize each channel of (N, C), (N, C, L) or (N, C, H, W) input.
@@ -186,6 +201,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if not training:
         if running_mean is None:
             raise ValueError(f"{op}: running_mean and running_var are needed in eval mode (training=False)")
+        _check_statistics_dtype(input, op, running_mean=running_mean, running_var=running_var,
+                                weight=weight, bias=bias)
         # Copies (astype copies): a later training step must not change what backward uses.
         return BatchNorm.apply(*_present(input, weight, bias), training=False, eps=eps,
                                has_weight=weight is not None, has_bias=bias is not None,
@@ -204,6 +221,13 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             momentum = 1.0 / int(num_batches_tracked)
         elif not isinstance(momentum, numbers.Real):
             raise TypeError(f"{op}: momentum must be a number or None, got {momentum!r}")
+    if not eps > 0:
+        # A constant channel has variance 0: 0 / sqrt(0 + eps) needs eps > 0.
+        # torch refuses in training only (in eval the running variance is
+        # usually positive), and so does minicnn.
+        raise ValueError(f"{op}: eps must be positive during training, got {eps!r}")
+    _check_statistics_dtype(input, op, running_mean=running_mean, running_var=running_var,
+                            weight=weight, bias=bias)
     return BatchNorm.apply(*_present(input, weight, bias), training=True, eps=eps,
                            has_weight=weight is not None, has_bias=bias is not None,
                            running_mean=None if running_mean is None else running_mean.data,

@@ -492,8 +492,14 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     the input alone if not ``count_include_pad``, or ``divisor_override``."""
     x, unbatched = _batched(input, "avg_pool2d")
     win = _windows("avg_pool2d", x.shape, kernel_size, stride, padding, 1, ceil_mode)
-    if divisor_override is not None and divisor_override == 0:
-        raise ValueError("avg_pool2d: divisor_override must not be zero")
+    if divisor_override is not None:
+        # torch takes an int only (2.5 or True is a TypeError there) and any
+        # int but zero, negative ones included.
+        if isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral):
+            raise TypeError(f"avg_pool2d: divisor_override must be an int, got "
+                            f"{type(divisor_override).__name__} {divisor_override!r}")
+        if divisor_override == 0:
+            raise ValueError("avg_pool2d: divisor_override must not be zero")
     divisor = _avg_divisor(get_array_module(x.data), win, count_include_pad, divisor_override, x.dtype)
     return _unbatched(AvgPool2d.apply(x, win=win, divisor=divisor), unbatched)
 

@@ -174,9 +174,26 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return sum(centered * centered, dims, keepdim) / builtins.max(count - c, 0)
 
 
+class StdFromVar(Function):
+    """s = sqrt(v), with torch's gradient where s == 0 (a constant input):
+    0, not gs / (2 s) = inf, which times the zero deviations (x - mean)
+    of var's backward would be nan."""
+
+    def forward(self, v):
+        self.save_for_backward(v)
+        return get_array_module(v).sqrt(v)
+
+    def backward(self, gs):
+        from .elementwise import where
+        (v,) = self.saved_tensors
+        zero = v.data == 0
+        s = where(zero, 1.0, v.sqrt())  # 1 where s == 0, so the division cannot warn
+        return where(zero, 0.0, gs / (2 * s))
+
+
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    """Square root of ``var``."""
-    return var(input, dim, unbiased, keepdim, correction=correction).sqrt()
+    """Square root of ``var``; its gradient is 0 where std is 0, as torch's."""
+    return StdFromVar.apply(var(input, dim, unbiased, keepdim, correction=correction))
 
 
 def _max_or_min(input, dim, keepdim, full, along):
