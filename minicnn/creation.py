@@ -56,7 +56,11 @@ def as_tensor(data, dtype=None, device=None):
 
 
 def from_numpy(array):
-    """A tensor sharing memory with the NumPy ``array``."""
+    """A tensor sharing memory with the NumPy ``array``.
+
+    Unlike torch, which refuses them, byte-swapped (non-native) arrays are
+    taken as they are, still shared: every op computes with them, on every
+    backend (see ``minicnn.kernels.registry``)."""
     if not isinstance(array, numpy.ndarray):
         raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
     dtypes.as_dtype(array.dtype)
