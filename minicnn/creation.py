@@ -117,11 +117,16 @@ def randn(*size, dtype=None, requires_grad=False, device=None, generator=None):
 
 
 def randint(low, high=None, size=(), dtype=None, device=None, generator=None):
-    """Integers in [low, high) (int64)."""
+    """Integers in [low, high) (int64 unless ``dtype`` says otherwise)."""
     if high is None:
         low, high = 0, low
-    array = (generator or random.default_generator()).integers(low, high, size=tuple(size))
-    return _finish(array.astype(dtypes.as_dtype(dtype or dtypes.int64)), device, False)
+    dtype = numpy.dtype(dtypes.as_dtype(dtype or dtypes.int64))
+    # Drawn in dtype itself where it is an integer type that holds the
+    # range, so a narrow dtype never passes through an int64 array.
+    fits = dtype.kind in "iu" and numpy.iinfo(dtype).min <= low and high - 1 <= numpy.iinfo(dtype).max
+    array = (generator or random.default_generator()).integers(
+        low, high, size=tuple(size), dtype=dtype if fits else numpy.int64)
+    return _finish(array.astype(dtype, copy=False), device, False)
 
 
 def randperm(n, dtype=None, device=None, generator=None):

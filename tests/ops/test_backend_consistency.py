@@ -282,3 +282,19 @@ def test_low_precision_draws_have_the_right_distribution(dtype):
     u = mc.rand(200000, dtype=dtype).numpy().astype(numpy.float64)
     assert abs(n.mean()) < 0.01 and abs(n.std() - 1) < 0.01
     assert abs(u.mean() - 0.5) < 0.01 and abs(u.var() - 1 / 12) < 0.01 and u.min() >= 0
+
+
+def test_randint_draws_in_a_narrow_dtype_and_keeps_the_int64_stream():
+    mc.manual_seed(2)
+    numpy.testing.assert_array_equal(mc.randint(0, 10, (50,)).numpy(),
+                                     numpy.random.default_rng(2).integers(0, 10, size=(50,)))
+    size = 2000 * 2000 * 4
+    tracemalloc.start()
+    try:
+        t = mc.randint(-5, 100, (2000, 2000), dtype=mc.int32)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    values = t.numpy()
+    assert values.dtype == numpy.int32 and values.min() == -5 and values.max() == 99
+    assert peak < 1.5 * size, f"peak {peak / size:.2f} x the tensor's size"
