@@ -126,7 +126,8 @@ def main(args):
             args.images, model=args.model, weights=args.weights, top=args.top, resize_size=args.resize_size,
             crop_size=args.crop_size, interpolation=args.interpolation, random_weights=args.random_weights)
     except (OSError, ValueError) as e:  # OSError: unreadable files; ValueError: bad arguments or weights
-        print(f"python -m minicnn classify: error: {e}", file=sys.stderr)
+        message = " ".join(str(e).split())  # one line, whatever the message holds
+        print(f"python -m minicnn classify: error: {message}", file=sys.stderr)
         return 2
     print(description)
     for path, pairs in zip(args.images, predictions):

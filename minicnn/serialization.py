@@ -33,17 +33,26 @@ disk (fsync) and renames it over ``path`` (``os.replace``, atomic on POSIX
 and Windows): a save interrupted at any point leaves the previous file
 intact.
 """
+import contextlib
 import json
 import os
+import re
 import secrets
+import signal
 import struct
+import threading
 
 import numpy
-import safetensors
 import safetensors.numpy
 
 from .backend import get_array_module
 from .tensor import Tensor
+from .torch_pickle import UnsupportedDtypeError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 #: The ``__metadata__`` entry that marks a minicnn checkpoint.
 FORMAT = "minicnn.checkpoint/1"
@@ -63,21 +72,20 @@ def save(obj, f):
 
 def load(f):
     """Read what ``save`` wrote to the file path ``f``. Raises ValueError
-    for a truncated, corrupted or foreign file."""
+    for a truncated, corrupted or foreign file. Each array is a view of
+    one buffer holding the file (no array shares bytes with another), so
+    loading takes about the file's size in memory."""
     path = _as_path(f, "load")
-    with open(path, "rb") as file:
-        payload = file.read()
-    metadata = _read_metadata(payload, path)
-    try:
-        arrays = safetensors.numpy.load(payload)
-    except safetensors.SafetensorError as e:
-        raise ValueError(f"load: {path!r} is not a valid safetensors file ({e})") from None
-    except KeyError as e:  # a dtype NumPy has no type for (BF16, F8_*)
-        raise ValueError(f"load: {path!r} holds a dtype NumPy cannot represent ({e}); "
-                         f"mc.load_weights reads bfloat16 as float32") from None
+    metadata, entries, data = read_safetensors(read_file(path), path, "load")
+    arrays = {}
+    for name, dtype, shape, begin, end in entries:
+        if dtype not in _NUMPY_DTYPES:
+            raise ValueError(f"load: {path!r}: tensor {name!r} holds a dtype NumPy cannot represent ({dtype}); "
+                             f"mc.load_weights reads bfloat16 as float32")
+        arrays[name] = aligned_view(data[begin:end], _NUMPY_DTYPES[dtype], shape)
     if metadata.get("format") != FORMAT:
         # A plain safetensors file: its tensors, by name.
-        return {name: Tensor._wrap(_writable(a)) for name, a in arrays.items()}
+        return {name: Tensor._wrap(a) for name, a in arrays.items()}
     try:
         structure = json.loads(metadata["structure"])
     except (KeyError, TypeError, ValueError, RecursionError):
@@ -87,10 +95,136 @@ def load(f):
         obj = _decode(structure, arrays, used)
     except RecursionError:
         raise ValueError(f"load: {path!r} has a structure nested too deeply") from None
+    except ValueError as e:
+        raise ValueError(f"load: {path!r}: {e}") from None
     unused = set(arrays) - used
     if unused:
         raise ValueError(f"load: {path!r} holds arrays its structure does not mention: {sorted(unused)[:5]}")
     return obj
+
+
+# -- reading safetensors ----------------------------------------------------
+#: The largest JSON header a file may have (the safetensors library's limit).
+MAX_HEADER_BYTES = 100_000_000
+
+#: safetensors dtype names -> how the bytes are stored (little-endian).
+#: BF16 has no NumPy dtype: its 16 bits are read as uint16.
+SAFETENSORS_DTYPES = {
+    "F64": numpy.dtype("<f8"), "F32": numpy.dtype("<f4"), "F16": numpy.dtype("<f2"), "BF16": numpy.dtype("<u2"),
+    "I64": numpy.dtype("<i8"), "I32": numpy.dtype("<i4"), "I16": numpy.dtype("<i2"), "I8": numpy.dtype("i1"),
+    "U64": numpy.dtype("<u8"), "U32": numpy.dtype("<u4"), "U16": numpy.dtype("<u2"), "U8": numpy.dtype("u1"),
+    "BOOL": numpy.dtype("u1"),
+}
+_NUMPY_DTYPES = {name: dtype for name, dtype in SAFETENSORS_DTYPES.items() if name != "BF16"}
+_NUMPY_DTYPES["BOOL"] = numpy.dtype(numpy.bool_)
+
+
+def read_file(path):
+    """The bytes of the file ``path`` as one writable uint8 array (read
+    straight into it: no second copy)."""
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        buffer = numpy.empty(size, dtype=numpy.uint8)
+        if file.readinto(memoryview(buffer)) != size:
+            raise ValueError(f"{path!r} changed size while it was read")
+    return buffer
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicates(pairs):
+    """``object_pairs_hook`` for json.loads: a JSON object naming one key
+    twice (which json.loads would resolve silently, keeping the last)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def read_safetensors(buffer, path, caller):
+    """Parse the safetensors file held in ``buffer`` (a uint8 array) and
+    check it as the safetensors library does: a complete JSON header of at
+    most MAX_HEADER_BYTES, no key named twice, every entry a known dtype,
+    a shape and ``data_offsets`` whose byte ranges tile the data exactly
+    (no overlap, no gap, sizes that match the shapes). Returns
+    ``(metadata, entries, data)``: the ``__metadata__`` dict (``{}`` if
+    none), ``(name, dtype, shape, begin, end)`` per tensor in header order,
+    and the data bytes (a view of ``buffer``)."""
+    if buffer.size < 8:
+        raise ValueError(f"{caller}: {path!r} is truncated or empty ({buffer.size} bytes)")
+    (size,) = struct.unpack("<Q", buffer[:8].tobytes())
+    if size > buffer.size - 8:
+        raise ValueError(f"{caller}: {path!r} is truncated or not a safetensors file: its header claims {size} "
+                         f"bytes but only {buffer.size - 8} follow")
+    if size > MAX_HEADER_BYTES:
+        raise ValueError(f"{caller}: {path!r} is not a valid safetensors file (its header of {size} bytes is over "
+                         f"the {MAX_HEADER_BYTES}-byte limit)")
+    try:
+        header = json.loads(buffer[8:8 + size].tobytes().decode("utf-8"), object_pairs_hook=_refuse_duplicates)
+    except _DuplicateKey as e:
+        raise ValueError(f"{caller}: {path!r} is not a valid safetensors file: its header names {str(e)[:80]} "
+                         f"twice") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ValueError(f"{caller}: {path!r} has a corrupted header (not JSON)") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{caller}: {path!r} has a corrupted header (not a JSON object)")
+    metadata = header.pop("__metadata__", {})
+    if not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise ValueError(f"{caller}: {path!r} has a corrupted header (__metadata__ is not a dict of strings)")
+    data = buffer[8 + size:]
+    entries = []
+    for name, entry in header.items():
+        entries.append(_header_entry(name, entry, f"{caller}: {path!r}: tensor {name!r}"))
+    end = 0
+    for name, dtype, shape, begin, stop in sorted(entries, key=lambda e: (e[3], e[4])):
+        if begin != end:
+            problem = "overlaps the one before it" if begin < end else f"leaves bytes [{end}, {begin}) unused"
+            raise ValueError(f"{caller}: {path!r} is not a valid safetensors file: the byte range [{begin}, "
+                             f"{stop}) of tensor {name!r} {problem}")
+        end = stop
+    if end != data.size:
+        raise ValueError(f"{caller}: {path!r} is not a valid safetensors file (truncated or corrupted): its tensors "
+                         f"take {end} bytes, the file holds {data.size} after the header")
+    return metadata, entries, data
+
+
+def _header_entry(name, entry, where):
+    """``(name, dtype, shape, begin, end)`` of one header entry, checked."""
+    if not (isinstance(entry, dict) and set(entry) == {"dtype", "shape", "data_offsets"}
+            and isinstance(entry["shape"], list)
+            and isinstance(entry["data_offsets"], list) and len(entry["data_offsets"]) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                    for n in entry["shape"] + entry["data_offsets"])):
+        raise ValueError(f"{where} has a malformed header entry {str(entry)[:120]}")
+    dtype = entry["dtype"]
+    if dtype not in SAFETENSORS_DTYPES:
+        raise UnsupportedDtypeError(f"{where} has dtype {str(dtype)[:20]!r}, which minicnn cannot represent "
+                                    f"(supported: {', '.join(SAFETENSORS_DTYPES)})")
+    begin, end = entry["data_offsets"]
+    count = 1
+    for n in entry["shape"]:
+        count *= n
+    if end < begin or end - begin != count * SAFETENSORS_DTYPES[dtype].itemsize:
+        raise ValueError(f"{where} claims bytes [{begin}, {end}) for shape {tuple(entry['shape'])} of {dtype}: "
+                         f"not a valid safetensors file (truncated or corrupted)")
+    return name, dtype, tuple(entry["shape"]), begin, end
+
+
+def aligned_view(raw, dtype, shape):
+    """The bytes ``raw`` (a writable uint8 array) as an array of ``dtype``
+    and ``shape``: a view when the bytes are aligned for ``dtype``, else
+    an aligned copy (safetensors does not align its tensors). A bool array
+    gets its bytes normalised to 0/1 in place."""
+    if dtype == numpy.bool_:
+        numpy.minimum(raw, 1, out=raw)  # a byte other than 0 or 1 reads as True, not as an invalid bool
+    array = raw.view(dtype) if raw.size else numpy.empty(0, dtype)
+    if not array.flags.aligned:
+        array = array.copy()
+    return array.reshape(shape)
 
 
 # -- encoding ------------------------------------------------------------
@@ -132,7 +266,8 @@ def _store(array, path, arrays):
         raise TypeError(f"save: cannot save an array of dtype {array.dtype} at {_where(path)}")
     base = ".".join(path) or "tensor"
     name, n = base, 1
-    while name in arrays:
+    # "__metadata__" is the header's own entry: an array may not take it.
+    while name in arrays or name == "__metadata__":
         name, n = f"{base}#{n}", n + 1
     # (Not ascontiguousarray: it would turn a 0-d array into a 1-d one.)
     arrays[name] = array if array.flags.c_contiguous else array.copy(order="C")
@@ -152,9 +287,11 @@ def _decode(node, arrays, used):
         (tag, value), = node.items()
         if tag in ("tensor", "ndarray"):
             if not isinstance(value, str) or value not in arrays:
-                raise ValueError(f"load: the structure names an array {value!r} that the file does not hold")
+                raise ValueError(f"the structure names an array {str(value)[:80]!r} that the file does not hold")
+            if value in used:  # save never does this: two objects would share one array
+                raise ValueError(f"the structure names array {value!r} twice")
             used.add(value)
-            array = _writable(arrays[value])
+            array = arrays[value]
             return Tensor._wrap(array) if tag == "tensor" else array
         if tag in ("list", "tuple") and isinstance(value, list):
             items = [_decode(v, arrays, used) for v in value]
@@ -164,34 +301,10 @@ def _decode(node, arrays, used):
             for item in value:
                 if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], (str, int))
                         and not isinstance(item[0], bool)):
-                    raise ValueError(f"load: malformed dict entry in the structure: {str(item)[:80]}")
+                    raise ValueError(f"malformed dict entry in the structure: {str(item)[:80]}")
                 out[item[0]] = _decode(item[1], arrays, used)
             return out
-    raise ValueError(f"load: malformed node in the structure: {str(node)[:80]}")
-
-
-def _writable(array):
-    return array if array.flags.writeable else array.copy()
-
-
-def _read_metadata(payload, path):
-    """The header's ``__metadata__`` (a dict of strings), after checking
-    that the header is complete and is JSON."""
-    if len(payload) < 8:
-        raise ValueError(f"load: {path!r} is truncated or empty ({len(payload)} bytes)")
-    (header_size,) = struct.unpack("<Q", payload[:8])
-    if header_size > len(payload) - 8:
-        raise ValueError(
-            f"load: {path!r} is truncated or not a safetensors file: its header claims {header_size} bytes "
-            f"but only {len(payload) - 8} follow")
-    try:
-        header = json.loads(payload[8:8 + header_size].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ValueError(f"load: {path!r} has a corrupted header (not JSON)") from None
-    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else None
-    if not isinstance(metadata, dict):
-        raise ValueError(f"load: {path!r} has a corrupted header")
-    return metadata
+    raise ValueError(f"malformed node in the structure: {str(node)[:80]}")
 
 
 # -- writing ---------------------------------------------------------------
@@ -201,33 +314,137 @@ def _as_path(f, caller):
     return os.fspath(f)
 
 
+#: Bytes written at a time: a signal is handled between two writes.
+_WRITE_CHUNK = 1 << 24
+
+
 def _write_all(file, payload):
-    """Write ``payload`` to the open ``file`` (a seam for the tests, which
-    make it fail midway)."""
-    file.write(payload)
+    """Write ``payload`` to the open ``file``, in chunks (a seam for the
+    tests, which make it fail or stall midway)."""
+    view = memoryview(payload)
+    for start in range(0, len(view), _WRITE_CHUNK):
+        file.write(view[start:start + _WRITE_CHUNK])
+
+
+def _temp_name(path):
+    """The temporary file a save to ``path`` writes first:
+    ``.NAME.<12 hex digits>.tmp`` beside it."""
+    return os.path.join(os.path.dirname(os.path.abspath(path)),
+                        f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
 
 
 def _write_atomically(path, payload):
     """Replace ``path`` by a file holding ``payload``, so that at every
-    moment ``path`` is either the old file or the complete new one."""
+    moment ``path`` is either the old file or the complete new one.
+
+    No temporary file is left behind: an exception (KeyboardInterrupt
+    included) or a SIGTERM during the write removes it, and the temporary
+    files of earlier saves to ``path`` that were killed outright (SIGKILL,
+    a power cut) are removed first. A save in progress holds an exclusive
+    lock (``flock``) on its temporary file, so only the files of dead
+    saves are removed, never those of a save running in another process."""
     directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    # O_EXCL: never clobber someone else's file; 0o666 lets the umask decide
-    # the permissions, as for any new file.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            _write_all(file, payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    _remove_stale_temp_files(path)
+    tmp = None
+    with _sigterm_removes(lambda: tmp):
+        fd, tmp = _create_locked(path)
         try:
-            os.unlink(tmp)
+            with os.fdopen(fd, "wb") as file:
+                _write_all(file, payload)
+                file.flush()
+                os.fsync(file.fileno())
+                if fcntl is not None:  # renamed before the lock goes with the close (Windows cannot)
+                    os.replace(tmp, path)
+            if fcntl is None:
+                os.replace(tmp, path)
+            tmp = None
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+    _fsync_directory(directory)
+
+
+def _create_locked(path):
+    """Create a new temporary file for ``path`` (O_EXCL: never someone
+    else's), locked: returns ``(fd, name)``."""
+    while True:
+        tmp = _temp_name(path)
+        # 0o666 lets the umask decide the permissions, as for any new file.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        if fcntl is None:
+            return fd, tmp
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A cleaner may have taken the file for a dead save's between
+            # our open and our lock, and removed it: then start again.
+            if os.path.samestat(os.stat(tmp), os.fstat(fd)):
+                return fd, tmp
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        os.close(fd)
+
+
+def _remove_stale_temp_files(path):
+    """Remove the temporary files that earlier saves to ``path`` left when
+    they were killed: names of minicnn's own pattern for this exact
+    ``path``, whose lock nobody holds (a killed process holds none)."""
+    if fcntl is None:  # (Windows: no flock to tell a dead save from a running one)
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = re.compile(re.escape(f".{os.path.basename(path)}.") + r"[0-9a-f]{12}\.tmp")
+    try:
+        names = [n for n in os.listdir(directory) if pattern.fullmatch(n)]
+    except OSError:
+        return
+    for name in names:
+        stale = os.path.join(directory, name)
+        try:
+            fd = os.open(stale, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(stale)
+        except OSError:  # locked: a save in progress; or already gone
+            pass
+        finally:
+            os.close(fd)
+
+
+def _unlink_quietly(name):
+    if name is not None:
+        try:
+            os.unlink(name)
         except FileNotFoundError:
             pass
-        raise
-    _fsync_directory(directory)
+
+
+@contextlib.contextmanager
+def _sigterm_removes(current_temp):
+    """While the block runs, a SIGTERM first removes the temporary file
+    ``current_temp()`` names, then does what it did before: call the
+    previous Python handler, or, if it was the default, terminate the
+    process by SIGTERM as it would have. Only in the main thread (the only
+    one where Python runs signal handlers), and only if the previous
+    handler was set from Python (it can then be restored exactly)."""
+    previous = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if previous is None or previous == signal.SIG_IGN:
+        yield
+        return
+
+    def on_sigterm(signum, frame):
+        if callable(previous):
+            previous(signum, frame)  # if it raises (SystemExit, ...), the write's cleanup removes the file
+            return
+        _unlink_quietly(current_temp())
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fsync_directory(directory):

@@ -40,9 +40,24 @@ The two file layouts
 In both, the pickle refers to storages before their bytes are read (legacy)
 or read lazily (zip), so rebuilding a tensor first makes a ``_PendingTensor``
 (storage, offset, size, stride, dtype); once every storage is in memory,
-``_finish`` replaces each one by a Tensor holding a *copy* of its strided
-view, after checking that the view stays inside its storage. (Two tensors
-that shared a storage in torch come out as independent Tensors.)
+``_finish`` replaces each one by a Tensor that is a *view* of its storage,
+after checking that the view stays inside it.
+
+Bounded memory
+--------------
+A file of a few hundred bytes may ask for tensors of gigabytes: a stride-0
+view (what ``expand()`` makes) repeats one element, and many tensors may
+view one storage. So, as ``torch.load`` does, each storage is read once
+into one writable native array, and every tensor is a view of it: tensors
+that shared a storage in torch share memory here too (writing one changes
+the other, as in torch), and a view that repeats elements is read-only
+(as NumPy's ``broadcast_to``), never expanded into a copy. What the loader
+allocates is then the storages' bytes, which the file holds, and only
+decompression (a zip record's declared size) or widening (bfloat16 to
+float32) can go beyond the file's own size: a ``LoadBudget`` checks each
+of those sizes *before* allocating and refuses, with a ValueError naming
+the path, a file that would make the loader allocate more than its own
+size plus ``MAX_EXTRA_BYTES``.
 """
 import _compat_pickle
 import collections
@@ -224,7 +239,7 @@ class _Storage:
     ELEMENT_TYPES; ``None``: bytes), whose bytes arrive later (``raw``), or
     a slice of another storage (``base``, ``start``: legacy storage views)."""
 
-    __slots__ = ("key", "element", "numel", "raw", "base", "start")
+    __slots__ = ("key", "element", "numel", "raw", "base", "start", "_native", "_native_element")
 
     def __init__(self, key, element, numel, base=None, start=0):
         self.key = key
@@ -233,6 +248,8 @@ class _Storage:
         self.raw = None
         self.base = base
         self.start = start
+        self._native = None
+        self._native_element = None
 
     @property
     def itemsize(self):
@@ -247,14 +264,54 @@ class _Storage:
             raise ValueError(f"storage {self.key!r} has no data in the file")
         return self.raw
 
+    def native(self, element, byteorder, budget):
+        """The storage's elements as a 1-D native array of the dtype
+        ``element`` loads as (``_result_dtype``), converted once, in place
+        where the size allows: every tensor on this storage views it."""
+        if self.base is not None:
+            root = self.base.native(element, byteorder, budget)
+            return root[self.start:self.start + self.numel]
+        if self._native is None:
+            self._native = _native_storage(self.data(), element, byteorder, budget, self.key)
+            self._native_element = element
+        elif self._native_element != element:  # torch.save refuses this too
+            raise ValueError(f"storage {self.key!r} is viewed both as {self._native_element} and as {element}")
+        return self._native
+
     def __setstate__(self, state):
         raise pickle.UnpicklingError("the pickle tries to modify a storage")
 
     __hash__ = None  # not a dict key either
 
 
-#: The most bytes a tensor that repeats storage elements may expand to.
-MAX_EXPANDED_BYTES = 2 ** 32
+#: The most bytes loading one weights file may allocate beyond the file's
+#: own size (decompressed zip records, bfloat16 widened to float32, ...).
+#: Raise it (``minicnn.torch_pickle.MAX_EXTRA_BYTES = ...``) to load a
+#: trusted file that needs more.
+MAX_EXTRA_BYTES = 2 ** 32
+
+
+class LoadBudget:
+    """What loading the file ``path`` (of ``file_size`` bytes) may allocate:
+    ``take(nbytes, what)`` before each large allocation refuses, with a
+    ValueError naming the path, one that would bring the total over the
+    file's size plus ``MAX_EXTRA_BYTES``."""
+
+    def __init__(self, path, file_size, caller="load_weights"):
+        self.path = path
+        self.file_size = file_size
+        self.caller = caller
+        self.used = 0
+
+    def take(self, nbytes, what):
+        limit = self.file_size + MAX_EXTRA_BYTES
+        if self.used + nbytes > limit:
+            raise ValueError(
+                f"{self.caller}: {self.path!r}: {what} needs {nbytes} bytes, which would make the loader allocate "
+                f"{self.used + nbytes} bytes for a file of {self.file_size}: over the limit of the file's size "
+                f"plus MAX_EXTRA_BYTES ({MAX_EXTRA_BYTES}, minicnn.torch_pickle.MAX_EXTRA_BYTES); the file is "
+                f"corrupted or crafted, or, if you trust it, raise that limit")
+        self.used += nbytes
 
 
 class _PendingTensor:
@@ -277,25 +334,16 @@ class _PendingTensor:
 
     __hash__ = None
 
-    def materialize(self, byteorder):
-        """The tensor's values as a fresh C-contiguous NumPy array in the
-        native byte order; bfloat16 widened to float32."""
-        stored = ELEMENT_TYPES[self.element]
-        itemsize = stored.itemsize
-        raw = self.storage.data()
-        available = raw.size // itemsize
+    def materialize(self, byteorder, budget):
+        """The tensor as a NumPy view of its storage's native array (see
+        ``_Storage.native``); read-only if it repeats elements."""
         count = 1
         for n in self.size:
             count *= n
         if count == 0:
             return numpy.zeros(self.size, dtype=_result_dtype(self.element))
-        # A view that repeats elements (stride 0, as expand() makes) can have
-        # more elements than its storage: a few bytes of file could ask for
-        # terabytes. Other views are bounded by the file's own size.
-        if count > available and count * itemsize > MAX_EXPANDED_BYTES:
-            raise ValueError(
-                f"a tensor of size {self.size} and stride {self.stride} expands storage {self.storage.key!r} "
-                f"({available} elements) to {count * itemsize} bytes, over the {MAX_EXPANDED_BYTES}-byte limit")
+        itemsize = ELEMENT_TYPES[self.element].itemsize
+        available = self.storage.data().size // itemsize
         # The last element the view reads must lie inside the storage:
         # as_strided itself would happily read past the end of the buffer.
         last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
@@ -303,31 +351,44 @@ class _PendingTensor:
             raise ValueError(
                 f"a tensor of size {self.size}, stride {self.stride} and offset {self.offset} reads element "
                 f"{last} of storage {self.storage.key!r}, which holds {available}")
-        if itemsize > 1 and byteorder == ">":
-            stored = stored.newbyteorder(">")
-        flat = raw[self.offset * itemsize:available * itemsize].view(stored)
-        view = as_strided(flat, shape=self.size, strides=tuple(s * itemsize for s in self.stride),
-                          writeable=False)
-        return native_copy(view, self.element)
+        flat = self.storage.native(self.element, byteorder, budget)[:available]
+        return as_strided(flat[self.offset:], shape=self.size,
+                          strides=tuple(s * flat.itemsize for s in self.stride),
+                          writeable=not _repeats_elements(self.size, self.stride))
 
 
-def native_copy(view, element):
-    """A fresh C-contiguous array of ``view``'s values (stored as
-    ``ELEMENT_TYPES[element]``) in the dtype they load as: native byte
-    order, bool normalised, bfloat16 widened to float32. (In-place
-    operations throughout: a ufunc on a 0-d array returns a scalar.)"""
+def _repeats_elements(size, stride):
+    """Whether a view of ``size`` and ``stride`` may reach one element
+    through two indices (a stride 0, or interleaved strides). Sufficient,
+    not necessary: sorted by stride, each stride must step over the whole
+    extent of the smaller ones."""
+    extent = 0
+    for n, s in sorted(((n, s) for n, s in zip(size, stride) if n > 1), key=lambda p: p[1]):
+        if s <= extent:
+            return True
+        extent += (n - 1) * s
+    return False
+
+
+def _native_storage(raw, element, byteorder, budget, key):
+    """The bytes ``raw`` (a writable 1-D uint8 array the loader owns) as a
+    1-D array of ``_result_dtype(element)``: byte-swapped and bools
+    normalised in place, bfloat16 widened into a new float32 array."""
+    stored = ELEMENT_TYPES[element]
+    raw = raw[:raw.size - raw.size % stored.itemsize]
     if element == "bool":
-        out = numpy.empty(view.shape, dtype=numpy.bool_)
-        numpy.not_equal(view, 0, out=out)  # a byte other than 0 or 1 reads as True, not as an invalid bool
-        return out
+        numpy.minimum(raw, 1, out=raw)  # a byte other than 0 or 1 reads as True, not as an invalid bool
+        return raw.view(numpy.bool_)
+    if stored.itemsize > 1 and byteorder == ">":
+        swapped = raw.view(stored.newbyteorder(">"))
+        swapped.byteswap(inplace=True)
     if element == "bfloat16":
-        out = numpy.empty(view.shape, dtype=numpy.uint32)
-        out[...] = view
+        budget.take(2 * raw.size, f"widening bfloat16 storage {key!r} to float32")
+        out = numpy.empty(raw.size // 2, dtype=numpy.uint32)
+        out[...] = raw.view(stored)
         out <<= 16  # bfloat16 is the high half of a float32
         return out.view(numpy.float32)
-    out = numpy.empty(view.shape, dtype=_result_dtype(element))
-    out[...] = view  # the copy, converting to native byte order
-    return out
+    return raw.view(_result_dtype(element))
 
 
 def _result_dtype(element):
@@ -380,7 +441,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._storage_for(key, token.element, _check_int(numel, "storage size"), view)
 
 
-def _finish(obj, byteorder):
+def _finish(obj, byteorder, budget):
     """``obj`` with every _PendingTensor replaced by a Tensor and every
     torch dtype (``torch.float32``) by the NumPy dtype it loads as: dicts
     and lists are updated in place (an OrderedDict keeps its
@@ -393,7 +454,7 @@ def _finish(obj, byteorder):
             return x if x.element is None else _result_dtype(x.element)
         if isinstance(x, _PendingTensor):
             if id(x) not in done:
-                done[id(x)] = (x, Tensor._wrap(x.materialize(byteorder)))
+                done[id(x)] = (x, Tensor._wrap(x.materialize(byteorder, budget)))
             return done[id(x)][1]
         if isinstance(x, (dict, list)):
             if id(x) in done:  # shared or cyclic containers
@@ -423,16 +484,17 @@ def _unpickle(file, storage_for, path):
                          f"({type(e).__name__}: {e})") from None
 
 
-def _finish_or_raise(obj, byteorder, path):
+def _finish_or_raise(obj, byteorder, path, budget):
     try:
-        return _finish(obj, byteorder)
+        return _finish(obj, byteorder, budget)
     except (ValueError, MemoryError, RecursionError) as e:
         raise ValueError(f"load_weights: {path!r}: {type(e).__name__}: {e}") from None
 
 
 # -- the zip layout ----------------------------------------------------------
-def load_zip(zf, path):
-    """The object a torch zip file holds (``zf`` an open ``zipfile.ZipFile``)."""
+def load_zip(zf, path, budget):
+    """The object a torch zip file holds (``zf`` an open ``zipfile.ZipFile``;
+    ``budget`` a LoadBudget for the file)."""
     names = zf.namelist()
     pickles = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
     if any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in names):
@@ -453,22 +515,57 @@ def load_zip(zf, path):
             if record not in names:
                 raise pickle.UnpicklingError(f"the pickle names storage {key!r}, but {record} is missing")
             storage = storages[key] = _Storage(key, element, numel)
-            raw = numpy.frombuffer(zf.read(record), dtype=numpy.uint8)
-            if raw.size < numel * storage.itemsize:
-                raise pickle.UnpicklingError(f"storage {key!r} holds {raw.size} bytes, "
-                                             f"{numel * storage.itemsize} expected")
-            storage.raw = raw[:numel * storage.itemsize]
+            nbytes = numel * storage.itemsize
+            # The record's declared size is checked before anything is
+            # decompressed, and only the bytes the pickle asks for are read.
+            declared = zf.getinfo(record).file_size
+            if declared < nbytes:
+                raise pickle.UnpicklingError(f"storage {key!r} holds {declared} bytes, {nbytes} expected")
+            storage.raw = read_zip_record(zf, record, nbytes, budget, path)
         return storages[key]
 
-    obj = _unpickle(io.BytesIO(zf.read(pickles[0])), storage_for, path)
-    return _finish_or_raise(obj, byteorder, path)
+    data_pkl = read_zip_record(zf, pickles[0], zf.getinfo(pickles[0]).file_size, budget, path)
+    obj = _unpickle(io.BytesIO(data_pkl), storage_for, path)
+    return _finish_or_raise(obj, byteorder, path, budget)
+
+
+#: Bytes read from a zip record at a time (what ``zf.read`` would hold twice).
+_ZIP_CHUNK = 1 << 24
+
+
+def read_zip_record(zf, name, nbytes, budget, path):
+    """The first ``nbytes`` bytes of the zip record ``name`` as a writable
+    uint8 array, charged to ``budget`` before it is allocated; an encrypted
+    record or one shorter than it declares is a ValueError naming ``path``."""
+    check_zip_member(zf.getinfo(name), path)
+    budget.take(nbytes, f"zip record {name!r}")
+    out = numpy.empty(nbytes, dtype=numpy.uint8)
+    done = 0
+    with zf.open(name) as member:
+        while done < nbytes:
+            chunk = member.read(min(_ZIP_CHUNK, nbytes - done))
+            if not chunk:
+                raise ValueError(f"load_weights: {path!r} is truncated or corrupted: zip record {name!r} ends "
+                                 f"after {done} of {nbytes} bytes")
+            out[done:done + len(chunk)] = numpy.frombuffer(chunk, dtype=numpy.uint8)
+            done += len(chunk)
+    return out
+
+
+def check_zip_member(info, path):
+    """Refuse a zip member that zipfile could only read with a password."""
+    if info.flag_bits & 0x1:
+        raise ValueError(f"load_weights: {path!r}: zip record {info.filename!r} is encrypted; weight files "
+                         f"are not, so the file is corrupted or not a weights file")
 
 
 def _zip_byteorder(zf, prefix, names, path):
     record = f"{prefix}byteorder"
     if record not in names:
         return "<"  # files from before torch 1.10 lack it; they are little-endian in practice
-    order = zf.read(record).strip()
+    check_zip_member(zf.getinfo(record), path)
+    with zf.open(record) as member:
+        order = member.read(16).strip()
     if order not in (b"little", b"big"):
         raise ValueError(f"load_weights: {path!r} names an unknown byte order {order[:20]!r}")
     return "<" if order == b"little" else ">"
@@ -479,9 +576,10 @@ MAGIC_NUMBER = 0x1950a86a20f9469cfc6c
 PROTOCOL_VERSION = 1001
 
 
-def load_legacy(file, path):
+def load_legacy(file, path, budget):
     """The object a legacy (non-zip) torch file holds, read from the open
-    binary ``file`` (a real file: its size bounds what may be read)."""
+    binary ``file`` (a real file: its size bounds what may be read);
+    ``budget`` a LoadBudget for the file."""
     magic = _unpickle(file, None, path)
     if magic != MAGIC_NUMBER:
         raise ValueError(f"load_weights: {path!r} is a pickle file but not one written by torch.save "
@@ -531,6 +629,8 @@ def load_legacy(file, path):
         if nbytes > remaining:  # checked before reading: a forged count must not make read() allocate it
             raise ValueError(f"load_weights: {path!r} is truncated: storage {key!r} needs {nbytes} bytes, "
                              f"{remaining} remain")
-        data = file.read(nbytes)
-        storage.raw = numpy.frombuffer(data, dtype=numpy.uint8)
-    return _finish_or_raise(obj, byteorder, path)
+        budget.take(nbytes, f"storage {key!r}")
+        storage.raw = numpy.empty(nbytes, dtype=numpy.uint8)
+        if file.readinto(memoryview(storage.raw)) != nbytes:
+            raise ValueError(f"load_weights: {path!r} is truncated: storage {key!r} is cut short")
+    return _finish_or_raise(obj, byteorder, path, budget)

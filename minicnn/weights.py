@@ -40,20 +40,26 @@ What ``load_weights`` returns: for a torch file, what ``torch.load`` would
 (a state dict is an ``OrderedDict`` of name -> Tensor; a checkpoint such
 as ``{"model": state_dict, "epoch": 3}`` keeps its nesting, so pass
 ``checkpoint["model"]`` to ``load_state_dict``), with every torch tensor as
-a minicnn Tensor holding its own copy of the values; for safetensors and
-npz files, an ``OrderedDict`` of name -> Tensor.
+a minicnn Tensor viewing its storage, as ``torch.load`` gives (tensors
+that shared a storage share memory; one that repeats elements, as
+``expand()`` makes, is a read-only view); for safetensors and npz files,
+an ``OrderedDict`` of name -> Tensor, each with its own memory.
 
 Dtypes: float16/32/64, int8/16/32/64, uint8/16/32/64 and bool load as
 themselves; bfloat16 (no NumPy dtype) loads as float32, exactly. Complex,
 quantized and float8 tensors are refused with a ValueError.
 
-Errors: a truncated or corrupted file, or one in no format above, raises
-ValueError naming the path. Missing keys and wrong shapes are reported
+Memory: loading allocates about the file's size (the file's bytes, read
+once), and never more than the file's size plus
+``minicnn.torch_pickle.MAX_EXTRA_BYTES`` (what decompression or widening
+bfloat16 adds); declared sizes are checked before anything is allocated.
+
+Errors: a truncated, corrupted or crafted file, or one in no format
+above, raises ValueError naming the path and the reason. Missing keys and wrong shapes are reported
 by ``Module.load_state_dict``, which names the keys and both shapes.
 """
 import collections
 import io
-import json
 import os
 import struct
 import zipfile
@@ -66,10 +72,9 @@ import safetensors.numpy
 from . import serialization
 from .backend import get_array_module
 from .nn.module import Module
-from .serialization import _as_path, _write_atomically
+from .serialization import SAFETENSORS_DTYPES, _as_path, _write_atomically, aligned_view, read_file, read_safetensors
 from .tensor import Tensor
-from .torch_pickle import (  # noqa: F401
-    ELEMENT_TYPES, UnsafeWeightsError, UnsupportedDtypeError, load_legacy, load_zip, native_copy)
+from .torch_pickle import UnsafeWeightsError, LoadBudget, check_zip_member, load_legacy, load_zip
 
 __all__ = ["load_weights", "save_weights", "UnsafeWeightsError"]
 
@@ -82,20 +87,33 @@ def load_weights(path):
     file, a safetensors file or an ``.npz`` file, told apart by content),
     as minicnn Tensors: an ``OrderedDict`` of name -> Tensor for a state
     dict, or the checkpoint's own nesting (see the module docstring).
-    ``~`` in ``path`` is expanded. Loading never runs code from the file."""
+    ``~`` in ``path`` is expanded. Loading never runs code from the file,
+    and allocates at most the file's size plus
+    ``minicnn.torch_pickle.MAX_EXTRA_BYTES``. A file that cannot be read
+    raises OSError (missing, unreadable) or ValueError naming the path."""
     path = os.path.expanduser(_as_path(path, "load_weights"))
+    try:
+        return _load_weights(path)
+    except (OSError, ValueError):
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever a crafted file provokes becomes one kind of error
+        reason = str(e).splitlines()[0][:200] if str(e) else ""
+        raise ValueError(f"load_weights: {path!r} cannot be read ({type(e).__name__}: {reason})") from None
+
+
+def _load_weights(path):
     with open(path, "rb") as file:
+        budget = LoadBudget(path, os.fstat(file.fileno()).st_size)
         head = file.read(512)
         if not head:
             raise ValueError(f"load_weights: {path!r} is empty")
         if head.startswith(_ZIP_MAGICS):
-            return _load_zip(path)
+            return _load_zip(path, budget)
         if len(head) >= 9 and head[8:9] == b"{":
-            file.seek(0)
-            return _load_safetensors(file.read(), path)
+            return _load_safetensors(path, budget)
         if head.startswith(b"\x80"):  # the PROTO opcode that starts a binary pickle
             file.seek(0)
-            return load_legacy(file, path)
+            return load_legacy(file, path, budget)
     if len(head) >= 262 and head[257:262] == b"ustar":
         raise ValueError(f"load_weights: {path!r} is a tar archive, torch's format before version 0.1.10, which "
                          f"minicnn does not read: load it with torch and torch.save it again")
@@ -124,6 +142,10 @@ def save_weights(state_dict, path):
     for key, value in state_dict.items():
         if not isinstance(key, str):
             raise TypeError(f"save_weights: state_dict keys must be strings, got {key!r}")
+        if key == "__metadata__" and extension == ".safetensors":
+            raise ValueError(f"save_weights: {path!r}: a safetensors file cannot hold a tensor named "
+                             f"'__metadata__' (the name of its header's own entry); rename the key, or save "
+                             f"to .npz or with mc.save, which hold any name")
         arrays[key] = _as_numpy(value, key)
     payload = safetensors.numpy.save(arrays) if extension == ".safetensors" else _npz_bytes(arrays)
     _write_atomically(path, payload)
@@ -175,93 +197,78 @@ def _npz_bytes(arrays):
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, struct.error, NotImplementedError)
 
 
-def _load_zip(path):
+def _load_zip(path, budget):
     """A torch zip file or an npz file, told apart by their member names."""
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             if all(name.endswith(".npy") for name in names):  # (an npz with no arrays is an empty zip)
-                return _load_npz(archive, path)
-            return load_zip(archive, path)
+                return _load_npz(archive, path, budget)
+            return load_zip(archive, path, budget)
     except _ZIP_ERRORS as e:
         raise ValueError(f"load_weights: {path!r} is truncated or corrupted ({type(e).__name__}: {e})") from None
 
 
-def _load_npz(archive, path):
+def _load_npz(archive, path, budget):
+    """The arrays of an npz file. Each ``.npy`` header is read first, and
+    its shape checked against the member's declared size and the budget,
+    so that a forged shape is refused before NumPy allocates it."""
     weights = collections.OrderedDict()
-    for name in archive.namelist():
-        key = name[:-len(".npy")]
+    for info in archive.infolist():
+        key = info.filename[:-len(".npy")]
+        check_zip_member(info, path)
         try:
-            with archive.open(name) as member:
+            with archive.open(info) as member:
+                shape, dtype = _npy_header(member)
+                if dtype.kind not in "fiub":
+                    raise ValueError(f"dtype {dtype}, not a number type")
+                nbytes = dtype.itemsize
+                for n in shape:
+                    nbytes *= n
+                if nbytes > info.file_size:
+                    raise ValueError(f"its header claims shape {shape} of {dtype} ({nbytes} bytes), but the record "
+                                     f"holds {info.file_size} bytes")
+                budget.take(nbytes, f"array {key!r}")
+            with archive.open(info) as member:
                 array = numpy.lib.format.read_array(member, allow_pickle=False)
         except _ZIP_ERRORS + (ValueError, OSError) as e:
-            raise ValueError(f"load_weights: {path!r}: array {key!r} cannot be read ({type(e).__name__}: {e})") \
-                from None
-        if array.dtype.kind not in "fiub":
-            raise ValueError(f"load_weights: {path!r}: array {key!r} has dtype {array.dtype}, not a number type")
+            raise ValueError(f"load_weights: {path!r}: array {key!r} cannot be read ({e})") from None
         weights[key] = Tensor._wrap(array)
     return weights
 
 
-# safetensors dtype names -> torch_pickle's element types (all little-endian).
-_SAFETENSORS_ELEMENTS = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
-    "I16": "int16", "I8": "int8", "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
-}
+def _npy_header(member):
+    """``(shape, dtype)`` from the header of the ``.npy`` stream ``member``."""
+    version = numpy.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = numpy.lib.format.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = numpy.lib.format.read_array_header_2_0(member)
+    else:  # 3.0 exists only for structured dtypes with non-ASCII field names: never numbers
+        raise ValueError(f"unsupported .npy format version {version}")
+    return shape, dtype
 
 
-def _load_safetensors(payload, path):
+def _load_safetensors(path, budget):
     """A safetensors file's tensors by name; a ``mc.save`` checkpoint as
     ``mc.load`` reads it. Parsed here rather than by the safetensors
-    library, which has no NumPy type for bfloat16 (read here as float32)."""
-    header = _safetensors_header(payload, path)
-    metadata = header.pop("__metadata__", None) or {}
-    if isinstance(metadata, dict) and metadata.get("format") == serialization.FORMAT:
+    library, which has no NumPy type for bfloat16 (read here as float32).
+    Each tensor is a view of the buffer holding the file (their byte
+    ranges may not overlap, so no two share memory); a bfloat16 tensor is
+    widened into a new float32 array."""
+    metadata, entries, data = read_safetensors(read_file(path), path, "load_weights")
+    if metadata.get("format") == serialization.FORMAT:
         return serialization.load(path)
-    data = memoryview(payload)[8 + struct.unpack("<Q", payload[:8])[0]:]
     weights = collections.OrderedDict()
-    for name, entry in header.items():
-        weights[name] = Tensor._wrap(_safetensors_array(name, entry, data, path))
+    for name, dtype, shape, begin, end in entries:
+        raw = data[begin:end]
+        if dtype == "BF16":
+            budget.take(2 * raw.size, f"widening bfloat16 tensor {name!r} to float32")
+            widened = numpy.empty(raw.size // 2, dtype=numpy.uint32)
+            widened[...] = aligned_view(raw, SAFETENSORS_DTYPES[dtype], (raw.size // 2,))
+            widened <<= 16  # bfloat16 is the high half of a float32
+            array = widened.view(numpy.float32).reshape(shape)
+        else:
+            array = aligned_view(raw, serialization._NUMPY_DTYPES[dtype], shape)
+        weights[name] = Tensor._wrap(array)
     return weights
-
-
-def _safetensors_header(payload, path):
-    """The JSON header, after checking that it is complete and is a dict."""
-    if len(payload) < 8:
-        raise ValueError(f"load_weights: {path!r} is truncated ({len(payload)} bytes)")
-    (size,) = struct.unpack("<Q", payload[:8])
-    if size > len(payload) - 8:
-        raise ValueError(f"load_weights: {path!r} is truncated or not a safetensors file: its header claims "
-                         f"{size} bytes but only {len(payload) - 8} follow")
-    try:
-        header = json.loads(bytes(payload[8:8 + size]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ValueError(f"load_weights: {path!r} has a corrupted safetensors header (not JSON)") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"load_weights: {path!r} has a corrupted safetensors header (not a JSON object)")
-    return header
-
-
-def _safetensors_array(name, entry, data, path):
-    """Entry ``name`` of the header as a fresh native NumPy array, after
-    checking its dtype, shape and byte range against the data."""
-    where = f"load_weights: {path!r}: tensor {name!r}"
-    if not (isinstance(entry, dict) and isinstance(entry.get("shape"), list)
-            and isinstance(entry.get("data_offsets"), list) and len(entry["data_offsets"]) == 2
-            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                    for n in entry["shape"] + entry["data_offsets"])):
-        raise ValueError(f"{where} has a malformed header entry {str(entry)[:120]}")
-    dtype = entry.get("dtype")
-    if dtype not in _SAFETENSORS_ELEMENTS:
-        raise UnsupportedDtypeError(f"{where} has dtype {dtype!r}, which minicnn cannot represent "
-                                    f"(supported: {', '.join(_SAFETENSORS_ELEMENTS)})")
-    stored = ELEMENT_TYPES[_SAFETENSORS_ELEMENTS[dtype]]
-    begin, end = entry["data_offsets"]
-    count = 1
-    for n in entry["shape"]:
-        count *= n
-    if not begin <= end <= len(data) or end - begin != count * stored.itemsize:
-        raise ValueError(f"{where} claims bytes [{begin}, {end}) for shape {tuple(entry['shape'])} of {dtype}, "
-                         f"which does not fit the {len(data)} data bytes: truncated or corrupted")
-    array = numpy.frombuffer(data[begin:end], dtype=stored).reshape(entry["shape"])
-    return native_copy(array, _SAFETENSORS_ELEMENTS[dtype])
