@@ -90,7 +90,7 @@ def _compiled(value):
     """Whether a Numba kernel takes ``value``: anything but a float16 or a
     byte-swapped array (or NumPy scalar)."""
     dtype = getattr(value, "dtype", None)
-    return dtype is None or (dtype.isnative and dtype != numpy.float16)
+    return dtype is None or (dtype.isnative and dtype.char != "e")     # "e": float16
 
 
 def _any_array(primitive, kernel):
@@ -98,7 +98,7 @@ def _any_array(primitive, kernel):
     arrays Numba cannot compile for (see the module docstring)."""
     @functools.wraps(kernel)
     def run(*args, **kwargs):
-        if all(_compiled(a) for a in args) and all(_compiled(a) for a in kwargs.values()):
+        if all(map(_compiled, args)) and (not kwargs or all(map(_compiled, kwargs.values()))):
             return kernel(*args, **kwargs)
         reference = _implementations[primitive].get("numpy")
         if reference is not None:
