@@ -25,21 +25,43 @@ fall on a rounding edge agree.
 * nearest: output o copies input ``min(floor(o * step), I - 1)``.
 * linear: output o sits at the real input position ``src = o * step``
   (align_corners) or ``(o + 0.5) * step - 0.5`` clamped at 0 (pixel
-  centres line up); it mixes ``i0 = floor(src)`` and ``i1 = i0 + 1``
-  (both at most I - 1) with weights ``1 - λ`` and ``λ = src - i0``.
+  centres line up; torch rounds this multiply-add once, as a fused
+  multiply-add, and so does minicnn in float32); it mixes
+  ``i0 = floor(src)`` and ``i1 = i0 + 1`` (both at most I - 1) with
+  weights ``1 - λ`` and ``λ = src - i0``.
 
 O == I copies the axis in every mode, and 'nearest' with O == 2I reads
 o // 2, both without float arithmetic, as torch does.
 
+Arguments as torch takes them: ``size`` an int or a tuple of ints (True or
+2.0 is a TypeError), ``scale_factor`` positive numbers whose output size
+fits in int64 (inf is a ValueError, where torch raises its overflow
+RuntimeError). Differences from torch: modes 'bicubic' and 'area' and
+``antialias`` are not implemented; in float64 torch's fused multiply-add
+is not reproduced (the results differ by about one rounding, 1e-16).
+
 How it is computed
 ------------------
-Resizing acts on each axis separately, and along one axis it is a linear
-map: an (O, I) matrix A whose row o holds 1 - λ and λ (linear) or a single
-1 (nearest). So bilinear is ``y = A_h x A_w^T``, two matmuls, and backward
-is ``gx = A_h^T gy A_w``, the same two matmuls transposed. Forward for
-'nearest' is the equivalent index gather (``take`` along each axis). The
-matrices are small (O x I, against N*C*O*I for the data); backward keeps
-only them, not x.
+Resizing acts on each axis separately, and along one axis every output
+reads at most two inputs (one for 'nearest'): the "taps" of the axis, an
+index array and a weight array per tap, O long, computed once. A pass
+along an axis is a gather and a multiply-add,
+
+    y[..., o, ...] = w0[o] x[..., i0[o], ...] + w1[o] x[..., i1[o], ...],
+
+so bilinear is two such passes (W first, then H: the order of torch's
+nested sum), with memory and time proportional to the data, never an
+O x I matrix. NaN and
+inf spread exactly as in torch: to the outputs whose taps read them (a tap
+of weight 0 too: 0 * nan is nan there as well).
+
+Backward is the adjoint pass, a scatter-add with the same taps:
+``gx[..., i, ...] = sum over o with i0[o] == i of w0[o] gy[..., o, ...]``
+plus the same for i1. Tap indices never decrease with o, so the outputs
+that add into one input are a contiguous run, and the sum is one
+``add.reduceat`` per tap (NumPy and CuPy both have it). The two passes are
+each other's adjoint, so backward is differentiable again. Backward keeps
+only the taps, not x.
 """
 import math
 import numbers
@@ -48,44 +70,91 @@ import numpy
 
 from ..autograd import Function
 from ..backend import get_array_module
+from .elementwise import clone
 from .utils import check_float
 
 
-class Resample(Function):
-    """Resize the trailing axes, one at a time: along each, y = A x with its
-    (O, I) matrix A, and gx = A^T gy. For 'nearest' each row of A holds a
-    single 1 and forward is the equivalent gather ``x[..., index, ...]``:
-    faster, and an inf input stays inf instead of 0 * inf = nan spreading
-    to its neighbours."""
+def _along(axis, ndim):
+    """The shape that broadcasts an (O,) weight array along ``axis``."""
+    return (-1,) + (1,) * (ndim - 1 - axis)
 
-    def __init__(self, mats, indices=None):
-        self.mats, self.indices = mats, indices  # one per resized axis, last axes
+
+def _gather(x, axis, taps):
+    """One pass along ``axis``: sum over taps of w * x[..., index, ...]
+    (no weight: a plain gather)."""
+    xp = get_array_module(x)
+    y = None
+    for index, weight in taps:
+        term = xp.take(x, index, axis=axis)
+        if weight is not None:
+            term *= weight.reshape(_along(axis, x.ndim))
+        if y is None:
+            y = term
+        else:  # in place: an output-sized temporary less
+            y += term
+    return y
+
+
+def _scatter(g, axis, taps, size):
+    """The adjoint of ``_gather``: an axis of ``size`` inputs, each the sum
+    of the (weighted) gradients of the outputs that read it."""
+    xp = get_array_module(g)
+    shape = list(g.shape)
+    shape[axis] = size
+    gx = xp.zeros(shape, dtype=g.dtype)
+    head = (slice(None),) * axis
+    for index, weight in taps:
+        if weight is not None:
+            g_w = g * weight.reshape(_along(axis, g.ndim))
+        else:
+            g_w = g
+        # index is nondecreasing: each input's outputs form one run
+        # starting where the index changes.
+        first = xp.concatenate([xp.ones(1, dtype=bool), index[1:] != index[:-1]])
+        starts = xp.flatnonzero(first)
+        gx[head + (index[starts],)] += xp.add.reduceat(g_w, starts, axis=axis)
+    return gx
+
+
+class Resample(Function):
+    """Resize the trailing axes: one gather pass per axis (last axis first),
+    ``taps`` one list of (index, weight) pairs per resized axis, None for
+    an axis that keeps its size. Backward is ``ResampleAdjoint``."""
+
+    def __init__(self, taps, in_sizes):
+        self.taps, self.in_sizes = taps, in_sizes
 
     def forward(self, x):
-        xp = get_array_module(x)
-        axes = range(x.ndim - len(self.mats), x.ndim)
-        for axis, a, index in zip(axes, self.mats, self.indices or [None] * len(self.mats)):
-            if index is not None:
-                x = xp.take(x, index, axis=axis)
-            else:  # move the axis last, multiply by A^T, move it back
-                x = xp.swapaxes(xp.matmul(xp.swapaxes(x, axis, -1), a.T), axis, -1)
+        first = x.ndim - len(self.taps)
+        for k in reversed(range(len(self.taps))):
+            if self.taps[k] is not None:
+                x = _gather(x, first + k, self.taps[k])
         return x
 
     def backward(self, gy):
-        from ..tensor import Tensor
-        from .linalg import matmul
-        from .shape import transpose
-        # Written with Tensor ops, so it is itself differentiable.
-        g = gy
-        for axis, a in zip(range(gy.ndim - len(self.mats), gy.ndim), self.mats):
-            g = transpose(matmul(transpose(g, axis, -1), Tensor._wrap(a)), axis, -1)
+        return ResampleAdjoint.apply(gy, taps=self.taps, in_sizes=self.in_sizes)
+
+
+class ResampleAdjoint(Function):
+    """The transpose of ``Resample``: scatter-add each resized axis back to
+    its input size. Its backward is ``Resample`` (double backward)."""
+
+    def __init__(self, taps, in_sizes):
+        self.taps, self.in_sizes = taps, in_sizes
+
+    def forward(self, g):
+        first = g.ndim - len(self.taps)
+        for k, (taps, size) in enumerate(zip(self.taps, self.in_sizes)):
+            if taps is not None:
+                g = _scatter(g, first + k, taps, size)
         return g
+
+    def backward(self, ggx):
+        return Resample.apply(ggx, taps=self.taps, in_sizes=self.in_sizes)
 
 
 def _nearest_index(i, o, scale_factor):
     """The input index each of the o outputs copies (float32 arithmetic)."""
-    if o == i:
-        return numpy.arange(o)
     if o == 2 * i:
         return numpy.arange(o) // 2
     f32 = numpy.float32
@@ -94,26 +163,27 @@ def _nearest_index(i, o, scale_factor):
     return numpy.minimum(src, i - 1)
 
 
-def _linear_matrix(i, o, scale_factor, align_corners, dtype):
-    """The (o, i) matrix of linear interpolation along one axis."""
-    a = numpy.zeros((o, i), dtype=dtype)
-    rows = numpy.arange(o)
-    if o == i:
-        a[rows, rows] = 1
-        return a
-    t = numpy.dtype(dtype).type  # do the arithmetic in the data's precision
+def _linear_taps(i, o, scale_factor, align_corners, dtype):
+    """The two taps (i0, 1 - λ) and (i1, λ) of linear interpolation along
+    one axis, in torch's arithmetic (the data's precision)."""
+    t = numpy.dtype(dtype).type
     if align_corners:
         step = t(i - 1) / t(o - 1) if o > 1 else t(0)
-        src = step * rows.astype(dtype)
+        src = step * numpy.arange(o).astype(dtype)
     else:
         step = t(1.0 / scale_factor) if scale_factor else t(i) / t(o)
-        src = numpy.maximum(step * (rows.astype(dtype) + t(0.5)) - t(0.5), t(0))
+        # torch's CPU kernel is compiled to one fused multiply-add here (a
+        # single rounding); in float32 the float64 product and sum are
+        # exact, so rounding them once reproduces it bit for bit.
+        exact = numpy.arange(o, dtype=numpy.float64)
+        exact += 0.5  # in place: the taps stay a few arrays of O entries
+        exact *= numpy.float64(step)
+        exact -= 0.5
+        src = numpy.maximum(exact.astype(dtype), t(0))
     i0 = numpy.minimum(numpy.floor(src).astype(numpy.int64), i - 1)
-    i1 = numpy.minimum(i0 + 1, i - 1)
-    lam = numpy.clip(src - i0, 0, 1).astype(dtype)
-    a[rows, i0] = 1 - lam
-    a[rows, i1] += lam  # i1 == i0 at the last input: the weights add up
-    return a
+    i1 = i0 + (i0 < i - 1)  # the last input's second tap is itself
+    lam = numpy.clip(src - i0.astype(dtype), t(0), t(1))
+    return [(i0, t(1) - lam), (i1, lam)]
 
 
 _MODES = {"nearest": (3, 4, 5), "linear": (3,), "bilinear": (4,), "trilinear": (5,)}
@@ -128,8 +198,12 @@ def _output_sizes(op, input, size, scale_factor, recompute_scale_factor):
         raise ValueError(f"{op}: give exactly one of size and scale_factor, got size={size!r}, "
                          f"scale_factor={scale_factor!r}")
     if size is not None:
-        sizes = (size,) * k if isinstance(size, numbers.Integral) else tuple(size)
-        if len(sizes) != k or not all(isinstance(s, numbers.Integral) for s in sizes):
+        sizes = (size,) * k if isinstance(size, numbers.Integral) else size
+        if not isinstance(sizes, (tuple, list)) or not all(
+                isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
+            # torch's TypeError too: True or 2.0 is no size
+            raise TypeError(f"{op}: size must be an int or a tuple of {k} ints, got {size!r}")
+        if len(sizes) != k:
             raise ValueError(f"{op}: size must be an int or {k} ints for input of shape {input.shape}, got {size!r}")
         scales = (None,) * k
     else:
@@ -137,7 +211,11 @@ def _output_sizes(op, input, size, scale_factor, recompute_scale_factor):
         if len(scales) != k or not all(isinstance(s, numbers.Real) and s > 0 for s in scales):
             raise ValueError(f"{op}: scale_factor must be a positive number or {k} of them for input of "
                              f"shape {input.shape}, got {scale_factor!r}")
-        sizes = tuple(int(math.floor(i * float(s))) for i, s in zip(spatial, scales))
+        sizes = tuple(i * float(s) for i, s in zip(spatial, scales))
+        if not all(s < 2.0 ** 63 for s in sizes):  # inf, or past int64 (torch's overflow error)
+            raise ValueError(f"{op}: scale_factor {scale_factor!r} gives an output size "
+                             f"{tuple(sizes)} too large for input of shape {input.shape}")
+        sizes = tuple(int(math.floor(s)) for s in sizes)
         if recompute_scale_factor:
             scales = (None,) * k
     if min(sizes) < 1:
@@ -147,9 +225,9 @@ def _output_sizes(op, input, size, scale_factor, recompute_scale_factor):
 
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
                 recompute_scale_factor=None):
-    """Resize the spatial dims of (N, C, L), (N, C, H, W) (or, for
-    'nearest', (N, C, D, H, W)) input to ``size`` or by ``scale_factor``;
-    see the module docstring for where each output reads from."""
+    """Resize the spatial dims of (N, C, L), (N, C, H, W) or (N, C, D, H, W)
+    input to ``size`` or by ``scale_factor`` (modes: see ``_MODES``); see
+    the module docstring for where each output reads from."""
     op = "interpolate"
     check_float(input, op)
     if mode not in _MODES:
@@ -164,15 +242,19 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     sizes, scales = _output_sizes(op, input, size, scale_factor, recompute_scale_factor)
     spatial = input.shape[2:]
     xp = get_array_module(input.data)
-    axes = list(zip(spatial, sizes, scales))  # (I, O, scale_factor or None) per resized axis
-    if mode == "nearest":
-        indices = [xp.asarray(_nearest_index(i, o, sc)) for i, o, sc in axes]
-        mats = [(index[:, None] == xp.arange(i)).astype(input.dtype) for index, (i, _, _) in zip(indices, axes)]
-        return Resample.apply(input, mats=mats, indices=indices)
-    dtype = input.dtype if input.dtype == numpy.float64 else numpy.float32
-    mats = [xp.asarray(_linear_matrix(i, o, sc, bool(align_corners), dtype).astype(input.dtype))
-            for i, o, sc in axes]
-    return Resample.apply(input, mats=mats)
+    taps = []
+    for i, o, sc in zip(spatial, sizes, scales):
+        if o == i:
+            taps.append(None)  # an axis that keeps its size is copied, in every mode (torch's rule)
+        elif mode == "nearest":
+            taps.append([(xp.asarray(_nearest_index(i, o, sc)), None)])
+        else:
+            dtype = input.dtype if input.dtype == numpy.float64 else numpy.float32
+            taps.append([(xp.asarray(index), xp.asarray(weight.astype(input.dtype)))
+                         for index, weight in _linear_taps(i, o, sc, bool(align_corners), dtype)])
+    if all(t is None for t in taps):
+        return clone(input)  # a new tensor, as torch's
+    return Resample.apply(input, taps=taps, in_sizes=spatial)
 
 
 __all__ = ["interpolate"]
