@@ -347,7 +347,10 @@ def _write_atomically(path, payload):
     _remove_stale_temp_files(path)
     tmp = None
     with _sigterm_removes(lambda: tmp):
-        fd, tmp = _create_locked(path)
+        fd = None
+        while fd is None:
+            tmp = _temp_name(path)  # named before it exists, so that a SIGTERM from now on removes it
+            fd = _create_locked(tmp)
         try:
             with os.fdopen(fd, "wb") as file:
                 _write_all(file, payload)
@@ -364,24 +367,23 @@ def _write_atomically(path, payload):
     _fsync_directory(directory)
 
 
-def _create_locked(path):
-    """Create a new temporary file for ``path`` (O_EXCL: never someone
-    else's), locked: returns ``(fd, name)``."""
-    while True:
-        tmp = _temp_name(path)
-        # 0o666 lets the umask decide the permissions, as for any new file.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        if fcntl is None:
-            return fd, tmp
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # A cleaner may have taken the file for a dead save's between
-            # our open and our lock, and removed it: then start again.
-            if os.path.samestat(os.stat(tmp), os.fstat(fd)):
-                return fd, tmp
-        except (BlockingIOError, FileNotFoundError):
-            pass
-        os.close(fd)
+def _create_locked(tmp):
+    """Create the file ``tmp`` (O_EXCL: never someone else's) and lock it;
+    returns its descriptor, or None if a cleaner removed it meanwhile."""
+    # 0o666 lets the umask decide the permissions, as for any new file.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # A cleaner may have taken the file for a dead save's between our
+        # open and our lock, and removed it: then the caller starts again.
+        if os.path.samestat(os.stat(tmp), os.fstat(fd)):
+            return fd
+    except (BlockingIOError, FileNotFoundError):
+        pass
+    os.close(fd)
+    return None
 
 
 def _remove_stale_temp_files(path):
