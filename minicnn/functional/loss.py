@@ -143,7 +143,6 @@ class SoftmaxCrossEntropy(Function):
 
     def __init__(self, t, w, valid, reduction):
         self.t, self.w, self.valid, self.reduction = t, w, valid, reduction
-        self.w_sum = float(w.sum()) if reduction == "mean" else None
 
     def forward(self, x):
         xp = get_array_module(x)
@@ -157,15 +156,18 @@ class SoftmaxCrossEntropy(Function):
         total = losses.sum()
         if self.reduction == "sum":
             return total
-        return total / self.w_sum if self.w_sum != 0 else total * xp.nan  # 0 / 0, without a warning
+        with numpy.errstate(invalid="ignore"):  # every target ignored: 0 / 0 = nan, as torch's
+            return total / self.w.sum()
 
     def backward(self, gy):
         xp = get_array_module(self.logp)
         scale = self.w    # (M,)
         if self.reduction == "mean":
             # Weights summing to 0: torch's gradient is nan for the rows that
-            # count (0 / 0) and exactly 0 for the ignored ones.
-            scale = self.w / self.w_sum if self.w_sum != 0 else xp.where(self.valid, xp.nan, 0).astype(self.w.dtype)
+            # count (0 / 0) and exactly 0 for the ignored ones. (No host sync
+            # on the sum: this is every training step's loss.)
+            with numpy.errstate(invalid="ignore", divide="ignore"):
+                scale = xp.where(self.valid, self.w / self.w.sum(), 0)
         onehot = xp.zeros_like(self.logp)
         onehot[xp.arange(onehot.shape[0]), self.t] = 1
         if is_grad_enabled():           # a graph of the gradient: Tensor ops, differentiable again
