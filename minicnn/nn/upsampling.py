@@ -6,7 +6,8 @@ from .module import Module
 
 class Upsample(Module):
     """Resize (N, C, H, W) input to ``size`` or by ``scale_factor`` with
-    ``mode`` 'nearest' or 'bilinear' (and 'linear' for (N, C, L))."""
+    ``mode`` 'nearest' or 'bilinear' ('linear' for (N, C, L), 'trilinear'
+    for (N, C, D, H, W)); ``F.interpolate`` checks the arguments."""
 
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
                  recompute_scale_factor=None):
