@@ -23,7 +23,7 @@ header's ``__metadata__`` as JSON, where every container is tagged::
     {"tensor": "model.conv1.weight"}   {"ndarray": "..."}
 
 and numbers, strings, booleans and null stand for themselves. Loading
-parses JSON and copies bytes into arrays, nothing else: unlike a pickle,
+parses JSON and views bytes as arrays, nothing else: unlike a pickle,
 a checkpoint cannot run code, and a file that does not follow this layout
 is refused with a ValueError. A plain safetensors file (written by other
 tools) loads as a flat dict of Tensors.
@@ -77,6 +77,11 @@ def load(f):
     loading takes about the file's size in memory."""
     path = _as_path(f, "load")
     metadata, entries, data = read_safetensors(read_file(path), path, "load")
+    return load_parsed(metadata, entries, data, path)
+
+
+def load_parsed(metadata, entries, data, path):
+    """What ``load`` returns, from what ``read_safetensors`` parsed."""
     arrays = {}
     for name, dtype, shape, begin, end in entries:
         if dtype not in _NUMPY_DTYPES:

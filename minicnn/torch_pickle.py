@@ -65,6 +65,7 @@ import io
 import os
 import pickle
 import struct
+import sys
 
 import numpy
 from numpy.lib.stride_tricks import as_strided
@@ -370,6 +371,9 @@ def _repeats_elements(size, stride):
     return False
 
 
+_NATIVE_ORDER = "<" if sys.byteorder == "little" else ">"
+
+
 def _native_storage(raw, element, byteorder, budget, key):
     """The bytes ``raw`` (a writable 1-D uint8 array the loader owns) as a
     1-D array of ``_result_dtype(element)``: byte-swapped and bools
@@ -379,13 +383,12 @@ def _native_storage(raw, element, byteorder, budget, key):
     if element == "bool":
         numpy.minimum(raw, 1, out=raw)  # a byte other than 0 or 1 reads as True, not as an invalid bool
         return raw.view(numpy.bool_)
-    if stored.itemsize > 1 and byteorder == ">":
-        swapped = raw.view(stored.newbyteorder(">"))
-        swapped.byteswap(inplace=True)
+    if stored.itemsize > 1 and byteorder != _NATIVE_ORDER:
+        raw.view(stored.newbyteorder(byteorder)).byteswap(inplace=True)
     if element == "bfloat16":
         budget.take(2 * raw.size, f"widening bfloat16 storage {key!r} to float32")
         out = numpy.empty(raw.size // 2, dtype=numpy.uint32)
-        out[...] = raw.view(stored)
+        out[...] = raw.view(numpy.uint16)
         out <<= 16  # bfloat16 is the high half of a float32
         return out.view(numpy.float32)
     return raw.view(_result_dtype(element))

@@ -258,7 +258,7 @@ def _load_safetensors(path, budget):
     widened into a new float32 array."""
     metadata, entries, data = read_safetensors(read_file(path), path, "load_weights")
     if metadata.get("format") == serialization.FORMAT:
-        return serialization.load(path)
+        return serialization.load_parsed(metadata, entries, data, path)
     weights = collections.OrderedDict()
     for name, dtype, shape, begin, end in entries:
         raw = data[begin:end]
