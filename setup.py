@@ -24,9 +24,12 @@ setup(
             "torchvision==0.29.1",
             "scikit-learn",
             "matplotlib",
+            "graphviz",
+            "pydot",  # parses the DOT text of mc.viz.graph in its tests
             "cuda-bindings",  # NVRTC, to compile the CUDA kernels in the tests (no GPU needed)
         ],
         "cuda": ["cupy-cuda13x"],
+        "viz": ["matplotlib", "graphviz"],
     },
     entry_points={"console_scripts": ["minicnn=minicnn.__main__:main"]},
 )

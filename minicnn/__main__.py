@@ -5,6 +5,7 @@
     python -m minicnn models [--filter s]   # the model zoo with parameter counts
     python -m minicnn summary resnet50      # mc.summary's table of one model
     python -m minicnn classify IMAGE --model resnet50 --weights FILE
+    python -m minicnn graph lenet5 --out lenet5.svg   # the autograd graph of one training step
 """
 import argparse
 import sys
@@ -103,6 +104,37 @@ def summarize(args):
     return 0
 
 
+def draw_graph(args):
+    """Write the autograd graph (``mc.viz.save_graph``) of one training
+    step of a zoo model: its loss on a batch of zeros with label 0, in
+    training mode, the graph its backward would run through."""
+    from . import models
+    from .functional import cross_entropy
+    from .creation import zeros
+    from .dtypes import int64
+    from .random import manual_seed
+    from .viz import save_graph
+
+    if args.name not in models.list_models():
+        print(f"unknown model {args.name!r}; `python -m minicnn models` lists them", file=sys.stderr)
+        return 1
+    manual_seed(0)
+    model = models.get_model(args.name)
+    model.train()
+    input_size = tuple(args.input_size) if args.input_size else INPUT_SIZES.get(args.name, (3, 224, 224))
+    out = args.out or f"{args.name}.dot"
+    try:
+        logits = model(zeros(args.batch_size, *input_size))
+        loss = cross_entropy(logits, zeros(args.batch_size, dtype=int64))
+        save_graph(loss, out, params=dict(model.named_parameters()), collapse=args.collapse,
+                   grad_norms=args.grad_norms)
+    except (ValueError, RuntimeError) as e:     # a bad size; no `dot` program for .svg / .png
+        print(f"graph: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m minicnn", description="minicnn command line")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -129,6 +161,17 @@ def main(argv=None):
     p = commands.add_parser("classify", help="classify images with pretrained ImageNet weights")
     add_classify_arguments(p)
     p.set_defaults(run=classify)
+    p = commands.add_parser("graph", help="draw the autograd graph of one training step of a zoo model")
+    p.add_argument("name", help="a model of the zoo (see `python -m minicnn models`)")
+    p.add_argument("--out", metavar="FILE",
+                   help="NAME.dot (default), or .svg / .png to render with Graphviz's dot program")
+    p.add_argument("--input-size", type=int, nargs="+", metavar="N",
+                   help="one sample's shape without the batch dim, e.g. 3 224 224 "
+                        "(default: the size torchvision evaluates the model at)")
+    p.add_argument("--batch-size", type=int, default=2, help="default 2 (batch norm needs more than one value)")
+    p.add_argument("--collapse", action="store_true", help="one box per block of the model instead of one per op")
+    p.add_argument("--grad-norms", action="store_true", help="label each edge with its gradient's norm")
+    p.set_defaults(run=draw_graph)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
