@@ -24,6 +24,9 @@ setup(
             "torchvision==0.29.1",
             "scikit-learn",
             "matplotlib",
+            "nbclient",  # tests/test_examples.py executes the notebooks in examples/
+            "nbformat",
+            "ipykernel",
             "graphviz",
             "pydot",  # parses the DOT text of mc.viz.graph in its tests
             "cuda-bindings",  # NVRTC, to compile the CUDA kernels in the tests (no GPU needed)
