@@ -4,7 +4,9 @@
 
 trains LeNet-5 on scikit-learn's handwritten digits, shows a progress bar
 (loss, accuracy, images per second), evaluates on the held-out test split
-after every epoch and saves a checkpoint after every epoch; ``--resume``
+after every epoch and saves a checkpoint after every epoch, with a plot of
+the loss and accuracies so far beside it (``NAME.history.png``, when
+matplotlib is installed); ``--resume``
 continues an interrupted run from its checkpoint, exactly where it
 stopped (the checkpoint holds the random generator's state too, so a
 resumed run computes the same numbers as an uninterrupted one).
@@ -86,6 +88,7 @@ def train(model="lenet5", dataset="digits", epochs=10, batch_size=32, lr=0.1, se
     loader = DataLoader(train_set, batch_size=batch_size, shuffle=True)
     scheduler = OneCycleLR(optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=len(loader))
     history = []
+    plot_history = _history_plotter(log)
 
     if resume:
         state = _load_checkpoint(checkpoint, settings)
@@ -103,6 +106,8 @@ def train(model="lenet5", dataset="digits", epochs=10, batch_size=32, lr=0.1, se
         save(dict(model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                   rng=random.get_rng_state(), epoch=epoch + 1, settings=settings, history=history),
              _ready(checkpoint))
+        if plot_history:
+            plot_history(history, history_plot_path(checkpoint))
         log(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, train accuracy {train_accuracy:.3f}, "
             f"test accuracy {correct / total:.3f} ({correct}/{total}), {rate:.0f} images/s")
 
@@ -162,6 +167,30 @@ def _load_checkpoint(path, settings):
         raise ValueError(f"--resume: {path} belongs to a run with different settings: " + ", ".join(different)
                          + "; resume with the same settings, or start a new run with another --checkpoint")
     return state
+
+
+def history_plot_path(checkpoint):
+    """Where ``train`` draws the loss and accuracy curves: next to the
+    checkpoint, ``<checkpoint without its extension>.history.png``."""
+    return os.path.splitext(checkpoint)[0] + ".history.png"
+
+
+def _history_plotter(log):
+    """``plot(history, path)``, which redraws the history PNG atomically
+    (a run killed mid-write leaves the previous picture); None, after one
+    logged line, when matplotlib is not installed (it is optional: the
+    ``viz`` extra)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log("matplotlib is not installed: no history plot (pip install 'minicnn[viz]' to get one)")
+        return None
+    from .viz.pictures import history as draw
+
+    def plot(history, path):
+        draw(history).savefig(path + ".tmp", format="png", dpi=100)
+        os.replace(path + ".tmp", path)
+    return plot
 
 
 def _ready(path):
