@@ -242,7 +242,11 @@ def graph(output, params=None, show_saved=True, grad_norms=False, collapse=False
                 groups with the same ops (``layer1.1``, ``layer1.2``) merge
                 into one box marked with the count. Needs ``params``.
 
-    Raises ValueError when the graph was freed by a backward pass."""
+    The DOT node names are ``fn<id(node)>`` for a Function node,
+    ``leaf<id(tensor)>`` for a leaf, ``group<id>`` for a collapsed group and
+    ``output<k>`` for the k-th output, so ``g.node(name, color=...)`` can
+    restyle one. Raises ValueError when the graph was freed by a backward
+    pass."""
     import graphviz
 
     outputs = [output] if isinstance(output, Tensor) else list(output)
