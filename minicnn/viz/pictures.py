@@ -50,8 +50,8 @@ def filters(conv_or_weight, ncols=None):
     fig, axes = _grid(len(shown), ncols, "filters")
     for ax, image in zip(axes, shown):
         ax.imshow(image, cmap=None if image.ndim == 3 else "gray", vmin=0, vmax=1, interpolation="nearest")
-    fig.suptitle(f"{len(shown)} filters, {weight.shape[2]}x{weight.shape[3]}"
-                 + ("" if w.shape[1] == 3 else f", mean of {w.shape[1]} channel(s)"))
+    channels = {1: "", 3: ", RGB"}.get(w.shape[1], f", mean of {w.shape[1]} channels")
+    fig.suptitle(f"{len(shown)} filters, {weight.shape[2]}x{weight.shape[3]}{channels}")
     fig.filters_shown = shown
     return fig
 
