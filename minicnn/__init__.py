@@ -30,3 +30,13 @@ from .kernels.registry import set_backend, get_backend  # noqa: F401
 from .kernels.cpu.threads import set_num_threads, get_num_threads  # noqa: F401
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # mc.viz loads on first use, like torch's lazily imported submodules:
+    # its pictures need matplotlib and graphviz, which `import minicnn`
+    # must not pull in.
+    if name == "viz":
+        import importlib
+        return importlib.import_module(".viz", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,6 +29,7 @@ import shutil
 
 from ..autograd import _SavedOutput, run_backward
 from ..backend import get_array_module
+from ..summary import _format_bytes      # decimal units, as mc.summary prints them
 from ..tensor import Tensor
 
 #: Node attributes that are the graph's structure or bookkeeping, not data
@@ -196,13 +197,6 @@ def _runs(names, group_nodes, successors):
 
 
 # -- drawing --------------------------------------------------------------
-def _format_bytes(n):
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
 def _shapes(node):
     shapes = [tuple(shape) for shape, _, _ in node._outputs_meta]
     return ", ".join(str(s) for s in shapes)
