@@ -200,8 +200,6 @@ import numpy
 import minicnn as mc
 import minicnn.nn.functional as F
 import minicnn.explain
-
-mc.manual_seed(0)
 """),
     md("""
 ## The steps, explained by `mc.explain.conv2d`
@@ -212,9 +210,14 @@ positions. `mc.explain.conv2d` prints each intermediate matrix with its
 shape and checks each step against `F.conv2d` and its gradients.
 """),
     code("""
+mc.manual_seed(0)                               # the same numbers on every run
 x = mc.randn(1, 2, 4, 4, dtype=mc.float64)      # N=1, C=2, 4x4
 w = mc.randn(3, 2, 3, 3, dtype=mc.float64)      # O=3 filters of 2x3x3
 steps = mc.explain.conv2d(x, w, padding=1)
+"""),
+    md("""
+It also returns every step's array (NumPy arrays, by the names printed
+above), to look at again or to compare with your own computation:
 """),
     code("""
 sorted(steps)
@@ -230,6 +233,7 @@ row, then kernel column: the same order as a flattened filter.
     code("""
 cols = F.unfold(x, kernel_size=3, padding=1)
 print("cols:", cols.shape)                # (1, 18, 16): 16 positions of a 3x3 window on a padded 4x4
+print("the same as explain's cols:", numpy.array_equal(cols.numpy(), steps["cols"]))
 cols[0, :, 0].reshape(2, 3, 3)            # the first window: the top-left corner, half of it padding
 """),
     md("""
@@ -313,13 +317,12 @@ a laptop CPU) and then look inside: what the first-layer filters look
 like, and what each layer makes of one image.
 """),
     code("""
+%matplotlib inline
 import matplotlib.pyplot as plt
 import minicnn as mc
 import minicnn.nn.functional as F
 import minicnn.viz
 from minicnn.utils.data import DataLoader
-
-mc.manual_seed(0)
 """),
     md("""
 ## The data
@@ -350,6 +353,7 @@ epoch we measure the accuracy on the held-out images, in eval mode and
 without recording a graph, and keep a history to plot.
 """),
     code("""
+mc.manual_seed(0)             # the same initial weights and batches on every run
 model = mc.models.lenet5()
 print(model)
 """),
@@ -507,23 +511,26 @@ A pixel of a layer's output depends on a square of the input: its
 *receptive field*. A k x k conv widens it by (k - 1) times the *jump* (the
 distance in input pixels between two neighbouring positions of this
 layer), and each stride multiplies the jump. `mc.utils.receptive_field`
-follows both through a model, layer by layer. For LeNet-5, C5 sees the
-whole 32x32 image:
+follows both through a model, layer by layer; `start` is the input
+coordinate of the centre of the first output position's field. It
+returns one dict per layer; printed, the list is a table. For LeNet-5, C5
+sees the whole 32x32 image:
 """),
     code("""
-for row in mc.utils.receptive_field(mc.models.lenet5(), (1, 32, 32)):
-    print(row)
+print(mc.utils.receptive_field(mc.models.lenet5(), (1, 32, 32)))
 """),
     md("""
-ResNet-18's last stage sees far more than its 224x224 input: a 7x7
-output position has a receptive field of several hundred pixels (the
-parts outside the image are padding), although in practice the effective
-field, where the gradient is large, is much smaller and centred.
+The `format_receptive_field` function prints any selection of the rows;
+here the stem, the last layer of each stage and the head of ResNet-18.
+Each stage doubles the jump, and by the last one a single 7x7 output position sees
+more than the whole 224x224 input (the part outside the image is
+padding). In practice the *effective* receptive field, where the
+gradient is large, is much smaller and concentrated at the centre.
 """),
     code("""
 rows = mc.utils.receptive_field(resnet18, (3, 224, 224))
-for row in rows[-4:]:
-    print(row)
+last_of_each_part = {row["name"].split(".")[0]: row for row in rows}   # the stem's layers, each stage's last
+print(mc.utils.format_receptive_field(list(last_of_each_part.values())))
 """),
 ]
 
@@ -546,14 +553,13 @@ answer depended on, using the same backward pass that trains it.
   it shows the regions that speak *for* the class.
 """),
     code("""
+%matplotlib inline
 import matplotlib.pyplot as plt
 import minicnn as mc
 import minicnn.nn.functional as F
 import minicnn.viz
 from minicnn.utils.data import DataLoader
 from minicnn.viz.attribution import grad_cam_map, saliency_map
-
-mc.manual_seed(0)
 """),
     md("""
 ## A model to explain
@@ -563,6 +569,7 @@ LeNet-5 on the digits, trained for three epochs as in notebook 3.
     code("""
 train_set = mc.datasets.digits(train=True, resize=28, pad=2)
 test_set = mc.datasets.digits(train=False, resize=28, pad=2)
+mc.manual_seed(0)
 model = mc.models.lenet5()
 loader = DataLoader(train_set, batch_size=32, shuffle=True)
 optimizer = mc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
@@ -632,10 +639,12 @@ fig.tight_layout()
 """),
     md("""
 Saliency is sharp but noisy (it is the gradient of one pixel at a time);
-Grad-CAM is coarse (10x10 here, upsampled) but says which *parts* of the
-digit mattered. Both are questions asked of the model, not proofs: a map
-that highlights the background would be a hint that the model learned
-something other than the digit.
+Grad-CAM is coarse (10x10 here, upsampled) but says which *regions*
+mattered. On digits these are often regions *without* ink: the blank
+either side of a 1 is evidence for "1", since a 0 or an 8 would have ink
+there. Both maps are questions asked of the model, not proofs; on photos,
+a map that lights up the background rather than the object is the classic
+sign of a model that learned a shortcut.
 """),
 ]
 
