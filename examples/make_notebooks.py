@@ -554,34 +554,34 @@ answer depended on, using the same backward pass that trains it.
 """),
     code("""
 %matplotlib inline
+import os
+import tempfile
+
 import matplotlib.pyplot as plt
 import minicnn as mc
-import minicnn.nn.functional as F
 import minicnn.viz
+from minicnn.train import digits_32x32, train
 from minicnn.utils.data import DataLoader
 from minicnn.viz.attribution import grad_cam_map, saliency_map
 """),
     md("""
 ## A model to explain
 
-LeNet-5 on the digits, trained for three epochs as in notebook 3.
+LeNet-5 on the digits, trained for three epochs. Notebook 3 wrote the
+training loop out; this time `minicnn.train.train`, the function behind
+`python -m minicnn train`, runs it and saves a checkpoint, and we load
+the weights from that file, as one would load a model trained earlier.
+`digits_32x32` gives the images the way `train` saw them: standardised
+with the training set's mean and standard deviation.
 """),
     code("""
-train_set = mc.datasets.digits(train=True, resize=28, pad=2)
-test_set = mc.datasets.digits(train=False, resize=28, pad=2)
-mc.manual_seed(0)
+checkpoint = os.path.join(tempfile.mkdtemp(), "lenet5-digits.safetensors")
+train("lenet5", "digits", epochs=3, checkpoint=checkpoint, progress=False)
+
 model = mc.models.lenet5()
-loader = DataLoader(train_set, batch_size=32, shuffle=True)
-optimizer = mc.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
-scheduler = mc.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, epochs=3, steps_per_epoch=len(loader))
-for epoch in range(3):
-    for images, labels in loader:
-        loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+model.load_state_dict(mc.load(checkpoint)["model"])
 model.eval()
+train_set, test_set = digits_32x32()
 with mc.no_grad():
     images, labels = next(iter(DataLoader(test_set, batch_size=len(test_set))))
     predictions = model(images).argmax(1)
