@@ -37,11 +37,15 @@ Idle and interrupted
 --------------------
 The pool's threads sleep while there is no work: an idle process uses no
 CPU, and on a machine shared with other processes the threads do not burn
-time slices that the busy ones need. A call that fails in any group, or is
-interrupted (Ctrl-C raises ``KeyboardInterrupt`` in the calling thread),
-cancels the groups that have not started, waits for those that have (they
-write into the caller's arrays), and re-raises: the pool is then idle and
-the next call is correct.
+time slices that the busy ones need. Ctrl-C during a parallel call is held
+back (SIGINT blocked on the main thread, and for good on the pool's) until
+the call's groups are done, then raised as ``KeyboardInterrupt``: an
+exception raised at an arbitrary point inside the executor's own locking
+could leave the pool hung. A call that fails in any group (or is
+interrupted where the signal could not be held back) cancels the groups
+that have not started, waits for those that have (they write into the
+caller's arrays), and re-raises: the pool is then idle and the next call
+is correct.
 
 The pool is used by one caller at a time: a call from another thread
 while it is busy (or from inside one of its groups) runs its groups one
@@ -52,6 +56,7 @@ import functools
 import itertools
 import numbers
 import os
+import signal
 import threading
 
 import numpy
@@ -149,7 +154,8 @@ class _Pool:
         self.workers = workers
         self.pid = os.getpid()
         self.busy = threading.Lock()
-        self.executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="minicnn")
+        self.executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="minicnn",
+                                                              initializer=_block_ctrl_c)
 
 
 _pool = None
@@ -193,6 +199,7 @@ def run_in_parallel(work, groups, cancelled=None):
         return [work(group) for group in groups]
     pool = _get_pool(len(groups) - 1)
     acquired = False
+    held_back = _hold_back_ctrl_c()
     try:
         acquired = pool.busy.acquire(blocking=False)
         if not acquired:
@@ -209,6 +216,34 @@ def run_in_parallel(work, groups, cancelled=None):
     finally:
         if acquired:
             pool.busy.release()
+        if held_back is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held_back)   # a Ctrl-C held back is raised now
+
+
+def _hold_back_ctrl_c():
+    """On the main thread, block SIGINT until the call has settled; returns
+    the signal mask to restore, or None (elsewhere, or without
+    pthread_sigmask). A KeyboardInterrupt raised at an arbitrary point
+    inside the executor's or threading's own code (between a lock's
+    acquire and its try, say) can leave a lock held or a result unread,
+    and a later call hung (it did, about once in a few hundred interrupts
+    under load). Held back, a Ctrl-C arrives when the call's groups are
+    done, ~a kernel call later; the pool's threads block SIGINT for good
+    (``_Pool``), so that the signal waits for the main thread."""
+    if not _CAN_MASK or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _CTRL_C)
+
+
+def _block_ctrl_c():
+    """Run in each of the pool's threads as it starts: SIGINT is for the
+    main thread."""
+    if _CAN_MASK:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _CTRL_C)
+
+
+_CAN_MASK = hasattr(signal, "pthread_sigmask")
+_CTRL_C = {signal.SIGINT}
 
 
 def parallel_parts(kernel, size, *args):

@@ -15,7 +15,8 @@ import time
 import pytest
 
 CHILD = textwrap.dedent("""
-    import sys
+    import faulthandler, signal, sys
+    faulthandler.register(signal.SIGUSR1, all_threads=True)   # the test asks for the stacks of a hung child
     import numpy
     import minicnn as mc
     import minicnn.nn.functional as F
@@ -75,7 +76,10 @@ def test_sigint_during_parallel_conv_leaves_correct_results_and_no_hang(tmp_path
             try:
                 line = lines.get(timeout=600 if i == 0 else 120)   # the first may compile every kernel
             except queue.Empty:
-                pytest.fail(f"the child hung after {i} interrupts")
+                child.send_signal(signal.SIGUSR1)
+                time.sleep(2)
+                child.kill()
+                pytest.fail(f"the child hung after {i} interrupts; its threads:\n{child.stderr.read()}")
             if line.strip() != "go":
                 child.wait(timeout=60)
                 pytest.fail(f"the child stopped after {i} interrupts: {line}{child.stderr.read()}")
