@@ -17,8 +17,11 @@ from 0.95 to 0.85, then both swing back and the lr anneals towards zero),
 batches of 32, and random shifts of up to one pixel (``RandomCrop`` with
 ``padding=1``) as augmentation. The test split is never trained on.
 """
+import argparse
 import os
+import shlex
 import sys
+import tempfile
 import time
 
 from tqdm import tqdm
@@ -58,11 +61,15 @@ def default_checkpoint(model, dataset):
 
 
 def train(model="lenet5", dataset="digits", epochs=10, batch_size=32, lr=0.1, seed=0, checkpoint=None,
-          resume=False, progress=True, log=None):
+          resume=False, overwrite=False, progress=True, log=None):
     """Train ``model`` on ``dataset``; save a checkpoint after each epoch.
 
     ``checkpoint`` defaults to ``checkpoints/{model}-{dataset}.safetensors``;
-    with ``resume`` training continues from it. ``log`` receives one line
+    with ``resume`` training continues from it. A checkpoint that exists is
+    never replaced unless ``overwrite`` says so (FileExistsError), and a
+    path that cannot be written (a directory, a folder without write
+    permission, a "folder" that is a file) is refused before any data is
+    loaded (ValueError), not after the first epoch. ``log`` receives one line
     per epoch and a summary (default: printed). Returns a dict with
     ``test_accuracy``, ``correct``, ``total``, ``epochs`` (completed),
     ``seconds`` (of this call) and ``checkpoint`` (its path).
@@ -78,6 +85,7 @@ def train(model="lenet5", dataset="digits", epochs=10, batch_size=32, lr=0.1, se
         raise ValueError(f"lr must be positive, got {lr!r}")
     log = log or tqdm.write
     checkpoint = checkpoint or default_checkpoint(model, dataset)
+    _check_checkpoint_path(checkpoint, resume, overwrite)
     settings = dict(model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     started = time.perf_counter()
 
@@ -157,8 +165,6 @@ def evaluate(net, dataset, batch_size=256):
 
 def _load_checkpoint(path, settings):
     """The checkpoint at ``path``, after checking it belongs to this run."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"--resume: there is no checkpoint at {path}")
     state = load(path)
     saved = state.get("settings", {}) if isinstance(state, dict) else {}
     different = [f"{key}={saved.get(key)!r} (now {settings[key]!r})" for key in RUN_SETTINGS
@@ -167,6 +173,36 @@ def _load_checkpoint(path, settings):
         raise ValueError(f"--resume: {path} belongs to a run with different settings: " + ", ".join(different)
                          + "; resume with the same settings, or start a new run with another --checkpoint")
     return state
+
+
+def _check_checkpoint_path(path, resume, overwrite):
+    """Refuse, before anything is trained, a checkpoint path that the run
+    could not (or must not) write after its first epoch. The errors name
+    ``path`` as the user gave it, never the temporary file ``save`` writes."""
+    if resume and overwrite:
+        raise ValueError("--resume continues the checkpoint and --overwrite replaces it: give one of them")
+    if os.path.isdir(path) or not os.path.basename(path):
+        raise ValueError(f"the checkpoint {path} is a directory; name a file, e.g. "
+                         f"{os.path.join(path, 'run.safetensors')}")
+    if resume and not os.path.exists(path):
+        raise FileNotFoundError(f"--resume: there is no checkpoint at {path}")
+    if not resume and not overwrite and os.path.exists(path):
+        raise FileExistsError(f"the checkpoint {path} exists; continue its run with --resume (resume=True) "
+                              f"or replace it with --overwrite (overwrite=True)")
+    # The folder is created at the first save; until then, the nearest
+    # folder that exists must take a new file. A probe file answers that
+    # where os.access cannot (root ignores permission bits, read-only mounts).
+    existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"cannot save the checkpoint {path}: {existing} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".minicnn-write-test-")
+        os.close(handle)
+        os.remove(probe)
+    except OSError as e:
+        raise ValueError(f"cannot save the checkpoint {path}: {existing} is not writable ({e.strerror})") from None
 
 
 def history_plot_path(checkpoint):
@@ -213,6 +249,9 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, augmentation")
     parser.add_argument("--checkpoint", help="where to save (default: checkpoints/MODEL-DATASET.safetensors)")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing checkpoint with a new run (without --resume or --overwrite, "
+                             "an existing checkpoint is an error)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
 
@@ -220,15 +259,34 @@ def main(args):
     """Run ``train`` from parsed command-line ``args``; returns the exit status."""
     try:
         train(model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-              seed=args.seed, checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress)
-    except (FileNotFoundError, ValueError) as e:
+              seed=args.seed, checkpoint=args.checkpoint, resume=args.resume, overwrite=args.overwrite,
+              progress=not args.no_progress)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"python -m minicnn train: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Checkpoints are written atomically after each epoch, so the last
         # one is intact; 130 is a shell's status for a run ended by SIGINT.
         checkpoint = args.checkpoint or default_checkpoint(args.model, args.dataset)
-        print(f"\ninterrupted; the last finished epoch is saved in {checkpoint} (continue with --resume)",
-              file=sys.stderr)
+        print(f"\ninterrupted; the last finished epoch is saved in {checkpoint}; continue with: "
+              f"{resume_command(args)}", file=sys.stderr)
         return 130
     return 0
+
+
+def resume_command(args):
+    """The command line that continues the run of parsed ``args``: every
+    option that differs from its default, the checkpoint's path, and
+    ``--resume`` (``--overwrite`` dropped), quoted for a POSIX shell."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    defaults = vars(parser.parse_args([]))
+    words = ["python", "-m", "minicnn", "train"]
+    for name, default in defaults.items():
+        value = getattr(args, name)
+        if name in ("checkpoint", "resume", "overwrite") or value == default:
+            continue
+        option = "--" + name.replace("_", "-")
+        words += [option] if value is True else [option, str(value)]
+    words += ["--checkpoint", args.checkpoint or default_checkpoint(args.model, args.dataset), "--resume"]
+    return shlex.join(words)

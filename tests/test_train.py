@@ -1,5 +1,8 @@
 """LeNet-5 and ``python -m minicnn train``: the layer table, the command
 line, checkpoint/resume, and (slow) the accuracy bar on the digits."""
+import os
+import shlex
+
 import numpy
 import pytest
 
@@ -105,6 +108,85 @@ def test_resume_refuses_a_missing_or_foreign_checkpoint(tmp_path, small_digits, 
     assert "epochs=1 (now 5)" in capsys.readouterr().err
 
 
+@pytest.fixture
+def no_data(monkeypatch):
+    """Loading the data fails the test: whatever is refused under this
+    fixture was refused before any data was loaded or step trained."""
+    def refuse():
+        pytest.fail("the data was loaded: the command was not refused before training")
+
+    monkeypatch.setitem(training.DATASETS, "digits", refuse)
+
+
+def test_an_existing_checkpoint_is_kept_unless_the_run_says_overwrite_or_resume(tmp_path, small_digits,
+                                                                                  monkeypatch, capsys):
+    folder = tmp_path / "my runs"                              # a space, for the quoting of the command
+    path = str(folder / "run.safetensors")
+    quick = ["--batch-size", "16", "--no-progress", "--checkpoint", path]
+    assert main(["train", "--epochs", "1", *quick]) == 0
+    before = open(path, "rb").read()
+    capsys.readouterr()
+
+    # A new run into the same file is refused, before loading any data.
+    with monkeypatch.context() as patch:
+        patch.setitem(training.DATASETS, "digits", lambda: pytest.fail("data loaded before the refusal"))
+        assert main(["train", "--epochs", "1", "--lr", "0.05", *quick]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1
+        assert path in err and "--resume" in err and "--overwrite" in err
+        with pytest.raises(FileExistsError, match="overwrite=True"):
+            training.train(epochs=1, checkpoint=path, progress=False, log=lambda line: None)
+        assert main(["train", "--resume", "--overwrite", *quick]) == 2
+        assert "give one of them" in capsys.readouterr().err
+    assert open(path, "rb").read() == before
+
+    # --overwrite replaces it (a two-epoch run, stopped by Ctrl-C in its second epoch)...
+    real_epoch = training._train_one_epoch
+    def interrupted_in_epoch_2(net, loader, optimizer, scheduler, epoch, epochs, progress):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(net, loader, optimizer, scheduler, epoch, epochs, progress)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "_train_one_epoch", interrupted_in_epoch_2)
+        assert main(["train", "--epochs", "2", "--overwrite", *quick]) == 130
+    saved = mc.load(path)
+    assert saved["epoch"] == 1 and saved["settings"]["epochs"] == 2
+    assert not [name for name in os.listdir(folder) if name.startswith(".")]     # no probe or temp file left
+
+    # ...and the message gives the exact command that continues it.
+    err = capsys.readouterr().err
+    command = shlex.join(["python", "-m", "minicnn", "train", "--epochs", "2", "--batch-size", "16",
+                          "--no-progress", "--checkpoint", path, "--resume"])
+    assert err.strip().splitlines() == [f"interrupted; the last finished epoch is saved in {path}; "
+                                        f"continue with: {command}"]
+    words = shlex.split(err.split("continue with: ")[1])
+    assert words[:3] == ["python", "-m", "minicnn"]
+    assert main(words[3:]) == 0
+    assert f"resuming from {path} after epoch 1 of 2" in capsys.readouterr().out
+    assert mc.load(path)["epoch"] == 2
+
+
+def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_training(tmp_path, no_data, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    paths = [str(tmp_path), str(tmp_path / "sub") + os.sep, str(a_file / "run.safetensors"),
+             str(a_file / "deeper" / "run.safetensors")]
+    if os.geteuid() != 0:                                   # root writes into a 0o555 folder all the same
+        paths.append(str(read_only / "run.safetensors"))
+    for path in paths:
+        assert main(["train", "--epochs", "1", "--no-progress", "--checkpoint", path]) == 2, path
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1, err
+        assert path in err and ".tmp" not in err, err
+        with pytest.raises(ValueError, match="checkpoint"):
+            training.train(epochs=1, checkpoint=path, progress=False, log=lambda line: None)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "read-only"]
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="epochs"):
         training.train(epochs=0)
@@ -126,9 +208,8 @@ def test_the_default_command_reaches_97_percent(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_during_training_ends_cleanly_and_keeps_the_last_epoch(tmp_path):
     """SIGINT in the middle of `python -m minicnn train`: exit status 130,
-    a one-line message instead of a traceback, and a checkpoint that loads
-    and that --resume continues from."""
-    import os
+    a one-line message instead of a traceback, naming a checkpoint that
+    loads and the command that continues from it."""
     import signal
     import subprocess
     import sys
@@ -151,10 +232,14 @@ def test_ctrl_c_during_training_ends_cleanly_and_keeps_the_last_epoch(tmp_path):
             child.kill()
     assert child.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err and str(checkpoint) in err
+    # The message ends with the command that continues the run; run it.
+    resume = shlex.split(err.split("continue with: ")[1])
+    assert resume == ["python", "-m", "minicnn", "train", "--epochs", "50", "--no-progress",
+                      "--checkpoint", str(checkpoint), "--resume"]
     saved = mc.load(str(checkpoint))
     assert saved["epoch"] >= 1
-    resumed = subprocess.Popen(command + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=env)
+    resumed = subprocess.Popen([sys.executable] + resume[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
     try:
         first_line = resumed.stdout.readline()               # then stop it again
         resumed.send_signal(signal.SIGINT)
