@@ -37,6 +37,18 @@ The two file layouts
   of storage keys; then, for each key in that order, an 8-byte element
   count followed by the storage's raw bytes.
 
+What a file may change
+----------------------
+Besides calling, a pickle can *modify* an object: ``BUILD`` sets state on
+the object below it on the stack (through its ``__setstate__``, its
+``__dict__`` or ``setattr``). Aimed at an allowed global, say
+``_rebuild_tensor_v2`` with state ``{'__defaults__': ()}``, it would rewrite
+minicnn's own function for every later load in the process. So the
+unpickler is Python's pure-Python one with its own ``BUILD``
+(``_RestrictedUnpickler.load_build``): state may go only into the
+``__dict__`` of an ``OrderedDict`` the file itself created (how torch
+pickles a state dict's ``_metadata``); anything else is refused.
+
 In both, the pickle refers to storages before their bytes are read (legacy)
 or read lazily (zip), so rebuilding a tensor first makes a ``_PendingTensor``
 (storage, offset, size, stride, dtype); once every storage is in memory,
@@ -64,6 +76,7 @@ import collections
 import io
 import os
 import pickle
+import reprlib
 import struct
 import sys
 
@@ -147,7 +160,7 @@ def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, bac
     """``torch._utils._rebuild_tensor_v3``: an untyped (byte) storage viewed
     as ``dtype``; offset and strides count elements of ``dtype``."""
     if not isinstance(dtype, _DtypeToken) or dtype.element is None:
-        raise pickle.UnpicklingError(f"_rebuild_tensor_v3 expects a torch dtype, got {dtype!r}")
+        raise pickle.UnpicklingError(f"_rebuild_tensor_v3 expects a torch dtype, got {_brief(dtype)}")
     if not isinstance(storage, _Storage):
         raise pickle.UnpicklingError(f"_rebuild_tensor_v3 expects a storage, got {type(storage).__name__}")
     return _PendingTensor(storage, storage_offset, size, stride, dtype.element)
@@ -404,9 +417,21 @@ def _result_dtype(element):
     return numpy.dtype(f"{stored.kind}{stored.itemsize}")  # native order, the canonical dtype object
 
 
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel = 3
+_BRIEF.maxstring = _BRIEF.maxother = 60
+
+
+def _brief(value):
+    """A short repr of ``value``, a value from the file, for a message: a
+    plain repr of a structure that shares itself (``t = (t, t)``, 64 deep,
+    a few hundred bytes in a pickle) would take forever."""
+    return _BRIEF.repr(value)
+
+
 def _check_int(value, what):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise pickle.UnpicklingError(f"a tensor's {what} must be a non-negative int, got {value!r}")
+        raise pickle.UnpicklingError(f"a tensor's {what} must be a non-negative int, got {_brief(value)}")
     return value
 
 
@@ -417,10 +442,15 @@ def _check_ints(values, what):
 
 
 # -- the unpickler ---------------------------------------------------------
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An Unpickler that imports only ``ALLOWED_GLOBALS`` and resolves
-    storage persistent ids through ``storage_for(key, dtype, numel, view)``
-    (or refuses them, if ``storage_for`` is None)."""
+class _RestrictedUnpickler(pickle._Unpickler):
+    """An Unpickler that imports only ``ALLOWED_GLOBALS``, resolves storage
+    persistent ids through ``storage_for(key, dtype, numel, view)`` (or
+    refuses them, if ``storage_for`` is None), and lets ``BUILD`` set state
+    only on the OrderedDicts the file created (see ``load_build``).
+
+    It is Python's pure-Python Unpickler (``pickle._Unpickler``), because
+    the C one's BUILD cannot be replaced; a weights file's pickle holds
+    only the tensors' descriptions, not their bytes, so it is small."""
 
     def __init__(self, file, storage_for=None):
         # encoding: how Python 2 byte strings (old files) become str, as torch.load.
@@ -430,26 +460,118 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         return _find_allowed(module, name)
 
+    def load_build(self):
+        """``BUILD``: pop ``state`` and apply it to the object below it.
+
+        Python's version calls the object's ``__setstate__`` or writes its
+        ``__dict__`` and slots (``setattr``), whatever the object is, which
+        would let a file rewrite an allowed global (a function of this
+        module) for the rest of the process. Here the object must be an
+        ``OrderedDict`` (the only allowed class with instances, so the
+        file made it) and the state a dict of str keys, written into its
+        ``__dict__`` (torch stores a state dict's ``_metadata`` so): no
+        ``__setstate__``, no ``setattr``, no slot state."""
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if type(inst) is not collections.OrderedDict:
+            raise UnsafeWeightsError(
+                f"the pickle tries to set the state of {_brief(inst)} (a {type(inst).__name__}); a weights "
+                f"file may only set attributes of the OrderedDicts it creates. Nothing was changed")
+        if not (isinstance(state, dict) and all(type(k) is str for k in state)):
+            raise UnsafeWeightsError(
+                f"the pickle tries to set the state of an OrderedDict to {_brief(state)}; a weights file may "
+                f"only set its attributes from a dict of names. Nothing was changed")
+        inst.__dict__.update(state)
+
+    # Putting a key into a dict or set hashes it, and hashing a tuple walks
+    # it without a memo: ``t = (t, t)`` 64 deep as a key would never
+    # finish. So every key and set element is checked first (_check_key).
+    # After a MARK, Python's Unpickler keeps the items pushed since in
+    # ``self.stack`` (the outer stacks wait in ``self.metastack``).
+    def load_setitem(self):
+        _check_key(self.stack[-2])
+        super().load_setitem()
+
+    def load_setitems(self):
+        for key in self.stack[::2]:
+            _check_key(key)
+        super().load_setitems()
+
+    def load_dict(self):
+        for key in self.stack[::2]:
+            _check_key(key)
+        super().load_dict()
+
+    def load_additems(self):
+        for key in self.stack:
+            _check_key(key)
+        super().load_additems()
+
+    def load_frozenset(self):
+        for key in self.stack:
+            _check_key(key)
+        super().load_frozenset()
+
+    def load_reduce(self):
+        func, args = self.stack[-2], self.stack[-1]
+        if func is collections.OrderedDict and args and isinstance(args[0], (list, tuple)):
+            for pair in args[0]:
+                if isinstance(pair, (list, tuple)) and pair:
+                    _check_key(pair[0])
+        super().load_reduce()
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.DICT[0]] = load_dict
+    dispatch[pickle.ADDITEMS[0]] = load_additems
+    dispatch[pickle.FROZENSET[0]] = load_frozenset
+    dispatch[pickle.REDUCE[0]] = load_reduce
+
     def persistent_load(self, pid):
         if self._storage_for is None:
-            raise pickle.UnpicklingError(f"unexpected persistent id {str(pid)[:80]}")
+            raise pickle.UnpicklingError(f"unexpected persistent id {_brief(pid)}")
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"unsupported persistent id {str(pid)[:80]} (only storages are)")
+            raise pickle.UnpicklingError(f"unsupported persistent id {_brief(pid)} (only storages are)")
         _, token, key, _location, numel = pid[:5]
         view = pid[5] if len(pid) == 6 else None
         if not isinstance(token, _DtypeToken):
-            raise pickle.UnpicklingError(f"a storage's type must be a torch storage class, got {token!r}")
+            raise pickle.UnpicklingError(f"a storage's type must be a torch storage class, got {_brief(token)}")
         if not isinstance(key, str):
-            raise pickle.UnpicklingError(f"a storage key must be a string, got {key!r}")
+            raise pickle.UnpicklingError(f"a storage key must be a string, got {_brief(key)}")
         return self._storage_for(key, token.element, _check_int(numel, "storage size"), view)
+
+
+#: The most tuples (counted along every path, as hashing walks them) a
+#: dict key or set element may hold.
+_MAX_KEY_NODES = 10_000
+
+
+def _check_key(key):
+    """Refuse a dict key or set element that would take long to hash: a
+    tuple with more than ``_MAX_KEY_NODES`` tuples along its paths. The
+    count stops at the limit, so checking is fast whatever the key."""
+    pending, count = [key], 0
+    while pending:
+        item = pending.pop()
+        if isinstance(item, tuple):
+            count += 1
+            if count > _MAX_KEY_NODES:
+                raise UnsafeWeightsError(
+                    f"the pickle uses as a dict key or set element a tuple that shares its parts over and over "
+                    f"(more than {_MAX_KEY_NODES} tuples along its paths), which would take practically forever "
+                    f"to hash; a weights file's keys are names")
+            pending.extend(item)
 
 
 def _finish(obj, byteorder, budget):
     """``obj`` with every _PendingTensor replaced by a Tensor and every
     torch dtype (``torch.float32``) by the NumPy dtype it loads as: dicts
     and lists are updated in place (an OrderedDict keeps its
-    ``_metadata``), tuples rebuilt. A tensor reached twice becomes one
-    Tensor."""
+    ``_metadata``), tuples rebuilt. Each object is visited once (memo by
+    id): a tensor reached twice becomes one Tensor, a tuple reached twice
+    one tuple."""
     done = {}
 
     def visit(x):
@@ -469,7 +591,16 @@ def _finish(obj, byteorder, budget):
                 x.__dict__[k] = visit(v)
             return x
         if isinstance(x, tuple):
-            return tuple(visit(v) for v in x)
+            # Memoised too: a tuple that holds one tuple twice, 64 deep,
+            # is a few hundred bytes of pickle but 2**64 paths to walk.
+            if id(x) in done:
+                if done[id(x)][1] is None:
+                    raise ValueError("the pickle holds a tuple that contains itself (through a list or dict), "
+                                     "which a weights file never does")
+                return done[id(x)][1]
+            done[id(x)] = (x, None)
+            done[id(x)] = (x, tuple(visit(v) for v in x))
+            return done[id(x)][1]
         return x
 
     return visit(obj)
@@ -589,7 +720,7 @@ def load_legacy(file, path, budget):
                          f"(no torch magic number); minicnn only reads tensor files")
     version = _unpickle(file, None, path)
     if version != PROTOCOL_VERSION:
-        raise ValueError(f"load_weights: {path!r} has torch legacy protocol version {version!r}; "
+        raise ValueError(f"load_weights: {path!r} has torch legacy protocol version {_brief(version)}; "
                          f"only {PROTOCOL_VERSION} is supported")
     sys_info = _unpickle(file, None, path)
     little = sys_info.get("little_endian", True) if isinstance(sys_info, dict) else True
@@ -604,7 +735,7 @@ def load_legacy(file, path, budget):
             return root
         # Storage views (torch < 0.4): elements [offset, offset + size) of the root.
         if not (isinstance(view, tuple) and len(view) == 3 and isinstance(view[0], str)):
-            raise pickle.UnpicklingError(f"malformed storage view {str(view)[:80]}")
+            raise pickle.UnpicklingError(f"malformed storage view {_brief(view)}")
         view_key, offset, size = view[0], _check_int(view[1], "view offset"), _check_int(view[2], "view size")
         if offset + size > numel:
             raise pickle.UnpicklingError(f"storage view {view_key!r} ends past its storage {key!r}")
