@@ -96,17 +96,14 @@ class UnsafeWeightsError(ValueError):
 class _DtypeToken:
     """What ``torch.FloatStorage`` or ``torch.float32`` turns into: its name
     and the element type it stands for (a key of ``ELEMENT_TYPES``; ``None``
-    for an untyped byte storage). Not callable, and immune to BUILD, so the
-    pickle can pass it around and do nothing else with it."""
+    for an untyped byte storage). Not callable, and BUILD refuses it (``_RestrictedUnpickler.load_build``),
+    so the pickle can pass it around and do nothing else with it."""
 
     __slots__ = ("name", "element")
 
     def __init__(self, name, element):
         self.name = name
         self.element = element
-
-    def __setstate__(self, state):
-        raise pickle.UnpicklingError(f"the pickle tries to modify {self.name}")
 
     def __repr__(self):
         return self.name
@@ -292,9 +289,6 @@ class _Storage:
             raise ValueError(f"storage {self.key!r} is viewed both as {self._native_element} and as {element}")
         return self._native
 
-    def __setstate__(self, state):
-        raise pickle.UnpicklingError("the pickle tries to modify a storage")
-
     __hash__ = None  # not a dict key either
 
 
@@ -342,9 +336,6 @@ class _PendingTensor:
         self.element = element
         if len(self.size) != len(self.stride):
             raise pickle.UnpicklingError(f"a tensor has size {self.size} but stride {self.stride}")
-
-    def __setstate__(self, state):
-        raise pickle.UnpicklingError("the pickle tries to modify a tensor")
 
     __hash__ = None
 
@@ -474,12 +465,14 @@ class _RestrictedUnpickler(pickle._Unpickler):
         state = self.stack.pop()
         inst = self.stack[-1]
         if type(inst) is not collections.OrderedDict:
+            what = {_PendingTensor: "a tensor", _Storage: "a storage"}.get(
+                type(inst), f"{_brief(inst)} (a {type(inst).__name__})")
             raise UnsafeWeightsError(
-                f"the pickle tries to set the state of {_brief(inst)} (a {type(inst).__name__}); a weights "
-                f"file may only set attributes of the OrderedDicts it creates. Nothing was changed")
+                f"the pickle tries to modify {what} (BUILD sets its state); a weights file may only set "
+                f"attributes of the OrderedDicts it creates. Nothing was changed")
         if not (isinstance(state, dict) and all(type(k) is str for k in state)):
             raise UnsafeWeightsError(
-                f"the pickle tries to set the state of an OrderedDict to {_brief(state)}; a weights file may "
+                f"the pickle tries to modify an OrderedDict with the state {_brief(state)}; a weights file may "
                 f"only set its attributes from a dict of names. Nothing was changed")
         inst.__dict__.update(state)
 

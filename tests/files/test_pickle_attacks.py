@@ -230,7 +230,7 @@ def test_build_on_anything_but_a_new_ordered_dict_is_refused_and_changes_nothing
     for path, attempt in zip(paths, report["attempts"]):
         assert attempt["is_value_error"], (path.name, attempt)
         assert repr(str(path)) in attempt["error"], attempt["error"]
-        assert "state" in attempt["error"], attempt["error"]
+        assert "tries to modify" in attempt["error"], attempt["error"]
     assert report["untouched"]
     assert report["good"] == expected
 
