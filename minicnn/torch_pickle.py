@@ -96,8 +96,9 @@ class UnsafeWeightsError(ValueError):
 class _DtypeToken:
     """What ``torch.FloatStorage`` or ``torch.float32`` turns into: its name
     and the element type it stands for (a key of ``ELEMENT_TYPES``; ``None``
-    for an untyped byte storage). Not callable, and BUILD refuses it (``_RestrictedUnpickler.load_build``),
-    so the pickle can pass it around and do nothing else with it."""
+    for an untyped byte storage). Not callable, and BUILD refuses it
+    (``_RestrictedUnpickler.load_build``), so the pickle can pass it around
+    and do nothing else with it."""
 
     __slots__ = ("name", "element")
 
