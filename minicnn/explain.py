@@ -91,6 +91,21 @@ def _autograd(fn, arrays, gy):
     return out.detach().numpy_copy(), [t.grad.numpy_copy() for t in inputs]
 
 
+def _taps(N, C, KH, KW, OH, OW, sh, sw, dh, dw):
+    """The map im2col reads and col2im writes back, entry by entry:
+    (n, c, row, column, hp, wp) says that cols[n, row, column] is
+    xpad[n, c, hp, wp], with row = (c, kh, kw) flattened, column = (oh, ow)
+    flattened, hp = oh*sh + kh*dh and wp = ow*sw + kw*dw."""
+    for n in range(N):
+        for c in range(C):
+            for kh in range(KH):
+                for kw in range(KW):
+                    row = (c * KH + kh) * KW + kw
+                    for oh in range(OH):
+                        for ow in range(OW):
+                            yield n, c, row, oh * OW + ow, oh * sh + kh * dh, ow * sw + kw * dw
+
+
 def conv2d(x, w, stride=1, padding=0, dilation=1, file=None, grad_output=None):
     """Convolve ``x`` (N, C, H, W) with ``w`` (O, C, KH, KW) step by step.
 
@@ -131,15 +146,10 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, file=None, grad_output=None):
 
     # im2col by hand: column (oh, ow) of image n holds the C*KH*KW pixels
     # that the kernel covers when its top-left tap sits at (oh*sh, ow*sw).
+    taps = list(_taps(N, C, KH, KW, OH, OW, sh, sw, dh, dw))
     cols = numpy.empty((N, C * KH * KW, L), dtype=x.dtype)
-    for n in range(N):
-        for c in range(C):
-            for kh in range(KH):
-                for kw in range(KW):
-                    row = (c * KH + kh) * KW + kw
-                    for oh in range(OH):
-                        for ow in range(OW):
-                            cols[n, row, oh * OW + ow] = xpad[n, c, oh * sh + kh * dh, ow * sw + kw * dw]
+    for n, c, row, column, hp, wp in taps:
+        cols[n, row, column] = xpad[n, c, hp, wp]
     im2col = registry.lookup("im2col", numpy)
     blocks = im2col(x, (KH, KW), (sh, sw), ((ph, ph), (pw, pw)), (dh, dw), (OH, OW))  # (N, C, KH, KW, OH, OW)
     _check(op, "im2col", cols, blocks.reshape(N, C * KH * KW, L), "the registry's im2col primitive")
@@ -171,14 +181,8 @@ def conv2d(x, w, stride=1, padding=0, dilation=1, file=None, grad_output=None):
     # goes back to the pixel it was copied from, so a pixel seen by several
     # windows sums their gradients; entries on the padding are dropped.
     gxpad = numpy.zeros_like(xpad)
-    for n in range(N):
-        for c in range(C):
-            for kh in range(KH):
-                for kw in range(KW):
-                    row = (c * KH + kh) * KW + kw
-                    for oh in range(OH):
-                        for ow in range(OW):
-                            gxpad[n, c, oh * sh + kh * dh, ow * sw + kw * dw] += gcols[n, row, oh * OW + ow]
+    for n, c, row, column, hp, wp in taps:
+        gxpad[n, c, hp, wp] += gcols[n, row, column]
     gx = gxpad[:, :, ph:ph + H, pw:pw + W]
     col2im = registry.lookup("col2im", numpy)
     gx_primitive = col2im(gcols.reshape(N, C, KH, KW, OH, OW), (H, W), (sh, sw), ((ph, ph), (pw, pw)), (dh, dw))
