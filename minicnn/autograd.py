@@ -45,6 +45,10 @@ intermediate tensor; on the tensor itself for a leaf. The engine calls a
 node's hooks once all of that output's gradients have been summed, before
 the node runs; a leaf's once all of its gradients in this pass are summed,
 before they reach ``.grad``. A hook may return a replacement gradient.
+A leaf's post-accumulate hooks (``register_post_accumulate_grad_hook``)
+run right after its last gradient of the pass reached ``.grad``, while
+backward goes on with the rest of the graph; ``queue_callback`` runs a
+function once the whole pass is over.
 
 Version counters and in-place ops
 ---------------------------------
@@ -445,7 +449,38 @@ def _needed(start_nodes, input_leaves, input_slots):
     return needed
 
 
+def queue_callback(callback):
+    """Call ``callback()`` (no arguments) once the backward pass now running
+    has finished, every ``.grad`` accumulated and every hook run: torch's
+    ``Variable._execution_engine.queue_callback``. Only a hook running
+    inside backward may queue one (DistributedDataParallel waits for its
+    last gradient exchange this way)."""
+    callbacks = getattr(_state, "callbacks", None)
+    if callbacks is None:
+        raise RuntimeError("queue_callback: can only be called during a backward pass (from a hook)")
+    callbacks.append(callback)
+
+
 def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
+    """``_backpropagate``, then the callbacks its hooks queued
+    (``queue_callback``), in order. A backward that raises runs none."""
+    outer = getattr(_state, "callbacks", None)
+    _state.callbacks = callbacks = []
+    try:
+        result = _backpropagate(roots, grads, retain_graph, create_graph, inputs)
+    finally:
+        _state.callbacks = outer   # a backward inside a hook keeps its own list
+    for callback in callbacks:
+        callback()
+    return result
+
+
+def _run_post_accumulate_hooks(leaf):
+    for hook in list(leaf._post_accumulate_hooks.values()):
+        hook(leaf)
+
+
+def _backpropagate(roots, grads, retain_graph=False, create_graph=False, inputs=None):
     """Backpropagate ``grads`` (Tensors) from ``roots`` (Tensors) to every
     leaf that requires grad, accumulating into ``leaf.grad``.
 
@@ -482,14 +517,21 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
         input_nodes = {node for node, _ in input_slots}
 
     # Pass 1: count how many edges lead into each node (with inputs, only
-    # into nodes that lead to one or whose output is one).
+    # into nodes that lead to one or whose output is one), and into each
+    # leaf with post-accumulate hooks: they run once its last edge is done.
     consumers = {}
+    leaf_edges = {}
+    accumulated = set()     # such leaves that got a gradient in this pass
     stack = [n for n in start_nodes if not capture or needed[n]]
     seen = set(stack)
     while stack:
         node = stack.pop()
         for edge in node.edges:
-            if edge is None or isinstance(edge, Tensor):
+            if edge is None:
+                continue
+            if isinstance(edge, Tensor):
+                if edge._post_accumulate_hooks and not capture:
+                    leaf_edges[edge] = leaf_edges.get(edge, 0) + 1
                 continue
             parent = edge[0]
             if capture and not (needed[parent] or parent in input_nodes):
@@ -537,13 +579,18 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 if edge is None:
                     continue
                 if isinstance(edge, Tensor):  # a leaf: accumulate into .grad
-                    if gx is None or (capture and edge not in input_leaves):
-                        continue
-                    gx = _as_grad_tensor(gx, edge.shape, edge.dtype, node)
-                    if capture or edge._hooks:  # summed first: hooks see the whole gradient, once
-                        deferred[edge] = gx if edge not in deferred else deferred[edge] + gx
-                    else:
-                        edge._accumulate(gx, owned=id(gx.data) not in given)
+                    if gx is not None and not (capture and edge not in input_leaves):
+                        gx = _as_grad_tensor(gx, edge.shape, edge.dtype, node)
+                        if capture or edge._hooks:  # summed first: hooks see the whole gradient, once
+                            deferred[edge] = gx if edge not in deferred else deferred[edge] + gx
+                        else:
+                            edge._accumulate(gx, owned=id(gx.data) not in given)
+                            if edge in leaf_edges:
+                                accumulated.add(edge)
+                    if edge in leaf_edges:
+                        leaf_edges[edge] -= 1
+                        if leaf_edges[edge] == 0 and edge in accumulated:
+                            _run_post_accumulate_hooks(edge)
                     continue
                 parent, index = edge
                 if capture and not (needed[parent] or parent in input_nodes):
@@ -567,6 +614,8 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                     captured[input_leaves[leaf]] = g
             else:
                 leaf._accumulate(g)
+                if leaf._post_accumulate_hooks:
+                    _run_post_accumulate_hooks(leaf)
     return captured if capture else None
 
 

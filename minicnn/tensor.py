@@ -56,6 +56,7 @@ class Tensor:
 
     # Set on the few tensors that need them (class defaults keep _wrap cheap):
     _hooks = None          # a leaf's gradient hooks, {handle id: hook}
+    _post_accumulate_hooks = None   # a leaf's hooks run after .grad is updated, {handle id: hook}
     _view_of = None        # the input whose memory a recorded op's output shares
     retains_grad = False   # retain_grad() was called on this non-leaf
 
@@ -171,6 +172,24 @@ class Tensor:
             table = node._tensor_hooks.setdefault(self._output_index, {})
         handle = RemovableHandle(table)
         table[handle.id] = hook
+        return handle
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` on this leaf right after ``backward`` has
+        accumulated the pass's gradient into its ``.grad`` (once per pass,
+        all contributions summed, and while backward goes on with the rest
+        of the graph), as torch does; ``mc.autograd.grad`` accumulates
+        nothing and calls none. Returns a handle whose ``remove()``
+        unregisters the hook."""
+        from .nn.module import RemovableHandle
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        if self._post_accumulate_hooks is None:
+            self._post_accumulate_hooks = {}
+        handle = RemovableHandle(self._post_accumulate_hooks)
+        self._post_accumulate_hooks[handle.id] = hook
         return handle
 
     def retain_grad(self):
