@@ -78,6 +78,9 @@ class InvertedResidual(nn.Module):
                                            norm_layer=norm_layer, activation_layer=None))
         self.block = nn.Sequential(*layers)
         self.out_channels = cnf.out_channels
+        # Whether the block starts a new stage (C1..C4; it downsamples, or
+        # would without dilation): segmentation heads read the stages' ends.
+        self._is_cn = cnf.stride > 1
 
     def forward(self, input):
         result = self.block(input)
