@@ -23,6 +23,7 @@ from . import functional, nn  # noqa: F401
 from . import optim, utils, datasets, transforms, models  # noqa: F401
 from . import cuda  # noqa: F401
 from . import explain  # noqa: F401
+from . import metrics  # noqa: F401
 from .serialization import save, load  # noqa: F401
 from .summary import summary  # noqa: F401
 from .weights import load_weights, save_weights, UnsafeWeightsError  # noqa: F401

@@ -8,6 +8,7 @@ import numpy
 from .tensor import Tensor
 from .transforms import resize as _resize
 from .utils.data import Dataset
+from .scenes import DigitScenes, digit_scenes  # noqa: F401
 
 
 class ImageDataset(Dataset):
