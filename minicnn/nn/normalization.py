@@ -18,6 +18,7 @@ import numbers
 from .. import dtypes
 from .. import functional as F
 from ..tensor import Tensor
+from ..utils.checkpoint import recomputing
 from . import init
 from ._utils import check_positive, is_int, new_array, new_parameter
 from .module import Module
@@ -98,11 +99,15 @@ class _BatchNorm(Module):
 
     def forward(self, input):
         self._check_input(input)
-        if self.training and self.track_running_stats:
+        # A checkpoint's recompute of this forward (utils/checkpoint.py) must
+        # not update the estimates a second time.
+        update = self.training and self.track_running_stats and not recomputing()
+        if update:
             self.num_batches_tracked.data[...] += 1
         # Batch statistics in training, and in eval when there are no estimates.
         use_batch_stats = self.training or self.running_mean is None
-        return F.batch_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
+        stats = (self.running_mean, self.running_var) if update or not use_batch_stats else (None, None)
+        return F.batch_norm(input, *stats, self.weight, self.bias,
                             use_batch_stats, self.momentum, self.eps,
                             num_batches_tracked=self.num_batches_tracked)
 
