@@ -1,0 +1,2 @@
+"""Parallel wrappers of a model, torch's ``nn.parallel``."""
+from .distributed import DistributedDataParallel  # noqa: F401
