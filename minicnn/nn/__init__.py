@@ -22,6 +22,7 @@ from .loss import (  # noqa: F401
 from .upsampling import Upsample  # noqa: F401
 from .fold import Fold, Unfold  # noqa: F401
 from .blocks import SeparableConv2d, DepthPool, SqueezeExcitation  # noqa: F401
+from .reversible import ReversibleBlock, ReversibleSequence  # noqa: F401
 from .sync_batchnorm import SyncBatchNorm  # noqa: F401
 from . import parallel  # noqa: F401
 from .parallel import DistributedDataParallel  # noqa: F401
