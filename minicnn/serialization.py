@@ -28,12 +28,35 @@ a checkpoint cannot run code, and a file that does not follow this layout
 is refused with a ValueError. A plain safetensors file (written by other
 tools) loads as a flat dict of Tensors.
 
+Checksums
+---------
+``save`` (and ``mc.save_weights``) also write a checksum record, the
+``__metadata__`` entry ``"minicnn.sha256"``: JSON text of the form ::
+
+    {"metadata": "<sha256 of the other __metadata__ entries>",
+     "tensors": {"model.conv1.weight":
+                     {"dtype": "F32", "shape": [6, 1, 5, 5], "sha256": "<hex>"}, ...}}
+
+where a tensor's ``sha256`` is the SHA-256 of its bytes as stored (any
+tool can check it: ``hashlib.sha256(array.tobytes()).hexdigest()`` of the
+little-endian array), and ``metadata`` is the SHA-256 of the other
+entries as ``json.dumps(entries, sort_keys=True)``. Every load checks
+them all before it builds an array, and refuses a mismatch with a
+ValueError naming the file and the tensor: a flipped bit anywhere in the
+data, in a dtype, shape or name in the header, or in the structure, is
+caught. A file whose ``format`` says it came from this version of ``save``
+(or that carries ``mc.save_weights``' mark, ``"minicnn.format"``) must
+have the record: losing it is damage too. Files without a record, written
+by other tools (safetensors' ``save_file``, torch) or by minicnn before
+checksums (format ``minicnn.checkpoint/1``), load unchecked.
+
 Saving writes to a temporary file in the same directory, flushes it to
 disk (fsync) and renames it over ``path`` (``os.replace``, atomic on POSIX
 and Windows): a save interrupted at any point leaves the previous file
 intact.
 """
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -54,8 +77,15 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-#: The ``__metadata__`` entry that marks a minicnn checkpoint.
-FORMAT = "minicnn.checkpoint/1"
+#: The ``__metadata__`` entry that marks a minicnn checkpoint (version 2
+#: added the checksum record).
+FORMAT = "minicnn.checkpoint/2"
+#: The same mark on checkpoints written before checksums: they load unchecked.
+FORMAT_WITHOUT_CHECKSUMS = "minicnn.checkpoint/1"
+#: The ``__metadata__`` entry holding the checksum record (module docstring).
+CHECKSUMS = "minicnn.sha256"
+#: The ``__metadata__`` entry that marks a file of ``mc.save_weights``.
+WEIGHTS_MARK = "minicnn.format"
 
 _ALLOWED_DTYPES = frozenset("fiub")
 
@@ -66,13 +96,14 @@ def save(obj, f):
     path = _as_path(f, "save")
     arrays = {}
     structure = _encode(obj, [], arrays)
-    metadata = {"format": FORMAT, "structure": json.dumps(structure)}
+    metadata = with_checksums(arrays, {"format": FORMAT, "structure": json.dumps(structure)})
     _write_atomically(path, safetensors.numpy.save(arrays, metadata=metadata))
 
 
 def load(f):
     """Read what ``save`` wrote to the file path ``f``. Raises ValueError
-    for a truncated, corrupted or foreign file. Each array is a view of
+    for a truncated, corrupted or foreign file, or one whose checksums do
+    not match (see the module docstring). Each array is a view of
     one buffer holding the file (no array shares bytes with another), so
     loading takes about the file's size in memory."""
     path = _as_path(f, "load")
@@ -88,7 +119,7 @@ def load_parsed(metadata, entries, data, path):
             raise ValueError(f"load: {path!r}: tensor {name!r} holds a dtype NumPy cannot represent ({dtype}); "
                              f"mc.load_weights reads bfloat16 as float32")
         arrays[name] = aligned_view(data[begin:end], _NUMPY_DTYPES[dtype], shape)
-    if metadata.get("format") != FORMAT:
+    if metadata.get("format") not in (FORMAT, FORMAT_WITHOUT_CHECKSUMS):
         # A plain safetensors file: its tensors, by name.
         return {name: Tensor._wrap(a) for name, a in arrays.items()}
     try:
@@ -155,7 +186,8 @@ def read_safetensors(buffer, path, caller):
     check it as the safetensors library does: a complete JSON header of at
     most MAX_HEADER_BYTES, no key named twice, every entry a known dtype,
     a shape and ``data_offsets`` whose byte ranges tile the data exactly
-    (no overlap, no gap, sizes that match the shapes). Returns
+    (no overlap, no gap, sizes that match the shapes); then the checksum
+    record, if the file has one (``verify_checksums``). Returns
     ``(metadata, entries, data)``: the ``__metadata__`` dict (``{}`` if
     none), ``(name, dtype, shape, begin, end)`` per tensor in header order,
     and the data bytes (a view of ``buffer``)."""
@@ -194,6 +226,7 @@ def read_safetensors(buffer, path, caller):
     if end != data.size:
         raise ValueError(f"{caller}: {path!r} is not a valid safetensors file (truncated or corrupted): its tensors "
                          f"take {end} bytes, the file holds {data.size} after the header")
+    verify_checksums(metadata, entries, data, path, caller)
     return metadata, entries, data
 
 
@@ -217,6 +250,87 @@ def _header_entry(name, entry, where):
         raise ValueError(f"{where} claims bytes [{begin}, {end}) for shape {tuple(entry['shape'])} of {dtype}: "
                          f"not a valid safetensors file (truncated or corrupted)")
     return name, dtype, tuple(entry["shape"]), begin, end
+
+
+# -- checksums ---------------------------------------------------------------
+def with_checksums(arrays, metadata):
+    """``metadata`` (a dict of strings) plus the checksum record of
+    ``arrays`` (name -> little-endian C-contiguous array, as they will be
+    written) and of ``metadata`` itself."""
+    tensors = {name: {"dtype": _safetensors_dtype(array), "shape": list(array.shape),
+                      "sha256": hashlib.sha256(_bytes_of(array)).hexdigest()}
+               for name, array in arrays.items()}
+    record = {"metadata": _metadata_digest(metadata), "tensors": tensors}
+    return {**metadata, CHECKSUMS: json.dumps(record)}
+
+
+def verify_checksums(metadata, entries, data, path, caller):
+    """Check the parsed file against its checksum record, if it has one
+    (see the module docstring); raises ValueError naming the file and what
+    does not match. The record is required where the file's own marks say
+    minicnn wrote it with one."""
+    where = f"{caller}: {path!r}"
+    if CHECKSUMS not in metadata:
+        if metadata.get("format") == FORMAT or WEIGHTS_MARK in metadata:
+            raise ValueError(f"{where} has lost its checksum record (the __metadata__ entry {CHECKSUMS!r} that "
+                             f"minicnn always writes): its header was damaged or edited")
+        return
+    record = _parse_record(metadata[CHECKSUMS], where)
+    others = {key: value for key, value in metadata.items() if key != CHECKSUMS}
+    if _metadata_digest(others) != record["metadata"]:
+        raise ValueError(f"{where}: the __metadata__ entries {sorted(others)} of its header do not match their "
+                         f"checksum: the header was damaged or edited after the file was saved")
+    expected = record["tensors"]
+    for name, dtype, shape, begin, end in entries:
+        if name not in expected:
+            raise ValueError(f"{where}: tensor {name!r} is not in the file's checksum record: the header was "
+                             f"damaged or edited after the file was saved")
+        want = expected[name]
+        if want["dtype"] != dtype or tuple(want["shape"]) != shape:
+            raise ValueError(f"{where}: tensor {name!r} is {dtype} of shape {shape} in the header, but "
+                             f"{want['dtype']} of shape {tuple(want['shape'])} in the checksum record: the header "
+                             f"was damaged or edited after the file was saved")
+        if hashlib.sha256(data[begin:end]).hexdigest() != want["sha256"]:
+            raise ValueError(f"{where}: tensor {name!r} fails its checksum (SHA-256 of its bytes): the file was "
+                             f"damaged or edited after it was saved")
+    missing = set(expected) - {entry[0] for entry in entries}
+    if missing:
+        raise ValueError(f"{where}: the checksum record names tensors the file does not hold: "
+                         f"{sorted(missing)[:5]}: the header was damaged or edited after the file was saved")
+
+
+def _parse_record(text, where):
+    """The checksum record's JSON text, parsed and checked for its layout."""
+    try:
+        record = json.loads(text)
+        ok = (isinstance(record, dict) and set(record) == {"metadata", "tensors"}
+              and isinstance(record["metadata"], str) and isinstance(record["tensors"], dict)
+              and all(isinstance(t, dict) and set(t) == {"dtype", "shape", "sha256"} and isinstance(t["shape"], list)
+                      for t in record["tensors"].values()))
+    except (ValueError, RecursionError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{where} has a damaged checksum record (the __metadata__ entry {CHECKSUMS!r}): its header "
+                         f"was damaged or edited")
+    return record
+
+
+def _metadata_digest(metadata):
+    return hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
+
+
+def _bytes_of(array):
+    """The bytes of a C-contiguous ``array`` as a flat uint8 view (hashlib
+    reads any buffer; this also covers 0-d and bool arrays)."""
+    return array.reshape(-1).view(numpy.uint8)
+
+
+def _safetensors_dtype(array):
+    """The safetensors name of ``array``'s dtype ("F32", "BOOL", ...)."""
+    for name, dtype in _NUMPY_DTYPES.items():
+        if array.dtype == dtype:
+            return name
+    raise TypeError(f"no safetensors dtype for {array.dtype}")
 
 
 def aligned_view(raw, dtype, shape):
@@ -274,6 +388,8 @@ def _store(array, path, arrays):
     # "__metadata__" is the header's own entry: an array may not take it.
     while name in arrays or name == "__metadata__":
         name, n = f"{base}#{n}", n + 1
+    if array.dtype.byteorder == ">":  # stored little-endian; converted here so that its checksum is of those bytes
+        array = array.astype(array.dtype.newbyteorder("<"))
     # (Not ascontiguousarray: it would turn a 0-d array into a 1-d one.)
     arrays[name] = array if array.flags.c_contiguous else array.copy(order="C")
     return name

@@ -33,7 +33,10 @@ The format is read from the file's first bytes, not from its name:
   ``UnsafeWeightsError`` before anything is imported or run.
 * safetensors: a JSON header naming each tensor's dtype, shape and byte
   range, then the bytes. A checkpoint written by ``mc.save`` loads as
-  ``mc.load`` would load it.
+  ``mc.load`` would load it. Files written by ``mc.save`` and
+  ``mc.save_weights`` hold a SHA-256 of every tensor, checked on load
+  (``minicnn.serialization`` describes the record); files of other tools
+  have none and load unchecked.
 * npz: a zip of ``.npy`` files, read with ``allow_pickle=False``.
 
 What ``load_weights`` returns: for a torch file, what ``torch.load`` would
@@ -127,7 +130,10 @@ def save_weights(state_dict, path):
     safetensors if ``path`` ends in ``.safetensors``, NumPy's npz if it
     ends in ``.npz``. Both hold arrays only and load without running
     code. For checkpoints with nesting, numbers or optimizer state, use
-    ``mc.save``."""
+    ``mc.save``. A safetensors file also holds the SHA-256 of every
+    tensor, which ``load_weights`` and ``mc.load`` check (see
+    ``minicnn.serialization``); an npz file is a zip, whose CRC-32 per
+    array NumPy's reader checks."""
     path = os.path.expanduser(_as_path(path, "save_weights"))
     extension = os.path.splitext(path)[1].lower()
     if extension not in _EXTENSIONS:
@@ -147,7 +153,11 @@ def save_weights(state_dict, path):
                              f"'__metadata__' (the name of its header's own entry); rename the key, or save "
                              f"to .npz or with mc.save, which hold any name")
         arrays[key] = _as_numpy(value, key)
-    payload = safetensors.numpy.save(arrays) if extension == ".safetensors" else _npz_bytes(arrays)
+    if extension == ".safetensors":
+        metadata = serialization.with_checksums(arrays, {serialization.WEIGHTS_MARK: "weights/1"})
+        payload = safetensors.numpy.save(arrays, metadata=metadata)
+    else:
+        payload = _npz_bytes(arrays)
     _write_atomically(path, payload)
 
 
@@ -257,7 +267,7 @@ def _load_safetensors(path, budget):
     ranges may not overlap, so no two share memory); a bfloat16 tensor is
     widened into a new float32 array."""
     metadata, entries, data = read_safetensors(read_file(path), path, "load_weights")
-    if metadata.get("format") == serialization.FORMAT:
+    if metadata.get("format") in (serialization.FORMAT, serialization.FORMAT_WITHOUT_CHECKSUMS):
         return serialization.load_parsed(metadata, entries, data, path)
     weights = collections.OrderedDict()
     for name, dtype, shape, begin, end in entries:
