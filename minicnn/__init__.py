@@ -22,6 +22,7 @@ from .functional import (  # noqa: F401
 from . import functional, nn  # noqa: F401
 from . import optim, utils, datasets, transforms, models  # noqa: F401
 from . import cuda  # noqa: F401
+from . import distributed  # noqa: F401
 from . import explain  # noqa: F401
 from . import metrics  # noqa: F401
 from .serialization import save, load  # noqa: F401

@@ -120,12 +120,14 @@ def _abort_all_ranks(kind, error, tb):
     then end every rank; the others would otherwise wait for this one in
     their next collective, forever."""
     group = _group
-    message = "".join(traceback.format_exception(kind, error, tb))
-    sys.stderr.write(f"rank {group.rank} failed: {kind.__name__}: {error}\n{message}")
-    sys.stderr.flush()
     if group.size > 1:
-        group.comm.Abort(1)
-    group.previous_excepthook(kind, error, tb)
+        message = "".join(traceback.format_exception(kind, error, tb))
+        sys.stderr.write(f"rank {group.rank} failed: {kind.__name__}: {error}\n{message}")
+        sys.stderr.flush()
+    if group.size > 1:
+        group.comm.Abort(1)     # ends this process too
+    else:
+        group.previous_excepthook(kind, error, tb)
 
 
 def destroy_process_group(group=None):

@@ -704,3 +704,6 @@ def _generator(generator, caller):
             f"{caller}: generator must be a numpy.random.Generator (mc.random.generator(seed)), "
             f"got {type(generator).__name__}")
     return generator
+
+
+from .distributed_sampler import DistributedSampler  # noqa: E402,F401  (torch.utils.data has it too)
