@@ -30,9 +30,12 @@ setup(
             "graphviz",
             "pydot",  # parses the DOT text of mc.viz.graph in its tests
             "cuda-bindings",  # NVRTC, to compile the CUDA kernels in the tests (no GPU needed)
+            "mpi4py",  # tests/distributed run two ranks under mpiexec
+            "mpich",  # an MPI library and its mpiexec, as a wheel
         ],
         "cuda": ["cupy-cuda13x"],
         "viz": ["matplotlib", "graphviz"],
+        "distributed": ["mpi4py", "mpich"],  # mc.distributed: data-parallel training on MPI
     },
     entry_points={"console_scripts": ["minicnn=minicnn.__main__:main"]},
 )
