@@ -20,7 +20,9 @@ from .lookup import embedding, one_hot  # noqa: F401
 from .parametric_activation import prelu  # noqa: F401
 from .conv import conv2d; from .conv_transpose import conv_transpose2d  # noqa: F401,E702
 from .pooling import (  # noqa: F401
-    max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d, depth_max_pool2d)
+    max_pool1d, max_pool2d, max_pool3d, avg_pool1d, avg_pool2d, avg_pool3d,
+    adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,
+    adaptive_max_pool1d, adaptive_max_pool2d, adaptive_max_pool3d, depth_max_pool2d)
 from .normalization import batch_norm, layer_norm, group_norm, local_response_norm  # noqa: F401
 from .interpolate import interpolate  # noqa: F401
 from .fold import fold, unfold  # noqa: F401

@@ -170,7 +170,8 @@ def _check_statistics_dtype(input, op, **tensors):
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5, *, num_batches_tracked=None):
-    """Normalize each channel of (N, C), (N, C, L) or (N, C, H, W) input.
+    """Normalize each channel of (N, C, *) input: (N, C), (N, C, L),
+    (N, C, H, W) or (N, C, T, H, W).
 
     Training: the batch's mean and biased variance normalize, and the
     running statistics (if given) are updated in place, without gradient::
@@ -186,7 +187,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     op = "batch_norm"
     check_float(input, op)
     if input.ndim < 2:
-        raise ValueError(f"{op}: expected input of shape (N, C), (N, C, L) or (N, C, H, W), got shape {input.shape}")
+        raise ValueError(f"{op}: expected input of shape (N, C), (N, C, L), (N, C, H, W) or (N, C, T, H, W), "
+                         f"got shape {input.shape}")
     c = input.shape[1]
     for name, t in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):

@@ -1,4 +1,5 @@
-"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d
+"""Pooling: max_pool, avg_pool, adaptive_avg_pool and adaptive_max_pool
+over 1, 2 or 3 spatial dims (``max_pool1d`` ... ``adaptive_max_pool3d``),
 and depth_max_pool2d (max over groups of neighbouring channels).
 
 Notation
@@ -6,6 +7,14 @@ Notation
 N batch, C channels, H, W input height and width; KH, KW kernel size;
 SH, SW stride; PH, PW padding; DH, DW dilation; OH, OW output size.
 Input is (N, C, H, W) or unbatched (C, H, W); output (N, C, OH, OW).
+1-D pools take (N, C, L), 3-D pools (N, C, T, H, W) with T frames.
+
+Every pool is computed by the 2-D machinery below: a 1-D pool is a 2-D
+pool of a one-row image, and a 3-D pool is two 2-D pools, over the
+(H, W) of every frame and then over T, since a max or a mean over a box
+(a 3-D window or adaptive bin) is separable (see "pools of 1 and 3
+spatial dims"). Arguments are checked, and errors name the shapes, in
+the caller's own number of dims first.
 
 How a window op is computed
 ---------------------------
@@ -60,13 +69,16 @@ from minicnn.kernels import registry
 
 from ..autograd import Function
 from ..backend import get_array_module
+from ..tensor import Tensor  # defined before tensor.py imports the ops
 from .utils import check_float, pair
 from .shape import reshape
 
 
 # -- window geometry -----------------------------------------------------
 class _Windows:
-    """Where each kernel offset of a 2-D pool reads from.
+    """Where each kernel offset of a 2-D pool reads from. (``_windows``
+    also builds one for 1-D and 3-D pools, for their checked arguments
+    and output size only: those run as 2-D pools.)
 
     The padded input is an (N, C, LH, LW) array whose position 0 is input
     row -PH; LH is what the last window needs ((OH-1)*SH + DH*(KH-1) + 1),
@@ -431,15 +443,21 @@ class _FlatGather(Function):
 
 
 # -- argument checking ---------------------------------------------------
-def _batched(input, op):
-    """(N, C, H, W) input, and whether it came unbatched as (C, H, W)."""
-    if input.ndim not in (3, 4):
-        raise ValueError(f"{op}: expected 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {input.shape}")
+_SPATIAL = {1: "L", 2: "H, W", 3: "T, H, W"}
+
+
+def _batched(input, op, n=2):
+    """(N, C, *S) input with n spatial dims S, and whether it came
+    unbatched as (C, *S)."""
+    if input.ndim not in (n + 1, n + 2):
+        names = _SPATIAL[n]
+        raise ValueError(f"{op}: expected {n + 1}-D (C, {names}) or {n + 2}-D (N, C, {names}) input, "
+                         f"got shape {tuple(input.shape)}")
     check_float(input, op)
-    if input.ndim == 3:
+    if input.ndim == n + 1:
         return reshape(input, (1,) + input.shape), True
     if 0 in input.shape[1:]:
-        raise ValueError(f"{op}: input of shape {input.shape} has an empty C, H or W")
+        raise ValueError(f"{op}: input of shape {tuple(input.shape)} has an empty C or spatial dim")
     return input, False
 
 
@@ -451,13 +469,34 @@ def _unbatched(out, unbatched):
     return reshape(out, out.shape[1:])
 
 
+def _ntuple(value, n, name, min_value):
+    """``value`` (an int, one int in a sequence, or n ints) as n ints."""
+    if n == 2:
+        return pair(value, name, min_value)
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,) * n
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{name} must be an int or {n} ints, got {type(value).__name__} {value!r}")
+    if len(value) != n:
+        raise ValueError(f"{name} must be an int or {n} ints, got {tuple(value)} ({len(value)} values)")
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        raise TypeError(f"{name} must be an int or {n} ints, got {tuple(value)!r}")
+    if min(value) < min_value:
+        raise ValueError(f"{name} must be >= {min_value} in each dim, got {tuple(value)}")
+    return tuple(int(v) for v in value)
+
+
 def _windows(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
-    """Check a pool's arguments against the input shape; the _Windows."""
-    kernel = pair(kernel_size, f"{op}: kernel_size", 1)
+    """Check a pool's arguments against the input shape (N, C, *S), any
+    number of spatial dims; the _Windows."""
+    n = len(shape) - 2
+    kernel = _ntuple(kernel_size, n, f"{op}: kernel_size", 1)
     no_stride = stride is None or (isinstance(stride, (tuple, list)) and not stride)  # torch: [] too
-    stride = kernel if no_stride else pair(stride, f"{op}: stride", 1)
-    padding = pair(padding, f"{op}: padding", 0)
-    dilation = pair(dilation, f"{op}: dilation", 1)
+    stride = kernel if no_stride else _ntuple(stride, n, f"{op}: stride", 1)
+    padding = _ntuple(padding, n, f"{op}: padding", 0)
+    dilation = _ntuple(dilation, n, f"{op}: dilation", 1)
     if any(p > k // 2 for p, k in zip(padding, kernel)):
         raise ValueError(f"{op}: padding {padding} must be at most half of kernel_size {kernel}")
     out = []
@@ -474,42 +513,14 @@ def _windows(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
     return _Windows(tuple(shape[2:]), kernel, stride, padding, dilation, tuple(out))
 
 
-# -- the functional API --------------------------------------------------
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-               return_indices=False):
-    """Max over KH x KW windows (stride defaults to kernel_size; padding is
-    -inf). With ``return_indices`` also gives, as int64, where each max
-    lies: ``row * W + col`` in its input plane (torch's indices)."""
-    x, unbatched = _batched(input, "max_pool2d")
-    win = _windows("max_pool2d", x.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    return _unbatched(MaxPool2d.apply(x, win=win, return_indices=bool(return_indices)), unbatched)
-
-
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
-    """Mean over KH x KW windows (stride defaults to kernel_size; padding is
-    zeros). The divisor is the window size clipped to the padded input, to
-    the input alone if not ``count_include_pad``, or ``divisor_override``."""
-    x, unbatched = _batched(input, "avg_pool2d")
-    win = _windows("avg_pool2d", x.shape, kernel_size, stride, padding, 1, ceil_mode)
-    if divisor_override is not None:
-        # torch takes an int only (2.5 or True is a TypeError there) and any
-        # int but zero, negative ones included.
-        if isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral):
-            raise TypeError(f"avg_pool2d: divisor_override must be an int, got "
-                            f"{type(divisor_override).__name__} {divisor_override!r}")
-        if divisor_override == 0:
-            raise ValueError("avg_pool2d: divisor_override must not be zero")
-    divisor = _avg_divisor(get_array_module(x.data), win, count_include_pad, divisor_override, x.dtype)
-    return _unbatched(AvgPool2d.apply(x, win=win, divisor=divisor), unbatched)
-
-
 def _adaptive_size(op, shape, output_size):
-    """output_size (int, pair, None entries keep the input size) as a pair."""
+    """output_size (an int, None, or one per spatial dim with None entries
+    keeping the input size) as a tuple."""
+    n = len(shape) - 2
     if output_size is None or isinstance(output_size, numbers.Integral):
-        output_size = (output_size, output_size)
-    if not isinstance(output_size, (tuple, list)) or len(output_size) != 2:
-        raise TypeError(f"{op}: output_size must be an int, None or a pair, got {output_size!r}")
+        output_size = (output_size,) * n
+    if not isinstance(output_size, (tuple, list)) or len(output_size) != n:
+        raise TypeError(f"{op}: output_size must be an int, None or {n} of them, got {output_size!r}")
     size = tuple(shape[2 + i] if o is None else o for i, o in enumerate(output_size))
     if not all(isinstance(o, numbers.Integral) for o in size) or min(size) < 1:
         raise ValueError(f"{op}: output_size must be >= 1 (or None), got {tuple(output_size)} "
@@ -517,19 +528,237 @@ def _adaptive_size(op, shape, output_size):
     return tuple(int(o) for o in size)
 
 
+# -- pools of 1 and 3 spatial dims ---------------------------------------
+# A 1-D pool is the 2-D pool of an (N, C, 1, L) image with a (1, K) window.
+#
+# A 3-D window is a box, and a max or a mean over a box is separable: over
+# (H, W) in every frame first, a 2-D pool of the (N, C*T, H, W) frames,
+# then over T, a 2-D pool with a (KT, 1) window of (N, C, T, OH*OW). The
+# max keeps torch's rules: the first of equal maxima in (t, h, w) order is
+# the first in the earliest frame that holds it, and a NaN wins in each
+# stage. A mean's divisor is the product of its per-axis counts (clipped
+# to the padded or the bare input, as count_include_pad says), so the mean
+# of a box is the mean over T of the means over (H, W); adaptive bins are
+# boxes too. Each stage runs the 2-D kernels (Numba, CUDA) and their
+# backward (double backward too), at the cost of the (N, C, T, OH, OW)
+# output of the first stage kept between them.
+def _pick(values, axes, rest):
+    """The 2-D argument of the stage over ``axes`` of a 3-D one: axes (1, 2)
+    are the frames' (H, W), axis (0,) is T with ``rest`` for the other dim."""
+    return tuple(values[a] for a in axes) + (rest,) * (2 - len(axes))
+
+
+def _separable_pool(x, out_size, stage, keeps, with_indices):
+    """A 3-D pool of x (N, C, T, H, W) as two 2-D stages: ``stage(x4, axes)``
+    pools x4 over ``axes`` (see ``_pick``); ``keeps(axes)`` says a stage
+    would leave its input as it is, so it is skipped. Returns
+    (N, C, OT, OH, OW), and with_indices torch's t*H*W + h*W + w."""
+    n, c, t, h, w = x.shape
+    ot, oh, ow = out_size
+    idx_hw = idx_t = None
+    y = reshape(x, (n, c, t, h * w))
+    if not keeps((1, 2)):
+        y = stage(reshape(x, (n, c * t, h, w)), (1, 2))
+        if with_indices:
+            y, idx_hw = y
+        y = reshape(y, (n, c, t, oh * ow))
+    if not keeps((0,)):
+        y = stage(y, (0,))
+        if with_indices:
+            y, idx_t = y
+    y = reshape(y, (n, c, ot, oh, ow))
+    if not with_indices:
+        return y
+    xp = get_array_module(x.data)
+    if idx_t is None:
+        idx_t = xp.broadcast_to(xp.arange(t * oh * ow).reshape(1, 1, t, oh * ow), (n, c, t, oh * ow))
+    else:
+        idx_t = idx_t.data
+    # idx_t is flat in the second stage's (T, OH*OW) plane: it names the
+    # frame, and the first stage's index in that frame says where in it.
+    if idx_hw is None:
+        within = idx_t % (oh * ow)
+    else:
+        within = xp.take_along_axis(idx_hw.data.reshape(n, c, -1), idx_t.reshape(n, c, -1), axis=2)
+    idx = (idx_t // (oh * ow)) * (h * w) + within.reshape(idx_t.shape)
+    return y, Tensor._wrap(idx.reshape(y.shape))
+
+
+def _window_stage(win, pool2d, **kwargs):
+    """``_separable_pool``'s stage and keeps for the window ``win``."""
+    def stage(x, axes):
+        dilation = {} if pool2d is avg_pool2d else dict(dilation=_pick(win.dilation, axes, 1))
+        return pool2d(x, _pick(win.kernel, axes, 1), _pick(win.stride, axes, 1),
+                      _pick(win.padding, axes, 0), **dilation, **kwargs)
+
+    def keeps(axes):
+        return all(win.kernel[a] == 1 and win.stride[a] == 1 and win.padding[a] == 0 for a in axes)
+    return stage, keeps
+
+
+def _lift(x):
+    """(N, C, L) -> (N, C, 1, L), for a 1-D pool run as a 2-D one."""
+    return reshape(x, x.shape[:2] + (1,) + x.shape[2:])
+
+
+def _drop(out):
+    """The inverse of ``_lift`` on a pool's output (and indices)."""
+    if isinstance(out, tuple):
+        return tuple(map(_drop, out))
+    return reshape(out, out.shape[:2] + out.shape[3:])
+
+
+# -- the functional API --------------------------------------------------
+def _max_pool(op, n, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    """max_pool1d/2d/3d: the checks for n spatial dims, then 2-D pools."""
+    x, unbatched = _batched(input, op, n)
+    win = _windows(op, x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return_indices = bool(return_indices)
+    if n == 2:
+        out = MaxPool2d.apply(x, win=win, return_indices=return_indices)
+    elif n == 1:
+        out = _drop(max_pool2d(_lift(x), (1,) + win.kernel, (1,) + win.stride, (0,) + win.padding,
+                               (1,) + win.dilation, ceil_mode, return_indices))
+    else:
+        stage, keeps = _window_stage(win, max_pool2d, ceil_mode=ceil_mode, return_indices=return_indices)
+        out = _separable_pool(x, win.out_hw, stage, keeps, return_indices)
+    return _unbatched(out, unbatched)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max over windows of K along L of (N, C, L) or (C, L) input, as
+    max_pool2d; indices are positions along L."""
+    return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max over KH x KW windows (stride defaults to kernel_size; padding is
+    -inf). With ``return_indices`` also gives, as int64, where each max
+    lies: ``row * W + col`` in its input plane (torch's indices)."""
+    return _max_pool("max_pool2d", 2, input, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices)
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max over KT x KH x KW windows of (N, C, T, H, W) or (C, T, H, W)
+    input, as max_pool2d; indices are ``t*H*W + h*W + w``."""
+    return _max_pool("max_pool3d", 3, input, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices)
+
+
+def _check_divisor(op, divisor_override):
+    if divisor_override is None:
+        return
+    # torch takes an int only (2.5 or True is a TypeError there) and any
+    # int but zero, negative ones included.
+    if isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral):
+        raise TypeError(f"{op}: divisor_override must be an int, got "
+                        f"{type(divisor_override).__name__} {divisor_override!r}")
+    if divisor_override == 0:
+        raise ValueError(f"{op}: divisor_override must not be zero")
+
+
+def _avg_pool(op, n, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    """avg_pool1d/2d/3d: the checks for n spatial dims, then 2-D pools."""
+    x, unbatched = _batched(input, op, n)
+    win = _windows(op, x.shape, kernel_size, stride, padding, 1, ceil_mode)
+    _check_divisor(op, divisor_override)
+    if n == 2:
+        divisor = _avg_divisor(get_array_module(x.data), win, count_include_pad, divisor_override, x.dtype)
+        out = AvgPool2d.apply(x, win=win, divisor=divisor)
+    elif n == 1:
+        out = _drop(avg_pool2d(_lift(x), (1,) + win.kernel, (1,) + win.stride, (0,) + win.padding,
+                               ceil_mode, count_include_pad))
+    else:
+        # With an override the stages only sum (divisor 1), then one division.
+        stage, keeps = _window_stage(win, avg_pool2d, ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                                     divisor_override=None if divisor_override is None else 1)
+        out = _separable_pool(x, win.out_hw, stage, keeps, False)
+        if divisor_override is not None:
+            out = out / divisor_override
+    return _unbatched(out, unbatched)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """Mean over windows of K along L of (N, C, L) or (C, L) input, as
+    avg_pool2d (torch's avg_pool1d has no divisor_override either)."""
+    return _avg_pool("avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over KH x KW windows (stride defaults to kernel_size; padding is
+    zeros). The divisor is the window size clipped to the padded input, to
+    the input alone if not ``count_include_pad``, or ``divisor_override``."""
+    return _avg_pool("avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override)
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over KT x KH x KW windows of (N, C, T, H, W) or (C, T, H, W)
+    input, with avg_pool2d's divisor rules."""
+    return _avg_pool("avg_pool3d", 3, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override)
+
+
+def _adaptive(op, n, input, output_size, function, pool2d, return_indices=None):
+    """adaptive_{avg,max}_pool1d/2d/3d: the checks for n spatial dims, then
+    2-D pools. ``return_indices`` is None for the average pools."""
+    x, unbatched = _batched(input, op, n)
+    out_size = _adaptive_size(op, x.shape, output_size)
+    kwargs = {} if return_indices is None else dict(return_indices=bool(return_indices))
+    if n == 2:
+        out = function.apply(x, out_hw=out_size, **kwargs)
+    elif n == 1:
+        out = _drop(pool2d(_lift(x), (1,) + out_size, **kwargs))
+    else:
+        def stage(x4, axes):
+            return pool2d(x4, _pick(out_size, axes, None), **kwargs)
+
+        def keeps(axes):  # a bin per position copies the axis
+            return all(out_size[a] == x.shape[2 + a] for a in axes)
+        out = _separable_pool(x, out_size, stage, keeps, bool(return_indices))
+    return _unbatched(out, unbatched)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """Average over O bins along L of (N, C, L) or (C, L) input."""
+    return _adaptive("adaptive_avg_pool1d", 1, input, output_size, AdaptiveAvgPool2d, adaptive_avg_pool2d)
+
+
 def adaptive_avg_pool2d(input, output_size):
     """Average over (OH, OW) bins that tile the input: bin j of an axis of
     length I covers [floor(j*I/O), ceil((j+1)*I/O))."""
-    x, unbatched = _batched(input, "adaptive_avg_pool2d")
-    oh, ow = _adaptive_size("adaptive_avg_pool2d", x.shape, output_size)
-    return _unbatched(AdaptiveAvgPool2d.apply(x, out_hw=(oh, ow)), unbatched)
+    return _adaptive("adaptive_avg_pool2d", 2, input, output_size, AdaptiveAvgPool2d, adaptive_avg_pool2d)
+
+
+def adaptive_avg_pool3d(input, output_size):
+    """Average over (OT, OH, OW) bins of (N, C, T, H, W) or (C, T, H, W)
+    input; ``adaptive_avg_pool3d(x, 1)`` is global average pooling."""
+    return _adaptive("adaptive_avg_pool3d", 3, input, output_size, AdaptiveAvgPool2d, adaptive_avg_pool2d)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    """Max over the bins of ``adaptive_avg_pool1d``; indices along L."""
+    return _adaptive("adaptive_max_pool1d", 1, input, output_size, AdaptiveMaxPool2d, adaptive_max_pool2d,
+                     return_indices)
 
 
 def adaptive_max_pool2d(input, output_size, return_indices=False):
     """Max over the bins of ``adaptive_avg_pool2d``; indices as max_pool2d's."""
-    x, unbatched = _batched(input, "adaptive_max_pool2d")
-    out_hw = _adaptive_size("adaptive_max_pool2d", x.shape, output_size)
-    return _unbatched(AdaptiveMaxPool2d.apply(x, out_hw=out_hw, return_indices=bool(return_indices)), unbatched)
+    return _adaptive("adaptive_max_pool2d", 2, input, output_size, AdaptiveMaxPool2d, adaptive_max_pool2d,
+                     return_indices)
+
+
+def adaptive_max_pool3d(input, output_size, return_indices=False):
+    """Max over the bins of ``adaptive_avg_pool3d``; indices as max_pool3d's."""
+    return _adaptive("adaptive_max_pool3d", 3, input, output_size, AdaptiveMaxPool2d, adaptive_max_pool2d,
+                     return_indices)
 
 
 def depth_max_pool2d(input, kernel_size, stride=None):
@@ -561,4 +790,6 @@ def depth_max_pool2d(input, kernel_size, stride=None):
     return _unbatched(reshape(y, (n, y.shape[2], h, w)), unbatched)
 
 
-__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "depth_max_pool2d"]
+__all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+           "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+           "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d", "depth_max_pool2d"]

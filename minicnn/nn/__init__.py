@@ -9,9 +9,11 @@ from .containers import Sequential, ModuleList, ModuleDict  # noqa: F401
 from .linear import Identity, Linear, LazyLinear  # noqa: F401
 from .flatten import Flatten, Unflatten  # noqa: F401
 from .conv import Conv2d, ConvTranspose2d  # noqa: F401
-from .pooling import MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, AdaptiveMaxPool2d  # noqa: F401
+from .pooling import (  # noqa: F401
+    MaxPool1d, MaxPool2d, MaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d,
+    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d)
 from .normalization import (  # noqa: F401
-    BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm, LocalResponseNorm)
+    BatchNorm1d, BatchNorm2d, BatchNorm3d, LayerNorm, GroupNorm, LocalResponseNorm)
 from .dropout import Dropout, Dropout2d  # noqa: F401
 from .activation import (  # noqa: F401
     ReLU, ReLU6, LeakyReLU, ELU, Sigmoid, Tanh, Hardsigmoid, Hardswish, SiLU, GELU, Softmax, LogSoftmax)

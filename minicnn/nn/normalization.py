@@ -1,5 +1,5 @@
-"""Normalization layers: BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm,
-LocalResponseNorm.
+"""Normalization layers: BatchNorm1d, BatchNorm2d, BatchNorm3d, LayerNorm,
+GroupNorm, LocalResponseNorm.
 
 BatchNorm keeps running estimates of each channel's mean and variance as
 buffers (``running_mean``, ``running_var``) and counts the training batches
@@ -126,6 +126,13 @@ class BatchNorm2d(_BatchNorm):
     """Batch normalization of (N, C, H, W) input, per channel C."""
 
     _input_dims = (4,)
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch normalization of (N, C, T, H, W) input, per channel C (video
+    models' clips)."""
+
+    _input_dims = (5,)
 
 
 class LayerNorm(Module):
