@@ -443,6 +443,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.only == "distributed":
+        # Data-parallel training runs its own MPI processes (benchmarks/distributed.py).
+        from benchmarks import distributed
+        return distributed.main([])
     if args.contention and args.device != "cpu":
         raise SystemExit("--contention measures the CPU only")
     limit_threads(args.threads)  # before cases imports torch
