@@ -34,6 +34,14 @@ The full run also measures the peak memory of a training step
 (``memory.py``), the time of ``import minicnn`` and each framework's
 slowdown beside busy processes (``contention.py``).
 
+Every run also measures how busy other processes keep the cores
+(``load.py``): for a second before the run, during each case and over
+the whole run. A case timed while they used more than
+``load.OTHER_CORES_LIMIT`` cores is marked in the tables, and a run with
+such load before or during it is marked unreliable, with the reason, in
+the printed report, ``results.md``, ``results.json`` (``"load"``) and the
+README.
+
 Results go to ``benchmarks/results/`` (``--quick``: ``results/quick/``,
 ``--contention``: ``results/contention/``): ``results.md`` (tables,
 targets, machine), ``results.csv`` and ``results.json`` (one row per
@@ -64,6 +72,8 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import load  # noqa: E402  (after the path is set)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -118,7 +128,7 @@ def machine_info(threads, device="cpu"):
         "numpy": numpy.__version__, "torch": torch.__version__, "numba": numba.__version__,
         "platform": platform.platform(), "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         # Other processes' load skews the ratios (threads wait for cores): say how busy the machine was.
-        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "load_average": load.load_average(),
         "device": device,
         "gpu": torch.cuda.get_device_name() if device != "cpu" else None,
     }
@@ -152,7 +162,8 @@ def time_case(case, warmup, repeats, synchronize=_no_synchronize):
     that says why instead of stopping the run. ``synchronize`` waits for
     the device after each call (``_cuda_synchronize`` on the GPU)."""
     row = {"group": case.group, "case": case.name, "minicnn_ms": None, "torch_ms": None, "ratio": None,
-           "minicnn_gflops": None, "torch_gflops": None, "status": "ok", "notes": "; ".join(case.notes)}
+           "minicnn_gflops": None, "torch_gflops": None, "status": "ok", "notes": "; ".join(case.notes),
+           "other_cores": None}
     if case.skip:
         row["status"] = f"skipped: {case.skip}"
         return row
@@ -162,6 +173,7 @@ def time_case(case, warmup, repeats, synchronize=_no_synchronize):
             mc_fn()
             torch_fn()
         mc_times, torch_times = [], []
+        meter = load.LoadMeter()
         for _ in range(case.repeats or repeats):
             time.sleep(SWITCH_PAUSE_S)  # the other framework's threads stop spinning (module docstring)
             mc_fn()                     # untimed: the timed call follows one of its own
@@ -172,6 +184,7 @@ def time_case(case, warmup, repeats, synchronize=_no_synchronize):
     except Exception as error:  # one broken case must not lose the others' results
         row["status"] = f"error: {type(error).__name__}: {error}"
         return row
+    row["other_cores"] = meter()
     mc_s, torch_s = statistics.median(mc_times), statistics.median(torch_times)
     row.update(minicnn_ms=mc_s * 1e3, torch_ms=torch_s * 1e3, ratio=mc_s / torch_s)
     if case.flops:
@@ -193,7 +206,9 @@ def _progress_line(row):
     if row["status"] != "ok":
         return f"  {row['group']:<16} {row['case']:<48} {row['status']}"
     return (f"  {row['group']:<16} {row['case']:<48} minicnn {row['minicnn_ms']:9.2f} ms   "
-            f"torch {row['torch_ms']:9.2f} ms   ratio {row['ratio']:5.2f}")
+            f"torch {row['torch_ms']:9.2f} ms   ratio {row['ratio']:5.2f}"
+            + (f"   UNRELIABLE: other processes used {row['other_cores']:.2f} cores"
+               if load.busy_elsewhere(row.get("other_cores")) else ""))
 
 
 # -- memory and start-up (subprocesses) ----------------------------------
@@ -284,15 +299,20 @@ def markdown(rows, memory, import_s, info, quick=False, contention=None):
         f"repeats after warm-up; ratio = minicnn time / torch time (below 1: minicnn is faster)."
         + (" **Quick set.**" if quick else ""),
     ]
+    lines += _load_markdown(info.get("load"))
     if rows:
-        lines += ["", "| group | case | minicnn ms | torch ms | ratio | minicnn GFLOP/s | torch GFLOP/s |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+        lines += ["", "| group | case | minicnn ms | torch ms | ratio | minicnn GFLOP/s | torch GFLOP/s | "
+                  "busy elsewhere, cores |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"| {r['group']} | {r['case']} | | | | | {r['status']} |")
+            lines.append(f"| {r['group']} | {r['case']} | | | | | {r['status']} | |")
             continue
+        busy = _fmt(r.get("other_cores"))
+        if load.busy_elsewhere(r.get("other_cores")):
+            busy = f"**{busy}: unreliable**"
         lines.append(f"| {r['group']} | {r['case']} | {_fmt(r['minicnn_ms'])} | {_fmt(r['torch_ms'])} | "
-                     f"**{_fmt(r['ratio'])}** | {_fmt(r['minicnn_gflops'], 1)} | {_fmt(r['torch_gflops'], 1)} |")
+                     f"**{_fmt(r['ratio'])}** | {_fmt(r['minicnn_gflops'], 1)} | {_fmt(r['torch_gflops'], 1)} | "
+                     f"{busy} |")
     summary = summarize(rows, memory, import_s, contention) if not info.get("gpu") else []  # the CPU's targets
     if summary:
         lines += ["", "| target | measured | limit | met |", "|---|---:|---:|:---:|"]
@@ -317,6 +337,21 @@ def markdown(rows, memory, import_s, info, quick=False, contention=None):
     return "\n".join(lines) + "\n"
 
 
+def _load_markdown(verdict):
+    """The lines that say how busy other processes kept the cores, and,
+    if too busy, that the numbers are unreliable and why."""
+    if verdict is None:
+        return []
+    measured = (f"Other processes kept {_fmt(verdict['other_cores_before'])} of the {verdict['cores']} cores busy "
+                f"before the run and {_fmt(verdict['other_cores_during'])} during it (load average "
+                f"{verdict['load_average_before']} before, {verdict['load_average_after']} after; method: "
+                f"`benchmarks/load.py`).")
+    if verdict["reliable"]:
+        return ["", measured]
+    return ["", f"**UNRELIABLE: other processes competed for the cores: {'; '.join(verdict['reasons'])}. "
+            f"The times below measure the load as much as the code; rerun on an idle machine.** {measured}"]
+
+
 def _contention_markdown(contention):
     repeats = max((r["repeats"] for r in contention if r["status"] == "ok"), default=0)
     lines = ["Slowdown under load: each workload timed as above, then beside 1 and 2 busy processes (a "
@@ -337,7 +372,8 @@ def _contention_markdown(contention):
     return "\n".join(lines)
 
 
-FIELDS = ["group", "case", "minicnn_ms", "torch_ms", "ratio", "minicnn_gflops", "torch_gflops", "status", "notes"]
+FIELDS = ["group", "case", "minicnn_ms", "torch_ms", "ratio", "minicnn_gflops", "torch_gflops", "status", "notes",
+          "other_cores"]
 CONTENTION_FIELDS = ["workload", "busy", "repeats", "minicnn_idle_ms", "minicnn_loaded_ms", "minicnn_slowdown",
                      "torch_idle_ms", "torch_loaded_ms", "torch_slowdown", "ratio", "ratio_min", "ratio_max", "status"]
 
@@ -352,8 +388,10 @@ def write_csv(rows, path, fields=FIELDS):
 def write_json(rows, memory, import_s, info, path, contention=None):
     summary = [{"target": label, "measured": value, "limit": limit, "met": met}
                for label, value, limit, met in summarize(rows, memory, import_s, contention)]
+    verdict = info.get("load")
     payload = {"machine": info, "cases": rows, "memory": memory, "import_s": import_s, "contention": contention,
-               "targets": summary}
+               "targets": summary, "reliable": verdict["reliable"] if verdict else None,
+               "unreliable_because": verdict["reasons"] if verdict else None}
     with open(path, "w") as f:
         json.dump(payload, f, indent=2)
         f.write("\n")
@@ -464,6 +502,8 @@ def main(argv=None):
     repeats = args.repeats or (5 if args.quick else 9)
     info = machine_info(args.threads, args.device)
     print(f"minicnn vs torch: {len(cases)} cases, {args.threads} threads, {info['gpu'] or info['cpu']}")
+    before = load.measure_before()
+    whole_run = load.LoadMeter()
     rows = run_cases(cases, args.warmup, repeats, synchronize=synchronize)
     cpu_extras = not (args.quick or args.only or args.contention or args.device != "cpu")
     contention = None
@@ -472,6 +512,9 @@ def main(argv=None):
         contention = contention_module.measure(args.warmup, args.repeats or contention_module.REPEATS)
     memory = measure_memory(args.threads) if cpu_extras and not args.no_memory else None
     import_s = measure_import() if cpu_extras else None
+    info["load"] = load.assess(before, whole_run(), info["load_average"], load.load_average(), len(load.cores()))
+    if not info["load"]["reliable"]:
+        print("UNRELIABLE: other processes competed for the cores: " + "; ".join(info["load"]["reasons"]))
     out = Path(args.out) if args.out else RESULTS / ("cuda" if args.device == "cuda" else "") / (
         "quick" if args.quick else "contention" if args.contention else "")
     text = write_results(rows, memory, import_s, info, out, args.quick, contention)

@@ -11,7 +11,7 @@ import torch.nn.functional as TF
 import minicnn as mc
 import minicnn.nn.functional as F
 
-from benchmarks import contention, run
+from benchmarks import contention, load, run
 from benchmarks.cases import Case, _data, _op_case, all_cases, conv_flops, quick_cases
 
 
@@ -199,3 +199,77 @@ def test_contention_workloads_reuse_the_benchmark_cases():
     assert conv.name == "16x96x28x28 -> 96, 3x3/1 fwd+bwd" and conv.flops == 3 * conv_flops(contention.CONV_LAYER)
     assert step.name.startswith("ResNet-18 step") and step.name in {c.name for c in all_cases()}
     assert run.parse_args(["--contention"]).contention
+
+
+# -- load from other processes (load.py) -----------------------------------
+def fake_clock(other_cores_per_s, own_cores_per_s=0.5):
+    """A stand-in for ``load.take_sample``: each call is one second later,
+    in which other processes used ``other_cores_per_s`` cores and this
+    process ``own_cores_per_s``."""
+    ticks = iter(range(10 ** 6))
+
+    def sample():
+        t = next(ticks)
+        return load.Sample(wall_s=float(t), machine_s=t * (other_cores_per_s + own_cores_per_s),
+                           own_s=t * own_cores_per_s)
+    return sample
+
+
+def test_other_cores_are_the_machines_cpu_time_minus_ours_over_wall_time():
+    first = load.Sample(wall_s=10.0, machine_s=100.0, own_s=5.0)
+    last = load.Sample(wall_s=12.0, machine_s=103.5, own_s=6.0)
+    assert load.other_cores(first, last) == pytest.approx((3.5 - 1.0) / 2.0)
+    assert load.other_cores(first, load.Sample(12.0, None, 6.0)) is None  # no /proc/stat
+    meter = load.LoadMeter(fake_clock(0.75))
+    assert meter() == pytest.approx(0.75)
+
+
+def test_the_verdict_names_what_competed():
+    calm = load.assess(0.02, 0.1, 0.3, 0.4, 2)
+    assert calm["reliable"] and calm["reasons"] == []
+    busy = load.assess(0.02, 1.3, 0.3, 2.4, 2)
+    assert not busy["reliable"]
+    assert busy["reasons"] == ["other processes kept 1.30 of the 2 cores busy during the run (limit 0.25)"]
+    assert "before the run" in load.assess(0.9, 0.0, 0.3, 0.4, 2)["reasons"][0]
+    # Without /proc/stat only the load average before the run can speak.
+    assert "load average was 1.50" in load.assess(None, None, 1.5, 1.5, 2)["reasons"][0]
+    assert load.assess(None, None, 0.1, 1.5, 2)["reliable"]
+
+
+def test_a_competing_process_is_seen():
+    if load.machine_cpu_seconds(load.cores()) is None:
+        pytest.skip("no /proc/stat")
+    with contention.busy_processes(1, limit_s=10):
+        value = load.measure_before(seconds=0.5)
+    # Other users of the machine can only add to the busy child's share of a core.
+    assert value > load.OTHER_CORES_LIMIT
+
+
+@pytest.mark.parametrize("others", [1.0, 0.0])
+def test_a_run_under_load_is_marked_unreliable_everywhere(tmp_path, monkeypatch, capsys, others):
+    from benchmarks import cases as case_module
+    monkeypatch.setattr(case_module, "all_cases", lambda device="cpu": tiny_cases())
+    monkeypatch.setattr(run, "limit_threads", lambda threads: None)
+    monkeypatch.setattr(load, "take_sample", fake_clock(others))
+    monkeypatch.setattr(load, "BEFORE_S", 0.0)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"## Benchmarks\n{run.README_START}\nold\n{run.README_END}\n")
+    real_update = run.update_readme
+    monkeypatch.setattr(run, "update_readme", lambda text: real_update(text, readme))
+    run.main(["--only", "tiny", "--warmup", "1", "--repeats", "1", "--out", str(tmp_path), "--update-readme"])
+    printed = capsys.readouterr().out
+    payload = json.loads((tmp_path / "results.json").read_text())
+    texts = {"printed": printed, "results.md": (tmp_path / "results.md").read_text(), "README": readme.read_text()}
+    if others:
+        assert payload["reliable"] is False and "busy before the run" in payload["unreliable_because"][0]
+        assert payload["machine"]["load"]["other_cores_during"] == pytest.approx(1.0)
+        assert all(row["other_cores"] == pytest.approx(1.0) for row in payload["cases"])
+        for where, text in texts.items():
+            assert "**UNRELIABLE: other processes competed for the cores: other processes kept 1.00 of" in text, where
+            assert "| conv2d | tiny fwd |" in text and "| **1.00: unreliable** |" in text, where
+        assert "UNRELIABLE: other processes used 1.00 cores" in printed  # on the case's progress line
+    else:
+        assert payload["reliable"] is True and payload["unreliable_because"] == []
+        for where, text in texts.items():
+            assert "UNRELIABLE" not in text and "unreliable" not in text, where
+            assert "Other processes kept 0.00 of the" in text, where
