@@ -2,6 +2,7 @@
 
     python -m minicnn demo                  # softmax regression with raw autograd
     python -m minicnn train                 # LeNet-5 on the digits
+    python -m minicnn train --model resnet18 --dataset path/to/images   # a zoo model on an image folder
     python -m minicnn models [--filter s]   # the model zoo with parameter counts
     python -m minicnn summary resnet50      # mc.summary's table of one model
     python -m minicnn classify IMAGE --model resnet50 --weights FILE
@@ -142,7 +143,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=0.5)
     p.set_defaults(run=demo)
-    p = commands.add_parser("train", help="train a CNN (LeNet-5 on the digits), evaluate it, save a checkpoint")
+    p = commands.add_parser("train", help="train a zoo model (LeNet-5 on the digits by default, or an "
+                                                 "image folder), evaluate it, save a checkpoint")
     add_train_arguments(p)
     p.set_defaults(run=train)
     p = commands.add_parser("models", help="list the model zoo with parameter counts")

@@ -1,12 +1,17 @@
-"""Small real image data that ships with scikit-learn, so nothing is
-downloaded: ``mc.datasets.digits()`` and ``mc.datasets.sample_images()``.
+"""Image data: small real images that ship with scikit-learn, so nothing
+is downloaded (``mc.datasets.digits()``, ``mc.datasets.sample_images()``),
+and folders of image files in torchvision's layout
+(``mc.datasets.ImageFolder``).
 
-Images are float32 in [0, 1], channels first, like everything in minicnn.
+Images are float32 in [0, 1], channels first, like everything in minicnn
+(``ImageFolder`` gives what its loader reads: uint8 by default).
 """
+import os
+
 import numpy
 
 from .tensor import Tensor
-from .transforms import resize as _resize
+from .transforms import read_image, resize as _resize
 from .utils.data import Dataset
 from .scenes import DigitScenes, digit_scenes  # noqa: F401
 
@@ -92,3 +97,89 @@ def sample_images():
 
     photos = numpy.stack(load_sample_images().images)                  # (2, 427, 640, 3) uint8
     return Tensor._wrap(numpy.ascontiguousarray(photos.transpose(0, 3, 1, 2)).astype(numpy.float32) / 255)
+
+
+#: The file endings ``ImageFolder`` takes by default (torchvision's list).
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def default_loader(path):
+    """``ImageFolder``'s loader: the image at ``path`` as a uint8 RGB
+    Tensor (3, H, W) (``mc.transforms.read_image``)."""
+    return read_image(path, mode="RGB")
+
+
+class ImageFolder(Dataset):
+    """Images arranged in one folder per class, as torchvision's
+    ``ImageFolder`` reads them::
+
+        root/cat/001.png
+        root/cat/nested/002.jpg
+        root/dog/xyz.png
+
+    The classes are the sub-folders of ``root``, sorted by name, numbered
+    from 0 in that order (``class_to_idx``); a class's images are every
+    file below its folder (sub-folders included, links followed) whose
+    name ends with one of ``IMG_EXTENSIONS`` (any case), or, when
+    ``is_valid_file`` is given, every file it accepts; they are listed in
+    sorted order. ``dataset[i]`` is ``(transform(loader(path)),
+    target_transform(class_index))``.
+
+    Attributes as in torchvision: ``classes`` (sorted names),
+    ``class_to_idx``, ``samples`` (a list of (path, class_index), also
+    ``imgs``), ``targets`` (the class index of each sample), ``root``,
+    ``loader``, ``extensions`` (None when ``is_valid_file`` is given).
+
+    Differs from torchvision in one way: the default ``loader`` returns a
+    uint8 Tensor (3, H, W) (``mc.transforms.read_image``) instead of a PIL
+    image, since minicnn's transforms take channels-first tensors (the same
+    as torchvision's ``loader=torchvision.io.decode_image``). A ``root``
+    without class folders, or a class folder without an image
+    (``allow_empty=False``), raises FileNotFoundError, as in torchvision.
+    """
+
+    def __init__(self, root, transform=None, target_transform=None, loader=default_loader, is_valid_file=None,
+                 allow_empty=False):
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"ImageFolder: root must be a path, got {type(root).__name__}")
+        self.root = os.path.expanduser(os.fspath(root))
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"ImageFolder: {self.root} is not a folder")
+        self.extensions = IMG_EXTENSIONS if is_valid_file is None else None
+        self.classes = sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir())
+        if not self.classes:
+            raise FileNotFoundError(f"Couldn't find any class folder in {self.root}.")
+        self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
+        valid = is_valid_file or (lambda path: path.lower().endswith(IMG_EXTENSIONS))
+        self.samples = []
+        for name in self.classes:
+            folder = os.path.join(self.root, name)
+            for directory, _, files in sorted(os.walk(folder, followlinks=True)):
+                self.samples += [(os.path.join(directory, file), self.class_to_idx[name]) for file in sorted(files)
+                                 if valid(os.path.join(directory, file))]
+        empty = sorted(set(self.classes) - {self.classes[index] for _, index in self.samples})
+        if empty and not allow_empty:
+            message = f"Found no valid file for the classes {', '.join(empty)}. "
+            if self.extensions is not None:
+                message += f"Supported extensions are: {', '.join(self.extensions)}"
+            raise FileNotFoundError(message)
+        self.imgs = self.samples
+        self.targets = [index for _, index in self.samples]
+        self.loader = loader
+        self.transform = transform
+        self.target_transform = target_transform
+
+    def __getitem__(self, index):
+        path, target = self.samples[index]
+        sample = self.loader(path)
+        if self.transform is not None:
+            sample = self.transform(sample)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return sample, target
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __repr__(self):
+        return f"ImageFolder({len(self)} images in {len(self.classes)} classes, root {self.root!r})"

@@ -1,43 +1,128 @@
 """Training a model end to end: ``python -m minicnn train``.
 
     python -m minicnn train --model lenet5 --dataset digits --epochs 10
+    python -m minicnn train --model resnet18 --dataset path/to/images --weights resnet18.pth --freeze-backbone
 
-trains LeNet-5 on scikit-learn's handwritten digits, shows a progress bar
-(loss, accuracy, images per second), evaluates on the held-out test split
-after every epoch and saves a checkpoint after every epoch, with a plot of
-the loss and accuracies so far beside it (``NAME.history.png``, when
-matplotlib is installed); ``--resume``
-continues an interrupted run from its checkpoint, exactly where it
-stopped (the checkpoint holds the random generator's state too, so a
-resumed run computes the same numbers as an uninterrupted one).
+trains a model of the zoo on scikit-learn's handwritten digits or on a
+folder of images in torchvision's ``ImageFolder`` layout, shows a progress
+bar (loss, accuracy, images per second), evaluates on the held-out test
+split and saves a checkpoint after every epoch, with a plot of the loss
+and accuracies so far beside it (``NAME.history.png``, when matplotlib is
+installed).
 
 The recipe: SGD with Nesterov momentum under a one-cycle schedule (the lr
 rises to ``--lr`` over the first 30% of the steps while the momentum dips
 from 0.95 to 0.85, then both swing back and the lr anneals towards zero),
 batches of 32, and random shifts of up to one pixel (``RandomCrop`` with
-``padding=1``) as augmentation. The test split is never trained on.
+``padding=1``) as augmentation on the digits. The test split is never
+trained on.
+
+Resuming and extending
+----------------------
+The checkpoint stores the run's settings (model, data, epochs, batch
+size, lr, seed, ...), the weights, the optimizer, the schedule and the
+random generator's state. ``--resume`` continues from it with the stored
+settings, exactly where it stopped: a resumed run computes the same
+numbers as an uninterrupted one. An option given with ``--resume`` must
+agree with the stored run, except ``--epochs``, which may extend it (a
+finished run too). The schedule is a sequence of one-cycle *cycles*, one
+per request: a run started with 10 epochs is one cycle of 10 epochs, and
+``--epochs 12`` then adds a second cycle of 2 epochs, which warms up to
+``--lr`` again and anneals (a warm restart, Loshchilov & Hutter's SGDR).
+So "10 epochs extended to 12" equals the uninterrupted run
+``train(epochs=12, cycles=(10, 2))``, bit for bit.
+
+The pieces a task defines
+-------------------------
+What is trained for lives in a task object (``TASKS``): the loss on a
+batch's outputs and targets, and the metric accumulated over an epoch.
+``Classification`` (cross-entropy, top-1 accuracy) is the one task here;
+the loop, the checkpointing and the command line only talk to that
+interface.
 """
 import argparse
+import contextlib
 import os
 import shlex
 import sys
 import tempfile
 import time
 
+import numpy
 from tqdm import tqdm
 
 from . import datasets, models, random, transforms
 from .autograd import no_grad
+from .classify import _state_dict
+from .creation import zeros
 from .functional import cross_entropy
+from .kernels import registry
+from .nn import Conv2d, Linear
 from .optim import SGD
 from .optim.lr_scheduler import OneCycleLR
 from .serialization import load, save
-from .utils.data import DataLoader
+from .tensor import Tensor
+from .utils.data import DataLoader, Dataset, Subset
+from .weights import load_weights
 
-#: The settings that define a run: a resumed run must use the same ones.
-RUN_SETTINGS = ("model", "dataset", "epochs", "batch_size", "lr", "seed")
+#: What a run starts with when not told otherwise (``image_size`` None:
+#: ``default_image_size``; ``cycles`` None: one cycle over ``epochs``).
+DEFAULTS = dict(task="classify", model="lenet5", dataset="digits", data_dir=None, image_size=None, weights=None,
+                freeze_backbone=False, epochs=10, batch_size=32, lr=0.1, seed=0)
+
+#: The settings a resumed run takes from its checkpoint; given again,
+#: they must agree with it (``epochs`` may grow: that extends the run).
+RUN_SETTINGS = ("task", "model", "dataset", "data_dir", "image_size", "weights", "freeze_backbone",
+                "batch_size", "lr", "seed")
 
 
+# -- tasks -----------------------------------------------------------------
+class Accuracy:
+    """Top-1 accuracy over the batches given to ``update``."""
+    name = "accuracy"
+
+    def __init__(self):
+        self.correct = 0
+        self.total = 0
+
+    def update(self, output, target):
+        self.correct += int((output.argmax(1) == target).numpy().sum())
+        self.total += len(target)
+
+    @property
+    def value(self):
+        return self.correct / self.total
+
+    def __str__(self):
+        return f"{self.value:.3f} ({self.correct}/{self.total})"
+
+
+class Classification:
+    """One class label per image: targets are int64 class indices (N,),
+    outputs logits (N, classes); cross-entropy loss, top-1 accuracy.
+    GoogLeNet and Inception v3 return their auxiliary classifiers' logits
+    too in training mode; they are trained on their main logits only."""
+
+    def loss(self, output, target):
+        return cross_entropy(_main(output), target)
+
+    def metric(self):
+        return Accuracy()
+
+    def update(self, metric, output, target):
+        metric.update(_main(output), target)
+
+
+def _main(output):
+    """The main logits of a model's output (the first of a tuple of heads)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+#: task name -> task.
+TASKS = {"classify": Classification()}
+
+
+# -- data --------------------------------------------------------------------
 def digits_32x32():
     """The digits as LeNet-5 wants them: resized to 28x28 and padded to
     32x32, standardised with the training images' mean and std, with
@@ -50,128 +135,506 @@ def digits_32x32():
     return train_set, test_set
 
 
-#: model name -> builder(num_classes); dataset name -> loader of (train, test).
-MODELS = {"lenet5": models.lenet5}
+#: dataset name -> loader of (train, test) at the data's own size; image
+#: folders (``--dataset imagefolder`` or a path) are handled by ``image_folder``.
 DATASETS = {"digits": digits_32x32}
 
 
-def default_checkpoint(model, dataset):
-    """Where ``train`` saves when not told: checkpoints/MODEL-DATASET.safetensors."""
-    return os.path.join("checkpoints", f"{model}-{dataset}.safetensors")
+def image_folder(root, image_size, seed):
+    """(train, test) from a folder in ``ImageFolder`` layout
+    (``root/CLASS/IMAGE``): ``root/train`` and ``root/val`` (or
+    ``root/test``) when both exist, else a split of ``root`` holding out a
+    fifth of each class (at least one image of a class of two or more),
+    drawn with ``seed``. Images are resized to ``image_size`` squared
+    (antialiased bilinear) and normalised with ImageNet's mean and std (what
+    torchvision's pretrained weights expect); training images are flipped
+    left-right at random."""
+    resize = transforms.Resize((image_size, image_size), antialias=True)
+    normalize = transforms.Normalize(transforms.IMAGENET_MEAN, transforms.IMAGENET_STD)
+    train_transform = transforms.Compose([_to_unit, resize, transforms.RandomHorizontalFlip(), normalize])
+    test_transform = transforms.Compose([_to_unit, resize, normalize])
+    for test_name in ("val", "test"):
+        if os.path.isdir(os.path.join(root, "train")) and os.path.isdir(os.path.join(root, test_name)):
+            train_set = datasets.ImageFolder(os.path.join(root, "train"), transform=train_transform)
+            test_set = datasets.ImageFolder(os.path.join(root, test_name), transform=test_transform)
+            if test_set.classes != train_set.classes:
+                raise ValueError(f"{root}: the classes of train/ ({train_set.classes}) and {test_name}/ "
+                                 f"({test_set.classes}) differ")
+            return train_set, test_set
+    train_set = datasets.ImageFolder(root, transform=train_transform)
+    targets = numpy.array(train_set.targets)
+    generator = numpy.random.default_rng(seed)
+    held_out = []
+    for label in range(len(train_set.classes)):
+        members = numpy.flatnonzero(targets == label)
+        count = max(1, round(len(members) / 5)) if len(members) > 1 else 0
+        held_out.extend(generator.choice(members, count, replace=False))
+    test_indices = numpy.zeros(len(targets), bool)
+    test_indices[held_out] = True
+    test_set = datasets.ImageFolder(root, transform=test_transform)
+    train_part, test_part = Subset(train_set, numpy.flatnonzero(~test_indices)), Subset(test_set, sorted(held_out))
+    train_part.classes = test_part.classes = train_set.classes
+    return train_part, test_part
 
 
-def train(model="lenet5", dataset="digits", epochs=10, batch_size=32, lr=0.1, seed=0, checkpoint=None,
-          resume=False, overwrite=False, progress=True, log=None):
-    """Train ``model`` on ``dataset``; save a checkpoint after each epoch.
+def _to_unit(image):
+    """A uint8 image (what ``read_image`` gives) as float32 in [0, 1]."""
+    return Tensor._wrap(image.data.astype(numpy.float32) / numpy.float32(255))
 
-    ``checkpoint`` defaults to ``checkpoints/{model}-{dataset}.safetensors``;
-    with ``resume`` training continues from it. A checkpoint that exists is
-    never replaced unless ``overwrite`` says so (FileExistsError), and a
-    path that cannot be written (a directory, a folder without write
-    permission, a "folder" that is a file) is refused before any data is
-    loaded (ValueError), not after the first epoch. ``log`` receives one line
-    per epoch and a summary (default: printed). Returns a dict with
+
+class FittedInput(Dataset):
+    """``dataset``'s images made to fit a model: ``channels`` channels (one
+    channel repeated, or RGB turned grey with the ITU-R 601-2 luma weights
+    of PIL's ``convert("L")``) and ``size`` x ``size`` pixels (bilinear)."""
+
+    LUMA = numpy.array([0.299, 0.587, 0.114], numpy.float32)
+
+    def __init__(self, dataset, channels, size):
+        self.dataset, self.channels, self.size = dataset, channels, size
+        self.classes = dataset.classes
+
+    def __getitem__(self, index):
+        image, target = self.dataset[index]
+        x = image.data
+        if x.shape[0] == 1 and self.channels > 1:
+            x = numpy.repeat(x, self.channels, axis=0)
+        elif x.shape[0] == 3 and self.channels == 1:
+            x = numpy.tensordot(self.LUMA, x, axes=1)[None]
+        if x.shape[1:] != (self.size, self.size):
+            x = transforms.resize(x, (self.size, self.size))
+        return Tensor._wrap(numpy.ascontiguousarray(x, numpy.float32)), target
+
+    def __len__(self):
+        return len(self.dataset)
+
+
+def load_data(settings):
+    """(train, test) for a run's ``settings``, at the data's own size."""
+    if settings["dataset"] == "imagefolder":
+        return image_folder(settings["data_dir"], settings["image_size"], settings["seed"])
+    return DATASETS[settings["dataset"]]()
+
+
+def default_image_size(model, dataset):
+    """The side of the square images a run trains on when ``--image-size``
+    is not given: 32 for the digits (their scans are 8x8) and for LeNet-5,
+    otherwise 224 (torchvision's ImageNet crop, which pretrained weights
+    expect)."""
+    return 32 if dataset != "imagefolder" or model == "lenet5" else 224
+
+
+# -- models --------------------------------------------------------------------
+def input_channels(net):
+    """The channels ``net`` takes: its first convolution's in_channels."""
+    for module in net.modules():
+        if isinstance(module, Conv2d):
+            return module.in_channels
+    raise ValueError(f"{type(net).__name__} has no Conv2d: cannot tell how many channels its images have")
+
+
+def classifier_head(net):
+    """(dotted name, module) of ``net``'s classifier: its last Linear
+    layer, or, in a model without one (SqueezeNet), its last Conv2d. That
+    is ``fc`` in ResNet, RegNet, GoogLeNet and Inception, ``classifier.6``
+    in VGG and AlexNet, ``classifier.1`` in SqueezeNet and EfficientNet,
+    ``classifier.3`` in MobileNet v3."""
+    found = [(name, m) for name, m in net.named_modules() if isinstance(m, Linear)]
+    found = found or [(name, m) for name, m in net.named_modules() if isinstance(m, Conv2d)]
+    if not found:
+        raise ValueError(f"{type(net).__name__} has no Linear or Conv2d layer to use as its classifier")
+    return found[-1]
+
+
+def replace_head(net, num_classes):
+    """Give ``net`` a new, freshly initialised classifier (see
+    ``classifier_head``) with ``num_classes`` outputs; returns it."""
+    name, old = classifier_head(net)
+    if isinstance(old, Linear):
+        new = Linear(old.in_features, num_classes, bias=old.bias is not None)
+    else:
+        new = Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding, old.dilation,
+                     old.groups, old.bias is not None)
+    parent, _, attribute = name.rpartition(".")
+    setattr(net.get_submodule(parent), attribute, new)
+    return new
+
+
+def build_model(settings, num_classes):
+    """The model of a run: built for ``num_classes``; with ``weights``,
+    built as the weights file has it, loaded, and given a new classifier
+    for ``num_classes``; with ``freeze_backbone``, only that classifier
+    keeps ``requires_grad``."""
+    if settings["weights"] is None:
+        return models.get_model(settings["model"], num_classes=num_classes)
+    path = settings["weights"]
+    state = _state_dict(load_weights(path), path)
+    net = models.get_model(settings["model"])
+    head_name, head = classifier_head(net)
+    stored = state.get(head_name + ".weight")
+    outputs = head.out_features if isinstance(head, Linear) else head.out_channels
+    if stored is not None and stored.shape[0] != outputs:      # e.g. weights of an earlier 10-class run
+        net = models.get_model(settings["model"], num_classes=stored.shape[0])
+    try:
+        net.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise ValueError(f"--weights {path} does not fit {settings['model']}: {e}") from None
+    head = replace_head(net, num_classes)
+    if settings["freeze_backbone"]:
+        net.requires_grad_(False)
+        head.requires_grad_(True)
+    return net
+
+
+def _check_input(net, model, channels, size):
+    """Refuse, with the reason, an image size ``net`` cannot take."""
+    net.eval()
+    try:
+        with no_grad():
+            net(zeros(2, channels, size, size))
+    except ValueError as e:
+        raise ValueError(f"{model} cannot take {channels}x{size}x{size} images ({e}); "
+                         f"choose a larger --image-size") from None
+
+
+# -- settings ------------------------------------------------------------------
+def default_checkpoint(model, dataset, data_dir=None):
+    """Where ``train`` saves when not told: checkpoints/MODEL-DATASET.safetensors
+    (DATASET: the image folder's name for an image folder)."""
+    name = os.path.basename(os.path.normpath(data_dir)) if dataset == "imagefolder" and data_dir else dataset
+    return os.path.join("checkpoints", f"{model}-{name}.safetensors")
+
+
+def _given_settings(given):
+    """The settings given explicitly (not None), checked and normalised:
+    a folder as ``dataset`` becomes ``dataset="imagefolder", data_dir=it``,
+    paths become absolute."""
+    given = {key: value for key, value in given.items() if value is not None}
+    if "task" in given and given["task"] not in TASKS:
+        raise ValueError(f"task must be one of {sorted(TASKS)}, got {given['task']!r}")
+    if "model" in given and given["model"] not in models.list_models():
+        raise ValueError(f"model must be one of the zoo's ({', '.join(models.list_models())}), "
+                         f"got {given['model']!r}")
+    dataset = given.get("dataset")
+    if dataset is not None and dataset not in DATASETS and dataset != "imagefolder":
+        if not os.path.isdir(dataset):
+            raise ValueError(f"dataset must be one of {sorted(DATASETS) + ['imagefolder']} or a folder of images "
+                             f"in ImageFolder layout (root/CLASS/IMAGE), got {dataset!r}")
+        if given.get("data_dir") is not None and os.path.abspath(given["data_dir"]) != os.path.abspath(dataset):
+            raise ValueError(f"dataset {dataset!r} is a folder, and data_dir names another ({given['data_dir']!r})")
+        given["dataset"], given["data_dir"] = "imagefolder", dataset
+    if given.get("dataset") == "imagefolder" or "data_dir" in given:
+        folder = given.get("data_dir")
+        if given.get("dataset", "imagefolder") != "imagefolder":
+            raise ValueError(f"data_dir is for image folders; dataset {given['dataset']!r} takes none")
+        if folder is None:
+            raise ValueError("dataset 'imagefolder' needs data_dir (--data-dir): the folder of images")
+        if not os.path.isdir(folder):
+            raise ValueError(f"data_dir {folder!r} is not a folder")
+        given["data_dir"] = os.path.abspath(folder)
+    if "weights" in given:
+        given["weights"] = os.path.abspath(os.path.expanduser(given["weights"]))
+    for name in ("epochs", "batch_size", "image_size"):
+        value = given.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if "lr" in given and not given["lr"] > 0:
+        raise ValueError(f"lr must be positive, got {given['lr']!r}")
+    return given
+
+
+def _new_run(given, cycles):
+    """The settings of a new run: ``given``, then the defaults."""
+    settings = dict(DEFAULTS, **given)
+    if settings["dataset"] == "imagefolder" and settings["data_dir"] is None:
+        raise ValueError("dataset 'imagefolder' needs data_dir (--data-dir): the folder of images")
+    if settings["freeze_backbone"] and settings["weights"] is None:
+        raise ValueError("freeze_backbone (--freeze-backbone) needs weights (--weights) to keep: "
+                         "a frozen random backbone learns nothing")
+    if settings["image_size"] is None:
+        settings["image_size"] = default_image_size(settings["model"], settings["dataset"])
+    if cycles is None:
+        cycles = [settings["epochs"]]
+    cycles = list(cycles)
+    if not cycles or any(isinstance(c, bool) or not isinstance(c, int) or c <= 0 for c in cycles):
+        raise ValueError(f"cycles must be positive ints, got {cycles!r}")
+    if "epochs" in given and sum(cycles) != settings["epochs"]:
+        raise ValueError(f"cycles {cycles} add up to {sum(cycles)} epochs, not epochs={settings['epochs']}")
+    settings.update(epochs=sum(cycles), cycles=cycles)
+    return settings
+
+
+def _resumed_run(given, saved, done, path):
+    """The settings of a resumed run: the checkpoint's ``saved`` ones, the
+    epochs (and a new cycle) extended where ``given`` asks for more."""
+    settings = dict(DEFAULTS, **saved)
+    settings.setdefault("cycles", [settings["epochs"]])
+    if settings["image_size"] is None:                  # a checkpoint written before it was a setting
+        settings["image_size"] = default_image_size(settings["model"], settings["dataset"])
+    different = [f"{key}={given[key]!r} (the run has {settings[key]!r})" for key in RUN_SETTINGS
+                 if key in given and given[key] != settings[key]]
+    if different:
+        raise ValueError(f"--resume: {path} belongs to a run with other settings: " + ", ".join(different)
+                         + "; leave them out to continue the run as it was, or start a new run with another "
+                           "--checkpoint")
+    epochs = given.get("epochs", settings["epochs"])
+    if epochs < settings["epochs"]:
+        raise ValueError(f"--resume: epochs={epochs} is fewer than the run's {settings['epochs']} "
+                         f"({done} done): --epochs can only extend a run")
+    if epochs > settings["epochs"]:
+        settings["cycles"] = list(settings["cycles"]) + [epochs - settings["epochs"]]
+        settings["epochs"] = epochs
+    return settings
+
+
+def _cycle_starts(cycles):
+    """{first epoch of each cycle: its length in epochs}."""
+    starts, epoch = {}, 0
+    for length in cycles:
+        starts[epoch] = length
+        epoch += length
+    return starts
+
+
+# -- training ------------------------------------------------------------------
+def train(model=None, dataset=None, epochs=None, batch_size=None, lr=None, seed=None, checkpoint=None,
+          resume=False, overwrite=False, progress=True, log=None, *, task=None, data_dir=None, image_size=None,
+          weights=None, freeze_backbone=None, cycles=None):
+    """Train ``model`` (a zoo name) on ``dataset``; save a checkpoint after
+    each epoch.
+
+    ``dataset``: ``"digits"``, ``"imagefolder"`` with ``data_dir``, or a
+    folder in ``ImageFolder`` layout. Images are fitted to the model: to
+    its input channels (one grey channel repeated three times for the
+    ImageNet models, RGB turned grey for LeNet-5) and to ``image_size``
+    squared (default: ``default_image_size``). A model that cannot take
+    that size is refused before training (ValueError, naming the size).
+    ``weights``: a weights file (``mc.load_weights``: torchvision's
+    ``.pth``, safetensors, npz) loaded before training, the classifier then
+    replaced by a new one for the dataset's classes (``classifier_head``);
+    ``freeze_backbone`` trains that classifier alone.
+
+    Settings left as None take their ``DEFAULTS``, or, with ``resume``,
+    the checkpoint's stored values; a setting given with ``resume`` must
+    agree with the checkpoint, except ``epochs``, which may extend the run
+    by one more one-cycle (see the module docstring). ``cycles``: the
+    lengths of the run's one-cycle schedules in epochs (default: one cycle,
+    ``(epochs,)``), for a new run only.
+
+    ``checkpoint`` defaults to ``checkpoints/{model}-{dataset}.safetensors``.
+    A checkpoint that exists is never replaced unless ``overwrite`` says so
+    (FileExistsError), and a path that cannot be written (a directory, a
+    folder without write permission, a "folder" that is a file) is refused
+    before any data is loaded (ValueError). ``log`` receives one line per
+    epoch and a summary (default: printed). Returns a dict with
     ``test_accuracy``, ``correct``, ``total``, ``epochs`` (completed),
     ``seconds`` (of this call) and ``checkpoint`` (its path).
     """
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr!r}")
+    given = _given_settings(dict(task=task, model=model, dataset=dataset, data_dir=data_dir, image_size=image_size,
+                                 weights=weights, freeze_backbone=freeze_backbone, epochs=epochs,
+                                 batch_size=batch_size, lr=lr, seed=seed))
     log = log or tqdm.write
-    checkpoint = checkpoint or default_checkpoint(model, dataset)
+    checkpoint = checkpoint or default_checkpoint(given.get("model", DEFAULTS["model"]),
+                                                  given.get("dataset", DEFAULTS["dataset"]), given.get("data_dir"))
     _check_checkpoint_path(checkpoint, resume, overwrite)
-    settings = dict(model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    if resume:
+        if cycles is not None:
+            raise ValueError("cycles: a resumed run keeps its stored cycles (epochs extends it by one)")
+        state = _load_checkpoint(checkpoint)
+        settings = _resumed_run(given, state["settings"], state["epoch"], checkpoint)
+    else:
+        settings = _new_run(given, cycles)
+        if settings["weights"] is not None and not os.path.isfile(settings["weights"]):
+            raise FileNotFoundError(f"--weights: there is no file {settings['weights']}")
     started = time.perf_counter()
+    task = TASKS[settings["task"]]
 
-    random.manual_seed(seed)
-    train_set, test_set = DATASETS[dataset]()
-    net = MODELS[model](num_classes=len(train_set.classes))
-    optimizer = SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True)
-    loader = DataLoader(train_set, batch_size=batch_size, shuffle=True)
-    scheduler = OneCycleLR(optimizer, max_lr=lr, epochs=epochs, steps_per_epoch=len(loader))
-    history = []
+    random.manual_seed(settings["seed"])
+    train_set, test_set = load_data(settings)
+    if resume and settings["weights"] is not None:
+        net = _rebuild_transferred(settings, len(train_set.classes))
+    else:
+        net = build_model(settings, len(train_set.classes))
+    channels, size = input_channels(net), settings["image_size"]
+    _check_input(net, settings["model"], channels, size)
+    if _image_shape(train_set) != (channels, size, size):
+        train_set, test_set = FittedInput(train_set, channels, size), FittedInput(test_set, channels, size)
+    optimizer = SGD([p for p in net.parameters() if p.requires_grad], lr=settings["lr"], momentum=0.9,
+                    nesterov=True)
+    loader = DataLoader(train_set, batch_size=settings["batch_size"], shuffle=True)
+    starts = _cycle_starts(settings["cycles"])
+    history, scheduler = [], None
     plot_history = _history_plotter(log)
 
     if resume:
-        state = _load_checkpoint(checkpoint, settings)
         net.load_state_dict(state["model"])
+        start = len(state["history"])
+        if start not in starts:             # mid-cycle: its schedule, then the optimizer's lr and momentum
+            cycle = max(epoch for epoch in starts if epoch < start)
+            scheduler = OneCycleLR(optimizer, max_lr=settings["lr"], epochs=starts[cycle],
+                                   steps_per_epoch=len(loader))
+            scheduler.load_state_dict(state["scheduler"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         random.set_rng_state(state["rng"])
         history = list(state["history"])
-        log(f"resuming from {checkpoint} after epoch {state['epoch']} of {epochs}")
+        log(f"resuming from {checkpoint} after epoch {state['epoch']} of {settings['epochs']}")
 
-    for epoch in range(len(history), epochs):
-        loss, train_accuracy, rate = _train_one_epoch(net, loader, optimizer, scheduler, epoch, epochs, progress)
-        correct, total = evaluate(net, test_set)
-        history.append(dict(loss=loss, train_accuracy=train_accuracy, test_accuracy=correct / total))
-        save(dict(model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                  rng=random.get_rng_state(), epoch=epoch + 1, settings=settings, history=history),
-             _ready(checkpoint))
-        if plot_history:
-            plot_history(history, history_plot_path(checkpoint))
-        log(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, train accuracy {train_accuracy:.3f}, "
-            f"test accuracy {correct / total:.3f} ({correct}/{total}), {rate:.0f} images/s")
+    epochs = settings["epochs"]
+    with CompileWatch(log) as compiling:
+        for epoch in range(len(history), epochs):
+            if epoch in starts:
+                scheduler = OneCycleLR(optimizer, max_lr=settings["lr"], epochs=starts[epoch],
+                                       steps_per_epoch=len(loader))
+            loss, train_metric, rate = _train_one_epoch(net, loader, optimizer, scheduler, task,
+                                                        f"epoch {epoch + 1}/{epochs}", progress,
+                                                        lambda: compiling.count)
+            metric = evaluate(net, test_set, task)
+            history.append({"loss": loss, f"train_{metric.name}": train_metric.value,
+                            f"test_{metric.name}": metric.value})
+            save(dict(model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                      rng=random.get_rng_state(), epoch=epoch + 1, settings=settings, history=history),
+                 _ready(checkpoint))
+            if plot_history:
+                plot_history(history, history_plot_path(checkpoint))
+            log(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, train {metric.name} {train_metric.value:.3f}, "
+                f"test {metric.name} {metric}, {rate:.0f} images/s")
 
-    correct, total = evaluate(net, test_set)
+    metric = evaluate(net, test_set, task)
     seconds = time.perf_counter() - started
-    log(f"test accuracy {correct / total:.1%} ({correct}/{total} held-out images) after {epochs} epochs; "
+    log(f"test {metric.name} {metric} on the held-out images after {epochs} epochs; "
         f"{seconds:.1f} s; checkpoint {checkpoint}")
-    return dict(test_accuracy=correct / total, correct=correct, total=total, epochs=len(history),
-                seconds=seconds, checkpoint=checkpoint)
+    return {f"test_{metric.name}": metric.value, **_counts(metric), "epochs": len(history), "seconds": seconds,
+            "checkpoint": checkpoint}
 
 
-def _train_one_epoch(net, loader, optimizer, scheduler, epoch, epochs, progress):
+def _rebuild_transferred(settings, num_classes):
+    """The model of a resumed transfer-learning run: the architecture with
+    its new classifier (and frozen backbone), without reading the weights
+    file again (the checkpoint holds every weight)."""
+    net = models.get_model(settings["model"])
+    head = replace_head(net, num_classes)
+    if settings["freeze_backbone"]:
+        net.requires_grad_(False)
+        head.requires_grad_(True)
+    return net
+
+
+def _image_shape(dataset):
+    """The shape of ``dataset``'s first image, read without drawing from
+    the random generator (its transform may crop at random)."""
+    state = random.get_rng_state()
+    shape = tuple(dataset[0][0].shape)
+    random.set_rng_state(state)
+    return shape
+
+
+def _counts(metric):
+    """The counts behind a metric's value, for ``train``'s result."""
+    return {"correct": metric.correct, "total": metric.total} if isinstance(metric, Accuracy) else {}
+
+
+def _train_one_epoch(net, loader, optimizer, scheduler, task, description, progress, compiles=lambda: 0):
     """One pass over ``loader``, stepping the scheduler every batch.
-    Returns (mean loss, accuracy, images per second)."""
+    Returns (mean loss, the task's metric, images per second).
+
+    ``compiles()``: how many kernels have been compiled so far
+    (``CompileWatch.count``). The rate and the bar's clock (its ETA) start
+    again after the first batch and after any batch that compiled kernels,
+    so that a first run's compilation does not count as training time."""
     net.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    metric = task.metric()
+    total_loss, seen, counted = 0.0, 0, None      # counted: images seen when the clock started
     started = time.perf_counter()
-    with tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress,
-              leave=False, dynamic_ncols=True) as bar:
-        for images, labels in bar:
-            logits = net(images)
-            loss = cross_entropy(logits, labels)
+    with tqdm(total=len(loader), desc=description, unit="batch", disable=not progress, leave=False,
+              dynamic_ncols=True) as bar:
+        for images, targets in loader:
+            compiled = compiles()
+            output = net(images)
+            loss = task.loss(output, targets)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
-            n = len(labels)
+            n = len(targets)
             total_loss += loss.item() * n
-            correct += int((logits.argmax(1) == labels).numpy().sum())
+            task.update(metric, output, targets)
             seen += n
-            rate = seen / (time.perf_counter() - started)
-            bar.set_postfix({"loss": f"{total_loss / seen:.4f}", "acc": f"{correct / seen:.3f}",
+            if counted is None or compiles() != compiled:
+                counted, started = seen, time.perf_counter()
+                restart_clock(bar, bar.n + 1)
+            else:
+                bar.update(1)
+            rate = (seen - counted) / (time.perf_counter() - started) if seen > counted else 0.0
+            bar.set_postfix({"loss": f"{total_loss / seen:.4f}", metric.name[:3]: f"{metric.value:.3f}",
                              "img/s": f"{rate:.0f}"}, refresh=False)
-    return total_loss / seen, correct / seen, seen / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    rate = (seen - counted) / elapsed if seen > counted and elapsed > 0 else 0.0
+    return total_loss / seen, metric, rate
 
 
-def evaluate(net, dataset, batch_size=256):
-    """(correct, total): the model's top-1 hits on ``dataset``, in eval
-    mode and without recording a graph."""
+def restart_clock(bar, done):
+    """Start ``bar``'s clock afresh with ``done`` steps counted: its rate
+    and ETA then leave out the time spent so far (a first batch that
+    compiled kernels would make the ETA minutes long)."""
+    bar.reset()
+    bar.initial = bar.n = bar.last_print_n = done
+    bar.refresh()
+
+
+COMPILE_NOTICE = ("compiling minicnn's Numba kernels on first use (once: later runs load them from "
+                  "Numba's cache) ...")
+
+
+class CompileWatch:
+    """A context manager that counts the functions Numba compiles while it
+    is active (``count``) and ``log``s one line, ``COMPILE_NOTICE``, when
+    the first compilation starts: before the wait, not after. Numba's
+    ``numba:compile`` event fires only for a function not found in its disk
+    cache, so a warm cache stays silent. Counts nothing with the NumPy
+    backend."""
+
+    def __init__(self, log):
+        self.log = log
+        self.count = 0
+        self._installed = contextlib.ExitStack()
+
+    def __enter__(self):
+        if registry.get_backend() != "numpy" and registry.numba_available():
+            from numba.core import event
+
+            watch = self
+
+            class Listener(event.Listener):
+                def on_start(self, _):
+                    watch.count += 1
+                    if watch.count == 1:
+                        watch.log(COMPILE_NOTICE)
+
+                def on_end(self, _):
+                    pass
+            self._installed.enter_context(event.install_listener("numba:compile", Listener()))
+        return self
+
+    def __exit__(self, *exc_info):
+        self._installed.close()
+
+
+def evaluate(net, dataset, task=TASKS["classify"], batch_size=256):
+    """The task's metric (for classification an ``Accuracy``: ``value``,
+    ``correct``, ``total``) of the model on ``dataset``, in eval mode and
+    without recording a graph."""
     net.eval()
-    correct = 0
+    metric = task.metric()
     with no_grad():
-        for images, labels in DataLoader(dataset, batch_size=batch_size):
-            correct += int((net(images).argmax(1) == labels).numpy().sum())
-    return correct, len(dataset)
+        for images, targets in DataLoader(dataset, batch_size=batch_size):
+            task.update(metric, net(images), targets)
+    return metric
 
 
-def _load_checkpoint(path, settings):
-    """The checkpoint at ``path``, after checking it belongs to this run."""
+def _load_checkpoint(path):
+    """The checkpoint at ``path``, after checking it is one of ``train``'s."""
     state = load(path)
-    saved = state.get("settings", {}) if isinstance(state, dict) else {}
-    different = [f"{key}={saved.get(key)!r} (now {settings[key]!r})" for key in RUN_SETTINGS
-                 if saved.get(key) != settings[key]]
-    if different:
-        raise ValueError(f"--resume: {path} belongs to a run with different settings: " + ", ".join(different)
-                         + "; resume with the same settings, or start a new run with another --checkpoint")
+    if not isinstance(state, dict) or not isinstance(state.get("settings"), dict) or "history" not in state:
+        raise ValueError(f"--resume: {path} is not a checkpoint written by python -m minicnn train")
     return state
 
 
@@ -239,16 +702,34 @@ def _ready(path):
 
 # -- command line ----------------------------------------------------------
 def add_arguments(parser):
-    """The options of ``python -m minicnn train``."""
-    parser.add_argument("--model", choices=sorted(MODELS), default="lenet5", help="architecture (default: lenet5)")
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits", help="data (default: digits)")
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the training set (default: 10)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per step (default: 32)")
-    parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate of the one-cycle schedule "
-                                                              "(default: 0.1)")
-    parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, augmentation")
+    """The options of ``python -m minicnn train``. Run settings default to
+    None: a new run then takes ``DEFAULTS``, a resumed one its checkpoint's."""
+    stored = "; with --resume: the stored value"
+    parser.add_argument("--model", help=f"a model of the zoo, `python -m minicnn models` (default: lenet5{stored})")
+    parser.add_argument("--dataset", help="digits, imagefolder (with --data-dir), or a folder of images in "
+                                          f"torchvision's ImageFolder layout, root/CLASS/IMAGE (default: digits{stored})")
+    parser.add_argument("--data-dir", help="the folder of --dataset imagefolder")
+    parser.add_argument("--image-size", type=int, help="side of the square images the model is trained on "
+                                                       "(default: 32 for the digits and LeNet-5, else 224)")
+    parser.add_argument("--task", choices=sorted(TASKS), help=f"what is learnt (default: classify{stored})")
+    parser.add_argument("--epochs", type=int,
+                        help="passes over the training set (default: 10). With --resume, a larger count than the "
+                             "run's extends it, a finished run too: the added epochs get a one-cycle schedule of "
+                             "their own (a warm restart up to --lr), so 10 epochs extended to 12 equal an "
+                             "uninterrupted run of a 10-epoch and a 2-epoch cycle")
+    parser.add_argument("--batch-size", type=int, help=f"images per step (default: 32{stored})")
+    parser.add_argument("--lr", type=float, help=f"peak learning rate of the one-cycle schedule (default: 0.1{stored})")
+    parser.add_argument("--seed", type=int, help=f"seeds initialisation, shuffling, augmentation (default: 0{stored})")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="pretrained weights (torchvision .pth, safetensors, npz) loaded before training; the "
+                             "classifier (the last Linear layer) is replaced by a new one for the dataset's classes")
+    parser.add_argument("--freeze-backbone", action="store_true", default=None,
+                        help="with --weights: train the new classifier only (batch-norm statistics still follow "
+                             "the data, as with requires_grad_(False) in torch)")
     parser.add_argument("--checkpoint", help="where to save (default: checkpoints/MODEL-DATASET.safetensors)")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the checkpoint's run with its stored settings (options given must agree "
+                             "with them, except --epochs)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing checkpoint with a new run (without --resume or --overwrite, "
                              "an existing checkpoint is an error)")
@@ -260,33 +741,39 @@ def main(args):
     try:
         train(model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
               seed=args.seed, checkpoint=args.checkpoint, resume=args.resume, overwrite=args.overwrite,
-              progress=not args.no_progress)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+              progress=not args.no_progress, task=args.task, data_dir=args.data_dir, image_size=args.image_size,
+              weights=args.weights, freeze_backbone=args.freeze_backbone)
+    except (OSError, ValueError) as e:
         print(f"python -m minicnn train: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Checkpoints are written atomically after each epoch, so the last
         # one is intact; 130 is a shell's status for a run ended by SIGINT.
-        checkpoint = args.checkpoint or default_checkpoint(args.model, args.dataset)
-        print(f"\ninterrupted; the last finished epoch is saved in {checkpoint}; continue with: "
+        print(f"\ninterrupted; the last finished epoch is saved in {checkpoint_of(args)}; continue with: "
               f"{resume_command(args)}", file=sys.stderr)
         return 130
     return 0
 
 
+def checkpoint_of(args):
+    """The checkpoint path of parsed ``args``: given, or the default one."""
+    if args.checkpoint:
+        return args.checkpoint
+    dataset, data_dir = args.dataset or DEFAULTS["dataset"], args.data_dir
+    if dataset not in DATASETS and dataset != "imagefolder":
+        dataset, data_dir = "imagefolder", dataset
+    return default_checkpoint(args.model or DEFAULTS["model"], dataset, data_dir)
+
+
 def resume_command(args):
     """The command line that continues the run of parsed ``args``: every
-    option that differs from its default, the checkpoint's path, and
-    ``--resume`` (``--overwrite`` dropped), quoted for a POSIX shell."""
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    defaults = vars(parser.parse_args([]))
+    option given, the checkpoint's path, and ``--resume`` (``--overwrite``
+    dropped), quoted for a POSIX shell."""
     words = ["python", "-m", "minicnn", "train"]
-    for name, default in defaults.items():
-        value = getattr(args, name)
-        if name in ("checkpoint", "resume", "overwrite") or value == default:
+    for name, value in vars(args).items():
+        if name in ("checkpoint", "resume", "overwrite", "command", "run") or value is None or value is False:
             continue
         option = "--" + name.replace("_", "-")
         words += [option] if value is True else [option, str(value)]
-    words += ["--checkpoint", args.checkpoint or default_checkpoint(args.model, args.dataset), "--resume"]
+    words += ["--checkpoint", checkpoint_of(args), "--resume"]
     return shlex.join(words)

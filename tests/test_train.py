@@ -75,10 +75,10 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, small_digits, 
 
     # The same run, killed during its third epoch...
     real_epoch = training._train_one_epoch
-    def dies_in_epoch_3(net, loader, optimizer, scheduler, epoch, epochs, progress):
-        if epoch == 2:
+    def dies_in_epoch_3(net, loader, optimizer, scheduler, task, description, *rest):
+        if description.startswith("epoch 3/"):
             raise KeyboardInterrupt
-        return real_epoch(net, loader, optimizer, scheduler, epoch, epochs, progress)
+        return real_epoch(net, loader, optimizer, scheduler, task, description, *rest)
 
     path = str(tmp_path / "run.safetensors")
     monkeypatch.setattr(training, "_train_one_epoch", dies_in_epoch_3)
@@ -102,10 +102,102 @@ def test_resume_refuses_a_missing_or_foreign_checkpoint(tmp_path, small_digits, 
     path = str(tmp_path / "ckpt.safetensors")
     assert main(["train", "--checkpoint", path, "--resume", "--no-progress"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
-    training.train(epochs=1, batch_size=16, checkpoint=path, progress=False, log=lambda line: None)
-    assert main(["train", "--checkpoint", path, "--resume", "--epochs", "5", "--batch-size", "16",
-                 "--no-progress"]) == 2
-    assert "epochs=1 (now 5)" in capsys.readouterr().err
+    mc.save({"model": mc.models.lenet5().state_dict()}, path)
+    assert main(["train", "--checkpoint", path, "--resume", "--no-progress"]) == 2
+    assert "not a checkpoint written by python -m minicnn train" in capsys.readouterr().err
+
+
+def interrupted_in_epoch(number, monkeypatch):
+    """Make the next runs die (KeyboardInterrupt) at the start of epoch ``number``."""
+    real_epoch = training._train_one_epoch
+
+    def epoch(net, loader, optimizer, scheduler, task, description, *rest):
+        if description.startswith(f"epoch {number}/"):
+            raise KeyboardInterrupt
+        return real_epoch(net, loader, optimizer, scheduler, task, description, *rest)
+    monkeypatch.setattr(training, "_train_one_epoch", epoch)
+
+
+def assert_same_weights(path_a, path_b):
+    a, b = mc.load(str(path_a)), mc.load(str(path_b))
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        numpy.testing.assert_array_equal(a["model"][key].data, b["model"][key].data, err_msg=key)
+    assert a["history"] == b["history"]
+
+
+def test_resume_takes_the_stored_settings_without_repeating_them(tmp_path, small_digits, monkeypatch, capsys):
+    settings = ["--epochs", "2", "--batch-size", "16", "--lr", "0.05", "--seed", "3", "--no-progress"]
+    assert main(["train", *settings, "--checkpoint", str(tmp_path / "full.safetensors")]) == 0
+    with monkeypatch.context() as patch:
+        interrupted_in_epoch(2, patch)
+        assert main(["train", *settings, "--checkpoint", str(tmp_path / "run.safetensors")]) == 130
+    capsys.readouterr()
+
+    # Only the checkpoint and --resume: the run continues with its own settings.
+    assert main(["train", "--checkpoint", str(tmp_path / "run.safetensors"), "--resume", "--no-progress"]) == 0
+    assert "after epoch 1 of 2" in capsys.readouterr().out
+    saved = mc.load(str(tmp_path / "run.safetensors"))["settings"]
+    assert (saved["epochs"], saved["batch_size"], saved["lr"], saved["seed"]) == (2, 16, 0.05, 3)
+    assert_same_weights(tmp_path / "run.safetensors", tmp_path / "full.safetensors")
+
+
+def test_resume_refuses_an_option_that_contradicts_the_run(tmp_path, small_digits, capsys):
+    path = str(tmp_path / "run.safetensors")
+    assert main(["train", "--epochs", "2", "--batch-size", "16", "--no-progress", "--checkpoint", path]) == 0
+    before = open(path, "rb").read()
+    capsys.readouterr()
+    for option, message in ((["--batch-size", "32"], "batch_size=32 (the run has 16)"),
+                            (["--lr", "0.2"], "lr=0.2 (the run has 0.1)"),
+                            (["--model", "resnet18"], "model='resnet18' (the run has 'lenet5')"),
+                            (["--freeze-backbone"], "freeze_backbone=True (the run has False)"),
+                            (["--epochs", "1"], "epochs=1 is fewer than the run's 2")):
+        assert main(["train", *option, "--no-progress", "--checkpoint", path, "--resume"]) == 2, option
+        out, err = capsys.readouterr()
+        assert message in err and out == "", err
+    # An option that agrees with the run is accepted.
+    assert main(["train", "--batch-size", "16", "--epochs", "2", "--no-progress", "--checkpoint", path,
+                 "--resume"]) == 0
+    assert open(path, "rb").read() == before
+
+
+def test_extending_a_finished_run_equals_an_uninterrupted_run_of_both_cycles(tmp_path, small_digits, capsys):
+    """10 epochs extended to 12 is the uninterrupted run whose one-cycle
+    schedules span 10 and 2 epochs: here 2 extended to 3, bit for bit."""
+    quiet = dict(progress=False, log=lambda line: None, batch_size=16)
+    path = tmp_path / "run.safetensors"
+    training.train(epochs=2, checkpoint=str(path), **quiet)
+    after_two = mc.load(str(path))
+    assert main(["train", "--epochs", "3", "--no-progress", "--checkpoint", str(path), "--resume"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    extended = mc.load(str(path))
+    assert extended["epoch"] == 3 and extended["settings"]["epochs"] == 3
+    assert extended["settings"]["cycles"] == [2, 1]
+
+    training.train(epochs=3, cycles=(2, 1), checkpoint=str(tmp_path / "straight.safetensors"), **quiet)
+    assert_same_weights(path, tmp_path / "straight.safetensors")
+    # The added epoch trained: a new cycle warmed the lr up again.
+    assert not numpy.array_equal(extended["model"]["classifier.3.weight"].data,
+                                 after_two["model"]["classifier.3.weight"].data)
+    # One cycle over three epochs is a different run.
+    training.train(epochs=3, checkpoint=str(tmp_path / "one-cycle.safetensors"), **quiet)
+    assert (mc.load(str(tmp_path / "one-cycle.safetensors"))["history"] != extended["history"])
+
+
+def test_extending_an_unfinished_run(tmp_path, small_digits, monkeypatch):
+    quiet = dict(progress=False, log=lambda line: None, batch_size=16)
+    path = str(tmp_path / "run.safetensors")
+    with monkeypatch.context() as patch:
+        interrupted_in_epoch(2, patch)
+        with pytest.raises(KeyboardInterrupt):
+            training.train(epochs=2, checkpoint=path, **quiet)
+    assert training.train(checkpoint=path, resume=True, epochs=3, **quiet)["epochs"] == 3
+    training.train(epochs=3, cycles=[2, 1], checkpoint=str(tmp_path / "straight.safetensors"), **quiet)
+    assert_same_weights(path, tmp_path / "straight.safetensors")
+    with pytest.raises(ValueError, match="cycles"):
+        training.train(checkpoint=path, resume=True, cycles=[3, 1], **quiet)
+    with pytest.raises(ValueError, match="add up to 4 epochs, not epochs=3"):
+        training.train(epochs=3, cycles=[3, 1], checkpoint=str(tmp_path / "x.safetensors"), **quiet)
 
 
 @pytest.fixture
@@ -142,10 +234,10 @@ def test_an_existing_checkpoint_is_kept_unless_the_run_says_overwrite_or_resume(
 
     # --overwrite replaces it (a two-epoch run, stopped by Ctrl-C in its second epoch)...
     real_epoch = training._train_one_epoch
-    def interrupted_in_epoch_2(net, loader, optimizer, scheduler, epoch, epochs, progress):
-        if epoch == 1:
+    def interrupted_in_epoch_2(net, loader, optimizer, scheduler, task, description, *rest):
+        if description.startswith("epoch 2/"):
             raise KeyboardInterrupt
-        return real_epoch(net, loader, optimizer, scheduler, epoch, epochs, progress)
+        return real_epoch(net, loader, optimizer, scheduler, task, description, *rest)
 
     with monkeypatch.context() as patch:
         patch.setattr(training, "_train_one_epoch", interrupted_in_epoch_2)
@@ -187,11 +279,95 @@ def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_training(tmp
     assert sorted(os.listdir(tmp_path)) == ["notes.txt", "read-only"]
 
 
-def test_bad_settings_are_refused():
+def test_bad_settings_are_refused(no_data):
     with pytest.raises(ValueError, match="epochs"):
         training.train(epochs=0)
-    with pytest.raises(ValueError, match="model"):
-        training.train(model="alexnet")
+    with pytest.raises(ValueError, match=r"model must be one of the zoo's \(.*resnet18.*\), got 'resnet19'"):
+        training.train(model="resnet19")
+    with pytest.raises(ValueError, match=r"dataset must be one of \['digits', 'imagefolder'\] or a folder"):
+        training.train(dataset="cifar10")
+    with pytest.raises(ValueError, match="needs data_dir"):
+        training.train(dataset="imagefolder")
+    with pytest.raises(ValueError, match="freeze_backbone .* needs weights"):
+        training.train(freeze_backbone=True)
+
+
+def test_a_model_that_cannot_take_the_image_size_is_refused_before_training(tmp_path, small_digits, monkeypatch,
+                                                                             capsys):
+    monkeypatch.setattr(training, "_train_one_epoch", lambda *args: pytest.fail("trained"))
+    assert main(["train", "--model", "alexnet", "--no-progress", "--checkpoint", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "alexnet cannot take 3x32x32 images" in err and "--image-size" in err
+    assert not os.path.exists(tmp_path / "a")
+
+
+def test_the_compile_notice_shows_once_before_numba_compiles_and_never_from_the_cache(monkeypatch):
+    numba = pytest.importorskip("numba")
+    monkeypatch.setattr(training.registry, "get_backend", lambda: "auto")
+    lines = []
+
+    def log(line):      # what Numba has finished when the notice is shown
+        lines.append((line, len(first.signatures), len(second.signatures)))
+
+    first, second = numba.njit(lambda x: x + 1), numba.njit(lambda x: x * 2)
+    with training.CompileWatch(log) as watch:
+        assert first(1) == 2 and second(2) == 4 and first(3) == 4
+    assert lines == [(training.COMPILE_NOTICE, 0, 0)]     # once, before the first compilation ended
+    assert watch.count == 2
+
+    lines.clear()
+    with training.CompileWatch(log) as watch:              # compiled already: nothing to say
+        assert first(5) == 6
+    assert lines == [] and watch.count == 0
+    first(1.5)                                             # outside the watch: not counted, not told
+    assert lines == [] and watch.count == 0
+
+    monkeypatch.setattr(training.registry, "get_backend", lambda: "numpy")
+    with training.CompileWatch(log) as watch:
+        numba.njit(lambda x: x - 1)(1)
+    assert lines == [] and watch.count == 0
+
+
+def test_the_rate_and_the_eta_leave_out_batches_that_compiled():
+    """A first batch (and a third) that 'compile' for 0.3 s each: the
+    images per second and the bar's clock count only the other batches."""
+    import io
+    import time
+
+    from tqdm import tqdm
+
+    class Slow(mc.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = mc.nn.Linear(4, 2)
+            self.calls = 0
+            self.compiled = 0
+
+        def forward(self, x):
+            self.calls += 1
+            if self.calls in (1, 3):
+                time.sleep(0.3)
+                self.compiled += 1
+            return self.linear(x)
+
+    net = Slow()
+    data = mc.utils.data.TensorDataset(mc.randn(16, 4), mc.tensor(numpy.arange(16) % 2))
+    loader = mc.utils.data.DataLoader(data, batch_size=2)
+    optimizer = mc.optim.SGD(net.parameters(), lr=0.1)
+    scheduler = mc.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=8)
+    started = time.perf_counter()
+    loss, metric, rate = training._train_one_epoch(net, loader, optimizer, scheduler, training.TASKS["classify"],
+                                                   "epoch 1/1", False, lambda: net.compiled)
+    elapsed = time.perf_counter() - started
+    assert elapsed > 0.6 and metric.total == 16
+    assert rate > 10 * 16 / elapsed          # 10 images in well under a tenth of the time
+
+    bar = tqdm(total=10, file=io.StringIO())
+    time.sleep(0.3)
+    training.restart_clock(bar, 1)
+    bar.update(1)
+    assert bar.n == 2 and bar.format_dict["elapsed"] < 0.3
+    bar.close()
 
 
 @pytest.mark.slow
