@@ -11,43 +11,55 @@ pixels (its effective size). The padded input has ``i + 2p`` pixels, and
 the kernel is placed at offsets 0, s, 2s, ... for as long as it still fits,
 which gives
 
-    o = floor((i + 2p - d (k - 1) - 1) / s) + 1          (conv2d)
+    o = floor((i + 2p - d (k - 1) - 1) / s) + 1          (conv)
 
 A transposed convolution maps size o back to size i. The floor makes that
 inverse ambiguous: every i in ``[i0, i0 + s)`` gives the same o. torch
 picks the smallest, ``i0 = (o - 1) s - 2p + d (k - 1) + 1``, and lets
 ``output_padding`` in ``[0, s)`` pick another:
 
-    i = (o - 1) s - 2p + d (k - 1) + output_padding + 1  (conv_transpose2d)
+    i = (o - 1) s - 2p + d (k - 1) + output_padding + 1  (conv_transpose)
 
-so conv2d with the same k, s, p, d maps a transposed convolution's output
+so a conv with the same k, s, p, d maps a transposed convolution's output
 back to the size of its input. (Read as functions of the input, the
-transposed conv's ``i`` is its output; the names above keep conv2d's point
-of view.)
+transposed conv's ``i`` is its output; the names above keep the conv's
+point of view.) A convolution of any number of spatial dims (conv1d,
+conv2d, conv3d) applies these along each dim independently.
 """
 import numbers
 
 
-def pair(value, name, min_value=None):
-    """``value`` as a tuple of two ints, one per spatial dim (H, W).
+def tuple_name(n):
+    """How a tuple of n values is named in messages: "a pair" for 2."""
+    return {1: "a 1-tuple", 2: "a pair", 3: "a triple"}.get(n, f"a tuple of {n}")
 
-    ``value`` is an int (used for both dims) or a sequence of two ints.
+
+def ntuple(value, n, name, min_value=None):
+    """``value`` as a tuple of ``n`` ints, one per spatial dim.
+
+    ``value`` is an int (used for every dim) or a sequence of ``n`` ints.
     Raises TypeError for anything else and ValueError naming ``name`` when
     a value is below ``min_value``.
     """
+    what = f"an int or {tuple_name(n)} of ints"
     if _is_int(value):
-        result = (int(value), int(value))
+        result = (int(value),) * n
     elif isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair of ints, got {tuple(value)} ({len(value)} values)")
+        if len(value) != n:
+            raise ValueError(f"{name} must be {what}, got {tuple(value)} ({len(value)} values)")
         if not all(_is_int(v) for v in value):
-            raise TypeError(f"{name} must be an int or a pair of ints, got {tuple(value)!r}")
-        result = (int(value[0]), int(value[1]))
+            raise TypeError(f"{name} must be {what}, got {tuple(value)!r}")
+        result = tuple(int(v) for v in value)
     else:
-        raise TypeError(f"{name} must be an int or a pair of ints, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
     if min_value is not None and min(result) < min_value:
         raise ValueError(f"{name} must be >= {min_value} in each dim, got {result}")
     return result
+
+
+def pair(value, name, min_value=None):
+    """``value`` as a tuple of two ints, one per spatial dim (H, W): ``ntuple`` with n = 2."""
+    return ntuple(value, 2, name, min_value)
 
 
 def _is_int(v):

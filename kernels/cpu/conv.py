@@ -24,12 +24,20 @@ im2col_gemm_forward, _grad_input, _grad_weight
     the size of x, is never built: writing it to memory and reading it
     back costs more than the GEMM on small layers.
 
+Any number of spatial dims: the im2col path cuts the output into rows of
+its last dim (OW pixels; the rows are the OD*OH leading positions in
+3-D), and ``_Columns`` fills a tile with the rank-2 kernels for images or
+the row kernels for every other rank (``im2col.py``), so the tiling and
+the GEMMs above are written once.
+
 Winograd's primitives are ``winograd.py``'s own functions.
 """
+import math
+
 import numpy
 
 from .depthwise import depthwise_forward, depthwise_grad_input, depthwise_grad_weight
-from .im2col import col2im_tile, im2col_tile
+from .im2col import col2im_rows_tile, col2im_tile, im2col_rows_tile, im2col_tile, row_table
 from .threads import matmul_into, run_in_parallel, split, sum_in_place, thread_count
 
 
@@ -99,6 +107,47 @@ def batched_matmul_sum(a, b):
 
 
 # -- im2col + GEMM, a tile at a time ------------------------------------------
+class _Columns:
+    """The column tiles of one geometry of any rank: ``fill`` writes a
+    tile's columns (C, taps, NB, R, OW) into a flat buffer, ``add`` adds
+    such a tile back into gx. R counts rows of the output's last dim
+    (``rows`` of them per image, OW pixels each)."""
+
+    def __init__(self, in_size, kernel_size, stride, padding, dilation, out_size):
+        self.kernel_size = tuple(kernel_size)
+        self.rows, self.OW = math.prod(out_size[:-1]), out_size[-1]
+        self.rank2 = len(in_size) == 2
+        if self.rank2:
+            self.geometry = _geometry(stride, padding, dilation)
+        else:
+            self.table = row_table(tuple(in_size), self.kernel_size, stride, padding, dilation, tuple(out_size))
+            self.last = (in_size[-1], stride[-1], padding[-1][0], dilation[-1])   # W, sw, left, dw
+
+    def _shape(self, C, nb, R):
+        if self.rank2:
+            return (C,) + self.kernel_size + (nb, R, self.OW)
+        return (C, self.table.shape[0], self.kernel_size[-1], nb, R, self.OW)
+
+    def fill(self, x, buf, n0, nb, r0, R):
+        """buf (flat, C*taps*nb*R*OW long) = the tile's columns, returned as (C*taps, nb*R*OW)."""
+        C = x.shape[1]
+        cols = buf.reshape(self._shape(C, nb, R))
+        if self.rank2:
+            im2col_tile(x, cols, n0, r0, *self.geometry)
+        else:
+            im2col_rows_tile(x.reshape(x.shape[0], C, -1), cols, self.table, n0, r0, *self.last)
+        return buf.reshape(C * math.prod(self.kernel_size), -1)
+
+    def add(self, buf, gx, n0, nb, r0, R):
+        """Add the tile in buf (as ``fill`` lays it out) into gx."""
+        C = gx.shape[1]
+        cols = buf.reshape(self._shape(C, nb, R))
+        if self.rank2:
+            col2im_tile(cols, gx, n0, r0, *self.geometry)
+        else:
+            col2im_rows_tile(cols, gx.reshape(gx.shape[0], C, -1), self.table, n0, r0, *self.last)
+
+
 #: Target size of one tile's column matrix, in bytes: few enough MB to stay
 #: in cache, enough for long GEMMs (8 MB was the best of 1-8 MB, all faster
 #: than the whole-batch matrix).
@@ -142,17 +191,17 @@ def _gy_band(gy, n0, nb, r0, R, G, Og, OW):
 
 
 def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
-    """y (N, O, OH, OW) = conv2d(x, w) + b; b may be None."""
+    """y (N, O, OH, OW) = conv(x, w) + b; b may be None."""
     x = numpy.ascontiguousarray(x)
     N, C = x.shape[:2]
-    O, KH, KW = w.shape[0], w.shape[2], w.shape[3]
-    G, OH, OW = groups, out_size[0], out_size[1]
-    geometry = _geometry(stride, padding, dilation)
-    y = numpy.empty((N, O, OH, OW), dtype=x.dtype)
+    O, G, out_size = w.shape[0], groups, tuple(out_size)
+    columns = _Columns(x.shape[2:], w.shape[2:], stride, padding, dilation, out_size)
+    OH, OW = columns.rows, columns.OW
+    y = numpy.empty((N, O) + out_size, dtype=x.dtype)
     Og, L = O // G, OH * OW
     wg = w.reshape(G, Og, -1)
     yg = y.reshape(N, G, Og, L)
-    K = C * KH * KW
+    K = C * math.prod(w.shape[2:])
     threads = thread_count()
     tiles = _tiles(N, OH, K * OW * x.itemsize, TILE_BYTES, threads)
     bg = None if b is None else b.reshape(G, Og, 1)
@@ -160,8 +209,7 @@ def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
     def work(group):                    # one thread's tiles; they write disjoint parts of y
         buf = _buffer(group, K, OW, x.dtype)
         for n0, nb, r0, R in group:
-            cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
-            im2col_tile(x, cols, n0, r0, *geometry)
+            cols = columns.fill(x, buf[:K * nb * R * OW], n0, nb, r0, R)
             cols = cols.reshape(G, K // G, nb * R * OW)
             if nb == 1:
                 out = yg[n0, :, :, r0 * OW:(r0 + R) * OW]              # (G, Og, R*OW), a view of y
@@ -181,14 +229,14 @@ def im2col_gemm_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     """gx (N, C, H, W) for gy (N, O, OH, OW): the adjoint of the forward
     in x, which is also conv_transpose2d(gy, w)."""
     gy = numpy.ascontiguousarray(gy)
-    N, O, OH, OW = gy.shape
-    G, KH, KW = groups, w.shape[2], w.shape[3]
+    N, O, G = gy.shape[0], gy.shape[1], groups
     C = w.shape[1] * G
-    geometry = _geometry(stride, padding, dilation)
+    columns = _Columns(tuple(in_size), w.shape[2:], stride, padding, dilation, gy.shape[2:])
+    OH, OW = columns.rows, columns.OW
     Og, L = O // G, OH * OW
     wgT = w.reshape(G, Og, -1).transpose(0, 2, 1)                        # (G, Kg, Og), a view
     gx = numpy.zeros((N, C) + tuple(in_size), dtype=gy.dtype)
-    K = C * KH * KW
+    K = C * math.prod(w.shape[2:])
     threads = thread_count()
     tiles = _tiles(N, OH, K * OW * gy.itemsize, TILE_BYTES, threads)
     gy = gy.reshape(N, O, L)
@@ -197,9 +245,9 @@ def im2col_gemm_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         group = [tile for image in images for tile in image]
         buf = _buffer(group, K, OW, gy.dtype)
         for n0, nb, r0, R in group:
-            cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
+            cols = buf[:K * nb * R * OW]
             numpy.matmul(wgT, _gy_band(gy, n0, nb, r0, R, G, Og, OW), out=cols.reshape(G, K // G, nb * R * OW))
-            col2im_tile(cols, gx, n0, r0, *geometry)
+            columns.add(cols, gx, n0, nb, r0, R)
     run_in_parallel(work, split(_by_image(tiles), threads))
     return gx
 
@@ -212,23 +260,22 @@ def im2col_gemm_grad_input(gy, w, stride, padding, dilation, groups, in_size):
 GRAD_WEIGHT_BY_CHANNELS_PIXELS = 64
 
 
-def _grad_weight_by_channels(x, gy, out_size, kernel_size, geometry, threads):
+def _grad_weight_by_channels(x, gy, columns, threads):
     """gw (O, C, KH, KW) of an ungrouped convolution with few output
     pixels, for gy (N, O, OH*OW): each thread builds the whole column
     matrix (small, for so few pixels) and computes the rows of gw of its
     share of the output channels, so there are no partial sums to add."""
     N, C = x.shape[:2]
-    O, (OH, OW), (KH, KW) = gy.shape[1], out_size, kernel_size
-    K = C * KH * KW
+    O, L = gy.shape[1], gy.shape[2]
+    K = C * math.prod(columns.kernel_size)
     gw = numpy.empty((O, K), x.dtype)
 
     def work(channels):                 # one thread's output channels: rows of gw
-        cols = numpy.empty((C, KH, KW, N, OH, OW), x.dtype)
-        im2col_tile(x, cols, 0, 0, *geometry)
-        gy_rows = gy[:, channels].transpose(1, 0, 2).reshape(-1, N * OH * OW)   # (O share, N*L)
-        numpy.matmul(gy_rows, cols.reshape(K, -1).T, out=gw[channels])
+        cols = columns.fill(x, numpy.empty(K * N * L, x.dtype), 0, N, 0, columns.rows)
+        gy_rows = gy[:, channels].transpose(1, 0, 2).reshape(-1, N * L)   # (O share, N*L)
+        numpy.matmul(gy_rows, cols.T, out=gw[channels])
     run_in_parallel(work, _slices(O, threads))
-    return gw.reshape(O, C, KH, KW)
+    return gw.reshape((O, C) + columns.kernel_size)
 
 
 def _weight_product_transposed(K, T):
@@ -246,15 +293,15 @@ def im2col_gemm_grad_weight(x, gy, kernel_size, stride, padding, dilation, group
     x = numpy.ascontiguousarray(x)
     gy = numpy.ascontiguousarray(gy)
     N, C = x.shape[:2]
-    N, O, OH, OW = gy.shape
-    G, (KH, KW) = groups, kernel_size
-    geometry = _geometry(stride, padding, dilation)
+    O, G, kernel_size = gy.shape[1], groups, tuple(kernel_size)
+    columns = _Columns(x.shape[2:], kernel_size, stride, padding, dilation, gy.shape[2:])
+    OH, OW = columns.rows, columns.OW
     Og, Cg, L = O // G, C // G, OH * OW
     gy = gy.reshape(N, O, L)
-    K = C * KH * KW
+    K = C * math.prod(kernel_size)
     threads = thread_count()
     if threads > 1 and G == 1 and N * L <= GRAD_WEIGHT_BY_CHANNELS_PIXELS * threads:
-        return _grad_weight_by_channels(x, gy, (OH, OW), kernel_size, geometry, threads)
+        return _grad_weight_by_channels(x, gy, columns, threads)
     tiles = _tiles(N, OH, K * OW * x.itemsize, TILE_BYTES, threads)
     transposed = _weight_product_transposed(K // G, max(nb * R for _, nb, _, R in tiles) * OW)
 
@@ -262,8 +309,7 @@ def im2col_gemm_grad_weight(x, gy, kernel_size, stride, padding, dilation, group
         gw = numpy.empty((G, K // G, Og) if transposed else (G, Og, K // G), dtype=x.dtype)
         buf = _buffer(group, K, OW, x.dtype)
         for i, (n0, nb, r0, R) in enumerate(group):
-            cols = buf[:K * nb * R * OW].reshape(C, KH, KW, nb, R, OW)
-            im2col_tile(x, cols, n0, r0, *geometry)
+            cols = columns.fill(x, buf[:K * nb * R * OW], n0, nb, r0, R)
             cols = cols.reshape(G, K // G, nb * R * OW)
             gy_tile = _gy_band(gy, n0, nb, r0, R, G, Og, OW)
             if transposed:
@@ -272,4 +318,4 @@ def im2col_gemm_grad_weight(x, gy, kernel_size, stride, padding, dilation, group
                 matmul_into(gw, gy_tile, cols.transpose(0, 2, 1), add=i > 0)
         return gw
     gw = sum_in_place(run_in_parallel(work, split(tiles, threads)))
-    return numpy.ascontiguousarray(gw.transpose(0, 2, 1) if transposed else gw).reshape(O, Cg, KH, KW)
+    return numpy.ascontiguousarray(gw.transpose(0, 2, 1) if transposed else gw).reshape((O, Cg) + kernel_size)

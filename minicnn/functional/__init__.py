@@ -18,7 +18,8 @@ from .loss import (  # noqa: F401
     binary_cross_entropy_with_logits, kl_div)
 from .lookup import embedding, one_hot  # noqa: F401
 from .parametric_activation import prelu  # noqa: F401
-from .conv import conv2d; from .conv_transpose import conv_transpose2d  # noqa: F401,E702
+from .conv import conv1d, conv2d, conv3d  # noqa: F401
+from .conv_transpose import conv_transpose1d, conv_transpose2d, conv_transpose3d  # noqa: F401
 from .pooling import (  # noqa: F401
     max_pool1d, max_pool2d, max_pool3d, avg_pool1d, avg_pool2d, avg_pool3d,
     adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_avg_pool3d,

@@ -3,14 +3,19 @@
 Notation as in conv.py: N batch, C input channels, H, W input size,
 O output channels, KH, KW kernel size, OH, OW output size, G groups,
 Cg = C / G, Og = O / G, K = Cg * KH * KW taps per output value,
-L = OH * OW output pixels per image.
+L = OH * OW output pixels per image. The same functions take any number
+of spatial dims (3-D: D, H, W input, KD, KH, KW kernel, OD, OH, OW
+output; 1-D: one dim), each geometry argument one value per dim:
 
-    conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size)      y  (N, O, OH, OW)
-    conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size)      gx (N, C, H, W)
-    conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups) gw (O, Cg, KH, KW)
+    conv_forward(x, w, b, stride, padding, dilation, groups, out_size)      y  (N, O, OH, OW)
+    conv_grad_input(gy, w, stride, padding, dilation, groups, in_size)      gx (N, C, H, W)
+    conv_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups) gw (O, Cg, KH, KW)
 
-conv2d's ops (conv.py) call the first and the third, conv_transpose2d
-(conv2d's input gradient) the second. A product with an empty operand
+The convolution ops (conv.py) call the first and the third, the
+transposed convolution (the input gradient) the second. A 1-D
+convolution runs as a 2-D one of height 1, so it takes every 2-D path;
+the depthwise and Winograd kernels are 2-D only, and a 3-D convolution
+takes the dense, pointwise or im2col path. A product with an empty operand
 (N, C, O, H * W or OH * OW zero) needs no kernel: every output is a sum
 of no terms, zero (plus the bias), and each direction returns that
 before choosing a path, the same on every backend. Otherwise each takes
@@ -56,12 +61,12 @@ Numba versions live in ``kernels/cpu/``, the CUDA ones in
 reshapes and slices around the primitives, is plain ``xp`` code, the same
 on every backend.
 """
+import math
+
 from minicnn.kernels import registry
 
 from ..backend import get_array_module
 from . import im2col  # noqa: F401  (registers the im2col and col2im primitives the im2col path calls)
-
-NO_PADDING = ((0, 0), (0, 0))
 
 #: Fewest 2x2 output tiles, N * ceil(OH/2) * ceil(OW/2), for which
 #: Winograd beats im2col + GEMM: the filter transform (a*a * O * C values)
@@ -81,6 +86,8 @@ def winograd_tile(N, kernel_size, stride, dilation, groups, out_size, xp):
     output (OH, OW) by, or 0 for none: Winograd applies to a 3x3,
     stride-1, undilated, ungrouped convolution with enough output tiles,
     on a backend that has it."""
+    if tuple(kernel_size) != (3, 3):
+        return 0
     OH, OW = out_size
     tiles = N * -(-OH // 2) * -(-OW // 2)
     if not (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
@@ -97,38 +104,50 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     ``winograd_size`` is the output of the 3x3 convolution Winograd would
     compute: (OH, OW), or (H, W) for the input gradient, a convolution of
     gy (see ``conv2d_grad_input``)."""
-    if groups == C:
+    unpadded = all(lo == hi == 0 for lo, hi in padding)
+    if groups == C and len(kernel_size) == 2:
         return "depthwise", 0
-    if tuple(out_size) == (1, 1) and padding == NO_PADDING and groups == 1:
+    if all(o == 1 for o in out_size) and unpadded and groups == 1:
         return "dense", 0
     m = winograd_tile(N, kernel_size, stride, dilation, groups, winograd_size, xp)
     if m:
         return "winograd", m
-    if tuple(kernel_size) == (1, 1) and padding == NO_PADDING:
+    if all(k == 1 for k in kernel_size) and unpadded:
         return "pointwise", 0
     return "im2col", 0
 
 
-# -- conv2d's three directions ----------------------------------------------
-def conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
-    """y (N, O, OH, OW) = conv2d(x, w) + b; b (O,) may be None."""
+# -- 1-D as 2-D ------------------------------------------------------------------
+def _lift(values, one):
+    """A 1-D geometry argument as the 2-D one of height 1: ``one`` (the
+    value of the new leading dim) in front of ``values``."""
+    return (one,) + tuple(values)
+
+
+# -- the three directions -----------------------------------------------------
+def conv_forward(x, w, b, stride, padding, dilation, groups, out_size):
+    """y (N, O, OH, OW) = conv(x, w) + b; b (O,) may be None."""
     xp = get_array_module(x)
+    if x.ndim == 3:
+        return conv_forward(x[:, :, None], w[:, :, None], b, _lift(stride, 1), _lift(padding, (0, 0)),
+                            _lift(dilation, 1), groups, _lift(out_size, 1))[:, :, 0]
     x = xp.ascontiguousarray(x)
-    kernel_size = tuple(w.shape[2:])
+    kernel_size, out_size = tuple(w.shape[2:]), tuple(out_size)
     N, C, O = x.shape[0], x.shape[1], w.shape[0]
+    ones = (1,) * len(out_size)
     if x.size == 0 or w.size == 0:   # no taps, or nothing to compute: y is the bias
-        y = xp.zeros((N, O) + tuple(out_size), dtype=x.dtype)
+        y = xp.zeros((N, O) + out_size, dtype=x.dtype)
         if b is not None:
-            y += b.reshape(O, 1, 1)
+            y += b.reshape((O,) + ones)
         return y
     path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, out_size)
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_forward", xp)(x, w, b, stride, padding, dilation, groups, out_size)
     if path == "dense":
-        y = xp.empty((N, O, 1, 1), dtype=x.dtype)
+        y = xp.empty((N, O) + ones, dtype=x.dtype)
         xp.matmul(_window(x, kernel_size, dilation), w.reshape(O, -1).T, out=y.reshape(N, O))
         if b is not None:
-            y += b.reshape(O, 1, 1)
+            y += b.reshape((O,) + ones)
         return y
     if path == "winograd":
         return registry.lookup("winograd_conv2d", xp)(x, w, b, padding, out_size, m)
@@ -137,20 +156,23 @@ def conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
         xs = _subsample(x, stride, out_size).reshape(N, groups, Cg, -1)                # (N, G, Cg, L)
         bias = None if b is None else b.reshape(groups, Og, 1)
         y = registry.lookup("batched_matmul", xp)(w.reshape(groups, Og, Cg), xs, bias)  # (N, G, Og, L)
-        return y.reshape((N, O) + tuple(out_size))
+        return y.reshape((N, O) + out_size)
     return registry.lookup("im2col_gemm_forward", xp)(x, w, b, stride, padding, dilation, groups, out_size)
 
 
-def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
-    """gx (N, C, H, W) for gy (N, O, OH, OW): the adjoint of conv2d_forward
-    in x, which is also conv_transpose2d(gy, w)."""
+def conv_grad_input(gy, w, stride, padding, dilation, groups, in_size):
+    """gx (N, C, H, W) for gy (N, O, OH, OW): the adjoint of conv_forward
+    in x, which is also the transposed convolution of gy with w."""
     xp = get_array_module(gy)
+    if gy.ndim == 3:
+        return conv_grad_input(gy[:, :, None], w[:, :, None], _lift(stride, 1), _lift(padding, (0, 0)),
+                               _lift(dilation, 1), groups, _lift(in_size, 1))[:, :, 0]
     gy = xp.ascontiguousarray(gy)
-    N, O, OH, OW = gy.shape
+    N, O, out_size = gy.shape[0], gy.shape[1], tuple(gy.shape[2:])
     C, kernel_size, in_size = w.shape[1] * groups, tuple(w.shape[2:]), tuple(in_size)
     if gy.size == 0 or w.size == 0:
         return xp.zeros((N, C) + in_size, dtype=gy.dtype)
-    path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, (OH, OW), in_size)
+    path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, in_size)
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_grad_input", xp)(gy, w, stride, padding, dilation, groups, in_size)
     if path == "dense":
@@ -169,28 +191,31 @@ def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     if path == "pointwise":
         Og = O // groups
         wgT = w.reshape(groups, Og, -1).transpose(0, 2, 1)                  # (G, Cg, Og), a view
-        gxs = registry.lookup("batched_matmul", xp)(wgT, gy.reshape(N, groups, Og, OH * OW))
-        gxs = gxs.reshape(N, C, OH, OW)
-        if (OH, OW) == in_size:
+        gxs = registry.lookup("batched_matmul", xp)(wgT, gy.reshape(N, groups, Og, -1))
+        gxs = gxs.reshape((N, C) + out_size)
+        if out_size == in_size:
             return gxs
         gx = xp.zeros((N, C) + in_size, dtype=gy.dtype)
-        gx[_grid((OH, OW), stride)] = gxs
+        gx[_grid(out_size, stride)] = gxs
         return gx
     return registry.lookup("im2col_gemm_grad_input", xp)(gy, w, stride, padding, dilation, groups, in_size)
 
 
-def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
+def conv_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     """gw (O, Cg, KH, KW) = the sum over images and output pixels of gy
-    times the input pixels each weight saw: the adjoint of conv2d_forward
+    times the input pixels each weight saw: the adjoint of conv_forward
     in w."""
     xp = get_array_module(x)
+    if x.ndim == 3:
+        return conv_grad_weight(x[:, :, None], gy[:, :, None], _lift(kernel_size, 1), _lift(stride, 1),
+                                _lift(padding, (0, 0)), _lift(dilation, 1), groups)[:, :, 0]
     x, gy = xp.ascontiguousarray(x), xp.ascontiguousarray(gy)
     N, C = x.shape[:2]
-    O, OH, OW = gy.shape[1:]
+    O, out_size = gy.shape[1], tuple(gy.shape[2:])
     kernel_size = tuple(kernel_size)
     if x.size == 0 or gy.size == 0:
         return xp.zeros((O, C // groups) + kernel_size, dtype=x.dtype)
-    path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, (OH, OW), (OH, OW))
+    path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, out_size)
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_grad_weight", xp)(x, gy, kernel_size, stride, padding, dilation,
                                                                    groups)
@@ -199,11 +224,16 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     if path == "winograd":
         return registry.lookup("winograd_conv2d_grad_weight", xp)(x, gy, padding, m)
     if path == "pointwise":
-        Og, Cg, L = O // groups, C // groups, OH * OW
-        xs = _subsample(x, stride, (OH, OW)).reshape(N, groups, Cg, L)
-        gw = registry.lookup("batched_matmul_sum", xp)(gy.reshape(N, groups, Og, L), xs.transpose(0, 1, 3, 2))
-        return gw.reshape(O, Cg, 1, 1)
+        Og, Cg = O // groups, C // groups
+        xs = _subsample(x, stride, out_size).reshape(N, groups, Cg, -1)
+        gw = registry.lookup("batched_matmul_sum", xp)(gy.reshape(N, groups, Og, -1), xs.transpose(0, 1, 3, 2))
+        return gw.reshape((O, Cg) + kernel_size)
     return registry.lookup("im2col_gemm_grad_weight", xp)(x, gy, kernel_size, stride, padding, dilation, groups)
+
+
+#: The 2-D names of the three directions, as the tests and the kernels'
+#: benchmarks call them.
+conv2d_forward, conv2d_grad_input, conv2d_grad_weight = conv_forward, conv_grad_input, conv_grad_weight
 
 
 # -- the dense and pointwise paths' pieces ----------------------------------
@@ -248,7 +278,7 @@ def _columns(x, kernel_size, stride, padding, dilation, groups, out_size):
     N, C = x.shape[:2]
     cols = registry.lookup("im2col", get_array_module(x))(x, tuple(kernel_size), stride, padding, dilation,
                                                           tuple(out_size))
-    return cols.reshape(N, groups, -1, out_size[0] * out_size[1])
+    return cols.reshape(N, groups, -1, math.prod(out_size))
 
 
 def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
@@ -260,7 +290,7 @@ def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
     y = xp.matmul(w.reshape(G, O // G, -1), cols)                                    # (N, G, Og, L)
     y = y.reshape((N, O) + tuple(out_size))
     if b is not None:
-        y += b.reshape(1, O, 1, 1)
+        y += b.reshape((1, O) + (1,) * len(out_size))
     return y
 
 

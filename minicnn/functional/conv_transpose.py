@@ -1,4 +1,8 @@
-"""2-D transposed convolution: one GEMM, then col2im.
+"""Transposed convolution over 1, 2 or 3 spatial dims: one GEMM, then col2im.
+
+conv_transpose1d, conv_transpose2d and conv_transpose3d are one op,
+``ConvTransposeNd``; the derivation below is written for 2-D and holds
+for any rank, as in conv.py.
 
 Notation
 --------
@@ -38,10 +42,10 @@ Backward
 The adjoint of an adjoint is the op itself, so gx = conv2d(gy, w), which
 runs im2col on gy. gw is the same GEMM of columns as conv2d's weight
 gradient with the roles swapped (``Conv2dGradWeight(gy, x)``), and gb sums
-gy over N, OH, OW. Both run im2col on the grid (H, W) that the shared
+gy over N, OH, OW. All run im2col on the grid (H, W) that the shared
 ``ConvGeometry`` names, not the largest grid that fits: with
 output_padding >= stride (allowed when the dilation is larger) a conv2d on
-(OH, OW) would fit more rows than x has.
+(OH, OW) would fit more rows than x has. gw is ``ConvNdGradWeight(gy, x)``.
 
 Memory
 ------
@@ -53,16 +57,16 @@ the price of not holding them between forward and backward.
 """
 from ..autograd import Function
 from ..kernels.geometry import conv_transpose_output_size
-from .conv import Conv2d, Conv2dGradWeight, ConvGeometry, check_bias, check_groups, check_operands
-from .conv_strategy import conv2d_grad_input
-from .utils import pair
+from .conv import (ConvGeometry, ConvNd, ConvNdGradWeight, check_bias, check_groups, check_operands, spatial,
+                   unbatched_hint)
+from .conv_strategy import conv_grad_input
 from .reduction import sum as reduce_sum
 from .shape import squeeze, unsqueeze
 
 
-class ConvTranspose2d(Function):
-    """y = conv_transpose2d(x, w) + b: the adjoint of the conv2d described
-    by ``geometry`` (whose input is y and whose output is x)."""
+class ConvTransposeNd(Function):
+    """y = conv_transpose(x, w) + b: the adjoint of the convolution
+    described by ``geometry`` (whose input is y and whose output is x)."""
 
     def __init__(self, geometry):
         self.geometry = geometry
@@ -70,24 +74,75 @@ class ConvTranspose2d(Function):
     def forward(self, x, w, b=None):
         self.save_for_backward(x, w)
         g = self.geometry
-        # The input gradient of the conv2d that g describes: GEMM, then col2im.
-        y = conv2d_grad_input(x, w, g.stride, g.padding, g.dilation, g.groups, g.in_size)
+        # The input gradient of the convolution that g describes: GEMM, then col2im.
+        y = conv_grad_input(x, w, g.stride, g.padding, g.dilation, g.groups, g.in_size)
         if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+            y += b.reshape((-1,) + (1,) * len(g.in_size))
         return y
 
     def backward(self, gy):
         x, w = self.saved_tensors
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            gx = Conv2d.apply(gy, w, geometry=self.geometry)
+            gx = ConvNd.apply(gy, w, geometry=self.geometry)
         if self.needs_input_grad[1]:
-            gw = Conv2dGradWeight.apply(gy, x, geometry=self.geometry)
+            gw = ConvNdGradWeight.apply(gy, x, geometry=self.geometry)
         if len(self.needs_input_grad) == 2:  # called without a bias
             return gx, gw
         if self.needs_input_grad[2]:
-            gb = reduce_sum(gy, (0, 2, 3))
+            gb = reduce_sum(gy, (0,) + tuple(range(2, gy.ndim)))
         return gx, gw, gb
+
+
+#: The 2-D name the op had before it took any rank.
+ConvTranspose2d = ConvTransposeNd
+
+
+def transposed_convolution(op, rank, input, weight, bias, stride, padding, output_padding, groups, dilation):
+    """conv_transpose1d, 2d or 3d (``rank`` spatial dims, ``op`` its name
+    in messages): the checks, the geometry, and the op."""
+    check_operands(op, input, weight, bias, rank)
+    stride = spatial(stride, rank, "stride", min_value=1)
+    dilation = spatial(dilation, rank, "dilation", min_value=1)
+    padding = spatial(padding, rank, "padding", min_value=0)
+    output_padding = spatial(output_padding, rank, "output_padding", min_value=0)
+    for op_, s, d in zip(output_padding, stride, dilation):
+        if op_ >= s and op_ >= d:
+            raise ValueError(
+                f"{op}: output_padding {output_padding} must be smaller than either "
+                f"stride {stride} or dilation {dilation} in each dim")
+    x = unsqueeze(input, 0) if input.ndim == rank + 1 else input
+    C, kernel_size = x.shape[1], tuple(weight.shape[2:])
+    if weight.shape[0] != C:
+        raise ValueError(
+            f"{op}: input of shape {input.shape} has {C} channels, but weight of shape "
+            f"{weight.shape} expects {weight.shape[0]} (weight is (in_channels, out_channels / groups, *kernel_size))"
+            f"{unbatched_hint(input, rank)}")
+    check_groups(op, groups, input, C)
+    O = weight.shape[1] * int(groups)
+    check_bias(op, bias, O)
+    out_size = tuple(x.shape[2:])
+    in_size = tuple(conv_transpose_output_size(n, k, s, p, d, o) for n, k, s, p, d, o in
+                    zip(out_size, kernel_size, stride, padding, dilation, output_padding))
+    if min(in_size) < 1:
+        raise ValueError(
+            f"{op}: the output size {in_size} is below 1 for input shape {input.shape}, "
+            f"weight shape {weight.shape}, stride {stride}, padding {padding}, dilation {dilation}, "
+            f"output_padding {output_padding}")
+    geometry = ConvGeometry(kernel_size, stride, tuple((p, p) for p in padding), dilation, int(groups), in_size,
+                            out_size)
+    y = ConvTransposeNd.apply(x, weight, geometry=geometry) if bias is None else \
+        ConvTransposeNd.apply(x, weight, bias, geometry=geometry)
+    return squeeze(y, 0) if input.ndim == rank + 1 else y
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Transposed convolution of ``input`` (N, C, L) or (C, L) with
+    ``weight`` (C, O / groups, K) and optional ``bias`` (O,); torch's
+    arguments and argument order, each geometry argument an int or a
+    1-tuple. See conv_transpose2d."""
+    return transposed_convolution("conv_transpose1d", 1, input, weight, bias, stride, padding, output_padding,
+                                  groups, dilation)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
@@ -108,34 +163,14 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     in torch. float16 and byte-swapped arrays compute on every backend
     (kernels/registry.py).
     """
-    check_operands("conv_transpose2d", input, weight, bias)
-    stride = pair(stride, "stride", min_value=1)
-    dilation = pair(dilation, "dilation", min_value=1)
-    ph, pw = pair(padding, "padding", min_value=0)
-    output_padding = pair(output_padding, "output_padding", min_value=0)
-    for op, s, d in zip(output_padding, stride, dilation):
-        if op >= s and op >= d:
-            raise ValueError(
-                f"conv_transpose2d: output_padding {output_padding} must be smaller than either "
-                f"stride {stride} or dilation {dilation} in each dim")
-    x = unsqueeze(input, 0) if input.ndim == 3 else input
-    C, kernel_size = x.shape[1], tuple(weight.shape[2:])
-    if weight.shape[0] != C:
-        raise ValueError(
-            f"conv_transpose2d: input of shape {input.shape} has {C} channels, but weight of shape "
-            f"{weight.shape} expects {weight.shape[0]} (weight is (in_channels, out_channels / groups, KH, KW))")
-    check_groups("conv_transpose2d", groups, input, C)
-    O = weight.shape[1] * int(groups)
-    check_bias("conv_transpose2d", bias, O)
-    out_size = tuple(x.shape[2:])
-    in_size = tuple(conv_transpose_output_size(n, k, s, p, d, o) for n, k, s, p, d, o in
-                    zip(out_size, kernel_size, stride, (ph, pw), dilation, output_padding))
-    if min(in_size) < 1:
-        raise ValueError(
-            f"conv_transpose2d: the output size {in_size} is below 1 for input shape {input.shape}, "
-            f"weight shape {weight.shape}, stride {stride}, padding {(ph, pw)}, dilation {dilation}, "
-            f"output_padding {output_padding}")
-    geometry = ConvGeometry(kernel_size, stride, ((ph, ph), (pw, pw)), dilation, int(groups), in_size, out_size)
-    y = ConvTranspose2d.apply(x, weight, geometry=geometry) if bias is None else \
-        ConvTranspose2d.apply(x, weight, bias, geometry=geometry)
-    return squeeze(y, 0) if input.ndim == 3 else y
+    return transposed_convolution("conv_transpose2d", 2, input, weight, bias, stride, padding, output_padding,
+                                  groups, dilation)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Transposed convolution of ``input`` (N, C, D, H, W) or (C, D, H, W)
+    with ``weight`` (C, O / groups, KD, KH, KW) and optional ``bias``
+    (O,); torch's arguments and argument order, each geometry argument an
+    int or a (D, H, W) triple. See conv_transpose2d."""
+    return transposed_convolution("conv_transpose3d", 3, input, weight, bias, stride, padding, output_padding,
+                                  groups, dilation)

@@ -8,7 +8,7 @@ from .skip_init import no_init, skip_init  # noqa: F401
 from .containers import Sequential, ModuleList, ModuleDict  # noqa: F401
 from .linear import Identity, Linear, LazyLinear  # noqa: F401
 from .flatten import Flatten, Unflatten  # noqa: F401
-from .conv import Conv2d, ConvTranspose2d  # noqa: F401
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d  # noqa: F401
 from .pooling import (  # noqa: F401
     MaxPool1d, MaxPool2d, MaxPool3d, AvgPool1d, AvgPool2d, AvgPool3d,
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AdaptiveMaxPool3d)
