@@ -40,7 +40,9 @@ def _valid_range(size, out_size, start, step):
     0 <= start + o * step < size."""
     lo = 0
     if start < 0:
-        lo = (-start + step - 1) // step
+        # At most out_size: a tap dilated past the whole map has no valid
+        # index at all, and lo also says how much to zero-fill.
+        lo = min(out_size, (-start + step - 1) // step)
     last = size - 1 - start
     hi = 0 if last < 0 else min(out_size, last // step + 1)
     return lo, max(lo, hi)
