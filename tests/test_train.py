@@ -424,3 +424,78 @@ def test_ctrl_c_during_training_ends_cleanly_and_keeps_the_last_epoch(tmp_path):
         if resumed.poll() is None:
             resumed.kill()
     assert f"after epoch {saved['epoch']} of 50" in first_line
+
+
+@pytest.mark.parametrize("name, head", [
+    ("resnet18", "fc"), ("regnet_y_400mf", "fc"), ("googlenet", "fc"), ("inception_v3", "fc"),
+    ("shufflenet_v2_x0_5", "fc"), ("alexnet", "classifier.6"), ("vgg11", "classifier.6"),
+    ("densenet121", "classifier"), ("mobilenet_v2", "classifier.1"), ("mobilenet_v3_small", "classifier.3"),
+    ("efficientnet_b0", "classifier.1"), ("mnasnet0_5", "classifier.1"), ("convnext_tiny", "classifier.2"),
+    ("squeezenet1_1", "classifier.1"), ("lenet5", "classifier.3")])
+def test_the_classifier_head_is_torchvisions(name, head):
+    """The layer a new head replaces, as torchvision's fine-tuning guides name it."""
+    from minicnn.nn.skip_init import no_init
+
+    with no_init():
+        model = mc.models.get_model(name)
+    assert training.classifier_head(model)[0] == head
+    new = training.replace_head(model, 7)
+    assert model.get_submodule(head) is new
+    assert (new.out_features if isinstance(new, mc.nn.Linear) else new.out_channels) == 7
+
+
+@pytest.mark.slow
+def test_freeze_backbone_trains_only_a_new_head_on_torchvision_weights(tmp_path, small_digits, monkeypatch, capsys):
+    """SqueezeNet 1.1 (its classifier a 1x1 convolution) from a torchvision
+    .pth file, on the digits (grey, repeated to 3 channels): after training,
+    every backbone parameter is the file's, bit for bit; the head has 10
+    outputs and has moved."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    pth = tmp_path / "squeezenet1_1.pth"
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), str(pth))
+    reference = {key: value.numpy() for key, value in torch.load(str(pth)).items()}
+    path = str(tmp_path / "run.safetensors")
+    assert main(["train", "--model", "squeezenet1_1", "--weights", str(pth), "--freeze-backbone", "--epochs", "1",
+                 "--batch-size", "32", "--no-progress", "--checkpoint", path]) == 0
+    model = mc.load(path)["model"]
+    first = {key: value.data.copy() for key, value in model.items()}
+    for key, value in reference.items():
+        if key.startswith("classifier.1."):
+            assert model[key].shape[0] == 10                  # the new head: one output per digit
+        else:
+            numpy.testing.assert_array_equal(model[key].data, value, err_msg=key)
+
+    # Resumed and extended: the weights file is not needed again, the backbone stays frozen, the head learns.
+    os.remove(pth)
+    assert main(["train", "--epochs", "2", "--no-progress", "--checkpoint", path, "--resume"]) == 0
+    model = mc.load(path)["model"]
+    for key, value in reference.items():
+        if key.startswith("classifier.1."):
+            assert not numpy.array_equal(model[key].data, first[key])
+        else:
+            numpy.testing.assert_array_equal(model[key].data, value, err_msg=key)
+    capsys.readouterr()
+    assert main(["train", "--model", "squeezenet1_1", "--weights", str(pth), "--no-progress",
+                 "--checkpoint", str(tmp_path / "other.safetensors")]) == 2
+    assert f"there is no file {pth}" in capsys.readouterr().err
+
+
+def test_weights_that_do_not_fit_the_model_are_refused(tmp_path, small_digits, capsys):
+    weights = tmp_path / "lenet.safetensors"
+    mc.save_weights(mc.models.lenet5(), str(weights))
+    assert main(["train", "--model", "resnet18", "--weights", str(weights), "--no-progress",
+                 "--checkpoint", str(tmp_path / "run.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert f"--weights {weights} does not fit resnet18" in err
+
+
+@pytest.mark.slow
+def test_resnet18_on_the_digits_lowers_its_loss(tmp_path, small_digits):
+    """ResNet-18 at 32x32, the grey digits repeated to 3 channels: two
+    short epochs (10 steps each) lower the loss."""
+    result = training.train(model="resnet18", epochs=2, batch_size=16, checkpoint=str(tmp_path / "r.safetensors"),
+                            progress=False, log=lambda line: None)
+    history = mc.load(result["checkpoint"])["history"]
+    assert history[1]["loss"] < 0.9 * history[0]["loss"]
