@@ -115,6 +115,7 @@ def launch(ranks, threads, steps, warmup):
 def measure(steps=9, warmup=3, rounds=2, log=print):
     """Alternate the two configurations ``rounds`` times; the median of
     each quantity over the rounds."""
+    load_before = os.getloadavg()[0]
     runs = {"2x1": [], "1x2": []}
     for round_ in range(rounds):
         for key, (ranks, threads) in (("2x1", (2, 1)), ("1x2", (1, 2))):
@@ -125,7 +126,8 @@ def measure(steps=9, warmup=3, rounds=2, log=print):
     two, one = runs["2x1"], runs["1x2"]
     median = lambda runs, key: statistics.median(r[key] for r in runs)   # noqa: E731
     return dict(step_2x1=median(two, "step_s"), step_1x2=median(one, "step_s"), wait=median(two, "wait_s"),
-                allreduce=median(two, "allreduce_s"), mpi=two[0]["mpi"], steps=steps, rounds=rounds)
+                allreduce=median(two, "allreduce_s"), mpi=two[0]["mpi"], steps=steps, rounds=rounds,
+                load=(load_before, os.getloadavg()[0]))
 
 
 def markdown(r):
@@ -153,8 +155,11 @@ def markdown(r):
         f"what the step would pay without the overlap",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-        f"{os.getloadavg()[0]:.2f} at the end; {r['mpi']}.",
-        ""])
+        f"{r['load'][0]:.2f} before and {r['load'][1]:.2f} after; {r['mpi']}."]
+        + ([f"Measured under load (other processes competed for the {os.cpu_count()} cores): the times are "
+            f"inflated and the ratio need not be an idle machine's."]
+           if max(r["load"]) > 0.5 * os.cpu_count() else [])
+        + [""])
 
 
 def main(argv=None):
