@@ -25,6 +25,7 @@ from . import cuda  # noqa: F401
 from . import distributed  # noqa: F401
 from . import explain  # noqa: F401
 from . import metrics  # noqa: F401
+from . import ops  # noqa: F401
 from .serialization import save, load  # noqa: F401
 from .summary import summary  # noqa: F401
 from .weights import load_weights, save_weights, UnsafeWeightsError  # noqa: F401

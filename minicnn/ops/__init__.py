@@ -1,0 +1,6 @@
+"""Detection ops with torchvision.ops' names, arguments and semantics:
+box geometry, non-maximum suppression, RoI pooling, the feature pyramid
+and the detection losses."""
+from .boxes import (box_area, box_iou, generalized_box_iou, box_convert, clip_boxes_to_image,  # noqa: F401
+                    remove_small_boxes)
+from .nms import nms, batched_nms  # noqa: F401
