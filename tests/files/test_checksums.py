@@ -267,3 +267,19 @@ def test_files_without_checksums_still_load(tmp_path, rng):
     for loader in (mc.load, mc.load_weights):
         loaded = loader(tmp_path / "old.safetensors")
         assert loaded["epoch"] == 4 and loaded["model"]["w"].tolist() == [1.0, 1.0]
+
+
+def test_npz_weights_rely_on_the_zips_crc(tmp_path):
+    # save_weights' npz has no checksum record of its own: the zip's CRC-32
+    # of each member covers its bytes, and the reader checks it.
+    path = tmp_path / "w.npz"
+    values = numpy.arange(16, dtype=numpy.float32)
+    mc.save_weights({"w": mc.tensor(values)}, path)
+    payload = path.read_bytes()
+    start = payload.index(values.tobytes())
+    for position in range(start, start + values.nbytes):
+        damaged = bytearray(payload)
+        damaged[position] ^= 0x01
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(ValueError, match="w.npz.*array 'w'.*CRC"):
+            mc.load_weights(path)
