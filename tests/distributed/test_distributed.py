@@ -182,3 +182,41 @@ def test_distributed_names_need_an_initialized_group_and_mpi4py_is_loaded_lazily
     assert mc.nn.DistributedDataParallel is mc.nn.parallel.DistributedDataParallel
     code = "import sys, minicnn; assert 'mpi4py' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_launch_helpers(monkeypatch):
+    from minicnn.distributed import launch
+    assert launch.without_option(["train", "--nproc", "2", "--epochs=3", "--nproc=4", "--lr", "1"], "--nproc") == \
+        ["train", "--epochs=3", "--lr", "1"]
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert launch.launched_size() == 1
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "3")
+    assert launch.launched_size() == 3
+    monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
+    assert launch.join() == (0, 1) and launch.parallel_model(mc.nn.Linear(2, 2)).__class__ is mc.nn.Linear
+
+
+def test_seeded_samples_augment_a_sample_alike_in_any_order_and_leave_the_global_stream_alone():
+    from minicnn.distributed.launch import SeededSamples
+    images = mc.utils.data.TensorDataset(mc.tensor(numpy.arange(5 * 36.0).reshape(5, 1, 6, 6)))
+    crop = mc.transforms.RandomCrop(6, padding=2)
+
+    class Augmented(mc.utils.data.Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return crop(images[i][0]).numpy()
+    samples = SeededSamples(Augmented(), seed=3)
+    mc.manual_seed(0)
+    forward = [samples[i] for i in range(5)]
+    after = mc.rand(3).numpy()
+    mc.manual_seed(0)
+    backward = [samples[i] for i in reversed(range(5))][::-1]
+    assert all((a == b).all() for a, b in zip(forward, backward))
+    numpy.testing.assert_array_equal(mc.rand(3).numpy(), after)     # the global stream goes on untouched
+    mc.manual_seed(0)
+    numpy.testing.assert_array_equal(mc.rand(3).numpy(), after)
+    samples.set_epoch(1)
+    assert any((a != b).any() for a, b in zip(forward, [samples[i] for i in range(5)]))
