@@ -18,7 +18,8 @@ autograd graph. Random choices draw from minicnn's global generator, so
 
 For pretrained ImageNet classifiers, ``ImageClassification`` is
 torchvision's ``weights.transforms()`` preset (antialiased resize, centre
-crop, ImageNet normalisation).
+crop, ImageNet normalisation); ``VideoClassification`` is the video
+models' preset, for clips of frames (T, C, H, W).
 """
 import numbers
 
@@ -540,6 +541,85 @@ class ImageClassification:
         return (f"ImageClassification(crop_size={self.crop_size}, resize_size={self.resize_size}, "
                 f"mean={self.mean}, std={self.std}, interpolation={self.interpolation!r}, "
                 f"antialias={self.antialias})")
+
+
+#: The mean and std per channel (R, G, B) of Kinetics-400's frames, which
+#: torchvision's pretrained video classifiers expect.
+KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
+KINETICS_STD = (0.22803, 0.22145, 0.216989)
+
+
+class VideoClassification:
+    """torchvision's preprocessing for video classifiers (the
+    ``VideoClassification`` preset of its video weights), frame by frame:
+
+    1. resize to ``resize_size``: (h, w), or an int (or one int in a
+       sequence) that the shorter side becomes, keeping the aspect ratio,
+       with ``interpolation`` and, as torchvision hard-codes it, no
+       antialiasing;
+    2. cut out the central ``crop_size`` (an int, or (h, w)) window;
+    3. scale uint8 frames from [0, 255] to float32 [0, 1];
+    4. normalise each channel: (x - mean[c]) / std[c];
+    5. move time behind the channels: (T, C, H, W) -> (C, T, h, w), the
+       clip layout of the video models.
+
+    The input is a clip (T, C, H, W) or a batch (N, T, C, H, W), as frames
+    are read (one channel per ``mean`` value), uint8 in [0, 255] or float
+    in [0, 1], as a Tensor or an array; the output is float32 (C, T, h, w)
+    or (N, C, T, h, w), of the same kind.
+
+        preprocess = mc.transforms.VideoClassification(crop_size=(112, 112), resize_size=(128, 171))
+        clip = preprocess(frames)[None]        # (1, 3, T, 112, 112) for mc.models.video.r3d_18()
+    """
+
+    def __init__(self, *, crop_size, resize_size, mean=KINETICS_MEAN, std=KINETICS_STD,
+                 interpolation="bilinear"):
+        self.resize = Resize(resize_size, interpolation, antialias=False)
+        self.crop = CenterCrop(crop_size)
+        self.normalize = Normalize(mean, std)
+
+    @property
+    def crop_size(self):
+        return self.crop.size
+
+    @property
+    def resize_size(self):
+        return self.resize.size
+
+    @property
+    def mean(self):
+        return self.normalize.mean
+
+    @property
+    def std(self):
+        return self.normalize.std
+
+    @property
+    def interpolation(self):
+        return self.resize.interpolation
+
+    def __call__(self, vid):
+        x, wrap = _unwrap(vid, "VideoClassification")
+        channels = len(self.mean)
+        if x.ndim not in (4, 5) or x.shape[-3] != channels:
+            raise ValueError(
+                f"VideoClassification: expected a clip of shape (T, {channels}, H, W) or a batch "
+                f"(N, T, {channels}, H, W), got shape {x.shape}")
+        if x.dtype != numpy.uint8 and x.dtype.kind != "f":
+            raise TypeError(f"VideoClassification: the frames must be uint8 in [0, 255] or float in [0, 1], "
+                            f"got dtype {x.dtype}")
+        x = self.crop(self.resize(x))       # both act on the last two dims: every frame alike
+        if x.dtype == numpy.uint8:
+            x = x.astype(numpy.float32) / numpy.float32(255)
+        else:
+            x = x.astype(numpy.float32)
+        x = self.normalize(x)
+        xp = get_array_module(x)
+        return wrap(xp.ascontiguousarray(xp.swapaxes(x, -4, -3)))   # (..., T, C, h, w) -> (..., C, T, h, w)
+
+    def __repr__(self):
+        return (f"VideoClassification(crop_size={self.crop_size}, resize_size={self.resize_size}, "
+                f"mean={self.mean}, std={self.std}, interpolation={self.interpolation!r})")
 
 
 def read_image(path, mode="RGB", apply_exif_orientation=False):
