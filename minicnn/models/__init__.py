@@ -18,5 +18,6 @@ from .squeezenet import *  # noqa: F401,F403
 from .regnet import *  # noqa: F401,F403
 from .convnext import *  # noqa: F401,F403
 from . import segmentation  # noqa: F401
+from . import video  # noqa: F401
 from .segmentation.fcn8s import FCN8sSmall, fcn8s_small  # noqa: F401
 from .imagenet import imagenet_categories, imagenet_transforms, decode_predictions, classify  # noqa: F401
