@@ -40,7 +40,6 @@ batch's outputs and targets, and the metric accumulated over an epoch.
 the loop, the checkpointing and the command line only talk to that
 interface.
 """
-import argparse
 import contextlib
 import os
 import shlex
@@ -51,19 +50,16 @@ import time
 import numpy
 from tqdm import tqdm
 
-from . import datasets, models, random, transforms
+from . import datasets, finetune, models, random, transforms
 from .autograd import no_grad
-from .classify import _state_dict
 from .creation import zeros
 from .functional import cross_entropy
 from .kernels import registry
-from .nn import Conv2d, Linear
 from .optim import SGD
 from .optim.lr_scheduler import OneCycleLR
 from .serialization import load, save
 from .tensor import Tensor
 from .utils.data import DataLoader, Dataset, Subset
-from .weights import load_weights
 
 #: What a run starts with when not told otherwise (``image_size`` None:
 #: ``default_image_size``; ``cycles`` None: one cycle over ``epochs``).
@@ -78,7 +74,8 @@ RUN_SETTINGS = ("task", "model", "dataset", "data_dir", "image_size", "weights",
 
 # -- tasks -----------------------------------------------------------------
 class Accuracy:
-    """Top-1 accuracy over the batches given to ``update``."""
+    """Top-1 accuracy over the batches given to ``update``; ``counts``
+    (correct, total) go into ``train``'s result."""
     name = "accuracy"
 
     def __init__(self):
@@ -93,33 +90,36 @@ class Accuracy:
     def value(self):
         return self.correct / self.total
 
+    @property
+    def counts(self):
+        return {"correct": self.correct, "total": self.total}
+
     def __str__(self):
         return f"{self.value:.3f} ({self.correct}/{self.total})"
 
 
 class Classification:
     """One class label per image: targets are int64 class indices (N,),
-    outputs logits (N, classes); cross-entropy loss, top-1 accuracy.
-    GoogLeNet and Inception v3 return their auxiliary classifiers' logits
-    too in training mode; they are trained on their main logits only."""
+    outputs logits (N, classes); cross-entropy loss, top-1 accuracy."""
 
     def loss(self, output, target):
-        return cross_entropy(_main(output), target)
+        return cross_entropy(output, target)
 
     def metric(self):
         return Accuracy()
 
-    def update(self, metric, output, target):
-        metric.update(_main(output), target)
 
-
-def _main(output):
-    """The main logits of a model's output (the first of a tuple of heads)."""
-    return output[0] if isinstance(output, tuple) else output
-
-
-#: task name -> task.
+#: task name -> task: ``loss(output, target)`` (a scalar Tensor) and
+#: ``metric()`` (a fresh accumulator: ``update(output, target)``, ``value``,
+#: ``name``, ``counts``, ``str()`` for the log).
 TASKS = {"classify": Classification()}
+
+
+def main_output(output):
+    """The output a task sees: GoogLeNet and Inception v3 add their
+    auxiliary classifiers' outputs in training mode (a tuple, main output
+    first); they are trained on their main output only."""
+    return output[0] if isinstance(output, tuple) else output
 
 
 # -- data --------------------------------------------------------------------
@@ -224,64 +224,21 @@ def default_image_size(model, dataset):
 
 
 # -- models --------------------------------------------------------------------
-def input_channels(net):
-    """The channels ``net`` takes: its first convolution's in_channels."""
-    for module in net.modules():
-        if isinstance(module, Conv2d):
-            return module.in_channels
-    raise ValueError(f"{type(net).__name__} has no Conv2d: cannot tell how many channels its images have")
-
-
-def classifier_head(net):
-    """(dotted name, module) of ``net``'s classifier: its last Linear
-    layer, or, in a model without one (SqueezeNet), its last Conv2d. That
-    is ``fc`` in ResNet, RegNet, GoogLeNet and Inception, ``classifier.6``
-    in VGG and AlexNet, ``classifier.1`` in SqueezeNet and EfficientNet,
-    ``classifier.3`` in MobileNet v3."""
-    found = [(name, m) for name, m in net.named_modules() if isinstance(m, Linear)]
-    found = found or [(name, m) for name, m in net.named_modules() if isinstance(m, Conv2d)]
-    if not found:
-        raise ValueError(f"{type(net).__name__} has no Linear or Conv2d layer to use as its classifier")
-    return found[-1]
-
-
-def replace_head(net, num_classes):
-    """Give ``net`` a new, freshly initialised classifier (see
-    ``classifier_head``) with ``num_classes`` outputs; returns it."""
-    name, old = classifier_head(net)
-    if isinstance(old, Linear):
-        new = Linear(old.in_features, num_classes, bias=old.bias is not None)
-    else:
-        new = Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding, old.dilation,
-                     old.groups, old.bias is not None)
-    parent, _, attribute = name.rpartition(".")
-    setattr(net.get_submodule(parent), attribute, new)
-    return new
-
-
-def build_model(settings, num_classes):
-    """The model of a run: built for ``num_classes``; with ``weights``,
-    built as the weights file has it, loaded, and given a new classifier
-    for ``num_classes``; with ``freeze_backbone``, only that classifier
-    keeps ``requires_grad``."""
-    if settings["weights"] is None:
-        return models.get_model(settings["model"], num_classes=num_classes)
-    path = settings["weights"]
-    state = _state_dict(load_weights(path), path)
-    net = models.get_model(settings["model"])
-    head_name, head = classifier_head(net)
-    stored = state.get(head_name + ".weight")
-    outputs = head.out_features if isinstance(head, Linear) else head.out_channels
-    if stored is not None and stored.shape[0] != outputs:      # e.g. weights of an earlier 10-class run
-        net = models.get_model(settings["model"], num_classes=stored.shape[0])
-    try:
-        net.load_state_dict(state)
-    except (KeyError, ValueError, RuntimeError) as e:
-        raise ValueError(f"--weights {path} does not fit {settings['model']}: {e}") from None
-    head = replace_head(net, num_classes)
-    if settings["freeze_backbone"]:
-        net.requires_grad_(False)
-        head.requires_grad_(True)
+def build_model(settings, num_classes, pretrained=True):
+    """The model of a run, for ``num_classes``. A run with ``weights``
+    starts from them (``finetune.pretrained``), with a new classifier and,
+    with ``freeze_backbone``, nothing else trainable; ``pretrained=False``
+    builds that architecture without reading the weights file (a resumed
+    run: its checkpoint holds every weight)."""
+    name, weights, freeze = settings["model"], settings["weights"], settings["freeze_backbone"]
+    if weights is None:
+        return models.get_model(name, num_classes=num_classes)
+    if pretrained:
+        return finetune.pretrained(name, weights, num_classes, freeze_backbone=freeze)
+    net = models.get_model(name)
+    head = finetune.replace_head(net, num_classes)
+    if freeze:
+        finetune.freeze_all_but(net, head)
     return net
 
 
@@ -410,7 +367,7 @@ def train(model=None, dataset=None, epochs=None, batch_size=None, lr=None, seed=
     that size is refused before training (ValueError, naming the size).
     ``weights``: a weights file (``mc.load_weights``: torchvision's
     ``.pth``, safetensors, npz) loaded before training, the classifier then
-    replaced by a new one for the dataset's classes (``classifier_head``);
+    replaced by a new one for the dataset's classes (``finetune.classifier_head``);
     ``freeze_backbone`` trains that classifier alone.
 
     Settings left as None take their ``DEFAULTS``, or, with ``resume``,
@@ -450,11 +407,8 @@ def train(model=None, dataset=None, epochs=None, batch_size=None, lr=None, seed=
 
     random.manual_seed(settings["seed"])
     train_set, test_set = load_data(settings)
-    if resume and settings["weights"] is not None:
-        net = _rebuild_transferred(settings, len(train_set.classes))
-    else:
-        net = build_model(settings, len(train_set.classes))
-    channels, size = input_channels(net), settings["image_size"]
+    net = build_model(settings, len(train_set.classes), pretrained=not resume)
+    channels, size = finetune.input_channels(net), settings["image_size"]
     _check_input(net, settings["model"], channels, size)
     if _image_shape(train_set) != (channels, size, size):
         train_set, test_set = FittedInput(train_set, channels, size), FittedInput(test_set, channels, size)
@@ -502,20 +456,8 @@ def train(model=None, dataset=None, epochs=None, batch_size=None, lr=None, seed=
     seconds = time.perf_counter() - started
     log(f"test {metric.name} {metric} on the held-out images after {epochs} epochs; "
         f"{seconds:.1f} s; checkpoint {checkpoint}")
-    return {f"test_{metric.name}": metric.value, **_counts(metric), "epochs": len(history), "seconds": seconds,
+    return {f"test_{metric.name}": metric.value, **metric.counts, "epochs": len(history), "seconds": seconds,
             "checkpoint": checkpoint}
-
-
-def _rebuild_transferred(settings, num_classes):
-    """The model of a resumed transfer-learning run: the architecture with
-    its new classifier (and frozen backbone), without reading the weights
-    file again (the checkpoint holds every weight)."""
-    net = models.get_model(settings["model"])
-    head = replace_head(net, num_classes)
-    if settings["freeze_backbone"]:
-        net.requires_grad_(False)
-        head.requires_grad_(True)
-    return net
 
 
 def _image_shape(dataset):
@@ -525,11 +467,6 @@ def _image_shape(dataset):
     shape = tuple(dataset[0][0].shape)
     random.set_rng_state(state)
     return shape
-
-
-def _counts(metric):
-    """The counts behind a metric's value, for ``train``'s result."""
-    return {"correct": metric.correct, "total": metric.total} if isinstance(metric, Accuracy) else {}
 
 
 def _train_one_epoch(net, loader, optimizer, scheduler, task, description, progress, compiles=lambda: 0):
@@ -548,7 +485,7 @@ def _train_one_epoch(net, loader, optimizer, scheduler, task, description, progr
               dynamic_ncols=True) as bar:
         for images, targets in loader:
             compiled = compiles()
-            output = net(images)
+            output = main_output(net(images))
             loss = task.loss(output, targets)
             optimizer.zero_grad()
             loss.backward()
@@ -556,7 +493,7 @@ def _train_one_epoch(net, loader, optimizer, scheduler, task, description, progr
             scheduler.step()
             n = len(targets)
             total_loss += loss.item() * n
-            task.update(metric, output, targets)
+            metric.update(output, targets)
             seen += n
             if counted is None or compiles() != compiled:
                 counted, started = seen, time.perf_counter()
@@ -626,7 +563,7 @@ def evaluate(net, dataset, task=TASKS["classify"], batch_size=256):
     metric = task.metric()
     with no_grad():
         for images, targets in DataLoader(dataset, batch_size=batch_size):
-            task.update(metric, net(images), targets)
+            metric.update(net(images), targets)
     return metric
 
 

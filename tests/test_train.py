@@ -7,7 +7,7 @@ import numpy
 import pytest
 
 import minicnn as mc
-from minicnn import train as training
+from minicnn import finetune, train as training
 from minicnn.__main__ import main
 from minicnn.utils.data import Subset
 
@@ -438,8 +438,8 @@ def test_the_classifier_head_is_torchvisions(name, head):
 
     with no_init():
         model = mc.models.get_model(name)
-    assert training.classifier_head(model)[0] == head
-    new = training.replace_head(model, 7)
+    assert finetune.classifier_head(model)[0] == head
+    new = finetune.replace_head(model, 7)
     assert model.get_submodule(head) is new
     assert (new.out_features if isinstance(new, mc.nn.Linear) else new.out_channels) == 7
 
@@ -488,7 +488,7 @@ def test_weights_that_do_not_fit_the_model_are_refused(tmp_path, small_digits, c
     assert main(["train", "--model", "resnet18", "--weights", str(weights), "--no-progress",
                  "--checkpoint", str(tmp_path / "run.safetensors")]) == 2
     err = capsys.readouterr().err
-    assert f"--weights {weights} does not fit resnet18" in err
+    assert f"the weights in {weights} do not fit resnet18" in err
 
 
 @pytest.mark.slow
