@@ -269,6 +269,8 @@ def all_cases(device="cpu"):
             "conv_transpose2d", f"{n}x{c}x{hw}x{hw} -> {o}, {k}x{k}/{s} {'fwd+bwd' if backward else 'fwd'}",
             lambda backward=backward: _transpose_case(backward, device),
             flops=_transpose_flops() * (3 if backward else 1)))
+    from benchmarks.conv_nd import conv_nd_cases  # conv1d and conv3d; that module imports this one
+    cases += conv_nd_cases(device)
 
     pool_shape, avg_shape, gap_shape = (8, 64, 112, 112), (8, 128, 56, 56), (8, 512, 7, 7)
     for backward in (False, True):

@@ -120,6 +120,21 @@ def test_transpose_is_the_adjoint_of_conv3d():
     assert abs(lhs - rhs) <= 1e-10 * abs(lhs)
 
 
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(padding=(2, 1, 1), stride=(2, 1, 1), dilation=(2, 1, 1))])
+def test_frames_path_matches_torch(kw):
+    """3x3 slices with enough tiles run as 2-D convolutions frame by frame
+    (Winograd on the CPU); the depth taps' frame ranges must add up."""
+    from minicnn.functional import conv_strategy
+    x_shape, w_shape = (1, 2, 7, 18, 18), (3, 2, 3, 3, 3)
+    stride, dilation = kw.get("stride", (1, 1, 1)), kw.get("dilation", (1, 1, 1))
+    padding = tuple((p, p) for p in (kw["padding"] if isinstance(kw["padding"], tuple) else (1, 1, 1)))
+    out_size = tuple((i + 2 * p - d * (k - 1) - 1) // s + 1
+                     for i, (p, _), k, s, d in zip(x_shape[2:], padding, w_shape[2:], stride, dilation))
+    path, _ = conv_strategy.conv_path(numpy, 1, 2, 1, w_shape[2:], stride, padding, dilation, out_size, out_size)
+    assert path == ("frames" if registry.find("winograd_conv2d", numpy) else "im2col")
+    check_parity(*fns("conv3d", True, **kw), [n(*x_shape), n(*w_shape), n(3)], dtype=numpy.float32, **F32)
+
+
 # -- double backward: the ops backward is made of are differentiable too ----
 GEOMETRIES = [
     # kernel, stride, padding, dilation, groups, in_size, out_size
