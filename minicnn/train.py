@@ -641,32 +641,43 @@ def _ready(path):
 def add_arguments(parser):
     """The options of ``python -m minicnn train``. Run settings default to
     None: a new run then takes ``DEFAULTS``, a resumed one its checkpoint's."""
+    parser.description = (
+        "Train a zoo model on the digits or on a folder of images, evaluate it on held-out images and save a "
+        "checkpoint after every epoch. --resume continues the checkpoint's run with its stored settings: options "
+        "given with it must agree with them, except --epochs, which may extend the run (a finished one too). "
+        "The learning rate follows one one-cycle schedule per request: the epochs an extension adds get a cycle "
+        "of their own, warming up to --lr again and annealing (a warm restart), so 10 epochs extended to 12 equal, "
+        "bit for bit, an uninterrupted run of a 10-epoch and a 2-epoch cycle (train(epochs=12, cycles=(10, 2)) in "
+        "Python).")
     stored = "; with --resume: the stored value"
-    parser.add_argument("--model", help=f"a model of the zoo, `python -m minicnn models` (default: lenet5{stored})")
-    parser.add_argument("--dataset", help="digits, imagefolder (with --data-dir), or a folder of images in "
-                                          f"torchvision's ImageFolder layout, root/CLASS/IMAGE (default: digits{stored})")
-    parser.add_argument("--data-dir", help="the folder of --dataset imagefolder")
-    parser.add_argument("--image-size", type=int, help="side of the square images the model is trained on "
-                                                       "(default: 32 for the digits and LeNet-5, else 224)")
+    parser.add_argument("--model", metavar="NAME",
+                        help=f"a model of the zoo, see `python -m minicnn models` (default: lenet5{stored})")
+    parser.add_argument("--dataset", metavar="NAME|FOLDER",
+                        help="digits, imagefolder (with --data-dir), or a folder in torchvision's ImageFolder "
+                             f"layout, FOLDER/CLASS/IMAGE (default: digits{stored})")
+    parser.add_argument("--data-dir", metavar="FOLDER", help="the folder of --dataset imagefolder")
+    parser.add_argument("--image-size", type=int, metavar="N",
+                        help="train on N x N images, with one grey channel repeated for 3-channel models and RGB "
+                             "turned grey for LeNet-5 (default: 32 for the digits and for LeNet-5, else 224)")
     parser.add_argument("--task", choices=sorted(TASKS), help=f"what is learnt (default: classify{stored})")
-    parser.add_argument("--epochs", type=int,
-                        help="passes over the training set (default: 10). With --resume, a larger count than the "
-                             "run's extends it, a finished run too: the added epochs get a one-cycle schedule of "
-                             "their own (a warm restart up to --lr), so 10 epochs extended to 12 equal an "
-                             "uninterrupted run of a 10-epoch and a 2-epoch cycle")
-    parser.add_argument("--batch-size", type=int, help=f"images per step (default: 32{stored})")
-    parser.add_argument("--lr", type=float, help=f"peak learning rate of the one-cycle schedule (default: 0.1{stored})")
-    parser.add_argument("--seed", type=int, help=f"seeds initialisation, shuffling, augmentation (default: 0{stored})")
+    parser.add_argument("--epochs", type=int, metavar="N",
+                        help="passes over the training set (default: 10); with --resume, more than the run's "
+                             "extend it")
+    parser.add_argument("--batch-size", type=int, metavar="N", help=f"images per step (default: 32{stored})")
+    parser.add_argument("--lr", type=float, help=f"peak learning rate of each one-cycle schedule "
+                                                 f"(default: 0.1{stored})")
+    parser.add_argument("--seed", type=int, metavar="N",
+                        help=f"seeds initialisation, shuffling, augmentation (default: 0{stored})")
     parser.add_argument("--weights", metavar="FILE",
-                        help="pretrained weights (torchvision .pth, safetensors, npz) loaded before training; the "
-                             "classifier (the last Linear layer) is replaced by a new one for the dataset's classes")
+                        help="start from these weights (torchvision .pth, safetensors, npz), with the classifier "
+                             "(the last Linear layer; SqueezeNet's last Conv2d) replaced by a new one for the "
+                             "dataset's classes")
     parser.add_argument("--freeze-backbone", action="store_true", default=None,
                         help="with --weights: train the new classifier only (batch-norm statistics still follow "
                              "the data, as with requires_grad_(False) in torch)")
-    parser.add_argument("--checkpoint", help="where to save (default: checkpoints/MODEL-DATASET.safetensors)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the checkpoint's run with its stored settings (options given must agree "
-                             "with them, except --epochs)")
+    parser.add_argument("--checkpoint", metavar="FILE",
+                        help="where to save (default: checkpoints/MODEL-DATASET.safetensors)")
+    parser.add_argument("--resume", action="store_true", help="continue the checkpoint's run")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing checkpoint with a new run (without --resume or --overwrite, "
                              "an existing checkpoint is an error)")
@@ -686,8 +697,11 @@ def main(args):
     except KeyboardInterrupt:
         # Checkpoints are written atomically after each epoch, so the last
         # one is intact; 130 is a shell's status for a run ended by SIGINT.
-        print(f"\ninterrupted; the last finished epoch is saved in {checkpoint_of(args)}; continue with: "
-              f"{resume_command(args)}", file=sys.stderr)
+        if os.path.exists(checkpoint_of(args)):
+            print(f"\ninterrupted; the last finished epoch is saved in {checkpoint_of(args)}; continue with: "
+                  f"{resume_command(args)}", file=sys.stderr)
+        else:
+            print("\ninterrupted during the first epoch; nothing was saved", file=sys.stderr)
         return 130
     return 0
 

@@ -259,6 +259,14 @@ def test_an_existing_checkpoint_is_kept_unless_the_run_says_overwrite_or_resume(
     assert mc.load(path)["epoch"] == 2
 
 
+def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, small_digits, monkeypatch, capsys):
+    interrupted_in_epoch(1, monkeypatch)
+    path = tmp_path / "run.safetensors"
+    assert main(["train", "--no-progress", "--checkpoint", str(path)]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted during the first epoch; nothing was saved"
+    assert not path.exists()
+
+
 def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_training(tmp_path, no_data, capsys):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("not a folder")
