@@ -4,3 +4,5 @@ and the detection losses."""
 from .boxes import (box_area, box_iou, generalized_box_iou, box_convert, clip_boxes_to_image,  # noqa: F401
                     remove_small_boxes)
 from .nms import nms, batched_nms  # noqa: F401
+from .roi_align import roi_align, RoIAlign  # noqa: F401
+from .roi_pool import roi_pool, RoIPool  # noqa: F401
