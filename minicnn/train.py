@@ -399,12 +399,25 @@ def train(model=None, dataset=None, epochs=None, batch_size=None, lr=None, seed=
         state = _load_checkpoint(checkpoint)
         settings = _resumed_run(given, state["settings"], state["epoch"], checkpoint)
     else:
-        settings = _new_run(given, cycles)
+        state, settings = None, _new_run(given, cycles)
         if settings["weights"] is not None and not os.path.isfile(settings["weights"]):
             raise FileNotFoundError(f"--weights: there is no file {settings['weights']}")
     started = time.perf_counter()
-    task = TASKS[settings["task"]]
+    with CompileWatch(log) as compiling:
+        history, metric = _run(settings, checkpoint, state, progress, log, lambda: compiling.count)
+    seconds = time.perf_counter() - started
+    log(f"test {metric.name} {metric} on the held-out images after {len(history)} epochs; "
+        f"{seconds:.1f} s; checkpoint {checkpoint}")
+    return {f"test_{metric.name}": metric.value, **metric.counts, "epochs": len(history), "seconds": seconds,
+            "checkpoint": checkpoint}
 
+
+def _run(settings, checkpoint, state, progress, log, compiles):
+    """Train the run of ``settings`` from its start, or from ``state`` (a
+    checkpoint) to its last epoch, saving ``checkpoint`` after each.
+    Returns (the history of every epoch, the final test metric)."""
+    resume = state is not None
+    task = TASKS[settings["task"]]
     random.manual_seed(settings["seed"])
     train_set, test_set = load_data(settings)
     net = build_model(settings, len(train_set.classes), pretrained=not resume)
@@ -433,31 +446,23 @@ def train(model=None, dataset=None, epochs=None, batch_size=None, lr=None, seed=
         log(f"resuming from {checkpoint} after epoch {state['epoch']} of {settings['epochs']}")
 
     epochs = settings["epochs"]
-    with CompileWatch(log) as compiling:
-        for epoch in range(len(history), epochs):
-            if epoch in starts:
-                scheduler = OneCycleLR(optimizer, max_lr=settings["lr"], epochs=starts[epoch],
-                                       steps_per_epoch=len(loader))
-            loss, train_metric, rate = _train_one_epoch(net, loader, optimizer, scheduler, task,
-                                                        f"epoch {epoch + 1}/{epochs}", progress,
-                                                        lambda: compiling.count)
-            metric = evaluate(net, test_set, task)
-            history.append({"loss": loss, f"train_{metric.name}": train_metric.value,
-                            f"test_{metric.name}": metric.value})
-            save(dict(model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                      rng=random.get_rng_state(), epoch=epoch + 1, settings=settings, history=history),
-                 _ready(checkpoint))
-            if plot_history:
-                plot_history(history, history_plot_path(checkpoint))
-            log(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, train {metric.name} {train_metric.value:.3f}, "
-                f"test {metric.name} {metric}, {rate:.0f} images/s")
-
-    metric = evaluate(net, test_set, task)
-    seconds = time.perf_counter() - started
-    log(f"test {metric.name} {metric} on the held-out images after {epochs} epochs; "
-        f"{seconds:.1f} s; checkpoint {checkpoint}")
-    return {f"test_{metric.name}": metric.value, **metric.counts, "epochs": len(history), "seconds": seconds,
-            "checkpoint": checkpoint}
+    for epoch in range(len(history), epochs):
+        if epoch in starts:
+            scheduler = OneCycleLR(optimizer, max_lr=settings["lr"], epochs=starts[epoch],
+                                   steps_per_epoch=len(loader))
+        loss, train_metric, rate = _train_one_epoch(net, loader, optimizer, scheduler, task,
+                                                    f"epoch {epoch + 1}/{epochs}", progress, compiles)
+        metric = evaluate(net, test_set, task)
+        history.append({"loss": loss, f"train_{metric.name}": train_metric.value,
+                        f"test_{metric.name}": metric.value})
+        save(dict(model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                  rng=random.get_rng_state(), epoch=epoch + 1, settings=settings, history=history),
+             _ready(checkpoint))
+        if plot_history:
+            plot_history(history, history_plot_path(checkpoint))
+        log(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, train {metric.name} {train_metric.value:.3f}, "
+            f"test {metric.name} {metric}, {rate:.0f} images/s")
+    return history, evaluate(net, test_set, task)
 
 
 def _image_shape(dataset):
