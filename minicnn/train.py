@@ -250,7 +250,7 @@ def _check_input(net, model, channels, size):
             net(zeros(2, channels, size, size))
     except ValueError as e:
         raise ValueError(f"{model} cannot take {channels}x{size}x{size} images ({e}); "
-                         f"choose a larger --image-size") from None
+                         f"choose another --image-size") from None
 
 
 # -- settings ------------------------------------------------------------------
@@ -281,7 +281,7 @@ def _given_settings(given):
         given["dataset"], given["data_dir"] = "imagefolder", dataset
     if given.get("dataset") == "imagefolder" or "data_dir" in given:
         folder = given.get("data_dir")
-        if given.get("dataset", "imagefolder") != "imagefolder":
+        if given.setdefault("dataset", "imagefolder") != "imagefolder":
             raise ValueError(f"data_dir is for image folders; dataset {given['dataset']!r} takes none")
         if folder is None:
             raise ValueError("dataset 'imagefolder' needs data_dir (--data-dir): the folder of images")

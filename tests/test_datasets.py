@@ -100,6 +100,19 @@ def test_train_on_an_image_folder(tmp_path, monkeypatch, capsys):
     assert result["total"] == 3 and result["epochs"] == 1
 
 
+def test_a_folder_names_an_image_folder_run_however_it_is_given(tmp_path, monkeypatch):
+    root = small_folder(tmp_path / "shapes", per_class=1)
+    monkeypatch.chdir(tmp_path)
+    for given in (dict(dataset="shapes"), dict(data_dir="shapes"), dict(dataset="imagefolder", data_dir="shapes"),
+                  dict(dataset=str(root), data_dir=str(root))):
+        settings = training._given_settings(given)
+        assert (settings["dataset"], settings["data_dir"]) == ("imagefolder", str(root)), given
+    with pytest.raises(ValueError, match="data_dir is for image folders; dataset 'digits' takes none"):
+        training._given_settings(dict(dataset="digits", data_dir="shapes"))
+    with pytest.raises(ValueError, match="data_dir 'nowhere' is not a folder"):
+        training._given_settings(dict(data_dir="nowhere"))
+
+
 def test_the_held_out_split_of_a_folder_is_stratified_and_seeded(tmp_path):
     root = small_folder(tmp_path / "shapes", per_class=10)
     train_a, test_a = training.image_folder(str(root), 32, seed=0)
