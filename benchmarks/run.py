@@ -485,6 +485,10 @@ def main(argv=None):
         # Data-parallel training runs its own MPI processes (benchmarks/distributed.py).
         from benchmarks import distributed
         return distributed.main([])
+    if args.only == "memory-depth":
+        # Training memory against depth: ResNet, checkpointed ResNet, RevNet (benchmarks/memory_depth.py).
+        from benchmarks import memory_depth
+        return memory_depth.main([])
     if args.contention and args.device != "cpu":
         raise SystemExit("--contention measures the CPU only")
     limit_threads(args.threads)  # before cases imports torch

@@ -17,6 +17,8 @@ from .resnet import *  # noqa: F401,F403
 from .squeezenet import *  # noqa: F401,F403
 from .regnet import *  # noqa: F401,F403
 from .convnext import *  # noqa: F401,F403
+from .cifar_resnet import *  # noqa: F401,F403
+from .revnet import *  # noqa: F401,F403
 from . import segmentation  # noqa: F401
 from . import video  # noqa: F401
 from .segmentation.fcn8s import FCN8sSmall, fcn8s_small  # noqa: F401
