@@ -596,6 +596,13 @@ def _window_stage(win, pool2d, **kwargs):
     return stage, keeps
 
 
+def _reshape_out(out, shape):
+    """A pool's output (and indices, if it gave them) reshaped to ``shape``."""
+    if isinstance(out, tuple):
+        return tuple(reshape(t, shape) for t in out)
+    return reshape(out, shape)
+
+
 def _lift(x):
     """(N, C, L) -> (N, C, 1, L), for a 1-D pool run as a 2-D one."""
     return reshape(x, x.shape[:2] + (1,) + x.shape[2:])
@@ -716,6 +723,12 @@ def _adaptive(op, n, input, output_size, function, pool2d, return_indices=None):
         out = function.apply(x, out_hw=out_size, **kwargs)
     elif n == 1:
         out = _drop(pool2d(_lift(x), (1,) + out_size, **kwargs))
+    elif out_size == (1, 1, 1):
+        # One bin (the video models' head): the whole clip as one row, one
+        # 2-D pass, whose flat indices are already t*H*W + h*W + w.
+        n_, c, t, h, w = x.shape
+        out = pool2d(reshape(x, (n_, c, 1, t * h * w)), 1, **kwargs)
+        out = _reshape_out(out, (n_, c, 1, 1, 1))
     else:
         def stage(x4, axes):
             return pool2d(x4, _pick(out_size, axes, None), **kwargs)

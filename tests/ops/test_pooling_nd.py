@@ -107,6 +107,8 @@ GRADCHECK_CASES = [
     (F.adaptive_avg_pool1d, (1, 2, 7), dict(output_size=4)),
     (F.adaptive_max_pool3d, (1, 2, 3, 5, 4), dict(output_size=(2, 3, None))),
     (F.adaptive_avg_pool3d, (1, 2, 3, 5, 4), dict(output_size=(1, 2, 3))),
+    (F.adaptive_max_pool3d, (1, 2, 2, 3, 3), dict(output_size=1)),
+    (F.adaptive_avg_pool3d, (2, 2, 3, 3), dict(output_size=(1, 1, 1))),
 ]
 
 
@@ -135,6 +137,16 @@ def test_double_backward(pool, shape, kw):
     g = mc.tensor(R.standard_normal(out_shape), requires_grad=True)
     square = pool in (F.avg_pool3d,)  # linear ops need a square for a non-zero second derivative
     mc.gradcheck(lambda g: _grad(lambda x: pool(x, **kw) ** (2 if square else 1), x, g), (g,))
+
+
+@pytest.mark.parametrize("noncontiguous", [False, True])
+def test_global_pools_one_bin(noncontiguous):
+    """Output size 1 (the video ResNets' head) takes a one-pass path."""
+    x = distinct(2, 3, 3, 4, 5)
+    check_parity(lambda x: F.adaptive_max_pool3d(x, 1, True), lambda x: TF.adaptive_max_pool3d(x, 1, True), [x],
+                 noncontiguous_inputs=noncontiguous)
+    check_parity(lambda x: F.adaptive_avg_pool3d(x, (1, 1, 1)), lambda x: TF.adaptive_avg_pool3d(x, (1, 1, 1)),
+                 [x], dtype=numpy.float32, noncontiguous_inputs=noncontiguous)
 
 
 # -- ties and NaN (the separable 3-D pool keeps torch's rules) -----------
