@@ -26,6 +26,9 @@ PRIMITIVES = {
     "batch_norm_forward": "batchnorm",
     "batch_norm_backward": "batchnorm",
     "erf": "special",
+    "nms": "nms",
+    "roi_align_forward": "roi_align",
+    "roi_align_backward": "roi_align",
 }
 
 for _primitive, _module in PRIMITIVES.items():

@@ -27,7 +27,7 @@ for folder in (os.path.join(HERE, "emulation"), os.path.join(HERE, "..", "kernel
 
 import emulator  # noqa: E402
 from minicnn.kernels import registry  # noqa: E402
-from minicnn.kernels.cuda import batchnorm, conv, im2col, loader, pooling  # noqa: E402
+from minicnn.kernels.cuda import batchnorm, conv, im2col, loader, nms, pooling, roi_align  # noqa: E402
 from minicnn.functional import conv_strategy, normalization, pooling as pool_ops  # noqa: E402,F401
 from minicnn.functional.im2col import col2im as col2im_reference, im2col as im2col_reference  # noqa: E402
 from test_conv_kernels import PATH_CASES, path_case, use_winograd  # noqa: E402
@@ -275,7 +275,8 @@ def test_emulator_checks_argument_types():
 
 def test_every_kernel_is_exercised():
     """Every kernel of every source appears in a wrapper, so the tests above reach it."""
-    wrappers = "".join(open(m.__file__, encoding="utf-8").read() for m in (batchnorm, conv, im2col, pooling))
+    wrappers = "".join(open(m.__file__, encoding="utf-8").read() for m in (batchnorm, conv, im2col, pooling, nms,
+                                                                            roi_align))
     for source in loader.source_files():
         for name in loader.kernel_names(source):
             stem = name[:-3] if name.endswith("_u8") else name[:-4] if name.endswith("_i32") else name
