@@ -32,6 +32,16 @@ per request: a run started with 10 epochs is one cycle of 10 epochs, and
 So "10 epochs extended to 12" equals the uninterrupted run
 ``train(epochs=12, cycles=(10, 2))``, bit for bit.
 
+Several processes
+-----------------
+``--nproc N`` (or ``mpiexec -n N python -m minicnn train ...``) trains on
+N MPI ranks under ``DistributedDataParallel`` (``minicnn/distributed/
+launch.py``): ``--batch-size`` is per rank, as in torch, and N ranks of
+batch B take the very steps of one process of batch N x B (each epoch's
+shuffle comes from ``seed + epoch``, each sample's augmentation from
+(seed, epoch, index), and the last incomplete batch is dropped). Only
+rank 0 prints and saves; a resumed run must have as many ranks.
+
 The pieces a task defines
 -------------------------
 What is trained for lives in a task object (``TASKS``): the loss on a
@@ -51,6 +61,7 @@ import numpy
 from tqdm import tqdm
 
 from . import datasets, finetune, models, random, transforms
+from .distributed import launch
 from .autograd import no_grad
 from .creation import zeros
 from .functional import cross_entropy
@@ -59,7 +70,7 @@ from .optim import SGD
 from .optim.lr_scheduler import OneCycleLR
 from .serialization import load, save
 from .tensor import Tensor
-from .utils.data import DataLoader, Dataset, Subset
+from .utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 #: What a run starts with when not told otherwise (``image_size`` None:
 #: ``default_image_size``; ``cycles`` None: one cycle over ``epochs``).
@@ -393,10 +404,16 @@ def train(model=None, dataset=None, epochs=None, batch_size=None, lr=None, seed=
     checkpoint = checkpoint or default_checkpoint(given.get("model", DEFAULTS["model"]),
                                                   given.get("dataset", DEFAULTS["dataset"]), given.get("data_dir"))
     _check_checkpoint_path(checkpoint, resume, overwrite)
+    rank, ranks = launch.join()
+    if rank != 0:               # only rank 0 prints and saves
+        progress, log = False, (lambda line: None)
     if resume:
         if cycles is not None:
             raise ValueError("cycles: a resumed run keeps its stored cycles (epochs extends it by one)")
         state = _load_checkpoint(checkpoint)
+        if state.get("ranks", 1) != ranks:
+            raise ValueError(f"--resume: {checkpoint} was trained on {state.get('ranks', 1)} process(es), this run "
+                             f"has {ranks}; resume with --nproc {state.get('ranks', 1)} (the batch is per process)")
         settings = _resumed_run(given, state["settings"], state["epoch"], checkpoint)
     else:
         state, settings = None, _new_run(given, cycles)
@@ -427,7 +444,16 @@ def _run(settings, checkpoint, state, progress, log, compiles):
         train_set, test_set = FittedInput(train_set, channels, size), FittedInput(test_set, channels, size)
     optimizer = SGD([p for p in net.parameters() if p.requires_grad], lr=settings["lr"], momentum=0.9,
                     nesterov=True)
-    loader = DataLoader(train_set, batch_size=settings["batch_size"], shuffle=True)
+    # Every rank takes its share of each epoch's shuffle (seed + epoch), and
+    # a sample's augmentation depends on (seed, epoch, index) only; the
+    # last incomplete batch is dropped. So N ranks of batch B take the
+    # steps of one process of batch N x B, on the same images.
+    rank, ranks = launch.join()
+    samples = launch.SeededSamples(train_set, settings["seed"])
+    drop_last = len(train_set) >= ranks * settings["batch_size"]
+    sampler = DistributedSampler(samples, ranks, rank, seed=settings["seed"], drop_last=drop_last)
+    loader = DataLoader(samples, batch_size=settings["batch_size"], sampler=sampler, drop_last=drop_last)
+    model = launch.parallel_model(net)
     starts = _cycle_starts(settings["cycles"])
     history, scheduler = [], None
     plot_history = _history_plotter(log)
@@ -447,18 +473,21 @@ def _run(settings, checkpoint, state, progress, log, compiles):
 
     epochs = settings["epochs"]
     for epoch in range(len(history), epochs):
+        sampler.set_epoch(epoch)
+        samples.set_epoch(epoch)
         if epoch in starts:
             scheduler = OneCycleLR(optimizer, max_lr=settings["lr"], epochs=starts[epoch],
                                    steps_per_epoch=len(loader))
-        loss, train_metric, rate = _train_one_epoch(net, loader, optimizer, scheduler, task,
+        loss, train_metric, rate = _train_one_epoch(model, loader, optimizer, scheduler, task,
                                                     f"epoch {epoch + 1}/{epochs}", progress, compiles)
         metric = evaluate(net, test_set, task)
         history.append({"loss": loss, f"train_{metric.name}": train_metric.value,
                         f"test_{metric.name}": metric.value})
-        save(dict(model=net.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                  rng=random.get_rng_state(), epoch=epoch + 1, settings=settings, history=history),
-             _ready(checkpoint))
-        if plot_history:
+        if rank == 0:
+            save(dict(model=net.state_dict(), optimizer=optimizer.state_dict(),
+                      scheduler=scheduler.state_dict(), rng=random.get_rng_state(), epoch=epoch + 1,
+                      settings=settings, history=history, ranks=ranks), _ready(checkpoint))
+        if plot_history and rank == 0:
             plot_history(history, history_plot_path(checkpoint))
         log(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, train {metric.name} {train_metric.value:.3f}, "
             f"test {metric.name} {metric}, {rate:.0f} images/s")
@@ -687,10 +716,25 @@ def add_arguments(parser):
                         help="replace an existing checkpoint with a new run (without --resume or --overwrite, "
                              "an existing checkpoint is an error)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="train on N processes (MPI ranks, started through mpiexec; pip install "
+                             "'minicnn[distributed]'), or run `mpiexec -n N python -m minicnn train ...` yourself. "
+                             "--batch-size is per process, as in torch: N ranks of batch B take the steps of one "
+                             "process of batch N x B. Only rank 0 prints and saves")
 
 
 def main(args):
     """Run ``train`` from parsed command-line ``args``; returns the exit status."""
+    if args.nproc is not None:
+        if args.nproc < 1:
+            print(f"python -m minicnn train: error: --nproc must be at least 1, got {args.nproc}", file=sys.stderr)
+            return 2
+        if launch.launched_size() == 1 and args.nproc > 1:
+            return launch.run_under_mpiexec(args.nproc, launch.without_option(sys.argv[1:], "--nproc"))
+        if launch.launched_size() != args.nproc:
+            print(f"python -m minicnn train: error: --nproc {args.nproc}, but mpiexec started "
+                  f"{launch.launched_size()} processes; give one of them", file=sys.stderr)
+            return 2
     try:
         train(model=args.model, dataset=args.dataset, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
               seed=args.seed, checkpoint=args.checkpoint, resume=args.resume, overwrite=args.overwrite,
@@ -698,10 +742,12 @@ def main(args):
               weights=args.weights, freeze_backbone=args.freeze_backbone)
     except (OSError, ValueError) as e:
         print(f"python -m minicnn train: error: {e}", file=sys.stderr)
-        return 2
+        return launch.fail(e, 2)            # on several ranks: abort the others too
     except KeyboardInterrupt:
         # Checkpoints are written atomically after each epoch, so the last
         # one is intact; 130 is a shell's status for a run ended by SIGINT.
+        if not launch.is_rank_zero():
+            return 130
         if os.path.exists(checkpoint_of(args)):
             print(f"\ninterrupted; the last finished epoch is saved in {checkpoint_of(args)}; continue with: "
                   f"{resume_command(args)}", file=sys.stderr)

@@ -220,3 +220,31 @@ def test_seeded_samples_augment_a_sample_alike_in_any_order_and_leave_the_global
     numpy.testing.assert_array_equal(mc.rand(3).numpy(), after)
     samples.set_epoch(1)
     assert any((a != b).any() for a, b in zip(forward, [samples[i] for i in range(5)]))
+
+
+def _train_cli(*options, cwd, timeout=300):
+    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(os.path.dirname(HERE)), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "minicnn", "train", "--no-progress", *options], cwd=cwd, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_train_cli_two_ranks_of_batch_32_equal_one_process_of_batch_64_and_resume(tmp_path):
+    one = _train_cli("--epochs", "1", "--batch-size", "64", "--checkpoint", "one.safetensors", cwd=tmp_path)
+    assert one.returncode == 0, one.stdout[-3000:]
+    two = _train_cli("--epochs", "1", "--batch-size", "32", "--nproc", "2", "--checkpoint", "two.safetensors",
+                     cwd=tmp_path)
+    assert two.returncode == 0, two.stdout[-3000:]
+    assert two.stdout.count("epoch 1/1:") == 1, two.stdout      # rank 0 alone prints
+    a, b = mc.load(str(tmp_path / "one.safetensors")), mc.load(str(tmp_path / "two.safetensors"))
+    assert b["ranks"] == 2 and b["settings"]["batch_size"] == 32
+    for name, weight in a["model"].items():
+        # The same 22 steps on the same images; float32 sums in another order.
+        numpy.testing.assert_allclose(b["model"][name].numpy(), weight.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    resumed = _train_cli("--epochs", "2", "--nproc", "2", "--resume", "--checkpoint", "two.safetensors", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert mc.load(str(tmp_path / "two.safetensors"))["epoch"] == 2
+    wrong = _train_cli("--epochs", "3", "--resume", "--checkpoint", "two.safetensors", cwd=tmp_path)
+    assert wrong.returncode == 2 and "trained on 2 process(es), this run has 1" in wrong.stdout
