@@ -9,8 +9,9 @@ One row per module call, in call order, children indented under their
 parent: name, type, output shape, parameters, multiply-adds and the size
 of the output; then the totals. As in torchinfo, the model runs on an
 input of zeros while forward hooks on every module record each call.
-``input_size`` is the shape of *one* sample, (C, H, W) for images,
-without the batch dim; ``batch_size`` gives the batch.
+``input_size`` is the shape of *one* sample, (C, H, W) for images and
+(C, D, H, W) for clips, without the batch dim; ``batch_size`` gives the
+batch.
 
 What is counted
 ---------------
@@ -19,12 +20,15 @@ once, whether or not the forward uses it (GoogLeNet's auxiliary
 classifiers count, though only training runs them). A row shows the
 parameters of its module, children included, on the module's first call.
 
-Multiply-adds: those of the Conv2d, ConvTranspose2d and Linear layers,
-one per product in their sums::
+Multiply-adds: those of the convolution layers (Conv1d/2d/3d,
+ConvTranspose1d/2d/3d) and Linear, one per product in their sums::
 
     Conv2d            N * O * OH * OW  *  (C / groups) * KH * KW
     ConvTranspose2d   N * C * H * W    *  (O / groups) * KH * KW
     Linear            (rows of x)      *  out_features * in_features
+
+(1-D and 3-D convolutions alike: every output, or input, position times
+the product of the kernel's sizes.)
 
 Every output of a conv is a dot product over the C / groups input
 channels times KH * KW taps (dilation spreads the taps, it does not add
@@ -76,13 +80,14 @@ multiply-adds more per block. v1 saves them by reading only one input
 pixel in four (its stride-2 1x1 conv skips the rest); v1.5 lets the 3x3
 conv see them all, which is why it is the more accurate of the two.
 """
+import math
 import numbers
 import weakref
 
 from . import dtypes, random
 from .autograd import no_grad, set_grad_enabled
 from .creation import zeros
-from .nn.conv import Conv2d, ConvTranspose2d
+from .nn.conv import _ConvNd
 from .nn.linear import Linear
 from .nn.module import Module
 from .tensor import Tensor
@@ -91,16 +96,15 @@ __all__ = ["summary", "ModelSummary", "LayerInfo"]
 
 
 # -- multiply-adds per layer type ----------------------------------------
-def _conv2d_mult_adds(module, inputs, output):
-    """Each of the N*O*OH*OW outputs sums (C / groups) * KH * KW products."""
-    KH, KW = module.kernel_size
-    return output.data.size * (module.in_channels // module.groups) * KH * KW
-
-
-def _conv_transpose2d_mult_adds(module, inputs, output):
-    """Each of the N*C*H*W inputs is multiplied into (O / groups) * KH * KW outputs."""
-    KH, KW = module.kernel_size
-    return inputs[0].data.size * (module.out_channels // module.groups) * KH * KW
+def _conv_mult_adds(module, inputs, output):
+    """A convolution: each of the N*O*OH*OW outputs sums (C / groups) *
+    KH * KW products. A transposed one: each of the N*C*H*W inputs is
+    multiplied into (O / groups) * KH * KW outputs. Any number of spatial
+    dims: KH * KW is the product of the kernel's sizes."""
+    taps = math.prod(module.kernel_size)
+    if module.transposed:
+        return inputs[0].data.size * (module.out_channels // module.groups) * taps
+    return output.data.size * (module.in_channels // module.groups) * taps
 
 
 def _linear_mult_adds(module, inputs, output):
@@ -109,8 +113,7 @@ def _linear_mult_adds(module, inputs, output):
 
 
 #: layer type -> multiply-adds of one call, ``fn(module, inputs, output)``.
-_MULT_ADDS = ((Conv2d, _conv2d_mult_adds),
-              (ConvTranspose2d, _conv_transpose2d_mult_adds),
+_MULT_ADDS = ((_ConvNd, _conv_mult_adds),
               (Linear, _linear_mult_adds))
 
 
@@ -485,11 +488,11 @@ def _check_input_size(input_size):
                         f"got {input_size!r}") from None
     if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in size):
         raise TypeError(f"summary: input_size must be a tuple of ints such as (3, 224, 224), got {input_size!r}")
-    if not 1 <= len(size) <= 3:
+    if not 1 <= len(size) <= 4:
         raise ValueError(
             f"summary: input_size is the shape of one sample without the batch dim, (C, H, W) for "
-            f"images, so 1 to 3 ints; got {len(size)}: {size}" +
-            (" (give the batch as batch_size=...)" if len(size) == 4 else ""))
+            f"images, (C, D, H, W) for clips, so 1 to 4 ints; got {len(size)}: {size}" +
+            (" (give the batch as batch_size=...)" if len(size) == 5 else ""))
     if min(size) < 1:
         raise ValueError(f"summary: input_size must be positive, got {size}")
     return tuple(int(n) for n in size)

@@ -94,3 +94,19 @@ def test_layer_refuses_wrong_rank_input():
         mc.nn.ConvTranspose3d(2, 2, 3)(t(1, 2, 3))
     with pytest.raises(ValueError, match="conv3d: input must be 5-D"):
         mc.nn.Conv3d(2, 2, 3)(t(2, 3, 3))
+
+
+@pytest.mark.parametrize("factory, input_shape", [
+    (lambda nn: nn.Conv3d(3, 8, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False), (3, 4, 16, 16)),
+    (lambda nn: nn.Conv3d(4, 6, (3, 1, 1), groups=2), (4, 5, 3, 3)),
+    (lambda nn: nn.Conv1d(4, 6, 5, stride=2, dilation=2), (4, 20)),
+    (lambda nn: nn.ConvTranspose3d(4, 2, 3, stride=2, groups=2), (4, 2, 3, 2)),
+    (lambda nn: nn.ConvTranspose1d(3, 5, 4, stride=3), (3, 7)),
+])
+def test_summary_counts_torchs_multiply_adds(factory, input_shape):
+    """mc.summary's multiply-adds are half the FLOPs torch's FlopCounterMode counts."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        factory(torch.nn)(torch.zeros((1,) + input_shape))
+    assert mc.summary(factory(mc.nn), input_shape).total_mult_adds * 2 == counter.get_total_flops()
