@@ -32,6 +32,7 @@ setup(
             "cuda-bindings",  # NVRTC, to compile the CUDA kernels in the tests (no GPU needed)
             "mpi4py",  # tests/distributed run two ranks under mpiexec
             "mpich",  # an MPI library and its mpiexec, as a wheel
+            "pycocotools",  # COCOeval, the reference for mc.metrics.mean_average_precision
         ],
         "cuda": ["cupy-cuda13x"],
         "viz": ["matplotlib", "graphviz"],

@@ -129,3 +129,9 @@ class ConfusionMatrix:
         scores = self.compute()
         return (f"ConfusionMatrix({self.num_classes} classes, {int(self.mat.sum())} pixels: pixel accuracy "
                 f"{scores['pixel_accuracy']:.4f}, mean IoU {scores['mean_iou']:.4f})")
+
+
+# Detection: COCO's mAP, in its own module.
+from .detection_metrics import mean_average_precision  # noqa: E402
+
+__all__.append("mean_average_precision")
