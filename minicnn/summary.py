@@ -91,6 +91,7 @@ from .nn.conv import _ConvNd
 from .nn.linear import Linear
 from .nn.module import Module
 from .tensor import Tensor
+from .utils.checkpoint import checkpointing
 
 __all__ = ["summary", "ModelSummary", "LayerInfo"]
 
@@ -430,6 +431,8 @@ class _SavedPass:
                     stack.append(edge[0])
 
     def after(self, name, module, args, output):
+        if checkpointing():
+            return None     # a checkpointed segment keeps only its inputs (utils/checkpoint.py)
         self._walk(output)
         if any(True for _ in module.children()):
             return None
@@ -532,6 +535,12 @@ def summary(model, input_size, batch_size=1, *, dtype=None, depth=3, training_me
         model.eval()
         with no_grad(), _Hooks(model, shapes.before, shapes.after):
             output = model(x)
+    except ValueError as e:
+        if len(size) != 4:
+            raise
+        # Four ints are a clip; they may also be a batch of images given by mistake.
+        raise ValueError(f"summary: input_size {size} is read as one (C, D, H, W) clip, which the model refused "
+                         f"({e}); for a batch of images give (C, H, W) and batch_size=...") from e
     finally:
         for m, mode in modes:
             object.__setattr__(m, "training", mode)
