@@ -44,11 +44,22 @@ rank 0 prints and saves; a resumed run must have as many ranks.
 
 The pieces a task defines
 -------------------------
-What is trained for lives in a task object (``TASKS``): the loss on a
-batch's outputs and targets, and the metric accumulated over an epoch.
-``Classification`` (cross-entropy, top-1 accuracy) is the one task here;
-the loop, the checkpointing and the command line only talk to that
-interface.
+What is learnt lives in a task object (``TASKS``, ``--task``): its
+``loss(output, target)`` on a batch, where ``target`` is whatever the
+dataset's samples carry (class indices here), and ``metric()``, a fresh
+accumulator of the score over an epoch. ``Classification``
+(cross-entropy, top-1 ``Accuracy``) is the one task here; the loop, the
+checkpoint and the log only talk to that interface.
+
+Other models and data
+---------------------
+``--model`` is any model of the zoo; images are fitted to it
+(``FittedInput``: channels repeated or turned grey, resized to
+``--image-size``), and a model that cannot take that size is refused
+before training. ``--dataset`` is ``digits`` or a folder in
+torchvision's ``ImageFolder`` layout. ``--weights`` and
+``--freeze-backbone`` fine-tune pretrained weights with a new classifier
+(``minicnn/finetune.py``).
 """
 import contextlib
 import os
@@ -60,7 +71,7 @@ import time
 import numpy
 from tqdm import tqdm
 
-from . import datasets, finetune, models, random, transforms
+from . import datasets, finetune, models, random, segment, transforms
 from .distributed import launch
 from .autograd import no_grad
 from .creation import zeros
@@ -123,7 +134,7 @@ class Classification:
 #: task name -> task: ``loss(output, target)`` (a scalar Tensor) and
 #: ``metric()`` (a fresh accumulator: ``update(output, target)``, ``value``,
 #: ``name``, ``counts``, ``str()`` for the log).
-TASKS = {"classify": Classification()}
+TASKS = {"classify": Classification(), "segment": segment.Segmentation()}
 
 
 def main_output(output):
@@ -148,7 +159,7 @@ def digits_32x32():
 
 #: dataset name -> loader of (train, test) at the data's own size; image
 #: folders (``--dataset imagefolder`` or a path) are handled by ``image_folder``.
-DATASETS = {"digits": digits_32x32}
+DATASETS = {"digits": digits_32x32, "digit_scenes": segment.digit_scene_masks}
 
 
 def image_folder(root, image_size, seed):
@@ -230,7 +241,9 @@ def default_image_size(model, dataset):
     """The side of the square images a run trains on when ``--image-size``
     is not given: 32 for the digits (their scans are 8x8) and for LeNet-5,
     otherwise 224 (torchvision's ImageNet crop, which pretrained weights
-    expect)."""
+    expect); 64 for the digit scenes (their own size: a mask is not resized)."""
+    if dataset == "digit_scenes":
+        return 64
     return 32 if dataset != "imagefolder" or model == "lenet5" else 224
 
 
@@ -456,7 +469,7 @@ def _run(settings, checkpoint, state, progress, log, compiles):
     model = launch.parallel_model(net)
     starts = _cycle_starts(settings["cycles"])
     history, scheduler = [], None
-    plot_history = _history_plotter(log)
+    plot_history = _history_plotter(log) if settings["task"] == "classify" else None   # it draws accuracy
 
     if resume:
         net.load_state_dict(state["model"])
@@ -687,7 +700,8 @@ def add_arguments(parser):
     parser.add_argument("--model", metavar="NAME",
                         help=f"a model of the zoo, see `python -m minicnn models` (default: lenet5{stored})")
     parser.add_argument("--dataset", metavar="NAME|FOLDER",
-                        help="digits, imagefolder (with --data-dir), or a folder in torchvision's ImageFolder "
+                        help="digits, digit_scenes (with --task segment), imagefolder (with --data-dir), or a "
+                             "folder in torchvision's ImageFolder "
                              f"layout, FOLDER/CLASS/IMAGE (default: digits{stored})")
     parser.add_argument("--data-dir", metavar="FOLDER", help="the folder of --dataset imagefolder")
     parser.add_argument("--image-size", type=int, metavar="N",
