@@ -88,6 +88,11 @@ def join():
     return 0, 1
 
 
+def is_rank_zero():
+    """True on rank 0, and in a run of one process."""
+    return not collectives.is_initialized() or collectives.get_rank() == 0
+
+
 def parallel_model(net):
     """``net`` ready to train on every rank: its batch norms synchronized
     and wrapped in DistributedDataParallel (which also copies rank 0's
