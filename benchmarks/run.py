@@ -485,6 +485,10 @@ def main(argv=None):
         # Data-parallel training runs its own MPI processes (benchmarks/distributed.py).
         from benchmarks import distributed
         return distributed.main([])
+    if args.only == "detection-ops":
+        # NMS and RoIAlign against torchvision (benchmarks/detection_ops.py).
+        from benchmarks import detection_ops
+        return detection_ops.main([])
     if args.only == "memory-depth":
         # Training memory against depth: ResNet, checkpointed ResNet, RevNet (benchmarks/memory_depth.py).
         from benchmarks import memory_depth
