@@ -21,5 +21,6 @@ from .cifar_resnet import *  # noqa: F401,F403
 from .revnet import *  # noqa: F401,F403
 from . import segmentation  # noqa: F401
 from . import video  # noqa: F401
+from . import detection  # noqa: F401
 from .segmentation.fcn8s import FCN8sSmall, fcn8s_small  # noqa: F401
 from .imagenet import imagenet_categories, imagenet_transforms, decode_predictions, classify  # noqa: F401
