@@ -231,7 +231,7 @@ def _train_cli(*options, cwd, timeout=300):
 
 @needs_mpi
 @pytest.mark.slow
-def test_train_cli_two_ranks_of_batch_32_equal_one_process_of_batch_64_and_resume(tmp_path):
+def test_train_cli_two_ranks_of_batch_32_equal_one_process_of_batch_64(tmp_path):
     one = _train_cli("--epochs", "1", "--batch-size", "64", "--checkpoint", "one.safetensors", cwd=tmp_path)
     assert one.returncode == 0, one.stdout[-3000:]
     two = _train_cli("--epochs", "1", "--batch-size", "32", "--nproc", "2", "--checkpoint", "two.safetensors",
@@ -243,8 +243,25 @@ def test_train_cli_two_ranks_of_batch_32_equal_one_process_of_batch_64_and_resum
     for name, weight in a["model"].items():
         # The same 22 steps on the same images; float32 sums in another order.
         numpy.testing.assert_allclose(b["model"][name].numpy(), weight.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
-    resumed = _train_cli("--epochs", "2", "--nproc", "2", "--resume", "--checkpoint", "two.safetensors", cwd=tmp_path)
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_train_cli_resumes_a_two_rank_run_on_two_ranks_only(tmp_path):
+    from PIL import Image
+    rng = numpy.random.default_rng(0)
+    for label in ("a", "b"):
+        os.makedirs(tmp_path / "images" / label)
+        for k in range(5):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=numpy.uint8)).save(
+                tmp_path / "images" / label / f"{k}.png")
+    common = ("--dataset", "images", "--batch-size", "2", "--checkpoint", "run.safetensors")
+    first = _train_cli("--epochs", "1", "--nproc", "2", *common, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:]
+    resumed = _train_cli("--epochs", "2", "--nproc", "2", "--resume", *common, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-3000:]
-    assert mc.load(str(tmp_path / "two.safetensors"))["epoch"] == 2
-    wrong = _train_cli("--epochs", "3", "--resume", "--checkpoint", "two.safetensors", cwd=tmp_path)
-    assert wrong.returncode == 2 and "trained on 2 process(es), this run has 1" in wrong.stdout
+    assert resumed.stdout.count("resuming from run.safetensors after epoch 1") == 1, resumed.stdout
+    state = mc.load(str(tmp_path / "run.safetensors"))
+    assert state["epoch"] == 2 and state["ranks"] == 2
+    alone = _train_cli("--epochs", "3", "--resume", *common, cwd=tmp_path)
+    assert alone.returncode == 2 and "trained on 2 process(es), this run has 1" in alone.stdout, alone.stdout
