@@ -74,19 +74,28 @@ def _geometry(rois, k, spatial_scale, aligned, sampling_ratio, PH, PW, ints):
     return int(rois[k, 0]), y0, bh, gh, x0, bw, gw
 
 
+@numba.njit(inline="always")
+def _samples(rois, k, spatial_scale, aligned, sampling_ratio, PH, PW, H, W, ints):
+    """Region k's batch index, grid (gh, gw), sample count, and its
+    sample rows and columns as ``_axis`` sets them up."""
+    n, y0, bh, gh, x0, bw, gw = _geometry(rois, k, spatial_scale, aligned, sampling_ratio, PH, PW, ints)
+    yl, yh = numpy.empty(PH * gh, numpy.int64), numpy.empty(PH * gh, numpy.int64)
+    wyl, wyh = numpy.empty(PH * gh, ints.dtype), numpy.empty(PH * gh, ints.dtype)
+    xl, xh = numpy.empty(PW * gw, numpy.int64), numpy.empty(PW * gw, numpy.int64)
+    wxl, wxh = numpy.empty(PW * gw, ints.dtype), numpy.empty(PW * gw, ints.dtype)
+    _axis(y0, bh, gh, PH, H, ints, yl, yh, wyl, wyh)
+    _axis(x0, bw, gw, PW, W, ints, xl, xh, wxl, wxh)
+    count = ints[gh] * ints[gw] if gh * gw > 0 else ints[1]
+    return n, gh, gw, count, yl, yh, wyl, wyh, xl, xh, wxl, wxh
+
+
 @numba.njit(**_JIT)
 def _forward(x, rois, y, spatial_scale, sampling_ratio, aligned, ints, part, parts):
     N, C, H, W = x.shape
     PH, PW = y.shape[2], y.shape[3]
     for k in range(*_share(rois.shape[0], part, parts)):
-        n, y0, bh, gh, x0, bw, gw = _geometry(rois, k, spatial_scale, aligned, sampling_ratio, PH, PW, ints)
-        yl, yh = numpy.empty(PH * gh, numpy.int64), numpy.empty(PH * gh, numpy.int64)
-        wyl, wyh = numpy.empty(PH * gh, x.dtype), numpy.empty(PH * gh, x.dtype)
-        xl, xh = numpy.empty(PW * gw, numpy.int64), numpy.empty(PW * gw, numpy.int64)
-        wxl, wxh = numpy.empty(PW * gw, x.dtype), numpy.empty(PW * gw, x.dtype)
-        _axis(y0, bh, gh, PH, H, ints, yl, yh, wyl, wyh)
-        _axis(x0, bw, gw, PW, W, ints, xl, xh, wxl, wxh)
-        count = ints[gh] * ints[gw] if gh * gw > 0 else ints[1]
+        n, gh, gw, count, yl, yh, wyl, wyh, xl, xh, wxl, wxh = _samples(
+            rois, k, spatial_scale, aligned, sampling_ratio, PH, PW, H, W, ints)
         for c in range(C):
             plane = x[n, c]
             for ph in range(PH):
@@ -107,14 +116,8 @@ def _backward(gy, rois, gx, spatial_scale, sampling_ratio, aligned, ints, part, 
     PH, PW = gy.shape[2], gy.shape[3]
     c0, c1 = _share(C, part, parts)
     for k in range(rois.shape[0]):
-        n, y0, bh, gh, x0, bw, gw = _geometry(rois, k, spatial_scale, aligned, sampling_ratio, PH, PW, ints)
-        yl, yh = numpy.empty(PH * gh, numpy.int64), numpy.empty(PH * gh, numpy.int64)
-        wyl, wyh = numpy.empty(PH * gh, gy.dtype), numpy.empty(PH * gh, gy.dtype)
-        xl, xh = numpy.empty(PW * gw, numpy.int64), numpy.empty(PW * gw, numpy.int64)
-        wxl, wxh = numpy.empty(PW * gw, gy.dtype), numpy.empty(PW * gw, gy.dtype)
-        _axis(y0, bh, gh, PH, H, ints, yl, yh, wyl, wyh)
-        _axis(x0, bw, gw, PW, W, ints, xl, xh, wxl, wxh)
-        count = ints[gh] * ints[gw] if gh * gw > 0 else ints[1]
+        n, gh, gw, count, yl, yh, wyl, wyh, xl, xh, wxl, wxh = _samples(
+            rois, k, spatial_scale, aligned, sampling_ratio, PH, PW, H, W, ints)
         for c in range(c0, c1):
             plane = gx[n, c]
             for ph in range(PH):

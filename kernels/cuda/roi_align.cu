@@ -60,60 +60,88 @@ __device__ __forceinline__ scalar_t sample_position(scalar_t start, int p, scala
     return start + (scalar_t)p * bin + ((scalar_t)i + (scalar_t)0.5) * bin / (scalar_t)grid;
 }
 
-extern "C" __global__ void roi_align_forward(const scalar_t* __restrict__ x, const scalar_t* __restrict__ rois,
-                                             scalar_t* __restrict__ y, index_t total, int C, int H, int W,
-                                             int PH, int PW, double spatial_scale, int sampling_ratio,
-                                             int aligned) {
-    MC_KERNEL_LOOP(o, total) {
-        int pw = (int)(o % PW);
-        int ph = (int)(o / PW % PH);
-        int c = (int)(o / ((index_t)PW * PH) % C);
-        index_t k = o / ((index_t)PW * PH * C);
-        RoiGeometry g = roi_geometry(rois + k * 5, (scalar_t)spatial_scale, PH, PW, sampling_ratio, aligned);
-        const scalar_t* plane = x + (g.n * C + c) * H * W;
-        scalar_t total_value = 0;
-        for (int iy = 0; iy < g.gh; ++iy) {
-            int yl, yh;
-            scalar_t wyl, wyh;
-            if (!sample_axis(sample_position(g.y0, ph, g.bh, iy, g.gh), H, &yl, &yh, &wyl, &wyh)) continue;
-            for (int ix = 0; ix < g.gw; ++ix) {
-                int xl, xh;
-                scalar_t wxl, wxh;
-                if (!sample_axis(sample_position(g.x0, pw, g.bw, ix, g.gw), W, &xl, &xh, &wxl, &wxh)) continue;
-                total_value += wyl * wxl * plane[yl * W + xl] + wyl * wxh * plane[yl * W + xh] +
-                               wyh * wxl * plane[yh * W + xl] + wyh * wxh * plane[yh * W + xh];
-            }
+// Calls visit(yl, yh, xl, xh, wyl, wyh, wxl, wxh) for every sample of bin
+// (ph, pw) that lies on the map, in row-major sample order.
+template <typename Visitor>
+__device__ __forceinline__ void for_each_sample(const RoiGeometry& g, int ph, int pw, int H, int W,
+                                                Visitor& visit) {
+    for (int iy = 0; iy < g.gh; ++iy) {
+        int yl, yh;
+        scalar_t wyl, wyh;
+        if (!sample_axis(sample_position(g.y0, ph, g.bh, iy, g.gh), H, &yl, &yh, &wyl, &wyh)) continue;
+        for (int ix = 0; ix < g.gw; ++ix) {
+            int xl, xh;
+            scalar_t wxl, wxh;
+            if (!sample_axis(sample_position(g.x0, pw, g.bw, ix, g.gw), W, &xl, &xh, &wxl, &wxh)) continue;
+            visit(yl, yh, xl, xh, wyl, wyh, wxl, wxh);
         }
-        y[o] = total_value / g.count;
+    }
+}
+
+// The forward's visitor: sums the bilinear reads of the plane.
+struct GatherSamples {
+    const scalar_t* plane;
+    int W;
+    scalar_t total;
+    __device__ void operator()(int yl, int yh, int xl, int xh, scalar_t wyl, scalar_t wyh, scalar_t wxl,
+                               scalar_t wxh) {
+        total += wyl * wxl * plane[yl * W + xl] + wyl * wxh * plane[yl * W + xh] +
+                 wyh * wxl * plane[yh * W + xl] + wyh * wxh * plane[yh * W + xh];
+    }
+};
+
+// The backward's visitor: adds grad's share of each sample to its four pixels.
+struct ScatterSamples {
+    scalar_t* plane;
+    int W;
+    scalar_t grad, count;
+    __device__ void operator()(int yl, int yh, int xl, int xh, scalar_t wyl, scalar_t wyh, scalar_t wxl,
+                               scalar_t wxh) {
+        atomicAdd(plane + yl * W + xl, grad * (wyl * wxl) / count);
+        atomicAdd(plane + yl * W + xh, grad * (wyl * wxh) / count);
+        atomicAdd(plane + yh * W + xl, grad * (wyh * wxl) / count);
+        atomicAdd(plane + yh * W + xh, grad * (wyh * wxh) / count);
+    }
+};
+
+// Output o of (K, C, PH, PW): its region's geometry, plane offset (n, c) and bin.
+__device__ __forceinline__ RoiGeometry output_bin(index_t o, const scalar_t* __restrict__ rois, int C, int H,
+                                                  int W, int PH, int PW, double spatial_scale,
+                                                  int sampling_ratio, int aligned, index_t* plane, int* ph,
+                                                  int* pw) {
+    *pw = (int)(o % PW);
+    *ph = (int)(o / PW % PH);
+    int c = (int)(o / ((index_t)PW * PH) % C);
+    index_t k = o / ((index_t)PW * PH * C);
+    RoiGeometry g = roi_geometry(rois + k * 5, (scalar_t)spatial_scale, PH, PW, sampling_ratio, aligned);
+    *plane = (g.n * C + c) * H * W;
+    return g;
+}
+
+// The two kernels' shared parameters, and the set-up of output o's bin.
+#define ROI_ALIGN_PARAMS                                                                                \
+    index_t total, int C, int H, int W, int PH, int PW, double spatial_scale, int sampling_ratio, int aligned
+#define ROI_ALIGN_OUTPUT_BIN(o)                                                                         \
+    index_t plane;                                                                                      \
+    int ph, pw;                                                                                         \
+    RoiGeometry g = output_bin(o, rois, C, H, W, PH, PW, spatial_scale, sampling_ratio, aligned, &plane, &ph, &pw)
+
+extern "C" __global__ void roi_align_forward(const scalar_t* __restrict__ x, const scalar_t* __restrict__ rois,
+                                             scalar_t* __restrict__ y, ROI_ALIGN_PARAMS) {
+    MC_KERNEL_LOOP(o, total) {
+        ROI_ALIGN_OUTPUT_BIN(o);
+        GatherSamples gather = {x + plane, W, (scalar_t)0};
+        for_each_sample(g, ph, pw, H, W, gather);
+        y[o] = gather.total / g.count;
     }
 }
 
 // gx must hold zeros: the kernel adds into it.
 extern "C" __global__ void roi_align_backward(const scalar_t* __restrict__ gy, const scalar_t* __restrict__ rois,
-                                              scalar_t* __restrict__ gx, index_t total, int C, int H, int W,
-                                              int PH, int PW, double spatial_scale, int sampling_ratio,
-                                              int aligned) {
+                                              scalar_t* __restrict__ gx, ROI_ALIGN_PARAMS) {
     MC_KERNEL_LOOP(o, total) {
-        int pw = (int)(o % PW);
-        int ph = (int)(o / PW % PH);
-        int c = (int)(o / ((index_t)PW * PH) % C);
-        index_t k = o / ((index_t)PW * PH * C);
-        RoiGeometry g = roi_geometry(rois + k * 5, (scalar_t)spatial_scale, PH, PW, sampling_ratio, aligned);
-        scalar_t* plane = gx + (g.n * C + c) * H * W;
-        scalar_t grad = gy[o];
-        for (int iy = 0; iy < g.gh; ++iy) {
-            int yl, yh;
-            scalar_t wyl, wyh;
-            if (!sample_axis(sample_position(g.y0, ph, g.bh, iy, g.gh), H, &yl, &yh, &wyl, &wyh)) continue;
-            for (int ix = 0; ix < g.gw; ++ix) {
-                int xl, xh;
-                scalar_t wxl, wxh;
-                if (!sample_axis(sample_position(g.x0, pw, g.bw, ix, g.gw), W, &xl, &xh, &wxl, &wxh)) continue;
-                atomicAdd(plane + yl * W + xl, grad * (wyl * wxl) / g.count);
-                atomicAdd(plane + yl * W + xh, grad * (wyl * wxh) / g.count);
-                atomicAdd(plane + yh * W + xl, grad * (wyh * wxl) / g.count);
-                atomicAdd(plane + yh * W + xh, grad * (wyh * wxh) / g.count);
-            }
-        }
+        ROI_ALIGN_OUTPUT_BIN(o);
+        ScatterSamples scatter = {gx + plane, W, gy[o], g.count};
+        for_each_sample(g, ph, pw, H, W, scatter);
     }
 }

@@ -9,27 +9,12 @@ import sys
 import numpy
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if os.path.join(HERE, "emulation") not in sys.path:
-    sys.path.insert(0, os.path.join(HERE, "emulation"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import emulator  # noqa: E402
 from minicnn import ops  # noqa: E402,F401  (registers the NumPy references)
-from minicnn.kernels import registry  # noqa: E402
-from minicnn.kernels.cuda import loader, nms, roi_align  # noqa: E402
-
-
-@pytest.fixture(scope="module", autouse=True)
-def emulated_gpu():
-    if emulator.compiler() is None:
-        pytest.skip("no host C++ compiler (g++) to build the emulated kernels")
-    emulator.build_all()
-    with loader.use_launcher(emulator.launcher):
-        yield
-
-
-def reference(primitive):
-    return registry.implementations(primitive)["numpy"]
+from minicnn.kernels.cuda import nms, roi_align  # noqa: E402
+# The emulated launcher (an autouse fixture) and the references, as the other kernels' tests use them.
+from test_emulated_kernels import emulated_gpu, reference  # noqa: E402,F401
 
 
 def random_boxes(rng, n, dtype):
