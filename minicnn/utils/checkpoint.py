@@ -62,9 +62,16 @@ from .. import random
 from ..autograd import Function, enable_grad, grad, is_grad_enabled
 from ..tensor import Tensor
 
-__all__ = ["checkpoint", "checkpoint_sequential", "recomputing"]
+__all__ = ["checkpoint", "checkpoint_sequential", "checkpointing", "recomputing"]
 
 _state = threading.local()
+
+
+def checkpointing():
+    """True while a checkpointed segment runs, in its forward or in its
+    recompute: the graph its layers record there is not what the step
+    keeps (``mc.summary`` counts only the segment's inputs)."""
+    return getattr(_state, "segment", False) or recomputing()
 
 
 def recomputing():
@@ -221,7 +228,11 @@ def checkpoint(function, *args, use_reentrant=False, preserve_rng_state=True, **
     tensors = [args[k] for k in slots]
     detached = [x.detach().requires_grad_(x.requires_grad) for x in tensors]
     rng_state = random.get_rng_state() if preserve_rng_state else None
-    output = rerun(detached)
+    outer, _state.segment = checkpointing(), True
+    try:
+        output = rerun(detached)
+    finally:
+        _state.segment = outer
     outputs = _output_tensors(output, "checkpoint")
     if not any(y.requires_grad for y in outputs):
         return output       # nothing to differentiate: nothing was recorded

@@ -234,3 +234,11 @@ def test_bad_input():
         checkpoint_sequential(net, 2, x, foo=1)
     with pytest.raises(TypeError, match="function must be callable"):
         checkpoint(3, x)
+
+
+def test_summary_counts_what_a_checkpointed_forward_keeps():
+    """mc.summary's training memory is what the forward keeps for backward:
+    with checkpointing, the segment inputs instead of every activation."""
+    plain = mc.summary(mc.models.resnet20(), (3, 16, 16), batch_size=2).training_bytes
+    checkpointed = mc.summary(mc.models.resnet20(checkpoint_segments=3), (3, 16, 16), batch_size=2).training_bytes
+    assert 0 < checkpointed < 0.5 * plain, (checkpointed, plain)
