@@ -107,21 +107,16 @@ class SyncBatchNorm(_BatchNorm):
 
     In eval mode, and in a process where ``mc.distributed`` is not
     initialized (or has one rank), it is plain BatchNorm, as in torch.
-    ``process_group`` must be None (the default group)."""
+    ``process_group`` must be None (the default group). Input may be 2D to
+    5D, what BatchNorm1d to BatchNorm3d take (torch's takes any (N, C, *))."""
+
+    _input_dims = (2, 3, 4, 5)
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  process_group=None, device=None, dtype=None):
         if process_group is not None:
             raise ValueError("SyncBatchNorm: process_group must be None (only the default group exists)")
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
-
-    def _check_input(self, input):
-        if input.ndim < 2:
-            raise ValueError(f"SyncBatchNorm: expected at least 2D input, got {input.ndim}D input of shape "
-                             f"{input.shape}")
-        if input.shape[1] != self.num_features:
-            raise ValueError(f"SyncBatchNorm: expected {self.num_features} channels (dim 1), got input of "
-                             f"shape {input.shape}")
 
     def forward(self, input):
         use_batch_stats = self.training or self.running_mean is None

@@ -143,7 +143,7 @@ def test_sync_batchnorm_in_one_process_is_batchnorm_like_torch(dtype):
 
 
 def test_sync_batchnorm_checks_its_input():
-    with pytest.raises(ValueError, match="expected at least 2D input"):
+    with pytest.raises(ValueError, match="expected 2D or 3D or 4D or 5D input, got 1D"):
         mc.nn.SyncBatchNorm(4)(mc.randn(4))
     with pytest.raises(ValueError, match=r"expected 4 channels \(dim 1\)"):
         mc.nn.SyncBatchNorm(4)(mc.randn(2, 3, 5))
