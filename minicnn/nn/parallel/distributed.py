@@ -146,6 +146,11 @@ class DistributedDataParallel(Module):
 
     # -- forward ---------------------------------------------------------
     def forward(self, *inputs, **kwargs):
+        if self._pass_started:
+            # A backward that raised after some buckets had started: the
+            # ranks no longer agree on which exchanges are in flight.
+            raise RuntimeError("DistributedDataParallel: expected to have finished reduction in the prior "
+                               "iteration before starting a new one (the previous backward did not complete)")
         if self.broadcast_buffers and self._sync_buffers_next:
             self._sync_buffers()
         # torch broadcasts again before the next forward only after one
