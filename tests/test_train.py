@@ -289,7 +289,7 @@ def test_bad_settings_are_refused(no_data):
         training.train(epochs=0)
     with pytest.raises(ValueError, match=r"model must be one of the zoo's \(.*resnet18.*\), got 'resnet19'"):
         training.train(model="resnet19")
-    with pytest.raises(ValueError, match=r"dataset must be one of \['digits', 'imagefolder'\] or a folder"):
+    with pytest.raises(ValueError, match=r"dataset must be one of \[.*'digits', .*'imagefolder'\] or a folder"):
         training.train(dataset="cifar10")
     with pytest.raises(ValueError, match="needs data_dir"):
         training.train(dataset="imagefolder")
