@@ -326,8 +326,6 @@ def _given_settings(given):
 def _new_run(given, cycles):
     """The settings of a new run: ``given``, then the defaults."""
     settings = dict(DEFAULTS, **given)
-    if settings["dataset"] == "imagefolder" and settings["data_dir"] is None:
-        raise ValueError("dataset 'imagefolder' needs data_dir (--data-dir): the folder of images")
     if settings["freeze_backbone"] and settings["weights"] is None:
         raise ValueError("freeze_backbone (--freeze-backbone) needs weights (--weights) to keep: "
                          "a frozen random backbone learns nothing")
