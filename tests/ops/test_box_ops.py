@@ -97,3 +97,14 @@ def test_bad_input_is_refused_with_the_shapes():
         ops.box_area(numpy.zeros((2, 4)))
     with pytest.raises(ValueError, match=r"size must be \(height, width\)"):
         ops.clip_boxes_to_image(mc.zeros(2, 4), 10)
+
+
+def test_integer_boxes_follow_torchvisions_dtypes():
+    a, b = R.integers(0, 20, (5, 4)), R.integers(0, 20, (3, 4))
+    a[:, 2:] += a[:, :2] + 1
+    b[:, 2:] += b[:, :2] + 1
+    for name, args in (("box_area", (a,)), ("box_iou", (a, b)), ("generalized_box_iou", (a, b))):
+        mine = getattr(ops, name)(*map(mc.tensor, args))
+        expected = getattr(TV, name)(*map(torch.from_numpy, args))
+        assert str(mine.dtype) == str(expected.dtype).replace("torch.", "")
+        numpy.testing.assert_allclose(mine.numpy(), expected.numpy(), rtol=1e-6)

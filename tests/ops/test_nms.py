@@ -123,3 +123,13 @@ def test_bad_input_names_the_shapes():
         ops.batched_nms(mc.zeros(3, 4), mc.zeros(3), mc.zeros(2, dtype=mc.int64), 0.5)
     with pytest.raises(TypeError, match="one dtype"):
         ops.nms(mc.zeros(3, 4), mc.zeros(3, dtype=mc.float64), 0.5)
+
+
+def test_noncontiguous_boxes_and_scores(backend):
+    rng = numpy.random.default_rng(8)
+    b = random_boxes(rng, 200, numpy.float64)
+    s = rng.random(200)
+    wide_b, wide_s = numpy.zeros((200, 8)), numpy.zeros(400)
+    wide_b[:, ::2], wide_s[::2] = b, s
+    keep = ops.nms(mc.tensor(wide_b)[:, ::2], mc.tensor(wide_s)[::2], 0.3)
+    numpy.testing.assert_array_equal(keep.numpy(), tv_nms(b, s, 0.3))
