@@ -24,7 +24,7 @@ import torchvision
 
 import minicnn as mc
 import minicnn.nn.functional as F
-from benchmarks.cases import Case, _data, _model_flops, _pair, _unary_case
+from benchmarks.cases import Case, _data, _model_flops, _op_case, _unary_case
 
 POOL_CLIP = (4, 64, 8, 56, 56)
 HEAD_FEATURES = (8, 512, 2, 7, 7)
@@ -38,18 +38,9 @@ def _r2plus1d_case(case, device):
     mc_model = mc.models.video.r2plus1d_18()
     mc_model.load_state_dict({k: v.cpu() for k, v in torch_model.state_dict().items()})
     mc_model.to(device).eval()
-    mc_x, torch_x = _pair(_data(*R2PLUS1D_CLIP), device=device)
     with torch.no_grad():
-        case.flops = _model_flops(torch_model, torch_x, backward=False)
-
-    def mc_fn():
-        with mc.no_grad():
-            mc_model(mc_x)
-
-    def torch_fn():
-        with torch.no_grad():
-            torch_model(torch_x)
-    return mc_fn, torch_fn
+        case.flops = _model_flops(torch_model, torch.tensor(_data(*R2PLUS1D_CLIP), device=device), backward=False)
+    return _op_case([_data(*R2PLUS1D_CLIP)], mc_model, torch_model, False, device)   # no_grad forwards
 
 
 def video_cases(device="cpu"):

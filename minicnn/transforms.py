@@ -458,7 +458,45 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ImageClassification:
+class _Preset:
+    """What the classification presets share: ``resize``, ``crop`` and
+    ``normalize`` transforms, their arguments as properties, and the
+    steps between reading and the model."""
+
+    @property
+    def crop_size(self):
+        return self.crop.size
+
+    @property
+    def resize_size(self):
+        return self.resize.size
+
+    @property
+    def mean(self):
+        return self.normalize.mean
+
+    @property
+    def std(self):
+        return self.normalize.std
+
+    @property
+    def interpolation(self):
+        return self.resize.interpolation
+
+    def _resize_crop_normalize(self, x, owner, what):
+        """Resize and crop the array x (..., C, H, W), scale uint8 to float32
+        [0, 1] (a float image is cast to float32), then normalize."""
+        if x.dtype != numpy.uint8 and x.dtype.kind != "f":
+            raise TypeError(f"{owner}: {what} must be uint8 in [0, 255] or float in [0, 1], got dtype {x.dtype}")
+        x = self.crop(self.resize(x))
+        if x.dtype == numpy.uint8:
+            x = x.astype(numpy.float32) / numpy.float32(255)
+        else:
+            x = x.astype(numpy.float32)
+        return self.normalize(x)
+
+
+class ImageClassification(_Preset):
     """torchvision's preprocessing for ImageNet classifiers (the
     ``ImageClassification`` preset that ``weights.transforms()`` returns):
 
@@ -496,26 +534,6 @@ class ImageClassification:
         self.normalize = Normalize(mean, std)
 
     @property
-    def crop_size(self):
-        return self.crop.size
-
-    @property
-    def resize_size(self):
-        return self.resize.size
-
-    @property
-    def mean(self):
-        return self.normalize.mean
-
-    @property
-    def std(self):
-        return self.normalize.std
-
-    @property
-    def interpolation(self):
-        return self.resize.interpolation
-
-    @property
     def antialias(self):
         return self.resize.antialias
 
@@ -527,15 +545,7 @@ class ImageClassification:
                 f"ImageClassification: expected an image of shape ({channels}, H, W) or a batch "
                 f"(N, {channels}, H, W), got shape {x.shape}; convert grayscale or RGBA images to RGB "
                 f"first (read_image does)")
-        if x.dtype != numpy.uint8 and x.dtype.kind != "f":
-            raise TypeError(f"ImageClassification: the image must be uint8 in [0, 255] or float in [0, 1], "
-                            f"got dtype {x.dtype}")
-        x = self.crop(self.resize(x))
-        if x.dtype == numpy.uint8:
-            x = x.astype(numpy.float32) / numpy.float32(255)
-        else:
-            x = x.astype(numpy.float32)
-        return wrap(self.normalize(x))
+        return wrap(self._resize_crop_normalize(x, "ImageClassification", "the image"))
 
     def __repr__(self):
         return (f"ImageClassification(crop_size={self.crop_size}, resize_size={self.resize_size}, "
@@ -549,7 +559,7 @@ KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
 KINETICS_STD = (0.22803, 0.22145, 0.216989)
 
 
-class VideoClassification:
+class VideoClassification(_Preset):
     """torchvision's preprocessing for video classifiers (the
     ``VideoClassification`` preset of its video weights), frame by frame:
 
@@ -578,26 +588,6 @@ class VideoClassification:
         self.crop = CenterCrop(crop_size)
         self.normalize = Normalize(mean, std)
 
-    @property
-    def crop_size(self):
-        return self.crop.size
-
-    @property
-    def resize_size(self):
-        return self.resize.size
-
-    @property
-    def mean(self):
-        return self.normalize.mean
-
-    @property
-    def std(self):
-        return self.normalize.std
-
-    @property
-    def interpolation(self):
-        return self.resize.interpolation
-
     def __call__(self, vid):
         x, wrap = _unwrap(vid, "VideoClassification")
         channels = len(self.mean)
@@ -605,15 +595,7 @@ class VideoClassification:
             raise ValueError(
                 f"VideoClassification: expected a clip of shape (T, {channels}, H, W) or a batch "
                 f"(N, T, {channels}, H, W), got shape {x.shape}")
-        if x.dtype != numpy.uint8 and x.dtype.kind != "f":
-            raise TypeError(f"VideoClassification: the frames must be uint8 in [0, 255] or float in [0, 1], "
-                            f"got dtype {x.dtype}")
-        x = self.crop(self.resize(x))       # both act on the last two dims: every frame alike
-        if x.dtype == numpy.uint8:
-            x = x.astype(numpy.float32) / numpy.float32(255)
-        else:
-            x = x.astype(numpy.float32)
-        x = self.normalize(x)
+        x = self._resize_crop_normalize(x, "VideoClassification", "the frames")   # every frame alike
         xp = get_array_module(x)
         return wrap(xp.ascontiguousarray(xp.swapaxes(x, -4, -3)))   # (..., T, C, h, w) -> (..., C, T, h, w)
 

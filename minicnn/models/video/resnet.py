@@ -83,6 +83,12 @@ class Conv3DNoTemporal(nn.Conv3d):
         return 1, stride, stride
 
 
+def check_clip(x, model):
+    """A ValueError naming the shape unless x is a batch of RGB clips."""
+    if x.ndim != 5 or x.shape[1] != 3:
+        raise ValueError(f"{model} expects clips of shape (N, 3, T, H, W), got {x.shape}")
+
+
 def _midplanes(inplanes, planes):
     """The width of Conv2Plus1D's middle, so that its two convs have about
     the parameters of one 3x3x3 conv (see the module docstring)."""
@@ -219,8 +225,7 @@ class VideoResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        if x.ndim != 5 or x.shape[1] != 3:
-            raise ValueError(f"VideoResNet expects clips of shape (N, 3, T, H, W), got {x.shape}")
+        check_clip(x, "VideoResNet")
         x = self.stem(x)
         x = self.layer1(x)
         x = self.layer2(x)

@@ -28,6 +28,7 @@ from ... import functional as F
 from ... import nn
 from .._layers import Conv2dNormActivation, _check_weights
 from ..registry import register_model
+from .resnet import check_clip
 
 __all__ = ["S3D", "s3d"]
 
@@ -120,8 +121,7 @@ class S3D(nn.Module):
         )
 
     def forward(self, x):
-        if x.ndim != 5 or x.shape[1] != 3:
-            raise ValueError(f"S3D expects clips of shape (N, 3, T, H, W), got {x.shape}")
+        check_clip(x, "S3D")
         x = self.features(x)
         x = self.avgpool(x)
         x = self.classifier(x)
