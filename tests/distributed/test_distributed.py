@@ -245,16 +245,21 @@ def test_train_cli_two_ranks_of_batch_32_equal_one_process_of_batch_64(tmp_path)
         numpy.testing.assert_allclose(b["model"][name].numpy(), weight.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-@needs_mpi
-@pytest.mark.slow
-def test_train_cli_resumes_a_two_rank_run_on_two_ranks_only(tmp_path):
+def _ten_images(folder):
+    """An ImageFolder of two classes of five 8x8 images: 2 batches of 2 per rank."""
     from PIL import Image
     rng = numpy.random.default_rng(0)
     for label in ("a", "b"):
-        os.makedirs(tmp_path / "images" / label)
+        os.makedirs(folder / "images" / label)
         for k in range(5):
             Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=numpy.uint8)).save(
-                tmp_path / "images" / label / f"{k}.png")
+                folder / "images" / label / f"{k}.png")
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_train_cli_resumes_a_two_rank_run_on_two_ranks_only(tmp_path):
+    _ten_images(tmp_path)
     common = ("--dataset", "images", "--batch-size", "2", "--checkpoint", "run.safetensors")
     first = _train_cli("--epochs", "1", "--nproc", "2", *common, cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-3000:]
@@ -265,3 +270,18 @@ def test_train_cli_resumes_a_two_rank_run_on_two_ranks_only(tmp_path):
     assert state["epoch"] == 2 and state["ranks"] == 2
     alone = _train_cli("--epochs", "3", "--resume", *common, cwd=tmp_path)
     assert alone.returncode == 2 and "trained on 2 process(es), this run has 1" in alone.stdout, alone.stdout
+
+
+@needs_mpi
+@pytest.mark.slow
+def test_a_rank_failing_mid_epoch_ends_the_run_and_keeps_the_last_checkpoint(tmp_path):
+    _ten_images(tmp_path)
+    env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(os.path.dirname(HERE)), env.get("PYTHONPATH")]))
+    result = subprocess.run([_mpiexec(), "-n", "2", sys.executable, os.path.join(HERE, "train_failure_check.py")],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    assert "rank 1 failed: deliberate failure on rank 1 in epoch 2" in result.stdout, result.stdout[-3000:]
+    state = mc.load(str(tmp_path / "run.safetensors"))         # loads: complete, checksums and all
+    assert state["epoch"] == 1 and len(state["history"]) == 1
