@@ -66,11 +66,12 @@ with the same contracts and results. The Functions only ask
 import numbers
 
 from minicnn.kernels import registry
+from minicnn.kernels.geometry import ntuple
 
 from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor  # defined before tensor.py imports the ops
-from .utils import check_float, pair
+from .utils import check_float
 from .shape import reshape
 
 
@@ -470,22 +471,11 @@ def _unbatched(out, unbatched):
 
 
 def _ntuple(value, n, name, min_value):
-    """``value`` (an int, one int in a sequence, or n ints) as n ints."""
-    if n == 2:
-        return pair(value, name, min_value)
+    """``value`` as n ints: ``kernels.geometry.ntuple`` plus the
+    one-element sequence that torch's pools accept for every dim."""
     if isinstance(value, (tuple, list)) and len(value) == 1:
         value = value[0]
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (value,) * n
-    if not isinstance(value, (tuple, list)):
-        raise TypeError(f"{name} must be an int or {n} ints, got {type(value).__name__} {value!r}")
-    if len(value) != n:
-        raise ValueError(f"{name} must be an int or {n} ints, got {tuple(value)} ({len(value)} values)")
-    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
-        raise TypeError(f"{name} must be an int or {n} ints, got {tuple(value)!r}")
-    if min(value) < min_value:
-        raise ValueError(f"{name} must be >= {min_value} in each dim, got {tuple(value)}")
-    return tuple(int(v) for v in value)
+    return ntuple(value, n, name, min_value)
 
 
 def _windows(op, shape, kernel_size, stride, padding, dilation, ceil_mode):

@@ -191,7 +191,7 @@ def _x(*shape):
     (lambda: F.avg_pool1d(_x(1, 1, 3), 6, padding=1), r"\(1, 1, 3\) is too small .*would be \(0,\)"),
     (lambda: F.max_pool1d(_x(1, 1, 9), 3, dilation=5), r"too small"),
     (lambda: F.max_pool3d(_x(1, 1, 4, 4, 4), 2, padding=(0, 2, 0)), r"padding \(0, 2, 0\) must be at most half"),
-    (lambda: F.max_pool3d(_x(1, 1, 4, 4, 4), (2, 2)), r"max_pool3d: kernel_size must be an int or 3 ints"),
+    (lambda: F.max_pool3d(_x(1, 1, 4, 4, 4), (2, 2)), r"max_pool3d: kernel_size must be an int or a triple of ints"),
     (lambda: F.avg_pool3d(_x(1, 1, 4, 4, 4), 2, stride=(1, 0, 1)), r"stride must be >= 1"),
     (lambda: F.avg_pool3d(_x(1, 1, 4, 4, 4), 2, divisor_override=0), r"divisor_override"),
     (lambda: F.adaptive_max_pool3d(_x(1, 1, 4, 4, 4), (2, 0, 1)), r"output_size must be >= 1"),
