@@ -13,6 +13,8 @@ import torch
 import torchvision
 
 import minicnn as mc
+from minicnn.nn.skip_init import no_init
+from torch.utils.flop_counter import FlopCounterMode
 from zoo_check import assert_relative, build_pair, check_eval, check_train, check_weights_refused
 
 RESNETS = ["r3d_18", "mc3_18", "r2plus1d_18"]
@@ -128,3 +130,28 @@ def test_initialisation_is_torchvisions():
 def test_images_are_refused_with_the_shape(builder):
     with pytest.raises(ValueError, match=r"clips of shape \(N, 3, T, H, W\), got \(1, 3, 32, 32\)"):
         builder()(mc.zeros(1, 3, 32, 32))
+
+
+# torchvision's table: parameters (millions) and "GFLOPS" (billions of
+# multiply-adds) at its evaluation clip: 16 frames of 112 x 112 for the
+# ResNets, of 224 x 224 for S3D.
+VIDEO_TABLE = [("r3d_18", (3, 16, 112, 112), "33.4", "40.70"), ("mc3_18", (3, 16, 112, 112), "11.7", "43.34"),
+               ("r2plus1d_18", (3, 16, 112, 112), "31.5", "40.52"), ("s3d", (3, 16, 224, 224), "8.3", "17.98")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,size,params,gflops", VIDEO_TABLE, ids=[row[0] for row in VIDEO_TABLE])
+def test_summary_reproduces_torchvisions_table(name, size, params, gflops):
+    with no_init():
+        model = mc.models.get_model(name)
+    s = mc.summary(model, size, training_memory=False)
+    assert (f"{s.total_params / 1e6:.1f}", f"{s.total_mult_adds / 1e9:.2f}") == (params, gflops)
+    # Exactly, against torchvision's model on the meta device and torch's count (2 FLOPs a multiply-add).
+    with torch.device("meta"):
+        theirs = torchvision.models.get_model(name).eval()
+        x = torch.empty((1,) + size)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        theirs(x)
+    assert (s.total_params, s.total_mult_adds) == (sum(p.numel() for p in theirs.parameters()),
+                                                   counter.get_total_flops() // 2)
