@@ -15,3 +15,5 @@ from .frozen_batch_norm import FrozenBatchNorm2d  # noqa: F401
 from .image_list import ImageList  # noqa: F401
 from .transform import GeneralizedRCNNTransform  # noqa: F401
 from .ssd import *  # noqa: F401,F403
+from .ssdlite import *  # noqa: F401,F403
+from .retinanet import *  # noqa: F401,F403

@@ -1,0 +1,166 @@
+"""The one-stage detectors of mc.models.detection against torchvision:
+the same state_dict keys, the same detections in eval mode (float64:
+same count and labels, boxes and scores to 1e-7 relative) for two
+score thresholds and a detections_per_img cap, the same loss dict in
+training mode (1e-8) and the same gradient of every parameter, for
+images of different sizes in one batch; parameter counts as
+torchvision's table; bad input.
+
+Images are small (min_size 96, max_size 128) and the models have 4
+classes, to keep the float64 runs cheap. With random weights every
+RetinaNet score sits near the prior 0.01, so the thresholds are just
+above it. SSD's hard negative mining is deterministic (a stable sort of
+the negatives' losses) and torchvision's sort gives the same ranks when
+the losses are distinct, as they are here."""
+import numpy
+import pytest
+import torch
+import torchvision
+
+import minicnn as mc
+from minicnn.nn.skip_init import no_init
+from zoo_check import assert_relative
+
+torch.set_num_threads(1)
+
+IMAGES = [(3, 90, 120), (3, 110, 100)]
+TARGETS = [{"boxes": [[10.0, 20.0, 60.0, 70.0], [30.0, 5.0, 80.0, 50.0]], "labels": [1, 3]},
+           {"boxes": [[5.0, 5.0, 95.0, 100.0]], "labels": [2]}]
+
+
+def _pair(name, **kwargs):
+    torch.manual_seed(0)
+    tv = torchvision.models.get_model(name, weights=None, weights_backbone=None, **kwargs)
+    with no_init():
+        mine = mc.models.get_model(name, **kwargs)
+    assert list(mine.state_dict()) == list(tv.state_dict())
+    mine.load_state_dict(tv.state_dict())
+    return mine.double(), tv.double()
+
+
+def _images():
+    rng = numpy.random.default_rng(0)
+    return [rng.random(shape) for shape in IMAGES]
+
+
+def _check_detections(mine, tv, images):
+    mine.eval()
+    tv.eval()
+    with mc.no_grad():
+        ours = mine([mc.from_numpy(i.copy()) for i in images])
+    with torch.no_grad():
+        theirs = tv([torch.from_numpy(i) for i in images])
+    counts = []
+    for a, b in zip(ours, theirs):
+        assert sorted(a) == sorted(b)
+        assert len(a["boxes"]) == len(b["boxes"])
+        counts.append(len(b["boxes"]))
+        if len(b["boxes"]):
+            numpy.testing.assert_array_equal(a["labels"].numpy(), b["labels"].numpy())
+            assert_relative(a["boxes"].numpy(), b["boxes"].numpy(), 1e-7, "boxes")
+            assert_relative(a["scores"].numpy(), b["scores"].numpy(), 1e-7, "scores")
+    return counts
+
+
+def _check_training(mine, tv, images, grad_rtol=1e-9):
+    mine.train()
+    tv.train()
+    ours = mine([mc.from_numpy(i.copy()) for i in images],
+                [{"boxes": mc.tensor(t["boxes"], dtype=mc.float64), "labels": mc.tensor(t["labels"])}
+                 for t in TARGETS])
+    theirs = tv([torch.from_numpy(i) for i in images],
+                [{"boxes": torch.tensor(t["boxes"], dtype=torch.float64), "labels": torch.tensor(t["labels"])}
+                 for t in TARGETS])
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        assert_relative(ours[key].numpy_copy(), theirs[key].detach().numpy(), 1e-8, f"loss {key}")
+    sum(ours.values()).backward()
+    sum(theirs.values()).backward()
+    tv_params = dict(tv.named_parameters())
+    floor = 1e-6 * max(float(p.grad.abs().max()) for p in tv_params.values())
+    for name, p in mine.named_parameters():
+        assert_relative(p.grad.numpy(), tv_params[name].grad.numpy(), grad_rtol, f"gradient of {name}", floor=floor)
+
+
+@pytest.mark.slow
+# mc.ops.nms's NumPy reference divides 0 by 0 for boxes clipped to zero
+# area (IoU nan: not suppressed, as in torchvision) and warns.
+@pytest.mark.filterwarnings("ignore:invalid value encountered in divide:RuntimeWarning")
+def test_retinanet_detections_losses_and_gradients():
+    mine, tv = _pair("retinanet_resnet50_fpn", num_classes=4, min_size=96, max_size=128, score_thresh=0.01005)
+    images = _images()
+    many = _check_detections(mine, tv, images)
+    assert all(c > 10 for c in many)
+    for m in (mine, tv):
+        m.score_thresh, m.detections_per_img = 0.0102, 20
+    few = _check_detections(mine, tv, images)
+    assert all(0 < c <= 20 for c in few) and few != many
+    _check_training(mine, tv, images)
+
+
+@pytest.mark.slow
+def test_ssdlite_losses_and_gradients():
+    """SSD's losses (matching, hard negative mining) and gradients, on
+    SSDlite at 160 x 160."""
+    mine, tv = _pair("ssdlite320_mobilenet_v3_large", num_classes=4)
+    for m in (mine, tv):
+        m.transform.fixed_size = (160, 160)
+    _check_training(mine, tv, _images(), grad_rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, millions", [("ssd300_vgg16", 35_641_826), ("ssdlite320_mobilenet_v3_large", 3_440_060),
+                                            ("retinanet_resnet50_fpn", 34_014_999),
+                                            ("retinanet_resnet50_fpn_v2", 38_198_935)])
+def test_parameter_counts(name, millions):
+    """torchvision's table (counted directly: mc.summary runs a model on
+    one tensor, a detector takes a list of images). The table's RetinaNet
+    v1 has a pretrained backbone with FrozenBatchNorm2d, whose scales and
+    shifts are buffers: without pretrained weights they are BatchNorm2d
+    parameters, 53,120 more."""
+    with no_init():
+        model = mc.models.get_model(name)
+    total = sum(p.numel() for p in model.parameters())
+    if name == "retinanet_resnet50_fpn":
+        norms = sum(p.numel() for m in model.backbone.body.modules() if isinstance(m, mc.nn.BatchNorm2d)
+                    for p in m.parameters())
+        assert norms == 53_120
+        total -= norms
+    assert total == millions
+
+
+def test_state_dict_keys_v2():
+    torch.manual_seed(0)
+    tv = torchvision.models.get_model("retinanet_resnet50_fpn_v2", weights=None, weights_backbone=None)
+    with no_init():
+        mine = mc.models.detection.retinanet_resnet50_fpn_v2()
+    assert [(k, tuple(v.shape)) for k, v in mine.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in tv.state_dict().items()]
+
+
+@pytest.fixture(scope="module")
+def small_retinanet():
+    with no_init():
+        return mc.models.detection.retinanet_resnet50_fpn(num_classes=3, min_size=64, max_size=64)
+
+
+def test_bad_input(small_retinanet):
+    model = small_retinanet
+    model.eval()
+    with pytest.raises(ValueError, match="3d tensors"):
+        model([mc.zeros(1, 3, 32, 32)])
+    with pytest.raises(TypeError, match="list"):
+        model(mc.zeros(3, 32, 32))
+    with pytest.raises(TypeError, match="floating"):
+        model([mc.zeros(3, 32, 32, dtype=mc.int64)])
+    model.train()
+    image = [mc.zeros(3, 32, 32)]
+    with pytest.raises(ValueError, match="targets should not be None"):
+        model(image)
+    with pytest.raises(ValueError, match="missing the key 'labels'"):
+        model(image, [{"boxes": mc.tensor([[1.0, 1.0, 5.0, 5.0]])}])
+    with pytest.raises(ValueError, match=r"shape \[N, 4\]"):
+        model(image, [{"boxes": mc.tensor([1.0, 1.0, 5.0, 5.0]), "labels": mc.tensor([1])}])
+    with pytest.raises(ValueError, match="positive height and width.*index 0"):
+        model(image, [{"boxes": mc.tensor([[6.0, 1.0, 5.0, 5.0]]), "labels": mc.tensor([1])}])
+    with pytest.raises(ValueError, match="downloads nothing"):
+        mc.models.detection.ssd300_vgg16(weights="COCO_V1")
