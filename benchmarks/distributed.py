@@ -84,11 +84,11 @@ def worker(threads, steps, warmup):
     if rank == 0:
         print("RESULT " + json.dumps(dict(ranks=size, threads=threads, step_s=statistics.median(times),
                                           wait_s=statistics.median(waits), allreduce_s=allreduce,
-                                          mpi=MPI_version())))
+                                          mpi=mpi_version())))
     dist.destroy_process_group()
 
 
-def MPI_version():
+def mpi_version():
     from mpi4py import MPI
     return MPI.Get_library_version().splitlines()[0].strip()
 
