@@ -37,7 +37,7 @@ import math
 import numpy
 
 from .depthwise import depthwise_forward, depthwise_grad_input, depthwise_grad_weight
-from .im2col import col2im_rows_tile, col2im_tile, im2col_rows_tile, im2col_tile, row_table
+from .im2col import col2im_tile, im2col_tile, row_table, rows_tile
 from .threads import matmul_into, run_in_parallel, split, sum_in_place, thread_count
 
 
@@ -123,29 +123,27 @@ class _Columns:
             self.table = row_table(tuple(in_size), self.kernel_size, stride, padding, dilation, tuple(out_size))
             self.last = (in_size[-1], stride[-1], padding[-1][0], dilation[-1])   # W, sw, left, dw
 
-    def _shape(self, C, nb, R):
+    def _tile(self, images, buf, n0, nb, r0, R, adjoint):
+        """im2col of a tile into buf, or (``adjoint``) col2im of buf into images."""
+        C = images.shape[1]
         if self.rank2:
-            return (C,) + self.kernel_size + (nb, R, self.OW)
-        return (C, self.table.shape[0], self.kernel_size[-1], nb, R, self.OW)
+            cols = buf.reshape((C,) + self.kernel_size + (nb, R, self.OW))
+            if adjoint:
+                col2im_tile(cols, images, n0, r0, *self.geometry)
+            else:
+                im2col_tile(images, cols, n0, r0, *self.geometry)
+        else:
+            cols = buf.reshape(C, self.table.shape[0], self.kernel_size[-1], nb, R, self.OW)
+            rows_tile(images.reshape(images.shape[0], C, -1), cols, self.table, n0, r0, *self.last, adjoint)
 
     def fill(self, x, buf, n0, nb, r0, R):
         """buf (flat, C*taps*nb*R*OW long) = the tile's columns, returned as (C*taps, nb*R*OW)."""
-        C = x.shape[1]
-        cols = buf.reshape(self._shape(C, nb, R))
-        if self.rank2:
-            im2col_tile(x, cols, n0, r0, *self.geometry)
-        else:
-            im2col_rows_tile(x.reshape(x.shape[0], C, -1), cols, self.table, n0, r0, *self.last)
-        return buf.reshape(C * math.prod(self.kernel_size), -1)
+        self._tile(x, buf, n0, nb, r0, R, False)
+        return buf.reshape(x.shape[1] * math.prod(self.kernel_size), -1)
 
     def add(self, buf, gx, n0, nb, r0, R):
         """Add the tile in buf (as ``fill`` lays it out) into gx."""
-        C = gx.shape[1]
-        cols = buf.reshape(self._shape(C, nb, R))
-        if self.rank2:
-            col2im_tile(cols, gx, n0, r0, *self.geometry)
-        else:
-            col2im_rows_tile(cols, gx.reshape(gx.shape[0], C, -1), self.table, n0, r0, *self.last)
+        self._tile(gx, buf, n0, nb, r0, R, True)
 
 
 #: Target size of one tile's column matrix, in bytes: few enough MB to stay

@@ -242,15 +242,19 @@ def row_table(in_size, kernel_size, stride, padding, dilation, out_size):
 
 
 @numba.njit(**_JIT)
-def im2col_rows_tile(x, cols, rows, n0, r0, W, sw, left, dw):
-    """Fill cols (C, T, KW, NB, R, OW) with the patches of x (N, C, P), its
-    spatial dims flattened (P pixels, rows of W), under the leading output
-    positions r0 ... r0+R-1 of images n0 ... n0+NB-1; ``rows`` is the
-    geometry's ``row_table``. Both arrays must be C-contiguous."""
+def rows_tile(x, cols, rows, n0, r0, W, sw, left, dw, adjoint):
+    """im2col (``adjoint`` False): fill cols (C, T, KW, NB, R, OW) with the
+    patches of x (N, C, P), its spatial dims flattened (P pixels, rows of
+    W), under the leading output positions r0 ... r0+R-1 of images n0 ...
+    n0+NB-1; ``rows`` is the geometry's ``row_table``. col2im (``adjoint``
+    True): add such a tile of cols back into the pixels of x it was copied
+    from; images n0 ... n0+NB-1 must then be this call's alone. Both walk
+    the same (entry, pixel) pairs, so they are one loop. Both arrays must
+    be C-contiguous."""
     N, C, P = x.shape
     _, T, KW, NB, R, OW = cols.shape
-    src_flat, out = x.reshape(-1), cols.reshape(-1)
-    o = 0                                     # cols is written in order, a row of OW at a time
+    x_flat, cols_flat = x.reshape(-1), cols.reshape(-1)
+    o = 0                                     # cols is walked in order, a row of OW at a time
     for c in range(C):
         for t in range(T):
             for kw in range(KW):
@@ -260,36 +264,16 @@ def im2col_rows_tile(x, cols, rows, n0, r0, W, sw, left, dw):
                     plane = ((n0 + i) * C + c) * P
                     for r in range(R):
                         row = rows[t, r0 + r]
-                        if row < 0 or ow_lo >= ow_hi:
-                            _fill(out, o, OW, 0)
+                        if row < 0 or ow_lo >= ow_hi:     # the whole row falls on the padding
+                            if not adjoint:
+                                _fill(cols_flat, o, OW, 0)
+                        elif adjoint:
+                            _add(x_flat, plane + row + w0 + ow_lo * sw, sw, cols_flat, o + ow_lo, ow_hi - ow_lo)
                         else:
-                            _fill(out, o, ow_lo, 0)
-                            _copy(out, o + ow_lo, 1, src_flat, plane + row + w0 + ow_lo * sw, sw, ow_hi - ow_lo)
-                            _fill(out, o + ow_hi, OW - ow_hi, 0)
+                            _fill(cols_flat, o, ow_lo, 0)
+                            _copy(cols_flat, o + ow_lo, 1, x_flat, plane + row + w0 + ow_lo * sw, sw, ow_hi - ow_lo)
+                            _fill(cols_flat, o + ow_hi, OW - ow_hi, 0)
                         o += OW
-
-
-@numba.njit(**_JIT)
-def col2im_rows_tile(cols, x, rows, n0, r0, W, sw, left, dw):
-    """Add cols (C, T, KW, NB, R, OW), a tile as ``im2col_rows_tile`` lays
-    it out, into the pixels of x (N, C, P) it was copied from. Both arrays
-    must be C-contiguous; images n0 ... n0+NB-1 must be this call's alone."""
-    N, C, P = x.shape
-    _, T, KW, NB, R, OW = cols.shape
-    src_flat, out = cols.reshape(-1), x.reshape(-1)
-    s = 0                                     # cols is read in order, a row of OW at a time
-    for c in range(C):
-        for t in range(T):
-            for kw in range(KW):
-                w0 = kw * dw - left
-                ow_lo, ow_hi = _valid_range(W, OW, w0, sw)
-                for i in range(NB):
-                    plane = ((n0 + i) * C + c) * P
-                    for r in range(R):
-                        row = rows[t, r0 + r]
-                        if row >= 0 and ow_lo < ow_hi:
-                            _add(out, plane + row + w0 + ow_lo * sw, sw, src_flat, s + ow_lo, ow_hi - ow_lo)
-                        s += OW
 
 
 def _out_size(in_size, kernel_size, stride, padding, dilation):
@@ -315,8 +299,8 @@ def im2col(x, kernel_size, stride, padding, dilation, out_size=None):
     else:
         rows = row_table(in_size, kernel_size, stride, padding, dilation, out_size)
         tile = cols.reshape(C, rows.shape[0], kernel_size[-1], N, rows.shape[1], out_size[-1])
-        im2col_rows_tile(x.reshape(N, C, -1), tile, rows, 0, 0, in_size[-1], stride[-1], padding[-1][0],
-                         dilation[-1])
+        rows_tile(x.reshape(N, C, -1), tile, rows, 0, 0, in_size[-1], stride[-1], padding[-1][0], dilation[-1],
+                  False)
     batch = 1 + rank
     return cols.transpose((batch, 0) + tuple(range(1, batch)) + tuple(range(batch + 1, cols.ndim)))
 
@@ -337,6 +321,6 @@ def col2im(cols, in_size, stride, padding, dilation):
     else:
         rows = row_table(tuple(in_size), kernel_size, stride, padding, dilation, out_size)
         tile = cols.reshape(C, rows.shape[0], kernel_size[-1], N, rows.shape[1], out_size[-1])
-        col2im_rows_tile(tile, x.reshape(N, C, -1), rows, 0, 0, in_size[-1], stride[-1], padding[-1][0],
-                         dilation[-1])
+        rows_tile(x.reshape(N, C, -1), tile, rows, 0, 0, in_size[-1], stride[-1], padding[-1][0], dilation[-1],
+                  True)
     return x

@@ -7,9 +7,8 @@ import numpy
 from hypothesis import assume, given, strategies as st
 
 from minicnn.functional import conv_strategy
-from minicnn.functional.im2col import col2im as col2im_reference, im2col as im2col_reference
-from minicnn.kernels.cuda import im2col
 from test_emulated_kernels import DIRECTIONS, SETTINGS, cuda_primitives, emulated_gpu, reference  # noqa: F401
+from test_emulated_kernels import test_im2col_and_col2im_match_reference as two_dims
 from test_pool_bn_kernels import close, values
 
 
@@ -32,13 +31,8 @@ def geometries(draw):
 @given(geometry=geometries(), batch=st.integers(1, 2), channels=st.integers(1, 3),
        dtype=st.sampled_from([numpy.float32, numpy.float64]), seed=st.integers(0, 2**16))
 def test_im2col_and_col2im_match_reference(geometry, batch, channels, dtype, seed):
-    kernel, stride, padding, dilation, in_size, out_size = geometry
-    x = values(seed, (batch, channels) + in_size, dtype)
-    cols = im2col.im2col(x, kernel, stride, padding, dilation, out_size)
-    numpy.testing.assert_array_equal(cols, im2col_reference(x, kernel, stride, padding, dilation, out_size))
-    c = values(seed + 1, cols.shape, dtype)
-    close(im2col.col2im(c, in_size, stride, padding, dilation),
-          col2im_reference(c, in_size, stride, padding, dilation), dtype)
+    """The 2-D test's checks (``test_emulated_kernels``) on geometries of 1 and 3 dims."""
+    two_dims.hypothesis.inner_test(geometry, batch, channels, dtype, seed)
 
 
 @SETTINGS
