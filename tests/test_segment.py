@@ -11,6 +11,7 @@ import minicnn as mc
 from minicnn import metrics, segment
 from minicnn import train as training
 from minicnn.__main__ import main
+from test_train import assert_same_weights, interrupted_in_epoch
 
 
 def test_loss_is_torchs_cross_entropy_with_aux():
@@ -67,12 +68,16 @@ def test_overlay_paints_classes_over_the_image():
 
 @pytest.fixture
 def small_scenes(monkeypatch):
-    """The real pipeline on 32 training and 8 test scenes: fast."""
+    """The real pipeline on 32 training and 8 test scenes: fast. Returns
+    the function that installs them (again, after a monkeypatch.undo)."""
     def small():
         return (segment.SceneMasks(mc.datasets.digit_scenes(True, num_scenes=32)),
                 segment.SceneMasks(mc.datasets.digit_scenes(False, num_scenes=8)))
 
-    monkeypatch.setitem(training.DATASETS, "digit_scenes", small)
+    def install():
+        monkeypatch.setitem(training.DATASETS, "digit_scenes", small)
+    install()
+    return install
 
 
 @pytest.mark.slow
@@ -84,23 +89,15 @@ def test_training_lowers_the_loss_and_resumes(tmp_path, small_scenes, monkeypatc
     assert history[-1]["loss"] < 0.7 * history[0]["loss"]
     assert 0.0 <= full["test_mean_iou"] <= 1.0 and len(full["iou"]) == 11
 
-    real_epoch = training._train_one_epoch
-
-    def dies_in_epoch_3(net, loader, optimizer, scheduler, task, description, *rest):
-        if description.startswith("epoch 3/"):
-            raise KeyboardInterrupt
-        return real_epoch(net, loader, optimizer, scheduler, task, description, *rest)
-
     path = str(tmp_path / "run.safetensors")
-    monkeypatch.setattr(training, "_train_one_epoch", dies_in_epoch_3)
+    interrupted_in_epoch(3, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         training.train(checkpoint=path, **quiet)
-    monkeypatch.setattr(training, "_train_one_epoch", real_epoch)
+    monkeypatch.undo()
+    small_scenes()                                            # undo dropped the small data too
     resumed = training.train(checkpoint=path, resume=True, progress=False, log=lambda line: None)
     assert resumed["test_mean_iou"] == full["test_mean_iou"]
-    a, b = mc.load(path), mc.load(str(tmp_path / "full.safetensors"))
-    for key in a["model"]:
-        numpy.testing.assert_array_equal(a["model"][key].data, b["model"][key].data)
+    assert_same_weights(path, tmp_path / "full.safetensors")
 
     # The segment command, with the checkpoint just trained.
     scenes = mc.datasets.digit_scenes(False, num_scenes=1, size=48)

@@ -47,7 +47,7 @@ def _check_eval(name, dtype, rtol, shape=ODD, **kwargs):
 
 
 EVAL_CASES = [
-    pytest.param("fcn_resnet50", {"aux_loss": True}, id="fcn_resnet50"),
+    pytest.param("fcn_resnet50", {"aux_loss": True}, id="fcn_resnet50", marks=pytest.mark.slow),
     pytest.param("deeplabv3_resnet50", {"aux_loss": True}, id="deeplabv3_resnet50", marks=pytest.mark.slow),
     pytest.param("deeplabv3_mobilenet_v3_large", {"aux_loss": True}, id="deeplabv3_mobilenet_v3_large"),
     pytest.param("lraspp_mobilenet_v3_large", {}, id="lraspp_mobilenet_v3_large"),
@@ -91,7 +91,7 @@ class _ExactHardsigmoid(torch.nn.Module):
         return torch.nn.functional.relu6(x + 3) / 6
 
 
-@pytest.mark.parametrize("name, shape", [("fcn_resnet50", (2, 3, 33, 35)),
+@pytest.mark.parametrize("name, shape", [pytest.param("fcn_resnet50", (2, 3, 33, 35), marks=pytest.mark.slow),
                                          ("deeplabv3_mobilenet_v3_large", (2, 3, 49, 51))])
 def test_train_parity(name, shape):
     """Training mode, float64, dropout off: both outputs, the loss the
@@ -139,7 +139,7 @@ def test_train_parity(name, shape):
 # heads, except LR-ASPP's): parameters in millions and "GFLOPS", which are
 # billions of multiply-adds in eval mode at 520 x 520, batch 1.
 TORCHVISION_TABLE = [
-    pytest.param("fcn_resnet50", "35.3", "152.7", id="fcn_resnet50"),
+    pytest.param("fcn_resnet50", "35.3", "152.7", id="fcn_resnet50", marks=pytest.mark.slow),
     pytest.param("fcn_resnet101", "54.3", "232.7", id="fcn_resnet101", marks=pytest.mark.slow),
     pytest.param("deeplabv3_resnet50", "42.0", "178.7", id="deeplabv3_resnet50", marks=pytest.mark.slow),
     pytest.param("deeplabv3_resnet101", "61.0", "258.7", id="deeplabv3_resnet101", marks=pytest.mark.slow),

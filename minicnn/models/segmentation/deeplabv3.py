@@ -32,7 +32,7 @@ from ..mobilenetv3 import mobilenet_v3_large
 from ..registry import register_model
 from ..resnet import resnet50, resnet101
 from ._utils import SimpleSegmentationModel, check_builder_arguments, upsample_to
-from .fcn import FCNHead, resnet_backbone
+from .fcn import FCNHead, resnet_segmentation_model
 
 __all__ = ["DeepLabV3", "DeepLabHead", "ASPP", "ASPPConv", "ASPPPooling",
            "deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3_mobilenet_v3_large"]
@@ -120,16 +120,6 @@ def mobilenet_stages(features):
     return [0] + [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)] + [len(features) - 1]
 
 
-def _deeplabv3_resnet(builder, resnet_builder, weights, num_classes, aux_loss, weights_backbone, kwargs):
-    from .._layers import _check_weights
-
-    _check_weights(weights, builder)
-    num_classes = check_builder_arguments(builder, num_classes, weights_backbone, kwargs)
-    backbone = resnet_builder(replace_stride_with_dilation=[False, True, True])
-    aux_classifier = FCNHead(1024, num_classes) if aux_loss else None
-    return DeepLabV3(resnet_backbone(backbone, aux_loss), DeepLabHead(2048, num_classes), aux_classifier)
-
-
 @register_model
 def deeplabv3_resnet50(*, weights=None, progress=True, num_classes=None, aux_loss=None, weights_backbone=None,
                        **kwargs):
@@ -137,8 +127,8 @@ def deeplabv3_resnet50(*, weights=None, progress=True, num_classes=None, aux_los
     178.7 billion multiply-adds at 520 x 520. Arguments as for
     ``fcn_resnet50`` (num_classes None means 21; weights and
     weights_backbone must be None)."""
-    return _deeplabv3_resnet("deeplabv3_resnet50", resnet50, weights, num_classes, aux_loss, weights_backbone,
-                             kwargs)
+    return resnet_segmentation_model("deeplabv3_resnet50", DeepLabV3, DeepLabHead, resnet50, weights, num_classes,
+                                     aux_loss, weights_backbone, kwargs)
 
 
 @register_model
@@ -146,8 +136,8 @@ def deeplabv3_resnet101(*, weights=None, progress=True, num_classes=None, aux_lo
                         **kwargs):
     """DeepLabV3 with a dilated ResNet-101 backbone, 61.0M parameters,
     258.7 billion multiply-adds at 520 x 520; arguments as for fcn_resnet50."""
-    return _deeplabv3_resnet("deeplabv3_resnet101", resnet101, weights, num_classes, aux_loss, weights_backbone,
-                             kwargs)
+    return resnet_segmentation_model("deeplabv3_resnet101", DeepLabV3, DeepLabHead, resnet101, weights,
+                                     num_classes, aux_loss, weights_backbone, kwargs)
 
 
 @register_model

@@ -48,23 +48,22 @@ class FCNHead(nn.Sequential):
         )
 
 
-def resnet_backbone(resnet, aux):
-    """``resnet``'s layer4 (and layer3 when ``aux``) as an
-    IntermediateLayerGetter returning {"out": ..., "aux": ...}."""
-    return_layers = {"layer4": "out"}
-    if aux:
-        return_layers["layer3"] = "aux"
-    return IntermediateLayerGetter(resnet, return_layers=return_layers)
-
-
-def _fcn_resnet(builder, resnet_builder, weights, num_classes, aux_loss, weights_backbone, kwargs):
+def resnet_segmentation_model(builder, model_class, head, resnet_builder, weights, num_classes, aux_loss,
+                              weights_backbone, kwargs):
+    """``model_class`` on ``resnet_builder``'s ResNet with layer3 and
+    layer4 dilated (output stride 8): ``head(2048, num_classes)`` on
+    layer4, and with ``aux_loss`` an FCNHead on layer3 (1024 channels)."""
     from .._layers import _check_weights
 
     _check_weights(weights, builder)
     num_classes = check_builder_arguments(builder, num_classes, weights_backbone, kwargs)
-    backbone = resnet_builder(replace_stride_with_dilation=[False, True, True])
+    return_layers = {"layer4": "out"}
+    if aux_loss:
+        return_layers["layer3"] = "aux"
+    backbone = IntermediateLayerGetter(resnet_builder(replace_stride_with_dilation=[False, True, True]),
+                                       return_layers=return_layers)
     aux_classifier = FCNHead(1024, num_classes) if aux_loss else None
-    return FCN(resnet_backbone(backbone, aux_loss), FCNHead(2048, num_classes), aux_classifier)
+    return model_class(backbone, head(2048, num_classes), aux_classifier)
 
 
 @register_model
@@ -79,7 +78,8 @@ def fcn_resnet50(*, weights=None, progress=True, num_classes=None, aux_loss=None
     nothing; torchvision's default backbone weights are ImageNet's, here
     the backbone starts random); ``progress`` is ignored. Unlike
     torchvision, other keywords are an error rather than ignored."""
-    return _fcn_resnet("fcn_resnet50", resnet50, weights, num_classes, aux_loss, weights_backbone, kwargs)
+    return resnet_segmentation_model("fcn_resnet50", FCN, FCNHead, resnet50, weights, num_classes, aux_loss,
+                                     weights_backbone, kwargs)
 
 
 @register_model
@@ -87,4 +87,5 @@ def fcn_resnet101(*, weights=None, progress=True, num_classes=None, aux_loss=Non
                   **kwargs):
     """FCN with a dilated ResNet-101 backbone, 54.3M parameters, 232.7
     billion multiply-adds at 520 x 520; arguments as for fcn_resnet50."""
-    return _fcn_resnet("fcn_resnet101", resnet101, weights, num_classes, aux_loss, weights_backbone, kwargs)
+    return resnet_segmentation_model("fcn_resnet101", FCN, FCNHead, resnet101, weights, num_classes, aux_loss,
+                                     weights_backbone, kwargs)
