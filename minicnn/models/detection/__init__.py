@@ -17,3 +17,7 @@ from .transform import GeneralizedRCNNTransform  # noqa: F401
 from .ssd import *  # noqa: F401,F403
 from .ssdlite import *  # noqa: F401,F403
 from .retinanet import *  # noqa: F401,F403
+from .generalized_rcnn import GeneralizedRCNN  # noqa: F401
+from .rpn import *  # noqa: F401,F403
+from .roi_heads import *  # noqa: F401,F403
+from .faster_rcnn import *  # noqa: F401,F403
