@@ -25,7 +25,7 @@ backward (no optimizer step; gradients set to None first).
 
 Variants: ``resnet`` is ``CifarResNet(depth)`` (basic units up to 110,
 the pre-activation bottleneck ResNet-164); ``checkpoint`` the same with
-``checkpoint_segments="sqrt"`` (round(sqrt(units)) segments of
+``checkpoint_segments="sqrt"`` (ceil(sqrt(units)) segments of
 ``checkpoint_sequential``); ``revnet`` the RevNet of the same stage
 layout at widths 32-32-64-128 (basic, depth 12n + 2) and the paper's
 RevNet-164 (bottleneck, 4x wider stages), with a narrow bottleneck
@@ -53,23 +53,24 @@ import numpy
 BATCH, SIZE, CLASSES, REPEATS = 16, 32, 10, 3
 RESNET_DEPTHS = (20, 38, 56, 110, 164)
 REVNET_UNITS = {26: 2, 38: 3, 62: 5, 110: 9}           # basic RevNet depth -> units per stage
+SEGMENT_SWEEP = (3, 7, 11, 18)                        # ResNet-110 besides ceil(sqrt(54)) = 8 segments
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
 
-def build(variant, depth):
+def build(variant, depth, segments="sqrt"):
     from minicnn.models.cifar_resnet import CifarResNet
     from minicnn.models.revnet import RevNet, revnet164
-    if variant in ("resnet", "checkpoint"):
+    if variant in ("resnet", "checkpoint", "checkpoint-k"):
         return CifarResNet(depth, bottleneck=depth == 164,
-                           checkpoint_segments="sqrt" if variant == "checkpoint" else 0)
+                           checkpoint_segments=0 if variant == "resnet" else segments)
     if variant == "revnet":
         if depth == 164:
             return revnet164()
         n = REVNET_UNITS[depth]
         return RevNet((n, n, n), (32, 32, 64, 128))
-    if variant == "revnet-bottleneck":            # 18n + 2, the widths of the paper's RevNet-110
+    if variant == "revnet-bottleneck":            # 18n + 2, at RevNet-164's widths
         n = (depth - 2) // 18
-        return RevNet((n, n, n), (32, 32, 64, 128), bottleneck=True)
+        return RevNet((n, n, n), (32, 128, 256, 512), bottleneck=True)
     raise ValueError(variant)
 
 
@@ -107,30 +108,36 @@ def step_seconds(step, repeats=REPEATS):
     return statistics.median(times)
 
 
-def measure(variant, depth):
-    """{"variant", "depth", "params", "peak_mib", "activation_mib", "step_s"}."""
-    model = build(variant, depth)
+def measure(variant, depth, segments="sqrt"):
+    """{"variant", "depth", "segments", "params_m", "peak_mib", "activation_mib", "step_s"}."""
+    model = build(variant, depth, segments)
     step = _step_fn(model)
     step()                                                    # warm-up: Numba kernels loaded
     params = sum(int(p.data.nbytes) for p in model.parameters())
     peak = peak_bytes(step)
-    row = {"variant": variant, "depth": depth, "params_m": sum(p.data.size for p in model.parameters()) / 1e6,
+    row = {"variant": variant, "depth": depth,
+           "segments": model.checkpoint_segments if variant.startswith("checkpoint") else None, "params_m": sum(p.data.size for p in model.parameters()) / 1e6,
            "peak_mib": peak / 2**20, "activation_mib": (peak - params) / 2**20, "step_s": step_seconds(step)}
-    print(f"  {variant:18s} depth {depth:3d}: peak {row['peak_mib']:7.1f} MiB, "
+    print(f"  {variant:18s} depth {depth:3d} segments {row['segments']}: peak {row['peak_mib']:7.1f} MiB, "
           f"activations {row['activation_mib']:7.1f} MiB, step {row['step_s']:.2f} s", flush=True)
     return row
 
 
-def paired_time(depth=110, repeats=5):
-    """Median step times of the plain and checkpointed ResNet, alternated."""
+def paired_time(depth=110, repeats=7):
+    """Median step times of the plain and checkpointed ResNet, alternated,
+    and the cores other processes kept busy meanwhile."""
+    from benchmarks import load
     steps = {v: _step_fn(build(v, depth)) for v in ("resnet", "checkpoint")}
     for s in steps.values():
         s()
     times = {v: [] for v in steps}
+    meter = load.LoadMeter()
     for _ in range(repeats):
         for v, s in steps.items():
             times[v].append(step_seconds(s, 1))
-    return {v: statistics.median(t) for v, t in times.items()}
+    result = {v: statistics.median(t) for v, t in times.items()}
+    result["other_cores"] = meter()
+    return result
 
 
 def digits_accuracies(pairs=((14, (1, 1, 1)), (38, (3, 3, 3))), seeds=(0, 1, 2), epochs=6, batch=32, lr=0.05):
@@ -201,20 +208,25 @@ def report(rows, times, digits):
              f"Peak: tracemalloc's peak above the memory before the step; activations: the peak less the "
              f"parameters' gradients. Machine: {platform.machine()}, {os.cpu_count()} cores, "
              f"Python {platform.python_version()}.", "",
-             "| network | depth | params (M) | step peak (MiB) | activations (MiB) | step (s) |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["variant"], r["depth"])):
-        lines.append(f"| {r['variant']} | {r['depth']} | {r['params_m']:.2f} | {r['peak_mib']:.1f} | "
-                     f"{r['activation_mib']:.1f} | {r['step_s']:.2f} |")
+             "| network | depth | segments | params (M) | step peak (MiB) | activations (MiB) | step (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["variant"], r["depth"], r["segments"] or 0)):
+        lines.append(f"| {r['variant']} | {r['depth']} | {r['segments'] or ''} | {r['params_m']:.2f} | "
+                     f"{r['peak_mib']:.1f} | {r['activation_mib']:.1f} | {r['step_s']:.2f} |")
     lines.append("")
     plain, ck, rev = by.get(("resnet", 110)), by.get(("checkpoint", 110)), by.get(("revnet", 110))
     targets = []
     if plain and ck:
         m = ck["activation_mib"] / plain["activation_mib"]
         t = times["checkpoint"] / times["resnet"]
-        targets.append(f"- ResNet-110 with checkpoint_sequential over sqrt(54) = 7 segments: activation memory "
+        targets.append(f"- ResNet-110 with checkpoint_sequential over ceil(sqrt(54)) = 8 segments: activation memory "
                        f"{m:.2f}x the plain step's (target <= 0.3x), time {t:.2f}x (target <= 1.4x; medians "
-                       f"of 5 alternated steps: {times['checkpoint']:.2f} s against {times['resnet']:.2f} s).")
+                       f"of 7 alternated steps: {times['checkpoint']:.2f} s against {times['resnet']:.2f} s, while "
+                       f"other processes kept {times['other_cores'] or 0:.1f} of the {os.cpu_count()} cores busy).")
+        sweep = sorted((r["segments"], r["activation_mib"] / plain["activation_mib"]) for r in rows
+                       if r["variant"] in ("checkpoint", "checkpoint-k") and r["depth"] == 110)
+        targets.append("- ResNet-110, activation memory against the number of segments: " +
+                       ", ".join(f"{k}: {m:.2f}x" for k, m in sweep) + ".")
     if plain and rev:
         targets.append(f"- RevNet-110: activation memory {rev['activation_mib'] / plain['activation_mib']:.2f}x "
                        f"ResNet-110's (target <= 0.2x).")
@@ -256,6 +268,8 @@ def main(argv=None):
     for depth in RESNET_DEPTHS:
         rows.append(measure("resnet", depth))
         rows.append(measure("checkpoint", depth))
+    for segments in SEGMENT_SWEEP:
+        rows.append(measure("checkpoint-k", 110, segments))
     for depth in list(REVNET_UNITS) + [164]:
         rows.append(measure("revnet", depth))
     rows.append(measure("revnet-bottleneck", 56))

@@ -21,7 +21,8 @@ All residual units form one ``nn.Sequential``, ``blocks``, between the stem
 and the head; ``checkpoint_segments=k`` runs it through
 ``mc.utils.checkpoint.checkpoint_sequential(blocks, k, x)`` while training
 (with gradients on), so the units' activations are recomputed in backward
-instead of stored. k = sqrt(number of units) uses the least memory.
+instead of stored. About sqrt(number of units) segments use the least
+memory (``checkpoint_segments="sqrt"``).
 """
 import math
 
@@ -125,10 +126,11 @@ class CifarResNet(nn.Module):
     @checkpoint_segments.setter
     def checkpoint_segments(self, k):
         """0: no checkpointing; k >= 1: checkpoint_sequential in k segments;
-        "sqrt": round(sqrt(number of units))."""
+        "sqrt": ceil(sqrt(number of units)), so no segment holds more than
+        sqrt(units) units."""
         units = 3 * (self.depth - 2) // (9 if self.bottleneck else 6)
         if k == "sqrt":
-            k = max(1, round(math.sqrt(units)))
+            k = math.ceil(math.sqrt(units))
         if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= units:
             raise ValueError(f"CifarResNet: checkpoint_segments must be 0, 'sqrt' or an int up to the "
                              f"number of units ({units}), got {k!r}")
