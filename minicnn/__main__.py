@@ -59,6 +59,10 @@ INPUT_SIZES = {
     "efficientnet_b7": (3, 600, 600),
     "efficientnet_v2_s": (3, 384, 384), "efficientnet_v2_m": (3, 480, 480), "efficientnet_v2_l": (3, 480, 480),
     "regnet_y_128gf": (3, 384, 384),
+    # torchvision evaluates (and counts the GFLOPS of) its segmentation weights at 520 x 520.
+    **{name: (3, 520, 520) for name in ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
+                                        "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large")},
+    "fcn8s_small": (3, 64, 64),
     # Video models: (C, T, H, W) clips of 16 frames.
     "r3d_18": (3, 16, 112, 112), "mc3_18": (3, 16, 112, 112), "r2plus1d_18": (3, 16, 112, 112),
     "s3d": (3, 16, 224, 224),
