@@ -34,6 +34,9 @@ from .kernels.cpu.threads import set_num_threads, get_num_threads  # noqa: F401
 
 __version__ = "0.1.0"
 
+_QUANTIZED_NAMES = ("QTensor", "quantize_per_tensor", "quantize_per_channel", "quint8", "qint8", "qint32",
+                    "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric")
+
 
 def __getattr__(name):
     # mc.viz loads on first use, like torch's lazily imported submodules:
@@ -42,4 +45,12 @@ def __getattr__(name):
     if name == "viz":
         import importlib
         return importlib.import_module(".viz", __name__)
+    # mc.ao (quantized int8 inference) loads on first use too; its public
+    # names (mc.quantize_per_tensor, mc.quint8, ...) are torch's top-level ones.
+    if name in ("ao", "quantization"):
+        import importlib
+        return importlib.import_module("." + name, __name__)
+    if name in _QUANTIZED_NAMES:
+        from .ao import qtensor
+        return getattr(qtensor, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
