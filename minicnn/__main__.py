@@ -7,12 +7,14 @@
     python -m minicnn summary resnet50      # mc.summary's table of one model
     python -m minicnn classify IMAGE --model resnet50 --weights FILE
     python -m minicnn segment IMAGE --model fcn8s_small --weights FILE --out overlay.png
+    python -m minicnn detect IMAGE --model yolo_small --weights FILE --out boxes.png
     python -m minicnn graph lenet5 --out lenet5.svg   # the autograd graph of one training step
 """
 import argparse
 import sys
 
 from .classify import add_arguments as add_classify_arguments, main as classify
+from .detect import add_arguments as add_detect_arguments, main as detect
 from .segment import add_arguments as add_segment_arguments, main as segment
 from .train import add_arguments as add_train_arguments, main as train
 
@@ -175,6 +177,9 @@ def main(argv=None):
     p = commands.add_parser("segment", help="paint the digits a segmentation model finds in an image (an overlay PNG)")
     add_segment_arguments(p)
     p.set_defaults(run=segment)
+    p = commands.add_parser("detect", help="draw the boxes and labels a detector finds in an image (a PNG)")
+    add_detect_arguments(p)
+    p.set_defaults(run=detect)
     p = commands.add_parser("graph", help="draw the autograd graph of one training step of a zoo model")
     p.add_argument("name", help="a model of the zoo (see `python -m minicnn models`)")
     p.add_argument("--out", metavar="FILE",

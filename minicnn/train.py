@@ -49,7 +49,10 @@ What is learnt lives in a task object (``TASKS``, ``--task``): its
 dataset's samples carry (class indices here), and ``metric()``, a fresh
 accumulator of the score over an epoch. ``Classification``
 (cross-entropy, top-1 ``Accuracy``) is the one task here; the loop, the
-checkpoint and the log only talk to that interface.
+checkpoint and the log only talk to that interface. A task may also say
+how the model is called on a batch (``forward(net, images, targets)``:
+``detect.Detection`` gives a detector its targets in training mode) and
+which datasets carry its targets (``datasets``).
 
 Other models and data
 ---------------------
@@ -71,7 +74,7 @@ import time
 import numpy
 from tqdm import tqdm
 
-from . import datasets, finetune, models, random, segment, transforms
+from . import datasets, detect, finetune, models, random, segment, transforms
 from .distributed import launch
 from .autograd import no_grad
 from .creation import zeros
@@ -134,7 +137,7 @@ class Classification:
 #: task name -> task: ``loss(output, target)`` (a scalar Tensor) and
 #: ``metric()`` (a fresh accumulator: ``update(output, target)``, ``value``,
 #: ``name``, ``counts``, ``str()`` for the log).
-TASKS = {"classify": Classification(), "segment": segment.Segmentation()}
+TASKS = {"classify": Classification(), "segment": segment.Segmentation(), "detect": detect.Detection()}
 
 
 def main_output(output):
@@ -142,6 +145,15 @@ def main_output(output):
     auxiliary classifiers' outputs in training mode (a tuple, main output
     first); they are trained on their main output only."""
     return output[0] if isinstance(output, tuple) else output
+
+
+def task_output(task, net, images, targets):
+    """What ``task`` sees of ``net`` on a batch: for a task with a
+    ``forward(net, images, targets)`` (a detector takes the targets in
+    training mode), what it returns; else the model's main output."""
+    if hasattr(task, "forward"):
+        return task.forward(net, images, targets)
+    return main_output(net(images))
 
 
 # -- data --------------------------------------------------------------------
@@ -232,6 +244,11 @@ class FittedInput(Dataset):
 
 def load_data(settings):
     """(train, test) for a run's ``settings``, at the data's own size."""
+    own = getattr(TASKS[settings["task"]], "datasets", None)      # a task whose targets only some data has
+    if own is not None:
+        if settings["dataset"] not in own:
+            raise ValueError(f"task {settings['task']!r} trains on {sorted(own)}, not {settings['dataset']!r}")
+        return own[settings["dataset"]]()
     if settings["dataset"] == "imagefolder":
         return image_folder(settings["data_dir"], settings["image_size"], settings["seed"])
     return DATASETS[settings["dataset"]]()
@@ -530,7 +547,7 @@ def _train_one_epoch(net, loader, optimizer, scheduler, task, description, progr
               dynamic_ncols=True) as bar:
         for images, targets in loader:
             compiled = compiles()
-            output = main_output(net(images))
+            output = task_output(task, net, images, targets)
             loss = task.loss(output, targets)
             optimizer.zero_grad()
             loss.backward()
@@ -608,7 +625,7 @@ def evaluate(net, dataset, task=TASKS["classify"], batch_size=256):
     metric = task.metric()
     with no_grad():
         for images, targets in DataLoader(dataset, batch_size=batch_size):
-            metric.update(net(images), targets)
+            metric.update(task_output(task, net, images, targets), targets)
     return metric
 
 
@@ -698,8 +715,8 @@ def add_arguments(parser):
     parser.add_argument("--model", metavar="NAME",
                         help=f"a model of the zoo, see `python -m minicnn models` (default: lenet5{stored})")
     parser.add_argument("--dataset", metavar="NAME|FOLDER",
-                        help="digits, digit_scenes (with --task segment), imagefolder (with --data-dir), or a "
-                             "folder in torchvision's ImageFolder "
+                        help="digits, digit_scenes (with --task segment or detect), imagefolder (with --data-dir), "
+                             "or a folder in torchvision's ImageFolder "
                              f"layout, FOLDER/CLASS/IMAGE (default: digits{stored})")
     parser.add_argument("--data-dir", metavar="FOLDER", help="the folder of --dataset imagefolder")
     parser.add_argument("--image-size", type=int, metavar="N",
