@@ -6,7 +6,7 @@ training mode (1e-8) and the same gradient of every parameter, for
 images of different sizes in one batch; parameter counts as
 torchvision's table; bad input.
 
-Images are small (min_size 96, max_size 128) and the models have 4
+Images are small (min_size 64, max_size 80) and the models have 4
 classes, to keep the float64 runs cheap. With random weights every
 RetinaNet score sits near the prior 0.01, so the thresholds are just
 above it. SSD's hard negative mining is deterministic (a stable sort of
@@ -28,9 +28,18 @@ TARGETS = [{"boxes": [[10.0, 20.0, 60.0, 70.0], [30.0, 5.0, 80.0, 50.0]], "label
            {"boxes": [[5.0, 5.0, 95.0, 100.0]], "labels": [2]}]
 
 
-def _pair(name, **kwargs):
+def _pair(name, kaiming=False, **kwargs):
+    """(minicnn model, torchvision model) in float64 with torchvision's
+    seeded random weights; ``kaiming`` redraws every conv weight with He's
+    normal init first (SSDlite's N(0, 0.03) weights shrink the features to
+    1e-14 by the last map: every score ties, and tie order is arbitrary)."""
     torch.manual_seed(0)
     tv = torchvision.models.get_model(name, weights=None, weights_backbone=None, **kwargs)
+    if kaiming:
+        with torch.no_grad():
+            for module in tv.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.weight.normal_(0.0, (2.0 / module.weight[0].numel()) ** 0.5)
     with no_init():
         mine = mc.models.get_model(name, **kwargs)
     assert list(mine.state_dict()) == list(tv.state_dict())
@@ -87,7 +96,7 @@ def _check_training(mine, tv, images, grad_rtol=1e-9):
 # area (IoU nan: not suppressed, as in torchvision) and warns.
 @pytest.mark.filterwarnings("ignore:invalid value encountered in divide:RuntimeWarning")
 def test_retinanet_detections_losses_and_gradients():
-    mine, tv = _pair("retinanet_resnet50_fpn", num_classes=4, min_size=96, max_size=128, score_thresh=0.01005)
+    mine, tv = _pair("retinanet_resnet50_fpn", num_classes=4, min_size=64, max_size=80, score_thresh=0.01005)
     images = _images()
     many = _check_detections(mine, tv, images)
     assert all(c > 10 for c in many)
@@ -95,6 +104,37 @@ def test_retinanet_detections_losses_and_gradients():
         m.score_thresh, m.detections_per_img = 0.0102, 20
     few = _check_detections(mine, tv, images)
     assert all(0 < c <= 20 for c in few) and few != many
+    _check_training(mine, tv, images)
+
+
+@pytest.mark.slow
+def test_ssdlite_detections():
+    """SSD's post-processing (softmax, per-class top-k, NMS) on SSDlite at
+    160 x 160, two thresholds."""
+    mine, tv = _pair("ssdlite320_mobilenet_v3_large", kaiming=True, num_classes=4, score_thresh=0.5,
+                     detections_per_img=50)
+    for m in (mine, tv):
+        m.transform.fixed_size = (160, 160)
+    images = _images()
+    assert _check_detections(mine, tv, images) == [50, 50]
+    for m in (mine, tv):
+        m.score_thresh, m.nms_thresh, m.detections_per_img = 0.9995, 0.3, 300
+    few = _check_detections(mine, tv, images)
+    assert all(0 < c < 50 for c in few)
+
+
+@pytest.mark.slow
+# FCOS's centerness targets of background points are nan (as torchvision's), and NMS meets zero-area boxes.
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_fcos_detections_losses_and_gradients():
+    mine, tv = _pair("fcos_resnet50_fpn", num_classes=4, min_size=64, max_size=80, score_thresh=0.1)
+    images = _images()
+    many = _check_detections(mine, tv, images)
+    assert all(c > 10 for c in many)
+    for m in (mine, tv):
+        m.score_thresh, m.nms_thresh = 0.102, 0.3
+    few = _check_detections(mine, tv, images)
+    assert all(0 < c for c in few) and few != many
     _check_training(mine, tv, images)
 
 
@@ -110,17 +150,18 @@ def test_ssdlite_losses_and_gradients():
 
 @pytest.mark.parametrize("name, millions", [("ssd300_vgg16", 35_641_826), ("ssdlite320_mobilenet_v3_large", 3_440_060),
                                             ("retinanet_resnet50_fpn", 34_014_999),
-                                            ("retinanet_resnet50_fpn_v2", 38_198_935)])
+                                            ("retinanet_resnet50_fpn_v2", 38_198_935),
+                                            ("fcos_resnet50_fpn", 32_269_600)])
 def test_parameter_counts(name, millions):
     """torchvision's table (counted directly: mc.summary runs a model on
     one tensor, a detector takes a list of images). The table's RetinaNet
-    v1 has a pretrained backbone with FrozenBatchNorm2d, whose scales and
+    v1 and FCOS have a pretrained backbone with FrozenBatchNorm2d, whose scales and
     shifts are buffers: without pretrained weights they are BatchNorm2d
     parameters, 53,120 more."""
     with no_init():
         model = mc.models.get_model(name)
     total = sum(p.numel() for p in model.parameters())
-    if name == "retinanet_resnet50_fpn":
+    if name in ("retinanet_resnet50_fpn", "fcos_resnet50_fpn"):
         norms = sum(p.numel() for m in model.backbone.body.modules() if isinstance(m, mc.nn.BatchNorm2d)
                     for p in m.parameters())
         assert norms == 53_120
@@ -137,6 +178,17 @@ def test_state_dict_keys_v2():
         [(k, tuple(v.shape)) for k, v in tv.state_dict().items()]
 
 
+def test_summary_of_a_detector():
+    """mc.summary runs a detector on a (1, 3, H, W) batch (a detector also
+    takes a batch tensor as its list of images): torchvision's table gives
+    SSDlite 3.44M parameters and 0.583 G operations (multiply-adds)."""
+    with no_init():
+        model = mc.models.detection.ssdlite320_mobilenet_v3_large()
+    table = mc.summary(model, (3, 320, 320), training_memory=False)
+    assert table.total_params == 3_440_060
+    assert round(table.total_mult_adds / 1e9, 3) == 0.583
+
+
 @pytest.fixture(scope="module")
 def small_retinanet():
     with no_init():
@@ -150,6 +202,8 @@ def test_bad_input(small_retinanet):
         model([mc.zeros(1, 3, 32, 32)])
     with pytest.raises(TypeError, match="list"):
         model(mc.zeros(3, 32, 32))
+    with pytest.raises(ValueError, match="images is an empty list"):
+        model([])
     with pytest.raises(TypeError, match="floating"):
         model([mc.zeros(3, 32, 32, dtype=mc.int64)])
     model.train()

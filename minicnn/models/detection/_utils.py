@@ -333,11 +333,16 @@ def check_boxes_not_degenerate(targets):
 
 
 def transform_inputs(model, images, targets):
-    """The start of every detector's forward: check the images (and, in
-    training, the targets), remember the original sizes, run
+    """The start of every detector's forward: check the images (a list of
+    (C, H, W) Tensors, or one (N, C, H, W) Tensor), and, in
+    training, the targets; remember the original sizes, run
     ``model.transform`` and check the resized boxes. Returns (ImageList,
     targets, original_image_sizes)."""
     name = type(model).__name__
+    if isinstance(images, Tensor) and images.ndim == 4:
+        # A batch tensor counts as its list of images (a minicnn extension:
+        # mc.summary feeds models one tensor).
+        images = [images[i] for i in range(images.shape[0])]
     check_images(images, name)
     if model.training:
         check_targets(targets, len(images), name)
