@@ -189,7 +189,12 @@ def _primitive_calls(rng):
     p, g, buf = data(1000), data(1000), data(1000)
     gy_bins, gy_global, gy_bn = data(4, 6, 4, 3), data(4, 6, 1, 1), data(*x.shape)
     w_bn, b_bn, b_dw, b1 = data(6), data(6), data(12), data(5)
-    fast = {name: registry.implementations(name)["numba"] for name in registry.primitives()}
+    fast = {name: registry.implementations(name)["numba"] for name in registry.primitives()
+            if "numba" in registry.implementations(name)}
+    # Regions on both images of x, some overlapping, one larger than the map.
+    rois = numpy.array([[0, 1, 1, 12, 9], [1, 0, 2, 6, 7], [0, 3, 3, 16, 16], [1, -2, 0, 20, 18],
+                        [0, 2, 2, 4, 4], [1, 5, 1, 9, 15]], dtype=x.dtype)
+    gy_roi = data(len(rois), 6, 3, 3)
     max_arg = fast["max_pool2d_forward"](x, win)[1]
     adaptive_idx = fast["adaptive_max_pool2d_forward"](x, (4, 3))[1]
     mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
@@ -238,6 +243,8 @@ def _primitive_calls(rng):
         ("sgd_update", sgd),
         ("relu", lambda: fast["relu"](x)),
         ("masked_gradient", lambda: fast["masked_gradient"](gy_bn, x > 0)),
+        ("roi_align_forward", lambda: fast["roi_align_forward"](x, rois, (3, 3), 0.5, 2, True)),
+        ("roi_align_backward", lambda: fast["roi_align_backward"](gy_roi, rois, x.shape, 0.5, -1, False)),
         ("winograd filter_transform F(2x2)", lambda: winograd_filters(2, False)),
         ("winograd filter_transform F(4x4)", lambda: winograd_filters(4, False)),
         ("winograd filter_transform_adjoint F(2x2)", lambda: winograd_filters(2, True)),
