@@ -6,7 +6,7 @@ prepare, convert), ``mc.ao.nn`` the fused float modules
 (``mc.ao.nn.intrinsic``) and the quantized modules
 (``mc.ao.nn.quantized``, ``mc.ao.nn.intrinsic.quantized``).
 """
-from . import quantization  # noqa: F401
+from . import nn, quantization  # noqa: F401
 from .qtensor import (  # noqa: F401
     QTensor, quantize_per_tensor, quantize_per_channel, quint8, qint8, qint32,
     per_tensor_affine, per_channel_affine, per_tensor_symmetric, per_channel_symmetric)
