@@ -1,4 +1,4 @@
-"""How a convolution is computed: five paths, one strategy for every backend.
+"""How a convolution is computed: six paths, one strategy for every backend.
 
 Notation as in conv.py: N batch, C input channels, H, W input size,
 O output channels, KH, KW kernel size, OH, OW output size, G groups,
@@ -15,11 +15,12 @@ The convolution ops (conv.py) call the first and the third, the
 transposed convolution (the input gradient) the second. A 1-D
 convolution runs as a 2-D one of height 1, so it takes every 2-D path;
 the depthwise and Winograd kernels are 2-D only, and a 3-D convolution
-takes the dense, frames, pointwise or im2col path. A product with an empty operand
-(N, C, O, H * W or OH * OW zero) needs no kernel: every output is a sum
-of no terms, zero (plus the bias), and each direction returns that
-before choosing a path, the same on every backend. Otherwise each takes
-the first of these paths that applies (``conv_path``):
+takes the dense, frames, pointwise or im2col path. A product with an
+empty operand (N, C, O, H * W or OH * OW zero) needs no kernel: every
+output is a sum of no terms, zero (plus the bias), and each direction
+returns that before choosing a path, the same on every backend.
+Otherwise each takes the first of these paths that applies
+(``conv_path``):
 
 depthwise (G == C)
     Each output channel reads one input channel, so a GEMM would multiply
@@ -32,7 +33,8 @@ dense (one output pixel per image, no padding, G == 1)
 frames (3-D, in-plane 3x3 slices that Winograd would take)
     A 3-D convolution is a sum over its depth taps of 2-D convolutions of
     the clips' frames (``frames_forward``), each of which takes this
-    strategy's 2-D paths, Winograd included.
+    strategy's 2-D paths, Winograd included. Only the CPU backend has
+    Winograd, so only it takes this path.
 winograd (3x3, stride 1, no dilation, G == 1, many output tiles)
     Winograd's F(m x m, 3x3) multiplies 2.25x (m = 2) or 4x (m = 4) less
     than the GEMM, for the cost of transforming inputs, filters and
@@ -58,7 +60,7 @@ kernel registry (``kernels/registry.py``), looked up per call, so
     im2col_gemm_*        the im2col path, which calls im2col / col2im
 
 where * is forward, grad_input and grad_weight, with the arguments of
-the conv2d_* function of the same direction. The NumPy versions are the
+the conv_* function of the same direction. The NumPy versions are the
 functions here, written over ``xp`` so that CuPy arrays run them too; the
 Numba versions live in ``kernels/cpu/``, the CUDA ones in
 ``kernels/cuda/`` (registered there). The rest, the dense GEMMs and the
