@@ -143,7 +143,7 @@ def small_scenes(monkeypatch):
 
 
 @pytest.mark.slow
-def test_train_detect_saves_and_resumes_then_draws(tmp_path, small_scenes, monkeypatch):
+def test_train_detect_saves_and_resumes(tmp_path, small_scenes, monkeypatch):
     quiet = dict(task="detect", model="yolo_small", dataset="digit_scenes", progress=False,
                  log=lambda line: None, epochs=2, batch_size=8, lr=0.05)
     full = training.train(checkpoint=str(tmp_path / "full.safetensors"), **quiet)
