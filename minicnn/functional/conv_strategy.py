@@ -309,8 +309,8 @@ def frames_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     for kd in range(w.shape[2]):
         d0, lo, hi = _frame_range(kd, D, OD, stride[0], padding[0][0], dilation[0])
         if hi > lo:
-            part = conv_grad_input(_frames(gy_frames, lo, 0, hi - lo, 1), w[:, :, kd], stride[1:], padding[1:],
-                                   dilation[1:], groups, in_size[1:])
+            gy_part = _frames(gy_frames, lo, 0, hi - lo, 1)                 # output frames lo ... hi - 1
+            part = conv_grad_input(gy_part, w[:, :, kd], stride[1:], padding[1:], dilation[1:], groups, in_size[1:])
             start = d0 + lo * stride[0]
             gx[:, start:start + (hi - lo - 1) * stride[0] + 1:stride[0]] += part.reshape(N, hi - lo, C, H, W)
     return xp.ascontiguousarray(gx.transpose(0, 2, 1, 3, 4))
@@ -326,8 +326,9 @@ def frames_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     for kd in range(kernel_size[0]):
         d0, lo, hi = _frame_range(kd, D, OD, stride[0], padding[0][0], dilation[0])
         if hi > lo:
-            gw[:, :, kd] = conv_grad_weight(_frames(frames, d0, lo, hi, stride[0]), _frames(gy_frames, lo, 0, hi - lo, 1),
-                                            kernel_size[1:], stride[1:], padding[1:], dilation[1:], groups)
+            gy_part = _frames(gy_frames, lo, 0, hi - lo, 1)                 # output frames lo ... hi - 1
+            gw[:, :, kd] = conv_grad_weight(_frames(frames, d0, lo, hi, stride[0]), gy_part, kernel_size[1:],
+                                            stride[1:], padding[1:], dilation[1:], groups)
     return gw
 
 
