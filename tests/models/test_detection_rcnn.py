@@ -6,7 +6,7 @@ detections cap honoured, the same loss dict in training mode (1e-8) and,
 for Faster R-CNN, the same gradient of every parameter; parameter counts
 as torchvision's table; bad input.
 
-Images are small (min_size 128, max_size 160), the models have 4
+Images are small (min_size 96, max_size 128), the models have 4
 classes and keep few proposals (pre / post NMS top-n), to keep the
 float64 runs cheap.
 
@@ -36,7 +36,7 @@ torch.set_num_threads(1)
 IMAGES = [(3, 90, 120), (3, 110, 100)]
 TARGETS = [{"boxes": [[10.0, 20.0, 60.0, 70.0], [30.0, 5.0, 80.0, 50.0]], "labels": [1, 3]},
            {"boxes": [[5.0, 5.0, 95.0, 100.0]], "labels": [2]}]
-SMALL = {"num_classes": 4, "min_size": 128, "max_size": 160, "rpn_pre_nms_top_n_test": 100,
+SMALL = {"num_classes": 4, "min_size": 96, "max_size": 128, "rpn_pre_nms_top_n_test": 100,
          "rpn_post_nms_top_n_test": 30, "rpn_pre_nms_top_n_train": 100, "rpn_post_nms_top_n_train": 30,
          "rpn_batch_size_per_image": 100000, "box_batch_size_per_image": 100000}
 
@@ -113,6 +113,7 @@ def _check_training(mine, tv, images, extra=None, gradients=True):
     theirs = tv([torch.from_numpy(i) for i in images], theirs_t)
     assert sorted(ours) == sorted(theirs)
     for key in theirs:
+        assert float(theirs[key].detach()) > 0, key
         rtol = 1e-7 if theirs[key].dtype == torch.float32 else 1e-8
         assert_relative(ours[key].detach().numpy(), theirs[key].detach().double().numpy(), rtol, f"loss {key}")
     if not gradients:
@@ -147,7 +148,9 @@ def test_fasterrcnn_mobilenet_320_detections():
 # torchvision's table, and the same figures as its weights' metadata.
 TABLE = [("fasterrcnn_resnet50_fpn", "41.8", 41_755_286), ("fasterrcnn_resnet50_fpn_v2", "43.7", 43_712_278),
          ("fasterrcnn_mobilenet_v3_large_fpn", "19.4", 19_386_354),
-         ("fasterrcnn_mobilenet_v3_large_320_fpn", "19.4", 19_386_354)]
+         ("fasterrcnn_mobilenet_v3_large_320_fpn", "19.4", 19_386_354),
+         ("maskrcnn_resnet50_fpn", "44.4", 44_401_393), ("maskrcnn_resnet50_fpn_v2", "46.4", 46_359_409),
+         ("keypointrcnn_resnet50_fpn", "59.1", 59_137_258)]
 
 
 @pytest.mark.parametrize("name, millions, exact", TABLE)
@@ -196,3 +199,96 @@ def test_bad_input(small_fasterrcnn):
     with pytest.raises(ValueError, match="pre_nms_top_n"):
         mc.models.detection.RegionProposalNetwork(model.rpn.anchor_generator, model.rpn.head, 0.7, 0.3, 256, 0.5,
                                                   {"train": 10}, {"training": 10, "testing": 10}, 0.7)
+
+
+def _small_heads_pair(kind):
+    """Mask or Keypoint R-CNN on a ResNet-18-FPN backbone with narrow
+    mask / keypoint heads (the branch's code at a fraction of the
+    builders' cost; the builders' full heads are checked by their
+    state_dict keys)."""
+    from torchvision.models.detection import backbone_utils as tv_backbones
+    from torchvision.models.detection import faster_rcnn as tv_faster
+    from torchvision.models.detection import keypoint_rcnn as tv_keypoint
+    from torchvision.models.detection import mask_rcnn as tv_mask
+
+    det = mc.models.detection
+    sizes = {k: v for k, v in SMALL.items() if k != "num_classes"}
+    torch.manual_seed(0)
+    backbone = tv_backbones.resnet_fpn_backbone(backbone_name="resnet18", weights=None)
+    if kind == "mask":
+        tv = tv_mask.MaskRCNN(backbone, box_predictor=tv_faster.FastRCNNPredictor(1024, 4),
+                              mask_head=tv_mask.MaskRCNNHeads(256, (32, 32), 1),
+                              mask_predictor=tv_mask.MaskRCNNPredictor(32, 16, 4), **sizes)
+    else:
+        tv = tv_keypoint.KeypointRCNN(backbone, box_predictor=tv_faster.FastRCNNPredictor(1024, 2),
+                                      keypoint_head=tv_keypoint.KeypointRCNNHeads(256, (32, 32)),
+                                      keypoint_predictor=tv_keypoint.KeypointRCNNPredictor(32, 5), **sizes)
+    with no_init():
+        backbone = det.resnet_fpn_backbone(backbone_name="resnet18", weights=None)
+        if kind == "mask":
+            mine = det.MaskRCNN(backbone, box_predictor=det.FastRCNNPredictor(1024, 4),
+                                mask_head=det.MaskRCNNHeads(256, (32, 32), 1),
+                                mask_predictor=det.MaskRCNNPredictor(32, 16, 4), **sizes)
+        else:
+            mine = det.KeypointRCNN(backbone, box_predictor=det.FastRCNNPredictor(1024, 2),
+                                    keypoint_head=det.KeypointRCNNHeads(256, (32, 32)),
+                                    keypoint_predictor=det.KeypointRCNNPredictor(32, 5), **sizes)
+    assert list(mine.state_dict()) == list(tv.state_dict())
+    mine.load_state_dict(tv.state_dict())
+    return mine.double(), tv.double()
+
+
+def _masks(i):
+    """uint8 masks (K, H, W): each box filled, with random holes."""
+    rng = numpy.random.default_rng(i + 1)
+    _, h, w = IMAGES[i]
+    masks = numpy.zeros((len(TARGETS[i]["boxes"]), h, w), dtype=numpy.uint8)
+    for k, (x1, y1, x2, y2) in enumerate(TARGETS[i]["boxes"]):
+        masks[k, int(y1):int(y2), int(x1):int(x2)] = 1
+    return {"masks": masks * (rng.random(masks.shape) < 0.8).astype(numpy.uint8)}
+
+
+def _keypoints(i):
+    """float32 keypoints (K, 5, 3): random points in each box (one on its
+    right edge), visibility 0, 1 or 2; every box a person (label 1)."""
+    rng = numpy.random.default_rng(i + 1)
+    boxes = numpy.asarray(TARGETS[i]["boxes"])
+    t = rng.random((len(boxes), 5, 2))
+    xy = boxes[:, None, :2] + t * (boxes[:, None, 2:] - boxes[:, None, :2])
+    xy[:, 0, 0] = boxes[:, 2]
+    visibility = rng.integers(0, 3, (len(boxes), 5, 1))
+    visibility[:, :2] = 2
+    return {"keypoints": numpy.concatenate([xy, visibility], axis=2).astype(numpy.float32),
+            "labels": numpy.ones(len(boxes), dtype=numpy.int64)}
+
+
+@pytest.mark.slow
+def test_maskrcnn_detections_and_losses():
+    mine, tv = _small_heads_pair("mask")
+    images = _images()
+    for m in (mine, tv):
+        m.roi_heads.detections_per_img = 4
+    assert all(c == 4 for c in _check_detections(mine, tv, images))
+    _check_training(mine, tv, images, _masks, gradients=False)
+
+
+@pytest.mark.slow
+def test_keypointrcnn_detections_and_losses():
+    mine, tv = _small_heads_pair("keypoint")
+    images = _images()
+    for m in (mine, tv):
+        m.roi_heads.score_thresh, m.roi_heads.detections_per_img = 0.4, 4
+    assert all(c > 0 for c in _check_detections(mine, tv, images))
+    _check_training(mine, tv, images, _keypoints, gradients=False)
+
+
+@pytest.mark.parametrize("name", ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "keypointrcnn_resnet50_fpn"])
+def test_state_dict_keys(name):
+    """The builders' full models: torchvision's keys and shapes (its model
+    built on the meta device: no memory, no initialisation)."""
+    with torch.device("meta"):
+        tv = torchvision.models.get_model(name, weights=None, weights_backbone=None)
+    with no_init():
+        mine = mc.models.get_model(name)
+    assert [(k, tuple(v.shape)) for k, v in mine.state_dict().items()] == \
+        [(k, tuple(v.shape)) for k, v in tv.state_dict().items()]
