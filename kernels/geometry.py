@@ -77,6 +77,14 @@ def conv_output_size(i, k, s=1, p=0, d=1):
     return (i + 2 * p - d * (k - 1) - 1) // s + 1
 
 
+def conv_output_shape(in_size, kernel_size, stride, padding, dilation):
+    """``conv_output_size`` along every spatial dim, ``padding`` one
+    (before, after) pair per dim, so that the asymmetric padding of
+    'same' enters as the padded size."""
+    return tuple(conv_output_size(n + lo + hi, k, s, 0, d) for n, k, s, (lo, hi), d in
+                 zip(in_size, kernel_size, stride, padding, dilation))
+
+
 def conv_transpose_output_size(i, k, s=1, p=0, d=1, output_padding=0):
     """Output size of a transposed convolution along one dim:
     ``(i - 1) s - 2p + d (k - 1) + output_padding + 1``, the input size of

@@ -56,7 +56,7 @@ batch 16: 5.6 ms sliced, 2.0 ms flat).
 import numba
 import numpy
 
-from ..geometry import conv_output_size
+from ..geometry import conv_output_shape
 
 from .loops import JIT as _JIT, _add, _copy, _fill, _valid_range, u64
 
@@ -276,11 +276,6 @@ def rows_tile(x, cols, rows, n0, r0, W, sw, left, dw, adjoint):
                         o += OW
 
 
-def _out_size(in_size, kernel_size, stride, padding, dilation):
-    return tuple(conv_output_size(n + lo + hi, k, s, 0, d) for n, k, s, d, (lo, hi) in
-                 zip(in_size, kernel_size, stride, dilation, padding))
-
-
 def im2col(x, kernel_size, stride, padding, dilation, out_size=None):
     """Same contract and result as the NumPy reference ``im2col``:
     (N, C, *kernel_size, *out_size), here a transposed view of one
@@ -290,7 +285,7 @@ def im2col(x, kernel_size, stride, padding, dilation, out_size=None):
     N, C, rank = x.shape[0], x.shape[1], x.ndim - 2
     in_size, kernel_size = x.shape[2:], tuple(kernel_size)
     if out_size is None:
-        out_size = _out_size(in_size, kernel_size, stride, padding, dilation)
+        out_size = conv_output_shape(in_size, kernel_size, stride, padding, dilation)
     out_size = tuple(out_size)
     cols = numpy.empty((C,) + kernel_size + (N,) + out_size, dtype=x.dtype)
     if rank == 2:

@@ -9,7 +9,7 @@ fewer is passed with leading dims of size 1 (no padding, stride and
 dilation 1), which changes no index. Padding is never materialized:
 im2col writes zeros for taps on it, col2im skips them.
 """
-from ..geometry import conv_output_size
+from ..geometry import conv_output_shape
 
 from .loader import array_module, i32, i64, launch
 
@@ -38,8 +38,7 @@ def im2col(x, kernel_size, stride, padding, dilation, out_size=None):
     x = xp.ascontiguousarray(x)
     N, C, in_size = x.shape[0], x.shape[1], x.shape[2:]
     if out_size is None:
-        out_size = tuple(conv_output_size(n + lo + hi, k, s, 0, d) for n, k, s, d, (lo, hi) in
-                         zip(in_size, kernel_size, stride, dilation, padding))
+        out_size = conv_output_shape(in_size, kernel_size, stride, padding, dilation)
     cols = xp.empty((N, C) + tuple(kernel_size) + tuple(out_size), dtype=x.dtype)
     launch("im2col.cu", "im2col", x.dtype, cols.size, x, cols, i64(cols.size),
            *_geometry(in_size, kernel_size, out_size, stride, padding, dilation))

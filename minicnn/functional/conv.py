@@ -66,7 +66,7 @@ import collections
 import numbers
 
 from ..autograd import Function
-from ..kernels.geometry import conv_output_size, ntuple, tuple_name
+from ..kernels.geometry import conv_output_shape, ntuple, tuple_name
 from .conv_strategy import conv_forward, conv_grad_weight
 from .reduction import sum as reduce_sum
 from .shape import squeeze, unsqueeze
@@ -242,8 +242,7 @@ def convolution(op, rank, input, weight, bias, stride, padding, dilation, groups
         raise ValueError(
             f"{op}: the kernel {kernel_size} with dilation {dilation} spans {spans}, larger than the "
             f"padded input {padded} (input shape {input.shape}, padding {padding}): the output size would be below 1")
-    # Asymmetric ('same') padding enters as the padded size with p = 0.
-    out_size = tuple(conv_output_size(n, k, s, 0, d) for n, k, s, d in zip(padded, kernel_size, stride, dilation))
+    out_size = conv_output_shape(in_size, kernel_size, stride, padding, dilation)
     geometry = ConvGeometry(kernel_size, stride, padding, dilation, int(groups), in_size, out_size)
     y = ConvNd.apply(x, weight, geometry=geometry) if bias is None else \
         ConvNd.apply(x, weight, bias, geometry=geometry)

@@ -44,7 +44,7 @@ import itertools
 from minicnn.kernels import registry
 
 from ..backend import get_array_module
-from ..kernels.geometry import conv_output_size
+from ..kernels.geometry import conv_output_shape
 
 
 def _tap_slices(tap, stride, dilation, out_size):
@@ -65,8 +65,7 @@ def im2col(x, kernel_size, stride, padding, dilation, out_size=None):
     xp = get_array_module(x)
     N, C = x.shape[:2]
     if out_size is None:
-        out_size = tuple(conv_output_size(n + lo + hi, k, s, 0, d) for n, k, s, d, (lo, hi) in
-                         zip(x.shape[2:], kernel_size, stride, dilation, padding))
+        out_size = conv_output_shape(x.shape[2:], kernel_size, stride, padding, dilation)
     if any(lo or hi for lo, hi in padding):
         x = xp.pad(x, ((0, 0), (0, 0)) + tuple(padding))
     cols = xp.empty((N, C) + tuple(kernel_size) + tuple(out_size), dtype=x.dtype)
