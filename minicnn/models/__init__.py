@@ -24,3 +24,12 @@ from . import video  # noqa: F401
 from . import detection  # noqa: F401
 from .segmentation.fcn8s import FCN8sSmall, fcn8s_small  # noqa: F401
 from .imagenet import imagenet_categories, imagenet_transforms, decode_predictions, classify  # noqa: F401
+
+
+def __getattr__(name):
+    # mc.models.quantization (quantizable models) imports mc.ao, which
+    # loads on first use so that ``import minicnn`` stays fast.
+    if name == "quantization":
+        import importlib
+        return importlib.import_module(".quantization", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
