@@ -71,15 +71,17 @@ def _check_detections(mine, tv, images):
     return counts
 
 
-def _check_training(mine, tv, images, grad_rtol=1e-9):
+def _check_training(mine, tv, images, grad_rtol=1e-9, targets=TARGETS):
     mine.train()
     tv.train()
+    for p in list(mine.parameters()) + list(tv.parameters()):
+        p.grad = None
+    boxes = [numpy.asarray(t["boxes"], dtype=numpy.float64).reshape(-1, 4) for t in targets]
+    labels = [numpy.asarray(t["labels"], dtype=numpy.int64) for t in targets]
     ours = mine([mc.from_numpy(i.copy()) for i in images],
-                [{"boxes": mc.tensor(t["boxes"], dtype=mc.float64), "labels": mc.tensor(t["labels"])}
-                 for t in TARGETS])
+                [{"boxes": mc.from_numpy(b.copy()), "labels": mc.from_numpy(c.copy())} for b, c in zip(boxes, labels)])
     theirs = tv([torch.from_numpy(i) for i in images],
-                [{"boxes": torch.tensor(t["boxes"], dtype=torch.float64), "labels": torch.tensor(t["labels"])}
-                 for t in TARGETS])
+                [{"boxes": torch.from_numpy(b), "labels": torch.from_numpy(c)} for b, c in zip(boxes, labels)])
     assert sorted(ours) == sorted(theirs)
     for key in theirs:
         assert_relative(ours[key].numpy_copy(), theirs[key].detach().numpy(), 1e-8, f"loss {key}")
@@ -150,6 +152,8 @@ def test_ssdlite_losses_and_gradients():
     # variance is tiny: round-off grows to ~1e-8 relative (in both
     # frameworks; a wrong formula would show as 1e-3), hence 1e-7 here.
     _check_training(mine, tv, _images(), grad_rtol=1e-7)
+    # An image without objects: all its anchors are background.
+    _check_training(mine, tv, _images(), grad_rtol=1e-7, targets=[{"boxes": [], "labels": []}, TARGETS[1]])
 
 
 @pytest.mark.parametrize("name, millions", [("ssd300_vgg16", 35_641_826), ("ssdlite320_mobilenet_v3_large", 3_440_060),
