@@ -136,7 +136,8 @@ class Detection:
     model a torchvision-style detector (a loss dict in training mode,
     detection dicts in eval mode); the loss is the sum of the loss dict,
     the metric COCO's mAP (``MeanAveragePrecision``). ``datasets``: the
-    datasets the task trains on (name -> loader of (train, test))."""
+    datasets the task trains on (name -> loader of (train, test)), at
+    their own image size (the boxes are in their pixels)."""
 
     datasets = {"digit_scenes": digit_scene_boxes}
 

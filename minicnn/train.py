@@ -469,6 +469,10 @@ def _run(settings, checkpoint, state, progress, log, compiles):
     channels, size = finetune.input_channels(net), settings["image_size"]
     _check_input(net, settings["model"], channels, size)
     if _image_shape(train_set) != (channels, size, size):
+        if hasattr(task, "datasets"):       # its targets (boxes) are in the images' pixels: no resizing
+            raise ValueError(f"task {settings['task']!r} trains on {settings['dataset']}'s images as they are, "
+                             f"{_image_shape(train_set)}; {settings['model']} takes {(channels, size, size)} "
+                             f"(leave --image-size out)")
         train_set, test_set = FittedInput(train_set, channels, size), FittedInput(test_set, channels, size)
     optimizer = SGD([p for p in net.parameters() if p.requires_grad], lr=settings["lr"], momentum=0.9,
                     nesterov=True)

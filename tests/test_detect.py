@@ -112,6 +112,13 @@ def test_bad_input_is_refused():
                        progress=False, log=lambda line: None)
 
 
+def test_detect_refuses_to_resize_the_scenes(tmp_path, small_scenes):
+    with pytest.raises(ValueError, match=r"as they are, \(1, 64, 64\); yolo_small takes \(1, 32, 32\)"):
+        training.train(task="detect", model="yolo_small", dataset="digit_scenes", image_size=32,
+                       checkpoint=str(tmp_path / "run.safetensors"), progress=False, log=lambda line: None)
+    assert not (tmp_path / "run.safetensors").exists()
+
+
 def test_padded_targets_round_trip_and_metric():
     scenes = mc.datasets.digit_scenes(False, num_scenes=6)
     data = detect.SceneBoxes(scenes)
