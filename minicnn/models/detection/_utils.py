@@ -34,10 +34,12 @@ from collections import OrderedDict
 
 from ... import functional as F
 from ...backend import get_array_module
+from ...ops import batched_nms, generalized_box_iou_loss
 from ...tensor import Tensor
 
 __all__ = ["BoxCoder", "BoxLinearCoder", "Matcher", "SSDMatcher", "BalancedPositiveNegativeSampler",
-           "retrieve_out_channels", "check_images", "check_targets", "check_boxes_not_degenerate"]
+           "retrieve_out_channels", "check_images", "check_targets", "check_boxes_not_degenerate", "transform_inputs",
+           "features_list", "top_candidates", "nms_detections"]
 
 
 def _as_tensor(x):
@@ -253,8 +255,6 @@ def _box_loss(type, box_coder, anchors_per_image, matched_gt_boxes_per_image, bb
         beta = cnf["beta"] if cnf is not None and "beta" in cnf else 1.0
         return F.smooth_l1_loss(bbox_regression_per_image, target, reduction="sum", beta=beta)
     if type == "giou":
-        from ...ops import generalized_box_iou_loss
-
         boxes = box_coder.decode_single(bbox_regression_per_image, anchors_per_image)
         eps = cnf["eps"] if cnf is not None and "eps" in cnf else 1e-7
         return generalized_box_iou_loss(boxes, _as_tensor(matched_gt_boxes_per_image), reduction="sum", eps=eps)
@@ -366,3 +366,12 @@ def top_candidates(scores, k):
     first, ties in index order."""
     xp = get_array_module(scores)
     return xp.argsort(-scores, kind="stable")[:k]
+
+
+def nms_detections(boxes, scores, labels, nms_thresh, detections_per_img):
+    """{"boxes", "scores", "labels"} of the candidates that survive per-class
+    NMS, best first, at most ``detections_per_img``."""
+    keep = batched_nms(Tensor._wrap(boxes), Tensor._wrap(scores), Tensor._wrap(labels), nms_thresh).data
+    keep = keep[:detections_per_img]
+    return {"boxes": Tensor._wrap(boxes[keep]), "scores": Tensor._wrap(scores[keep]),
+            "labels": Tensor._wrap(labels[keep])}

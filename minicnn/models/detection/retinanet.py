@@ -31,7 +31,7 @@ from functools import partial
 from ... import functional as F
 from ... import nn
 from ...backend import get_array_module
-from ...ops import LastLevelP6P7, batched_nms, box_iou, clip_boxes_to_image, sigmoid_focal_loss
+from ...ops import LastLevelP6P7, box_iou, clip_boxes_to_image, sigmoid_focal_loss
 from ...tensor import Tensor
 from .._layers import Conv2dNormActivation
 from ..registry import register_model
@@ -150,8 +150,6 @@ def postprocess_levels(model, scores, codes, anchors, image_shapes, decode):
     model.score_thresh, the top model.topk_candidates, boxes from
     ``decode(codes_of_those, anchors_of_those)``, clipped; then per-class
     NMS and the best model.detections_per_img."""
-    from .ssd import _nms_detections
-
     xp = get_array_module(scores[0])
     detections = []
     for index, image_shape in enumerate(image_shapes):
@@ -166,7 +164,7 @@ def postprocess_levels(model, scores, codes, anchors, image_shapes, decode):
             image_boxes.append(clip_boxes_to_image(boxes, image_shape).data)
             image_scores.append(flat[candidates])
             image_labels.append(candidates % num_classes)
-        detections.append(_nms_detections(xp.concatenate(image_boxes), xp.concatenate(image_scores),
+        detections.append(det_utils.nms_detections(xp.concatenate(image_boxes), xp.concatenate(image_scores),
                                           xp.concatenate(image_labels).astype(xp.int64), model.nms_thresh,
                                           model.detections_per_img))
     return detections

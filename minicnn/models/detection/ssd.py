@@ -42,7 +42,7 @@ from ... import functional as F
 from ... import nn
 from ...backend import get_array_module
 from ...creation import ones
-from ...ops import batched_nms, box_iou, clip_boxes_to_image
+from ...ops import box_iou, clip_boxes_to_image
 from ...tensor import Tensor
 from ..registry import register_model
 from ..vgg import vgg16
@@ -232,18 +232,9 @@ class SSD(nn.Module):
                 image_boxes.append(boxes[keep])
                 image_scores.append(score[keep])
                 image_labels.append(xp.full(keep.shape, label, dtype=xp.int64))
-            detections.append(_nms_detections(xp.concatenate(image_boxes), xp.concatenate(image_scores),
+            detections.append(det_utils.nms_detections(xp.concatenate(image_boxes), xp.concatenate(image_scores),
                                               xp.concatenate(image_labels), self.nms_thresh, self.detections_per_img))
         return detections
-
-
-def _nms_detections(boxes, scores, labels, nms_thresh, detections_per_img):
-    """{"boxes", "scores", "labels"} of the candidates that survive per-class
-    NMS, best first, at most ``detections_per_img``."""
-    keep = batched_nms(Tensor._wrap(boxes), Tensor._wrap(scores), Tensor._wrap(labels), nms_thresh).data
-    keep = keep[:detections_per_img]
-    return {"boxes": Tensor._wrap(boxes[keep]), "scores": Tensor._wrap(scores[keep]),
-            "labels": Tensor._wrap(labels[keep])}
 
 
 def _l2_normalize(x, eps=1e-12):
