@@ -65,6 +65,7 @@ INPUT_SIZES = {
     **{name: (3, 520, 520) for name in ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
                                         "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large")},
     "fcn8s_small": (3, 64, 64),
+    "yolo_small": (1, 64, 64),          # a digit scene
     # Video models: (C, T, H, W) clips of 16 frames.
     "r3d_18": (3, 16, 112, 112), "mc3_18": (3, 16, 112, 112), "r2plus1d_18": (3, 16, 112, 112),
     "s3d": (3, 16, 224, 224),
