@@ -259,6 +259,12 @@ class Function:
     _tensor_hooks = None
     _retained = None
 
+    @property
+    def name(self):
+        """The op's name in reprs and graph drawings: the class name, unless
+        one class serves several ops (``ConvNd`` draws as ``Conv2d``)."""
+        return type(self).__name__
+
     def forward(self, *xs):  # abstract
         raise NotImplementedError(f"{type(self).__name__} must define forward")
 
@@ -335,7 +341,7 @@ class Function:
         return results[0] if single else tuple(results)
 
     def __repr__(self):
-        return f"<{type(self).__name__}Backward>"
+        return f"<{self.name}Backward>"
 
 
 def _mark_view(t, inputs):

@@ -93,6 +93,10 @@ class ConvNd(Function):
     def __init__(self, geometry):
         self.geometry = geometry
 
+    @property
+    def name(self):
+        return f"Conv{len(self.geometry.kernel_size)}d"
+
     def forward(self, x, w, b=None):
         self.save_for_backward(x, w)
         g = self.geometry
@@ -122,6 +126,10 @@ class ConvNdGradWeight(Function):
 
     def __init__(self, geometry):
         self.geometry = geometry
+
+    @property
+    def name(self):
+        return f"Conv{len(self.geometry.kernel_size)}dGradWeight"
 
     def forward(self, x, gy):
         self.save_for_backward(x, gy)

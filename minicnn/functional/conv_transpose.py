@@ -71,6 +71,10 @@ class ConvTransposeNd(Function):
     def __init__(self, geometry):
         self.geometry = geometry
 
+    @property
+    def name(self):
+        return f"ConvTranspose{len(self.geometry.kernel_size)}d"
+
     def forward(self, x, w, b=None):
         self.save_for_backward(x, w)
         g = self.geometry

@@ -188,7 +188,7 @@ def _runs(names, group_nodes, successors):
         if runs:
             last = runs[-1][-1]
             siblings = last.rpartition(".")[0] == name.rpartition(".")[0] and "." in name
-            same = [type(n).__name__ for n in group_nodes[last]] == [type(n).__name__ for n in group_nodes[name]]
+            same = [n.name for n in group_nodes[last]] == [n.name for n in group_nodes[name]]
             if siblings and same and name in successors[last]:
                 runs[-1].append(name)
                 continue
@@ -203,7 +203,7 @@ def _shapes(node):
 
 
 def _node_label(node, show_saved):
-    lines = [type(node).__name__, _shapes(node)]
+    lines = [node.name, _shapes(node)]
     if show_saved:
         lines.append(f"saved {_format_bytes(saved_bytes(node))}")
     return "\n".join(lines)
@@ -283,7 +283,7 @@ def graph(output, params=None, show_saved=True, grad_norms=False, collapse=False
             members = [n for name in run for n in group_nodes[name]]
             ops = {}
             for n in group_nodes[run[0]]:
-                ops[type(n).__name__] = ops.get(type(n).__name__, 0) + 1
+                ops[n.name] = ops.get(n.name, 0) + 1
             title = run[0] if len(run) == 1 else f"{run[0]} .. {run[-1]}  (x{len(run)})"
             lines = [title, ", ".join(f"{op} x{c}" if c > 1 else op for op, c in ops.items()),
                      _shapes(group_nodes[run[-1]][-1])]
