@@ -116,7 +116,8 @@ def measure(variant, depth, segments="sqrt"):
     params = sum(int(p.data.nbytes) for p in model.parameters())
     peak = peak_bytes(step)
     row = {"variant": variant, "depth": depth,
-           "segments": model.checkpoint_segments if variant.startswith("checkpoint") else None, "params_m": sum(p.data.size for p in model.parameters()) / 1e6,
+           "segments": model.checkpoint_segments if variant.startswith("checkpoint") else None,
+           "params_m": sum(p.data.size for p in model.parameters()) / 1e6,
            "peak_mib": peak / 2**20, "activation_mib": (peak - params) / 2**20, "step_s": step_seconds(step)}
     print(f"  {variant:18s} depth {depth:3d} segments {row['segments']}: peak {row['peak_mib']:7.1f} MiB, "
           f"activations {row['activation_mib']:7.1f} MiB, step {row['step_s']:.2f} s", flush=True)
@@ -185,9 +186,10 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    styles = {"resnet": ("plain ResNet", "o-"), "checkpoint": ("ResNet, checkpoint_sequential, sqrt(n) segments", "s-"),
+    styles = {"resnet": ("plain ResNet (164: bottleneck)", "o-"),
+              "checkpoint": ("ResNet, checkpoint_sequential, ceil(sqrt(units)) segments", "s-"),
               "revnet": ("RevNet (basic; 164: bottleneck, 4x wider)", "^-"),
-              "revnet-bottleneck": ("RevNet bottleneck, narrow", "v--")}
+              "revnet-bottleneck": ("RevNet bottleneck at RevNet-164's widths", "v--")}
     for variant, (label, style) in styles.items():
         pts = sorted((r["depth"], r["activation_mib"]) for r in rows if r["variant"] == variant)
         if pts:

@@ -157,8 +157,8 @@ def _builder(depth, bottleneck=False):
         return CifarResNet(depth, num_classes=num_classes, bottleneck=bottleneck, **kwargs)
     build.__name__ = f"resnet{depth}"
     build.__qualname__ = build.__name__
-    build.__doc__ = (f"ResNet-{depth} for CIFAR ({'pre-activation bottleneck, He et al. 2016' if bottleneck else 'He et al. 2015'}); "
-                     f"keywords go to ``CifarResNet`` (``checkpoint_segments``).")
+    paper = "pre-activation bottleneck, He et al. 2016" if bottleneck else "He et al. 2015"
+    build.__doc__ = f"ResNet-{depth} for CIFAR ({paper}); keywords go to ``CifarResNet`` (``checkpoint_segments``)."
     return register_model(build)
 
 
