@@ -23,6 +23,11 @@ from zoo_check import assert_relative
 
 torch.set_num_threads(1)
 
+# mc.ops.nms's NumPy reference (MINICNN_BACKEND=numpy) divides 0 by 0 for
+# boxes clipped to zero area (IoU nan: not suppressed, as in torchvision)
+# and NumPy warns.
+ZERO_AREA_NMS = pytest.mark.filterwarnings("ignore:invalid value encountered in divide:RuntimeWarning")
+
 IMAGES = [(3, 90, 120), (3, 110, 100)]
 TARGETS = [{"boxes": [[10.0, 20.0, 60.0, 70.0], [30.0, 5.0, 80.0, 50.0]], "labels": [1, 3]},
            {"boxes": [[5.0, 5.0, 95.0, 100.0]], "labels": [2]}]
@@ -94,9 +99,7 @@ def _check_training(mine, tv, images, grad_rtol=1e-9, targets=TARGETS):
 
 
 @pytest.mark.slow
-# mc.ops.nms's NumPy reference divides 0 by 0 for boxes clipped to zero
-# area (IoU nan: not suppressed, as in torchvision) and warns.
-@pytest.mark.filterwarnings("ignore:invalid value encountered in divide:RuntimeWarning")
+@ZERO_AREA_NMS
 def test_retinanet_detections_losses_and_gradients():
     mine, tv = _pair("retinanet_resnet50_fpn", num_classes=4, min_size=64, max_size=80, score_thresh=0.01005)
     images = _images()
@@ -110,6 +113,7 @@ def test_retinanet_detections_losses_and_gradients():
 
 
 @pytest.mark.slow
+@ZERO_AREA_NMS
 def test_ssdlite_detections():
     """SSD's post-processing (softmax, per-class top-k, NMS) on SSDlite at
     160 x 160, two thresholds."""
