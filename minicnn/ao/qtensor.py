@@ -51,6 +51,17 @@ class qdtype:
     def __repr__(self):
         return f"minicnn.{self.name}"
 
+    # One object per dtype / scheme: copies and pickles give the same
+    # object back, so ``is`` comparisons survive copy.deepcopy(model).
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return self.name
+
 
 quint8 = qdtype("quint8", numpy.uint8, 0, 255)
 qint8 = qdtype("qint8", numpy.int8, -128, 127)
@@ -66,6 +77,17 @@ class qscheme:
 
     def __repr__(self):
         return f"minicnn.{self.name}"
+
+    # One object per dtype / scheme: copies and pickles give the same
+    # object back, so ``is`` comparisons survive copy.deepcopy(model).
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return self.name
 
 
 per_tensor_affine = qscheme("per_tensor_affine")
