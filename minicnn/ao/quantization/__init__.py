@@ -17,5 +17,8 @@ from .observer import (  # noqa: F401
     default_histogram_observer, default_per_channel_weight_observer)
 from .qconfig import QConfig, default_qconfig, default_per_channel_qconfig, get_default_qconfig  # noqa: F401
 from .fuse_modules import fuse_modules, fuse_known_modules, fuse_conv_bn_eval, fuse_linear_bn_eval  # noqa: F401
+from .stubs import QuantStub, DeQuantStub  # noqa: F401
+from .quantize import (  # noqa: F401
+    prepare, convert, propagate_qconfig_, swap_module, DEFAULT_STATIC_QUANT_MODULE_MAPPINGS)
 
 __all__ = [_name for _name in dir() if not _name.startswith("_")]

@@ -1,0 +1,29 @@
+"""QuantStub and DeQuantStub: where a float model's quantized region
+begins and ends. Both are identities until ``convert`` turns them into
+``Quantize`` (float -> quint8, with the scale its observer chose) and
+``DeQuantize`` (quint8 -> float)."""
+from ...nn.module import Module
+
+
+class QuantStub(Module):
+    """Marks the start of a quantized region (identity before convert)."""
+
+    def __init__(self, qconfig=None):
+        super().__init__()
+        if qconfig is not None:
+            self.qconfig = qconfig
+
+    def forward(self, x):
+        return x
+
+
+class DeQuantStub(Module):
+    """Marks the end of a quantized region (identity before convert)."""
+
+    def __init__(self, qconfig=None):
+        super().__init__()
+        if qconfig is not None:
+            self.qconfig = qconfig
+
+    def forward(self, x):
+        return x
