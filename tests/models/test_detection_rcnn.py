@@ -211,28 +211,23 @@ def _small_heads_pair(kind):
     from torchvision.models.detection import keypoint_rcnn as tv_keypoint
     from torchvision.models.detection import mask_rcnn as tv_mask
 
-    det = mc.models.detection
     sizes = {k: v for k, v in SMALL.items() if k != "num_classes"}
-    torch.manual_seed(0)
-    backbone = tv_backbones.resnet_fpn_backbone(backbone_name="resnet18", weights=None)
-    if kind == "mask":
-        tv = tv_mask.MaskRCNN(backbone, box_predictor=tv_faster.FastRCNNPredictor(1024, 4),
-                              mask_head=tv_mask.MaskRCNNHeads(256, (32, 32), 1),
-                              mask_predictor=tv_mask.MaskRCNNPredictor(32, 16, 4), **sizes)
-    else:
-        tv = tv_keypoint.KeypointRCNN(backbone, box_predictor=tv_faster.FastRCNNPredictor(1024, 2),
-                                      keypoint_head=tv_keypoint.KeypointRCNNHeads(256, (32, 32)),
-                                      keypoint_predictor=tv_keypoint.KeypointRCNNPredictor(32, 5), **sizes)
-    with no_init():
-        backbone = det.resnet_fpn_backbone(backbone_name="resnet18", weights=None)
+
+    def build(faster, mask, keypoint, backbone):
         if kind == "mask":
-            mine = det.MaskRCNN(backbone, box_predictor=det.FastRCNNPredictor(1024, 4),
-                                mask_head=det.MaskRCNNHeads(256, (32, 32), 1),
-                                mask_predictor=det.MaskRCNNPredictor(32, 16, 4), **sizes)
-        else:
-            mine = det.KeypointRCNN(backbone, box_predictor=det.FastRCNNPredictor(1024, 2),
-                                    keypoint_head=det.KeypointRCNNHeads(256, (32, 32)),
-                                    keypoint_predictor=det.KeypointRCNNPredictor(32, 5), **sizes)
+            return mask.MaskRCNN(backbone, box_predictor=faster.FastRCNNPredictor(1024, 4),
+                                 mask_head=mask.MaskRCNNHeads(256, (32, 32), 1),
+                                 mask_predictor=mask.MaskRCNNPredictor(32, 16, 4), **sizes)
+        return keypoint.KeypointRCNN(backbone, box_predictor=faster.FastRCNNPredictor(1024, 2),
+                                     keypoint_head=keypoint.KeypointRCNNHeads(256, (32, 32)),
+                                     keypoint_predictor=keypoint.KeypointRCNNPredictor(32, 5), **sizes)
+
+    torch.manual_seed(0)
+    tv = build(tv_faster, tv_mask, tv_keypoint, tv_backbones.resnet_fpn_backbone(backbone_name="resnet18",
+                                                                                 weights=None))
+    det = mc.models.detection
+    with no_init():
+        mine = build(det, det, det, det.resnet_fpn_backbone(backbone_name="resnet18", weights=None))
     assert list(mine.state_dict()) == list(tv.state_dict())
     mine.load_state_dict(tv.state_dict())
     return mine.double(), tv.double()
@@ -292,3 +287,52 @@ def test_state_dict_keys(name):
         mine = mc.models.get_model(name)
     assert [(k, tuple(v.shape)) for k, v in mine.state_dict().items()] == \
         [(k, tuple(v.shape)) for k, v in tv.state_dict().items()]
+
+
+@pytest.fixture(scope="module")
+def small_mask_and_keypoint():
+    det = mc.models.detection
+    with no_init():
+        mask = det.MaskRCNN(det.resnet_fpn_backbone(backbone_name="resnet18", weights=None),
+                            box_predictor=det.FastRCNNPredictor(1024, 3), min_size=64, max_size=64,
+                            rpn_post_nms_top_n_train=10, rpn_post_nms_top_n_test=10,
+                            mask_head=det.MaskRCNNHeads(256, (8,), 1), mask_predictor=det.MaskRCNNPredictor(8, 8, 3))
+        keypoint = det.KeypointRCNN(det.resnet_fpn_backbone(backbone_name="resnet18", weights=None), num_classes=2,
+                                    min_size=64, max_size=64, rpn_post_nms_top_n_train=10,
+                                    rpn_post_nms_top_n_test=10, keypoint_head=det.KeypointRCNNHeads(256, (8,)),
+                                    keypoint_predictor=det.KeypointRCNNPredictor(8, 3))
+    return mask, keypoint
+
+
+def test_mask_and_keypoint_targets_and_empty_cases(small_mask_and_keypoint):
+    """Missing "masks" / "keypoints" keys are named; an image without boxes
+    trains (every proposal background); no detection gives empty masks
+    and keypoints of the right shapes."""
+    mask, keypoint = small_mask_and_keypoint
+    image = [mc.rand(3, 40, 50)]
+    box = {"boxes": mc.tensor([[5.0, 5.0, 30.0, 30.0]]), "labels": mc.tensor([1])}
+    mask.train()
+    keypoint.train()
+    with pytest.raises(ValueError, match="masks"):
+        mask(image, [box])
+    with pytest.raises(ValueError, match="keypoints"):
+        keypoint(image, [box])
+    with pytest.raises(ValueError, match=r"keypoints'\] must have shape \(1, K, 3\)"):
+        keypoint(image, [{**box, "keypoints": mc.zeros(1, 3)}])
+    empty = {"boxes": mc.zeros(0, 4), "labels": mc.zeros(0, dtype=mc.int64)}
+    losses = mask(image, [{**empty, "masks": mc.zeros(0, 40, 50, dtype=mc.uint8)}])
+    assert sorted(losses) == ["loss_box_reg", "loss_classifier", "loss_mask", "loss_objectness", "loss_rpn_box_reg"]
+    assert float(losses["loss_mask"].detach()) == 0 and float(losses["loss_box_reg"].detach()) == 0
+    losses = keypoint(image, [{**empty, "keypoints": mc.zeros(0, 3, 3)}])
+    assert float(losses["loss_keypoint"].detach()) == 0
+    for model in (mask, keypoint):
+        model.eval()
+        model.roi_heads.score_thresh = 0.99
+        with mc.no_grad():
+            (out,) = model(image)
+        assert out["boxes"].shape == (0, 4)
+        if model is mask:
+            assert out["masks"].shape == (0, 1, 40, 50)
+        else:
+            assert out["keypoints"].shape == (0, 3, 3) and out["keypoints_scores"].shape == (0, 3)
+    assert mask.roi_heads.has_mask() and not keypoint.roi_heads.has_mask()
