@@ -100,3 +100,36 @@ def test_bad_arguments():
         mcq.resnet18(weights="DEFAULT")
     with pytest.raises(TypeError, match="quantizable model"):
         mcq.quantize_model(mc.models.lenet5(), [numpy.zeros((1, 1, 32, 32), numpy.float32)])
+
+
+@pytest.mark.slow
+def test_resnet18_quantized_matches_torch():
+    # The same fused float model calibrated on the same batches in torch
+    # (x86 engine) and minicnn: the same zero points and scales in every
+    # quantized module (scales to float32 round-off: the observed ranges
+    # are float32 conv outputs, whose last bits differ between the two
+    # convolution kernels), and the same int8 outputs up to one step.
+    torch.backends.quantized.engine = "x86"
+    mc_model, tv_model = build_pair("resnet18")
+    rng = numpy.random.default_rng(0)
+    batches = [rng.standard_normal((2, 3, 32, 32)).astype(numpy.float32) for _ in range(2)]
+    tv_model.fuse_model()
+    tv_model.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+    torch.ao.quantization.prepare(tv_model, inplace=True)
+    with torch.no_grad():
+        for batch in batches:
+            tv_model(torch.from_numpy(batch))
+    torch.ao.quantization.convert(tv_model, inplace=True)
+    mcq.quantize_model(mc_model, [mc.tensor(batch) for batch in batches])
+    tv_modules = dict(tv_model.named_modules())
+    checked = 0
+    for name, m in mc_model.named_modules():
+        if hasattr(m, "scale") and hasattr(m, "zero_point") and name in tv_modules:
+            assert float(m.scale) == pytest.approx(float(tv_modules[name].scale), rel=1e-5), name
+            assert int(m.zero_point) == int(tv_modules[name].zero_point), name
+            checked += 1
+    assert checked >= 20
+    x = rng.standard_normal((2, 3, 32, 32)).astype(numpy.float32)
+    actual, expected = _outputs(mc_model, tv_model, x)
+    step = tv_model.fc.scale
+    assert numpy.mean(numpy.abs(actual - expected) <= step * (1 + 1e-6)) >= 0.999
