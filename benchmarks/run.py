@@ -162,6 +162,7 @@ def time_case(case, warmup, repeats, synchronize=_no_synchronize):
     that says why instead of stopping the run. ``synchronize`` waits for
     the device after each call (``_cuda_synchronize`` on the GPU)."""
     row = {"group": case.group, "case": case.name, "minicnn_ms": None, "torch_ms": None, "ratio": None,
+           "ratio_min": None, "ratio_max": None,
            "minicnn_gflops": None, "torch_gflops": None, "status": "ok", "notes": "; ".join(case.notes),
            "other_cores": None}
     if case.skip:
@@ -186,7 +187,10 @@ def time_case(case, warmup, repeats, synchronize=_no_synchronize):
         return row
     row["other_cores"] = meter()
     mc_s, torch_s = statistics.median(mc_times), statistics.median(torch_times)
-    row.update(minicnn_ms=mc_s * 1e3, torch_ms=torch_s * 1e3, ratio=mc_s / torch_s)
+    # The range of the ratio over the repeats: each repeat's pair of calls ran close in time.
+    pair_ratios = [m / t for m, t in zip(mc_times, torch_times)]
+    row.update(minicnn_ms=mc_s * 1e3, torch_ms=torch_s * 1e3, ratio=mc_s / torch_s,
+               ratio_min=min(pair_ratios), ratio_max=max(pair_ratios))
     if case.flops:
         row.update(minicnn_gflops=case.flops / mc_s / 1e9, torch_gflops=case.flops / torch_s / 1e9)
     return row
@@ -372,8 +376,8 @@ def _contention_markdown(contention):
     return "\n".join(lines)
 
 
-FIELDS = ["group", "case", "minicnn_ms", "torch_ms", "ratio", "minicnn_gflops", "torch_gflops", "status", "notes",
-          "other_cores"]
+FIELDS = ["group", "case", "minicnn_ms", "torch_ms", "ratio", "ratio_min", "ratio_max", "minicnn_gflops",
+          "torch_gflops", "status", "notes", "other_cores"]
 CONTENTION_FIELDS = ["workload", "busy", "repeats", "minicnn_idle_ms", "minicnn_loaded_ms", "minicnn_slowdown",
                      "torch_idle_ms", "torch_loaded_ms", "torch_slowdown", "ratio", "ratio_min", "ratio_max", "status"]
 
@@ -493,6 +497,10 @@ def main(argv=None):
         # Training memory against depth: ResNet, checkpointed ResNet, RevNet (benchmarks/memory_depth.py).
         from benchmarks import memory_depth
         return memory_depth.main([])
+    if args.only == "conv-sweep":
+        # conv2d over a grid of real networks' geometries (benchmarks/conv_sweep.py).
+        from benchmarks import conv_sweep
+        return conv_sweep.main(["--threads", str(args.threads)] + (["--quick"] if args.quick else []))
     if args.contention and args.device != "cpu":
         raise SystemExit("--contention measures the CPU only")
     limit_threads(args.threads)  # before cases imports torch

@@ -273,3 +273,50 @@ def test_a_run_under_load_is_marked_unreliable_everywhere(tmp_path, monkeypatch,
         for where, text in texts.items():
             assert "UNRELIABLE" not in text and "unreliable" not in text, where
             assert "Other processes kept 0.00 of the" in text, where
+
+
+def test_conv_sweep_grid_covers_every_axis_value():
+    from benchmarks import conv_sweep
+    grid = conv_sweep.GRID
+    assert len(grid) >= 60 and len({layer.name() for layer in grid}) == len(grid)
+    assert {layer.kernel for layer in grid} >= {(1, 1), (3, 3), (5, 5), (7, 7), (1, 7), (7, 1)}
+    assert {layer.stride for layer in grid} == {1, 2} and {layer.dilation for layer in grid} == {1, 2}
+    assert {layer.groups for layer in grid} >= {1, 2, 4, 32}
+    assert any(layer.grouping == "depthwise" and layer.groups > 32 for layer in grid)
+    assert min(layer.n for layer in grid) == 1 and max(layer.n for layer in grid) == 32
+    assert min(layer.out_size for layer in grid) == (7, 7) and max(layer.out_size for layer in grid) == (112, 112)
+    channels = [c for layer in grid for c in (layer.c, layer.o)]
+    assert 16 in channels and max(channels) == 512
+    # "same" padding keeps stride-1 maps; a 7x1 kernel pads rows only.
+    assert conv_sweep.Layer("", 1, 8, 17, 8, (7, 1)).padding == (3, 0)
+    assert conv_sweep.Layer("", 1, 8, 28, 8, (3, 3), dilation=2).out_size == (28, 28)
+    assert conv_sweep.Layer("", 2, 8, 10, 6, (3, 3), stride=2, groups=2).flops() == 2 * 2 * 6 * 5 * 5 * 4 * 9
+    cases = conv_sweep.sweep_cases(grid[:1])
+    assert [c.name.rsplit(" ", 1)[1] for c in cases] == ["fwd", "fwd+bwd"] and cases[0].notes == [grid[0].source]
+    assert 0 < len(conv_sweep.quick_layers()) < len(grid)
+
+
+def test_conv_sweep_report_from_fake_timings(tmp_path):
+    from benchmarks import conv_sweep
+    layers = conv_sweep.GRID[:3]
+    ratios = [0.5, 2.0, 1.0, 1.0, 4.0, 0.25]
+    rows = [{"group": "conv-sweep", "case": case.name, "notes": case.notes[0], "status": "ok", "ratio": ratio,
+             "ratio_min": ratio / 2, "ratio_max": ratio * 2, "minicnn_ms": ratio, "torch_ms": 1.0,
+             "minicnn_gflops": None, "torch_gflops": None, "other_cores": 0.0}
+            for case, ratio in zip(conv_sweep.sweep_cases(layers), ratios)]
+    rows[-1]["other_cores"] = 1.5
+    info = run.machine_info(threads=1)
+    info["load"] = load.assess(0.0, 1.0, 0.0, 0.0, 2)
+    text = conv_sweep.write_results(rows, layers, info, tmp_path)
+    # fwd: 0.5, 1.0, 4.0 -> geometric mean 1.26, worst 4.0; fwd+bwd: 2.0, 1.0, 0.25 -> 0.79, worst 2.0
+    assert f"| fwd | 3 | **1.26** | **4.00** | {rows[4]['case']} |" in text
+    assert f"| fwd+bwd | 3 | **0.79** | **2.00** | {rows[1]['case']} |" in text
+    assert f"| {layers[0].source} | {rows[0]['case']} | 0.50 | 1.00 | **0.50** | 0.25-1.00 |" in text
+    assert "**1.50: unreliable**" in text and "UNRELIABLE" in text
+    assert (tmp_path / "conv_sweep.md").read_text().startswith("# Conv sweep")
+    assert (tmp_path / "conv_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    payload = json.loads((tmp_path / "conv_sweep.json").read_text())
+    assert payload["reliable"] is False and payload["summary"]["fwd"]["worst"] == 4.0
+    cells = conv_sweep.heat_map_cells(rows, layers)
+    # The first three layers: two 7x7/2 stems and a 3x3/1 layer, all dense.
+    assert cells["fwd"][("7x7", "dense\n/2")] == [0.5, 1.0] and cells["fwd+bwd"][("3x3", "dense\n/1")] == [0.25]
