@@ -336,3 +336,12 @@ def test_mask_and_keypoint_targets_and_empty_cases(small_mask_and_keypoint):
         else:
             assert out["keypoints"].shape == (0, 3, 3) and out["keypoints_scores"].shape == (0, 3)
     assert mask.roi_heads.has_mask() and not keypoint.roi_heads.has_mask()
+
+
+@pytest.mark.slow
+def test_fasterrcnn_v2_detections():
+    """The v2 recipe: BatchNorm in the FPN, a two-conv RPN head, the conv box head."""
+    mine, tv = _pair("fasterrcnn_resnet50_fpn_v2", **SMALL)
+    for m in (mine, tv):
+        m.roi_heads.detections_per_img = 8
+    assert sum(_check_detections(mine, tv, _images())) > 0
