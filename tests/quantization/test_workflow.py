@@ -142,3 +142,24 @@ def test_quantized_model_refuses_float_into_quantized_module(rng):
         ours.conv1(mc.tensor(numpy.zeros((1, 3, 8, 8), numpy.float32)))
     with pytest.raises(TypeError, match="float32"):
         ours(mc.tensor(numpy.zeros((1, 3, 8, 8))))
+
+
+def test_names_where_torch_users_look():
+    import minicnn.quantization
+    assert minicnn.quantization.prepare is mq.prepare and mc.quantization.convert is mq.convert
+    assert mc.quantize_per_tensor is mq.quantize_per_tensor and mc.quint8 is mq.quint8
+
+
+def test_submodule_without_qconfig_stays_float(rng):
+    """qconfig None on a submodule keeps it float (no observer, no swap)."""
+    model = mc.nn.Sequential(mq.QuantStub(), mc.nn.Conv2d(2, 3, 1), mq.DeQuantStub(), mc.nn.Conv2d(3, 2, 1)).eval()
+    model.qconfig = mq.default_qconfig
+    model[3].qconfig = None
+    prepared = mq.prepare(model)
+    assert not hasattr(prepared[3], "activation_post_process")
+    prepared(mc.tensor(rng.standard_normal((1, 2, 4, 4)).astype(numpy.float32)))
+    converted = mq.convert(prepared)
+    assert type(converted[1]) is mc.ao.nn.quantized.Conv2d and type(converted[3]) is mc.nn.Conv2d
+    assert not hasattr(converted[3], "qconfig")
+    out = converted(mc.tensor(rng.standard_normal((1, 2, 4, 4)).astype(numpy.float32)))
+    assert isinstance(out, mc.Tensor) and out.shape == (1, 2, 4, 4)

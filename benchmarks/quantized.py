@@ -1,0 +1,96 @@
+"""The quantized int8 cases: minicnn's integer convolutions against
+torch's fbgemm ones, and each framework's float32 convolution on the same
+layer for the int8 / float32 ratio (conventions and timing as in
+``cases.py`` and ``run.py``).
+
+    python -m benchmarks.quantized                  # all threads
+    python -m benchmarks.quantized --threads 1 --repeats 9
+
+Layers (batch 1, 3x3, padding 1, ResNet-18 / MobileNet v2 sizes): 64
+channels at 56x56, 128 channels at 28x28, and a depthwise 96-channel
+layer at 28x28. The quantized layers take quint8 input (scale 0.05, zero
+point 64) and per-channel symmetric qint8 weights, and return quint8, as
+after ``convert``; the float ones run in eval mode under no_grad.
+"""
+import argparse
+import warnings
+
+import numpy
+import torch
+import torch.ao.nn.quantized as tnnq
+
+import minicnn as mc
+from benchmarks.cases import Case, _data
+
+LAYERS = [(64, 56, 1), (128, 28, 1), (96, 28, 96)]   # channels, size, groups
+
+
+def _flops(channels, size, groups):
+    return 2 * channels * size * size * (channels // groups) * 9
+
+
+def _int8_case(channels, size, groups):
+    from minicnn.ao.nn import quantized as nnq
+    warnings.filterwarnings("ignore", message=".*quantized tensor creation.*")
+    torch.backends.quantized.engine = "fbgemm"
+    x = _data(1, channels, size, size)
+    w = _data(channels, channels // groups, 3, 3) * numpy.float32(0.1)
+    scales = numpy.abs(w).reshape(channels, -1).max(axis=1).astype(numpy.float64) / 127.5
+    zero_points = numpy.zeros(channels, numpy.int64)
+    ours = nnq.Conv2d(channels, channels, 3, padding=1, groups=groups)
+    ours.set_weight_bias(mc.quantize_per_channel(mc.tensor(w), scales, zero_points, 0, mc.qint8),
+                         numpy.zeros(channels, numpy.float32))
+    theirs = tnnq.Conv2d(channels, channels, 3, padding=1, groups=groups)
+    theirs.set_weight_bias(torch.quantize_per_channel(torch.from_numpy(w), torch.from_numpy(scales),
+                                                      torch.from_numpy(zero_points), 0, torch.qint8),
+                           torch.zeros(channels))
+    ours.scale, ours.zero_point = theirs.scale, theirs.zero_point = 0.1, 64
+    qx = mc.quantize_per_tensor(mc.tensor(x), 0.05, 64, mc.quint8)
+    tx = torch.quantize_per_tensor(torch.from_numpy(x), 0.05, 64, torch.quint8)
+    return (lambda: ours(qx)), (lambda: theirs(tx))
+
+
+def _float_case(channels, size, groups):
+    x = _data(1, channels, size, size)
+    ours = mc.nn.Conv2d(channels, channels, 3, padding=1, groups=groups).eval()
+    theirs = torch.nn.Conv2d(channels, channels, 3, padding=1, groups=groups).eval()
+    mx, tx = mc.tensor(x), torch.from_numpy(x)
+
+    def run_ours():
+        with mc.no_grad():
+            return ours(mx)
+
+    def run_theirs():
+        with torch.no_grad():
+            return theirs(tx)
+    return run_ours, run_theirs
+
+
+def quantized_cases():
+    cases = []
+    for channels, size, groups in LAYERS:
+        name = f"{channels}x{size}x{size} 3x3" + (" depthwise" if groups > 1 else "")
+        flops = _flops(channels, size, groups)
+        cases.append(Case("qconv2d int8", name, lambda l=(channels, size, groups): _int8_case(*l), flops=flops))
+        cases.append(Case("conv2d fp32", name, lambda l=(channels, size, groups): _float_case(*l), flops=flops))
+    return cases
+
+
+def main(argv=None):
+    import os
+
+    from benchmarks import run
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args(argv)
+    run.limit_threads(args.threads)
+    info = run.machine_info(args.threads)
+    print(f"{info['cpu']}, {args.threads} threads, load average {info['load_average']}")
+    rows = run.run_cases(quantized_cases(), args.warmup, args.repeats)
+    return 0 if all(row["status"] == "ok" for row in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
