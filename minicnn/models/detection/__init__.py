@@ -23,7 +23,5 @@ from .roi_heads import *  # noqa: F401,F403
 from .faster_rcnn import *  # noqa: F401,F403
 from .mask_rcnn import *  # noqa: F401,F403
 from .keypoint_rcnn import *  # noqa: F401,F403
-from .mask_rcnn import *  # noqa: F401,F403
-from .keypoint_rcnn import *  # noqa: F401,F403
 from .fcos import *  # noqa: F401,F403
 from .yolo import *  # noqa: F401,F403
