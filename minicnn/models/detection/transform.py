@@ -23,7 +23,9 @@ resized image back to the original one.
 The box ratios are computed in float32, as torchvision computes them
 (new side / old side as float32 tensors), so float64 boxes match its
 to the last bit. Target masks are resized (nearest) as in torchvision;
-pasting predicted masks back (Mask R-CNN) is not here.
+pasting predicted masks back (Mask R-CNN) is not here. Unlike
+torchvision, which ignores keyword arguments it does not know (a typo in
+a detector's keywords lands here), an unknown keyword is a TypeError.
 """
 import math
 
