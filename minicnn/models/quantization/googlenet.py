@@ -13,7 +13,7 @@ from ...ao.quantization import DeQuantStub, QuantStub
 from ... import functional as F
 from ... import nn
 from ..googlenet import BasicConv2d, GoogLeNet, GoogLeNetOutputs, Inception, InceptionAux, _transform_input
-from .utils import _QUANTIZE_DOC, _build, _fuse_modules
+from .utils import _QUANTIZE_DOC, _adaptive_avg_pool2d, _build, _fuse_modules
 
 __all__ = ["QuantizableGoogLeNet", "QuantizableBasicConv2d", "QuantizableInception", "QuantizableInceptionAux",
            "googlenet"]
@@ -74,9 +74,9 @@ class QuantizableInceptionAux(InceptionAux):
         self.relu = nn.ReLU()
 
     def forward(self, x):
-        x = F.adaptive_avg_pool2d(x, (4, 4))   # (N, C, 4, 4)
+        x = _adaptive_avg_pool2d(x, (4, 4))    # (N, C, 4, 4)
         x = self.conv(x)                       # (N, 128, 4, 4)
-        x = F.flatten(x, 1)                    # (N, 2048)
+        x = x.flatten(1)                       # (N, 2048); quantized tensors have flatten too
         x = self.dropout(self.relu(self.fc1(x)))
         return self.fc2(x)
 
@@ -107,7 +107,7 @@ class QuantizableGoogLeNet(GoogLeNet):
         aux2 = self.aux2(x) if use_aux else None
         x = self.maxpool4(self.inception4e(x))
         x = self.inception5b(self.inception5a(x))
-        x = F.flatten(self.avgpool(x), 1)
+        x = self.avgpool(x).flatten(1)          # quantized tensors have flatten too
         x = self.dequant(self.fc(self.dropout(x)))
         if use_aux:
             return GoogLeNetOutputs(x, aux2, aux1)

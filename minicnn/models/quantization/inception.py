@@ -14,7 +14,7 @@ from ... import functional as F
 from ..googlenet import BasicConv2d, _transform_input
 from ..inception import Inception3, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE, InceptionOutputs
 from .googlenet import QuantizableBasicConv2d, _make_quantizable
-from .utils import _QUANTIZE_DOC, _build
+from .utils import _QUANTIZE_DOC, _build, _max_pool2d
 
 __all__ = ["QuantizableInception3", "QuantizableInceptionA", "QuantizableInceptionB", "QuantizableInceptionC",
            "QuantizableInceptionD", "QuantizableInceptionE", "inception_v3"]
@@ -50,7 +50,7 @@ class QuantizableInceptionB(_QuantizableBlock, InceptionB):
     def forward(self, x):
         branch3x3 = self.branch3x3(x)
         branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        branch_pool = F.max_pool2d(x, kernel_size=3, stride=2)
+        branch_pool = _max_pool2d(x, kernel_size=3, stride=2)
         return self.myop.cat([branch3x3, branch3x3dbl, branch_pool], 1)
 
 
@@ -76,7 +76,7 @@ class QuantizableInceptionD(_QuantizableBlock, InceptionD):
         branch7x7x3 = x
         for conv in (self.branch7x7x3_1, self.branch7x7x3_2, self.branch7x7x3_3, self.branch7x7x3_4):
             branch7x7x3 = conv(branch7x7x3)
-        branch_pool = F.max_pool2d(x, kernel_size=3, stride=2)
+        branch_pool = _max_pool2d(x, kernel_size=3, stride=2)
         return self.myop.cat([branch3x3, branch7x7x3, branch_pool], 1)
 
 
@@ -124,7 +124,7 @@ class QuantizableInception3(Inception3):
         aux = self.AuxLogits(x) if use_aux else None
         for name in ("Mixed_7a", "Mixed_7b", "Mixed_7c", "avgpool", "dropout"):
             x = getattr(self, name)(x)
-        x = self.dequant(self.fc(F.flatten(x, 1)))
+        x = self.dequant(self.fc(x.flatten(1)))
         if use_aux:
             return InceptionOutputs(x, aux)
         return x

@@ -7,7 +7,7 @@ from ...ao.quantization import DeQuantStub, QuantStub
 from ... import nn
 from .._layers import Conv2dNormActivation
 from ..mobilenetv2 import InvertedResidual, MobileNetV2
-from .utils import _QUANTIZE_DOC, _build, _fuse_modules
+from .utils import _QUANTIZE_DOC, _adaptive_avg_pool2d, _build, _fuse_modules
 
 __all__ = ["QuantizableMobileNetV2", "QuantizableInvertedResidual", "mobilenet_v2"]
 
@@ -41,7 +41,9 @@ class QuantizableMobileNetV2(MobileNetV2):
         self.dequant = DeQuantStub()
 
     def forward(self, x):
-        return self.dequant(super().forward(self.quant(x)))
+        x = self.features(self.quant(x))
+        x = _adaptive_avg_pool2d(x, (1, 1)).flatten(1)   # (N, C); quantized tensors have flatten too
+        return self.dequant(self.classifier(x))
 
     def fuse_model(self, is_qat=None):
         """Fuse every conv + bn + ReLU in place (the function is unchanged)."""

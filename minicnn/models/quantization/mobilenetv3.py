@@ -53,7 +53,8 @@ class QuantizableMobileNetV3(MobileNetV3):
         self.dequant = DeQuantStub()
 
     def forward(self, x):
-        return self.dequant(super().forward(self.quant(x)))
+        x = self.avgpool(self.features(self.quant(x))).flatten(1)   # quantized tensors have flatten too
+        return self.dequant(self.classifier(x))
 
     def fuse_model(self, is_qat=None):
         """Fuse conv + bn (+ ReLU; hard swish stays apart) in every unit and

@@ -7,6 +7,7 @@ and then loads downloaded int8 weights over the result; minicnn downloads
 nothing, so ``quantize_model`` here calibrates on the batches the caller
 gives and the converted model *is* the result.
 """
+from ... import functional as F
 from ... import nn
 from ...autograd import no_grad
 from .._layers import _check_weights
@@ -22,6 +23,28 @@ _QUANTIZE_DOC = """
     random initialisation; ``backend`` (default "x86") picks the qconfig.
     See :func:`quantize_model`. Other ``kwargs`` go to the model class;
     ``weights`` must be None and ``progress`` is unused."""
+
+
+def _is_quantized(x):
+    from ...ao import QTensor
+    return isinstance(x, QTensor)
+
+
+def _adaptive_avg_pool2d(x, output_size):
+    """F.adaptive_avg_pool2d for float Tensors and quantized tensors alike
+    (torch's op takes both; minicnn's quantized version is separate)."""
+    if _is_quantized(x):
+        from ...ao.nn.quantized import functional as qF
+        return qF.adaptive_avg_pool2d(x, output_size)
+    return F.adaptive_avg_pool2d(x, output_size)
+
+
+def _max_pool2d(x, kernel_size, stride):
+    """F.max_pool2d for float Tensors and quantized tensors alike."""
+    if _is_quantized(x):
+        from ...ao.nn.quantized import functional as qF
+        return qF.max_pool2d(x, kernel_size, stride)
+    return F.max_pool2d(x, kernel_size=kernel_size, stride=stride)
 
 
 def _replace_relu(module):
