@@ -214,6 +214,12 @@ def _train_case(mc_model, torch_model, shape, classes, case, device):
 
 def _inference_case(name, shape, case, device):
     mc_model, torch_model = mc.models.get_model(name).to(device).eval(), _torch_model(name).to(device).eval()
+    return inference_fns(mc_model, torch_model, shape, case, device)
+
+
+def inference_fns(mc_model, torch_model, shape, case, device):
+    """(minicnn_fn, torch_fn): one no_grad forward of each eval-mode model
+    on the same random input of ``shape``; sets ``case.flops``."""
     mc_x, torch_x = _pair(_data(*shape), device=device)
     with torch.no_grad():
         case.flops = _model_flops(torch_model, torch_x, backward=False)

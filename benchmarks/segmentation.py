@@ -17,7 +17,7 @@ import argparse
 import os
 
 from benchmarks import run
-from benchmarks.cases import Case, _data, _model_flops, _pair
+from benchmarks.cases import Case, inference_fns
 
 #: (model, builder keywords) timed at 520 x 520, batch 1.
 MODELS = [("lraspp_mobilenet_v3_large", {}), ("fcn_resnet50", {"aux_loss": True})]
@@ -36,19 +36,7 @@ def _segmentation_case(name, kwargs, shape, case, device):
     with no_init():
         mc_model = mc.models.get_model(name, **kwargs)
     mc_model.load_state_dict(torch_model.state_dict())
-    mc_model = mc_model.to(device).eval()
-    mc_x, torch_x = _pair(_data(*shape), device=device)
-    with torch.no_grad():
-        case.flops = _model_flops(torch_model, torch_x, backward=False)
-
-    def mc_fn():
-        with mc.no_grad():
-            mc_model(mc_x)
-
-    def torch_fn():
-        with torch.no_grad():
-            torch_model(torch_x)
-    return mc_fn, torch_fn
+    return inference_fns(mc_model.to(device).eval(), torch_model, shape, case, device)
 
 
 def segmentation_cases(device="cpu", size=520):
