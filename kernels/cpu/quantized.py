@@ -18,97 +18,74 @@ where input pixels in the padding count as ``x_zero_point`` (the real
 number 0), so they add nothing. Integer sums have no rounding, so this
 kernel and the reference agree exactly, whatever the order.
 
-How: the input is centered once (int16, x - x_zero_point). Dense convs
-(groups == 1) gather the centered patches of each image into an int16
-(OH*OW, K) table (im2col, padding as 0) and take, for each output channel
-in parallel, one int32 dot product of length K per pixel. Grouped and
-depthwise convs, whose dot products are short, run directly: one task per
-(image, output channel) keeps an int32 (OH, OW) plane of sums and adds each
-weight tap times the input rows it touches, skipping the padding.
+How: the input is centered once (int16, x - x_zero_point). For each image
+the centered patches are gathered into an int16 (C*KH*KW, OH*OW) table
+(im2col: each row one (channel, tap) pair, copied row by row, padding as
+0), rows in parallel. The rows of group g are the block
+[g*K, (g+1)*K), so every group reads its own rows. Then each task takes up
+to 4 output channels of one group and keeps their int32 (4, OH*OW) sums:
+for each of its K rows it adds tap * row along the whole row, a long
+contiguous loop Numba vectorizes, tasks in parallel. Depthwise convs are
+the case K = KH*KW, one channel per task.
 """
 import numba
 import numpy
 
-from .loops import JIT, _valid_range
+from .loops import JIT
 
 
 @numba.njit(parallel=True, **JIT)
-def _conv_grouped(xc, w, w_zero_points, sh, sw, ph, pw, dh, dw, groups, out):
+def _conv(xc, taps, sh, sw, ph, pw, dh, dw, groups, KH, KW, cols, out):
     N, C, H, W = xc.shape
-    O, CG, KH, KW = w.shape
+    O, K = taps.shape
     OH, OW = out.shape[2], out.shape[3]
-    OG = O // groups
-    for task in numba.prange(N * O):
-        n = task // O
-        o = task - n * O
-        c0 = (o // OG) * CG
-        acc = numpy.zeros((OH, OW), numpy.int32)
-        for c in range(CG):
-            for kh in range(KH):
-                oh_lo, oh_hi = _valid_range(H, OH, kh * dh - ph, sh)
-                for kw in range(KW):
-                    tap = numpy.int32(w[o, c, kh, kw]) - w_zero_points[o]
-                    if tap == 0:
-                        continue
-                    ow_lo, ow_hi = _valid_range(W, OW, kw * dw - pw, sw)
-                    for oh in range(oh_lo, oh_hi):
-                        row = xc[n, c0 + c, oh * sh + kh * dh - ph]
-                        for ow in range(ow_lo, ow_hi):
-                            acc[oh, ow] += row[ow * sw + kw * dw - pw] * tap
-        out[n, o] = acc
-
-
-@numba.njit(parallel=True, **JIT)
-def _conv_dense(xc, w, w_zero_points, sh, sw, ph, pw, dh, dw, out):
-    N, C, H, W = xc.shape
-    O, _, KH, KW = w.shape
-    OH, OW = out.shape[2], out.shape[3]
-    K = C * KH * KW
     P = OH * OW
-    taps = numpy.empty((O, K), numpy.int32)
-    for o in range(O):
-        k = 0
-        for c in range(C):
-            for kh in range(KH):
-                for kw in range(KW):
-                    taps[o, k] = numpy.int32(w[o, c, kh, kw]) - w_zero_points[o]
-                    k += 1
-    cols = numpy.empty((P, K), numpy.int32)
+    OG = O // groups
+    blocks = (OG + 3) // 4
     for n in range(N):
-        for p in numba.prange(P):
-            oh = p // OW
-            ow = p - oh * OW
-            k = 0
-            for c in range(C):
-                for kh in range(KH):
-                    ih = oh * sh - ph + kh * dh
-                    for kw in range(KW):
+        for r in numba.prange(C * KH * KW):
+            c = r // (KH * KW)
+            kh = (r // KW) % KH
+            kw = r % KW
+            for oh in range(OH):
+                ih = oh * sh - ph + kh * dh
+                base = oh * OW
+                if ih < 0 or ih >= H:
+                    for ow in range(OW):
+                        cols[r, base + ow] = 0
+                else:
+                    for ow in range(OW):
                         iw = ow * sw - pw + kw * dw
-                        inside = 0 <= ih < H and 0 <= iw < W
-                        cols[p, k] = xc[n, c, ih, iw] if inside else 0
-                        k += 1
-        for o in numba.prange(O):
-            for p in range(P):
-                acc = numpy.int32(0)
-                for k in range(K):
-                    acc += cols[p, k] * taps[o, k]
-                out[n, o, p // OW, p - (p // OW) * OW] = acc
+                        cols[r, base + ow] = xc[n, c, ih, iw] if 0 <= iw < W else 0
+        for task in numba.prange(groups * blocks):
+            g = task // blocks
+            o0 = g * OG + (task - g * blocks) * 4
+            count = min(4, (g + 1) * OG - o0)
+            acc = numpy.zeros((4, P), numpy.int32)
+            for k in range(K):
+                row = cols[g * K + k]
+                for j in range(count):
+                    tap = taps[o0 + j, k]
+                    if tap != 0:
+                        sums = acc[j]
+                        for p in range(P):
+                            sums[p] += row[p] * tap
+            for j in range(count):
+                for p in range(P):
+                    out[n, o0 + j, p // OW, p % OW] = acc[j, p]
 
 
 def quantized_conv2d(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups):
     """int32 (N, O, OH, OW) sums of centered uint8 x int8 products (see
     the module docstring)."""
-    N, _, H, W = x.shape
+    N, C, H, W = x.shape
     O, _, KH, KW = w.shape
     OH = (H + 2 * padding[0] - dilation[0] * (KH - 1) - 1) // stride[0] + 1
     OW = (W + 2 * padding[1] - dilation[1] * (KW - 1) - 1) // stride[1] + 1
     out = numpy.empty((N, O, OH, OW), numpy.int32)
     centered = numpy.subtract(x, numpy.int16(x_zero_point), dtype=numpy.int16)
-    w = numpy.ascontiguousarray(w)
-    w_zero_points = numpy.ascontiguousarray(w_zero_points, dtype=numpy.int32)
-    geometry = (stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1])
-    if groups == 1:
-        _conv_dense(centered, w, w_zero_points, *geometry, out)
-    else:
-        _conv_grouped(centered, w, w_zero_points, *geometry, groups, out)
+    taps = w.reshape(O, -1).astype(numpy.int32) - numpy.asarray(w_zero_points, numpy.int32).reshape(-1, 1)
+    cols = numpy.empty((C * KH * KW, OH * OW), numpy.int16)
+    _conv(centered, taps, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, KH, KW,
+          cols, out)
     return out
