@@ -227,3 +227,7 @@ def test_bad_input(small_retinanet):
         model(image, [{"boxes": mc.tensor([[6.0, 1.0, 5.0, 5.0]]), "labels": mc.tensor([1])}])
     with pytest.raises(ValueError, match="downloads nothing"):
         mc.models.detection.ssd300_vgg16(weights="COCO_V1")
+    with pytest.raises(TypeError, match="score_tresh"), no_init():
+        mc.models.detection.fcos_resnet50_fpn(score_tresh=0.3)       # a typo: torchvision ignores it
+    with pytest.raises(ValueError, match="num_classes"), no_init():
+        mc.models.detection.retinanet_resnet50_fpn(num_classes=0)
