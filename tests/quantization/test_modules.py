@@ -107,6 +107,20 @@ def test_kernel_matches_reference(rng):
     assert registry.find("quantized_conv2d", numpy) is not None
 
 
+def test_kernel_matches_reference_on_random_geometries(rng):
+    from minicnn.kernels.cpu.quantized import quantized_conv2d
+    for _ in range(12):
+        groups, per_group_in, per_group_out = (int(v) for v in rng.integers(1, 4, 3))
+        kh, kw, sh, sw, dh, dw = (int(v) for v in rng.integers(1, 4, 6))
+        ph, pw = (int(v) for v in rng.integers(0, 3, 2))
+        h, w = kh * dh + int(rng.integers(0, 6)), kw * dw + int(rng.integers(0, 6))
+        x = rng.integers(0, 256, (2, groups * per_group_in, h, w), dtype=numpy.uint8)
+        weight = rng.integers(-128, 128, (groups * per_group_out, per_group_in, kh, kw)).astype(numpy.int8)
+        zero_points = rng.integers(-2, 3, groups * per_group_out).astype(numpy.int32)
+        args = (x, int(rng.integers(0, 256)), weight, zero_points, (sh, sw), (ph, pw), (dh, dw), groups)
+        numpy.testing.assert_array_equal(quantized_conv2d(*args), qF.quantized_conv2d_reference(*args))
+
+
 def test_relu_and_pools(rng):
     x, tx = quantized_pair(rng.standard_normal((2, 3, 9, 7)).astype(numpy.float32), 0.02, 131)
     assert_same(nnq.ReLU()(x), torch.relu(tx))
