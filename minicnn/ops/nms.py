@@ -62,7 +62,10 @@ def nms_reference(boxes, scores, iou_threshold):
         w = xp.maximum(xp.minimum(x2[i], x2[i + 1:]) - xp.maximum(x1[i], x1[i + 1:]), 0)
         h = xp.maximum(xp.minimum(y2[i], y2[i + 1:]) - xp.maximum(y1[i], y1[i + 1:]), 0)
         inter = w * h
-        iou = inter / (areas[i] + areas[i + 1:] - inter)
+        # Two zero-area boxes give 0 / 0 = NaN, which suppresses nothing
+        # (torchvision's rule); NumPy's warning about it is expected.
+        with numpy.errstate(invalid="ignore", divide="ignore"):
+            iou = inter / (areas[i] + areas[i + 1:] - inter)
         in_play[i + 1:] &= ~(iou > iou_threshold)
     return xp.asarray(keep, dtype=xp.int64)
 

@@ -114,6 +114,16 @@ def test_degenerate_boxes_behave_as_in_torchvision(backend):
         numpy.testing.assert_array_equal(ops.nms(mc.tensor(b), mc.tensor(s), t).numpy(), tv_nms(b, s, t))
 
 
+def test_zero_area_duplicates_keep_both_without_a_warning(backend):
+    """Two zero-area boxes meet at IoU 0 / 0 = NaN, which suppresses
+    nothing in torchvision; pytest.ini turns a RuntimeWarning from minicnn
+    into an error, so a warning about the division fails this test."""
+    b = numpy.array([[1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 2, 2], [3, 3, 3, 8]], dtype=numpy.float64)
+    s = numpy.array([0.9, 0.8, 0.7, 0.6])
+    for t in (0.0, 0.5):
+        numpy.testing.assert_array_equal(ops.nms(mc.tensor(b), mc.tensor(s), t).numpy(), tv_nms(b, s, t))
+
+
 def test_bad_input_names_the_shapes():
     with pytest.raises(ValueError, match=r"boxes must have shape \(N, 4\), got \(3, 5\)"):
         ops.nms(mc.zeros(3, 5), mc.zeros(3), 0.5)
