@@ -28,6 +28,7 @@ from . import metrics  # noqa: F401
 from . import ops  # noqa: F401
 from .serialization import save, load  # noqa: F401
 from .summary import summary  # noqa: F401
+from .fuse import fuse  # noqa: F401
 from .weights import load_weights, save_weights, UnsafeWeightsError  # noqa: F401
 from .kernels.registry import set_backend, get_backend  # noqa: F401
 from .kernels.cpu.threads import set_num_threads, get_num_threads  # noqa: F401

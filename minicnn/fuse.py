@@ -1,0 +1,307 @@
+"""Fused inference: ``mc.fuse(model)`` returns a new model for eval in
+which each convolution does the work of the layers that follow it.
+
+    fused = mc.fuse(model)          # model itself is left as it was
+    with mc.no_grad():
+        logits = fused(images)
+
+Three rewrites, all exact in real arithmetic (float32 results differ from
+the unfused model's by rounding only):
+
+* **Batch norm folded into the conv before it.** In eval a batch norm is
+  the per-channel affine map ``y = (z - mean) * s + beta`` with
+  ``s = gamma / sqrt(var + eps)``, and ``z = conv(x, W) + b`` is linear in
+  ``W`` and ``b``; so ``y = conv(x, W * s) + (b - mean) * s + beta``: a conv
+  whose weight's output channel ``o`` is scaled by ``s[o]``, with a new
+  bias. (Computed in float64, then cast to the weight's dtype.) The norm
+  layer disappears. Batch norms without running statistics
+  (``track_running_stats=False``) normalize with the batch's statistics
+  even in eval: they are left alone.
+* **The activation after it** (ReLU, ReLU6, SiLU, Hardswish) runs in place
+  on the conv's output array: no second tensor, no separate pass over a
+  fresh array.
+* **The residual add** of a residual block (ResNet's BasicBlock and
+  Bottleneck, MobileNetV2's InvertedResidual, EfficientNet's MBConv) goes
+  into the last conv's output the same way, before its activation:
+  ``relu(bn(conv(x)) + shortcut)`` becomes one ``FusedConv`` call.
+
+Where the patterns are found: in every ``nn.Sequential`` (one that runs its
+children in order: a subclass with its own ``forward`` is not touched),
+runs of conv [-> batch norm] [-> activation] (so torchvision-style
+``Conv2dNormActivation``, VGG's and DenseNet's stems, the detection heads);
+the four residual block classes above and ResNet's stem, whose
+``forward`` is known.
+Anything else is copied unchanged, so a model fuses partly rather than
+wrongly. The folded layers' places in a Sequential are kept by
+``nn.Identity`` modules, so indexing and slicing a Sequential still work.
+
+Training: the fused model is for inference only. ``fuse`` returns it in
+eval mode; a ``FusedConv`` in train mode raises a RuntimeError (its batch
+norms are gone, there is nothing to update: train the unfused model and
+fuse again). Gradients: the folded weights do not require grad; under
+autograd with an input that requires grad (saliency maps, adversarial
+examples), ``FusedConv`` computes the same values out of place, so the
+graph is recorded and gradients reach the input.
+
+torch has ``torch.ao.quantization.fuse_modules`` (named lists of modules,
+for quantization) and ``torch.fx``-based fusion; ``mc.fuse`` takes no
+names: it finds the patterns by walking the module tree.
+"""
+import copy
+
+import numpy
+
+from . import nn
+from .autograd import is_grad_enabled
+from .backend import get_array_module
+from .models import efficientnet, mobilenetv2, resnet
+from .models.detection.frozen_batch_norm import FrozenBatchNorm2d
+from .nn import functional as F
+from .nn.conv import _Conv
+from .nn.normalization import _BatchNorm
+from .tensor import Tensor
+
+#: Activations run in place on a conv's output: module class -> f(tensor, inplace).
+ACTIVATIONS = {nn.ReLU: F.relu, nn.ReLU6: F.relu6, nn.SiLU: F.silu, nn.Hardswish: F.hardswish}
+
+
+def fuse(model):
+    """A new model computing what ``model`` computes in eval, with batch
+    norms folded into the convs before them and activations and residual
+    adds run in place on the convs' outputs (module docstring). ``model``
+    is not changed. The result is in eval mode and refuses train mode."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fuse: model must be an nn.Module, got {type(model).__name__}")
+    fused = _fuse(copy.deepcopy(model))
+    return fused.eval()
+
+
+class FusedConv(nn.Module):
+    """``conv`` with a batch norm folded in, then ``+ residual`` (when
+    given) and ``activation``, both in place on the conv's output:
+    (N, C_in, *spatial) -> (N, C_out, *out_spatial), as ``conv``.
+
+    ``FusedConv(conv, norm=None, activation=None)`` takes a copy of
+    ``conv``; ``norm`` a BatchNorm (with running statistics) or
+    FrozenBatchNorm2d over its output channels; ``activation`` a module
+    of ``ACTIVATIONS`` or None.
+    """
+
+    def __init__(self, conv, norm=None, activation=None):
+        super().__init__()
+        if not _is_conv(conv):
+            raise TypeError(f"FusedConv: conv must be a Conv1d/2d/3d module, got {type(conv).__name__}")
+        if norm is not None and not _foldable(norm, conv):
+            raise ValueError(f"FusedConv: cannot fold {norm!r} into {conv!r} (a batch norm over the conv's "
+                             f"{conv.out_channels} output channels, with running statistics, is needed)")
+        if activation is not None and type(activation) not in ACTIVATIONS:
+            raise TypeError(f"FusedConv: activation must be one of "
+                            f"{', '.join(c.__name__ for c in ACTIVATIONS)} or None, got {type(activation).__name__}")
+        self.conv = copy.deepcopy(conv)
+        weight, bias = _folded(conv, norm) if norm is not None else (conv.weight.data, _bias(conv))
+        self.conv.weight = nn.Parameter(weight.copy(), requires_grad=False)
+        self.conv.bias = nn.Parameter(bias.copy(), requires_grad=False) if bias is not None else None
+        self.activation = activation
+        self.folded_norm = type(norm).__name__ if norm is not None else None
+
+    def forward(self, input, residual=None):
+        if self.training:
+            raise RuntimeError("FusedConv: a fused model is for inference only (its batch norms are folded "
+                               "into the convs): call .eval(), or train the unfused model and mc.fuse it again")
+        y = self.conv(input)
+        fn = ACTIVATIONS[type(self.activation)] if self.activation is not None else None
+        if is_grad_enabled() and (y.requires_grad or (residual is not None and residual.requires_grad)):
+            # A graph is recorded: the same values out of place, so gradients reach the input.
+            if residual is not None:
+                y = y + residual
+            return fn(y) if fn is not None else y
+        if residual is not None:
+            if residual.shape != y.shape:
+                raise ValueError(f"FusedConv: residual of shape {tuple(residual.shape)} does not match the "
+                                 f"conv's output {tuple(y.shape)}")
+            get_array_module(y.data).add(y.data, residual.data, out=y.data)
+        if fn is not None:
+            fn(y, inplace=True)        # the conv's fresh output: nobody else holds it
+        return y
+
+    def extra_repr(self):
+        return f"folded_norm={self.folded_norm}"
+
+
+# -- the rewrites ---------------------------------------------------------
+def _is_conv(module):
+    return isinstance(module, _Conv)
+
+
+def _foldable(norm, conv):
+    """Whether ``norm`` is an eval-mode affine map per output channel of
+    ``conv``: a batch norm with running statistics of the right size."""
+    if isinstance(norm, FrozenBatchNorm2d):
+        stats = norm.running_mean
+    elif isinstance(norm, _BatchNorm):
+        stats = norm.running_mean if norm.track_running_stats else None
+    else:
+        return False
+    return stats is not None and norm.num_features == conv.out_channels
+
+
+def _bias(conv):
+    return conv.bias.data if conv.bias is not None else None
+
+
+def _folded(conv, norm):
+    """(W * s, (b - mean) * s + beta), s = gamma / sqrt(var + eps) per
+    output channel; in float64, returned in the weight's dtype."""
+    xp = get_array_module(conv.weight.data)
+    dtype = conv.weight.data.dtype
+    mean = norm.running_mean.data.astype(numpy.float64)
+    var = norm.running_var.data.astype(numpy.float64)
+    gamma = norm.weight.data.astype(numpy.float64) if norm.weight is not None else xp.ones_like(mean)
+    beta = norm.bias.data.astype(numpy.float64) if norm.bias is not None else xp.zeros_like(mean)
+    scale = gamma / xp.sqrt(var + norm.eps)
+    bias = conv.bias.data.astype(numpy.float64) if conv.bias is not None else xp.zeros_like(mean)
+    weight = conv.weight.data.astype(numpy.float64) * scale.reshape((-1,) + (1,) * (conv.weight.ndim - 1))
+    return weight.astype(dtype), ((bias - mean) * scale + beta).astype(dtype)
+
+
+def _fuse(module):
+    """``module`` with its patterns fused (children replaced in place)."""
+    rule = _BLOCK_RULES.get(type(module))
+    if rule is not None and _block_foldable(module):
+        return rule(module)
+    for name, child in list(module._modules.items()):
+        if child is not None:
+            module._modules[name] = _fuse(child)
+    if type(module).forward is nn.Sequential.forward:
+        _fuse_sequential(module)
+    return module
+
+
+def _fuse_sequential(seq):
+    """Replace each run conv [-> norm] [-> activation] of ``seq`` by a
+    FusedConv followed by Identity modules (the Sequential keeps its
+    length and its children's names)."""
+    items = list(seq._modules.items())
+    i = 0
+    while i < len(items):
+        name, conv = items[i]
+        if not _is_conv(conv):
+            i += 1
+            continue
+        j = i + 1
+        norm = items[j][1] if j < len(items) and _foldable(items[j][1], conv) else None
+        j += norm is not None
+        activation = items[j][1] if j < len(items) and type(items[j][1]) in ACTIVATIONS else None
+        j += activation is not None
+        if j > i + 1:
+            seq._modules[name] = FusedConv(conv, norm, activation)
+            for other, _ in items[i + 1:j]:
+                seq._modules[other] = nn.Identity()
+        i = j
+
+
+class FusedBasicBlock(nn.Module):
+    """ResNet's BasicBlock fused: relu(conv2(relu(conv1(x))) + shortcut(x)),
+    batch norms folded, the add and the last ReLU in conv2's output."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.conv1 = FusedConv(block.conv1, block.bn1, block.relu)
+        self.conv2 = FusedConv(block.conv2, block.bn2, block.relu)
+        self.downsample = _fuse(block.downsample) if block.downsample is not None else None
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.conv2(self.conv1(x), residual=identity)
+
+
+class FusedBottleneck(nn.Module):
+    """ResNet's Bottleneck fused: 1x1 -> 3x3 -> 1x1 with the add and the
+    last ReLU in the third conv's output."""
+
+    def __init__(self, block):
+        super().__init__()
+        self.conv1 = FusedConv(block.conv1, block.bn1, block.relu)
+        self.conv2 = FusedConv(block.conv2, block.bn2, block.relu)
+        self.conv3 = FusedConv(block.conv3, block.bn3, block.relu)
+        self.downsample = _fuse(block.downsample) if block.downsample is not None else None
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.conv3(self.conv2(self.conv1(x)), residual=identity)
+
+
+class FusedResidual(nn.Module):
+    """x + body(x) where body is a Sequential ending in a conv and its
+    norm with no activation (MobileNetV2's InvertedResidual, EfficientNet's
+    MBConv in eval, where stochastic depth is the identity): the add goes
+    into that last conv's output."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = _fuse(body)
+        if _last_fused_conv(self.body) is None:
+            raise ValueError("FusedResidual: the body must end in a conv [-> norm] without an activation")
+
+    def forward(self, x):
+        return _run_with_residual(self.body, x, x)
+
+
+def _tail(seq):
+    """(modules before the last non-Identity child, that child)."""
+    children = [m for m in seq._modules.values() if m is not None]
+    while children and isinstance(children[-1], nn.Identity):
+        children.pop()
+    return children[:-1], children[-1] if children else None
+
+
+def _last_fused_conv(seq):
+    _, last = _tail(seq)
+    if isinstance(last, nn.Sequential) and type(last).forward is nn.Sequential.forward:
+        return _last_fused_conv(last)
+    return last if isinstance(last, FusedConv) and last.activation is None else None
+
+
+def _run_with_residual(seq, x, residual):
+    head, last = _tail(seq)
+    for module in head:
+        x = module(x)
+    if isinstance(last, FusedConv):
+        return last(x, residual=residual)
+    return _run_with_residual(last, x, residual)
+
+
+def _fuse_residual_block(block, body):
+    """FusedResidual over ``body`` when the block adds its input, else the
+    fused body alone (the block's forward is then just ``body(x)``)."""
+    if not block.use_res_connect:
+        return _fuse(body)
+    return FusedResidual(body)
+
+
+def _fuse_resnet(model):
+    """ResNet's stem, conv1 -> bn1 -> relu called by name in its forward:
+    the fused conv takes conv1's place, Identity modules bn1's and relu's
+    (the blocks have ReLUs of their own); then the stages."""
+    model.conv1 = FusedConv(model.conv1, model.bn1, model.relu)
+    model.bn1, model.relu = nn.Identity(), nn.Identity()
+    for name, child in list(model._modules.items()):
+        if name != "conv1" and child is not None:
+            model._modules[name] = _fuse(child)
+    return model
+
+
+def _block_foldable(block):
+    """Whether each of a ResNet block's convs has a foldable norm after it
+    (a block built with, say, GroupNorm is fused as any other module)."""
+    pairs = [(getattr(block, f"conv{i}", None), getattr(block, f"bn{i}", None)) for i in (1, 2, 3)]
+    return all(_foldable(bn, conv) for conv, bn in pairs if conv is not None)
+
+
+_BLOCK_RULES = {
+    resnet.ResNet: _fuse_resnet,
+    resnet.BasicBlock: FusedBasicBlock,
+    resnet.Bottleneck: FusedBottleneck,
+    mobilenetv2.InvertedResidual: lambda block: _fuse_residual_block(block, block.conv),
+    efficientnet.MBConv: lambda block: _fuse_residual_block(block, block.block),
+}

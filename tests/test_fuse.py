@@ -1,0 +1,191 @@
+"""mc.fuse: the fused model computes what the unfused one computes in eval
+(float32, to rounding) on every model of the zoo, with random batch-norm
+statistics so that folding changes the weights; the folding itself
+against torch's ``fuse_conv_bn_eval``; the unfused model is untouched;
+train mode is refused and gradients still reach the input.
+
+Zoo models are built without their initialisation (``no_init``) and
+filled with a cheap pseudo-random pattern (a random block tiled over each
+array: the same values in both models, far cheaper than drawing hundreds
+of millions of numbers); those over ~25M parameters are marked slow.
+Detection models are compared on their backbone's feature maps (their
+post-processing keeps boxes by score thresholds, where rounding decides).
+"""
+import numpy
+import pytest
+import torch
+
+import minicnn as mc
+from minicnn.fuse import FusedBasicBlock, FusedBottleneck, FusedConv, FusedResidual
+from minicnn.nn.skip_init import no_init
+
+#: The models of over ~25M parameters (and the 3-D video nets): marked slow.
+SLOW_PARAMETERS = {
+    "alexnet", "alexnet_original", "convnext_base", "convnext_large", "convnext_small", "convnext_tiny",
+    "deeplabv3_resnet101", "deeplabv3_resnet50", "densenet161", "efficientnet_b5", "efficientnet_b6",
+    "efficientnet_b7", "efficientnet_v2_l", "efficientnet_v2_m", "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2", "fcn_resnet101", "fcn_resnet50", "fcos_resnet50_fpn", "inception_v3",
+    "keypointrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "r2plus1d_18", "r3d_18",
+    "regnet_x_16gf", "regnet_x_32gf", "regnet_x_8gf", "regnet_y_128gf", "regnet_y_16gf", "regnet_y_32gf",
+    "regnet_y_8gf", "resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d", "resnext50_32x4d",
+    "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2", "s3d", "se_resnet50", "ssd300_vgg16", "vgg11",
+    "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "wide_resnet101_2",
+    "wide_resnet50_2", "xception", "resnet50", "mc3_18",
+}
+#: One input per model, (N, C, ...): small, but large enough for each model's downsampling.
+INPUTS = {"lenet5": (1, 1, 32, 32), "yolo_small": (1, 1, 64, 64), "inception_v3": (1, 3, 96, 96),
+          "xception": (1, 3, 96, 96), "googlenet": (1, 3, 64, 64),
+          **{name: (1, 3, 4, 32, 32) for name in ("r3d_18", "mc3_18", "r2plus1d_18")}, "s3d": (1, 3, 8, 64, 64)}
+DETECTION = ("rcnn", "retinanet", "fcos", "ssd")
+
+
+def fill(model, seed=0):
+    """Every parameter and buffer of ``model`` a random block tiled over
+    the array (weights scaled by 1/sqrt(fan-in)); batch norms get random
+    running means, positive running variances and affine parameters."""
+    rng = numpy.random.default_rng(seed)
+    block = rng.random(4093).astype(numpy.float32) - 0.5     # a prime length: no alignment with channels
+    for module in model.modules():
+        for name, tensor in list(module._parameters.items()) + list(module._buffers.items()):
+            if tensor is None or tensor.data.dtype.kind != "f":
+                continue
+            a = tensor.data
+            values = numpy.resize(block[rng.integers(len(block)):], a.size).reshape(a.shape)
+            if name == "running_var":
+                values = 0.5 + 2 * (values + 0.5)                   # in [0.5, 2.5)
+            elif name == "weight" and a.ndim == 1:
+                values = 1 + values                                 # norm scales in [0.5, 1.5)
+            elif a.ndim > 1:
+                values = values * numpy.sqrt(12.0 / (a.size // a.shape[0]))
+            else:
+                values = values * 0.2
+            a[...] = values.astype(a.dtype)
+    return model
+
+
+def arrays(output):
+    """The arrays of a model's output (a Tensor, or dicts / lists / tuples of them), in a fixed order."""
+    if isinstance(output, mc.Tensor):
+        return [output.data]
+    if isinstance(output, dict):
+        return [a for key in sorted(output) for a in arrays(output[key])]
+    if isinstance(output, (list, tuple)):
+        return [a for item in output for a in arrays(item)]
+    return []
+
+
+def relative_error(actual, expected):
+    actual, expected = numpy.asarray(actual, numpy.float64), numpy.asarray(expected, numpy.float64)
+    assert actual.shape == expected.shape
+    return numpy.abs(actual - expected).max(initial=0.0) / max(numpy.abs(expected).max(initial=0.0), 1e-30)
+
+
+def build(name):
+    with no_init():
+        return fill(mc.models.get_model(name)).eval()
+
+
+def zoo_params():
+    return [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_PARAMETERS else name
+            for name in mc.models.list_models()]
+
+
+@pytest.mark.parametrize("name", zoo_params())
+def test_fused_zoo_model_matches_unfused(name):
+    model = build(name)
+    fused = mc.fuse(model)
+    x = mc.tensor(numpy.random.default_rng(1).standard_normal(INPUTS.get(name, (1, 3, 64, 64)))
+                  .astype(numpy.float32))
+    if any(word in name for word in DETECTION):
+        model, fused = model.backbone, fused.backbone
+    with mc.no_grad():
+        expected, actual = arrays(model(x)), arrays(fused(x))
+    assert expected and len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert relative_error(a, e) < 1e-5, name
+    assert not any(isinstance(m, FusedConv) for m in model.modules())    # the unfused model is untouched
+
+
+@pytest.mark.parametrize("name, blocks", [("resnet18", FusedBasicBlock), ("resnet50", FusedBottleneck),
+                                          ("mobilenet_v2", FusedResidual), ("efficientnet_b0", FusedResidual)])
+def test_batch_norms_are_all_folded_and_residual_adds_fused(name, blocks):
+    model = build(name)
+    before = {key: value.data.copy() for key, value in model.state_dict().items()}
+    fused = mc.fuse(model)
+    assert not any(isinstance(m, mc.nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, blocks) for m in fused.modules())
+    assert all(m.folded_norm == "BatchNorm2d" for m in fused.modules() if isinstance(m, FusedConv))
+    # The unfused model keeps its layers and weights, for training and for learners to read.
+    assert sum(isinstance(m, mc.nn.BatchNorm2d) for m in model.modules()) > 10
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(numpy.array_equal(before[k], after[k].data) for k in before)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+def test_folding_matches_torch_fuse_conv_bn_eval(dtype):
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    conv, bn = mc.nn.Conv2d(4, 6, 3, padding=1, groups=2, dtype=dtype), mc.nn.BatchNorm2d(6, eps=1e-3, dtype=dtype)
+    fill(mc.nn.Sequential(conv, bn))
+    torch_dtype = torch.float64 if dtype == numpy.float64 else torch.float32
+    torch_conv = torch.nn.Conv2d(4, 6, 3, padding=1, groups=2, dtype=torch_dtype)
+    torch_bn = torch.nn.BatchNorm2d(6, eps=1e-3, dtype=torch_dtype)
+    torch_conv.load_state_dict({k: torch.tensor(v.data) for k, v in conv.state_dict().items()})
+    torch_bn.load_state_dict({k: torch.tensor(v.data) for k, v in bn.state_dict().items()})
+    expected = fuse_conv_bn_eval(torch_conv.eval(), torch_bn.eval())
+    fused = FusedConv(conv, bn, mc.nn.ReLU()).eval()
+    tight = 1e-12 if dtype == numpy.float64 else 1e-6
+    assert relative_error(fused.conv.weight.data, expected.weight.detach().numpy()) < tight
+    assert relative_error(fused.conv.bias.data, expected.bias.detach().numpy()) < tight
+    x = numpy.random.default_rng(2).standard_normal((2, 4, 5, 5)).astype(dtype)
+    with torch.no_grad():
+        want = torch.relu(expected(torch.tensor(x))).numpy()
+    with mc.no_grad():
+        assert relative_error(fused(mc.tensor(x)).data, want) < tight
+
+
+def test_residual_goes_in_before_the_activation():
+    conv = mc.nn.Conv2d(3, 3, 1, bias=False)
+    conv.weight.data[...] = numpy.eye(3, dtype=numpy.float32).reshape(3, 3, 1, 1)
+    fused = FusedConv(conv, None, mc.nn.ReLU6()).eval()
+    x = mc.tensor(numpy.full((1, 3, 2, 2), 4.0, numpy.float32))
+    r = mc.tensor(numpy.full((1, 3, 2, 2), -3.0, numpy.float32))
+    with mc.no_grad():
+        assert numpy.all(fused(x, residual=r).data == 1.0)          # relu6(4 - 3), not relu6(4) - 3
+        assert numpy.all(fused(x, residual=mc.tensor(numpy.full((1, 3, 2, 2), 5.0, numpy.float32))).data == 6.0)
+        with pytest.raises(ValueError, match=r"residual of shape \(1, 3, 1, 1\)"):
+            fused(x, residual=mc.tensor(numpy.zeros((1, 3, 1, 1), numpy.float32)))
+
+
+def test_fused_model_refuses_train_mode_and_passes_gradients_to_the_input():
+    model = build("resnet18")
+    fused = mc.fuse(model)
+    assert not fused.training
+    x = mc.tensor(numpy.random.default_rng(3).standard_normal((1, 3, 32, 32)).astype(numpy.float32),
+                  requires_grad=True)
+    model(x).sum().backward()
+    expected = x.grad.data.copy()
+    x.grad = None
+    fused(x).sum().backward()                 # grad enabled: the out-of-place path records the graph
+    assert relative_error(x.grad.data, expected) < 1e-4
+    assert not any(m.conv.weight.requires_grad for m in fused.modules() if isinstance(m, FusedConv))
+    fused.train()
+    with pytest.raises(RuntimeError, match="inference only"):
+        fused(x)
+
+
+def test_what_cannot_be_folded_is_left_alone_and_bad_arguments_are_refused():
+    norm = mc.nn.BatchNorm2d(4, track_running_stats=False)      # batch statistics even in eval: not foldable
+    model = mc.nn.Sequential(mc.nn.Conv2d(3, 4, 3), norm, mc.nn.ReLU(), mc.nn.Conv2d(4, 4, 1), mc.nn.GELU())
+    fused = mc.fuse(model)
+    assert [type(m).__name__ for m in fused] == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "GELU"]
+    x = mc.tensor(numpy.random.default_rng(4).standard_normal((2, 3, 6, 6)).astype(numpy.float32))
+    with mc.no_grad():
+        assert relative_error(fused(x).data, model.eval()(x).data) == 0
+    with pytest.raises(TypeError, match="must be an nn.Module"):
+        mc.fuse(lambda x: x)
+    with pytest.raises(ValueError, match="cannot fold"):
+        FusedConv(mc.nn.Conv2d(3, 4, 3), mc.nn.BatchNorm2d(5))
+    with pytest.raises(TypeError, match="activation must be one of"):
+        FusedConv(mc.nn.Conv2d(3, 4, 3), None, mc.nn.GELU())
+    with pytest.raises(TypeError, match="conv must be"):
+        FusedConv(mc.nn.Linear(3, 4))
