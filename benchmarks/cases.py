@@ -13,7 +13,8 @@ Conventions, identical on both sides:
   drops the gradients (so no iteration pays to accumulate into the last).
 * Training steps: ``zero_grad``, forward, cross-entropy, backward and an
   SGD step (momentum 0.9) on a fixed batch.
-* Inference: ``eval()`` mode under no_grad.
+* Inference: ``eval()`` mode under no_grad; the ``inference-fused`` group
+  runs minicnn's model through ``mc.fuse`` (torch eager fuses nothing).
 * Device: every case runs on the CPU by default, or on ``device="cuda"``
   (``python -m benchmarks --device cuda``): the same arrays copied to the
   GPU, minicnn through CuPy against torch through cuDNN / cuBLAS. The
@@ -212,8 +213,13 @@ def _train_case(mc_model, torch_model, shape, classes, case, device):
     return mc_fn, torch_fn
 
 
-def _inference_case(name, shape, case, device):
+def _inference_case(name, shape, case, device, fused=False):
+    """Eval-mode forward of both models; ``fused``: minicnn's model through
+    ``mc.fuse`` (batch norms folded, activations and residual adds in the
+    convs' output) against torch's eager model, which fuses nothing."""
     mc_model, torch_model = mc.models.get_model(name).to(device).eval(), _torch_model(name).to(device).eval()
+    if fused:
+        mc_model = mc.fuse(mc_model)
     return inference_fns(mc_model, torch_model, shape, case, device)
 
 
@@ -313,6 +319,16 @@ def all_cases(device="cpu"):
         case = Case("inference", f"{name} 8x3x224x224", None, repeats=7, skip=_missing_model(name))
         case.build = lambda name=name, case=case: _inference_case(name, (8, 3, 224, 224), case, device)
         cases.append(case)
+    # python -m benchmarks --only inference-fused
+    # (fused and unfused side by side: the speed-up of fusion is the ratio of their ratios)
+    for name in ("resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "densenet121"):
+        for batch in (1, 8):
+            for fused in (False, True):
+                case = Case("inference-fused", f"{name} {batch}x3x224x224 {'fused' if fused else 'unfused'}",
+                            None, repeats=7, skip=_missing_model(name))
+                case.build = lambda name=name, batch=batch, case=case, fused=fused: _inference_case(
+                    name, (batch, 3, 224, 224), case, device, fused)
+                cases.append(case)
     return cases
 
 
