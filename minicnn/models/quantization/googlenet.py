@@ -10,7 +10,6 @@ the same parameters, with the extra modules added.
 """
 from ...ao.nn.quantized import FloatFunctional
 from ...ao.quantization import DeQuantStub, QuantStub
-from ... import functional as F
 from ... import nn
 from ..googlenet import BasicConv2d, GoogLeNet, GoogLeNetOutputs, Inception, InceptionAux, _transform_input
 from .utils import _QUANTIZE_DOC, _adaptive_avg_pool2d, _build, _fuse_modules
