@@ -1,8 +1,10 @@
-"""Integer convolution for quantized inference, compiled with Numba.
+"""Integer convolution for quantized inference: exact int32 sums, computed
+by float32 GEMMs where that is exact, else by a direct Numba kernel.
 
 Notation: N batch, C input channels, H, W input size, O output channels,
 G groups (C / G = CG channels and O / G = OG outputs per group), KH, KW
-kernel, OH, OW output size, K = CG*KH*KW the length of one dot product.
+kernel, OH, OW output size, P = OH*OW, K = CG*KH*KW the length of one dot
+product.
 
 Contract (that of the NumPy reference ``quantized_conv2d`` in
 ``minicnn/ao/nn/quantized/functional.py``): uint8 activations ``x``
@@ -15,77 +17,199 @@ exact int32 sum::
         * (w[o, c, kh, kw] - w_zero_points[o])
 
 where input pixels in the padding count as ``x_zero_point`` (the real
-number 0), so they add nothing. Integer sums have no rounding, so this
-kernel and the reference agree exactly, whatever the order.
+number 0), so they add nothing.
 
-How: the input is centered once (int16, x - x_zero_point). For each image
-the centered patches are gathered into an int16 (C*KH*KW, OH*OW) table
-(im2col: each row one (channel, tap) pair, copied row by row, padding as
-0), rows in parallel. The rows of group g are the block
-[g*K, (g+1)*K), so every group reads its own rows. Then each task takes up
-to 4 output channels of one group and keeps their int32 (4, OH*OW) sums:
-for each of its K rows it adds tap * row along the whole row, a long
-contiguous loop Numba vectorizes, tasks in parallel. Depthwise convs are
-the case K = KH*KW, one channel per task.
+Why float32 GEMMs are exact here
+--------------------------------
+Every term is an integer, |x - x_zero_point| <= 255, and float32 holds
+every integer up to 2**24 exactly. Whatever order a BLAS adds the terms
+of one dot product in (blocked, with or without fused multiply-adds),
+each partial sum is an integer no larger than the sum of the terms'
+magnitudes, at most 255 * sum_k |w[o, k] - w_zero_points[o]|. So where
+that bound is <= 2**24 for every output channel, every step of the GEMM
+is exact and its float32 result is the int32 sum. ``pack`` cuts K into
+chunks where the bound holds (one chunk for most layers: trained weights
+are far below their maximum on average) and the chunks' exact results are
+added as integers. A GEMM runs at float32 BLAS speed, several times the
+integer loops LLVM makes of a plain Numba kernel.
+
+How
+---
+``pack`` (once per module, at convert time) centers the weights and
+finds the chunks. Per image, the centered input is laid out as a float32
+(C*KH*KW, P) im2col table (a 1x1 stride-1 conv uses the centered image
+itself), then each group's (OG, K) weights times its (K, P) rows, split
+over output channels among minicnn's threads (``threads.py``). Depthwise
+and other convs with a short K (a GEMM of a few rows does not pay) run a
+direct Numba kernel instead: one (image, output channel) per task, int32
+sums of int16 products, the valid output columns of each tap computed
+once so the inner loop has no bounds test.
 """
+import collections
+
 import numba
 import numpy
 
-from .loops import JIT
+from .loops import JIT, _share
+from .threads import PARALLEL_SIZE, parallel_parts, run_in_parallel, split, thread_count
+
+#: float32 holds every integer of magnitude up to this exactly.
+EXACT_FLOAT32 = 1 << 24
+#: Largest |x - x_zero_point| of a uint8 input.
+MAX_CENTERED_INPUT = 255
+#: Shortest dot product that goes to a GEMM; shorter ones (depthwise 3x3
+#: has K = 9) run the direct kernel.
+GEMM_MIN_K = 32
+
+Packed = collections.namedtuple("Packed", "taps gemm_taps chunks groups")
+Packed.__doc__ = """Weights laid out for ``quantized_conv2d``: ``taps`` the
+centered int32 (O, K) weights, ``gemm_taps`` the same as float32
+(G, OG, K), ``chunks`` the (start, stop) runs of K whose float32 dot
+products are exact, ``groups`` G."""
 
 
-@numba.njit(parallel=True, **JIT)
-def _conv(xc, taps, sh, sw, ph, pw, dh, dw, groups, KH, KW, cols, out):
+def _exact_chunks(taps):
+    """Consecutive (start, stop) runs covering range(K) such that
+    MAX_CENTERED_INPUT * sum over the run of |taps[o, k]| <= EXACT_FLOAT32
+    for every row o: each run's float32 dot products are exact."""
+    K = taps.shape[1]
+    cumulative = numpy.cumsum(numpy.abs(taps.astype(numpy.int64)), axis=1)
+    chunks, start = [], 0
+    while start < K:
+        before = cumulative[:, start - 1:start] if start else 0
+        # a single term is at most 255 * 255 < 2**24, so every run is non-empty
+        fits = ((cumulative[:, start:] - before).max(axis=0) * MAX_CENTERED_INPUT <= EXACT_FLOAT32)
+        stop = start + (int(numpy.argmin(fits)) if not fits.all() else K - start)
+        chunks.append((start, stop))
+        start = stop
+    return tuple(chunks)
+
+
+def pack(w, w_zero_points, groups):
+    """The :data:`Packed` layout of int8 weights ``w`` (O, CG, KH, KW) with
+    per-channel ``w_zero_points`` (O,), for ``groups`` groups."""
+    O = w.shape[0]
+    taps = w.reshape(O, -1).astype(numpy.int32) - numpy.asarray(w_zero_points, numpy.int32).reshape(-1, 1)
+    gemm_taps = taps.astype(numpy.float32).reshape(groups, O // groups, -1)
+    return Packed(taps, gemm_taps, _exact_chunks(taps), groups)
+
+
+@numba.njit(**JIT)
+def _im2col(x, x_zero_point, sh, sw, ph, pw, dh, dw, KH, KW, cols, part, parts):
+    """cols[(c*KH + kh)*KW + kw, oh*OW + ow] = x[c, ih, iw] - x_zero_point
+    (0 in the padding), float32; this part's share of the rows."""
+    C, H, W = x.shape
+    OH = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1
+    OW = (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
+    start, stop = _share(C * KH * KW, part, parts)
+    for r in range(start, stop):
+        c = r // (KH * KW)
+        kh = (r // KW) % KH
+        kw = r % KW
+        off = kw * dw - pw
+        lo = min(OW, max(0, (-off + sw - 1) // sw))        # first ow with iw >= 0
+        hi = max(lo, min(OW, (W - 1 - off) // sw + 1))     # past the last ow with iw < W
+        for oh in range(OH):
+            ih = oh * sh - ph + kh * dh
+            row = cols[r, oh * OW:(oh + 1) * OW]
+            if ih < 0 or ih >= H:
+                row[:] = 0
+                continue
+            src = x[c, ih]
+            row[:lo] = 0
+            for ow in range(lo, hi):
+                row[ow] = numpy.float32(numpy.int32(src[ow * sw + off]) - x_zero_point)
+            row[hi:] = 0
+
+
+@numba.njit(**JIT)
+def _direct(xc, taps, sh, sw, ph, pw, dh, dw, groups, KH, KW, out, part, parts):
+    """out[n, o] = the exact int32 sums for this part's (n, o) tasks, from
+    the centered int16 input ``xc``."""
     N, C, H, W = xc.shape
-    O, K = taps.shape
+    O = taps.shape[0]
     OH, OW = out.shape[2], out.shape[3]
-    P = OH * OW
-    OG = O // groups
-    blocks = (OG + 3) // 4
-    for n in range(N):
-        for r in numba.prange(C * KH * KW):
-            c = r // (KH * KW)
-            kh = (r // KW) % KH
-            kw = r % KW
-            for oh in range(OH):
-                ih = oh * sh - ph + kh * dh
-                base = oh * OW
-                if ih < 0 or ih >= H:
-                    for ow in range(OW):
-                        cols[r, base + ow] = 0
+    OG, CG = O // groups, C // groups
+    acc = numpy.empty((OH, OW), numpy.int32)
+    start, stop = _share(N * O, part, parts)
+    for task in range(start, stop):
+        n, o = task // O, task % O
+        g = o // OG
+        acc[:] = 0
+        for c in range(CG):
+            for kh in range(KH):
+                for kw in range(KW):
+                    tap = taps[o, (c * KH + kh) * KW + kw]
+                    if tap == 0:
+                        continue
+                    off = kw * dw - pw
+                    lo = min(OW, max(0, (-off + sw - 1) // sw))
+                    hi = max(lo, min(OW, (W - 1 - off) // sw + 1))
+                    for oh in range(OH):
+                        ih = oh * sh - ph + kh * dh
+                        if 0 <= ih < H:
+                            src = xc[n, g * CG + c, ih]
+                            dst = acc[oh]
+                            for ow in range(lo, hi):
+                                dst[ow] += numpy.int32(src[ow * sw + off]) * tap
+        out[n, o] = acc
+
+
+def _products(packed, cols, out):
+    """out (O, P) int32 = each group's centered weights times its rows of
+    the float32 table ``cols`` (G*K, P), chunk by chunk (each exact),
+    output channels shared among the threads."""
+    G, OG, K = packed.gemm_taps.shape
+    P = cols.shape[1]
+    tasks = [(g, rows) for g in range(G) for rows in split(range(OG), max(1, thread_count() // G))]
+    threads = thread_count() if G * OG * K * P >= PARALLEL_SIZE else 1
+
+    def work(mine):
+        for g, rows in mine:
+            o0, o1 = g * OG + rows.start, g * OG + rows.stop
+            taps = packed.gemm_taps[g, rows.start:rows.stop]
+            for i, (k0, k1) in enumerate(packed.chunks):
+                product = taps[:, k0:k1] @ cols[g * K + k0:g * K + k1]
+                if i == 0:
+                    out[o0:o1] = product
                 else:
-                    for ow in range(OW):
-                        iw = ow * sw - pw + kw * dw
-                        cols[r, base + ow] = xc[n, c, ih, iw] if 0 <= iw < W else 0
-        for task in numba.prange(groups * blocks):
-            g = task // blocks
-            o0 = g * OG + (task - g * blocks) * 4
-            count = min(4, (g + 1) * OG - o0)
-            acc = numpy.zeros((4, P), numpy.int32)
-            for k in range(K):
-                row = cols[g * K + k]
-                for j in range(count):
-                    tap = taps[o0 + j, k]
-                    if tap != 0:
-                        sums = acc[j]
-                        for p in range(P):
-                            sums[p] += row[p] * tap
-            for j in range(count):
-                for p in range(P):
-                    out[n, o0 + j, p // OW, p % OW] = acc[j, p]
+                    # int32 + float32 adds in float64: exact, then back to int32
+                    numpy.add(out[o0:o1], product, out=out[o0:o1], casting="unsafe")
+    run_in_parallel(work, [part for part in split(tasks, threads) if part])
 
 
-def quantized_conv2d(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups):
+def quantized_conv2d(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, packed=None):
     """int32 (N, O, OH, OW) sums of centered uint8 x int8 products (see
-    the module docstring)."""
+    the module docstring); ``packed``: ``pack(w, w_zero_points, groups)``,
+    made here if not given."""
     N, C, H, W = x.shape
     O, _, KH, KW = w.shape
-    OH = (H + 2 * padding[0] - dilation[0] * (KH - 1) - 1) // stride[0] + 1
-    OW = (W + 2 * padding[1] - dilation[1] * (KW - 1) - 1) // stride[1] + 1
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    OH = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1
+    OW = (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
+    if packed is None:
+        packed = pack(w, w_zero_points, groups)
     out = numpy.empty((N, O, OH, OW), numpy.int32)
-    centered = numpy.subtract(x, numpy.int16(x_zero_point), dtype=numpy.int16)
-    taps = w.reshape(O, -1).astype(numpy.int32) - numpy.asarray(w_zero_points, numpy.int32).reshape(-1, 1)
-    cols = numpy.empty((C * KH * KW, OH * OW), numpy.int16)
-    _conv(centered, taps, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups, KH, KW,
-          cols, out)
+    K = packed.taps.shape[1]
+    if K < GEMM_MIN_K:
+        centered = numpy.subtract(x, numpy.int16(x_zero_point), dtype=numpy.int16)
+        parallel_parts(_direct, out.size * K, centered, packed.taps, sh, sw, ph, pw, dh, dw, groups, KH, KW,
+                       out)
+        return out
+    pointwise = KH == KW == 1 and (sh, sw, ph, pw) == (1, 1, 0, 0)
+    if pointwise and H * W == 1 and groups == 1:
+        # a linear layer: one GEMM for the whole batch
+        rows = numpy.subtract(x.reshape(N, C).T, numpy.float32(x_zero_point), dtype=numpy.float32)
+        acc = numpy.empty((O, N), numpy.int32)
+        _products(packed, rows, acc)
+        out[:, :, 0, 0] = acc.T
+        return out
+    cols = None if pointwise else numpy.empty((C * KH * KW, OH * OW), numpy.float32)
+    for n in range(N):
+        if pointwise:
+            cols = numpy.subtract(x[n].reshape(C, H * W), numpy.float32(x_zero_point), dtype=numpy.float32)
+        else:
+            parallel_parts(_im2col, cols.size, x[n], numpy.int32(x_zero_point), sh, sw, ph, pw, dh, dw, KH, KW,
+                           cols)
+        _products(packed, cols, out[n].reshape(O, OH * OW))
     return out

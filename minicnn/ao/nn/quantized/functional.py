@@ -44,11 +44,12 @@ from ...qtensor import QTensor, quint8, quantize_array
 _F32 = numpy.float32
 
 
-def quantized_conv2d_reference(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups):
+def quantized_conv2d_reference(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, packed=None):
     """The NumPy reference of the ``quantized_conv2d`` kernel (contract in
     ``kernels/cpu/quantized.py``): centered integers, padded with 0, as
     windows; products summed by a float64 matmul, exact because every
-    partial sum is an integer below 2**53."""
+    partial sum is an integer below 2**53. ``packed`` (the Numba kernel's
+    weight layout) is ignored: the reference works from ``w``."""
     N, C, H, W = x.shape
     O, CG, KH, KW = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -65,6 +66,18 @@ def quantized_conv2d_reference(x, x_zero_point, w, w_zero_points, stride, paddin
 
 registry.register("quantized_conv2d", "numpy", quantized_conv2d_reference)
 registry.register("quantized_conv2d", "numba", "minicnn.kernels.cpu.quantized:quantized_conv2d")
+registry.register("quantized_conv2d_pack", "numba", "minicnn.kernels.cpu.quantized:pack")
+
+
+def pack_weight(weight, groups=1):
+    """A qint8 weight laid out once for the backend's ``quantized_conv2d``
+    kernel (modules keep it as ``_packed``), or None where the kernel in
+    force packs nothing (the NumPy reference)."""
+    packer = registry.find("quantized_conv2d_pack", numpy)
+    if packer is None:
+        return None
+    _, w_zero_points = _weight_params(weight, weight.shape[0])
+    return packer(weight._q, w_zero_points, groups)
 
 
 def _check_quantized(input, fn, name="input"):
@@ -104,7 +117,7 @@ def requantize(acc, x_scale, w_scales, bias, scale, zero_point, relu, channel_ax
     return numpy.clip(q, zero_point if relu else 0, 255).astype(numpy.uint8)
 
 
-def conv2d(input, weight, bias, stride, padding, dilation, groups, scale, zero_point, relu=False):
+def conv2d(input, weight, bias, stride, padding, dilation, groups, scale, zero_point, relu=False, packed=None):
     """Quantized 2-d convolution (fused ReLU if ``relu``).
 
     Args:
@@ -114,6 +127,8 @@ def conv2d(input, weight, bias, stride, padding, dilation, groups, scale, zero_p
         bias: float32 array (O,) or None.
         stride, padding, dilation: pairs of ints. groups: int.
         scale, zero_point: the output's quantization parameters.
+        packed: ``pack_weight(weight, groups)``, made once by a module
+            (faster); None packs here when the kernel needs it.
 
     Returns a quint8 QTensor (N, O, OH, OW).
     """
@@ -128,16 +143,18 @@ def conv2d(input, weight, bias, stride, padding, dilation, groups, scale, zero_p
                          f"groups={groups} expects {CG * groups}")
     w_scales, w_zero_points = _weight_params(weight, O)
     kernel = registry.lookup("quantized_conv2d", numpy)
-    acc = kernel(input._q, input.q_zero_point(), weight._q, w_zero_points, stride, padding, dilation, groups)
+    acc = kernel(input._q, input.q_zero_point(), weight._q, w_zero_points, stride, padding, dilation, groups,
+                 packed=packed)
     q = requantize(acc, input.q_scale(), w_scales, bias, scale, zero_point, relu)
     return QTensor._per_tensor(q, scale, zero_point, quint8)
 
 
-def linear(input, weight, bias, scale, zero_point, relu=False):
+def linear(input, weight, bias, scale, zero_point, relu=False, packed=None):
     """Quantized ``input @ weight.T + bias`` (fused ReLU if ``relu``).
 
     input: quint8 QTensor (*, in_features); weight: qint8 QTensor
-    (out_features, in_features); bias: float32 array or None.
+    (out_features, in_features); bias: float32 array or None; packed:
+    ``pack_weight(weight)`` or None.
     """
     fn = "quantized linear"
     _check_quantized(input, fn)
@@ -149,7 +166,8 @@ def linear(input, weight, bias, scale, zero_point, relu=False):
     w_scales, w_zero_points = _weight_params(weight, O)
     kernel = registry.lookup("quantized_conv2d", numpy)
     x = input._q.reshape(-1, K, 1, 1)
-    acc = kernel(x, input.q_zero_point(), weight._q.reshape(O, K, 1, 1), w_zero_points, (1, 1), (0, 0), (1, 1), 1)
+    acc = kernel(x, input.q_zero_point(), weight._q.reshape(O, K, 1, 1), w_zero_points, (1, 1), (0, 0), (1, 1), 1,
+                 packed=packed)
     q = requantize(acc[:, :, 0, 0], input.q_scale(), w_scales, bias, scale, zero_point, relu)
     return QTensor._per_tensor(q.reshape(lead + (O,)), scale, zero_point, quint8)
 

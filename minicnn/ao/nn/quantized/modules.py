@@ -130,6 +130,8 @@ class Conv2d(Module):
         if not isinstance(w, QTensor) or w.dtype is not qint8:
             raise TypeError(f"{type(self).__name__}: weight must be a qint8 QTensor, got {w!r}")
         self._weight = w
+        # laid out for the kernel once here (at convert), not at every call
+        self._packed = qF.pack_weight(w, getattr(self, "groups", 1))
         self._bias = None if b is None else numpy.asarray(b.data if isinstance(b, Tensor) else b, numpy.float32)
 
     def weight(self):
@@ -140,7 +142,7 @@ class Conv2d(Module):
 
     def forward(self, input):
         return qF.conv2d(input, self._weight, self._bias, self.stride, self.padding, self.dilation, self.groups,
-                         self.scale, self.zero_point, relu=self._relu)
+                         self.scale, self.zero_point, relu=self._relu, packed=self._packed)
 
     @classmethod
     def from_float(cls, mod):
@@ -183,7 +185,8 @@ class Linear(Module):
     bias = Conv2d.bias
 
     def forward(self, input):
-        return qF.linear(input, self._weight, self._bias, self.scale, self.zero_point, relu=self._relu)
+        return qF.linear(input, self._weight, self._bias, self.scale, self.zero_point, relu=self._relu,
+                         packed=self._packed)
 
     @classmethod
     def from_float(cls, mod):
