@@ -6,6 +6,11 @@ layer for the int8 / float32 ratio (conventions and timing as in
     python -m benchmarks.quantized                  # all threads
     python -m benchmarks.quantized --threads 1 --repeats 9
 
+Models: ResNet-18 and MobileNet v2 whole-model inference at batch 1,
+224 x 224: the quantizable model, fused, calibrated on one image and
+converted with the x86 qconfig, in each framework (torch's engine x86),
+and each framework's float32 model in eval mode under no_grad.
+
 Layers (batch 1, 3x3, padding 1, ResNet-18 / MobileNet v2 sizes): 64
 channels at 56x56, 128 channels at 28x28, and a depthwise 96-channel
 layer at 28x28. The quantized layers take quint8 input (scale 0.05, zero
@@ -66,8 +71,53 @@ def _float_case(channels, size, groups):
     return run_ours, run_theirs
 
 
+MODELS = ["resnet18", "mobilenet_v2"]
+
+
+def _int8_model_case(name):
+    import torchvision.models.quantization as tvq
+    warnings.filterwarnings("ignore", message=".*quantized tensor creation.*")
+    torch.backends.quantized.engine = "x86"
+    x = _data(1, 3, 224, 224)
+    ours = getattr(mc.models.quantization, name)(quantize=True, calibration_data=[mc.tensor(x)])
+    theirs = getattr(tvq, name)(weights=None, quantize=False).eval()
+    theirs.fuse_model()
+    theirs.qconfig = torch.ao.quantization.get_default_qconfig("x86")
+    torch.ao.quantization.prepare(theirs, inplace=True)
+    tx = torch.from_numpy(x)
+    with torch.no_grad():
+        theirs(tx)
+    torch.ao.quantization.convert(theirs, inplace=True)
+    mx = mc.tensor(x)
+
+    def run_theirs():
+        with torch.no_grad():
+            return theirs(tx)
+    return (lambda: ours(mx)), run_theirs
+
+
+def _float_model_case(name):
+    import torchvision
+    x = _data(1, 3, 224, 224)
+    ours = getattr(mc.models, name)().eval()
+    theirs = getattr(torchvision.models, name)().eval()
+    mx, tx = mc.tensor(x), torch.from_numpy(x)
+
+    def run_ours():
+        with mc.no_grad():
+            return ours(mx)
+
+    def run_theirs():
+        with torch.no_grad():
+            return theirs(tx)
+    return run_ours, run_theirs
+
+
 def quantized_cases():
     cases = []
+    for name in MODELS:
+        cases.append(Case("model int8", f"{name} 1x3x224x224", lambda n=name: _int8_model_case(n)))
+        cases.append(Case("model fp32", f"{name} 1x3x224x224", lambda n=name: _float_model_case(n)))
     for channels, size, groups in LAYERS:
         name = f"{channels}x{size}x{size} 3x3" + (" depthwise" if groups > 1 else "")
         flops = _flops(channels, size, groups)

@@ -102,6 +102,7 @@ def _im2col(x, x_zero_point, sh, sw, ph, pw, dh, dw, KH, KW, cols, part, parts):
     OH = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1
     OW = (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
     start, stop = _share(C * KH * KW, part, parts)
+    zero = numpy.float32(x_zero_point)
     for r in range(start, stop):
         c = r // (KH * KW)
         kh = (r // KW) % KH
@@ -111,15 +112,17 @@ def _im2col(x, x_zero_point, sh, sw, ph, pw, dh, dw, KH, KW, cols, part, parts):
         hi = max(lo, min(OW, (W - 1 - off) // sw + 1))     # past the last ow with iw < W
         for oh in range(OH):
             ih = oh * sh - ph + kh * dh
-            row = cols[r, oh * OW:(oh + 1) * OW]
+            base = oh * OW
             if ih < 0 or ih >= H:
-                row[:] = 0
+                for ow in range(OW):
+                    cols[r, base + ow] = 0
                 continue
-            src = x[c, ih]
-            row[:lo] = 0
+            for ow in range(lo):
+                cols[r, base + ow] = 0
             for ow in range(lo, hi):
-                row[ow] = numpy.float32(numpy.int32(src[ow * sw + off]) - x_zero_point)
-            row[hi:] = 0
+                cols[r, base + ow] = numpy.float32(x[c, ih, ow * sw + off]) - zero
+            for ow in range(hi, OW):
+                cols[r, base + ow] = 0
 
 
 @numba.njit(**JIT)
