@@ -283,7 +283,9 @@ def write_chart(rows, layers, info, path):
         ax.set_yticks(range(len(kernels)), kernels, fontsize=8)
         ax.set_facecolor("#dddddd")  # cells no network in the grid fills
         ax.set_title(f"conv2d {direction}", fontsize=9)
-    fig.colorbar(image, ax=axes[0].tolist(), label="minicnn / torch time (geometric mean; cases)")
+    bar = fig.colorbar(image, ax=axes[0].tolist(), label="minicnn / torch time (geometric mean; cases)")
+    bar.set_ticks([0.25, 0.5, 1, 2, 4], labels=["0.25", "0.5", "1", "2", "4"])
+    bar.minorticks_off()
     reliable = (info.get("load") or {}).get("reliable", True)
     fig.suptitle(f"conv sweep, {info['threads']} threads, {info['cpu']}"
                  + ("" if reliable else " - UNRELIABLE: machine under load"), fontsize=9)
