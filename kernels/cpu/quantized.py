@@ -50,7 +50,7 @@ import collections
 import numba
 import numpy
 
-from .loops import JIT, _share
+from .loops import JIT, _share, u64
 from .threads import PARALLEL_SIZE, parallel_parts, run_in_parallel, split, thread_count
 
 #: float32 holds every integer of magnitude up to this exactly.
@@ -110,19 +110,24 @@ def _im2col(x, x_zero_point, sh, sw, ph, pw, dh, dw, KH, KW, cols, part, parts):
         off = kw * dw - pw
         lo = min(OW, max(0, (-off + sw - 1) // sw))        # first ow with iw >= 0
         hi = max(lo, min(OW, (W - 1 - off) // sw + 1))     # past the last ow with iw < W
+        row = cols[r]
         for oh in range(OH):
             ih = oh * sh - ph + kh * dh
             base = oh * OW
             if ih < 0 or ih >= H:
-                for ow in range(OW):
-                    cols[r, base + ow] = 0
+                row[base:base + OW] = 0
                 continue
-            for ow in range(lo):
-                cols[r, base + ow] = 0
-            for ow in range(lo, hi):
-                cols[r, base + ow] = numpy.float32(x[c, ih, ow * sw + off]) - zero
-            for ow in range(hi, OW):
-                cols[r, base + ow] = 0
+            src = x[c, ih]
+            row[base:base + lo] = 0
+            # unsigned indices (no negative-index wraparound test) and, at
+            # stride 1, contiguous loads: the loop vectorizes
+            if sw == 1:
+                for ow in range(lo, hi):
+                    row[u64(base + ow)] = numpy.float32(src[u64(ow + off)]) - zero
+            else:
+                for ow in range(lo, hi):
+                    row[u64(base + ow)] = numpy.float32(src[u64(ow * sw + off)]) - zero
+            row[base + hi:base + OW] = 0
 
 
 @numba.njit(**JIT)
@@ -153,8 +158,13 @@ def _direct(xc, taps, sh, sw, ph, pw, dh, dw, groups, KH, KW, out, part, parts):
                         if 0 <= ih < H:
                             src = xc[n, g * CG + c, ih]
                             dst = acc[oh]
-                            for ow in range(lo, hi):
-                                dst[ow] += numpy.int32(src[ow * sw + off]) * tap
+                            # unsigned indices: no negative-index wraparound test, so the loop vectorizes
+                            if sw == 1:
+                                for ow in range(lo, hi):
+                                    dst[u64(ow)] += numpy.int32(src[u64(ow + off)]) * tap
+                            else:
+                                for ow in range(lo, hi):
+                                    dst[u64(ow)] += numpy.int32(src[u64(ow * sw + off)]) * tap
         out[n, o] = acc
 
 
