@@ -41,9 +41,9 @@ finds the chunks. Per image, the centered input is laid out as a float32
 itself), then each group's (OG, K) weights times its (K, P) rows, split
 over output channels among minicnn's threads (``threads.py``). Depthwise
 and other convs with a short K (a GEMM of a few rows does not pay) run a
-direct Numba kernel instead: one (image, output channel) per task, int32
-sums of int16 products, the valid output columns of each tap computed
-once so the inner loop has no bounds test.
+direct Numba kernel instead: one (image, output channel) per task, float32
+sums (exact: K < 16 terms of at most 255 * 255), the valid output columns
+of each tap computed once so the inner loop has no bounds test.
 """
 import collections
 
@@ -59,7 +59,7 @@ EXACT_FLOAT32 = 1 << 24
 MAX_CENTERED_INPUT = 255
 #: Shortest dot product that goes to a GEMM; shorter ones (depthwise 3x3
 #: has K = 9) run the direct kernel.
-GEMM_MIN_K = 32
+GEMM_MIN_K = 16
 
 Packed = collections.namedtuple("Packed", "taps gemm_taps chunks groups")
 Packed.__doc__ = """Weights laid out for ``quantized_conv2d``: ``taps`` the
@@ -132,13 +132,16 @@ def _im2col(x, x_zero_point, sh, sw, ph, pw, dh, dw, KH, KW, cols, part, parts):
 
 @numba.njit(**JIT)
 def _direct(xc, taps, sh, sw, ph, pw, dh, dw, groups, KH, KW, out, part, parts):
-    """out[n, o] = the exact int32 sums for this part's (n, o) tasks, from
-    the centered int16 input ``xc``."""
+    """out[n, o] = the exact sums for this part's (n, o) tasks, from the
+    centered float32 input ``xc`` and float32 ``taps``: with K < GEMM_MIN_K
+    every partial sum is below 16 * 255 * 255 < 2**24, so float32 is exact
+    and vectorizes better than integers (Numba widens int32 products to
+    int64)."""
     N, C, H, W = xc.shape
     O = taps.shape[0]
     OH, OW = out.shape[2], out.shape[3]
     OG, CG = O // groups, C // groups
-    acc = numpy.empty((OH, OW), numpy.int32)
+    acc = numpy.empty((OH, OW), numpy.float32)
     start, stop = _share(N * O, part, parts)
     for task in range(start, stop):
         n, o = task // O, task % O
@@ -161,11 +164,13 @@ def _direct(xc, taps, sh, sw, ph, pw, dh, dw, groups, KH, KW, out, part, parts):
                             # unsigned indices: no negative-index wraparound test, so the loop vectorizes
                             if sw == 1:
                                 for ow in range(lo, hi):
-                                    dst[u64(ow)] += numpy.int32(src[u64(ow + off)]) * tap
+                                    dst[u64(ow)] += src[u64(ow + off)] * tap
                             else:
                                 for ow in range(lo, hi):
-                                    dst[u64(ow)] += numpy.int32(src[u64(ow * sw + off)]) * tap
-        out[n, o] = acc
+                                    dst[u64(ow)] += src[u64(ow * sw + off)] * tap
+        for oh in range(OH):
+            for ow in range(OW):
+                out[n, o, oh, ow] = numpy.int32(acc[oh, ow])
 
 
 def _products(packed, cols, out):
@@ -205,9 +210,9 @@ def quantized_conv2d(x, x_zero_point, w, w_zero_points, stride, padding, dilatio
     out = numpy.empty((N, O, OH, OW), numpy.int32)
     K = packed.taps.shape[1]
     if K < GEMM_MIN_K:
-        centered = numpy.subtract(x, numpy.int16(x_zero_point), dtype=numpy.int16)
-        parallel_parts(_direct, out.size * K, centered, packed.taps, sh, sw, ph, pw, dh, dw, groups, KH, KW,
-                       out)
+        centered = numpy.subtract(x, numpy.float32(x_zero_point), dtype=numpy.float32)
+        parallel_parts(_direct, out.size * K, centered, packed.gemm_taps.reshape(O, K), sh, sw, ph, pw, dh, dw,
+                       groups, KH, KW, out)
         return out
     pointwise = KH == KW == 1 and (sh, sw, ph, pw) == (1, 1, 0, 0)
     if pointwise and H * W == 1 and groups == 1:

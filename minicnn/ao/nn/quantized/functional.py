@@ -110,11 +110,15 @@ def requantize(acc, x_scale, w_scales, bias, scale, zero_point, relu, channel_ax
     shape[channel_axis] = -1
     a = (_F32(x_scale) * w_scales.astype(_F32)).reshape(shape)
     multiplier = a / _F32(scale)
+    # the same float32 steps in place: one buffer instead of one per step
     y = acc.astype(_F32)
     if bias is not None:
-        y = y + bias.astype(_F32).reshape(shape) / a
-    q = numpy.rint(y * multiplier) + zero_point
-    return numpy.clip(q, zero_point if relu else 0, 255).astype(numpy.uint8)
+        y += bias.astype(_F32).reshape(shape) / a
+    y *= multiplier
+    numpy.rint(y, out=y)
+    y += _F32(zero_point)
+    numpy.clip(y, _F32(zero_point if relu else 0), _F32(255), out=y)
+    return y.astype(numpy.uint8)
 
 
 def conv2d(input, weight, bias, stride, padding, dilation, groups, scale, zero_point, relu=False, packed=None):
