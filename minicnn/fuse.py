@@ -43,6 +43,9 @@ autograd with an input that requires grad (saliency maps, adversarial
 examples), ``FusedConv`` computes the same values out of place, so the
 graph is recorded and gradients reach the input.
 
+One public form: the function ``mc.fuse(model)``; ``nn.Module`` gets no
+``fuse`` method, so modules keep torch's attributes and nothing else.
+
 torch has ``torch.ao.quantization.fuse_modules`` (named lists of modules,
 for quantization) and ``torch.fx``-based fusion; ``mc.fuse`` takes no
 names: it finds the patterns by walking the module tree.
