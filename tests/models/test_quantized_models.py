@@ -102,9 +102,9 @@ def test_bad_arguments():
         mcq.quantize_model(mc.models.lenet5(), [numpy.zeros((1, 1, 32, 32), numpy.float32)])
 
 
-# The models whose quantized forward minicnn runs today (see the report in
-# test_unsupported_quantized_models for the others).
-QUANTIZED = [("resnet18", 32, {}), ("googlenet", 32, {"aux_logits": False})]
+# The models whose quantized forward is compared with torch's (resnet50
+# and resnext101_32x8d are resnet18's blocks at a cost CI cannot pay).
+QUANTIZED = [("resnet18", 32, {}), ("googlenet", 32, {"aux_logits": False}), ("mobilenet_v2", 32, {})]
 
 
 @pytest.mark.slow
@@ -129,13 +129,17 @@ def test_quantized_matches_torch(name, size, kwargs):
     mcq.quantize_model(mc_model, [mc.tensor(batch) for batch in batches])
     tv_modules = dict(tv_model.named_modules())
     checked = 0
-    for name, m in mc_model.named_modules():
-        if hasattr(m, "scale") and hasattr(m, "zero_point") and name in tv_modules:
-            assert float(m.scale) == pytest.approx(float(tv_modules[name].scale), rel=1e-5), name
-            assert int(m.zero_point) == int(tv_modules[name].zero_point), name
+    for module_name, m in mc_model.named_modules():
+        if hasattr(m, "scale") and hasattr(m, "zero_point") and module_name in tv_modules:
+            theirs = tv_modules[module_name]
+            assert float(m.scale) == pytest.approx(float(theirs.scale), rel=1e-5), module_name
+            assert int(m.zero_point) == int(theirs.zero_point), module_name
             checked += 1
     assert checked >= 20
     x = rng.standard_normal((2, 3, size, size)).astype(numpy.float32)
     actual, expected = _outputs(mc_model, tv_model, x)
-    step = tv_model.fc.scale
-    assert numpy.mean(numpy.abs(actual - expected) <= step * (1 + 1e-6)) >= 0.999
+    # one step of the output: the scale of the last (classifier) linear
+    step = [m for m in tv_model.modules() if isinstance(m, torch.ao.nn.quantized.Linear)][-1].scale
+    within_one_step = numpy.mean(numpy.abs(actual - expected) <= step * (1 + 1e-6))
+    print(f"{name}: {within_one_step:.6f} of the outputs within one step")
+    assert within_one_step >= 0.999

@@ -132,8 +132,11 @@ def convert(module, mapping=None, inplace=False, remove_qconfig=True):
     """Swap observed modules for quantized ones (see the module docstring);
     returns the model (a deep copy unless ``inplace``).
 
-    Raises ValueError if the model was never prepared, or if an observer
-    has seen no data (torch only warns and uses scale 1, zero point 0).
+    Raises ValueError if the model was never prepared, or if the observer
+    of a QuantStub, conv or linear has seen no data (torch only warns and
+    uses scale 1, zero point 0). A FloatFunctional never called gets
+    torch's defaults with the same warning (torchvision's models keep
+    unused ones).
     """
     from .observer import ObserverBase
     if not any(isinstance(m, ObserverBase) for m in module.modules()):

@@ -313,8 +313,14 @@ class QFunctional(Module):
 
     @classmethod
     def from_float(cls, mod):
+        """A QFunctional with the output parameters ``mod``'s observer
+        chose. An observer that saw no data gives torch's defaults (scale
+        1.0, zero point 0, with a warning), as torch does: torchvision's
+        blocks keep a FloatFunctional they never call (MobileNetV2's
+        ``skip_add`` in blocks without a residual)."""
         new = cls()
-        new.scale, new.zero_point = output_qparams(mod, "QFunctional.from_float")
+        scale, zero_point = _observer(mod, "QFunctional.from_float").calculate_qparams()
+        new.scale, new.zero_point = float(scale.data[0]), int(zero_point.data[0])
         return new
 
     def extra_repr(self):
