@@ -159,15 +159,14 @@ def _direct(xc, taps, sh, sw, ph, pw, dh, dw, groups, KH, KW, out, part, parts):
                     for oh in range(OH):
                         ih = oh * sh - ph + kh * dh
                         if 0 <= ih < H:
-                            src = xc[n, g * CG + c, ih]
-                            dst = acc[oh]
                             # unsigned indices: no negative-index wraparound test, so the loop vectorizes
+                            i, r = u64(g * CG + c), u64(ih)
                             if sw == 1:
                                 for ow in range(lo, hi):
-                                    dst[u64(ow)] += src[u64(ow + off)] * tap
+                                    acc[u64(oh), u64(ow)] += xc[u64(n), i, r, u64(ow + off)] * tap
                             else:
                                 for ow in range(lo, hi):
-                                    dst[u64(ow)] += src[u64(ow * sw + off)] * tap
+                                    acc[u64(oh), u64(ow)] += xc[u64(n), i, r, u64(ow * sw + off)] * tap
         for oh in range(OH):
             for ow in range(OW):
                 out[n, o, oh, ow] = numpy.int32(acc[oh, ow])
