@@ -300,9 +300,9 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **kwargs):
         """Run the op on Tensors ``inputs``; keyword args go to ``__init__``."""
-        if len(inputs) > 1:
-            _check_one_device(cls, inputs)
         fn = cls(**kwargs) if kwargs else cls()
+        if len(inputs) > 1:
+            _check_one_device(fn, inputs)
         fn._saved = ()
         fn._released = False
         # Whether this call is recorded: forward may skip computing what
@@ -380,7 +380,7 @@ class _SavedOutput:
         return t
 
 
-def _check_one_device(cls, inputs):
+def _check_one_device(fn, inputs):
     """RuntimeError naming both devices when ``inputs`` live on different
     ones. All-NumPy inputs (the common case) cost one type() per input."""
     kind = type(inputs[0].data)
@@ -390,7 +390,7 @@ def _check_one_device(cls, inputs):
     devices = list(dict.fromkeys(device_of(x.data) for x in inputs))
     if len(devices) > 1:
         raise RuntimeError(
-            f"{cls.__name__}: expected all inputs on one device, got {devices[0]} and {devices[1]}; "
+            f"{fn.name}: expected all inputs on one device, got {devices[0]} and {devices[1]}; "
             f"move them with .to(device) first")
 
 
