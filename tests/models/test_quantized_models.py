@@ -104,7 +104,8 @@ def test_bad_arguments():
 
 # The models whose quantized forward is compared with torch's (resnet50
 # and resnext101_32x8d are resnet18's blocks at a cost CI cannot pay).
-QUANTIZED = [("resnet18", 32, {}), ("googlenet", 32, {"aux_logits": False}), ("mobilenet_v2", 32, {})]
+QUANTIZED = [("resnet18", 32, {}), ("googlenet", 32, {"aux_logits": False}), ("mobilenet_v2", 32, {}),
+             ("mobilenet_v3_large", 32, {})]
 
 
 @pytest.mark.slow
@@ -141,5 +142,6 @@ def test_quantized_matches_torch(name, size, kwargs):
     # one step of the output: the scale of the last (classifier) linear
     step = [m for m in tv_model.modules() if isinstance(m, torch.ao.nn.quantized.Linear)][-1].scale
     within_one_step = numpy.mean(numpy.abs(actual - expected) <= step * (1 + 1e-6))
-    print(f"{name}: {within_one_step:.6f} of the outputs within one step")
+    print(f"{name}: {within_one_step:.6f} of the outputs within one step ({step:.3g}), outputs in "
+          f"[{expected.min():.3g}, {expected.max():.3g}]")
     assert within_one_step >= 0.999

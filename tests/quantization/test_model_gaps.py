@@ -68,3 +68,83 @@ def test_unused_float_functional_converts_as_torch():
     assert isinstance(ours.skip_add, mnnq.QFunctional)
     assert ours.used.scale == pytest.approx(float(theirs.used.scale), rel=1e-6)
     assert ours.used.zero_point == int(theirs.used.zero_point)
+
+
+# -- 2. hard swish and hard sigmoid ---------------------------------------
+
+# Input and output scales that make exact ties (x.5 before rounding)
+# common: powers of two and short decimals.
+TIE_SCALES = [2.0 ** -k for k in range(2, 9)] + [0.1, 0.05, 0.03, 3 / 256, 0.3]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hardswish_bit_exact(seed):
+    # Every uint8 value under many (scale, zero point) pairs; 256 elements
+    # (a multiple of 128) run torch's vector loop throughout.
+    rng = numpy.random.default_rng(seed)
+    q = numpy.arange(256, dtype=numpy.uint8)
+    for _ in range(40):
+        scale, zero_point = float(rng.choice(TIE_SCALES)), int(rng.integers(0, 256))
+        out_scale, out_zero_point = float(rng.choice(TIE_SCALES + [1 / 96])), int(rng.integers(0, 256))
+        theirs = tnnq.functional.hardswish(torch._make_per_tensor_quantized_tensor(torch.from_numpy(q), scale,
+                                                                                   zero_point),
+                                           out_scale, out_zero_point)
+        ours = mnnq.functional.hardswish(mq.QTensor._per_tensor(q, scale, zero_point, mq.quint8), out_scale,
+                                         out_zero_point)
+        assert_same_qtensor(ours, theirs)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_hardsigmoid_bit_exact(seed):
+    rng = numpy.random.default_rng(seed)
+    q = numpy.arange(256, dtype=numpy.uint8)
+    for _ in range(40):
+        scale, zero_point = float(rng.choice(TIE_SCALES)), int(rng.integers(0, 256))
+        theirs = torch.nn.functional.hardsigmoid(torch._make_per_tensor_quantized_tensor(torch.from_numpy(q), scale,
+                                                                                         zero_point))
+        ours = mc.ao.nn.quantized.Hardsigmoid()(mq.QTensor._per_tensor(q, scale, zero_point, mq.quint8))
+        assert_same_qtensor(ours, theirs)
+        assert ours.q_scale() == 1 / 256 and ours.q_zero_point() == 0
+
+
+def make_hardswish_net(nn, QuantStub, DeQuantStub):
+    return nn.Sequential(QuantStub(), nn.Conv2d(3, 8, 3), nn.Hardswish(), nn.Conv2d(8, 4, 1), nn.Hardsigmoid(),
+                         DeQuantStub())
+
+
+def test_hardswish_converts_as_torch():
+    # nn.Hardswish is observed and becomes a quantized Hardswish with its
+    # observer's output parameters; Hardsigmoid runs on quantized tensors.
+    torch.manual_seed(0)
+    theirs = make_hardswish_net(torch.nn, tq.QuantStub, tq.DeQuantStub).eval()
+    ours = make_hardswish_net(mc.nn, mq.QuantStub, mq.DeQuantStub).eval()
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    x = numpy.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(numpy.float32) * 2
+    theirs.qconfig, ours.qconfig = tq.get_default_qconfig("x86"), mq.get_default_qconfig("x86")
+    tq.prepare(theirs, inplace=True)
+    mq.prepare(ours, inplace=True)
+    theirs(torch.from_numpy(x))
+    ours(mc.tensor(x))
+    tq.convert(theirs, inplace=True)
+    mq.convert(ours, inplace=True)
+    assert isinstance(theirs[2], tnnq.Hardswish) and isinstance(ours[2], mnnq.Hardswish)
+    assert ours[2].scale == pytest.approx(float(theirs[2].scale), rel=1e-6)
+    assert ours[2].zero_point == int(theirs[2].zero_point)
+    with torch.no_grad():
+        expected = theirs[:5](torch.from_numpy(x))
+    assert_same_qtensor(ours[:5](mc.tensor(x)), expected)
+
+
+def test_mul_broadcasts_as_torch():
+    # the squeeze-and-excitation product: a (N, C, 1, 1) gate times the map
+    rng = numpy.random.default_rng(0)
+    for _ in range(10):
+        gate = rng.uniform(0, 1, (2, 5, 1, 1)).astype(numpy.float32)
+        x = rng.standard_normal((2, 5, 6, 7)).astype(numpy.float32)
+        x_scale, x_zero_point = float(rng.choice(TIE_SCALES)), int(rng.integers(0, 256))
+        out_scale, out_zero_point = float(rng.choice(TIE_SCALES)), int(rng.integers(0, 256))
+        theirs, ours = tnnq.QFunctional(), mnnq.QFunctional()
+        theirs.scale, theirs.zero_point = out_scale, out_zero_point
+        ours.scale, ours.zero_point = out_scale, out_zero_point
+        expected = theirs.mul(torch_qtensor(gate, 1 / 256, 0), torch_qtensor(x, x_scale, x_zero_point))
+        assert_same_qtensor(ours.mul(mc_qtensor(gate, 1 / 256, 0), mc_qtensor(x, x_scale, x_zero_point)), expected)

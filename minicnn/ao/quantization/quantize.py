@@ -3,13 +3,13 @@
 ``prepare`` gives every module the ``qconfig`` of its nearest ancestor
 that has one, and attaches an output observer (``activation_post_process``
 child, filled by a forward hook) to each module that will be quantized:
-QuantStub, Conv2d, Linear, the fused ConvReLU2d / LinearReLU (one observer
-after the ReLU) and FloatFunctional (observed inside its methods).
+QuantStub, Conv2d, Linear, Hardswish, the fused ConvReLU2d / LinearReLU (one
+observer after the ReLU) and FloatFunctional (observed inside its methods).
 DeQuantStub gets none.
 
 ``convert`` swaps each observed module for its quantized version
 (``DEFAULT_STATIC_QUANT_MODULE_MAPPINGS``, torch's default mapping) built
-from its observers, and also swaps ReLU, MaxPool2d, AdaptiveAvgPool2d,
+from its observers, and also swaps ReLU, Hardsigmoid, MaxPool2d, AdaptiveAvgPool2d,
 Flatten and Dropout for versions that accept quantized tensors (torch
 needs no swap there: its float ops take quantized tensors).
 """
@@ -30,12 +30,14 @@ DEFAULT_STATIC_QUANT_MODULE_MAPPINGS = {
     nni.ConvReLU2d: nniq.ConvReLU2d,
     nni.LinearReLU: nniq.LinearReLU,
     nnq.FloatFunctional: nnq.QFunctional,
+    float_nn.Hardswish: nnq.Hardswish,
 }
 
 # Float modules whose ops refuse quantized tensors in minicnn: swapped for
 # subclasses that take both, whatever their qconfig.
 QUANTIZED_TENSOR_MODULE_MAPPINGS = {
     float_nn.ReLU: nnq.ReLU,
+    float_nn.Hardsigmoid: nnq.Hardsigmoid,
     float_nn.MaxPool2d: nnq.MaxPool2d,
     float_nn.AdaptiveAvgPool2d: nnq.AdaptiveAvgPool2d,
     float_nn.Flatten: nnq.Flatten,
@@ -65,7 +67,7 @@ def _add_observer_(module):
             if _observed(child):
                 child.activation_post_process = child.qconfig.activation()
         elif isinstance(child, (nni.ConvReLU2d, nni.LinearReLU)) or type(child) in (QuantStub, float_nn.Conv2d,
-                                                                                   float_nn.Linear):
+                                                                                   float_nn.Linear, float_nn.Hardswish):
             if _observed(child):
                 child.activation_post_process = child.qconfig.activation()
                 child.register_forward_hook(_observer_forward_hook)

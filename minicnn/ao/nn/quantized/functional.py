@@ -188,8 +188,11 @@ def _binary(a, b, fn, scale, zero_point):
     _check_quantized(a, fn, "a")
     _check_quantized(b, fn, "b")
     _check_qparams(scale, zero_point, fn)
-    if a.shape != b.shape:
-        raise ValueError(f"{fn}: shapes must match, got {tuple(a.shape)} and {tuple(b.shape)}")
+    try:
+        numpy.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{fn}: shapes must match or broadcast, got {tuple(a.shape)} and {tuple(b.shape)}") \
+            from None
 
 
 def add(a, b, scale, zero_point, relu=False):
@@ -203,7 +206,8 @@ def add(a, b, scale, zero_point, relu=False):
 
 
 def mul(a, b, scale, zero_point):
-    """Quantized element-wise ``a * b``."""
+    """Quantized element-wise ``a * b`` (shapes broadcast, as torch's:
+    the squeeze-and-excitation gate (N, C, 1, 1) times (N, C, H, W))."""
     _binary(a, b, "quantized mul", scale, zero_point)
     return _requantized(_dequantized(a) * _dequantized(b), scale, zero_point)
 
@@ -309,3 +313,48 @@ def flatten(input, start_dim=0, end_dim=-1):
         return input.flatten(start_dim, end_dim)
     from ....functional import flatten as float_flatten
     return float_flatten(input, start_dim, end_dim)
+
+
+def _dequantized_fma(q):
+    """Dequantization as torch's vectorized kernels do it: one fused
+    multiply-add ``scale * q + (-zero_point * scale)`` rounded once to
+    float32 (the float64 sum is exact, so rounding it once is the FMA)."""
+    scale = _F32(q.q_scale())
+    premul = _F32(-q.q_zero_point()) * scale
+    return (numpy.float64(scale) * q._q.astype(numpy.float64) + numpy.float64(premul)).astype(_F32)
+
+
+def _requantized_double_inverse(values, scale, zero_point):
+    """Quantize with the multiplier ``float32(1.0 / scale)`` (the reciprocal
+    taken in float64, as torch's activation kernels pass it)."""
+    q = numpy.rint(values * _F32(1.0 / scale)) + zero_point
+    return QTensor._per_tensor(numpy.clip(q, 0, 255).astype(numpy.uint8), scale, zero_point, quint8)
+
+
+def hardswish(input, scale, zero_point):
+    """Quantized hard swish ``x * relu6(x + 3) / 6`` with the output
+    ``scale`` and ``zero_point``.
+
+    torch's x86 kernel, found by experiment: ``x`` dequantized by one FMA,
+    ``(x * clamp(x + 3, 0, 6)) / 6`` in float32, quantized with
+    ``float32(1.0 / scale)``. torch runs a scalar loop, not the vector one,
+    on the last ``numel % 128`` elements (in its memory order) of each
+    chunk; it dequantizes as ``scale * (q - zero_point)`` and can differ by
+    one step at exact ties. minicnn uses the vector arithmetic everywhere.
+    """
+    fn = "quantized hardswish"
+    _check_quantized(input, fn)
+    _check_qparams(scale, zero_point, fn)
+    x = _dequantized_fma(input)
+    y = x * numpy.clip(x + _F32(3), _F32(0), _F32(6)) / _F32(6)
+    return _requantized_double_inverse(y, scale, zero_point)
+
+
+def hardsigmoid(input):
+    """Quantized hard sigmoid ``relu6(x + 3) / 6``. As torch, the output
+    has the fixed parameters scale 1/256, zero point 0 (its range is
+    [0, 1] whatever the input); the arithmetic is hardswish's."""
+    _check_quantized(input, "quantized hardsigmoid")
+    x = _dequantized_fma(input)
+    y = numpy.clip(x + _F32(3), _F32(0), _F32(6)) / _F32(6)
+    return _requantized_double_inverse(y, 1.0 / 256, 0)

@@ -6,7 +6,7 @@ weight is quantized with a fresh weight observer of the module's qconfig
 come from the ``activation_post_process`` observer that calibration
 filled. Inputs and outputs are quint8 :class:`~minicnn.ao.QTensor`.
 
-ReLU, MaxPool2d, AdaptiveAvgPool2d and Flatten are subclasses of the float
+ReLU, Hardsigmoid, MaxPool2d, AdaptiveAvgPool2d and Flatten are subclasses of the float
 modules that also accept quantized tensors. torch leaves these modules in
 place because its float ops accept quantized tensors; minicnn's float ops
 refuse them, so ``convert`` swaps these in instead (float input still runs
@@ -251,6 +251,36 @@ class Flatten(float_nn.Flatten):
 
     def forward(self, input):
         return qF.flatten(input, self.start_dim, self.end_dim)
+
+    from_float = classmethod(_retyped)
+
+
+class Hardswish(float_nn.Hardswish):
+    """Quantized hard swish (torch.ao.nn.quantized.Hardswish): quint8 in,
+    quint8 out with its own output ``scale`` / ``zero_point`` (the range of
+    x * relu6(x + 3) / 6 is not the input's)."""
+
+    def __init__(self, scale, zero_point):
+        super().__init__()
+        self.scale, self.zero_point = float(scale), int(zero_point)
+
+    def forward(self, input):
+        return qF.hardswish(input, self.scale, self.zero_point)
+
+    @classmethod
+    def from_float(cls, mod):
+        return cls(*output_qparams(mod, "Hardswish.from_float"))
+
+    def extra_repr(self):
+        return f"scale={self.scale}, zero_point={self.zero_point}"
+
+
+class Hardsigmoid(float_nn.Hardsigmoid):
+    """Hardsigmoid that also takes quantized tensors (output scale 1/256,
+    zero point 0, as torch's quantized hardsigmoid)."""
+
+    def forward(self, input):
+        return qF.hardsigmoid(input) if isinstance(input, QTensor) else super().forward(input)
 
     from_float = classmethod(_retyped)
 
