@@ -13,10 +13,7 @@ the same framework, medians. Both models hold the same weights
 minicnn at most 1.0x torch's time. Results are printed and written to
 ``benchmarks/results/segmentation/results.md``.
 """
-import argparse
-import os
-
-from benchmarks import run
+from benchmarks import inference
 from benchmarks.cases import Case, inference_fns
 
 #: (model, builder keywords) timed at 520 x 520, batch 1.
@@ -25,18 +22,8 @@ TARGET_RATIO = 1.0
 
 
 def _segmentation_case(name, kwargs, shape, case, device):
-    import torch
-    import torchvision
-
-    import minicnn as mc
-    from minicnn.nn.skip_init import no_init
-
-    torch.manual_seed(0)
-    torch_model = torchvision.models.get_model(name, weights=None, weights_backbone=None, **kwargs).to(device).eval()
-    with no_init():
-        mc_model = mc.models.get_model(name, **kwargs)
-    mc_model.load_state_dict(torch_model.state_dict())
-    return inference_fns(mc_model.to(device).eval(), torch_model, shape, case, device)
+    mc_model, torch_model = inference.twin_models(name, kwargs, device)
+    return inference_fns(mc_model, torch_model, shape, case, device)
 
 
 def segmentation_cases(device="cpu", size=520):
@@ -51,33 +38,11 @@ def segmentation_cases(device="cpu", size=520):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls of each framework")
+    parser = inference.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=520)
     args = parser.parse_args(argv)
-    run.limit_threads(args.threads)
-    cases = segmentation_cases(size=args.size)
-    for case in cases:
-        case.repeats = args.repeats
-    rows = run.run_cases(cases, args.warmup, args.repeats)
-    info = run.machine_info(args.threads)
-    lines = [f"# Segmentation inference, minicnn vs torch ({info['cpu']}, {info['threads']} threads, "
-             f"load average {info['load_average']} at the start)", "",
-             "| model | minicnn ms | torch ms | ratio | target |", "|---|---:|---:|---:|---:|"]
-    for row in rows:
-        if row["status"] != "ok":
-            lines.append(f"| {row['case']} | {row['status']} | | | |")
-            continue
-        lines.append(f"| {row['case']} | {row['minicnn_ms']:.1f} | {row['torch_ms']:.1f} | {row['ratio']:.2f} | "
-                     f"<= {TARGET_RATIO} {'met' if row['ratio'] <= TARGET_RATIO else 'missed'} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = run.ROOT / "benchmarks" / "results" / "segmentation"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text(text)
-    return rows
+    return inference.run_and_report(segmentation_cases(size=args.size), args, "Segmentation inference", "model",
+                                    TARGET_RATIO, "segmentation")
 
 
 if __name__ == "__main__":
