@@ -100,6 +100,30 @@ registry.register("batch_norm_forward", "numba", "minicnn.kernels.cpu.batchnorm:
 registry.register("batch_norm_backward", "numba", "minicnn.kernels.cpu.batchnorm:batch_norm_backward")
 
 
+def update_running_stats(running_mean, running_var, mean, var, n, momentum):
+    """Move the running statistics (C,) toward a batch's ``mean`` and biased
+    ``var`` (C,), computed over ``n`` values per channel, in place and
+    outside the graph: r = (1 - momentum) r + momentum * batch.
+
+    The variance stored is the unbiased var n / (n - 1): it estimates the
+    population's, as torch's does.
+    """
+    running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+    running_var[...] = (1 - momentum) * running_var + momentum * var * (n / (n - 1))
+
+
+def batch_norm_grads(fn, gx, gw, gb):
+    """The gradients a batch norm Function ``fn`` returns for (x, w?, b?):
+    gw and gb only where ``fn`` was given a weight and a bias, None where
+    that input needs no gradient."""
+    grads = (gx,)
+    if fn.has_weight:
+        grads += (gw if fn.needs_input_grad[1] else None,)
+    if fn.has_bias:
+        grads += (gb if fn.needs_input_grad[-1] else None,)
+    return grads
+
+
 class BatchNorm(Function):
     """y = w (x - μ) / σ + b per channel; inputs x and, if given, w and b.
 
@@ -123,11 +147,8 @@ class BatchNorm(Function):
         if self.training:
             y, mean, var = forward(x, w, b, self.eps)
             if self.running_mean is not None:
-                # In place and outside the graph; the unbiased variance estimates the population's.
-                n, m = x.size // x.shape[1], self.momentum
-                rm, rv = self.running_mean, self.running_var
-                rm[...] = (1 - m) * rm + m * mean
-                rv[...] = (1 - m) * rv + m * var * (n / (n - 1))
+                update_running_stats(self.running_mean, self.running_var, mean, var, x.size // x.shape[1],
+                                     self.momentum)
         else:
             y, mean, var = forward(x, w, b, self.eps, self.mean, self.var)
         self.mean, self.inv_std = mean, 1 / get_array_module(var).sqrt(var + self.eps)
@@ -141,12 +162,7 @@ class BatchNorm(Function):
         backward = registry.lookup("batch_norm_backward", get_array_module(gy.data))
         gx, gw, gb = backward(gy.data, x.data, self.mean, self.inv_std, None if w is None else w.data,
                               self.training)
-        grads = (gx,)
-        if self.has_weight:
-            grads += (gw if self.needs_input_grad[1] else None,)
-        if self.has_bias:
-            grads += (gb if self.needs_input_grad[-1] else None,)
-        return grads
+        return batch_norm_grads(self, gx, gw, gb)
 
 
 def _check_channel_vector(t, name, c, x, op):

@@ -30,6 +30,7 @@ from .. import autograd
 from .. import distributed
 from ..autograd import Function
 from ..backend import get_array_module
+from ..functional.normalization import batch_norm_grads, update_running_stats
 from ..kernels import registry
 from .normalization import _BatchNorm
 
@@ -70,9 +71,7 @@ class _SyncBatchNormFunction(Function):
         var = (squares.sum(axis=0) + (counts * (means - mean) ** 2).sum(axis=0)) / n
         y, _, _ = registry.lookup("batch_norm_forward", xp)(x, w, b, self.eps, mean, var)
         if self.running_mean is not None:
-            m, rm, rv = self.momentum, self.running_mean, self.running_var
-            rm[...] = (1 - m) * rm + m * mean
-            rv[...] = (1 - m) * rv + m * var * (n / (n - 1))
+            update_running_stats(self.running_mean, self.running_var, mean, var, n, self.momentum)
         self.n, self.mean, self.inv_std = n, mean, 1 / xp.sqrt(var + self.eps)
         self.save_for_backward(x, w)
         return y
@@ -92,12 +91,7 @@ class _SyncBatchNormFunction(Function):
         scale = self.inv_std if w is None else self.inv_std * w.data
         gx = _per_channel(scale, x) * (gy - _per_channel(sums[:c] / self.n, x)
                                        - xhat * _per_channel(sums[c:] / self.n, x))
-        grads = (gx,)
-        if self.has_weight:
-            grads += (gw if self.needs_input_grad[1] else None,)
-        if self.has_bias:
-            grads += (gb if self.needs_input_grad[-1] else None,)
-        return grads
+        return batch_norm_grads(self, gx, gw, gb)
 
 
 class SyncBatchNorm(_BatchNorm):
