@@ -34,9 +34,9 @@ import sys
 
 import numpy
 
-from . import datasets, models
-from .autograd import no_grad
+from . import datasets, one_image
 from .detection_metrics import mean_average_precision
+from .one_image import load_model_and_image, rgb_picture, run_one
 from .segment import NUM_CLASSES, PALETTE
 from .tensor import Tensor
 from .utils.data import Dataset
@@ -166,11 +166,10 @@ def draw_boxes(image, detections, scale=4, names=datasets.DigitScenes.classes):
     "NAME SCORE"."""
     from PIL import Image, ImageDraw
 
-    image = numpy.asarray(image, dtype=numpy.float64)
+    image = numpy.asarray(image)
     if image.ndim != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"draw_boxes: image must be (1 or 3, H, W), got {image.shape}")
-    rgb = numpy.repeat(image, 3, axis=0) if image.shape[0] == 1 else image
-    picture = Image.fromarray((rgb.transpose(1, 2, 0).clip(0.0, 1.0) * 255).round().astype(numpy.uint8))
+    picture = Image.fromarray(rgb_picture(image).round().astype(numpy.uint8))
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     draw = ImageDraw.Draw(picture)
     boxes, labels, scores = (numpy.asarray(_numpy(detections[k])) for k in ("boxes", "labels", "scores"))
@@ -191,24 +190,10 @@ def detect_file(path, model="yolo_small", weights=None, out=None, scale=4, score
     scoring at least ``score_threshold`` and write the picture of their
     boxes (``draw_boxes``) to ``out`` (default: PATH without extension +
     ``.boxes.png``). Returns (out, the detections kept: a dict of arrays)."""
-    from .classify import _state_dict
-    from .finetune import input_channels
-    from .transforms import read_image
-    from .weights import load_weights
-
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    if weights is None:
-        raise ValueError("--weights is required: a model with random weights finds random boxes")
     if not 0 <= score_threshold <= 1:
         raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
-    net = models.get_model(model, num_classes=NUM_CLASSES)
-    channels = input_channels(net)
-    net.load_state_dict(_state_dict(load_weights(weights), weights))
-    image = read_image(path, mode="L" if channels == 1 else "RGB").numpy().astype(numpy.float32) / 255
-    net.eval()
-    with no_grad():
-        found = net(Tensor._wrap(numpy.ascontiguousarray(image[None])))[0]
+    net, image = load_model_and_image(path, model, MODELS, weights, NUM_CLASSES, "finds random boxes")
+    found = run_one(net, image)[0]
     keep = found["scores"].numpy() >= score_threshold
     kept = {key: value.numpy()[keep] for key, value in found.items()}
     out = out or os.path.splitext(path)[0] + ".boxes.png"
@@ -219,11 +204,8 @@ def detect_file(path, model="yolo_small", weights=None, out=None, scale=4, score
 def add_arguments(parser):
     """The options of ``python -m minicnn detect``."""
     parser.add_argument("image", help="an image file (PNG, JPEG, ...); H and W multiples of the model's stride (8)")
-    parser.add_argument("--model", choices=MODELS, default="yolo_small", help="architecture (default: yolo_small)")
-    parser.add_argument("--weights", required=True, metavar="FILE",
-                        help="a checkpoint of `python -m minicnn train --task detect`, or a state dict file")
-    parser.add_argument("--out", metavar="FILE", help="the PNG with the boxes (default: IMAGE.boxes.png)")
-    parser.add_argument("--scale", type=int, default=4, help="enlarge the picture this many times (default 4)")
+    one_image.add_arguments(parser, "yolo_small", MODELS, "detect", "the PNG with the boxes (default: IMAGE.boxes.png)",
+                            scale=4)
     parser.add_argument("--score-threshold", type=float, default=0.5,
                         help="draw the detections scoring at least this (default 0.5)")
 

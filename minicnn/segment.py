@@ -28,10 +28,10 @@ import sys
 
 import numpy
 
-from . import datasets, models
-from .autograd import no_grad
+from . import datasets, one_image
 from .functional import cross_entropy
 from .metrics import ConfusionMatrix
+from .one_image import load_model_and_image, rgb_picture, run_one
 from .tensor import Tensor
 from .utils.data import Dataset
 
@@ -156,10 +156,7 @@ def predict(net, image):
     """(H, W) int64 class of every pixel of ``image``, a (C, H, W) float
     Tensor or array, by ``net`` in eval mode."""
     data = image.data if isinstance(image, Tensor) else numpy.asarray(image)
-    net.eval()
-    with no_grad():
-        scores = _scores(net(Tensor._wrap(numpy.ascontiguousarray(data[None]))))
-    return scores.argmax(1).numpy()[0]
+    return _scores(run_one(net, data)).argmax(1).numpy()[0]
 
 
 def overlay(image, mask, alpha=0.5):
@@ -172,8 +169,7 @@ def overlay(image, mask, alpha=0.5):
                          f"got {image.shape} and {mask.shape}")
     if mask.min() < 0 or mask.max() >= len(PALETTE):
         raise ValueError(f"overlay: mask holds classes outside 0..{len(PALETTE) - 1}")
-    rgb = numpy.repeat(image, 3, axis=0) if image.shape[0] == 1 else image
-    rgb = rgb.transpose(1, 2, 0).clip(0.0, 1.0) * 255
+    rgb = rgb_picture(image)
     painted = mask > 0
     rgb[painted] = (1 - alpha) * rgb[painted] + alpha * PALETTE[mask[painted]]
     return rgb.round().astype(numpy.uint8)
@@ -187,19 +183,7 @@ def segment_file(path, model="fcn8s_small", weights=None, out=None, scale=1):
     small scenes). Returns (out, {class name: pixels}) for the classes found."""
     from PIL import Image
 
-    from .classify import _state_dict
-    from .finetune import input_channels
-    from .transforms import read_image
-    from .weights import load_weights
-
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    if weights is None:
-        raise ValueError("--weights is required: a model with random weights paints random classes")
-    net = models.get_model(model, num_classes=NUM_CLASSES)
-    channels = input_channels(net)
-    net.load_state_dict(_state_dict(load_weights(weights), weights))
-    image = read_image(path, mode="L" if channels == 1 else "RGB").numpy().astype(numpy.float32) / 255
+    net, image = load_model_and_image(path, model, MODELS, weights, NUM_CLASSES, "paints random classes")
     mask = predict(net, image)
     picture = overlay(image, mask)
     if scale != 1:
@@ -214,11 +198,8 @@ def segment_file(path, model="fcn8s_small", weights=None, out=None, scale=1):
 def add_arguments(parser):
     """The options of ``python -m minicnn segment``."""
     parser.add_argument("image", help="an image file (PNG, JPEG, ...)")
-    parser.add_argument("--model", choices=MODELS, default="fcn8s_small", help="architecture (default: fcn8s_small)")
-    parser.add_argument("--weights", required=True, metavar="FILE",
-                        help="a checkpoint of `python -m minicnn train --task segment`, or a state dict file")
-    parser.add_argument("--out", metavar="FILE", help="the overlay PNG (default: IMAGE.overlay.png)")
-    parser.add_argument("--scale", type=int, default=1, help="enlarge the overlay this many times (default 1)")
+    one_image.add_arguments(parser, "fcn8s_small", MODELS, "segment", "the overlay PNG (default: IMAGE.overlay.png)",
+                            scale=1)
 
 
 def main(args):

@@ -13,7 +13,7 @@ from minicnn import train as training
 from minicnn.__main__ import main
 from minicnn.models.detection.yolo import NO_OBJECT, decode_boxes, encode_targets, yolo_small
 
-from test_train import assert_same_weights, interrupted_in_epoch
+from scene_training import install_small_scenes, train_interrupt_resume
 
 
 def test_encoding_puts_a_box_in_the_cell_of_its_centre():
@@ -137,36 +137,17 @@ def test_padded_targets_round_trip_and_metric():
 
 @pytest.fixture
 def small_scenes(monkeypatch):
-    """The real pipeline on 16 training and 8 test scenes: fast. Returns
-    the function that installs them (again, after a monkeypatch.undo)."""
-    def small():
-        return (detect.SceneBoxes(mc.datasets.digit_scenes(True, num_scenes=16)),
-                detect.SceneBoxes(mc.datasets.digit_scenes(False, num_scenes=8)))
-
-    def install():
-        monkeypatch.setitem(training.TASKS["detect"].datasets, "digit_scenes", small)
-    install()
-    return install
+    """16 training and 8 test scenes; the function that installs them again."""
+    return install_small_scenes(monkeypatch, training.TASKS["detect"].datasets, detect.SceneBoxes, 16)
 
 
 @pytest.mark.slow
 def test_train_detect_saves_and_resumes(tmp_path, small_scenes, monkeypatch):
-    quiet = dict(task="detect", model="yolo_small", dataset="digit_scenes", progress=False,
-                 log=lambda line: None, epochs=2, batch_size=8, lr=0.05)
-    full = training.train(checkpoint=str(tmp_path / "full.safetensors"), **quiet)
+    full, resumed, _ = train_interrupt_resume(tmp_path, monkeypatch, small_scenes, task="detect", model="yolo_small",
+                                              dataset="digit_scenes", epochs=2, batch_size=8, lr=0.05)
     history = mc.load(str(tmp_path / "full.safetensors"))["history"]
     assert len(history) == 2 and 0.0 <= full["test_map50"] <= 1.0 and 0.0 <= full["map"] <= full["map_50"]
-
-    path = str(tmp_path / "run.safetensors")
-    interrupted_in_epoch(2, monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(checkpoint=path, **quiet)
-    assert mc.load(path)["epoch"] == 1
-    monkeypatch.undo()
-    small_scenes()                                            # undo dropped the small data too
-    resumed = training.train(checkpoint=path, resume=True, progress=False, log=lambda line: None)
     assert resumed["test_map50"] == full["test_map50"]
-    assert_same_weights(path, tmp_path / "full.safetensors")
 
 
 def test_detect_command_draws_the_boxes(tmp_path, capsys):

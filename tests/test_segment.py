@@ -11,7 +11,7 @@ import minicnn as mc
 from minicnn import metrics, segment
 from minicnn import train as training
 from minicnn.__main__ import main
-from test_train import assert_same_weights, interrupted_in_epoch
+from scene_training import install_small_scenes, train_interrupt_resume
 
 
 def test_loss_is_torchs_cross_entropy_with_aux():
@@ -68,36 +68,19 @@ def test_overlay_paints_classes_over_the_image():
 
 @pytest.fixture
 def small_scenes(monkeypatch):
-    """The real pipeline on 32 training and 8 test scenes: fast. Returns
-    the function that installs them (again, after a monkeypatch.undo)."""
-    def small():
-        return (segment.SceneMasks(mc.datasets.digit_scenes(True, num_scenes=32)),
-                segment.SceneMasks(mc.datasets.digit_scenes(False, num_scenes=8)))
-
-    def install():
-        monkeypatch.setitem(training.DATASETS, "digit_scenes", small)
-    install()
-    return install
+    """32 training and 8 test scenes; the function that installs them again."""
+    return install_small_scenes(monkeypatch, training.DATASETS, segment.SceneMasks, 32)
 
 
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_resumes(tmp_path, small_scenes, monkeypatch):
-    quiet = dict(task="segment", model="fcn8s_small", dataset="digit_scenes", progress=False,
-                 log=lambda line: None, epochs=3, batch_size=16, lr=0.05)
-    full = training.train(checkpoint=str(tmp_path / "full.safetensors"), **quiet)
+    full, resumed, path = train_interrupt_resume(tmp_path, monkeypatch, small_scenes, task="segment",
+                                                 model="fcn8s_small", dataset="digit_scenes", epochs=3,
+                                                 batch_size=16, lr=0.05)
     history = mc.load(str(tmp_path / "full.safetensors"))["history"]
     assert history[-1]["loss"] < 0.7 * history[0]["loss"]
     assert 0.0 <= full["test_mean_iou"] <= 1.0 and len(full["iou"]) == 11
-
-    path = str(tmp_path / "run.safetensors")
-    interrupted_in_epoch(3, monkeypatch)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(checkpoint=path, **quiet)
-    monkeypatch.undo()
-    small_scenes()                                            # undo dropped the small data too
-    resumed = training.train(checkpoint=path, resume=True, progress=False, log=lambda line: None)
     assert resumed["test_mean_iou"] == full["test_mean_iou"]
-    assert_same_weights(path, tmp_path / "full.safetensors")
 
     # The segment command, with the checkpoint just trained.
     scenes = mc.datasets.digit_scenes(False, num_scenes=1, size=48)
