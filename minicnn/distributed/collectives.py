@@ -22,9 +22,9 @@ As in torch, collectives write into the Tensors they are given (in place,
 outside autograd), and ``async_op=True`` returns a ``Work`` whose
 ``wait()`` finishes the call (an MPI non-blocking collective underneath).
 
-Only host (NumPy) arrays are supported: a CuPy array is refused with a
-TypeError (torch's NCCL backend has no counterpart here yet; copy to the
-host with ``.cpu()`` first).
+Host (NumPy) Tensors go through MPI; GPU (CuPy) Tensors through NCCL
+(``nccl.py``: the same calls, enqueued on the current CUDA stream).
+DistributedDataParallel and SyncBatchNorm exchange host arrays only.
 
 mpi4py is imported by ``init_process_group`` only: ``import minicnn``
 neither needs it nor starts MPI.
@@ -37,6 +37,7 @@ import numpy
 
 from .. import autograd
 from ..tensor import Tensor
+from . import nccl
 
 
 class ReduceOp(enum.Enum):
@@ -179,13 +180,10 @@ class Work:
         self.finish()
 
 
-def _host_array(tensor, op, name):
-    """The NumPy array of Tensor ``tensor``, checked."""
+def _array(tensor, op, name):
+    """The array of Tensor ``tensor`` (NumPy or CuPy), checked."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor, got {type(tensor).__name__}")
-    if type(tensor.data) is not numpy.ndarray:
-        raise TypeError(f"{op}: {name} is on {tensor.device}; the MPI backend takes host tensors only "
-                        f"(move it with .cpu() first)")
     return tensor.data
 
 
@@ -221,8 +219,10 @@ def _run(start, array, result, finish, async_op):
 def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     """Replace ``tensor`` on every rank by op over the ranks' tensors."""
     g = _current("all_reduce")
-    array = _host_array(tensor, "all_reduce", "tensor")
+    array = _array(tensor, "all_reduce", "tensor")
     _check_op(op, array, "all_reduce")
+    if nccl.is_gpu_array(array):
+        return nccl.all_reduce(g, array, op, async_op)
     buffer = numpy.ascontiguousarray(array)
 
     def start(nonblocking):
@@ -238,9 +238,11 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
 def broadcast(tensor, src, group=None, async_op=False):
     """Replace ``tensor`` on every rank by rank ``src``'s."""
     g = _current("broadcast")
-    array = _host_array(tensor, "broadcast", "tensor")
+    array = _array(tensor, "broadcast", "tensor")
     if not isinstance(src, int) or not 0 <= src < g.size:
         raise ValueError(f"broadcast: src must be a rank in [0, {g.size}), got {src!r}")
+    if nccl.is_gpu_array(array):
+        return nccl.broadcast(g, array, src, async_op)
     buffer = numpy.ascontiguousarray(array)
 
     def start(nonblocking):
@@ -252,19 +254,24 @@ def _check_list(tensors, like, op, name, size):
     if not isinstance(tensors, (list, tuple)) or len(tensors) != size:
         raise ValueError(f"{op}: {name} must be a list of world_size={size} Tensors, got "
                          f"{len(tensors) if isinstance(tensors, (list, tuple)) else type(tensors).__name__}")
-    arrays = [_host_array(t, op, f"{name}[{r}]") for r, t in enumerate(tensors)]
+    arrays = [_array(t, op, f"{name}[{r}]") for r, t in enumerate(tensors)]
     for r, a in enumerate(arrays):
         if a.shape != like.shape or a.dtype != like.dtype:
             raise ValueError(f"{op}: {name}[{r}] has shape {a.shape} and dtype {a.dtype}, expected shape "
                              f"{like.shape} and dtype {like.dtype}")
+        if nccl.is_gpu_array(a) != nccl.is_gpu_array(like):
+            raise TypeError(f"{op}: {name}[{r}] is on {tensors[r].device} but the other tensor is not; "
+                            f"a collective takes host tensors only or GPU tensors only")
     return arrays
 
 
 def all_gather(tensor_list, tensor, group=None, async_op=False):
     """Fill ``tensor_list[r]`` with rank r's ``tensor``, on every rank."""
     g = _current("all_gather")
-    array = _host_array(tensor, "all_gather", "tensor")
+    array = _array(tensor, "all_gather", "tensor")
     outputs = _check_list(tensor_list, array, "all_gather", "tensor_list", g.size)
+    if nccl.is_gpu_array(array):
+        return nccl.all_gather(g, array, outputs, async_op)
     send = numpy.ascontiguousarray(array)
     gathered = numpy.empty((g.size,) + array.shape, array.dtype)
 
@@ -281,9 +288,11 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=False):
     """Rank r's ``output`` becomes op over the ranks of their ``input_list[r]``."""
     g = _current("reduce_scatter")
-    array = _host_array(output, "reduce_scatter", "output")
+    array = _array(output, "reduce_scatter", "output")
     _check_op(op, array, "reduce_scatter")
     inputs = _check_list(input_list, array, "reduce_scatter", "input_list", g.size)
+    if nccl.is_gpu_array(array):
+        return nccl.reduce_scatter(g, array, inputs, op, async_op)
     send = numpy.stack(inputs)
     result = numpy.empty_like(send[0])
 

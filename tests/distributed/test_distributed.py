@@ -64,6 +64,14 @@ def test_collectives_ddp_buckets_no_sync_unused_parameters_and_buffers():
 
 
 @needs_mpi
+def test_gpu_tensors_go_through_nccl_emulated():
+    """The collectives on GPU Tensors hand NCCL the right counts, types,
+    reductions and roots and finish AVG, views and async Work as on MPI
+    (a fake CuPy whose NCCL runs MPI on host buffers: no GPU here)."""
+    _check_ok(run_ranks("nccl_check.py"))
+
+
+@needs_mpi
 def test_two_ranks_with_sync_batchnorm_equal_one_process_and_without_it_per_rank_statistics():
     _check_ok(run_ranks("equivalence_check.py"))
 
