@@ -199,6 +199,32 @@ class QTensor:
     def contiguous(self):
         return self
 
+    def transpose(self, dim0, dim1):
+        """The tensor with dims ``dim0`` and ``dim1`` swapped (a copy; minicnn
+        has no strided views of quantized data)."""
+        return self._same_qparams(numpy.ascontiguousarray(numpy.swapaxes(self._q, dim0, dim1)))
+
+    def chunk(self, chunks, dim=0):
+        """Split into ``chunks`` pieces along ``dim``, each of
+        ``ceil(size / chunks)`` (the last may be smaller), as ``torch.chunk``."""
+        size = self._q.shape[dim]
+        step = -(-size // chunks)
+        return tuple(self._same_qparams(self._q[(slice(None),) * (dim % self._q.ndim) + (slice(i, i + step),)])
+                     for i in range(0, size, step))
+
+    def mean(self, dim, keepdim=False):
+        """The mean over ``dim`` (an int or a tuple) with the input's scale and
+        zero point: dequantized, averaged in float32, quantized again, the
+        arithmetic of torch's x86 kernel for channels-last tensors (what its
+        quantized convs return). torch's kernel for NCHW-contiguous tensors
+        averages the raw integers instead; the two can differ by one step at
+        exact ties."""
+        self._per_tensor_only("mean")
+        axis = tuple(dim) if isinstance(dim, (tuple, list)) else dim
+        values = self.dequantize().data.mean(axis=axis, keepdims=keepdim, dtype=numpy.float32)
+        q = quantize_array(values, self._scale, self._zero_point, self.dtype)
+        return QTensor._per_tensor(q, self._scale, self._zero_point, self.dtype)
+
     # -- quantization parameters -------------------------------------
     def qscheme(self):
         return self._qscheme

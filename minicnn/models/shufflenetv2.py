@@ -27,9 +27,10 @@ def channel_shuffle(x, groups):
     back. With 2 groups, channels [a0 a1 a2 b0 b1 b2] become [a0 b0 a1 b1 a2 b2]."""
     batchsize, num_channels, height, width = x.shape
     channels_per_group = num_channels // groups
-    x = F.reshape(x, (batchsize, groups, channels_per_group, height, width))
-    x = F.transpose(x, 1, 2)
-    return F.reshape(x, (batchsize, num_channels, height, width))
+    # methods, not F.*: quantized tensors have them too (the quantizable model)
+    x = x.reshape(batchsize, groups, channels_per_group, height, width)
+    x = x.transpose(1, 2)
+    return x.reshape(batchsize, num_channels, height, width)
 
 
 class InvertedResidual(nn.Module):
@@ -144,7 +145,7 @@ class ShuffleNetV2(nn.Module):
         x = self.stage3(x)
         x = self.stage4(x)
         x = self.conv5(x)
-        x = F.mean(x, (2, 3))            # global average pooling: (N, C, h, w) -> (N, C)
+        x = x.mean((2, 3))               # global average pooling: (N, C, h, w) -> (N, C)
         return self.fc(x)
 
 

@@ -21,7 +21,7 @@ MODELS = [
     ("resnet50", 32, {}),
     ("mobilenet_v2", 32, {}),
     ("mobilenet_v3_large", 32, {}),
-    ("shufflenet_v2_x1_0", 32, {}),
+    ("shufflenet_v2_x1_0", 64, {}),
     ("googlenet", 32, {"aux_logits": False}),
     ("inception_v3", 75, {"aux_logits": False}),
 ]
@@ -105,7 +105,9 @@ def test_bad_arguments():
 # The models whose quantized forward is compared with torch's (resnet50
 # and resnext101_32x8d are resnet18's blocks at a cost CI cannot pay).
 QUANTIZED = [("resnet18", 32, {}), ("googlenet", 32, {"aux_logits": False}), ("mobilenet_v2", 32, {}),
-             ("mobilenet_v3_large", 32, {})]
+             # 64 x 64: at 32 x 32 torch's own quantized ShuffleNetV2 fails (the
+             # mean of its 1 x 1 map: "required rank 4 tensor to use channels_last")
+             ("mobilenet_v3_large", 32, {}), ("shufflenet_v2_x1_0", 64, {})]
 
 
 @pytest.mark.slow
@@ -141,7 +143,9 @@ def test_quantized_matches_torch(name, size, kwargs):
     actual, expected = _outputs(mc_model, tv_model, x)
     # one step of the output: the scale of the last (classifier) linear
     step = [m for m in tv_model.modules() if isinstance(m, torch.ao.nn.quantized.Linear)][-1].scale
-    within_one_step = numpy.mean(numpy.abs(actual - expected) <= step * (1 + 1e-6))
+    # one integer step, plus what the scales' float32 round-off makes of
+    # the dequantized values
+    within_one_step = numpy.mean(numpy.abs(actual - expected) <= step + 1e-5 * numpy.abs(expected))
     print(f"{name}: {within_one_step:.6f} of the outputs within one step ({step:.3g}), outputs in "
           f"[{expected.min():.3g}, {expected.max():.3g}]")
     assert within_one_step >= 0.999

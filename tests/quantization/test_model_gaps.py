@@ -148,3 +148,60 @@ def test_mul_broadcasts_as_torch():
         ours.scale, ours.zero_point = out_scale, out_zero_point
         expected = theirs.mul(torch_qtensor(gate, 1 / 256, 0), torch_qtensor(x, x_scale, x_zero_point))
         assert_same_qtensor(ours.mul(mc_qtensor(gate, 1 / 256, 0), mc_qtensor(x, x_scale, x_zero_point)), expected)
+
+
+# -- 3. shape ops, mean and average pooling ---------------------------------
+
+def random_pair(rng, shape, channels_last=True):
+    scale, zero_point = float(rng.choice(TIE_SCALES)), int(rng.integers(0, 256))
+    q = rng.integers(0, 256, shape).astype(numpy.uint8)
+    theirs = torch._make_per_tensor_quantized_tensor(torch.from_numpy(q), scale, zero_point)
+    if channels_last:      # what torch's quantized convs and cats return
+        theirs = theirs.contiguous(memory_format=torch.channels_last)
+    return mq.QTensor._per_tensor(q, scale, zero_point, mq.quint8), theirs
+
+
+def test_shape_ops_as_torch():
+    rng = numpy.random.default_rng(0)
+    ours, theirs = random_pair(rng, (2, 6, 3, 5), channels_last=False)
+    for a, b in zip(ours.chunk(2, 1), theirs.chunk(2, 1)):
+        assert_same_qtensor(a, b)
+    for a, b in zip(ours.chunk(4, 1), theirs.chunk(4, 1)):     # uneven: sizes 2, 2, 2
+        assert_same_qtensor(a, b)
+    assert_same_qtensor(ours.reshape(2, 2, 3, 3, 5).transpose(1, 2).contiguous().view(2, 6, 3, 5),
+                        theirs.reshape(2, 2, 3, 3, 5).transpose(1, 2).contiguous().view(2, 6, 3, 5))
+    assert_same_qtensor(ours.flatten(1), theirs.flatten(1))
+    assert_same_qtensor(ours.transpose(0, 3), theirs.transpose(0, 3).contiguous())
+
+
+@pytest.mark.parametrize("shape", [(2, 6, 2, 2), (2, 5, 3, 7)])
+def test_mean_as_torch(shape):
+    # 2 x 2 windows make exact ties common
+    rng = numpy.random.default_rng(1)
+    for _ in range(20):
+        ours, theirs = random_pair(rng, shape)
+        for dims in [(2, 3), [-1, -2], 3]:
+            for keepdim in (False, True):
+                assert_same_qtensor(ours.mean(dims, keepdim), theirs.mean(dims, keepdim=keepdim))
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=3, stride=1, padding=1, count_include_pad=False),
+    dict(kernel_size=5, stride=3), dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+    dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), divisor_override=4)])
+def test_avg_pool2d_as_torch(kwargs):
+    rng = numpy.random.default_rng(2)
+    for _ in range(10):
+        ours, theirs = random_pair(rng, (2, 4, 8, 7))
+        assert_same_qtensor(mnnq.functional.avg_pool2d(ours, **kwargs),
+                            torch.nn.functional.avg_pool2d(theirs, **kwargs))
+
+
+def test_avg_pool2d_bad_input():
+    ours, _ = random_pair(numpy.random.default_rng(3), (1, 2, 4, 4))
+    with pytest.raises(TypeError, match="quantized tensor"):
+        mnnq.functional.avg_pool2d(mc.tensor(numpy.zeros((1, 2, 4, 4), numpy.float32)), 2)
+    with pytest.raises(ValueError, match="at most half"):
+        mnnq.functional.avg_pool2d(ours, 3, padding=2)
+    with pytest.raises(ValueError, match="4-d"):
+        mnnq.functional.avg_pool2d(ours.flatten(), 2)

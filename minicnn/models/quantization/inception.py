@@ -10,11 +10,10 @@ turned into their quantizable subclasses in place, as for GoogLeNet.
 """
 from ...ao.nn.quantized import FloatFunctional
 from ...ao.quantization import DeQuantStub, QuantStub
-from ... import functional as F
 from ..googlenet import BasicConv2d, _transform_input
 from ..inception import Inception3, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE, InceptionOutputs
 from .googlenet import QuantizableBasicConv2d, _make_quantizable
-from .utils import _QUANTIZE_DOC, _build, _max_pool2d
+from .utils import _QUANTIZE_DOC, _avg_pool2d, _build, _max_pool2d
 
 __all__ = ["QuantizableInception3", "QuantizableInceptionA", "QuantizableInceptionB", "QuantizableInceptionC",
            "QuantizableInceptionD", "QuantizableInceptionE", "inception_v3"]
@@ -40,7 +39,7 @@ class QuantizableInceptionA(_QuantizableBlock, InceptionA):
         branch1x1 = self.branch1x1(x)
         branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
         branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        branch_pool = self.branch_pool(_avg_pool2d(x, 3, 1, 1))
         return self.myop.cat([branch1x1, branch5x5, branch3x3dbl, branch_pool], 1)
 
 
@@ -64,7 +63,7 @@ class QuantizableInceptionC(_QuantizableBlock, InceptionC):
         for conv in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
                      self.branch7x7dbl_5):
             branch7x7dbl = conv(branch7x7dbl)
-        branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        branch_pool = self.branch_pool(_avg_pool2d(x, 3, 1, 1))
         return self.myop.cat([branch1x1, branch7x7, branch7x7dbl, branch_pool], 1)
 
 
@@ -95,7 +94,7 @@ class QuantizableInceptionE(_QuantizableBlock, InceptionE):
         branch3x3 = self.myop1.cat([self.branch3x3_2a(branch3x3), self.branch3x3_2b(branch3x3)], 1)
         branch3x3dbl = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         branch3x3dbl = self.myop2.cat([self.branch3x3dbl_3a(branch3x3dbl), self.branch3x3dbl_3b(branch3x3dbl)], 1)
-        branch_pool = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        branch_pool = self.branch_pool(_avg_pool2d(x, 3, 1, 1))
         return self.myop3.cat([branch1x1, branch3x3, branch3x3dbl, branch_pool], 1)
 
 

@@ -4,7 +4,6 @@ of the two branches goes through ``cat`` (a quantized cat requantizes both
 halves to one output scale)."""
 from ...ao.nn.quantized import FloatFunctional
 from ...ao.quantization import DeQuantStub, QuantStub
-from ... import functional as F
 from ..shufflenetv2 import InvertedResidual, ShuffleNetV2, channel_shuffle
 from .utils import _QUANTIZE_DOC, _build, _fuse_modules
 
@@ -20,7 +19,7 @@ class QuantizableInvertedResidual(InvertedResidual):
 
     def forward(self, x):
         if self.stride == 1:
-            x1, x2 = F.chunk(x, 2, dim=1)
+            x1, x2 = x.chunk(2, dim=1)
             out = self.cat.cat([x1, self.branch2(x2)], dim=1)
         else:
             out = self.cat.cat([self.branch1(x), self.branch2(x)], dim=1)

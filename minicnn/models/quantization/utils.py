@@ -47,6 +47,14 @@ def _max_pool2d(x, kernel_size, stride):
     return F.max_pool2d(x, kernel_size=kernel_size, stride=stride)
 
 
+def _avg_pool2d(x, kernel_size, stride, padding=0):
+    """F.avg_pool2d for float Tensors and quantized tensors alike."""
+    if _is_quantized(x):
+        from ...ao.nn.quantized import functional as qF
+        return qF.avg_pool2d(x, kernel_size, stride, padding)
+    return F.avg_pool2d(x, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
 def _replace_relu(module):
     """Replace every ReLU / ReLU6 (exactly those types) by a fresh ReLU, as
     torchvision does: fbgemm fuses conv + bn + ReLU, not ReLU6, and each

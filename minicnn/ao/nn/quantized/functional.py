@@ -358,3 +358,53 @@ def hardsigmoid(input):
     x = _dequantized_fma(input)
     y = numpy.clip(x + _F32(3), _F32(0), _F32(6)) / _F32(6)
     return _requantized_double_inverse(y, 1.0 / 256, 0)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Average pooling of a (N, C, H, W) quint8 tensor; same parameters as
+    the input.
+
+    Each window sums the centered integers ``q - zero_point`` of the input
+    elements it covers (padding adds 0), and ``float32(sum) * float32(1 /
+    d)`` is rounded half to even and shifted by the zero point: torch's x86
+    kernel for channels-last tensors (its quantized convs and cats return
+    those). ``d`` is ``divisor_override`` if given, else the window's size
+    inside the padded input (``count_include_pad``) or the number of input
+    elements it covers. torch's NCHW kernel sums the raw integers (padding
+    as the zero point) and can differ by one step at exact ties.
+    """
+    fn = "quantized avg_pool2d"
+    _check_quantized(input, fn)
+    if input.dim() != 4:
+        raise ValueError(f"{fn}: input must be 4-d (N, C, H, W), got shape {tuple(input.shape)}")
+    kh, kw = _pair(kernel_size, "kernel_size", fn)
+    sh, sw = _pair(stride if stride is not None and stride != [] else kernel_size, "stride", fn)
+    ph, pw = _pair(padding, "padding", fn)
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(f"{fn}: padding {(ph, pw)} must be at most half of kernel_size {(kh, kw)}")
+    H, W = input.shape[2:]
+    OH = _pool_size(H, kh, sh, ph, 1, ceil_mode)
+    OW = _pool_size(W, kw, sw, pw, 1, ceil_mode)
+    if OH < 1 or OW < 1:
+        raise ValueError(f"{fn}: input {tuple(input.shape)} is too small for kernel {(kh, kw)}")
+    zero_point = input.q_zero_point()
+    centered = input._q.astype(numpy.int64) - zero_point
+    out = numpy.empty(input.shape[:2] + (OH, OW), numpy.uint8)
+    for i in range(OH):
+        h0 = i * sh - ph
+        h1 = min(h0 + kh, H + ph)
+        for j in range(OW):
+            w0 = j * sw - pw
+            w1 = min(w0 + kw, W + pw)
+            inside = (slice(max(h0, 0), min(h1, H)), slice(max(w0, 0), min(w1, W)))
+            total = centered[:, :, inside[0], inside[1]].sum(axis=(-2, -1))
+            if divisor_override is not None:
+                divisor = divisor_override
+            elif count_include_pad:
+                divisor = (h1 - h0) * (w1 - w0)
+            else:
+                divisor = (inside[0].stop - inside[0].start) * (inside[1].stop - inside[1].start)
+            mean = total.astype(_F32) * (_F32(1) / _F32(divisor))
+            out[:, :, i, j] = numpy.clip(numpy.rint(mean) + zero_point, 0, 255)
+    return QTensor._per_tensor(out, input.q_scale(), zero_point, quint8)
