@@ -235,15 +235,15 @@ class FusedBottleneck(nn.Module):
 
 
 class FusedResidual(nn.Module):
-    """x + body(x) where body is a Sequential ending in a conv and its
-    norm with no activation (MobileNetV2's InvertedResidual, EfficientNet's
+    """x + body(x) where body is a fused Sequential ending in a FusedConv
+    with no activation (MobileNetV2's InvertedResidual, EfficientNet's
     MBConv in eval, where stochastic depth is the identity): the add goes
     into that last conv's output."""
 
     def __init__(self, body):
         super().__init__()
-        self.body = _fuse(body)
-        if _last_fused_conv(self.body) is None:
+        self.body = body
+        if _last_fused_conv(body) is None:
             raise ValueError("FusedResidual: the body must end in a conv [-> norm] without an activation")
 
     def forward(self, x):
@@ -274,11 +274,17 @@ def _run_with_residual(seq, x, residual):
     return _run_with_residual(last, x, residual)
 
 
-def _fuse_residual_block(block, body):
-    """FusedResidual over ``body`` when the block adds its input, else the
-    fused body alone (the block's forward is then just ``body(x)``)."""
+def _fuse_residual_block(block, attribute):
+    """The block's body (its child ``attribute``) fused; wrapped in a
+    FusedResidual when the block adds its input, else alone (the block's
+    forward is then just ``body(x)``). A body whose last norm cannot be
+    folded keeps its block, and the block's own add."""
+    body = _fuse(block._modules[attribute])
     if not block.use_res_connect:
-        return _fuse(body)
+        return body
+    if _last_fused_conv(body) is None:
+        block._modules[attribute] = body
+        return block
     return FusedResidual(body)
 
 
@@ -305,6 +311,6 @@ _BLOCK_RULES = {
     resnet.ResNet: _fuse_resnet,
     resnet.BasicBlock: FusedBasicBlock,
     resnet.Bottleneck: FusedBottleneck,
-    mobilenetv2.InvertedResidual: lambda block: _fuse_residual_block(block, block.conv),
-    efficientnet.MBConv: lambda block: _fuse_residual_block(block, block.block),
+    mobilenetv2.InvertedResidual: lambda block: _fuse_residual_block(block, "conv"),
+    efficientnet.MBConv: lambda block: _fuse_residual_block(block, "block"),
 }

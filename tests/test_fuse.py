@@ -210,3 +210,14 @@ def test_what_cannot_be_folded_is_left_alone_and_bad_arguments_are_refused():
         FusedConv(mc.nn.Conv2d(3, 4, 3), None, mc.nn.GELU())
     with pytest.raises(TypeError, match="conv must be"):
         FusedConv(mc.nn.Linear(3, 4))
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet18"])
+def test_blocks_with_group_norms_keep_their_own_forward(name):
+    with no_init():
+        model = fill(mc.models.get_model(name, norm_layer=lambda c: mc.nn.GroupNorm(4, c))).eval()
+    fused = mc.fuse(model)
+    assert not any(isinstance(m, (FusedResidual, FusedBasicBlock)) for m in fused.modules())
+    x = mc.tensor(numpy.random.default_rng(5).standard_normal((1, 3, 32, 32)).astype(numpy.float32))
+    with mc.no_grad():
+        assert relative_error(fused(x).data, model(x).data) < 1e-5
