@@ -36,10 +36,18 @@ from ... import functional as F
 from ...backend import get_array_module
 from ...ops import batched_nms, generalized_box_iou_loss
 from ...tensor import Tensor
+from .anchor_utils import AnchorGenerator
+from .transform import GeneralizedRCNNTransform
 
 __all__ = ["BoxCoder", "BoxLinearCoder", "Matcher", "SSDMatcher", "BalancedPositiveNegativeSampler",
            "retrieve_out_channels", "check_images", "check_targets", "check_boxes_not_degenerate", "transform_inputs",
-           "features_list", "top_candidates", "nms_detections"]
+           "features_list", "top_candidates", "nms_detections", "check_backbone", "check_anchor_generator",
+           "imagenet_transform", "match_anchors"]
+
+#: ImageNet's per-channel mean and standard deviation: every detector's
+#: default ``image_mean`` and ``image_std``, as in torchvision.
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 def _as_tensor(x):
@@ -375,3 +383,38 @@ def nms_detections(boxes, scores, labels, nms_thresh, detections_per_img):
     keep = keep[:detections_per_img]
     return {"boxes": Tensor._wrap(boxes[keep]), "scores": Tensor._wrap(scores[keep]),
             "labels": Tensor._wrap(labels[keep])}
+
+
+def check_backbone(backbone):
+    """ValueError unless ``backbone`` says its ``out_channels`` (torchvision's check and message)."""
+    if not hasattr(backbone, "out_channels"):
+        raise ValueError("backbone should contain an attribute out_channels specifying the number of output "
+                         "channels (assumed to be the same for all the levels)")
+
+
+def check_anchor_generator(anchor_generator, name="anchor_generator"):
+    """TypeError unless the argument ``name`` is an AnchorGenerator or None."""
+    if not isinstance(anchor_generator, (AnchorGenerator, type(None))):
+        raise TypeError(f"{name} should be of type AnchorGenerator or None instead of {type(anchor_generator)}")
+
+
+def imagenet_transform(min_size, max_size, image_mean=None, image_std=None, **kwargs):
+    """The detector's GeneralizedRCNNTransform; ``image_mean`` and
+    ``image_std`` default to ImageNet's, as every torchvision detector's."""
+    return GeneralizedRCNNTransform(min_size, max_size, IMAGENET_MEAN if image_mean is None else image_mean,
+                                    IMAGENET_STD if image_std is None else image_std, **kwargs)
+
+
+def match_anchors(anchors, targets, match):
+    """Per image, the (A,) int64 Tensor of the ground-truth box matched to
+    each of its anchors, or -1 (background): ``match(anchors_per_image,
+    boxes)`` (Tensors (A, 4) and (G, 4)) gives it, except for an image
+    without boxes, whose anchors are all background."""
+    matched_idxs = []
+    for anchors_per_image, target in zip(anchors, targets):
+        if target["boxes"].shape[0] == 0:
+            xp = get_array_module(anchors_per_image.data)
+            matched_idxs.append(Tensor._wrap(xp.full(anchors_per_image.shape[0], -1, dtype=xp.int64)))
+        else:
+            matched_idxs.append(match(anchors_per_image, target["boxes"]))
+    return matched_idxs

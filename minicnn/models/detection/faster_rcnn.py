@@ -31,6 +31,7 @@ asserts.
 from ... import nn
 from ...ops import MultiScaleRoIAlign
 from .._layers import _check_weights
+from . import _utils as det_utils
 from ..mobilenetv3 import mobilenet_v3_large
 from ..registry import register_model
 from ..resnet import resnet50
@@ -40,7 +41,6 @@ from .generalized_rcnn import GeneralizedRCNN
 from .roi_heads import FastRCNNConvFCHead, FastRCNNPredictor, RoIHeads, TwoMLPHead
 from .rpn import RegionProposalNetwork, RPNHead
 from .ssd import check_num_classes
-from .transform import GeneralizedRCNNTransform
 
 __all__ = ["FasterRCNN", "fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2",
            "fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"]
@@ -65,15 +65,9 @@ class FasterRCNN(GeneralizedRCNN):
                  rpn_score_thresh=0.0, box_roi_pool=None, box_head=None, box_predictor=None, box_score_thresh=0.05,
                  box_nms_thresh=0.5, box_detections_per_img=100, box_fg_iou_thresh=0.5, box_bg_iou_thresh=0.5,
                  box_batch_size_per_image=512, box_positive_fraction=0.25, bbox_reg_weights=None, **kwargs):
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError("backbone should contain an attribute out_channels specifying the number of output "
-                             "channels (assumed to be the same for all the levels)")
-        if not isinstance(rpn_anchor_generator, (AnchorGenerator, type(None))):
-            raise TypeError(f"rpn_anchor_generator should be of type AnchorGenerator or None instead of "
-                            f"{type(rpn_anchor_generator)}")
-        if not isinstance(box_roi_pool, (MultiScaleRoIAlign, type(None))):
-            raise TypeError(f"box_roi_pool should be of type MultiScaleRoIAlign or None instead of "
-                            f"{type(box_roi_pool)}")
+        det_utils.check_backbone(backbone)
+        det_utils.check_anchor_generator(rpn_anchor_generator, "rpn_anchor_generator")
+        box_roi_pool = _roi_pool(box_roi_pool, "box_roi_pool", 7)
         if num_classes is not None and box_predictor is not None:
             raise ValueError("num_classes should be None when box_predictor is specified")
         if num_classes is None and box_predictor is None:
@@ -88,8 +82,6 @@ class FasterRCNN(GeneralizedRCNN):
             rpn_positive_fraction, {"training": rpn_pre_nms_top_n_train, "testing": rpn_pre_nms_top_n_test},
             {"training": rpn_post_nms_top_n_train, "testing": rpn_post_nms_top_n_test}, rpn_nms_thresh,
             score_thresh=rpn_score_thresh)
-        if box_roi_pool is None:
-            box_roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
         representation_size = 1024
         if box_head is None:
             resolution = box_roi_pool.output_size[0]
@@ -99,11 +91,7 @@ class FasterRCNN(GeneralizedRCNN):
         roi_heads = RoIHeads(box_roi_pool, box_head, box_predictor, box_fg_iou_thresh, box_bg_iou_thresh,
                              box_batch_size_per_image, box_positive_fraction, bbox_reg_weights, box_score_thresh,
                              box_nms_thresh, box_detections_per_img)
-        if image_mean is None:
-            image_mean = [0.485, 0.456, 0.406]
-        if image_std is None:
-            image_std = [0.229, 0.224, 0.225]
-        transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std, **kwargs)
+        transform = det_utils.imagenet_transform(min_size, max_size, image_mean, image_std, **kwargs)
         super().__init__(backbone, rpn, roi_heads, transform)
 
 
@@ -114,6 +102,17 @@ def _rcnn_arguments(builder, weights, weights_backbone, num_classes, trainable_b
     _check_weights(weights_backbone, builder + " (weights_backbone)")
     num_classes = default_classes if num_classes is None else check_num_classes(builder, num_classes)
     return num_classes, _validate_trainable_layers(False, trainable_backbone_layers, max_value, 3)
+
+
+def _roi_pool(roi_pool, name, output_size):
+    """The argument ``name``: ``roi_pool`` if given (TypeError unless a
+    MultiScaleRoIAlign), else the default one, ``output_size`` squared
+    over the FPN levels "0" to "3", as torchvision's R-CNNs build it."""
+    if roi_pool is None:
+        return MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=output_size, sampling_ratio=2)
+    if not isinstance(roi_pool, MultiScaleRoIAlign):
+        raise TypeError(f"{name} should be of type MultiScaleRoIAlign or None instead of {type(roi_pool)}")
+    return roi_pool
 
 
 def _resnet50_fpn(trainable, v2):

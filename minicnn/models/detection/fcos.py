@@ -46,7 +46,6 @@ from .anchor_utils import AnchorGenerator
 from .backbone_utils import _resnet_fpn_extractor, _validate_trainable_layers
 from .retinanet import _per_anchor, postprocess_levels, split_levels
 from .ssd import check_num_classes
-from .transform import GeneralizedRCNNTransform
 
 __all__ = ["FCOS", "FCOSHead", "FCOSClassificationHead", "FCOSRegressionHead", "fcos_resnet50_fpn"]
 
@@ -173,13 +172,9 @@ class FCOS(nn.Module):
                  anchor_generator=None, head=None, center_sampling_radius=1.5, score_thresh=0.2, nms_thresh=0.6,
                  detections_per_img=100, topk_candidates=1000, **kwargs):
         super().__init__()
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError("backbone should contain an attribute out_channels specifying the number of output "
-                             "channels (assumed to be the same for all the levels)")
+        det_utils.check_backbone(backbone)
         self.backbone = backbone
-        if not isinstance(anchor_generator, (AnchorGenerator, type(None))):
-            raise TypeError(f"anchor_generator should be of type AnchorGenerator or None, instead got "
-                            f"{type(anchor_generator)}")
+        det_utils.check_anchor_generator(anchor_generator)
         if anchor_generator is None:
             anchor_sizes = ((8,), (16,), (32,), (64,), (128,))   # the strides of P3..P7
             anchor_generator = AnchorGenerator(anchor_sizes, ((1.0,),) * len(anchor_sizes))
@@ -191,11 +186,7 @@ class FCOS(nn.Module):
             head = FCOSHead(backbone.out_channels, anchor_generator.num_anchors_per_location()[0], num_classes)
         self.head = head
         self.box_coder = det_utils.BoxLinearCoder(normalize_by_size=True)
-        if image_mean is None:
-            image_mean = [0.485, 0.456, 0.406]
-        if image_std is None:
-            image_std = [0.229, 0.224, 0.225]
-        self.transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std, **kwargs)
+        self.transform = det_utils.imagenet_transform(min_size, max_size, image_mean, image_std, **kwargs)
         self.center_sampling_radius = center_sampling_radius
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
@@ -203,14 +194,8 @@ class FCOS(nn.Module):
         self.topk_candidates = topk_candidates
 
     def compute_loss(self, targets, head_outputs, anchors, num_anchors_per_level):
-        matched_idxs = []
-        for anchors_per_image, target in zip(anchors, targets):
-            a = anchors_per_image.data
-            xp = get_array_module(a)
-            if target["boxes"].shape[0] == 0:
-                matched_idxs.append(Tensor._wrap(xp.full(a.shape[0], -1, dtype=xp.int64)))
-                continue
-            matched_idxs.append(Tensor._wrap(self._match(a, target["boxes"].data, num_anchors_per_level)))
+        matched_idxs = det_utils.match_anchors(anchors, targets, lambda anchors_per_image, boxes: Tensor._wrap(
+            self._match(anchors_per_image.data, boxes.data, num_anchors_per_level)))
         return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
 
     def _match(self, anchors, gt_boxes, num_anchors_per_level):

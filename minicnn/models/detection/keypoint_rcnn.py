@@ -17,9 +17,8 @@ keypoints (COCO's), images resized with a shorter side drawn from 640 ..
 Differences from torchvision: as faster_rcnn.py says (``weights`` and
 ``weights_backbone`` must be None).
 """
-from ...ops import MultiScaleRoIAlign
 from ..registry import register_model
-from .faster_rcnn import FasterRCNN, _rcnn_arguments, _resnet50_fpn
+from .faster_rcnn import FasterRCNN, _rcnn_arguments, _resnet50_fpn, _roi_pool
 from .roi_heads import KeypointRCNNHeads, KeypointRCNNPredictor
 
 __all__ = ["KeypointRCNN", "keypointrcnn_resnet50_fpn"]
@@ -39,9 +38,7 @@ class KeypointRCNN(FasterRCNN):
                  box_nms_thresh=0.5, box_detections_per_img=100, box_fg_iou_thresh=0.5, box_bg_iou_thresh=0.5,
                  box_batch_size_per_image=512, box_positive_fraction=0.25, bbox_reg_weights=None,
                  keypoint_roi_pool=None, keypoint_head=None, keypoint_predictor=None, num_keypoints=None, **kwargs):
-        if not isinstance(keypoint_roi_pool, (MultiScaleRoIAlign, type(None))):
-            raise TypeError(f"keypoint_roi_pool should be of type MultiScaleRoIAlign or None instead of "
-                            f"{type(keypoint_roi_pool)}")
+        keypoint_roi_pool = _roi_pool(keypoint_roi_pool, "keypoint_roi_pool", 14)
         if min_size is None:
             min_size = (640, 672, 704, 736, 768, 800)
         if num_keypoints is not None and keypoint_predictor is not None:
@@ -49,9 +46,6 @@ class KeypointRCNN(FasterRCNN):
         if num_keypoints is None:
             num_keypoints = 17
         out_channels = backbone.out_channels
-        if keypoint_roi_pool is None:
-            keypoint_roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=14,
-                                                   sampling_ratio=2)
         if keypoint_head is None:
             keypoint_head = KeypointRCNNHeads(out_channels, tuple(512 for _ in range(8)))
         if keypoint_predictor is None:

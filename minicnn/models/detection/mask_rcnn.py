@@ -18,9 +18,8 @@ Differences from torchvision: as faster_rcnn.py says (``weights`` and
 ``weights_backbone`` must be None).
 """
 from ... import nn
-from ...ops import MultiScaleRoIAlign
 from ..registry import register_model
-from .faster_rcnn import FasterRCNN, _rcnn_arguments, _resnet50_fpn, _v2_heads
+from .faster_rcnn import FasterRCNN, _rcnn_arguments, _resnet50_fpn, _roi_pool, _v2_heads
 from .roi_heads import MaskRCNNHeads, MaskRCNNPredictor
 
 __all__ = ["MaskRCNN", "maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2"]
@@ -39,14 +38,10 @@ class MaskRCNN(FasterRCNN):
                  box_nms_thresh=0.5, box_detections_per_img=100, box_fg_iou_thresh=0.5, box_bg_iou_thresh=0.5,
                  box_batch_size_per_image=512, box_positive_fraction=0.25, bbox_reg_weights=None, mask_roi_pool=None,
                  mask_head=None, mask_predictor=None, **kwargs):
-        if not isinstance(mask_roi_pool, (MultiScaleRoIAlign, type(None))):
-            raise TypeError(f"mask_roi_pool should be of type MultiScaleRoIAlign or None instead of "
-                            f"{type(mask_roi_pool)}")
+        mask_roi_pool = _roi_pool(mask_roi_pool, "mask_roi_pool", 14)
         if num_classes is not None and mask_predictor is not None:
             raise ValueError("num_classes should be None when mask_predictor is specified")
         out_channels = backbone.out_channels
-        if mask_roi_pool is None:
-            mask_roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=14, sampling_ratio=2)
         if mask_head is None:
             mask_head = MaskRCNNHeads(out_channels, (256, 256, 256, 256), 1)
         if mask_predictor is None:

@@ -40,7 +40,6 @@ from . import _utils as det_utils
 from .anchor_utils import AnchorGenerator
 from .backbone_utils import _resnet_fpn_extractor, _validate_trainable_layers
 from .ssd import check_num_classes
-from .transform import GeneralizedRCNNTransform
 
 __all__ = ["RetinaNet", "RetinaNetHead", "RetinaNetClassificationHead", "RetinaNetRegressionHead",
            "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2"]
@@ -189,13 +188,9 @@ class RetinaNet(nn.Module):
                  anchor_generator=None, head=None, proposal_matcher=None, score_thresh=0.05, nms_thresh=0.5,
                  detections_per_img=300, fg_iou_thresh=0.5, bg_iou_thresh=0.4, topk_candidates=1000, **kwargs):
         super().__init__()
-        if not hasattr(backbone, "out_channels"):
-            raise ValueError("backbone should contain an attribute out_channels specifying the number of output "
-                             "channels (assumed to be the same for all the levels)")
+        det_utils.check_backbone(backbone)
+        det_utils.check_anchor_generator(anchor_generator)
         self.backbone = backbone
-        if not isinstance(anchor_generator, (AnchorGenerator, type(None))):
-            raise TypeError(f"anchor_generator should be of type AnchorGenerator or None instead of "
-                            f"{type(anchor_generator)}")
         if anchor_generator is None:
             anchor_generator = _default_anchorgen()
         self.anchor_generator = anchor_generator
@@ -206,24 +201,15 @@ class RetinaNet(nn.Module):
             proposal_matcher = det_utils.Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=True)
         self.proposal_matcher = proposal_matcher
         self.box_coder = det_utils.BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
-        if image_mean is None:
-            image_mean = [0.485, 0.456, 0.406]
-        if image_std is None:
-            image_std = [0.229, 0.224, 0.225]
-        self.transform = GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std, **kwargs)
+        self.transform = det_utils.imagenet_transform(min_size, max_size, image_mean, image_std, **kwargs)
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
         self.topk_candidates = topk_candidates
 
     def compute_loss(self, targets, head_outputs, anchors):
-        matched_idxs = []
-        for anchors_per_image, target in zip(anchors, targets):
-            if target["boxes"].shape[0] == 0:
-                xp = get_array_module(anchors_per_image.data)
-                matched_idxs.append(Tensor._wrap(xp.full(anchors_per_image.shape[0], -1, dtype=xp.int64)))
-                continue
-            matched_idxs.append(self.proposal_matcher(box_iou(target["boxes"], anchors_per_image)))
+        matched_idxs = det_utils.match_anchors(
+            anchors, targets, lambda anchors_per_image, boxes: self.proposal_matcher(box_iou(boxes, anchors_per_image)))
         return self.head.compute_loss(targets, head_outputs, anchors, matched_idxs)
 
     def forward(self, images, targets=None):

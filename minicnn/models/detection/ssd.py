@@ -49,7 +49,6 @@ from ..vgg import vgg16
 from . import _utils as det_utils
 from .anchor_utils import DefaultBoxGenerator
 from .backbone_utils import _validate_trainable_layers
-from .transform import GeneralizedRCNNTransform
 
 __all__ = ["SSD", "SSDHead", "SSDScoringHead", "SSDClassificationHead", "SSDRegressionHead",
            "SSDFeatureExtractorVGG", "ssd300_vgg16"]
@@ -148,12 +147,8 @@ class SSD(nn.Module):
             head = SSDHead(out_channels, anchor_generator.num_anchors_per_location(), num_classes)
         self.head = head
         self.proposal_matcher = det_utils.SSDMatcher(iou_thresh)
-        if image_mean is None:
-            image_mean = [0.485, 0.456, 0.406]
-        if image_std is None:
-            image_std = [0.229, 0.224, 0.225]
-        self.transform = GeneralizedRCNNTransform(min(size), max(size), image_mean, image_std, size_divisible=1,
-                                                  fixed_size=size, **kwargs)
+        self.transform = det_utils.imagenet_transform(min(size), max(size), image_mean, image_std, size_divisible=1,
+                                                      fixed_size=size, **kwargs)
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
@@ -204,13 +199,8 @@ class SSD(nn.Module):
         head_outputs = self.head(features)
         anchors = self.anchor_generator(image_list, features)
         if self.training:
-            matched_idxs = []
-            for anchors_per_image, target in zip(anchors, targets):
-                if target["boxes"].shape[0] == 0:
-                    xp = get_array_module(anchors_per_image.data)
-                    matched_idxs.append(Tensor._wrap(xp.full(anchors_per_image.shape[0], -1, dtype=xp.int64)))
-                    continue
-                matched_idxs.append(self.proposal_matcher(box_iou(target["boxes"], anchors_per_image)))
+            matched_idxs = det_utils.match_anchors(anchors, targets, lambda anchors_per_image, boxes: (
+                self.proposal_matcher(box_iou(boxes, anchors_per_image))))
             return self.compute_loss(targets, head_outputs, anchors, matched_idxs)
         detections = self.postprocess_detections(head_outputs, anchors, image_list.image_sizes)
         return self.transform.postprocess(detections, image_list.image_sizes, original_image_sizes)
@@ -296,14 +286,36 @@ class SSDFeatureExtractorVGG(nn.Module):
 def _vgg_extractor(backbone, highres, trainable_layers):
     features = backbone.features
     stage_indices = [0] + [i for i, b in enumerate(features) if isinstance(b, nn.MaxPool2d)][:-1]
+    freeze_stages(features, stage_indices, trainable_layers)
+    return SSDFeatureExtractorVGG(features, highres)
+
+
+def freeze_stages(features, stage_indices, trainable_layers):
+    """Stop the gradients of ``features``' blocks (a Sequential) before its
+    last ``trainable_layers`` stages, which start at ``stage_indices``; all
+    of them for 0."""
     num_stages = len(stage_indices)
     if not 0 <= trainable_layers <= num_stages:
-        raise ValueError(f"trainable_layers should be in the range [0, {num_stages}]. Instead got {trainable_layers}")
+        raise ValueError(f"trainable_layers should be in the range [0, {num_stages}], instead got {trainable_layers}")
     freeze_before = len(features) if trainable_layers == 0 else stage_indices[num_stages - trainable_layers]
     for block in list(features)[:freeze_before]:
         for parameter in block.parameters():
             parameter.requires_grad_(False)
-    return SSDFeatureExtractorVGG(features, highres)
+
+
+def ssd_builder_arguments(builder, weights, weights_backbone, num_classes, kwargs):
+    """What an SSD builder does first: refuse ``weights`` and
+    ``weights_backbone`` (none are shipped), drop a ``size`` from
+    ``kwargs`` with torchvision's warning (the size is fixed), and return
+    ``num_classes`` (``check_num_classes``)."""
+    from .._layers import _check_weights
+
+    _check_weights(weights, builder)
+    _check_weights(weights_backbone, f"{builder} (weights_backbone)")
+    if "size" in kwargs:
+        warnings.warn("The size of the model is already fixed; ignoring the parameter.")
+        kwargs.pop("size")
+    return check_num_classes(builder, num_classes)
 
 
 def check_num_classes(builder, num_classes):
@@ -323,14 +335,7 @@ def ssd300_vgg16(*, weights=None, progress=True, num_classes=None, weights_backb
     ``kwargs`` go to SSD (score_thresh, nms_thresh, detections_per_img,
     iou_thresh, topk_candidates, positive_fraction, image_mean, image_std);
     ``size`` is ignored with a warning (fixed at 300 x 300)."""
-    from .._layers import _check_weights
-
-    _check_weights(weights, "ssd300_vgg16")
-    _check_weights(weights_backbone, "ssd300_vgg16 (weights_backbone)")
-    if "size" in kwargs:
-        warnings.warn("The size of the model is already fixed; ignoring the parameter.")
-        kwargs.pop("size")
-    num_classes = check_num_classes("ssd300_vgg16", num_classes)
+    num_classes = ssd_builder_arguments("ssd300_vgg16", weights, weights_backbone, num_classes, kwargs)
     trainable_backbone_layers = _validate_trainable_layers(False, trainable_backbone_layers, 5, 4)
     backbone = _vgg_extractor(vgg16(), False, trainable_backbone_layers)
     anchor_generator = DefaultBoxGenerator([[2], [2, 3], [2, 3], [2, 3], [2], [2]],

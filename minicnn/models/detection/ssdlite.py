@@ -19,7 +19,6 @@ be None (torchvision's default backbone weights are ImageNet's, with the
 full tail); ``kwargs`` go to SSD only (torchvision also hands them to
 the MobileNetV3 builder, which ignores what it does not know).
 """
-import warnings
 from collections import OrderedDict
 from functools import partial
 
@@ -30,7 +29,7 @@ from .._layers import Conv2dNormActivation
 from . import _utils as det_utils
 from .anchor_utils import DefaultBoxGenerator
 from .backbone_utils import _mobilenet_stages, _validate_trainable_layers
-from .ssd import SSD, SSDScoringHead, check_num_classes
+from .ssd import SSD, SSDScoringHead, freeze_stages, ssd_builder_arguments
 
 __all__ = ["SSDLiteHead", "SSDLiteClassificationHead", "SSDLiteRegressionHead", "SSDLiteFeatureExtractorMobileNet",
            "ssdlite320_mobilenet_v3_large"]
@@ -136,13 +135,7 @@ class SSDLiteFeatureExtractorMobileNet(nn.Module):
 def _mobilenet_extractor(backbone, trainable_layers, norm_layer):
     features = backbone.features
     stage_indices = _mobilenet_stages(features)
-    num_stages = len(stage_indices)
-    if not 0 <= trainable_layers <= num_stages:
-        raise ValueError(f"trainable_layers should be in the range [0, {num_stages}], instead got {trainable_layers}")
-    freeze_before = len(features) if trainable_layers == 0 else stage_indices[num_stages - trainable_layers]
-    for block in list(features)[:freeze_before]:
-        for parameter in block.parameters():
-            parameter.requires_grad_(False)
+    freeze_stages(features, stage_indices, trainable_layers)
     return SSDLiteFeatureExtractorMobileNet(features, stage_indices[-2], norm_layer)
 
 
@@ -153,14 +146,8 @@ def ssdlite320_mobilenet_v3_large(*, weights=None, progress=True, num_classes=No
     parameters (91 classes). ``kwargs`` go to SSD (score_thresh 0.001,
     nms_thresh 0.55, detections_per_img 300, topk_candidates 300 by
     default; image_mean / image_std 0.5 map [0, 1] to [-1, 1])."""
-    from .._layers import _check_weights
-
-    _check_weights(weights, "ssdlite320_mobilenet_v3_large")
-    _check_weights(weights_backbone, "ssdlite320_mobilenet_v3_large (weights_backbone)")
-    if "size" in kwargs:
-        warnings.warn("The size of the model is already fixed; ignoring the parameter.")
-        kwargs.pop("size")
-    num_classes = check_num_classes("ssdlite320_mobilenet_v3_large", num_classes)
+    num_classes = ssd_builder_arguments("ssdlite320_mobilenet_v3_large", weights, weights_backbone, num_classes,
+                                        kwargs)
     trainable_backbone_layers = _validate_trainable_layers(False, trainable_backbone_layers, 6, 6)
     if norm_layer is None:
         norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
