@@ -28,121 +28,42 @@ import torch
 import torchvision
 
 import minicnn as mc
+from detection_check import (IMAGES, TARGETS, check_bad_images_and_targets, check_detections, check_training, pair,
+                             sample_images)
 from minicnn.nn.skip_init import no_init
-from zoo_check import assert_relative
 
 torch.set_num_threads(1)
 
-IMAGES = [(3, 90, 120), (3, 110, 100)]
-TARGETS = [{"boxes": [[10.0, 20.0, 60.0, 70.0], [30.0, 5.0, 80.0, 50.0]], "labels": [1, 3]},
-           {"boxes": [[5.0, 5.0, 95.0, 100.0]], "labels": [2]}]
 SMALL = {"num_classes": 4, "min_size": 96, "max_size": 128, "rpn_pre_nms_top_n_test": 100,
          "rpn_post_nms_top_n_test": 30, "rpn_pre_nms_top_n_train": 100, "rpn_post_nms_top_n_train": 30,
          "rpn_batch_size_per_image": 100000, "box_batch_size_per_image": 100000}
 
 
-def _pair(name, **kwargs):
-    torch.manual_seed(0)
-    tv = torchvision.models.get_model(name, weights=None, weights_backbone=None, **kwargs)
-    with no_init():
-        mine = mc.models.get_model(name, **kwargs)
-    assert [(k, tuple(v.shape)) for k, v in mine.state_dict().items()] == \
-        [(k, tuple(v.shape)) for k, v in tv.state_dict().items()]
-    mine.load_state_dict(tv.state_dict())
-    return mine.double(), tv.double()
-
-
-def _images():
-    rng = numpy.random.default_rng(0)
-    return [rng.random(shape) for shape in IMAGES]
-
-
-def _targets(extra=None):
-    """(minicnn targets, torch targets), each dict with ``extra(i)``'s
-    arrays added (masks, keypoints)."""
-    ours, theirs = [], []
-    for i, t in enumerate(TARGETS):
-        more = extra(i) if extra else {}
-        ours.append({"boxes": mc.tensor(t["boxes"], dtype=mc.float64), "labels": mc.tensor(t["labels"]),
-                     **{k: mc.from_numpy(v.copy()) for k, v in more.items()}})
-        theirs.append({"boxes": torch.tensor(t["boxes"], dtype=torch.float64), "labels": torch.tensor(t["labels"]),
-                       **{k: torch.from_numpy(v.copy()) for k, v in more.items()}})
-    return ours, theirs
-
-
-def _check_detections(mine, tv, images):
-    mine.eval()
-    tv.eval()
-    with mc.no_grad():
-        ours = mine([mc.from_numpy(i.copy()) for i in images])
-    with torch.no_grad():
-        theirs = tv([torch.from_numpy(i) for i in images])
-    counts = []
-    for a, b in zip(ours, theirs):
-        assert sorted(a) == sorted(b)
-        assert len(a["boxes"]) == len(b["boxes"])
-        counts.append(len(b["boxes"]))
-        if not len(b["boxes"]):
-            continue
-        numpy.testing.assert_array_equal(a["labels"].numpy(), b["labels"].numpy())
-        for key in ("boxes", "scores", "masks", "keypoints_scores"):
-            if key in b:
-                assert_relative(a[key].numpy(), b[key].numpy(), 1e-7, key)
-        if "keypoints" in b:
-            assert a["keypoints"].dtype == numpy.float32
-            numpy.testing.assert_allclose(a["keypoints"].numpy(), b["keypoints"].numpy(), rtol=1e-6)
-    return counts
-
-
 def _check_thresholds(mine, tv, images, score_thresh):
     """Detections at the default settings, then with a higher score
     threshold and a cap of 5 per image: fewer, and the same as torchvision's."""
-    many = _check_detections(mine, tv, images)
+    many = check_detections(mine, tv, images)
     assert all(c > 5 for c in many)
     for m in (mine, tv):
         m.roi_heads.score_thresh, m.roi_heads.detections_per_img = score_thresh, 5
-    few = _check_detections(mine, tv, images)
+    few = check_detections(mine, tv, images)
     assert all(0 < c <= 5 for c in few) and few != many
-
-
-def _check_training(mine, tv, images, extra=None, gradients=True):
-    mine.train()
-    tv.train()
-    ours_t, theirs_t = _targets(extra)
-    ours = mine([mc.from_numpy(i.copy()) for i in images], ours_t)
-    theirs = tv([torch.from_numpy(i) for i in images], theirs_t)
-    assert sorted(ours) == sorted(theirs)
-    for key in theirs:
-        assert float(theirs[key].detach()) > 0, key
-        rtol = 1e-7 if theirs[key].dtype == torch.float32 else 1e-8
-        assert_relative(ours[key].detach().numpy(), theirs[key].detach().double().numpy(), rtol, f"loss {key}")
-    if not gradients:
-        return
-    sum(ours.values()).backward()
-    sum(theirs.values()).backward()
-    tv_params = dict(tv.named_parameters())
-    floor = 1e-6 * max(float(p.grad.abs().max()) for p in tv_params.values() if p.grad is not None)
-    for name, p in mine.named_parameters():
-        if tv_params[name].grad is None:
-            assert p.grad is None or not p.grad.numpy().any(), name
-            continue
-        assert_relative(p.grad.numpy(), tv_params[name].grad.numpy(), 1e-8, f"gradient of {name}", floor=floor)
 
 
 @pytest.mark.slow
 def test_fasterrcnn_detections_losses_and_gradients():
-    mine, tv = _pair("fasterrcnn_resnet50_fpn", **SMALL)
-    images = _images()
+    mine, tv = pair("fasterrcnn_resnet50_fpn", **SMALL)
+    images = sample_images()
     _check_thresholds(mine, tv, images, score_thresh=0.27)
-    _check_training(mine, tv, images)
+    check_training(mine, tv, images)
 
 
 @pytest.mark.slow
 def test_fasterrcnn_mobilenet_320_detections():
     """The MobileNetV3 backbone, and the RPN's score threshold (0.05 in this builder)."""
-    mine, tv = _pair("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=4, min_size=128, max_size=160)
+    mine, tv = pair("fasterrcnn_mobilenet_v3_large_320_fpn", num_classes=4, min_size=128, max_size=160)
     assert mine.rpn.score_thresh == 0.05
-    assert sum(_check_detections(mine, tv, _images())) > 0
+    assert sum(check_detections(mine, tv, sample_images())) > 0
 
 
 # torchvision's table, and the same figures as its weights' metadata.
@@ -179,21 +100,7 @@ def small_fasterrcnn():
 
 def test_bad_input(small_fasterrcnn):
     model = small_fasterrcnn
-    model.eval()
-    with pytest.raises(ValueError, match="3d tensors"):
-        model([mc.zeros(1, 3, 32, 32)])
-    with pytest.raises(TypeError, match="list"):
-        model(mc.zeros(3, 32, 32))
-    model.train()
-    image = [mc.zeros(3, 32, 32)]
-    with pytest.raises(ValueError, match="targets should not be None"):
-        model(image)
-    with pytest.raises(ValueError, match="missing the key 'labels'"):
-        model(image, [{"boxes": mc.tensor([[1.0, 1.0, 5.0, 5.0]])}])
-    with pytest.raises(ValueError, match="positive height and width"):
-        model(image, [{"boxes": mc.tensor([[5.0, 1.0, 5.0, 9.0]]), "labels": mc.tensor([1])}])
-    with pytest.raises(ValueError, match=r"shape \[N, 4\]"):
-        model(image, [{"boxes": mc.tensor([1.0, 1.0, 5.0, 5.0]), "labels": mc.tensor([1])}])
+    check_bad_images_and_targets(model)
     with pytest.raises(ValueError, match="num_classes should not be None"):
         mc.models.detection.FasterRCNN(model.backbone)
     with pytest.raises(ValueError, match="pre_nms_top_n"):
@@ -260,21 +167,21 @@ def _keypoints(i):
 @pytest.mark.slow
 def test_maskrcnn_detections_and_losses():
     mine, tv = _small_heads_pair("mask")
-    images = _images()
+    images = sample_images()
     for m in (mine, tv):
         m.roi_heads.detections_per_img = 4
-    assert all(c == 4 for c in _check_detections(mine, tv, images))
-    _check_training(mine, tv, images, _masks, gradients=False)
+    assert all(c == 4 for c in check_detections(mine, tv, images))
+    check_training(mine, tv, images, extra=_masks, gradients=False)
 
 
 @pytest.mark.slow
 def test_keypointrcnn_detections_and_losses():
     mine, tv = _small_heads_pair("keypoint")
-    images = _images()
+    images = sample_images()
     for m in (mine, tv):
         m.roi_heads.score_thresh, m.roi_heads.detections_per_img = 0.4, 4
-    assert all(c > 0 for c in _check_detections(mine, tv, images))
-    _check_training(mine, tv, images, _keypoints, gradients=False)
+    assert all(c > 0 for c in check_detections(mine, tv, images))
+    check_training(mine, tv, images, extra=_keypoints, gradients=False)
 
 
 @pytest.mark.parametrize("name", ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "keypointrcnn_resnet50_fpn"])
@@ -341,7 +248,7 @@ def test_mask_and_keypoint_targets_and_empty_cases(small_mask_and_keypoint):
 @pytest.mark.slow
 def test_fasterrcnn_v2_detections():
     """The v2 recipe: BatchNorm in the FPN, a two-conv RPN head, the conv box head."""
-    mine, tv = _pair("fasterrcnn_resnet50_fpn_v2", **SMALL)
+    mine, tv = pair("fasterrcnn_resnet50_fpn_v2", **SMALL)
     for m in (mine, tv):
         m.roi_heads.detections_per_img = 8
-    assert sum(_check_detections(mine, tv, _images())) > 0
+    assert sum(check_detections(mine, tv, sample_images())) > 0
