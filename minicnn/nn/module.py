@@ -582,6 +582,12 @@ class Module:
         for key, target in targets.items():
             if key not in state_dict:
                 continue
+            if hasattr(target, "convert_state"):     # not an array (quantized modules: ao/nn/quantized)
+                try:
+                    copies.append((target, target.convert_state(state_dict[key])))
+                except (TypeError, ValueError) as error:
+                    errors.append(f"{key}: {error}")
+                continue
             value = _as_array(state_dict[key], key)
             if is_lazy(target):
                 copies.append((target, value))
@@ -600,6 +606,9 @@ class Module:
                                  + "\n\t".join(errors))
         with no_grad():
             for target, value in copies:
+                if hasattr(target, "convert_state"):
+                    target.store_state(value)
+                    continue
                 if is_lazy(target):
                     target.materialize(value.shape)
                 xp_array = target.data

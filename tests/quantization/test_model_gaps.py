@@ -205,3 +205,81 @@ def test_avg_pool2d_bad_input():
         mnnq.functional.avg_pool2d(ours, 3, padding=2)
     with pytest.raises(ValueError, match="4-d"):
         mnnq.functional.avg_pool2d(ours.flatten(), 2)
+
+
+# -- 4. state dicts of converted models -------------------------------------
+
+def from_torch(value):
+    """A torch state_dict value as minicnn holds it: quantized tensors as
+    QTensors, tensors as arrays, (weight, bias) pairs element-wise."""
+    if isinstance(value, tuple):
+        return tuple(from_torch(v) for v in value)
+    if not isinstance(value, torch.Tensor):
+        return value
+    if not value.is_quantized:
+        return value.detach().numpy()
+    dtype = {torch.qint8: mq.qint8, torch.quint8: mq.quint8}[value.dtype]
+    q = value.int_repr().numpy()
+    if value.qscheme() == torch.per_channel_affine:
+        return mq.QTensor(q, dtype, mq.per_channel_affine, value.q_per_channel_scales().numpy().astype(numpy.float64),
+                          value.q_per_channel_zero_points().numpy().astype(numpy.int64), value.q_per_channel_axis())
+    return mq.QTensor._per_tensor(q, value.q_scale(), value.q_zero_point(), dtype)
+
+
+def converted_resnet18_pair(x):
+    import torchvision.models.quantization as tvq
+    import minicnn.models.quantization as mcq
+    torch.manual_seed(0)
+    theirs = tvq.resnet18().eval()
+    ours = mcq.resnet18().eval()
+    ours.load_state_dict(theirs.state_dict())
+    theirs.fuse_model()
+    theirs.qconfig = tq.get_default_qconfig("x86")
+    tq.prepare(theirs, inplace=True)
+    with torch.no_grad():
+        theirs(torch.from_numpy(x))
+    tq.convert(theirs, inplace=True)
+    mcq.quantize_model(ours, [mc.tensor(x[::-1].copy())])       # other calibration: other scales
+    return ours, theirs
+
+
+@pytest.mark.slow
+def test_converted_state_dict_matches_torch():
+    x = numpy.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(numpy.float32)
+    ours, theirs = converted_resnet18_pair(x)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    state = ours.state_dict()
+    assert isinstance(state["conv1.weight"], mq.QTensor) and isinstance(state["fc._packed_params._packed_params"][0],
+                                                                        mq.QTensor)
+    # torch's converted values loaded into minicnn's converted model: torch's outputs
+    ours.load_state_dict({k: from_torch(v) for k, v in theirs.state_dict().items()})
+    assert ours.layer1[0].conv1.scale == float(theirs.layer1[0].conv1.scale)
+    with torch.no_grad():
+        expected = theirs(torch.from_numpy(x)).numpy()
+    with mc.no_grad():
+        actual = ours(mc.tensor(x)).numpy()
+    numpy.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-7)
+    # round trip in memory, and a bad value leaves the model unchanged
+    reloaded = mcq_resnet18_converted_like(ours)
+    reloaded.load_state_dict(ours.state_dict())
+    with mc.no_grad():
+        numpy.testing.assert_array_equal(reloaded(mc.tensor(x)).numpy(), actual)
+    bad = dict(ours.state_dict())
+    bad["fc.scale"] = mc.tensor(numpy.array(0.5, numpy.float32))
+    bad["conv1.weight"] = mc.tensor(numpy.zeros((64, 3, 7, 7), numpy.float32))
+    with pytest.raises(Exception, match="conv1.weight: weight must be a qint8 QTensor"):
+        reloaded.load_state_dict(bad)
+    assert reloaded.fc.scale == ours.fc.scale
+
+
+def mcq_resnet18_converted_like(model):
+    import copy
+    fresh = copy.deepcopy(model)
+    for m in fresh.modules():
+        if hasattr(m, "scale") and hasattr(m, "zero_point"):
+            m.scale, m.zero_point = 1.0, 0
+        if hasattr(m, "set_weight_bias"):
+            weight = m.weight()
+            zeros = mq.quantize_per_tensor(mc.tensor(numpy.zeros(weight.shape, numpy.float32)), 1.0, 0, mq.qint8)
+            m.set_weight_bias(zeros, None if m.bias() is None else numpy.zeros(weight.shape[0], numpy.float32))
+    return fresh

@@ -56,7 +56,66 @@ def quantize_weight(weight, qconfig, fn):
     return quantize_per_tensor(data, float(scales.data[0]), int(zero_points.data[0]), observer.dtype)
 
 
-class Quantize(Module):
+class StateEntry:
+    """A state_dict entry of a quantized module that is not a parameter or
+    buffer (a quantized weight, the Python float ``scale``): what
+    ``state_dict(keep_vars=True)`` holds, so that ``load_state_dict``
+    checks a value with ``convert_state`` (raises TypeError / ValueError
+    before anything is stored) and stores it with ``store_state``."""
+
+    def __init__(self, value, convert, store):
+        self.value, self.convert_state, self.store_state = value, convert, store
+
+
+def _as_scalar(value, kind, name):
+    data = numpy.asarray(value.numpy() if hasattr(value, "numpy") else value)
+    if data.size != 1 or data.dtype.kind not in kind:
+        raise TypeError(f"{name} must be a single {'float' if kind == 'f' else 'int'}, got {value!r}")
+    return data.reshape(-1)[0].item()
+
+
+def _check_qweight(value, shape):
+    if not isinstance(value, QTensor) or value.dtype is not qint8:
+        raise TypeError(f"weight must be a qint8 QTensor, got {type(value).__name__}")
+    if tuple(value.shape) != tuple(shape):
+        raise ValueError(f"weight of shape {tuple(value.shape)} does not fit the module's {tuple(shape)}")
+    return value
+
+
+def _check_bias(value, n):
+    if value is None:
+        return None
+    bias = numpy.asarray(value.numpy() if hasattr(value, "numpy") else value, numpy.float32)
+    if bias.shape != (n,):
+        raise ValueError(f"bias of shape {bias.shape} does not fit the module's ({n},)")
+    return bias
+
+
+class _QuantizedState:
+    """Mixin: ``state_dict`` also holds the entries of ``_state()``, a list
+    of (name, value, convert, store), torch's keys for the module."""
+
+    def _qparams_state(self):
+        def store_scale(v):
+            self.scale = v
+
+        def store_zero_point(v):
+            self.zero_point = v
+        return [("scale", Tensor._wrap(numpy.array(self.scale, numpy.float32)),
+                 lambda v: _as_scalar(v, "f", "scale"), store_scale),
+                ("zero_point", Tensor._wrap(numpy.array(self.zero_point, numpy.int64)),
+                 lambda v: _as_scalar(v, "iu", "zero_point"), store_zero_point)]
+
+    _state = _qparams_state
+
+    def state_dict(self, destination=None, prefix="", keep_vars=False):
+        destination = super().state_dict(destination, prefix, keep_vars)
+        for name, value, convert, store in self._state():
+            destination[prefix + name] = StateEntry(value, convert, store) if keep_vars else value
+        return destination
+
+
+class Quantize(_QuantizedState, Module):
     """Float32 in, quint8 out with a fixed scale and zero point (a
     converted QuantStub). The scale is kept in float32, as torch keeps it
     (a float32 buffer), so ``Quantize(0.1, 0)`` quantizes with
@@ -91,7 +150,7 @@ class DeQuantize(Module):
         return cls()
 
 
-class Conv2d(Module):
+class Conv2d(_QuantizedState, Module):
     """Quantized 2-d convolution: quint8 (N, C, H, W) in, quint8 out.
 
     Args as ``nn.Conv2d`` (``padding_mode`` must be ``"zeros"``); attributes
@@ -137,6 +196,15 @@ class Conv2d(Module):
     def weight(self):
         return self._weight
 
+    def _weight_bias_state(self):
+        shape, n = self._weight.shape, self._weight.shape[0]
+        return [("weight", self._weight, lambda v: _check_qweight(v, shape),
+                 lambda v: self.set_weight_bias(v, self._bias)),
+                ("bias", self.bias(), lambda v: _check_bias(v, n), lambda v: self.set_weight_bias(self._weight, v))]
+
+    def _state(self):
+        return self._weight_bias_state() + self._qparams_state()
+
     def bias(self):
         return None if self._bias is None else Tensor._wrap(self._bias)
 
@@ -166,7 +234,7 @@ class Conv2d(Module):
                 f"scale={self.scale}, zero_point={self.zero_point}")
 
 
-class Linear(Module):
+class Linear(_QuantizedState, Module):
     """Quantized linear layer: quint8 (*, in_features) in, quint8 out;
     ``weight()`` qint8, ``bias()`` float32, output ``scale`` / ``zero_point``."""
 
@@ -183,6 +251,23 @@ class Linear(Module):
     set_weight_bias = Conv2d.set_weight_bias
     weight = Conv2d.weight
     bias = Conv2d.bias
+
+    def _state(self):
+        # torch's keys: the weight and bias packed together in _packed_params
+        shape, n = self._weight.shape, self._weight.shape[0]
+
+        def convert_packed(value):
+            weight, bias = value
+            return _check_qweight(weight, shape), _check_bias(bias, n)
+
+        def check_dtype(value):
+            if not str(value).endswith("qint8"):
+                raise TypeError(f"_packed_params.dtype must be qint8, got {value!r}")
+            return value
+        return self._qparams_state() + [
+            ("_packed_params.dtype", qint8, check_dtype, lambda v: None),
+            ("_packed_params._packed_params", (self._weight, self.bias()), convert_packed,
+             lambda v: self.set_weight_bias(*v))]
 
     def forward(self, input):
         return qF.linear(input, self._weight, self._bias, self.scale, self.zero_point, relu=self._relu,
@@ -255,7 +340,7 @@ class Flatten(float_nn.Flatten):
     from_float = classmethod(_retyped)
 
 
-class Hardswish(float_nn.Hardswish):
+class Hardswish(_QuantizedState, float_nn.Hardswish):
     """Quantized hard swish (torch.ao.nn.quantized.Hardswish): quint8 in,
     quint8 out with its own output ``scale`` / ``zero_point`` (the range of
     x * relu6(x + 3) / 6 is not the input's)."""
@@ -314,7 +399,7 @@ class FloatFunctional(Module):
         return self.activation_post_process(cat(x, dim))
 
 
-class QFunctional(Module):
+class QFunctional(_QuantizedState, Module):
     """Quantized add / add_relu / mul / cat with the output ``scale`` and
     ``zero_point`` that calibration chose for the FloatFunctional it
     replaces."""
