@@ -1,11 +1,12 @@
-"""One-stage detector inference against torch: ``python -m benchmarks.detection``.
+"""Detector inference against torch: ``python -m benchmarks.detection``.
 
-    python -m benchmarks.detection                # ssdlite320 and RetinaNet, one image
+    python -m benchmarks.detection                # ssdlite320, Faster R-CNN 320, RetinaNet
     python -m benchmarks.detection --repeats 9
 
-Times ``ssdlite320_mobilenet_v3_large`` (its fixed 320 x 320 input) and
-``retinanet_resnet50_fpn`` (``min_size`` 512, ``max_size`` 683) in eval
-mode under no_grad on one 3 x 480 x 640 image in [0, 1], the whole
+Times ``ssdlite320_mobilenet_v3_large`` (its fixed 320 x 320 input),
+``fasterrcnn_mobilenet_v3_large_320_fpn`` (resized to 320 at most, its
+RPN and RoI heads included) and ``retinanet_resnet50_fpn`` (``min_size``
+512, ``max_size`` 683) in eval mode under no_grad on one 3 x 480 x 640 image in [0, 1], the whole
 detector: transform, backbone, head, anchors, decoding, NMS. It uses
 ``run.py``'s harness: the same process, the same thread count for both
 frameworks, warm-up calls, each timed call right after an untimed one of
@@ -23,6 +24,7 @@ from benchmarks.cases import Case
 
 #: (model, builder keywords) timed on one 480 x 640 image.
 MODELS = [("ssdlite320_mobilenet_v3_large", {}),
+          ("fasterrcnn_mobilenet_v3_large_320_fpn", {}),
           ("retinanet_resnet50_fpn", {"min_size": 512, "max_size": 683, "score_thresh": 0.01})]
 TARGET_RATIO = 1.0
 
@@ -58,8 +60,8 @@ def detection_cases(shape=(3, 480, 640)):
 
 def main(argv=None):
     args = inference.parser(__doc__.split("\n\n")[0]).parse_args(argv)
-    return inference.run_and_report(detection_cases(), args, "One-stage detector inference", "model, image",
-                                    TARGET_RATIO, "detection")
+    return inference.run_and_report(detection_cases(), args, "Detector inference", "model, image", TARGET_RATIO,
+                                    "detection")
 
 
 if __name__ == "__main__":
