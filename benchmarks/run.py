@@ -60,6 +60,7 @@ targets and the CPU peak-memory measurement apply to the CPU run only.
 import argparse
 import csv
 import datetime
+import importlib
 import json
 import math
 import os
@@ -466,6 +467,21 @@ def check_cuda():
         raise SystemExit("--device cuda: this torch build sees no GPU; the comparison needs torch on cuda too")
 
 
+#: ``--only NAME`` for the benchmarks that run on their own, each with its
+#: own report under benchmarks/results: NAME -> (module, the options of
+#: this command it passes on).
+SECTIONS = {
+    "distributed": ("distributed", ()),             # data-parallel training on 2 MPI ranks
+    "detection-ops": ("detection_ops", ("threads",)),   # NMS and RoIAlign against torchvision
+    "detection": ("detection", ("threads",)),       # whole detectors, one image
+    "segmentation": ("segmentation", ("threads",)),  # FCN and LR-ASPP at 520 x 520
+    "video": ("video", ("threads",)),               # r2plus1d_18 and 3-D pooling
+    "memory-depth": ("memory_depth", ()),           # training memory against depth: ResNet, checkpointed, RevNet
+    "conv-sweep": ("conv_sweep", ("threads", "quick")),  # conv2d over real networks' geometries
+    "quantized": ("quantized", ("threads",)),       # int8 layers and models against torch's int8
+}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a reduced set, under a minute")
@@ -474,7 +490,9 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for both frameworks")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per case (default 9, quick 5)")
-    parser.add_argument("--only", default=None, help="run only the cases whose group or name contains this")
+    parser.add_argument("--only", default=None,
+                        help="run only the cases whose group or name contains this, or one of the benchmarks that "
+                             f"run on their own: {', '.join(SECTIONS)}")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     parser.add_argument("--contention", action="store_true",
                         help="run only the slowdown beside busy processes (contention.py; CPU)")
@@ -485,22 +503,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.only == "distributed":
-        # Data-parallel training runs its own MPI processes (benchmarks/distributed.py).
-        from benchmarks import distributed
-        return distributed.main([])
-    if args.only == "detection-ops":
-        # NMS and RoIAlign against torchvision (benchmarks/detection_ops.py).
-        from benchmarks import detection_ops
-        return detection_ops.main([])
-    if args.only == "memory-depth":
-        # Training memory against depth: ResNet, checkpointed ResNet, RevNet (benchmarks/memory_depth.py).
-        from benchmarks import memory_depth
-        return memory_depth.main([])
-    if args.only == "conv-sweep":
-        # conv2d over a grid of real networks' geometries (benchmarks/conv_sweep.py).
-        from benchmarks import conv_sweep
-        return conv_sweep.main(["--threads", str(args.threads)] + (["--quick"] if args.quick else []))
+    if args.only in SECTIONS:
+        module, options = SECTIONS[args.only]
+        argv = (["--threads", str(args.threads)] if "threads" in options else []) + \
+            (["--quick"] if "quick" in options and args.quick else [])
+        return importlib.import_module(f"benchmarks.{module}").main(argv)
     if args.contention and args.device != "cpu":
         raise SystemExit("--contention measures the CPU only")
     limit_threads(args.threads)  # before cases imports torch
