@@ -14,6 +14,7 @@ import torch.ao.quantization as tq
 import minicnn as mc
 from minicnn.ao import quantization as mq
 from minicnn.ao.nn import quantized as mnnq
+from qstate import from_torch
 
 torch.backends.quantized.engine = "x86"
 
@@ -209,23 +210,6 @@ def test_avg_pool2d_bad_input():
 
 # -- 4. state dicts of converted models -------------------------------------
 
-def from_torch(value):
-    """A torch state_dict value as minicnn holds it: quantized tensors as
-    QTensors, tensors as arrays, (weight, bias) pairs element-wise."""
-    if isinstance(value, tuple):
-        return tuple(from_torch(v) for v in value)
-    if not isinstance(value, torch.Tensor):
-        return value
-    if not value.is_quantized:
-        return value.detach().numpy()
-    dtype = {torch.qint8: mq.qint8, torch.quint8: mq.quint8}[value.dtype]
-    q = value.int_repr().numpy()
-    if value.qscheme() == torch.per_channel_affine:
-        return mq.QTensor(q, dtype, mq.per_channel_affine, value.q_per_channel_scales().numpy().astype(numpy.float64),
-                          value.q_per_channel_zero_points().numpy().astype(numpy.int64), value.q_per_channel_axis())
-    return mq.QTensor._per_tensor(q, value.q_scale(), value.q_zero_point(), dtype)
-
-
 def converted_resnet18_pair(x):
     import torchvision.models.quantization as tvq
     import minicnn.models.quantization as mcq
@@ -283,3 +267,17 @@ def mcq_resnet18_converted_like(model):
             zeros = mq.quantize_per_tensor(mc.tensor(numpy.zeros(weight.shape, numpy.float32)), 1.0, 0, mq.qint8)
             m.set_weight_bias(zeros, None if m.bias() is None else numpy.zeros(weight.shape[0], numpy.float32))
     return fresh
+
+
+@pytest.mark.parametrize("channels", [3, 8, 13, 35, 64])
+def test_channel_cat_as_torch(channels):
+    # torch's cats take channels-last tensors (its quantized convs return
+    # them): vectors of 8 channels and a scalar tail round differently
+    rng = numpy.random.default_rng(channels)
+    for _ in range(20):
+        pairs = [random_pair(rng, (2, channels + i, 3, 3)) for i in range(2)]
+        out_scale, out_zero_point = float(rng.choice(TIE_SCALES)), int(rng.integers(0, 256))
+        theirs, ours = tnnq.QFunctional(), mnnq.QFunctional()
+        theirs.scale, theirs.zero_point = out_scale, out_zero_point
+        ours.scale, ours.zero_point = out_scale, out_zero_point
+        assert_same_qtensor(ours.cat([p[0] for p in pairs], 1), theirs.cat([p[1] for p in pairs], 1))

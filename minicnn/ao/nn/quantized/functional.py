@@ -212,9 +212,27 @@ def mul(a, b, scale, zero_point):
     return _requantized(_dequantized(a) * _dequantized(b), scale, zero_point)
 
 
+def _channels_last_requantized(t, scale):
+    """``t``'s values over the output ``scale`` (before rounding), as
+    torch's channels-last cat computes them: for each pixel its channels
+    run in vectors of 8 (an FMA dequantization, times ``float32(1.0 /
+    scale)``) and the last ``C % 8`` channels in a scalar loop (``scale *
+    (q - zero_point)`` times ``float32(1) / float32(scale)``)."""
+    vector = t.shape[1] // 8 * 8
+    head = QTensor._per_tensor(t._q[:, :vector], t.q_scale(), t.q_zero_point(), quint8)
+    tail = QTensor._per_tensor(t._q[:, vector:], t.q_scale(), t.q_zero_point(), quint8)
+    return numpy.concatenate([_dequantized_fma(head) * _F32(1.0 / scale),
+                              _dequantized(tail) * (_F32(1) / _F32(scale))], axis=1)
+
+
 def cat(tensors, dim, scale, zero_point):
     """Quantized concatenation along ``dim``, every input requantized to
-    the output parameters."""
+    the output parameters. Along the channels of 4-d tensors the
+    arithmetic is torch's channels-last kernel (see
+    ``_channels_last_requantized``; its quantized convs return
+    channels-last tensors); torch's NCHW kernel, which minicnn uses for
+    every other case, dequantizes as ``scale * (q - zero_point)``
+    throughout, and the two can differ by one step at exact ties."""
     fn = "quantized cat"
     if not tensors:
         raise ValueError(f"{fn}: needs at least one tensor")
@@ -222,6 +240,10 @@ def cat(tensors, dim, scale, zero_point):
         _check_quantized(t, fn, f"tensors[{i}]")
     _check_qparams(scale, zero_point, fn)
     try:
+        if all(t.dim() == 4 for t in tensors) and dim % 4 == 1:
+            values = numpy.concatenate([_channels_last_requantized(t, scale) for t in tensors], axis=1)
+            q = numpy.clip(numpy.rint(values) + zero_point, 0, 255).astype(numpy.uint8)
+            return QTensor._per_tensor(q, scale, zero_point, quint8)
         values = numpy.concatenate([_dequantized(t) for t in tensors], axis=dim)
     except ValueError as error:
         raise ValueError(f"{fn}: shapes {[tuple(t.shape) for t in tensors]} do not concatenate along dim {dim}") \

@@ -1,0 +1,23 @@
+"""torch's quantized state as minicnn holds it, for the tests that load a
+model torch converted into the same model minicnn converted."""
+import numpy
+import torch
+
+from minicnn.ao import quantization as mq
+
+
+def from_torch(value):
+    """A torch state_dict value as minicnn holds it: quantized tensors as
+    QTensors, tensors as arrays, (weight, bias) pairs element-wise."""
+    if isinstance(value, tuple):
+        return tuple(from_torch(v) for v in value)
+    if not isinstance(value, torch.Tensor):
+        return value
+    if not value.is_quantized:
+        return value.detach().numpy()
+    dtype = {torch.qint8: mq.qint8, torch.quint8: mq.quint8}[value.dtype]
+    q = value.int_repr().numpy()
+    if value.qscheme() == torch.per_channel_affine:
+        return mq.QTensor(q, dtype, mq.per_channel_affine, value.q_per_channel_scales().numpy().astype(numpy.float64),
+                          value.q_per_channel_zero_points().numpy().astype(numpy.int64), value.q_per_channel_axis())
+    return mq.QTensor._per_tensor(q, value.q_scale(), value.q_zero_point(), dtype)
