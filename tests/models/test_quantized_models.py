@@ -10,6 +10,7 @@ import torchvision.models.quantization as tvq
 
 import minicnn as mc
 import minicnn.models.quantization as mcq
+from qstate import from_torch
 from zoo_check import relative_error
 
 torch.set_num_threads(1)
@@ -107,11 +108,19 @@ def test_bad_arguments():
 QUANTIZED = [("resnet18", 32, {}), ("googlenet", 32, {"aux_logits": False}), ("mobilenet_v2", 32, {}),
              # 64 x 64: at 32 x 32 torch's own quantized ShuffleNetV2 fails (the
              # mean of its 1 x 1 map: "required rank 4 tensor to use channels_last")
-             ("mobilenet_v3_large", 32, {}), ("shufflenet_v2_x1_0", 64, {})]
+             ("mobilenet_v3_large", 32, {}), ("shufflenet_v2_x1_0", 64, {}),
+             # A quantized conv (Mixed_5c.branch1x1, 1x1 + ReLU) rounds one
+             # element differently from torch's fbgemm: acc 25646, bias
+             # -0.1024, (acc + bias / a) * m = 72.50001 in float32 (73) where
+             # torch gets 72 (its bias / multiplier arithmetic lands on 72.5);
+             # over 94 layers this reaches 91% of the outputs within one step.
+             # The conv requantization is the kernel work of issue 27.
+             pytest.param("inception_v3", 75, {"aux_logits": False},
+                          marks=pytest.mark.xfail(strict=True, reason="conv requantization tie vs fbgemm"))]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, size, kwargs", QUANTIZED, ids=[m[0] for m in QUANTIZED])
+@pytest.mark.parametrize("name, size, kwargs", QUANTIZED)
 def test_quantized_matches_torch(name, size, kwargs):
     # The same fused float model calibrated on the same batches in torch
     # (x86 engine) and minicnn: the same zero points and scales in every
@@ -130,6 +139,14 @@ def test_quantized_matches_torch(name, size, kwargs):
             tv_model(torch.from_numpy(batch))
     torch.ao.quantization.convert(tv_model, inplace=True)
     mcq.quantize_model(mc_model, [mc.tensor(batch) for batch in batches])
+    if name == "inception_v3":
+        # 94 quantized layers deep, the float32 round-off of calibration
+        # (minicnn's and torch's float convs differ in the last bits, so do
+        # the observed ranges and scales) moves ties of the integer
+        # arithmetic and the differences compound (80% of the outputs
+        # within one step). Loading torch's converted state (the same
+        # scales) compares the integer arithmetic itself.
+        mc_model.load_state_dict({k: from_torch(v) for k, v in tv_model.state_dict().items()})
     tv_modules = dict(tv_model.named_modules())
     checked = 0
     for module_name, m in mc_model.named_modules():
