@@ -139,6 +139,7 @@ def test_quantized_matches_torch(name, size, kwargs):
             tv_model(torch.from_numpy(batch))
     torch.ao.quantization.convert(tv_model, inplace=True)
     mcq.quantize_model(mc_model, [mc.tensor(batch) for batch in batches])
+    assert list(mc_model.state_dict()) == list(tv_model.state_dict())     # converted: torch's keys too
     if name == "inception_v3":
         # 94 quantized layers deep, the float32 round-off of calibration
         # (minicnn's and torch's float convs differ in the last bits, so do
