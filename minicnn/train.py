@@ -65,6 +65,7 @@ torchvision's ``ImageFolder`` layout. ``--weights`` and
 (``minicnn/finetune.py``).
 """
 import contextlib
+import math
 import os
 import shlex
 import sys
@@ -521,8 +522,9 @@ def _run(settings, checkpoint, state, progress, log, compiles):
                       settings=settings, history=history, ranks=ranks), _ready(checkpoint))
         if plot_history and rank == 0:
             plot_history(history, history_plot_path(checkpoint))
-        log(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f}, train {metric.name} {train_metric.value:.3f}, "
-            f"test {metric.name} {metric}, {rate:.0f} images/s")
+        # A detector's training batches give losses, not detections: no train mAP.
+        train = "" if math.isnan(train_metric.value) else f" train {metric.name} {train_metric.value:.3f},"
+        log(f"epoch {epoch + 1}/{epochs}: loss {loss:.4f},{train} test {metric.name} {metric}, {rate:.0f} images/s")
     return history, evaluate(net, test_set, task)
 
 
@@ -567,8 +569,10 @@ def _train_one_epoch(net, loader, optimizer, scheduler, task, description, progr
             else:
                 bar.update(1)
             rate = (seen - counted) / (time.perf_counter() - started) if seen > counted else 0.0
-            bar.set_postfix({"loss": f"{total_loss / seen:.4f}", metric.name[:3]: f"{metric.value:.3f}",
-                             "img/s": f"{rate:.0f}"}, refresh=False)
+            shown = {"loss": f"{total_loss / seen:.4f}"}
+            if not math.isnan(metric.value):
+                shown[metric.name[:3]] = f"{metric.value:.3f}"
+            bar.set_postfix({**shown, "img/s": f"{rate:.0f}"}, refresh=False)
     elapsed = time.perf_counter() - started
     rate = (seen - counted) / elapsed if seen > counted and elapsed > 0 else 0.0
     return total_loss / seen, metric, rate

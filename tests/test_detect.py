@@ -150,6 +150,17 @@ def test_train_detect_saves_and_resumes(tmp_path, small_scenes, monkeypatch):
     assert resumed["test_map50"] == full["test_map50"]
 
 
+@pytest.mark.slow
+def test_epoch_lines_show_no_train_map(tmp_path, small_scenes):
+    """Training batches give a detector's losses, not detections: the epoch
+    line leaves the train metric out instead of printing nan."""
+    lines = []
+    training.train(checkpoint=str(tmp_path / "run.safetensors"), task="detect", model="yolo_small",
+                   dataset="digit_scenes", epochs=1, batch_size=8, lr=0.05, progress=False, log=lines.append)
+    epoch_line = next(line for line in lines if line.startswith("epoch 1/1"))
+    assert "nan" not in epoch_line and "train map50" not in epoch_line and "test map50" in epoch_line
+
+
 def test_detect_command_draws_the_boxes(tmp_path, capsys):
     mc.manual_seed(0)
     net = yolo_small()
