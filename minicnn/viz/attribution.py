@@ -20,6 +20,8 @@ Both run the model in eval mode (dropout off, batch norm on its running
 statistics, as at inference) and put its mode back afterwards; both take
 gradients with ``mc.autograd.grad``, so no parameter's ``.grad`` changes.
 """
+import contextlib
+
 import numpy
 
 from ..autograd import enable_grad, grad
@@ -48,21 +50,11 @@ def grad_cam_map(model, image, target_layer, class_index=None):
     image's size. ``image`` is a Tensor (C, H, W) or (1, C, H, W)."""
     x = _batch_of_one(image, "grad_cam_map").detach()
     layer = find_layer(model, target_layer, "grad_cam_map")
-    captured = []
-    handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
-    try:
-        with _evaluating(model, "grad_cam_map"), enable_grad():
-            scores = model(x)
-            if not captured:
-                raise ValueError("grad_cam_map: target_layer was not called by the model's forward")
-            activation = captured[-1]
-            if not isinstance(activation, Tensor) or activation.ndim != 4:
-                raise ValueError(f"grad_cam_map: target_layer must output a (1, K, h, w) Tensor, got "
-                                 f"{getattr(activation, 'shape', type(activation).__name__)}")
-            score = _class_score(scores, class_index, "grad_cam_map", "class_index")
-            (g,) = grad(score, [activation])
-    finally:
-        handle.remove()
+    with outputs_of(layer) as captured, _evaluating(model, "grad_cam_map"), enable_grad():
+        scores = model(x)
+        activation = last_map(captured, "grad_cam_map", "target_layer", "a (1, K, h, w) Tensor")
+        score = _class_score(scores, class_index, "grad_cam_map", "class_index")
+        (g,) = grad(score, [activation])
     a, g = activation.detach(), g.detach()
     weights = g.mean(dim=(2, 3), keepdim=True)                    # (1, K, 1, 1): w_k
     cam = (weights * a).sum(dim=1, keepdim=True).relu()              # (1, 1, h, w)
@@ -87,6 +79,29 @@ def find_layer(model, layer, op):
     if not any(m is layer for m in model.modules()):
         raise ValueError(f"{op}: layer {type(layer).__name__} is not a submodule of the model")
     return layer
+
+
+@contextlib.contextmanager
+def outputs_of(layer):
+    """A list that collects ``layer``'s outputs while the block runs (a
+    forward hook, removed at the end)."""
+    captured = []
+    handle = layer.register_forward_hook(lambda module, args, output: captured.append(output))
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def last_map(captured, op, subject, expected):
+    """The last output ``outputs_of`` collected, which must be one image's
+    (1, K, h, w) maps; ``subject`` and ``expected`` word the errors."""
+    if not captured:
+        raise ValueError(f"{op}: {subject} was not called by the model's forward")
+    out = captured[-1]
+    if not isinstance(out, Tensor) or out.ndim != 4:
+        raise ValueError(f"{op}: {subject} must output {expected}, got {getattr(out, 'shape', type(out).__name__)}")
+    return out
 
 
 def _batch_of_one(image, op):

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from ..autograd import no_grad
 from ..nn.module import Module
 from ..tensor import Tensor
-from .attribution import _batch_of_one, _evaluating, find_layer, grad_cam_map, saliency_map
+from .attribution import _batch_of_one, _evaluating, find_layer, grad_cam_map, last_map, outputs_of, saliency_map
 
 #: Inches per cell of an image grid.
 _CELL = 1.2
@@ -68,19 +68,9 @@ def feature_maps(model, image, layer, max_maps=32):
         raise ValueError(f"feature_maps: max_maps must be a positive int, got {max_maps!r}")
     x = _batch_of_one(image, "feature_maps")
     target = find_layer(model, layer, "feature_maps")
-    captured = []
-    handle = target.register_forward_hook(lambda module, args, output: captured.append(output))
-    try:
-        with _evaluating(model, "feature_maps"), no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    if not captured:
-        raise ValueError("feature_maps: the layer was not called by the model's forward")
-    out = captured[-1]
-    if not isinstance(out, Tensor) or out.ndim != 4:
-        raise ValueError(f"feature_maps: the layer must output (1, K, h, w) maps, got "
-                         f"{getattr(out, 'shape', type(out).__name__)}")
+    with outputs_of(target) as captured, _evaluating(model, "feature_maps"), no_grad():
+        model(x)
+    out = last_map(captured, "feature_maps", "the layer", "(1, K, h, w) maps")
     maps = out.numpy_copy()[0, :max_maps]
     fig, axes = _grid(len(maps), None, "feature_maps")
     for k, (ax, m) in enumerate(zip(axes, maps)):
