@@ -13,6 +13,17 @@ def close(a, b):
     numpy.testing.assert_allclose(numpy.asarray(a), numpy.asarray(b), rtol=1e-12, atol=0)
 
 
+def assert_refused(cases):
+    """Each (call, error) of ``cases``: call() raises that error."""
+    for call, error in cases:
+        try:
+            call()
+        except error:
+            pass
+        else:
+            raise AssertionError(f"expected {error.__name__}")
+
+
 def params_of(model):
     return dict(model.named_parameters())
 
@@ -56,20 +67,14 @@ def collectives(rank, size):
     close(out.numpy(), numpy.full(3, size * rank + 100.0 * sum(range(size))))
     dist.barrier()
 
-    for call, error in ((lambda: dist.all_reduce(mc.tensor(mine), op="sum"), TypeError),
-                        (lambda: dist.all_reduce(mc.tensor([1, 2]), op=ReduceOp.AVG), TypeError),
-                        (lambda: dist.broadcast(mc.tensor(mine), src=size), ValueError),
-                        (lambda: dist.all_gather([mc.tensor(mine)] * (size + 1), mc.tensor(mine)), ValueError),
-                        (lambda: dist.all_gather([mc.zeros(3)] * size, mc.tensor(mine)), ValueError),
-                        (lambda: dist.init_process_group(), RuntimeError),
-                        (lambda: mc.nn.parallel.DistributedDataParallel(mc.nn.Linear(2, 2), device_ids=[0]),
-                         ValueError)):
-        try:
-            call()
-        except error:
-            pass
-        else:
-            raise AssertionError(f"expected {error.__name__}")
+    assert_refused(((lambda: dist.all_reduce(mc.tensor(mine), op="sum"), TypeError),
+                    (lambda: dist.all_reduce(mc.tensor([1, 2]), op=ReduceOp.AVG), TypeError),
+                    (lambda: dist.broadcast(mc.tensor(mine), src=size), ValueError),
+                    (lambda: dist.all_gather([mc.tensor(mine)] * (size + 1), mc.tensor(mine)), ValueError),
+                    (lambda: dist.all_gather([mc.zeros(3)] * size, mc.tensor(mine)), ValueError),
+                    (lambda: dist.init_process_group(), RuntimeError),
+                    (lambda: mc.nn.parallel.DistributedDataParallel(mc.nn.Linear(2, 2), device_ids=[0]),
+                     ValueError)))
 
 
 class Net(mc.nn.Module):
