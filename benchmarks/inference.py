@@ -1,6 +1,8 @@
-"""What the whole-model inference benchmarks (``detection.py``,
-``segmentation.py``) share: the same torchvision model built on both sides,
-their command line, and the markdown table of ratios they write.
+"""What the benchmarks that run on their own share: the same torchvision
+model built on both sides, their command line, and either the markdown table
+of ratios the whole-model inference benchmarks (``detection.py``,
+``segmentation.py``) write or the plain run that ``video.py`` and
+``quantized.py`` print.
 """
 import argparse
 import os
@@ -24,13 +26,28 @@ def twin_models(name, kwargs, device="cpu"):
     return mc_model.to(device).eval(), torch_model
 
 
-def parser(description):
-    """The command line every inference benchmark takes: --threads, --warmup, --repeats."""
+def parser(description, warmup=1, repeats=5):
+    """The command line every such benchmark takes: --threads, --warmup, --repeats
+    (``warmup`` and ``repeats`` are their defaults)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls of each framework")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed calls before timing")
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed calls of each framework")
     return parser
+
+
+def run_and_print(cases, args, device="cpu"):
+    """Time ``cases`` on ``device`` under ``args``' thread count, warm-up and
+    repeats, printing the machine line and one line per case; no file is written.
+
+    Returns the exit status: 0 when every case ran, 1 otherwise.
+    """
+    run.limit_threads(args.threads)
+    synchronize = run._cuda_synchronize if device == "cuda" else run._no_synchronize
+    info = run.machine_info(args.threads, device)
+    print(f"{info['cpu']}, {args.threads} threads, load average {info['load_average']}")
+    rows = run.run_cases(cases, args.warmup, args.repeats, synchronize=synchronize)
+    return 0 if all(row["status"] == "ok" for row in rows) else 1
 
 
 def run_and_report(cases, args, title, first_column, target_ratio, name):

@@ -17,7 +17,6 @@ layer at 28x28. The quantized layers take quint8 input (scale 0.05, zero
 point 64) and per-channel symmetric qint8 weights, and return quint8, as
 after ``convert``; the float ones run in eval mode under no_grad.
 """
-import argparse
 import warnings
 
 import numpy
@@ -25,6 +24,7 @@ import torch
 import torch.ao.nn.quantized as tnnq
 
 import minicnn as mc
+from benchmarks import inference
 from benchmarks.cases import Case, _data
 
 LAYERS = [(64, 56, 1), (128, 28, 1), (96, 28, 96)]   # channels, size, groups
@@ -146,19 +146,8 @@ def quantized_cases():
 
 
 def main(argv=None):
-    import os
-
-    from benchmarks import run
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=9)
-    args = parser.parse_args(argv)
-    run.limit_threads(args.threads)
-    info = run.machine_info(args.threads)
-    print(f"{info['cpu']}, {args.threads} threads, load average {info['load_average']}")
-    rows = run.run_cases(quantized_cases(), args.warmup, args.repeats)
-    return 0 if all(row["status"] == "ok" for row in rows) else 1
+    args = inference.parser(__doc__.split("\n\n")[0], warmup=2, repeats=9).parse_args(argv)
+    return inference.run_and_print(quantized_cases(), args)
 
 
 if __name__ == "__main__":

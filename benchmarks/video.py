@@ -16,7 +16,6 @@ torch (conventions and timing as in ``cases.py`` and ``run.py``).
 Pooling is memory bound: no GFLOP/s. The model's FLOPs are torch's
 ``FlopCounterMode`` count.
 """
-import argparse
 
 import torch
 import torch.nn.functional as TF
@@ -24,6 +23,7 @@ import torchvision
 
 import minicnn as mc
 import minicnn.nn.functional as F
+from benchmarks import inference
 from benchmarks.cases import Case, _data, _model_flops, _op_case, _unary_case
 
 POOL_CLIP = (4, 64, 8, 56, 56)
@@ -67,21 +67,10 @@ def video_cases(device="cpu"):
 
 
 def main(argv=None):
-    import os
-
-    from benchmarks import run
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser = inference.parser(__doc__.split("\n\n")[0], warmup=2, repeats=9)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    run.limit_threads(args.threads)
-    synchronize = run._cuda_synchronize if args.device == "cuda" else run._no_synchronize
-    info = run.machine_info(args.threads, args.device)
-    print(f"{info['cpu']}, {args.threads} threads, load average {info['load_average']}")
-    rows = run.run_cases(video_cases(args.device), args.warmup, args.repeats, synchronize=synchronize)
-    return 0 if all(row["status"] == "ok" for row in rows) else 1
+    return inference.run_and_print(video_cases(args.device), args, args.device)
 
 
 if __name__ == "__main__":
