@@ -32,7 +32,25 @@ import numpy
 from ..tensor import Tensor
 
 
-class qdtype:
+class _Named:
+    """One object per dtype / scheme: copies and pickles give the same
+    object back (pickled by its module-level ``name``), so ``is``
+    comparisons survive copy.deepcopy(model)."""
+
+    def __repr__(self):
+        return f"minicnn.{self.name}"
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return self.name
+
+
+class qdtype(_Named):
     """A quantized dtype: its name, storage dtype and integer range.
 
     ``kind`` is ``"q"`` (NumPy's kinds are "f", "i", "u", ...), so float ops
@@ -48,20 +66,6 @@ class qdtype:
         self.qmax = qmax
         self.bits = 8 * self.storage.itemsize
 
-    def __repr__(self):
-        return f"minicnn.{self.name}"
-
-    # One object per dtype / scheme: copies and pickles give the same
-    # object back, so ``is`` comparisons survive copy.deepcopy(model).
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def __reduce__(self):
-        return self.name
-
 
 quint8 = qdtype("quint8", numpy.uint8, 0, 255)
 qint8 = qdtype("qint8", numpy.int8, -128, 127)
@@ -69,25 +73,11 @@ qint32 = qdtype("qint32", numpy.int32, -2 ** 31, 2 ** 31 - 1)
 QDTYPES = (quint8, qint8, qint32)
 
 
-class qscheme:
+class qscheme(_Named):
     """How a quantized tensor maps its integers back to reals."""
 
     def __init__(self, name):
         self.name = name
-
-    def __repr__(self):
-        return f"minicnn.{self.name}"
-
-    # One object per dtype / scheme: copies and pickles give the same
-    # object back, so ``is`` comparisons survive copy.deepcopy(model).
-    def __copy__(self):
-        return self
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def __reduce__(self):
-        return self.name
 
 
 per_tensor_affine = qscheme("per_tensor_affine")

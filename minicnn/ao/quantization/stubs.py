@@ -5,25 +5,21 @@ begins and ends. Both are identities until ``convert`` turns them into
 from ...nn.module import Module
 
 
-class QuantStub(Module):
+class _Stub(Module):
+    """An identity that remembers an optional ``qconfig`` for ``prepare``."""
+
+    def __init__(self, qconfig=None):
+        super().__init__()
+        if qconfig is not None:
+            self.qconfig = qconfig
+
+    def forward(self, x):
+        return x
+
+
+class QuantStub(_Stub):
     """Marks the start of a quantized region (identity before convert)."""
 
-    def __init__(self, qconfig=None):
-        super().__init__()
-        if qconfig is not None:
-            self.qconfig = qconfig
 
-    def forward(self, x):
-        return x
-
-
-class DeQuantStub(Module):
+class DeQuantStub(_Stub):
     """Marks the end of a quantized region (identity before convert)."""
-
-    def __init__(self, qconfig=None):
-        super().__init__()
-        if qconfig is not None:
-            self.qconfig = qconfig
-
-    def forward(self, x):
-        return x

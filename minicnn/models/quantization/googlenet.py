@@ -29,6 +29,14 @@ def _make_quantizable(model, classes):
             m._add_quantization_modules()
 
 
+def _fuse_basic_convs(model, is_qat):
+    """Fuse conv + bn + ReLU in every QuantizableBasicConv2d of ``model``,
+    in place (GoogLeNet's and Inception v3's ``fuse_model``)."""
+    for m in model.modules():
+        if type(m) is QuantizableBasicConv2d:
+            m.fuse_model(is_qat)
+
+
 class QuantizableBasicConv2d(BasicConv2d):
     """conv, bn, ``relu`` (a module, so that the three fuse)."""
 
@@ -114,9 +122,7 @@ class QuantizableGoogLeNet(GoogLeNet):
 
     def fuse_model(self, is_qat=None):
         """Fuse conv + bn + ReLU in every BasicConv2d, in place."""
-        for m in self.modules():
-            if type(m) is QuantizableBasicConv2d:
-                m.fuse_model(is_qat)
+        _fuse_basic_convs(self, is_qat)
 
 
 def googlenet(*, weights=None, progress=True, quantize=False, **kwargs):

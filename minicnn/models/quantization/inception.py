@@ -12,7 +12,7 @@ from ...ao.nn.quantized import FloatFunctional
 from ...ao.quantization import DeQuantStub, QuantStub
 from ..googlenet import BasicConv2d, _transform_input
 from ..inception import Inception3, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE, InceptionOutputs
-from .googlenet import QuantizableBasicConv2d, _make_quantizable
+from .googlenet import QuantizableBasicConv2d, _fuse_basic_convs, _make_quantizable
 from .utils import _QUANTIZE_DOC, _avg_pool2d, _build, _max_pool2d
 
 __all__ = ["QuantizableInception3", "QuantizableInceptionA", "QuantizableInceptionB", "QuantizableInceptionC",
@@ -130,9 +130,7 @@ class QuantizableInception3(Inception3):
 
     def fuse_model(self, is_qat=None):
         """Fuse conv + bn + ReLU in every BasicConv2d, in place."""
-        for m in self.modules():
-            if type(m) is QuantizableBasicConv2d:
-                m.fuse_model(is_qat)
+        _fuse_basic_convs(self, is_qat)
 
 
 def inception_v3(*, weights=None, progress=True, quantize=False, **kwargs):

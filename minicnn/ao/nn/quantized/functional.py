@@ -275,16 +275,23 @@ def _pool_size(i, k, s, p, d, ceil_mode):
     return o
 
 
+def _pool_args(input, kernel_size, stride, padding, fn):
+    """Check that ``input`` is a 4-d quantized tensor; return the
+    (kernel_size, stride, padding) pairs, stride defaulting (None or []) to
+    kernel_size as in torch."""
+    _check_quantized(input, fn)
+    if input.dim() != 4:
+        raise ValueError(f"{fn}: input must be 4-d (N, C, H, W), got shape {tuple(input.shape)}")
+    kernel = _pair(kernel_size, "kernel_size", fn)
+    step = _pair(stride if stride is not None and stride != [] else kernel_size, "stride", fn)
+    return kernel, step, _pair(padding, "padding", fn)
+
+
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Max pooling on the integers of a (N, C, H, W) quint8 tensor;
     padding never wins (torch pads with -inf)."""
     fn = "quantized max_pool2d"
-    _check_quantized(input, fn)
-    if input.dim() != 4:
-        raise ValueError(f"{fn}: input must be 4-d (N, C, H, W), got shape {tuple(input.shape)}")
-    kh, kw = _pair(kernel_size, "kernel_size", fn)
-    sh, sw = _pair(stride if stride is not None and stride != [] else kernel_size, "stride", fn)
-    ph, pw = _pair(padding, "padding", fn)
+    (kh, kw), (sh, sw), (ph, pw) = _pool_args(input, kernel_size, stride, padding, fn)
     dh, dw = _pair(dilation, "dilation", fn)
     H, W = input.shape[2:]
     OH = _pool_size(H, kh, sh, ph, dh, ceil_mode)
@@ -397,12 +404,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     as the zero point) and can differ by one step at exact ties.
     """
     fn = "quantized avg_pool2d"
-    _check_quantized(input, fn)
-    if input.dim() != 4:
-        raise ValueError(f"{fn}: input must be 4-d (N, C, H, W), got shape {tuple(input.shape)}")
-    kh, kw = _pair(kernel_size, "kernel_size", fn)
-    sh, sw = _pair(stride if stride is not None and stride != [] else kernel_size, "stride", fn)
-    ph, pw = _pair(padding, "padding", fn)
+    (kh, kw), (sh, sw), (ph, pw) = _pool_args(input, kernel_size, stride, padding, fn)
     if ph > kh // 2 or pw > kw // 2:
         raise ValueError(f"{fn}: padding {(ph, pw)} must be at most half of kernel_size {(kh, kw)}")
     H, W = input.shape[2:]

@@ -150,6 +150,25 @@ class DeQuantize(Module):
         return cls()
 
 
+def _weighted_from_float(cls, mod, float_type, make):
+    """``cls.from_float`` for a layer with a weight and bias: ``mod`` is a
+    ``float_type`` (or, for a fused ``cls._relu`` class, a fused module whose
+    first child is), with an observer for the output qparams;
+    ``make(float_layer, fn)`` builds the empty quantized layer, which gets
+    the float layer's weight quantized by ``mod.qconfig``, its float bias and
+    the observed scale / zero point."""
+    fn = f"{cls.__name__}.from_float"
+    scale, zero_point = output_qparams(mod, fn)
+    layer = mod[0] if cls._relu else mod
+    if type(layer) is not float_type:
+        raise TypeError(f"{fn}: expected a {float_type.__name__}, got {type(layer).__name__}")
+    qlayer = make(layer, fn)
+    qlayer.set_weight_bias(quantize_weight(layer.weight, getattr(mod, "qconfig", None), fn),
+                           None if layer.bias is None else layer.bias.data)
+    qlayer.scale, qlayer.zero_point = scale, zero_point
+    return qlayer
+
+
 class Conv2d(_QuantizedState, Module):
     """Quantized 2-d convolution: quint8 (N, C, H, W) in, quint8 out.
 
@@ -214,19 +233,12 @@ class Conv2d(_QuantizedState, Module):
 
     @classmethod
     def from_float(cls, mod):
-        fn = f"{cls.__name__}.from_float"
-        scale, zero_point = output_qparams(mod, fn)
-        conv = mod[0] if cls._relu else mod
-        if type(conv) is not float_nn.Conv2d:
-            raise TypeError(f"{fn}: expected a Conv2d, got {type(conv).__name__}")
-        if isinstance(conv.padding, str):
-            raise ValueError(f"{fn}: padding={conv.padding!r} is not supported; use ints")
-        qconv = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
-        qconv.set_weight_bias(quantize_weight(conv.weight, getattr(mod, "qconfig", None), fn),
-                              None if conv.bias is None else conv.bias.data)
-        qconv.scale, qconv.zero_point = scale, zero_point
-        return qconv
+        def make(conv, fn):
+            if isinstance(conv.padding, str):
+                raise ValueError(f"{fn}: padding={conv.padding!r} is not supported; use ints")
+            return cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                       conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
+        return _weighted_from_float(cls, mod, float_nn.Conv2d, make)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -275,16 +287,9 @@ class Linear(_QuantizedState, Module):
 
     @classmethod
     def from_float(cls, mod):
-        fn = f"{cls.__name__}.from_float"
-        scale, zero_point = output_qparams(mod, fn)
-        linear = mod[0] if cls._relu else mod
-        if type(linear) is not float_nn.Linear:
-            raise TypeError(f"{fn}: expected a Linear, got {type(linear).__name__}")
-        qlinear = cls(linear.in_features, linear.out_features, linear.bias is not None)
-        qlinear.set_weight_bias(quantize_weight(linear.weight, getattr(mod, "qconfig", None), fn),
-                                None if linear.bias is None else linear.bias.data)
-        qlinear.scale, qlinear.zero_point = scale, zero_point
-        return qlinear
+        return _weighted_from_float(
+            cls, mod, float_nn.Linear,
+            lambda linear, fn: cls(linear.in_features, linear.out_features, linear.bias is not None))
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, scale={self.scale}, "
