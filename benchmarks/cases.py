@@ -229,14 +229,19 @@ def inference_fns(mc_model, torch_model, shape, case, device):
     mc_x, torch_x = _pair(_data(*shape), device=device)
     with torch.no_grad():
         case.flops = _model_flops(torch_model, torch_x, backward=False)
+    return no_grad_fns(mc_model, mc_x, torch_model, torch_x)
 
+
+def no_grad_fns(mc_model, mc_input, torch_model, torch_input):
+    """(minicnn_fn, torch_fn): one call of each model on its input under its
+    framework's no_grad, the output dropped."""
     def mc_fn():
         with mc.no_grad():
-            mc_model(mc_x)
+            mc_model(mc_input)
 
     def torch_fn():
         with torch.no_grad():
-            torch_model(torch_x)
+            torch_model(torch_input)
     return mc_fn, torch_fn
 
 

@@ -20,7 +20,7 @@ Results are printed and written to
 import numpy
 
 from benchmarks import inference
-from benchmarks.cases import Case
+from benchmarks.cases import Case, no_grad_fns
 
 #: (model, builder keywords) timed on one 480 x 640 image.
 MODELS = [("ssdlite320_mobilenet_v3_large", {}),
@@ -37,15 +37,7 @@ def _detection_case(name, kwargs, shape):
     mc_model, torch_model = inference.twin_models(name, kwargs)
     image = numpy.random.default_rng(0).random(shape).astype(numpy.float32)
     mc_images, torch_images = [mc.from_numpy(image.copy())], [torch.from_numpy(image.copy())]
-
-    def mc_fn():
-        with mc.no_grad():
-            mc_model(mc_images)
-
-    def torch_fn():
-        with torch.no_grad():
-            torch_model(torch_images)
-    return mc_fn, torch_fn
+    return no_grad_fns(mc_model, mc_images, torch_model, torch_images)
 
 
 def detection_cases(shape=(3, 480, 640)):

@@ -25,7 +25,7 @@ import torch.ao.nn.quantized as tnnq
 
 import minicnn as mc
 from benchmarks import inference
-from benchmarks.cases import Case, _data
+from benchmarks.cases import Case, _data, no_grad_fns
 
 LAYERS = [(64, 56, 1), (128, 28, 1), (96, 28, 96)]   # channels, size, groups
 
@@ -59,16 +59,7 @@ def _float_case(channels, size, groups):
     x = _data(1, channels, size, size)
     ours = mc.nn.Conv2d(channels, channels, 3, padding=1, groups=groups).eval()
     theirs = torch.nn.Conv2d(channels, channels, 3, padding=1, groups=groups).eval()
-    mx, tx = mc.tensor(x), torch.from_numpy(x)
-
-    def run_ours():
-        with mc.no_grad():
-            return ours(mx)
-
-    def run_theirs():
-        with torch.no_grad():
-            return theirs(tx)
-    return run_ours, run_theirs
+    return no_grad_fns(ours, mc.tensor(x), theirs, torch.from_numpy(x))
 
 
 MODELS = ["resnet18", "mobilenet_v2"]
@@ -120,16 +111,7 @@ def _float_model_case(name):
     x = _data(1, 3, 224, 224)
     ours = getattr(mc.models, name)().eval()
     theirs = getattr(torchvision.models, name)().eval()
-    mx, tx = mc.tensor(x), torch.from_numpy(x)
-
-    def run_ours():
-        with mc.no_grad():
-            return ours(mx)
-
-    def run_theirs():
-        with torch.no_grad():
-            return theirs(tx)
-    return run_ours, run_theirs
+    return no_grad_fns(ours, mc.tensor(x), theirs, torch.from_numpy(x))
 
 
 def quantized_cases():
