@@ -312,12 +312,10 @@ def markdown(rows, layers, info, quick=False):
         if r["status"] != "ok":
             lines.append(f"| {r['notes']} | {r['case']} | | | | | | {r['status']} | |")
             continue
-        busy = fmt(r.get("other_cores"))
-        if load.busy_elsewhere(r.get("other_cores")):
-            busy = f"**{busy}: unreliable**"
         lines.append(f"| {r['notes']} | {r['case']} | {fmt(r['minicnn_ms'])} | {fmt(r['torch_ms'])} | "
                      f"**{fmt(r['ratio'])}** | {fmt(r.get('ratio_min'))}-{fmt(r.get('ratio_max'))} | "
-                     f"{fmt(r['minicnn_gflops'], 1)} | {fmt(r['torch_gflops'], 1)} | {busy} |")
+                     f"{fmt(r['minicnn_gflops'], 1)} | {fmt(r['torch_gflops'], 1)} | "
+                     f"{run._busy_cell(r.get('other_cores'))} |")
     return "\n".join(lines)
 
 

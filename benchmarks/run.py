@@ -292,6 +292,12 @@ def _fmt(value, digits=2):
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _busy_cell(other_cores):
+    """A row's "busy elsewhere, cores" cell, in bold and marked unreliable past the limit."""
+    busy = _fmt(other_cores)
+    return f"**{busy}: unreliable**" if load.busy_elsewhere(other_cores) else busy
+
+
 def markdown(rows, memory, import_s, info, quick=False, contention=None):
     """The report: machine, tables per group, targets, memory, slowdown
     under load and method."""
@@ -312,12 +318,9 @@ def markdown(rows, memory, import_s, info, quick=False, contention=None):
         if r["status"] != "ok":
             lines.append(f"| {r['group']} | {r['case']} | | | | | {r['status']} | |")
             continue
-        busy = _fmt(r.get("other_cores"))
-        if load.busy_elsewhere(r.get("other_cores")):
-            busy = f"**{busy}: unreliable**"
         lines.append(f"| {r['group']} | {r['case']} | {_fmt(r['minicnn_ms'])} | {_fmt(r['torch_ms'])} | "
                      f"**{_fmt(r['ratio'])}** | {_fmt(r['minicnn_gflops'], 1)} | {_fmt(r['torch_gflops'], 1)} | "
-                     f"{busy} |")
+                     f"{_busy_cell(r.get('other_cores'))} |")
     summary = summarize(rows, memory, import_s, contention) if not info.get("gpu") else []  # the CPU's targets
     if summary:
         lines += ["", "| target | measured | limit | met |", "|---|---:|---:|:---:|"]
