@@ -54,13 +54,19 @@ class QuantizableBasicConv2d(BasicConv2d):
         _fuse_modules(self, ["conv", "bn", "relu"], is_qat)
 
 
-class QuantizableInception(Inception):
-    """Inception block with its concatenation in ``cat``."""
+class _QuantizableBlock:
+    """Mixin for a block built from BasicConv2d: build the float block,
+    make its BasicConv2d quantizable and add the block's own modules
+    (``_add_quantization_modules``)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         _make_quantizable(self, {BasicConv2d: QuantizableBasicConv2d})
         self._add_quantization_modules()
+
+
+class QuantizableInception(_QuantizableBlock, Inception):
+    """Inception block with its concatenation in ``cat``."""
 
     def _add_quantization_modules(self):
         self.cat = FloatFunctional()
@@ -69,13 +75,8 @@ class QuantizableInception(Inception):
         return self.cat.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
 
 
-class QuantizableInceptionAux(InceptionAux):
+class QuantizableInceptionAux(_QuantizableBlock, InceptionAux):
     """Auxiliary classifier with its ReLU as the module ``relu``."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _make_quantizable(self, {BasicConv2d: QuantizableBasicConv2d})
-        self._add_quantization_modules()
 
     def _add_quantization_modules(self):
         self.relu = nn.ReLU()

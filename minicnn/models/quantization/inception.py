@@ -12,27 +12,22 @@ from ...ao.nn.quantized import FloatFunctional
 from ...ao.quantization import DeQuantStub, QuantStub
 from ..googlenet import BasicConv2d, _transform_input
 from ..inception import Inception3, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE, InceptionOutputs
-from .googlenet import QuantizableBasicConv2d, _fuse_basic_convs, _make_quantizable
+from .googlenet import QuantizableBasicConv2d, _QuantizableBlock, _fuse_basic_convs, _make_quantizable
 from .utils import _QUANTIZE_DOC, _avg_pool2d, _build, _max_pool2d
 
 __all__ = ["QuantizableInception3", "QuantizableInceptionA", "QuantizableInceptionB", "QuantizableInceptionC",
            "QuantizableInceptionD", "QuantizableInceptionE", "inception_v3"]
 
 
-class _QuantizableBlock:
-    """Mixin: build the float block, make its BasicConv2d quantizable and
-    add the block's own FloatFunctional modules."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _make_quantizable(self, {BasicConv2d: QuantizableBasicConv2d})
-        self._add_quantization_modules()
+class _InceptionBlock(_QuantizableBlock):
+    """A quantizable Inception v3 block: its concatenation goes through
+    ``myop``."""
 
     def _add_quantization_modules(self):
         self.myop = FloatFunctional()
 
 
-class QuantizableInceptionA(_QuantizableBlock, InceptionA):
+class QuantizableInceptionA(_InceptionBlock, InceptionA):
     """InceptionA with its concatenation in ``myop``."""
 
     def forward(self, x):
@@ -43,7 +38,7 @@ class QuantizableInceptionA(_QuantizableBlock, InceptionA):
         return self.myop.cat([branch1x1, branch5x5, branch3x3dbl, branch_pool], 1)
 
 
-class QuantizableInceptionB(_QuantizableBlock, InceptionB):
+class QuantizableInceptionB(_InceptionBlock, InceptionB):
     """InceptionB with its concatenation in ``myop``."""
 
     def forward(self, x):
@@ -53,7 +48,7 @@ class QuantizableInceptionB(_QuantizableBlock, InceptionB):
         return self.myop.cat([branch3x3, branch3x3dbl, branch_pool], 1)
 
 
-class QuantizableInceptionC(_QuantizableBlock, InceptionC):
+class QuantizableInceptionC(_InceptionBlock, InceptionC):
     """InceptionC with its concatenation in ``myop``."""
 
     def forward(self, x):
@@ -67,7 +62,7 @@ class QuantizableInceptionC(_QuantizableBlock, InceptionC):
         return self.myop.cat([branch1x1, branch7x7, branch7x7dbl, branch_pool], 1)
 
 
-class QuantizableInceptionD(_QuantizableBlock, InceptionD):
+class QuantizableInceptionD(_InceptionBlock, InceptionD):
     """InceptionD with its concatenation in ``myop``."""
 
     def forward(self, x):
@@ -79,7 +74,7 @@ class QuantizableInceptionD(_QuantizableBlock, InceptionD):
         return self.myop.cat([branch3x3, branch7x7x3, branch_pool], 1)
 
 
-class QuantizableInceptionE(_QuantizableBlock, InceptionE):
+class QuantizableInceptionE(_InceptionBlock, InceptionE):
     """InceptionE with its three concatenations in ``myop1`` (the 3x3
     pair), ``myop2`` (the double 3x3 pair) and ``myop3`` (the branches)."""
 
