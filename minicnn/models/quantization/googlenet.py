@@ -29,14 +29,6 @@ def _make_quantizable(model, classes):
             m._add_quantization_modules()
 
 
-def _fuse_basic_convs(model, is_qat):
-    """Fuse conv + bn + ReLU in every QuantizableBasicConv2d of ``model``,
-    in place (GoogLeNet's and Inception v3's ``fuse_model``)."""
-    for m in model.modules():
-        if type(m) is QuantizableBasicConv2d:
-            m.fuse_model(is_qat)
-
-
 class QuantizableBasicConv2d(BasicConv2d):
     """conv, bn, ``relu`` (a module, so that the three fuse)."""
 
@@ -89,22 +81,41 @@ class QuantizableInceptionAux(_QuantizableBlock, InceptionAux):
         return self.fc2(x)
 
 
-class QuantizableGoogLeNet(GoogLeNet):
+class _QuantizableNet:
+    """Mixin for GoogLeNet and Inception v3: build the float model, turn
+    its blocks into the quantizable subclasses of ``_quantizable`` (float
+    class -> quantizable class) and add the ``quant`` / ``dequant``
+    stubs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _make_quantizable(self, self._quantizable)
+        self.quant = QuantStub()
+        self.dequant = DeQuantStub()
+
+    def _quantize_input(self, x):
+        """The float input transform (if any), then ``quant``."""
+        if self.transform_input:
+            x = _transform_input(x)
+        return self.quant(x)
+
+    def fuse_model(self, is_qat=None):
+        """Fuse conv + bn + ReLU in every BasicConv2d, in place."""
+        for m in self.modules():
+            if type(m) is QuantizableBasicConv2d:
+                m.fuse_model(is_qat)
+
+
+class QuantizableGoogLeNet(_QuantizableNet, GoogLeNet):
     """GoogLeNet of quantizable blocks; the input transform (if any) runs
     in float, then a ``QuantStub``; the logits leave through a
     ``DeQuantStub``."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _make_quantizable(self, {BasicConv2d: QuantizableBasicConv2d, Inception: QuantizableInception,
-                                 InceptionAux: QuantizableInceptionAux})
-        self.quant = QuantStub()
-        self.dequant = DeQuantStub()
+    _quantizable = {BasicConv2d: QuantizableBasicConv2d, Inception: QuantizableInception,
+                    InceptionAux: QuantizableInceptionAux}
 
     def forward(self, x):
-        if self.transform_input:
-            x = _transform_input(x)
-        x = self.quant(x)
+        x = self._quantize_input(x)
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
         x = self.maxpool3(self.inception3b(self.inception3a(x)))
@@ -120,10 +131,6 @@ class QuantizableGoogLeNet(GoogLeNet):
         if use_aux:
             return GoogLeNetOutputs(x, aux2, aux1)
         return x
-
-    def fuse_model(self, is_qat=None):
-        """Fuse conv + bn + ReLU in every BasicConv2d, in place."""
-        _fuse_basic_convs(self, is_qat)
 
 
 def googlenet(*, weights=None, progress=True, quantize=False, **kwargs):

@@ -9,10 +9,9 @@ minicnn's Inception3 takes no block classes (torchvision's
 turned into their quantizable subclasses in place, as for GoogLeNet.
 """
 from ...ao.nn.quantized import FloatFunctional
-from ...ao.quantization import DeQuantStub, QuantStub
-from ..googlenet import BasicConv2d, _transform_input
+from ..googlenet import BasicConv2d
 from ..inception import Inception3, InceptionA, InceptionB, InceptionC, InceptionD, InceptionE, InceptionOutputs
-from .googlenet import QuantizableBasicConv2d, _QuantizableBlock, _fuse_basic_convs, _make_quantizable
+from .googlenet import QuantizableBasicConv2d, _QuantizableBlock, _QuantizableNet
 from .utils import _QUANTIZE_DOC, _avg_pool2d, _build, _max_pool2d
 
 __all__ = ["QuantizableInception3", "QuantizableInceptionA", "QuantizableInceptionB", "QuantizableInceptionC",
@@ -93,23 +92,17 @@ class QuantizableInceptionE(_InceptionBlock, InceptionE):
         return self.myop3.cat([branch1x1, branch3x3, branch3x3dbl, branch_pool], 1)
 
 
-class QuantizableInception3(Inception3):
+class QuantizableInception3(_QuantizableNet, Inception3):
     """Inception3 of quantizable blocks; the input transform (if any) runs
     in float, then a ``QuantStub``; the logits leave through a
     ``DeQuantStub``."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        _make_quantizable(self, {BasicConv2d: QuantizableBasicConv2d, InceptionA: QuantizableInceptionA,
-                                 InceptionB: QuantizableInceptionB, InceptionC: QuantizableInceptionC,
-                                 InceptionD: QuantizableInceptionD, InceptionE: QuantizableInceptionE})
-        self.quant = QuantStub()
-        self.dequant = DeQuantStub()
+    _quantizable = {BasicConv2d: QuantizableBasicConv2d, InceptionA: QuantizableInceptionA,
+                    InceptionB: QuantizableInceptionB, InceptionC: QuantizableInceptionC,
+                    InceptionD: QuantizableInceptionD, InceptionE: QuantizableInceptionE}
 
     def forward(self, x):
-        if self.transform_input:
-            x = _transform_input(x)
-        x = self.quant(x)
+        x = self._quantize_input(x)
         for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
                      "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b",
                      "Mixed_6c", "Mixed_6d", "Mixed_6e"):
@@ -122,10 +115,6 @@ class QuantizableInception3(Inception3):
         if use_aux:
             return InceptionOutputs(x, aux)
         return x
-
-    def fuse_model(self, is_qat=None):
-        """Fuse conv + bn + ReLU in every BasicConv2d, in place."""
-        _fuse_basic_convs(self, is_qat)
 
 
 def inception_v3(*, weights=None, progress=True, quantize=False, **kwargs):
