@@ -1,5 +1,7 @@
 """Integer convolution for quantized inference: exact int32 sums, computed
-by float32 GEMMs where that is exact, else by a direct Numba kernel.
+by integer dot-product instructions where the CPU has them (``vnni.py``),
+else by float32 GEMMs where that is exact, else by a direct Numba kernel;
+and the requantization of the sums to uint8.
 
 Notation: N batch, C input channels, H, W input size, O output channels,
 G groups (C / G = CG channels and O / G = OG outputs per group), KH, KW
@@ -35,8 +37,10 @@ integer loops LLVM makes of a plain Numba kernel.
 
 How
 ---
-``pack`` (once per module, at convert time) centers the weights and
-finds the chunks. Per image, the centered input is laid out as a float32
+``pack`` (once per module, at convert time) also packs the weights for
+``vnni.py`` where ``vnni.available()`` and the weights are symmetric
+(every zero point 0) with GEMM_MIN_K <= K <= ``vnni.MAX_K``; such convs
+run there. For the others it centers the weights and finds the chunks. Per image, the centered input is laid out as a float32
 (C*KH*KW, P) im2col table (a 1x1 stride-1 conv uses the centered image
 itself), then each group's (OG, K) weights times its (K, P) rows, split
 over output channels among minicnn's threads (``threads.py``). Depthwise
@@ -44,12 +48,22 @@ and other convs with a short K (a GEMM of a few rows does not pay) run a
 direct Numba kernel instead: one (image, output channel) per task, float32
 sums (exact: K < 16 terms of at most 255 * 255), the valid output columns
 of each tap computed once so the inner loop has no bounds test.
+
+Requantization
+--------------
+``requantize`` is the element-wise end of fbgemm's requantization (the
+formula in ``minicnn/ao/nn/quantized/functional.py``, whose NumPy
+version is the reference): one pass from the int32 sums to uint8, the
+same float32 operations in the same order (an add, a multiply, rounding
+half to even, the zero point, the clamp), where NumPy makes a float32
+temporary and five passes over it.
 """
 import collections
 
 import numba
 import numpy
 
+from . import vnni
 from .loops import JIT, _share, u64
 from .threads import PARALLEL_SIZE, parallel_parts, run_in_parallel, split, thread_count
 
@@ -61,11 +75,12 @@ MAX_CENTERED_INPUT = 255
 #: has K = 9) run the direct kernel.
 GEMM_MIN_K = 16
 
-Packed = collections.namedtuple("Packed", "taps gemm_taps chunks groups")
+Packed = collections.namedtuple("Packed", "taps gemm_taps chunks groups vnni")
 Packed.__doc__ = """Weights laid out for ``quantized_conv2d``: ``taps`` the
 centered int32 (O, K) weights, ``gemm_taps`` the same as float32
 (G, OG, K), ``chunks`` the (start, stop) runs of K whose float32 dot
-products are exact, ``groups`` G."""
+products are exact, ``groups`` G, ``vnni`` ``vnni.pack``'s layout or None
+(the conv then runs the float32 path)."""
 
 
 def _exact_chunks(taps):
@@ -85,13 +100,22 @@ def _exact_chunks(taps):
     return tuple(chunks)
 
 
-def pack(w, w_zero_points, groups):
+def pack(w, w_zero_points, groups, use_vnni=None):
     """The :data:`Packed` layout of int8 weights ``w`` (O, CG, KH, KW) with
-    per-channel ``w_zero_points`` (O,), for ``groups`` groups."""
+    per-channel ``w_zero_points`` (O,), for ``groups`` groups.
+    ``use_vnni``: None to pack for ``vnni.py`` where the CPU and the
+    weights allow it, False never (the float32 path), True always (where
+    the weights allow it; the caller checked ``vnni.available()``)."""
     O = w.shape[0]
     taps = w.reshape(O, -1).astype(numpy.int32) - numpy.asarray(w_zero_points, numpy.int32).reshape(-1, 1)
     gemm_taps = taps.astype(numpy.float32).reshape(groups, O // groups, -1)
-    return Packed(taps, gemm_taps, _exact_chunks(taps), groups)
+    if use_vnni is None:
+        use_vnni = vnni.available()
+    symmetric = not numpy.any(numpy.asarray(w_zero_points))
+    packed_vnni = None
+    if use_vnni and symmetric and GEMM_MIN_K <= taps.shape[1] <= vnni.MAX_K:
+        packed_vnni = vnni.pack(w, groups)
+    return Packed(taps, gemm_taps, _exact_chunks(taps), groups, packed_vnni)
 
 
 @numba.njit(**JIT)
@@ -206,6 +230,8 @@ def quantized_conv2d(x, x_zero_point, w, w_zero_points, stride, padding, dilatio
     OW = (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
     if packed is None:
         packed = pack(w, w_zero_points, groups)
+    if packed.vnni is not None:
+        return vnni.conv2d(x, x_zero_point, packed.vnni, O // groups, KH, KW, stride, padding, dilation)
     out = numpy.empty((N, O, OH, OW), numpy.int32)
     K = packed.taps.shape[1]
     if K < GEMM_MIN_K:
@@ -229,4 +255,32 @@ def quantized_conv2d(x, x_zero_point, w, w_zero_points, stride, padding, dilatio
             parallel_parts(_im2col, cols.size, x[n], numpy.int32(x_zero_point), sh, sw, ph, pw, dh, dw, KH, KW,
                            cols)
         _products(packed, cols, out[n].reshape(O, OH * OW))
+    return out
+
+
+@numba.njit(**JIT)
+def _requantize(acc, offsets, multipliers, zero_point, low, out, part, parts):
+    """out[n, o, p] = clamp(rint((float32(acc[n, o, p]) + offsets[o]) *
+    multipliers[o]) + zero_point, low, 255) as uint8, for this part's
+    (n, o) rows; all float32, each step rounded as NumPy rounds it (no
+    fused multiply-add: Numba does not contract without fastmath)."""
+    N, O, P = acc.shape
+    high = numpy.float32(255)
+    start, stop = _share(N * O, part, parts)
+    for task in range(start, stop):
+        n, o = task // O, task % O
+        offset, multiplier = offsets[o], multipliers[o]
+        row, dst = acc[n, o], out[n, o]
+        for p in range(P):
+            y = numpy.rint((numpy.float32(row[p]) + offset) * multiplier) + zero_point
+            dst[p] = numpy.uint8(min(max(y, low), high))
+
+
+def requantize(acc, offsets, multipliers, zero_point, low):
+    """uint8 (N, O, P) from int32 sums ``acc`` (N, O, P), float32
+    per-channel ``offsets`` and ``multipliers`` (O,), float32
+    ``zero_point`` and lower clamp ``low`` (see ``_requantize``)."""
+    out = numpy.empty(acc.shape, numpy.uint8)
+    parallel_parts(_requantize, acc.size * 4, acc, offsets, multipliers, numpy.float32(zero_point),
+                   numpy.float32(low), out)
     return out

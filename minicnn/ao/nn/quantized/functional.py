@@ -104,21 +104,36 @@ def _weight_params(weight, out_channels):
     return weight._scale, weight._zero_point.astype(numpy.int32)
 
 
-def requantize(acc, x_scale, w_scales, bias, scale, zero_point, relu, channel_axis=1):
-    """fbgemm's requantization of int32 sums (see the module docstring)."""
-    shape = [1] * acc.ndim
-    shape[channel_axis] = -1
-    a = (_F32(x_scale) * w_scales.astype(_F32)).reshape(shape)
-    multiplier = a / _F32(scale)
-    # the same float32 steps in place: one buffer instead of one per step
+def requantize_reference(acc, offsets, multipliers, zero_point, low):
+    """The NumPy reference of the ``quantized_requantize`` kernel: uint8
+    (N, O, P) = clamp(rint((float32(acc) + offsets[o]) * multipliers[o]) +
+    zero_point, low, 255), every step in float32, in place on one buffer."""
     y = acc.astype(_F32)
-    if bias is not None:
-        y += bias.astype(_F32).reshape(shape) / a
-    y *= multiplier
+    y += offsets.reshape(-1, 1)
+    y *= multipliers.reshape(-1, 1)
     numpy.rint(y, out=y)
     y += _F32(zero_point)
-    numpy.clip(y, _F32(zero_point if relu else 0), _F32(255), out=y)
+    numpy.clip(y, _F32(low), _F32(255), out=y)
     return y.astype(numpy.uint8)
+
+
+registry.register("quantized_requantize", "numpy", requantize_reference)
+registry.register("quantized_requantize", "numba", "minicnn.kernels.cpu.quantized:requantize")
+
+
+def requantize(acc, x_scale, w_scales, bias, scale, zero_point, relu, channel_axis=1):
+    """fbgemm's requantization of int32 sums (see the module docstring):
+    the per-channel float32 constants here, the element-wise pass in the
+    backend's ``quantized_requantize`` kernel. Without a bias the offset
+    is 0, and float32(acc) + 0 is float32(acc)."""
+    a = _F32(x_scale) * w_scales.astype(_F32)
+    multipliers = a / _F32(scale)
+    offsets = numpy.zeros_like(a) if bias is None else bias.astype(_F32) / a
+    shape = acc.shape
+    rows = int(numpy.prod(shape[:channel_axis], dtype=numpy.int64))
+    acc3 = numpy.ascontiguousarray(acc).reshape(rows, shape[channel_axis], -1)
+    kernel = registry.lookup("quantized_requantize", numpy)
+    return kernel(acc3, offsets, multipliers, zero_point, zero_point if relu else 0).reshape(shape)
 
 
 def conv2d(input, weight, bias, stride, padding, dilation, groups, scale, zero_point, relu=False, packed=None):

@@ -1,0 +1,102 @@
+"""The integer dot-product (AVX-512 VNNI) convolution kernel and the float32
+GEMM path it replaces give the NumPy reference's int32 sums exactly, on
+drawn geometries; the Numba requantization gives the NumPy reference's
+uint8 exactly. The VNNI tests are skipped where the CPU lacks the
+instruction (the kernels are then never compiled)."""
+import numpy
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from minicnn.ao.nn.quantized import functional as qF
+from minicnn.kernels.cpu import quantized as kq
+from minicnn.kernels.cpu import vnni
+
+needs_vnni = pytest.mark.skipif(not vnni.available(),
+                                reason="this CPU has no AVX-512 VNNI (or Numba compiles for another CPU)")
+
+
+@st.composite
+def geometries(draw):
+    """A conv geometry: dense or grouped, odd sizes, K on both sides of
+    the GEMM threshold and rarely a multiple of 4, O rarely a multiple of
+    the 4-channel block, every stride / padding / dilation pattern."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    return dict(groups=groups, cin=groups * draw(st.integers(1, 21)), cout=groups * draw(st.integers(1, 9)),
+                kernel=(kh, kw), stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+                padding=(draw(st.integers(0, 2)), draw(st.integers(0, 2))), dilation=(dh, dw),
+                size=(kh * dh + draw(st.integers(0, 9)), kw * dw + draw(st.integers(0, 70))),
+                batch=draw(st.integers(1, 2)), x_zero_point=draw(st.sampled_from([0, 255, 128, 7])),
+                seed=draw(st.integers(0, 2 ** 16)))
+
+
+def _case(c, w_zero_point=0):
+    rng = numpy.random.default_rng(c["seed"])
+    x = rng.integers(0, 256, (c["batch"], c["cin"]) + c["size"], dtype=numpy.uint8)
+    w = rng.integers(-128, 128, (c["cout"], c["cin"] // c["groups"]) + c["kernel"]).astype(numpy.int8)
+    zero_points = numpy.full(c["cout"], w_zero_point, numpy.int32)
+    return (x, c["x_zero_point"], w, zero_points, c["stride"], c["padding"], c["dilation"], c["groups"])
+
+
+@needs_vnni
+@settings(max_examples=60, deadline=None)
+@given(geometries())
+def test_vnni_path_equals_reference(c):
+    args = _case(c)
+    packed = kq.pack(args[2], args[3], c["groups"], use_vnni=True)
+    K = args[2][0].size
+    assert (packed.vnni is not None) == (K >= kq.GEMM_MIN_K)
+    numpy.testing.assert_array_equal(kq.quantized_conv2d(*args, packed=packed),
+                                     qF.quantized_conv2d_reference(*args))
+
+
+@settings(max_examples=30, deadline=None)
+@given(geometries(), st.sampled_from([0, 0, 5, -128]))
+def test_float32_path_equals_reference(c, w_zero_point):
+    args = _case(c, w_zero_point)
+    packed = kq.pack(args[2], args[3], c["groups"], use_vnni=False)
+    assert packed.vnni is None
+    numpy.testing.assert_array_equal(kq.quantized_conv2d(*args, packed=packed),
+                                     qF.quantized_conv2d_reference(*args))
+
+
+def test_vnni_only_for_symmetric_weights():
+    """Nonzero weight zero points (per-tensor affine) stay on the float32
+    path: the VNNI kernel's zero-point term assumes symmetric weights."""
+    w = numpy.ones((3, 8, 3, 3), numpy.int8)
+    assert kq.pack(w, numpy.array([0, 1, 0], numpy.int32), 1, use_vnni=True).vnni is None
+    assert kq.pack(w, numpy.zeros(3, numpy.int32), 1, use_vnni=False).vnni is None
+    assert (kq.pack(w, numpy.zeros(3, numpy.int32), 1).vnni is not None) == vnni.available()
+
+
+@needs_vnni
+@pytest.mark.parametrize("x_value, x_zero_point, w_value", [(255, 0, -128), (255, 255, -128), (0, 255, 127)])
+def test_vnni_extremes_at_the_longest_dot_product(x_value, x_zero_point, w_value):
+    """K = MAX_K with every input and weight at an extreme: the running sum
+    and the zero-point term reach +-255 * 128 * K, just inside int32."""
+    K = vnni.MAX_K
+    x = numpy.full((1, K, 1, 3), x_value, numpy.uint8)
+    w = numpy.full((5, K, 1, 1), w_value, numpy.int8)
+    zero_points = numpy.zeros(5, numpy.int32)
+    args = (x, x_zero_point, w, zero_points, (1, 1), (0, 0), (1, 1), 1)
+    got = kq.quantized_conv2d(*args, packed=kq.pack(w, zero_points, 1, use_vnni=True))
+    numpy.testing.assert_array_equal(got, qF.quantized_conv2d_reference(*args))
+    assert got[0, 0, 0, 0] == (x_value - x_zero_point) * w_value * K
+
+
+@pytest.mark.parametrize("zero_point, low", [(61, 0), (61, 61), (0, 0), (255, 255)])
+def test_requantize_kernel_equals_reference(rng, zero_point, low):
+    """Exact ties (odd sums times 0.5) round half to even; large sums
+    clamp at 255, negative ones at ``low``."""
+    acc = rng.integers(-300000, 300000, (2, 7, 33), dtype=numpy.int64).astype(numpy.int32)
+    offsets = (rng.standard_normal(7) * 100).astype(numpy.float32)
+    multipliers = (10.0 ** rng.uniform(-5, -1, 7)).astype(numpy.float32)
+    offsets[:2], multipliers[:2] = 0, 0.5
+    acc[:, :2] = rng.integers(-600, 600, (2, 2, 33))
+    got = kq.requantize(acc, offsets, multipliers, zero_point, low)
+    numpy.testing.assert_array_equal(got, qF.requantize_reference(acc, offsets, multipliers, zero_point, low))
+    # the tie channels by integer arithmetic: acc / 2 rounded half to even
+    half, odd = acc[:, :2] >> 1, acc[:, :2] & 1
+    expected = numpy.clip(half + (odd & (half & 1)) + zero_point, low, 255)
+    numpy.testing.assert_array_equal(got[:, :2], expected)
