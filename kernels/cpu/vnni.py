@@ -189,8 +189,8 @@ def _quads(x, x_zero_point, CG, sh, sw, ph, pw, dh, dw, KH, KW, OH, OW, xq, part
     H, W = x.shape[1], x.shape[2]
     G, PT, KQ = xq.shape[0], xq.shape[1], xq.shape[2]
     K = CG * KH * KW
-    zero = numpy.uint32(x_zero_point)
-    rows = numpy.empty((4, PT * TILE_P), numpy.uint32)
+    zero = numpy.uint8(x_zero_point)
+    rows = numpy.empty((4, PT * TILE_P), numpy.uint8)
     start, stop = _share(G * KQ, part, parts)
     for task in range(start, stop):
         g, q = task // KQ, task % KQ
@@ -217,18 +217,19 @@ def _quads(x, x_zero_point, CG, sh, sw, ph, pw, dh, dw, KH, KW, OH, OW, xq, part
                 row[base:base + lo] = zero
                 if sw == 1:
                     for ow in range(lo, hi):
-                        row[u64(base + ow)] = numpy.uint32(src[u64(ow + off)])
+                        row[u64(base + ow)] = src[u64(ow + off)]
                 else:
                     for ow in range(lo, hi):
-                        row[u64(base + ow)] = numpy.uint32(src[u64(ow * sw + off)])
+                        row[u64(base + ow)] = src[u64(ow * sw + off)]
                 row[base + hi:base + OW] = zero
         for t in range(PT):
             dst = xq[g, t, q]
             for i in range(TILE_P):
                 p = u64(t * TILE_P + i)
                 # little-endian: byte b of the uint32 is k = 4q + b
-                dst[u64(i)] = (rows[0, p] | (rows[1, p] << numpy.uint32(8)) | (rows[2, p] << numpy.uint32(16))
-                               | (rows[3, p] << numpy.uint32(24)))
+                dst[u64(i)] = (numpy.uint32(rows[0, p]) | (numpy.uint32(rows[1, p]) << numpy.uint32(8))
+                               | (numpy.uint32(rows[2, p]) << numpy.uint32(16))
+                               | (numpy.uint32(rows[3, p]) << numpy.uint32(24)))
 
 
 @numba.njit(**JIT)
