@@ -1,6 +1,8 @@
 """torch's quantized state as minicnn holds it, for the tests that load a
-model torch converted into the same model minicnn converted."""
+model torch converted into the same model minicnn converted, and the
+torch engine those tests compare with."""
 import numpy
+import pytest
 import torch
 
 from minicnn.ao import quantization as mq
@@ -21,3 +23,15 @@ def from_torch(value):
         return mq.QTensor(q, dtype, mq.per_channel_affine, value.q_per_channel_scales().numpy().astype(numpy.float64),
                           value.q_per_channel_zero_points().numpy().astype(numpy.int64), value.q_per_channel_axis())
     return mq.QTensor._per_tensor(q, value.q_scale(), value.q_zero_point(), dtype)
+
+
+@pytest.fixture(autouse=True)
+def fbgemm_engine():
+    """torch's fbgemm engine for each test of a module that imports this
+    fixture, restored afterwards: minicnn's integer arithmetic is fbgemm's
+    (torch's "x86" engine may send convs to oneDNN, which rounds some ties
+    differently)."""
+    previous = torch.backends.quantized.engine
+    torch.backends.quantized.engine = "fbgemm"
+    yield
+    torch.backends.quantized.engine = previous

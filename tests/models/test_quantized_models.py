@@ -13,7 +13,7 @@ import torchvision.models.quantization as tvq
 import minicnn as mc
 import minicnn.models.quantization as mcq
 from minicnn.ao import quantization as mq
-from qstate import from_torch
+from qstate import fbgemm_engine, from_torch  # noqa: F401 (fbgemm_engine: autouse fixture)
 from zoo_check import relative_error
 
 torch.set_num_threads(1)
@@ -180,11 +180,8 @@ def _observe(observer, arrays, wrap):
 @pytest.mark.parametrize("name, size, kwargs, torch_state_only", QUANTIZED, ids=[m[0] for m in QUANTIZED])
 def test_quantized_matches_torch(name, size, kwargs, torch_state_only):
     # The same fused float model calibrated on the same batches in torch and
-    # minicnn with the fbgemm qconfig, compared under torch's fbgemm engine:
-    # minicnn's integer arithmetic is fbgemm's (torch's "x86" engine sends
-    # convs to oneDNN on CPUs with VNNI, whose requantization rounds
-    # differently).
-    torch.backends.quantized.engine = "fbgemm"
+    # minicnn with the fbgemm qconfig, compared under torch's fbgemm engine
+    # (the fbgemm_engine fixture): minicnn's integer arithmetic is fbgemm's.
     mc_model, tv_model = build_pair(name, **kwargs)
     rng = numpy.random.default_rng(0)
     batches = [rng.standard_normal((2, 3, size, size)).astype(numpy.float32) for _ in range(2)]
@@ -256,7 +253,6 @@ def test_histogram_observer_follows_torch_across_a_range_jump():
     # changing some of them by one ulp (as a float32 conv adding in another
     # order does) moves both observers' range search to another bin, the
     # scale by about 2%, and they still agree bit for bit.
-    torch.backends.quantized.engine = "fbgemm"
     tv_model = torch_model("resnet50")
     rng = numpy.random.default_rng(0)
     seen = _calibrate_torch(tv_model, [rng.standard_normal((2, 3, 32, 32)).astype(numpy.float32) for _ in range(2)])

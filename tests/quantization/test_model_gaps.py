@@ -1,5 +1,5 @@
 """What torchvision's quantizable models need beyond conv / linear / add /
-cat, each against torch's eager-mode quantization (x86 engine): an unused
+cat, each against torch's eager-mode quantization (fbgemm engine): an unused
 FloatFunctional, quantized hard swish / hard sigmoid, the shape ops and
 mean of ShuffleNetV2, quantized average pooling, and state dicts of
 converted models with torch's keys."""
@@ -14,9 +14,7 @@ import torch.ao.quantization as tq
 import minicnn as mc
 from minicnn.ao import quantization as mq
 from minicnn.ao.nn import quantized as mnnq
-from qstate import from_torch
-
-torch.backends.quantized.engine = "x86"
+from qstate import fbgemm_engine, from_torch  # noqa: F401 (fbgemm_engine: autouse fixture)
 
 
 def torch_qtensor(x, scale, zero_point):
@@ -57,8 +55,8 @@ def test_unused_float_functional_converts_as_torch():
     ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
     x = numpy.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(numpy.float32)
     for model, prepare, convert, qconfig, wrap in (
-            (theirs, tq.prepare, tq.convert, tq.get_default_qconfig("x86"), torch.from_numpy),
-            (ours, mq.prepare, mq.convert, mq.get_default_qconfig("x86"), mc.tensor)):
+            (theirs, tq.prepare, tq.convert, tq.get_default_qconfig("fbgemm"), torch.from_numpy),
+            (ours, mq.prepare, mq.convert, mq.get_default_qconfig("fbgemm"), mc.tensor)):
         model.qconfig = qconfig
         prepare(model, inplace=True)
         model(wrap(x))
@@ -121,7 +119,7 @@ def test_hardswish_converts_as_torch():
     ours = make_hardswish_net(mc.nn, mq.QuantStub, mq.DeQuantStub).eval()
     ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
     x = numpy.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(numpy.float32) * 2
-    theirs.qconfig, ours.qconfig = tq.get_default_qconfig("x86"), mq.get_default_qconfig("x86")
+    theirs.qconfig, ours.qconfig = tq.get_default_qconfig("fbgemm"), mq.get_default_qconfig("fbgemm")
     tq.prepare(theirs, inplace=True)
     mq.prepare(ours, inplace=True)
     theirs(torch.from_numpy(x))
@@ -218,7 +216,7 @@ def converted_resnet18_pair(x):
     ours = mcq.resnet18().eval()
     ours.load_state_dict(theirs.state_dict())
     theirs.fuse_model()
-    theirs.qconfig = tq.get_default_qconfig("x86")
+    theirs.qconfig = tq.get_default_qconfig("fbgemm")
     tq.prepare(theirs, inplace=True)
     with torch.no_grad():
         theirs(torch.from_numpy(x))

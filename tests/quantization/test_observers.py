@@ -86,13 +86,16 @@ def test_uncalibrated_observer_returns_defaults():
 
 
 def test_default_qconfigs_match_torch():
-    for backend in ["x86", "fbgemm", "qnnpack"]:
+    for backend in ["x86", "fbgemm", "qnnpack", "onednn"]:
         ours, theirs = mq.get_default_qconfig(backend), tq.get_default_qconfig(backend)
         for field in ("activation", "weight"):
             o, t = getattr(ours, field)(), getattr(theirs, field)()
             assert type(o).__name__ == type(t).__name__
             assert (o.quant_min, o.quant_max, o.reduce_range) == (t.quant_min, t.quant_max, t.reduce_range)
             assert o.dtype.name == str(t.dtype).split(".")[1] and o.qscheme.name == str(t.qscheme).split(".")[1]
+            assert o.eps == float(t.eps) and o.has_customized_qrange == t.has_customized_qrange
+            for setting in ("bins", "ch_axis"):
+                assert getattr(o, setting, None) == getattr(t, setting, None), (backend, field, setting)
     o, t = mq.default_qconfig.activation(), tq.default_qconfig.activation()
     assert (o.quant_min, o.quant_max) == (t.quant_min, t.quant_max) == (0, 127)
 

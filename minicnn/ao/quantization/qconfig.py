@@ -30,11 +30,19 @@ default_per_channel_qconfig = QConfig(activation=default_observer, weight=defaul
 def get_default_qconfig(backend="x86", version=0):
     """torch's post-training qconfig for ``backend``.
 
-    ``"x86"`` and ``"fbgemm"``: a :class:`HistogramObserver` with
-    ``reduce_range=True`` (7-bit activations, see observer.py) and per-channel
-    symmetric qint8 weights. ``"qnnpack"``: full-range activations and one
-    symmetric weight scale per tensor. ``"onednn"``: full-range activations,
-    per-channel weights.
+    ``"x86"`` and ``"fbgemm"`` (the same qconfig, as in torch): a
+    :class:`HistogramObserver` with ``reduce_range=True`` (7-bit
+    activations, see observer.py) and per-channel symmetric qint8 weights.
+    ``"qnnpack"``: full-range activations and one symmetric weight scale
+    per tensor. ``"onednn"``: full-range activations, per-channel weights.
+
+    The backend only picks observers: minicnn has one integer engine, and
+    its arithmetic (int32 accumulation, requantization, rounding) is
+    fbgemm's, so its int8 outputs equal torch's under
+    ``torch.backends.quantized.engine = "fbgemm"``. torch's ``"x86"``
+    engine may run a quantized conv through oneDNN instead (it does on
+    CPUs with AVX512-VNNI), whose requantization rounds some ties
+    differently.
     """
     if version != 0:
         raise ValueError(f"get_default_qconfig: only version 0 exists, got {version!r}")
