@@ -9,6 +9,17 @@ hy*hx*X[yl, xl] + hy*lx*X[yl, xh] + ly*hx*X[yh, xl] + ly*lx*X[yh, xh]
 over its samples and divides by their count, in the input's dtype and
 in that order, so float32 results round as torchvision's do.
 
+Channels innermost (forward): every channel of a region reads the same
+pixels with the same weights, so the forward reads a channel-last copy
+of the map (N, H, W, C), where a pixel's C values are contiguous, and
+does each sample's four products for all channels in one loop that the
+compiler turns into vector instructions. Each element still sums the
+same terms in the same order, so the numbers are those of a loop over
+channels outside. A region's bins are gathered as (PH PW, C) and
+written out transposed to (C, PH, PW) once. ``multiscale_roi_align_forward``
+reads each region from its own pyramid level into one output, for
+MultiScaleRoIAlign: no per-level pieces to join and reorder.
+
 Threads: the forward gives each thread whole regions (each writes only
 its own outputs). The backward scatters every region's gradient into
 the input's gradient, where regions overlap; it gives each thread whole
@@ -90,24 +101,32 @@ def _samples(rois, k, spatial_scale, aligned, sampling_ratio, PH, PW, H, W, ints
 
 
 @numba.njit(**_JIT)
-def _forward(x, rois, y, spatial_scale, sampling_ratio, aligned, ints, part, parts):
-    N, C, H, W = x.shape
+def _forward(x, rois, members, y, spatial_scale, sampling_ratio, aligned, ints, part, parts):
+    """Regions rois[members[j]] read from the channel-last map x
+    (N, H, W, C) into y[members[j]] (C, PH, PW)."""
+    N, H, W, C = x.shape
     PH, PW = y.shape[2], y.shape[3]
-    for k in range(*_share(rois.shape[0], part, parts)):
+    bins = numpy.empty((PH * PW, C), dtype=y.dtype)
+    for j in range(*_share(members.shape[0], part, parts)):
+        k = members[j]
         n, gh, gw, count, yl, yh, wyl, wyh, xl, xh, wxl, wxh = _samples(
             rois, k, spatial_scale, aligned, sampling_ratio, PH, PW, H, W, ints)
+        for ph in range(PH):
+            for pw in range(PW):
+                total = bins[ph * PW + pw]
+                total[:] = ints[0]
+                for iy in range(ph * gh, (ph + 1) * gh):
+                    for ix in range(pw * gw, (pw + 1) * gw):
+                        w1, w2 = wyl[iy] * wxl[ix], wyl[iy] * wxh[ix]
+                        w3, w4 = wyh[iy] * wxl[ix], wyh[iy] * wxh[ix]
+                        v1, v2 = x[n, yl[iy], xl[ix]], x[n, yl[iy], xh[ix]]
+                        v3, v4 = x[n, yh[iy], xl[ix]], x[n, yh[iy], xh[ix]]
+                        for c in range(C):
+                            total[c] += w1 * v1[c] + w2 * v2[c] + w3 * v3[c] + w4 * v4[c]
         for c in range(C):
-            plane = x[n, c]
             for ph in range(PH):
                 for pw in range(PW):
-                    total = ints[0]
-                    for iy in range(ph * gh, (ph + 1) * gh):
-                        for ix in range(pw * gw, (pw + 1) * gw):
-                            total += (wyl[iy] * wxl[ix] * plane[yl[iy], xl[ix]]
-                                      + wyl[iy] * wxh[ix] * plane[yl[iy], xh[ix]]
-                                      + wyh[iy] * wxl[ix] * plane[yh[iy], xl[ix]]
-                                      + wyh[iy] * wxh[ix] * plane[yh[iy], xh[ix]])
-                    y[k, c, ph, pw] = total / count
+                    y[k, c, ph, pw] = bins[ph * PW + pw, c] / count
 
 
 @numba.njit(**_JIT)
@@ -147,12 +166,25 @@ def _max_grid(rois, spatial_scale, sampling_ratio, H, W):
 
 def roi_align_forward(x, rois, pooled, spatial_scale, sampling_ratio, aligned):
     """x (N, C, H, W), rois (K, 5) -> (K, C, PH, PW)."""
-    x, rois = numpy.ascontiguousarray(x), numpy.ascontiguousarray(rois, dtype=x.dtype)
+    levels = numpy.zeros(rois.shape[0], dtype=numpy.int64)
+    return multiscale_roi_align_forward(rois, levels, pooled, (spatial_scale,), sampling_ratio, aligned, x)
+
+
+def multiscale_roi_align_forward(rois, levels, pooled, scales, sampling_ratio, aligned, *maps):
+    """rois (K, 5), levels (K,) ints, maps[l] (N, C, H_l, W_l) read at
+    scales[l] -> (K, C, PH, PW): region k from maps[levels[k]]."""
+    dtype = maps[0].dtype
+    rois = numpy.ascontiguousarray(rois, dtype=dtype)
     PH, PW = pooled
-    y = numpy.empty((rois.shape[0], x.shape[1], PH, PW), dtype=x.dtype)
-    ints = _ints(x.dtype, PH, PW, *x.shape[2:], _max_grid(rois, spatial_scale, sampling_ratio, *x.shape[2:]))
-    parallel_parts(_forward, x.size + y.size, x, rois, y, x.dtype.type(spatial_scale), int(sampling_ratio), bool(aligned),
-                   ints)
+    y = numpy.empty((rois.shape[0], maps[0].shape[1], PH, PW), dtype=dtype)
+    for level, (x, scale) in enumerate(zip(maps, scales)):
+        members = numpy.flatnonzero(levels == level)
+        if members.size == 0:
+            continue
+        channel_last = numpy.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        ints = _ints(dtype, PH, PW, *x.shape[2:], _max_grid(rois[members], scale, sampling_ratio, *x.shape[2:]))
+        parallel_parts(_forward, x.size + members.size * y[0].size, channel_last, rois, members, y,
+                       dtype.type(scale), int(sampling_ratio), bool(aligned), ints)
     return y
 
 

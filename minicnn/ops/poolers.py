@@ -15,17 +15,21 @@ against the largest image, s = 2^round(log2(map size / image size)), so
 k_min = -log2(finest scale) and k_max = -log2(coarsest scale).
 
 The module remembers the scales (and the level mapper) from its first
-call, as torchvision's does.
+call, as torchvision's does. All levels fill one output, each region's
+rows read from its level's map (one ``multiscale_roi_align_forward``
+call), so no per-level pieces are joined and put back in order.
 """
 import math
 
 import numpy
 
-from .. import functional as F
+from ..autograd import Function
 from ..backend import get_array_module
+from ..kernels import registry
 from ..nn import Module
 from ..tensor import Tensor
 from .boxes import box_area
+from ._rois import check_input, output_pair
 from .roi_align import roi_align
 
 __all__ = ["MultiScaleRoIAlign", "LevelMapper"]
@@ -54,6 +58,52 @@ def _infer_scale(feature, image_size):
     """2^round(log2(map height / image height)): the map's scale, a power of two."""
     approx = float(feature.shape[-2]) / float(image_size[0])
     return 2.0 ** float(numpy.round(numpy.log2(numpy.float32(approx))))
+
+
+@registry.register("multiscale_roi_align_forward", "numpy")
+def multiscale_roi_align_forward_reference(rois, levels, pooled, scales, sampling_ratio, aligned, *maps):
+    """rois (K, 5), levels (K,) ints, maps[l] (N, C, H_l, W_l) read at
+    scales[l] -> (K, C, PH, PW): region k pooled by roi_align from
+    maps[levels[k]]."""
+    xp = get_array_module(maps[0])
+    forward = registry.lookup("roi_align_forward", xp)
+    y = xp.empty((rois.shape[0], maps[0].shape[1]) + tuple(pooled), dtype=maps[0].dtype)
+    for level, (x, scale) in enumerate(zip(maps, scales)):
+        members = xp.nonzero(levels == level)[0]
+        y[members] = forward(x, rois[members], pooled, scale, sampling_ratio, aligned)
+    return y
+
+
+registry.register("multiscale_roi_align_forward", "numba",
+                  "minicnn.kernels.cpu.roi_align:multiscale_roi_align_forward")
+
+
+class MultiScaleRoIAlignFunction(Function):
+    """maps (N, C, H_l, W_l), one per level -> (K, C, PH, PW), region k
+    from level ``levels[k]``; the rois and levels are constants. The
+    gradient of each map is roi_align's of its own regions."""
+
+    def __init__(self, rois, levels, pooled, scales, sampling_ratio):
+        self.rois, self.levels, self.pooled, self.scales = rois, levels, pooled, scales
+        self.sampling_ratio = int(sampling_ratio)
+
+    def forward(self, *maps):
+        self.shapes = [x.shape for x in maps]
+        xp = get_array_module(maps[0])
+        return registry.lookup("multiscale_roi_align_forward", xp)(
+            self.rois, self.levels, self.pooled, self.scales, self.sampling_ratio, False,
+            *[xp.ascontiguousarray(x) for x in maps])
+
+    def backward(self, gy):
+        g = gy.data
+        xp = get_array_module(g)
+        backward = registry.lookup("roi_align_backward", xp)
+        grads = []
+        for level, (shape, scale) in enumerate(zip(self.shapes, self.scales)):
+            members = xp.nonzero(self.levels == level)[0]
+            grads.append(backward(xp.ascontiguousarray(g[members]), self.rois[members], shape, scale,
+                                  self.sampling_ratio, False))
+        return tuple(grads)
 
 
 class MultiScaleRoIAlign(Module):
@@ -94,21 +144,16 @@ class MultiScaleRoIAlign(Module):
             self._setup_scales(features, image_shapes)
         if len(features) == 1:
             return roi_align(features[0], boxes, self.output_size, self.scales[0], self.sampling_ratio)
+        for feature in features:
+            check_input(feature, "MultiScaleRoIAlign")
+        pooled = output_pair(self.output_size, "MultiScaleRoIAlign")
         xp = get_array_module(features[0].data)
         levels = self.map_levels(boxes).data
         index = xp.concatenate([xp.full(b.shape[0], i, dtype=boxes[0].dtype) for i, b in enumerate(boxes)])
         rois = xp.concatenate([index[:, None], xp.concatenate([b.data for b in boxes])], 1)
-        # Each level pools its own boxes; the pieces are put back in the
-        # boxes' order by one gather with the inverse permutation.
-        order, pieces = [], []
-        for level, (feature, scale) in enumerate(zip(features, self.scales)):
-            members = xp.nonzero(levels == level)[0]
-            order.append(members)
-            pieces.append(roi_align(feature, Tensor._wrap(rois[members].astype(feature.dtype)), self.output_size,
-                                    scale, self.sampling_ratio))
-        inverse = xp.empty(rois.shape[0], dtype=xp.int64)
-        inverse[xp.concatenate(order)] = xp.arange(rois.shape[0])
-        return F.cat(pieces, 0)[inverse]
+        return MultiScaleRoIAlignFunction.apply(*features, rois=rois.astype(features[0].dtype), levels=levels,
+                                                pooled=pooled, scales=tuple(self.scales),
+                                                sampling_ratio=self.sampling_ratio)
 
     def __repr__(self):
         return (f"{self.__class__.__name__}(featmap_names={self.featmap_names}, "
