@@ -47,7 +47,8 @@ over output channels among minicnn's threads (``threads.py``). Depthwise
 and other convs with a short K (a GEMM of a few rows does not pay) run a
 direct Numba kernel instead: one (image, output channel) per task, float32
 sums (exact: K < 16 terms of at most 255 * 255), the valid output columns
-of each tap computed once so the inner loop has no bounds test.
+of each tap computed once so the inner loop has no bounds test; a depthwise 3x3
+conv at stride 1 or 2 (MobileNet's) has its own kernel, ``_depthwise3x3``.
 
 Requantization
 --------------
@@ -196,6 +197,46 @@ def _direct(xc, taps, sh, sw, ph, pw, dh, dw, groups, KH, KW, out, part, parts):
                 out[n, o, oh, ow] = numpy.int32(acc[oh, ow])
 
 
+@numba.njit(**JIT)
+def _depthwise3x3(x, x_zero_point, taps, s, ph, pw, out, part, parts):
+    """out[n, c] = the exact sums of a depthwise (one input and one output
+    channel per group) 3x3 conv, dilation 1, stride ``s`` (1 or 2) both
+    ways, for this part's (n, c) tasks. Each channel is copied once,
+    centered, into a float32 plane zero-padded on every side (the padding
+    is x_zero_point, centered 0), so that every output pixel adds its 9
+    products with no bounds test, in registers, the loop over a row's
+    pixels vectorized (``_direct`` instead adds one tap at a time over
+    the whole output, a pass over memory per tap)."""
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    zero = numpy.float32(x_zero_point)
+    plane = numpy.zeros((H + 2 * ph, W + 2 * pw), numpy.float32)
+    start, stop = _share(N * C, part, parts)
+    for task in range(start, stop):
+        n, c = task // C, task % C
+        for ih in range(H):
+            src, dst = x[n, c, ih], plane[ih + ph]
+            for iw in range(W):
+                dst[u64(iw + pw)] = numpy.float32(src[iw]) - zero
+        t0, t1, t2, t3, t4, t5, t6, t7, t8 = (taps[c, 0], taps[c, 1], taps[c, 2], taps[c, 3], taps[c, 4],
+                                              taps[c, 5], taps[c, 6], taps[c, 7], taps[c, 8])
+        for oh in range(OH):
+            r0, r1, r2 = plane[oh * s], plane[oh * s + 1], plane[oh * s + 2]
+            row = out[n, c, oh]
+            if s == 1:
+                for ow in range(OW):
+                    j = u64(ow)
+                    row[j] = numpy.int32(r0[j] * t0 + r0[j + 1] * t1 + r0[j + 2] * t2
+                                         + r1[j] * t3 + r1[j + 1] * t4 + r1[j + 2] * t5
+                                         + r2[j] * t6 + r2[j + 1] * t7 + r2[j + 2] * t8)
+            else:
+                for ow in range(OW):
+                    j = u64(2 * ow)
+                    row[u64(ow)] = numpy.int32(r0[j] * t0 + r0[j + 1] * t1 + r0[j + 2] * t2
+                                               + r1[j] * t3 + r1[j + 1] * t4 + r1[j + 2] * t5
+                                               + r2[j] * t6 + r2[j + 1] * t7 + r2[j + 2] * t8)
+
+
 def _products(packed, cols, out):
     """out (O, P) int32 = each group's centered weights times its rows of
     the float32 table ``cols`` (G*K, P), chunk by chunk (each exact),
@@ -234,6 +275,10 @@ def quantized_conv2d(x, x_zero_point, w, w_zero_points, stride, padding, dilatio
         return vnni.conv2d(x, x_zero_point, packed.vnni, O // groups, KH, KW, stride, padding, dilation)
     out = numpy.empty((N, O, OH, OW), numpy.int32)
     K = packed.taps.shape[1]
+    if (KH, KW, dh, dw) == (3, 3, 1, 1) and sh == sw and sh in (1, 2) and groups == C == O:
+        parallel_parts(_depthwise3x3, out.size * K, x, numpy.int32(x_zero_point), packed.gemm_taps.reshape(O, K),
+                       sh, ph, pw, out)
+        return out
     if K < GEMM_MIN_K:
         centered = numpy.subtract(x, numpy.float32(x_zero_point), dtype=numpy.float32)
         parallel_parts(_direct, out.size * K, centered, packed.gemm_taps.reshape(O, K), sh, sw, ph, pw, dh, dw,

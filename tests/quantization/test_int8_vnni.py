@@ -100,3 +100,16 @@ def test_requantize_kernel_equals_reference(rng, zero_point, low):
     half, odd = acc[:, :2] >> 1, acc[:, :2] & 1
     expected = numpy.clip(half + (odd & (half & 1)) + zero_point, low, 255)
     numpy.testing.assert_array_equal(got[:, :2], expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 9), st.integers(3, 12), st.integers(3, 12), st.sampled_from([1, 2]), st.integers(0, 2),
+       st.integers(0, 2), st.sampled_from([0, 255, 61]), st.sampled_from([0, 0, 3]), st.integers(0, 2 ** 16))
+def test_depthwise3x3_equals_reference(channels, h, w, stride, ph, pw, x_zero_point, w_zero_point, seed):
+    """The depthwise 3x3 kernel (MobileNet's), stride 1 and 2, odd sizes."""
+    rng = numpy.random.default_rng(seed)
+    x = rng.integers(0, 256, (2, channels, h, w), dtype=numpy.uint8)
+    weight = rng.integers(-128, 128, (channels, 1, 3, 3)).astype(numpy.int8)
+    zero_points = numpy.full(channels, w_zero_point, numpy.int32)
+    args = (x, x_zero_point, weight, zero_points, (stride, stride), (ph, pw), (1, 1), channels)
+    numpy.testing.assert_array_equal(kq.quantized_conv2d(*args), qF.quantized_conv2d_reference(*args))
