@@ -43,10 +43,19 @@ def test_retinanet_detections_losses_and_gradients():
 
 
 @pytest.mark.slow
-def test_retinanet_v2_losses_and_gradients():
-    """v2: P6 from C5, GroupNorm in the head, the GIoU box loss."""
-    mine, tv = pair("retinanet_resnet50_fpn_v2", num_classes=4, min_size=64, max_size=80)
-    check_training(mine, tv, sample_images(), grad_rtol=1e-9)
+@ZERO_AREA_NMS
+def test_retinanet_v2_detections_losses_and_gradients():
+    """v2: P6 from C5, GroupNorm in the head, the GIoU box loss. Its
+    random scores spread wider (0.013 to 0.034), so the thresholds are
+    higher than v1's."""
+    mine, tv = pair("retinanet_resnet50_fpn_v2", num_classes=4, min_size=64, max_size=80, score_thresh=0.01)
+    images = sample_images()
+    assert check_detections(mine, tv, images) == [300, 300]
+    for m in (mine, tv):
+        m.score_thresh, m.nms_thresh = 0.025, 0.3
+    few = check_detections(mine, tv, images)
+    assert all(0 < c < 300 for c in few)
+    check_training(mine, tv, images, grad_rtol=1e-9)
 
 
 @pytest.mark.slow
@@ -64,6 +73,28 @@ def test_ssdlite_detections():
         m.score_thresh, m.nms_thresh, m.detections_per_img = 0.9995, 0.3, 300
     few = check_detections(mine, tv, images)
     assert all(0 < c < 50 for c in few)
+
+
+@pytest.mark.slow
+@ZERO_AREA_NMS
+def test_ssd300_detections_losses_and_gradients():
+    """SSD300's VGG-16 backbone (conv4_3 L2-normalised and scaled by
+    ``scale_weight``, the dilated fc6 / fc7 convs, four extra blocks) at
+    268 x 268, the smallest size whose last extra block still has a 1 x 1
+    map (SSD resizes every image to ``transform.fixed_size``): the
+    detections of one image, then the losses and gradients of two. The
+    VGG layers up to conv4_3 (plain convs and ReLUs, compared elsewhere)
+    are frozen in both models for the training comparison: their
+    backward at full resolution would triple the test's time."""
+    mine, tv = pair("ssd300_vgg16", num_classes=4)
+    for m in (mine, tv):
+        m.transform.fixed_size = (268, 268)
+    images = sample_images()
+    assert check_detections(mine, tv, images[:1]) == [200]
+    for m in (mine, tv):
+        for p in m.backbone.features.parameters():
+            p.requires_grad_(False)
+    check_training(mine, tv, images, grad_rtol=1e-9)
 
 
 @pytest.mark.slow
@@ -101,14 +132,16 @@ def test_ssdlite_losses_and_gradients():
                                             ("retinanet_resnet50_fpn_v2", 38_198_935),
                                             ("fcos_resnet50_fpn", 32_269_600)])
 def test_parameter_counts(name, millions):
-    """torchvision's table (counted directly: mc.summary runs a model on
-    one tensor, a detector takes a list of images). The table's RetinaNet
-    v1 and FCOS have a pretrained backbone with FrozenBatchNorm2d, whose scales and
-    shifts are buffers: without pretrained weights they are BatchNorm2d
-    parameters, 53,120 more."""
+    """mc.summary's count, torchvision's table. The table's RetinaNet v1
+    and FCOS have a pretrained backbone with FrozenBatchNorm2d, whose
+    scales and shifts are buffers: without pretrained weights they are
+    BatchNorm2d parameters, 53,120 more. (SSD resizes every image to its
+    fixed size; the others are built small: the sizes change no
+    parameter.)"""
     with no_init():
-        model = mc.models.get_model(name)
-    total = sum(p.numel() for p in model.parameters())
+        model = mc.models.get_model(name, **({} if name.startswith("ssd") else {"min_size": 64, "max_size": 64}))
+    total = mc.summary(model, (3, 64, 64), training_memory=False).total_params
+    assert total == sum(p.numel() for p in model.parameters())
     if name in ("retinanet_resnet50_fpn", "fcos_resnet50_fpn"):
         norms = sum(p.numel() for m in model.backbone.body.modules() if isinstance(m, mc.nn.BatchNorm2d)
                     for p in m.parameters())
