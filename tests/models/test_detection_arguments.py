@@ -5,7 +5,8 @@ detections (float64: same count and labels, boxes and scores to 1e-7
 relative) or torchvision's loss dict and gradients (1e-8), and
 torchvision's own output with that value differs from its output with the
 default (so the value really binds: an argument minicnn ignored would
-fail the comparison).
+fail the comparison). Then, per family: an image without objects in
+training, outputs when nothing is detected, and bad images and targets.
 
 The models are the real detector classes around a tiny two-level
 backbone (two strided 3 x 3 convs, 32 channels) with narrow heads, so a
@@ -28,7 +29,7 @@ from torchvision.models.detection import anchor_utils, faster_rcnn, fcos as tv_f
 from torchvision.models.detection import _utils as tv_utils, ssd as tv_ssd
 
 import minicnn as mc
-from detection_check import check_detections, check_training, sample_images
+from detection_check import TARGETS, check_bad_images_and_targets, check_detections, check_training, sample_images
 from minicnn.models.detection import _utils as det_utils
 from minicnn.nn.skip_init import no_init
 
@@ -197,3 +198,42 @@ def test_sampler_takes_torchvisions_numbers_of_positives_and_negatives(batch_siz
     again = ours([mc.from_numpy(m) for m in matched])
     for a, b in zip(pos + neg, again[0] + again[1]):
         numpy.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+FAMILIES = [retinanet, fcos, ssd, fasterrcnn]
+
+
+@pytest.mark.parametrize("build", FAMILIES, ids=[b.__name__ for b in FAMILIES])
+def test_an_image_without_objects_trains_as_in_torchvision(build):
+    """An empty box list (every anchor / proposal of that image
+    background): torchvision's losses and gradients."""
+    mine, tv = twins(build)
+    check_training(mine, tv, sample_images(), targets=[{"boxes": [], "labels": []}, TARGETS[1]])
+
+
+NOTHING = {retinanet: {"score_thresh": 1.0}, fcos: {"score_thresh": 1.0}, ssd: {"score_thresh": 1.0},
+           fasterrcnn: {"box_score_thresh": 1.0}}
+
+
+@pytest.mark.parametrize("build", FAMILIES, ids=[b.__name__ for b in FAMILIES])
+def test_no_detections_give_torchvisions_empty_outputs(build):
+    """A threshold nothing passes: per image, torchvision's keys with empty
+    tensors of its shapes and dtypes."""
+    images = sample_images()
+    mine, tv = twins(build, **NOTHING[build])
+    mine.eval()
+    with mc.no_grad():
+        ours = mine([mc.from_numpy(i.copy()) for i in images])
+    for a, b in zip(ours, _tv_detections(tv, images)):
+        assert sorted(a) == sorted(b)
+        for key in b:
+            assert a[key].shape == tuple(b[key].shape) and a[key].shape[0] == 0, key
+            assert a[key].dtype == numpy.dtype(str(b[key].dtype).replace("torch.", "")), key
+
+
+@pytest.mark.parametrize("build", FAMILIES, ids=[b.__name__ for b in FAMILIES])
+def test_bad_images_and_targets_are_refused(build):
+    """Not a list of (C, H, W) images, no targets in training, a target
+    without "labels", boxes not (N, 4), a box with x2 < x1: clear errors
+    (torchvision asserts)."""
+    check_bad_images_and_targets(twins(build)[0])
