@@ -115,7 +115,8 @@ def pack(w, w_zero_points, groups, use_vnni=None):
     symmetric = not numpy.any(numpy.asarray(w_zero_points))
     packed_vnni = None
     if use_vnni and symmetric and GEMM_MIN_K <= taps.shape[1] <= vnni.MAX_K:
-        packed_vnni = vnni.pack(w, groups)
+        # a linear layer's (O, K) weight is a 1x1 conv's (O, K, 1, 1)
+        packed_vnni = vnni.pack(w.reshape(w.shape + (1,) * (4 - w.ndim)), groups)
     return Packed(taps, gemm_taps, _exact_chunks(taps), groups, packed_vnni)
 
 

@@ -1,9 +1,10 @@
 """Integer convolution on integer dot-product instructions (AVX-512 VNNI).
 
 Notation as in ``quantized.py``: N batch, C input channels, G groups
-(CG = C / G inputs and OG = O / G outputs per group), KH, KW kernel,
-OH, OW output size, P = OH*OW pixels, K = CG*KH*KW the length of one dot
-product; KQ = ceil(K / 4) quads of K.
+(CG = C / G inputs and OG = O / G outputs per group), DH, DW dilation,
+KH, KW kernel, SH, SW stride, PH, PW padding, OH, OW output size,
+K = CG*KH*KW the length of one dot product; CQ = ceil(CG / 4) quads of
+channels; NO x TILE_P the register tile (output channels x pixels).
 
 Why integer dot products
 ------------------------
@@ -21,26 +22,39 @@ typing widens ``int32 * int32`` to int64, and LLVM then vectorizes with
 64-bit multiplies), so ``_tile`` writes the LLVM IR itself, an
 ``@intrinsic`` that calls ``llvm.x86.avx512.vpdpbusd.512``.
 
-The layout
-----------
+The layout: an implicit GEMM
+----------------------------
 ``vpdpbusd`` pairs the 4 bytes of lane j of one operand with the 4 bytes
-of lane j of the other. Here the lanes are 16 pixels, and the 4 bytes of
-a lane are 4 consecutive k of one pixel's dot product:
+of lane j of the other. Here the lanes are 16 output pixels, and the 4
+bytes of a lane are 4 consecutive input channels at the pixel one tap
+reads; the weights' matching 4 bytes (the 4 channels of one tap of one
+output channel) are broadcast to all 16 lanes. So no im2col table is
+built: each tap reads the image itself, laid out once per image as
 
-* activations ``xq`` (G, PT, KQ, TILE_P) uint32: ``xq[g, t, q, i]`` holds
-  the bytes x_k, k = 4q .. 4q+3, of pixel p = t*TILE_P + i (an im2col,
-  transposed into quads and cut into tiles of TILE_P pixels, so that one
-  tile's whole dot product is one contiguous run of memory);
-* weights ``wp`` (G, OB, KQ, NO, 4) int8, packed once per module: for a
-  block of NO output channels, quad q of each channel's weights side by
-  side. One 4-byte quad is broadcast to all 16 lanes.
+* ``planes`` (G, SH*SW, CQ, L) uint32: the zero-point-padded image, cut
+  into SH*SW *phases* (phase (a, b) holds the padded pixels
+  (a + i*SH, b + j*SW)), each a flat HQ x WQ plane (HQ = ceil((H + 2PH) /
+  SH), WQ likewise), one uint32 per pixel holding 4 channels' bytes.
 
-A tile of NO outputs by TILE_P = 16*NPV pixels keeps its NO*NPV
-accumulators (16 of the 32 zmm registers) in registers for the whole
-K loop; each step loads NPV activation vectors and NO weight quads and
-issues NO*NPV ``vpdpbusd``. Padding: K is padded to 4*KQ with zero
-weights, the channels to OB*NO with zero weights (their sums are not
-stored), and the pixels to whole tiles (their sums are not stored).
+Output pixel (oh, ow) sits at q = oh*WQ + ow of an *output grid* as wide
+as a plane; tap (kh, kw) reads padded pixel (oh*SH + kh*DH, ow*SW +
+kw*DW), which is pixel q + (kh*DH // SH)*WQ + kw*DW // SW of phase
+((kh*DH) % SH, (kw*DW) % SW). One offset per tap, the same for every
+pixel: 16 consecutive grid pixels read 16 consecutive uint32, one vector
+load, at every stride and dilation. The grid's columns ow >= OW (WQ - OW
+of them, 2 of 58 in a 56x56 3x3 layer) are computed and dropped.
+
+* weights ``wp`` (G, OB, KH*KW, CQ, NO, 4) int8, packed once per module:
+  for a block of NO output channels, tap by tap and quad by quad, the NO
+  channels' 4 bytes side by side (zero for the padding channels past CG
+  and past OG).
+
+A tile of NO output channels by TILE_P = 16*NPV grid pixels keeps its
+NO*NPV accumulators (16 of the 32 zmm registers) in registers through
+all KH*KW*CQ steps; each step loads NPV activation vectors and NO weight
+quads and issues NO*NPV ``vpdpbusd``. Tiles of one grid run over the
+pixels of a (G*OB*NO, PT*TILE_P) int32 scratch array, whose valid
+columns are then copied out.
 
 The zero-point algebra
 ----------------------
@@ -53,7 +67,8 @@ The instruction computes the first sum on the raw uint8 ``x_k`` (it
 wants one operand unsigned: the activations); the second is a constant
 per output channel, ``init[o] = -x_zp * sum_k w[o, k]``, which each
 accumulator starts from. A pixel in the padding is stored as x_zp, the
-integer of 0, so its (x_zp - x_zp) * w adds nothing, as in the reference.
+integer of 0, so its (x_zp - x_zp) * w adds nothing, as in the reference;
+a padding channel has weight 0.
 Weights with nonzero zero points (per-tensor affine) stay on the float32
 path of ``quantized.py``.
 
@@ -73,6 +88,8 @@ Only where the CPU has the instruction
 only, so on any other CPU they are never compiled, and ``quantized.py``
 keeps its float32 GEMMs.
 """
+import threading
+
 import numba
 import numpy
 from llvmlite import ir
@@ -117,23 +134,22 @@ def _splat(builder, scalar):
 
 
 @intrinsic
-def _tile(typingctx, xq, x_offset, wp, w_offset, quads, out, out_offset, out_stride, pixels_left, outputs_left,
+def _tile(typingctx, planes, x_offset, tap_offsets, quads, plane_stride, wp, w_offset, out, out_offset, out_stride,
           init, init_offset):
-    """out[o, p] = init[o] + sum_k x_k(p) * w_k(o) for the NO x TILE_P tile
-    whose activations start at element ``x_offset`` of ``xq`` (uint32) and
-    weights at byte ``w_offset`` of ``wp`` (int8), over ``quads`` quads of
-    K; row o of the tile is stored at ``out_offset + o * out_stride`` of
-    ``out`` (int32), only its first ``pixels_left`` pixels and only rows
-    below ``outputs_left``; ``init`` (int32) starts at ``init_offset``."""
-    dtypes = [getattr(array, "dtype", None) for array in (xq, wp, out, init)]
-    if dtypes != [types.uint32, types.int8, types.int32, types.int32]:
+    """out[o, q] = init[o] + the sum over taps t and quads c of the 4-byte
+    dot products planes[x_offset + tap_offsets[t] + c * plane_stride + q]
+    . wp[w_offset + ((t * quads + c) * NO + o) * 4 ...], for the NO x TILE_P
+    tile: q < TILE_P pixels of the output grid, o < NO channels; row o is
+    stored at ``out_offset + o * out_stride`` of ``out`` (int32)."""
+    dtypes = [getattr(array, "dtype", None) for array in (planes, tap_offsets, wp, out, init)]
+    if dtypes != [types.uint32, types.intp, types.int8, types.int32, types.int32]:
         return None     # the IR below reads exactly these element types
-    sig = types.void(xq, x_offset, wp, w_offset, quads, out, out_offset, out_stride, pixels_left, outputs_left,
+    sig = types.void(planes, x_offset, tap_offsets, quads, plane_stride, wp, w_offset, out, out_offset, out_stride,
                      init, init_offset)
 
     def codegen(context, builder, signature, args):
         kinds = signature.args
-        (xq, x_offset, wp, w_offset, quads, out, out_offset, out_stride, pixels_left, outputs_left, init,
+        (planes, x_offset, tap_offsets, quads, plane_stride, wp, w_offset, out, out_offset, out_stride, init,
          init_offset) = [context.cast(builder, value, kind, types.intp) if isinstance(kind, types.Integer) else value
                          for value, kind in zip(args, kinds)]
         intp = context.get_value_type(types.intp)
@@ -148,118 +164,132 @@ def _tile(typingctx, xq, x_offset, wp, w_offset, quads, out, out_offset, out_str
         for i in range(NO):
             start = _splat(builder, builder.load(builder.gep(init_row, [const(i)])))
             acc.append([cgutils.alloca_once_value(builder, start) for _ in range(NPV)])
-        x0 = _pointer(context, builder, kinds[0], xq, x_offset, _I8)
-        w0 = _pointer(context, builder, kinds[2], wp, w_offset, _I8)
-        with cgutils.for_range(builder, quads) as loop:
-            xk = builder.gep(x0, [builder.mul(loop.index, const(TILE_P * 4))])
-            wk = builder.bitcast(builder.gep(w0, [builder.mul(loop.index, const(NO * 4))]), _I32.as_pointer())
-            pixels = [builder.load(builder.bitcast(builder.gep(xk, [const(64 * j)]), _V16.as_pointer()), align=1)
-                      for j in range(NPV)]
-            for i in range(NO):
-                weights = _splat(builder, builder.load(builder.gep(wk, [const(i)]), align=1))
-                for j in range(NPV):
-                    builder.store(builder.call(dot, [builder.load(acc[i][j]), pixels[j], weights]), acc[i][j])
-        out0 = _pointer(context, builder, kinds[5], out, out_offset, _I32)
+        x0 = _pointer(context, builder, kinds[0], planes, x_offset, _I32)
+        offsets = _pointer(context, builder, kinds[2], tap_offsets, const(0), intp)
+        w0 = _pointer(context, builder, kinds[5], wp, w_offset, _I32)
+        taps = cgutils.create_struct_proxy(kinds[2])(context, builder, value=tap_offsets).nitems
+        with cgutils.for_range(builder, taps) as tap:
+            xt = builder.gep(x0, [builder.load(builder.gep(offsets, [tap.index]))])
+            wt = builder.gep(w0, [builder.mul(builder.mul(tap.index, quads), const(NO))])
+            with cgutils.for_range(builder, quads) as quad:
+                xk = builder.gep(xt, [builder.mul(quad.index, plane_stride)])
+                wk = builder.gep(wt, [builder.mul(quad.index, const(NO))])
+                pixels = [builder.load(builder.bitcast(builder.gep(xk, [const(16 * j)]), _V16.as_pointer()), align=4)
+                          for j in range(NPV)]
+                for i in range(NO):
+                    weights = _splat(builder, builder.load(builder.gep(wk, [const(i)]), align=4))
+                    for j in range(NPV):
+                        builder.store(builder.call(dot, [builder.load(acc[i][j]), pixels[j], weights]), acc[i][j])
+        out0 = _pointer(context, builder, kinds[7], out, out_offset, _I32)
         for i in range(NO):
-            with builder.if_then(builder.icmp_signed(">", outputs_left, const(i))):
-                row = builder.gep(out0, [builder.mul(out_stride, const(i))])
-                for j in range(NPV):
-                    sums = builder.load(acc[i][j])
-                    left = builder.sub(pixels_left, const(16 * j))
-                    dst = builder.gep(row, [const(16 * j)])
-                    with builder.if_else(builder.icmp_signed(">=", left, const(16))) as (whole, part):
-                        with whole:
-                            builder.store(sums, builder.bitcast(dst, _V16.as_pointer()), align=4)
-                        with part:
-                            for lane in range(16):
-                                with builder.if_then(builder.icmp_signed(">", left, const(lane))):
-                                    builder.store(builder.extract_element(sums, ir.Constant(_I32, lane)),
-                                                  builder.gep(dst, [const(lane)]))
+            row = builder.gep(out0, [builder.mul(out_stride, const(i))])
+            for j in range(NPV):
+                builder.store(builder.load(acc[i][j]),
+                              builder.bitcast(builder.gep(row, [const(16 * j)]), _V16.as_pointer()), align=4)
         return context.get_dummy_value()
     return sig, codegen
 
 
 @numba.njit(**JIT)
-def _quads(x, x_zero_point, CG, sh, sw, ph, pw, dh, dw, KH, KW, OH, OW, xq, part, parts):
-    """The ``xq`` layout (see the module docstring) of one image ``x``
-    (C, H, W) uint8, pixels in the padding x_zero_point, k >= K zero; this
-    part's share of the (group, quad) tasks. Each quad's 4 rows are laid
-    out as plain im2col rows first (contiguous loads at stride 1, so the
-    loops vectorize), then merged into one uint32 per pixel."""
-    H, W = x.shape[1], x.shape[2]
-    G, PT, KQ = xq.shape[0], xq.shape[1], xq.shape[2]
-    K = CG * KH * KW
-    zero = numpy.uint8(x_zero_point)
-    rows = numpy.empty((4, PT * TILE_P), numpy.uint8)
-    start, stop = _share(G * KQ, part, parts)
+def _planes(x, x_zero_point, CG, sh, sw, ph, pw, planes, part, parts):
+    """The ``planes`` layout (see the module docstring) of one image ``x``
+    (C, H, W) uint8: planes[g, a*sw + b, c, i*WQ + j] holds the bytes of
+    channels g*CG + 4c + (0..3) at padded position (a + i*sh, b + j*sw),
+    x_zero_point where that is padding, past the group's channels or past
+    the plane's HQ*WQ pixels; this part's share of the (group, phase,
+    quad) tasks."""
+    C, H, W = x.shape
+    G, S, CQ, L = planes.shape
+    HQ, WQ = -(-(H + 2 * ph) // sh), -(-(W + 2 * pw) // sw)
+    z = numpy.uint32(x_zero_point)
+    zeros = z | (z << numpy.uint32(8)) | (z << numpy.uint32(16)) | (z << numpy.uint32(24))
+    start, stop = _share(G * S * CQ, part, parts)
     for task in range(start, stop):
-        g, q = task // KQ, task % KQ
-        for b in range(4):
-            row = rows[b]
-            k = q * 4 + b
-            if k >= K:
-                row[:] = 0
+        g, r = task // (S * CQ), task % (S * CQ)
+        phase, c = r // CQ, r % CQ
+        a, b = phase // sw, phase % sw
+        dst = planes[g, phase, c]
+        dst[HQ * WQ:] = zeros
+        c0 = g * CG + 4 * c
+        count = min(4, CG - 4 * c)
+        off = b - pw
+        lo = min(WQ, max(0, (-off + sw - 1) // sw))        # first j with iw >= 0
+        hi = max(lo, min(WQ, (W - 1 - off) // sw + 1))     # past the last j with iw < W
+        for i in range(HQ):
+            ih = a + i * sh - ph
+            base = i * WQ
+            if ih < 0 or ih >= H:
+                dst[base:base + WQ] = zeros
                 continue
-            c = g * CG + k // (KH * KW)
-            kh = (k // KW) % KH
-            kw = k % KW
-            off = kw * dw - pw
-            lo = min(OW, max(0, (-off + sw - 1) // sw))        # first ow with iw >= 0
-            hi = max(lo, min(OW, (W - 1 - off) // sw + 1))     # past the last ow with iw < W
-            row[OH * OW:] = zero
-            for oh in range(OH):
-                ih = oh * sh - ph + kh * dh
-                base = oh * OW
-                if ih < 0 or ih >= H:
-                    row[base:base + OW] = zero
-                    continue
-                src = x[c, ih]
-                row[base:base + lo] = zero
-                if sw == 1:
-                    for ow in range(lo, hi):
-                        row[u64(base + ow)] = src[u64(ow + off)]
-                else:
-                    for ow in range(lo, hi):
-                        row[u64(base + ow)] = src[u64(ow * sw + off)]
-                row[base + hi:base + OW] = zero
-        for t in range(PT):
-            dst = xq[g, t, q]
-            for i in range(TILE_P):
-                p = u64(t * TILE_P + i)
-                # little-endian: byte b of the uint32 is k = 4q + b
-                dst[u64(i)] = (numpy.uint32(rows[0, p]) | (numpy.uint32(rows[1, p]) << numpy.uint32(8))
-                               | (numpy.uint32(rows[2, p]) << numpy.uint32(16))
-                               | (numpy.uint32(rows[3, p]) << numpy.uint32(24)))
+            dst[base:base + lo] = zeros
+            dst[base + hi:base + WQ] = zeros
+            if count == 4:
+                r0, r1, r2, r3 = x[c0, ih], x[c0 + 1, ih], x[c0 + 2, ih], x[c0 + 3, ih]
+                # little-endian: byte t of the uint32 is channel 4c + t
+                for j in range(lo, hi):
+                    k = u64(j * sw + off)
+                    dst[u64(base + j)] = (numpy.uint32(r0[k]) | (numpy.uint32(r1[k]) << numpy.uint32(8))
+                                          | (numpy.uint32(r2[k]) << numpy.uint32(16))
+                                          | (numpy.uint32(r3[k]) << numpy.uint32(24)))
+            else:
+                for j in range(lo, hi):
+                    k = u64(j * sw + off)
+                    value = numpy.uint32(0)
+                    for t in range(4):
+                        byte = numpy.uint32(x[c0 + t, ih, k]) if t < count else z
+                        value |= byte << numpy.uint32(8 * t)
+                    dst[u64(base + j)] = value
 
 
 @numba.njit(**JIT)
-def _tiles(xq, wp, init, out, OG, P, part, parts):
-    """out (G*OG, P) int32 = the sums of one image, this part's share of
-    the (pixel tile, group, channel block) tasks; consecutive tasks share a
-    pixel tile, so its activations stay in the cache."""
-    G, PT, KQ = xq.shape[0], xq.shape[1], xq.shape[2]
-    OB = wp.shape[1]
+def _tiles(planes, tap_offsets, wp, init, grid, part, parts):
+    """grid (G*OB*NO, PT*TILE_P) int32 = the sums of one image on its
+    output grid, this part's share of the (pixel tile, group, channel
+    block) tasks; consecutive tasks share a pixel tile, so its
+    activations stay in the cache."""
+    G, S, CQ, L = planes.shape
+    OB, T = wp.shape[1], wp.shape[2]
+    GP = grid.shape[1]
+    PT = GP // TILE_P
     start, stop = _share(PT * G * OB, part, parts)
     for task in range(start, stop):
         t, r = task // (G * OB), task % (G * OB)
         g, b = r // OB, r % OB
-        _tile(xq, (g * PT + t) * KQ * TILE_P, wp, (g * OB + b) * KQ * NO * 4, KQ,
-              out, (g * OG + b * NO) * P + t * TILE_P, P, P - t * TILE_P, OG - b * NO, init, (g * OB + b) * NO)
+        _tile(planes, g * S * CQ * L + t * TILE_P, tap_offsets, CQ, L, wp, (g * OB + b) * T * CQ * NO * 4,
+              grid, (g * OB + b) * NO * GP + t * TILE_P, GP, init, (g * OB + b) * NO)
 
 
 def pack(w, groups):
     """(wp, weight sums): int8 weights ``w`` (O, CG, KH, KW) with zero
-    point 0 in the ``wp`` layout (G, OB, KQ, NO, 4), and the int32 sums
-    sum_k w[o, k] (G*OB*NO,) for the zero-point term (0 for padding
-    channels)."""
-    O = w.shape[0]
-    OG, K = O // groups, w[0].size
-    KQ, OB = -(-K // 4), -(-OG // NO)
-    padded = numpy.zeros((groups, OB * NO, KQ * 4), numpy.int8)
-    padded[:, :OG, :K] = w.reshape(groups, OG, K)
-    sums = padded.sum(axis=2, dtype=numpy.int32).reshape(-1)
-    wp = numpy.ascontiguousarray(padded.reshape(groups, OB, NO, KQ, 4).transpose(0, 1, 3, 2, 4))
-    return wp, sums
+    point 0 in the ``wp`` layout (G, OB, KH*KW, CQ, NO, 4), zero for the
+    padding channels, and the int32 sums sum_k w[o, k] (G*OB*NO,) for the
+    zero-point term."""
+    O, CG, KH, KW = w.shape
+    OG = O // groups
+    CQ, OB = -(-CG // 4), -(-OG // NO)
+    padded = numpy.zeros((groups, OB * NO, KH * KW, CQ * 4), numpy.int8)
+    padded[:, :OG, :, :CG] = w.reshape(groups, OG, CG, KH * KW).transpose(0, 1, 3, 2)
+    sums = padded.sum(axis=(2, 3), dtype=numpy.int32).reshape(-1)
+    wp = padded.reshape(groups, OB, NO, KH * KW, CQ, 4).transpose(0, 1, 3, 4, 2, 5)
+    return numpy.ascontiguousarray(wp), sums
+
+
+_buffers = threading.local()
+
+
+def _scratch(name, shape, dtype):
+    """An uninitialized array of ``shape`` on this thread's scratch buffer
+    ``name``, kept between calls and grown as needed: a fresh array of a
+    few MB costs a page fault per 4 KB page every time the allocator has
+    handed the memory back to the system, which took longer than the
+    stem's whole dot products. The buffers live as long as the thread
+    (at most the largest layer's size each)."""
+    size = int(numpy.prod(shape)) * numpy.dtype(dtype).itemsize
+    buffer = getattr(_buffers, name, None)
+    if buffer is None or buffer.size < size:
+        buffer = numpy.empty(size, numpy.uint8)
+        setattr(_buffers, name, buffer)
+    return buffer[:size].view(dtype).reshape(shape)
 
 
 def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation):
@@ -268,15 +298,24 @@ def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation):
     from .threads import parallel_parts
     wp, sums = packed
     N, C, H, W = x.shape
-    G, KQ = wp.shape[0], wp.shape[2]
+    G, OB, T, CQ = wp.shape[:4]
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1
     OW = (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
-    P = OH * OW
+    HQ, WQ = -(-(H + 2 * ph) // sh), -(-(W + 2 * pw) // sw)
+    GP = -(-OH * WQ // TILE_P) * TILE_P
+    # a tile reads up to the last tap's offset past its last grid pixel
+    L = max(HQ * WQ, GP + (KH - 1) * dh // sh * WQ + (KW - 1) * dw // sw)
+    tap_offsets = numpy.array([((kh * dh % sh) * sw + kw * dw % sw) * CQ * L + kh * dh // sh * WQ + kw * dw // sw
+                               for kh in range(KH) for kw in range(KW)], numpy.intp)
     init = numpy.int32(-x_zero_point) * sums
-    xq = numpy.empty((G, -(-P // TILE_P), KQ, TILE_P), numpy.uint32)
+    planes = _scratch("planes", (G, sh * sw, CQ, L), numpy.uint32)
+    grid = _scratch("grid", (G * OB * NO, GP), numpy.int32)
     out = numpy.empty((N, G * OG, OH, OW), numpy.int32)
     for n in range(N):
-        parallel_parts(_quads, xq.size * 4, x[n], x_zero_point, C // G, sh, sw, ph, pw, dh, dw, KH, KW, OH, OW, xq)
-        parallel_parts(_tiles, G * OG * KQ * 4 * P, xq, wp, init, out[n].reshape(G * OG, P), OG, P)
+        parallel_parts(_planes, planes.size * 4, x[n], x_zero_point, C // G, sh, sw, ph, pw, planes)
+        parallel_parts(_tiles, G * OB * NO * T * CQ * 4 * GP, planes, tap_offsets, wp, init, grid)
+        # views only (splitting axes), so this is the one copy of the sums
+        on_grid = grid.reshape(G, OB * NO, GP)[:, :OG, :OH * WQ].reshape(G, OG, OH, WQ)
+        out[n].reshape(G, OG, OH, OW)[...] = on_grid[..., :OW]
     return out
