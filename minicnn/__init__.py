@@ -36,7 +36,8 @@ from .kernels.cpu.threads import set_num_threads, get_num_threads  # noqa: F401
 __version__ = "0.1.0"
 
 _QUANTIZED_NAMES = ("QTensor", "quantize_per_tensor", "quantize_per_channel", "quint8", "qint8", "qint32",
-                    "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric")
+                    "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
+                    "_make_per_tensor_quantized_tensor", "_make_per_channel_quantized_tensor")
 
 
 def __getattr__(name):

@@ -9,7 +9,10 @@ dicts (str or int keys), lists and tuples: a model's ``state_dict()``, an
 optimizer's, or a checkpoint such as
 ``{"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}``.
 ``load`` gives back the same structure: Tensors as Tensors (on the CPU,
-detached), arrays as arrays, tuples as tuples, int keys as ints.
+detached), arrays as arrays, tuples as tuples, int keys as ints. The
+state dict of a converted int8 model saves too: its quantized tensors
+(``mc.ao.QTensor``) load back with the same integers, scales, zero points
+and axis, its quantized dtypes (``mc.qint8``) as the same objects.
 
 The file
 --------
@@ -21,6 +24,9 @@ header's ``__metadata__`` as JSON, where every container is tagged::
 
     {"dict": [[key, value], ...]}   {"list": [...]}   {"tuple": [...]}
     {"tensor": "model.conv1.weight"}   {"ndarray": "..."}
+    {"qtensor": {"int_repr": {"ndarray": "conv1.weight"}, "scale": 0.1 or {"ndarray": ...},
+                 "zero_point": 0 or {"ndarray": ...}, "axis": null or 0}}
+    {"qdtype": "qint8"}
 
 and numbers, strings, booleans and null stand for themselves. Loading
 parses JSON and views bytes as arrays, nothing else: unlike a pickle,
@@ -63,6 +69,7 @@ import re
 import secrets
 import signal
 import struct
+import sys
 import threading
 
 import numpy
@@ -359,6 +366,9 @@ def _encode(obj, path, arrays):
         return bool(obj)
     if isinstance(obj, Tensor):
         return {"tensor": _store(obj.numpy_copy(), path, arrays)}
+    quantized = _encode_quantized(obj, path, arrays)
+    if quantized is not None:
+        return quantized
     if isinstance(obj, numpy.ndarray) or get_array_module(obj) is not numpy:
         return {"ndarray": _store(obj, path, arrays)}
     if isinstance(obj, dict):
@@ -375,6 +385,27 @@ def _encode(obj, path, arrays):
     raise TypeError(
         f"save: cannot save a {type(obj).__name__} at {_where(path)}: a checkpoint holds Tensors, "
         f"arrays, numbers, strings, None, and dicts, lists and tuples of them{hint}")
+
+
+def _encode_quantized(obj, path, arrays):
+    """The JSON tree of a quantized tensor or dtype, None for anything else.
+    (If mc.ao was never imported, ``obj`` cannot be either.)"""
+    qtensor = sys.modules.get(__package__ + ".ao.qtensor")
+    if qtensor is None:
+        return None
+    if isinstance(obj, qtensor.qdtype):
+        return {"qdtype": obj.name}
+    if not isinstance(obj, qtensor.QTensor):
+        return None
+    int_repr = {"ndarray": _store(numpy.asarray(obj.int_repr().numpy()), path, arrays)}
+    if obj.qscheme() is qtensor.per_tensor_affine:
+        return {"qtensor": {"int_repr": int_repr, "scale": float(obj.q_scale()),
+                            "zero_point": int(obj.q_zero_point()), "axis": None}}
+    return {"qtensor": {"int_repr": int_repr,
+                        "scale": {"ndarray": _store(obj.q_per_channel_scales().numpy(), path + ["scale"], arrays)},
+                        "zero_point": {"ndarray": _store(obj.q_per_channel_zero_points().numpy(),
+                                                         path + ["zero_point"], arrays)},
+                        "axis": int(obj.q_per_channel_axis())}}
 
 
 def _store(array, path, arrays):
@@ -414,6 +445,14 @@ def _decode(node, arrays, used):
             used.add(value)
             array = arrays[value]
             return Tensor._wrap(array) if tag == "tensor" else array
+        if tag == "qtensor" and isinstance(value, dict):
+            return _decode_qtensor(value, arrays, used)
+        if tag == "qdtype" and isinstance(value, str):
+            from .ao import qtensor
+            for dtype in qtensor.QDTYPES:
+                if dtype.name == value:
+                    return dtype
+            raise ValueError(f"the structure names an unknown quantized dtype {value[:20]!r}")
         if tag in ("list", "tuple") and isinstance(value, list):
             items = [_decode(v, arrays, used) for v in value]
             return items if tag == "list" else tuple(items)
@@ -426,6 +465,21 @@ def _decode(node, arrays, used):
                 out[item[0]] = _decode(item[1], arrays, used)
             return out
     raise ValueError(f"malformed node in the structure: {str(node)[:80]}")
+
+
+def _decode_qtensor(node, arrays, used):
+    """A QTensor from its JSON tree, its integers and parameters checked
+    as torch's ``_make_*_quantized_tensor`` checks them."""
+    from .ao import qtensor
+    if set(node) != {"int_repr", "scale", "zero_point", "axis"}:
+        raise ValueError(f"malformed quantized tensor in the structure: {str(node)[:80]}")
+    int_repr, scale, zero_point = (_decode(node[key], arrays, used) for key in ("int_repr", "scale", "zero_point"))
+    try:
+        if node["axis"] is None:
+            return qtensor._make_per_tensor_quantized_tensor(int_repr, scale, zero_point)
+        return qtensor._make_per_channel_quantized_tensor(int_repr, scale, zero_point, node["axis"])
+    except TypeError as e:
+        raise ValueError(f"a quantized tensor in the structure is malformed: {e}") from None
 
 
 # -- writing ---------------------------------------------------------------

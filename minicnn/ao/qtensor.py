@@ -128,6 +128,13 @@ def _channel_shape(ndim, axis, n):
     return shape
 
 
+class QuantizedTensorError(AttributeError, TypeError):
+    """A float-tensor attribute asked of a :class:`QTensor` (``.ndim``,
+    ``.sum``, ...): what a float op does first when handed one. A
+    TypeError (the wrong kind of tensor) that ``hasattr`` and ``getattr``
+    with a default still treat as a missing attribute."""
+
+
 class QTensor:
     """A quantized tensor (torch's ``is_quantized`` tensors).
 
@@ -268,6 +275,16 @@ class QTensor:
     def __array__(self, *args, **kwargs):
         raise TypeError("a quantized tensor cannot be used as a float array; call .dequantize() first")
 
+    def __getattr__(self, name):
+        # Only called for attributes a QTensor lacks: float ops reach for
+        # the float tensor's (ndim, data, sum, ...) and get this message
+        # instead of a bare AttributeError.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise QuantizedTensorError(
+            f"a quantized tensor ({self.__dict__.get('dtype')!r}) has no attribute {name!r}: float ops do not take "
+            f"quantized tensors; call .dequantize() first, or use the quantized module (mc.ao.nn.quantized)")
+
     def __repr__(self):
         if self._qscheme is per_tensor_affine:
             params = f"scale={self._scale}, zero_point={self._zero_point}"
@@ -331,3 +348,54 @@ def quantize_per_channel(input, scales, zero_points, axis, dtype):
     shape = _channel_shape(x.ndim, axis, -1)
     q = quantize_array(x, scales.reshape(shape), zero_points.reshape(shape), dtype)
     return QTensor(q, dtype, per_channel_affine, scales, zero_points, axis)
+
+
+def _storage_qdtype(input, fn):
+    """(integer array, quantized dtype) of stored integers: uint8 is quint8,
+    int8 qint8, int32 qint32, as torch's ``_make_*_quantized_tensor``."""
+    data = numpy.asarray(input.data if isinstance(input, Tensor) else input)
+    for dtype in QDTYPES:
+        if data.dtype == dtype.storage:
+            return data, dtype
+    raise TypeError(f"{fn}: input must hold the integers of a quantized tensor (uint8 for quint8, int8 for qint8, "
+                    f"int32 for qint32), got dtype {data.dtype}")
+
+
+def _make_per_tensor_quantized_tensor(input, scale, zero_point):
+    """A per-tensor :class:`QTensor` holding the integers ``input`` as they
+    are (torch's function of the same name): ``input`` a uint8, int8 or
+    int32 array or tensor (quint8, qint8, qint32), ``scale`` a positive
+    float, ``zero_point`` an int in the dtype's range."""
+    fn = "_make_per_tensor_quantized_tensor"
+    q, dtype = _storage_qdtype(input, fn)
+    if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
+        raise TypeError(f"{fn}: scale must be a float, got {type(scale).__name__}")
+    if not isinstance(zero_point, numbers.Integral) or isinstance(zero_point, bool):
+        raise TypeError(f"{fn}: zero_point must be an int, got {type(zero_point).__name__}")
+    _check_scales(numpy.asarray([scale], dtype=numpy.float64), fn)
+    _check_zero_points(numpy.asarray([zero_point]), dtype, fn)
+    return QTensor._per_tensor(q.copy(), scale, zero_point, dtype)
+
+
+def _make_per_channel_quantized_tensor(input, scale, zero_point, axis):
+    """A per-channel :class:`QTensor` holding the integers ``input`` as they
+    are (torch's function of the same name): ``scale`` (C,) positive
+    floats, ``zero_point`` (C,) ints in the dtype's range, C the size of
+    dim ``axis`` of ``input``."""
+    fn = "_make_per_channel_quantized_tensor"
+    q, dtype = _storage_qdtype(input, fn)
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -q.ndim <= axis < q.ndim:
+        raise ValueError(f"{fn}: axis must be a dim of the input of shape {q.shape}, got {axis!r}")
+    axis = int(axis) % q.ndim
+    scales = numpy.asarray(scale.data if isinstance(scale, Tensor) else scale)
+    zero_points = numpy.asarray(zero_point.data if isinstance(zero_point, Tensor) else zero_point)
+    if scales.dtype.kind != "f" or zero_points.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: scale must be floats and zero_point integers, got dtypes {scales.dtype} and "
+                        f"{zero_points.dtype}")
+    if scales.shape != (q.shape[axis],) or zero_points.shape != (q.shape[axis],):
+        raise ValueError(f"{fn}: scale {scales.shape} and zero_point {zero_points.shape} must both have shape "
+                         f"({q.shape[axis]},), the size of axis {axis} of the input {q.shape}")
+    scales, zero_points = scales.astype(numpy.float64), zero_points.astype(numpy.int64)
+    _check_scales(scales, fn)
+    _check_zero_points(zero_points, dtype, fn)
+    return QTensor(q.copy(), dtype, per_channel_affine, scales, zero_points, axis)

@@ -109,6 +109,10 @@ def test_bad_input():
         mq.MinMaxObserver(quant_min=1, quant_max=127)
     with pytest.raises(TypeError, match="floating-point"):
         mq.MinMaxObserver()(mc.tensor([1, 2]))
+    q = mq.quantize_per_tensor(mc.tensor([1.0, 2.0]), 0.1, 0, mq.quint8)
+    for observer in (mq.MinMaxObserver(), mq.HistogramObserver(), mq.PerChannelMinMaxObserver()):
+        with pytest.raises(TypeError, match=f"{type(observer).__name__}: observes float tensors, got a quantized"):
+            observer(q)
     with pytest.raises(TypeError, match="instance"):
         mq.QConfig(activation=mq.MinMaxObserver(), weight=mq.default_weight_observer)
     with pytest.raises(ValueError, match="backend"):

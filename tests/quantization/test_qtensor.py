@@ -92,3 +92,19 @@ def test_bad_input():
         numpy.asarray(q)
     with pytest.raises(TypeError, match="already quantized"):
         mc.quantize_per_tensor(q, 0.1, 0, mc.quint8)
+
+
+@pytest.mark.parametrize("op", [
+    lambda q: mc.nn.functional.max_pool2d(q, 2), lambda q: mc.nn.BatchNorm2d(3).eval()(q), lambda q: mc.cat([q, q]),
+    lambda q: mc.softmax(q, 1), lambda q: q.sum(), lambda q: mc.flatten(q), lambda q: mc.nn.Conv2d(3, 2, 1)(q),
+    lambda q: mc.nn.Linear(4, 2)(q), lambda q: mc.relu(q), lambda q: mc.tensor([1.0]) + q,
+], ids=["max_pool2d", "batch_norm", "cat", "softmax", "sum", "flatten", "conv2d", "linear", "relu", "add"])
+def test_float_ops_refuse_quantized_tensors(rng, op):
+    # A TypeError that says what the input is, not an AttributeError from
+    # deep inside the op.
+    q = mc.quantize_per_tensor(mc.tensor(rng.standard_normal((1, 3, 4, 4)).astype(numpy.float32)), 0.1, 128,
+                               mc.quint8)
+    with pytest.raises(TypeError, match="quint8|QTensor") as info:
+        op(q)
+    assert not isinstance(info.value, AttributeError) or "dequantize" in str(info.value)
+    assert not hasattr(q, "ndim") and getattr(q, "data", None) is None      # still a missing attribute

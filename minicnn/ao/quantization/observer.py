@@ -126,6 +126,9 @@ class ObserverBase(Module):
 
 
 def _float32_data(x, name):
+    if getattr(x, "is_quantized", False):
+        raise TypeError(f"{name}: observes float tensors, got a quantized tensor ({x.dtype!r}); observers go "
+                        f"before convert, on the float model")
     data = x.data if isinstance(x, Tensor) else numpy.asarray(x)
     if data.dtype.kind != "f":
         raise TypeError(f"{name}: observes floating-point tensors, got dtype {data.dtype}")

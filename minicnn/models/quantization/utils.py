@@ -10,6 +10,8 @@ gives and the converted model *is* the result.
 from ... import functional as F
 from ... import nn
 from ...autograd import no_grad
+from ...creation import tensor
+from ...tensor import Tensor
 from .._layers import _check_weights
 
 
@@ -107,7 +109,7 @@ def quantize_model(model, calibration_data, backend="x86"):
     batches = 0
     with no_grad():
         for batch in calibration_data:
-            model(batch)
+            model(batch if isinstance(batch, Tensor) else tensor(batch))
             batches += 1
     if batches == 0:
         raise ValueError("quantize_model: calibration_data gave no batches")
