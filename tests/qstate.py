@@ -1,11 +1,10 @@
 """torch's quantized state as minicnn holds it, for the tests that load a
 model torch converted into the same model minicnn converted, and the
 torch engine those tests compare with."""
-import numpy
 import pytest
 import torch
 
-from minicnn.ao import quantization as mq
+from minicnn import ao
 
 
 def from_torch(value):
@@ -17,12 +16,12 @@ def from_torch(value):
         return value
     if not value.is_quantized:
         return value.detach().numpy()
-    dtype = {torch.qint8: mq.qint8, torch.quint8: mq.quint8}[value.dtype]
     q = value.int_repr().numpy()
     if value.qscheme() == torch.per_channel_affine:
-        return mq.QTensor(q, dtype, mq.per_channel_affine, value.q_per_channel_scales().numpy().astype(numpy.float64),
-                          value.q_per_channel_zero_points().numpy().astype(numpy.int64), value.q_per_channel_axis())
-    return mq.QTensor._per_tensor(q, value.q_scale(), value.q_zero_point(), dtype)
+        return ao._make_per_channel_quantized_tensor(q, value.q_per_channel_scales().numpy(),
+                                                     value.q_per_channel_zero_points().numpy(),
+                                                     value.q_per_channel_axis())
+    return ao._make_per_tensor_quantized_tensor(q, value.q_scale(), value.q_zero_point())
 
 
 @pytest.fixture(autouse=True)
