@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import numpy
 import pytest
 import torch
+import torchvision
 import torchvision.ops as tv_ops
 from torchvision.models.detection import anchor_utils, faster_rcnn, fcos as tv_fcos, retinanet as tv_retinanet
 from torchvision.models.detection import _utils as tv_utils, ssd as tv_ssd
@@ -237,3 +238,64 @@ def test_bad_images_and_targets_are_refused(build):
     without "labels", boxes not (N, 4), a box with x2 < x1: clear errors
     (torchvision asserts)."""
     check_bad_images_and_targets(twins(build)[0])
+
+
+BUILDERS = ["fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_mobilenet_v3_large_fpn",
+            "fasterrcnn_mobilenet_v3_large_320_fpn", "retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2",
+            "fcos_resnet50_fpn", "ssd300_vgg16", "ssdlite320_mobilenet_v3_large", "maskrcnn_resnet50_fpn",
+            "maskrcnn_resnet50_fpn_v2", "keypointrcnn_resnet50_fpn"]
+_MATCHER = ["high_threshold", "low_threshold", "allow_low_quality_matches"]
+_SAMPLER = ["batch_size_per_image", "positive_fraction"]
+_POOL = ["featmap_names", "output_size", "sampling_ratio"]
+SETTINGS = (["score_thresh", "nms_thresh", "detections_per_img", "topk_candidates", "center_sampling_radius",
+             "neg_to_pos_ratio", "box_coder.weights", "box_coder.bbox_xform_clip", "box_coder.normalize_by_size"]
+            + [f"proposal_matcher.{a}" for a in _MATCHER]
+            + [f"transform.{a}" for a in ["min_size", "max_size", "image_mean", "image_std", "size_divisible",
+                                          "fixed_size"]]
+            + [f"{g}.{a}" for g in ("anchor_generator", "rpn.anchor_generator")
+               for a in ["sizes", "aspect_ratios", "scales", "steps", "clip"]]
+            + [f"rpn.{a}" for a in ["_pre_nms_top_n", "_post_nms_top_n", "nms_thresh", "score_thresh", "min_size",
+                                    "box_coder.weights"]]
+            + [f"{h}.proposal_matcher.{a}" for h in ("rpn", "roi_heads") for a in _MATCHER]
+            + [f"{h}.fg_bg_sampler.{a}" for h in ("rpn", "roi_heads") for a in _SAMPLER]
+            + [f"roi_heads.{a}" for a in ["score_thresh", "nms_thresh", "detections_per_img", "box_coder.weights"]]
+            + [f"roi_heads.{p}.{a}" for p in ("box_roi_pool", "mask_roi_pool", "keypoint_roi_pool") for a in _POOL])
+
+
+def _setting(model, path):
+    """The value at ``path`` (dotted attributes) as plain Python (tuples
+    as lists), or None where the model has no such attribute."""
+    for name in path.split("."):
+        if not hasattr(model, name):
+            return None
+        model = getattr(model, name)
+    if isinstance(model, dict):
+        return {k: _plain(v) for k, v in model.items()}
+    return _plain(model)
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if hasattr(value, "item") else value
+
+
+@pytest.mark.parametrize("name", BUILDERS)
+def test_builders_defaults_are_torchvisions(name):
+    """Each builder's settings (thresholds, top-n, samplers, matchers, box
+    coders, anchors, transform sizes and normalisation, RoI pools) as
+    torchvision's builder sets them (its model built on the meta device:
+    no memory, no initialisation). The comparisons above use the classes'
+    arguments; this checks the builders' defaults."""
+    with torch.device("meta"):
+        tv = torchvision.models.get_model(name, weights=None, weights_backbone=None)
+    with no_init():
+        mine = mc.models.get_model(name)
+    compared = 0
+    for path in SETTINGS:
+        expected = _setting(tv, path)
+        if expected is None:
+            continue
+        assert _setting(mine, path) == expected, path
+        compared += 1
+    assert compared >= 13
