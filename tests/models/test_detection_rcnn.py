@@ -114,7 +114,8 @@ def _small_heads_pair(kind):
     """Mask or Keypoint R-CNN on a ResNet-18-FPN backbone with narrow
     mask / keypoint heads (the branch's code at a fraction of the
     builders' cost; the builders' full heads are checked by their
-    state_dict keys)."""
+    state_dict keys and test_builders_detections). The mask head has v2's
+    BatchNorm (the v1 head, without, is maskrcnn_resnet50_fpn's)."""
     from torchvision.models.detection import backbone_utils as tv_backbones
     from torchvision.models.detection import faster_rcnn as tv_faster
     from torchvision.models.detection import keypoint_rcnn as tv_keypoint
@@ -122,21 +123,21 @@ def _small_heads_pair(kind):
 
     sizes = {k: v for k, v in SMALL.items() if k != "num_classes"}
 
-    def build(faster, mask, keypoint, backbone):
+    def build(nn, faster, mask, keypoint, backbone):
         if kind == "mask":
             return mask.MaskRCNN(backbone, box_predictor=faster.FastRCNNPredictor(1024, 4),
-                                 mask_head=mask.MaskRCNNHeads(256, (32, 32), 1),
+                                 mask_head=mask.MaskRCNNHeads(256, (32, 32), 1, norm_layer=nn.BatchNorm2d),
                                  mask_predictor=mask.MaskRCNNPredictor(32, 16, 4), **sizes)
         return keypoint.KeypointRCNN(backbone, box_predictor=faster.FastRCNNPredictor(1024, 2),
                                      keypoint_head=keypoint.KeypointRCNNHeads(256, (32, 32)),
                                      keypoint_predictor=keypoint.KeypointRCNNPredictor(32, 5), **sizes)
 
     torch.manual_seed(0)
-    tv = build(tv_faster, tv_mask, tv_keypoint, tv_backbones.resnet_fpn_backbone(backbone_name="resnet18",
-                                                                                 weights=None))
+    tv = build(torch.nn, tv_faster, tv_mask, tv_keypoint,
+               tv_backbones.resnet_fpn_backbone(backbone_name="resnet18", weights=None))
     det = mc.models.detection
     with no_init():
-        mine = build(det, det, det, det.resnet_fpn_backbone(backbone_name="resnet18", weights=None))
+        mine = build(mc.nn, det, det, det, det.resnet_fpn_backbone(backbone_name="resnet18", weights=None))
     assert list(mine.state_dict()) == list(tv.state_dict())
     mine.load_state_dict(tv.state_dict())
     return mine.double(), tv.double()
@@ -184,6 +185,19 @@ def test_keypointrcnn_detections_and_losses():
         m.roi_heads.score_thresh, m.roi_heads.detections_per_img = 0.4, 4
     assert all(c > 0 for c in check_detections(mine, tv, images))
     check_training(mine, tv, images, extra=_keypoints, gradients=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, detections", [("maskrcnn_resnet50_fpn", 3), ("keypointrcnn_resnet50_fpn", 1)])
+def test_builders_detections(name, detections):
+    """The builders' full mask head (four 256-channel convs) and keypoint
+    head (eight 512-channel convs, 17 keypoints): masks, keypoints and
+    their scores as torchvision's, for the best one or three detections
+    per image (the keypoint head costs ~4 GMAC per detection)."""
+    sizes = {k: v for k, v in SMALL.items() if k != "num_classes"}
+    mine, tv = pair(name, num_classes=2 if name.startswith("keypoint") else 4, box_score_thresh=0.0,
+                    box_detections_per_img=detections, **sizes)
+    assert check_detections(mine, tv, sample_images()) == [detections, detections]
 
 
 @pytest.mark.parametrize("name", ["maskrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn_v2", "keypointrcnn_resnet50_fpn"])
