@@ -111,6 +111,8 @@ def test_bad_arguments():
         mcq.resnet18(weights="DEFAULT")
     with pytest.raises(TypeError, match="quantizable model"):
         mcq.quantize_model(mc.models.lenet5(), [numpy.zeros((1, 1, 32, 32), numpy.float32)])
+    with pytest.raises(ValueError, match="calibration_data gave no batches"):
+        mcq.quantize_model(mcq.resnet18(), [])
 
 
 # The models whose quantized forward is compared with torch's, and whether
