@@ -1,4 +1,4 @@
-"""Activations in fewer passes over memory: sigmoid, SiLU and ReLU.
+"""Activations in fewer passes over memory: sigmoid, SiLU, ReLU and hardswish.
 
 NumPy's stable sigmoid is four passes over the array (abs, exp, divide,
 select) and SiLU one more, each writing a temporary as large as the
@@ -185,3 +185,24 @@ def masked_gradient(gy, mask):
     gx = numpy.empty_like(gy)
     parallel_parts(_masked, 2 * gy.size, gy.reshape(-1), mask.reshape(-1), gx.reshape(-1))
     return gx
+
+
+# -- Hardswish: one parallel pass where NumPy's is five -----------------------
+# x * clip(x + 3, 0, 6) / 6 in NumPy is an add, a clip, a multiply and a
+# divide, each writing a temporary, then a cast: MobileNetV3's hardswishes
+# took 3 ms of a 320 Faster R-CNN's backbone, torch's 0.65. The same
+# operations in the same order, in x's dtype, so the same numbers.
+@numba.njit(**JIT)
+def _hardswish(x, y, part, parts):
+    start, stop = _share(x.size, part, parts)
+    zero, three, six = x.dtype.type(0), x.dtype.type(3), x.dtype.type(6)
+    for i in range(u64(start), u64(stop)):
+        y[i] = x[i] * _clamp_value(x[i] + three, zero, six) / six
+
+
+def hardswish(x):
+    """x * min(max(x + 3, 0), 6) / 6, elementwise, x's shape and dtype."""
+    x = _c_contiguous(x)
+    y = numpy.empty_like(x)
+    parallel_parts(_hardswish, 2 * x.size, x.reshape(-1), y.reshape(-1))
+    return y

@@ -130,6 +130,12 @@ def sigmoid_reference(x):
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
 
 
+def hardswish_reference(x):
+    """x * relu6(x + 3) / 6 on an array (NumPy reference of "hardswish")."""
+    xp = get_array_module(x)
+    return (x * xp.clip(x + 3, 0, 6) / 6).astype(x.dtype)
+
+
 def silu_reference(x, out=None):
     """x * sigmoid(x) on an array, into ``out`` if given (which may be x)
     (NumPy reference of "silu")."""
@@ -142,7 +148,8 @@ def silu_reference(x, out=None):
 
 # One fused pass each on the CPU (kernels/cpu/activation.py).
 for _name, _reference in (("sigmoid", sigmoid_reference), ("silu", silu_reference), ("relu", relu_reference),
-                          ("clamp_into", clamp_into_reference), ("masked_gradient", masked_gradient_reference)):
+                          ("clamp_into", clamp_into_reference), ("masked_gradient", masked_gradient_reference),
+                          ("hardswish", hardswish_reference)):
     registry.register(_name, "numpy", _reference)
     registry.register(_name, "numba", f"minicnn.kernels.cpu.activation:{_name}")
 
@@ -206,10 +213,10 @@ class Hardswish(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        y = x * xp.clip(x + 3, 0, 6) / 6
+        y = registry.lookup("hardswish", xp)(x)
         if self.recording:          # inference needs no slope: it was a third of LR-ASPP's time
             self.slope = xp.where(x <= -3, 0, xp.where(x < 3, (2 * x + 3) / 6, 1)).astype(x.dtype)
-        return y.astype(x.dtype)
+        return y
 
     def backward(self, gy):
         return gy * _constant(self.slope)
