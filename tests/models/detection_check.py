@@ -117,18 +117,30 @@ def check_training(mine, tv, images, targets=TARGETS, extra=None, gradients=True
 
 def check_bad_images_and_targets(model):
     """``model`` refuses images that are not a list of (C, H, W) Tensors
-    and, in training, missing or malformed targets, naming the problem."""
+    with pixels and, in training, missing, malformed or miscounted
+    targets, naming the problem."""
     model.eval()
     with pytest.raises(ValueError, match="3d tensors"):
         model([mc.zeros(1, 3, 32, 32)])
     with pytest.raises(TypeError, match="list"):
         model(mc.zeros(3, 32, 32))
+    with pytest.raises(ValueError, match=r"images\[1\] has no pixels: shape \(3, 0, 20\)"):
+        model([mc.zeros(3, 32, 32), mc.zeros(3, 0, 20)])             # torchvision: ZeroDivisionError
     model.train()
     image = [mc.zeros(3, 32, 32)]
     with pytest.raises(ValueError, match="targets should not be None"):
         model(image)
     with pytest.raises(ValueError, match="missing the key 'labels'"):
         model(image, [{"boxes": mc.tensor([[1.0, 1.0, 5.0, 5.0]])}])
+    with pytest.raises(ValueError, match="missing the key 'boxes'"):
+        model(image, [{"labels": mc.tensor([1])}])
+    # Stricter than torchvision, which zips the lists and indexes the labels.
+    with pytest.raises(ValueError, match=r"list of 1 dicts \(one per image\), got list of length 2"):
+        model(image, [{"boxes": mc.tensor([[1.0, 1.0, 5.0, 5.0]]), "labels": mc.tensor([1])}] * 2)
+    with pytest.raises(ValueError, match=r"\['labels'\] must have shape \(1,\) for 1 boxes, got \(2,\)"):
+        model(image, [{"boxes": mc.tensor([[1.0, 1.0, 5.0, 5.0]]), "labels": mc.tensor([1, 2])}])
+    with pytest.raises(TypeError, match="integer"):
+        model(image, [{"boxes": mc.tensor([[1.0, 1.0, 5.0, 5.0]]), "labels": mc.tensor([1.0])}])
     with pytest.raises(ValueError, match=r"shape \[N, 4\]"):
         model(image, [{"boxes": mc.tensor([1.0, 1.0, 5.0, 5.0]), "labels": mc.tensor([1])}])
     with pytest.raises(ValueError, match="positive height and width.*index 0"):

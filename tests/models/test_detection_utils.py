@@ -66,6 +66,8 @@ def test_transform_bad_input():
         transform([mc.zeros(3, 8, 8, dtype=mc.int64)])
     with pytest.raises(ValueError, match="channels"):
         transform([mc.zeros(1, 8, 8)])
+    with pytest.raises(ValueError, match=r"images\[0\] has no pixels: shape \(3, 8, 0\)"):
+        transform([mc.zeros(3, 8, 0)])
 
 
 def test_anchor_generators_match_torchvision():

@@ -111,6 +111,9 @@ class GeneralizedRCNNTransform(nn.Module):
             if image.ndim != 3:
                 raise ValueError(f"images is expected to be a list of 3d tensors of shape [C, H, W], got "
                                  f"{tuple(image.shape)}")
+            if 0 in image.shape[1:]:
+                # torchvision divides by the zero side while resizing.
+                raise ValueError(f"images[{i}] has no pixels: shape {tuple(image.shape)}")
             image = self.normalize(image)
             image, target = self.resize(image, targets[i] if targets is not None else None)
             images[i] = image
