@@ -30,7 +30,8 @@ from torchvision.models.detection import anchor_utils, faster_rcnn, fcos as tv_f
 from torchvision.models.detection import _utils as tv_utils, ssd as tv_ssd
 
 import minicnn as mc
-from detection_check import TARGETS, check_bad_images_and_targets, check_detections, check_training, sample_images
+from detection_check import (TARGETS, check_bad_images_and_targets, check_detections, check_training, sample_images,
+                             target_pair)
 from minicnn.models.detection import _utils as det_utils
 from minicnn.nn.skip_init import no_init
 
@@ -83,8 +84,8 @@ def retinanet(nn, lib, d, ops, **kwargs):
 
 def fcos(nn, lib, d, ops, **kwargs):
     anchors = d.AnchorGenerator(((8,), (16,)), ((1.0,),) * 2)
-    return d.FCOS(tiny_backbone(nn, lib), num_classes=4, anchor_generator=anchors, head=d.FCOSHead(32, 1, 4, num_convs=1),
-                  **SIZES, **kwargs)
+    return d.FCOS(tiny_backbone(nn, lib), num_classes=4, anchor_generator=anchors,
+                  head=d.FCOSHead(32, 1, 4, num_convs=1), **SIZES, **kwargs)
 
 
 def ssd(nn, lib, d, ops, **kwargs):
@@ -97,8 +98,8 @@ def fasterrcnn(nn, lib, d, ops, **kwargs):
     (batch sizes above their count), so training does not depend on
     either framework's random permutation."""
     arguments = {**SIZES, "rpn_batch_size_per_image": 100000, "box_batch_size_per_image": 100000, **kwargs}
-    return d.FasterRCNN(tiny_backbone(nn, lib), rpn_anchor_generator=d.AnchorGenerator(((16,), (32,)),
-                                                                                  ((0.5, 1.0, 2.0),) * 2),
+    anchors = d.AnchorGenerator(((16,), (32,)), ((0.5, 1.0, 2.0),) * 2)
+    return d.FasterRCNN(tiny_backbone(nn, lib), rpn_anchor_generator=anchors,
                         box_roi_pool=ops.MultiScaleRoIAlign(["0", "1"], 7, 2),
                         box_head=d.TwoMLPHead(32 * 7 * 7, 32), box_predictor=d.FastRCNNPredictor(32, 4), **arguments)
 
@@ -129,8 +130,6 @@ def _differ(a, b):
 
 
 def _tv_losses(tv, images):
-    from detection_check import target_pair
-
     tv.train()
     return {k: float(v.detach()) for k, v in tv([torch.from_numpy(i) for i in images], target_pair()[1]).items()}
 
@@ -234,9 +233,9 @@ def test_no_detections_give_torchvisions_empty_outputs(build):
 
 @pytest.mark.parametrize("build", FAMILIES, ids=[b.__name__ for b in FAMILIES])
 def test_bad_images_and_targets_are_refused(build):
-    """Not a list of (C, H, W) images, no targets in training, a target
-    without "labels", boxes not (N, 4), a box with x2 < x1: clear errors
-    (torchvision asserts)."""
+    """detection_check.check_bad_images_and_targets: clear errors where
+    torchvision asserts, fails deep inside, or (for miscounted targets
+    and labels) goes on."""
     check_bad_images_and_targets(twins(build)[0])
 
 
@@ -262,12 +261,15 @@ SETTINGS = (["score_thresh", "nms_thresh", "detections_per_img", "topk_candidate
             + [f"roi_heads.{p}.{a}" for p in ("box_roi_pool", "mask_roi_pool", "keypoint_roi_pool") for a in _POOL])
 
 
+MISSING = object()
+
+
 def _setting(model, path):
     """The value at ``path`` (dotted attributes) as plain Python (tuples
-    as lists), or None where the model has no such attribute."""
+    as lists), or MISSING where the model has no such attribute."""
     for name in path.split("."):
         if not hasattr(model, name):
-            return None
+            return MISSING
         model = getattr(model, name)
     if isinstance(model, dict):
         return {k: _plain(v) for k, v in model.items()}
@@ -294,7 +296,7 @@ def test_builders_defaults_are_torchvisions(name):
     compared = 0
     for path in SETTINGS:
         expected = _setting(tv, path)
-        if expected is None:
+        if expected is MISSING:
             continue
         assert _setting(mine, path) == expected, path
         compared += 1
