@@ -40,8 +40,9 @@ How
 ``pack`` (once per module, at convert time) also packs the weights for
 ``vnni.py`` where ``vnni.available()`` and the weights are symmetric
 (every zero point 0) with GEMM_MIN_K <= K <= ``vnni.MAX_K``; such convs
-run there. For the others it centers the weights and finds the chunks. Per image, the centered input is laid out as a float32
-(C*KH*KW, P) im2col table (a 1x1 stride-1 conv uses the centered image
+run there. For the others it centers the weights and finds the chunks.
+Per image, the centered input is laid out as a float32 (C*KH*KW, P)
+im2col table (a 1x1 stride-1 conv uses the centered image
 itself), then each group's (OG, K) weights times its (K, P) rows, split
 over output channels among minicnn's threads (``threads.py``). Depthwise
 and other convs with a short K (a GEMM of a few rows does not pay) run a
@@ -57,7 +58,9 @@ formula in ``minicnn/ao/nn/quantized/functional.py``, whose NumPy
 version is the reference): one pass from the int32 sums to uint8, the
 same float32 operations in the same order (an add, a multiply, rounding
 half to even, the zero point, the clamp), where NumPy makes a float32
-temporary and five passes over it.
+temporary and five passes over it. ``add`` (a residual's quantized sum)
+and ``max_pool2d`` are such one-pass versions of their NumPy references
+in ``functional.py``.
 """
 import collections
 
@@ -329,4 +332,71 @@ def requantize(acc, offsets, multipliers, zero_point, low):
     out = numpy.empty(acc.shape, numpy.uint8)
     parallel_parts(_requantize, acc.size * 4, acc, offsets, multipliers, numpy.float32(zero_point),
                    numpy.float32(low), out)
+    return out
+
+
+@numba.njit(**JIT)
+def _add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, inverse, zero_point, relu, out, part, parts):
+    """out = quantized(dequantized(a) + dequantized(b)) over flat arrays,
+    this part's share: each input dequantized as float32 scale * (q - zp),
+    the float32 sum (clamped at 0 with ``relu``) times the float32
+    ``inverse`` of the output scale, rounded half to even, plus the zero
+    point in float64, clamped to [0, 255]: the NumPy reference's steps."""
+    start, stop = _share(out.size, part, parts)
+    low, high = numpy.float64(0), numpy.float64(255)
+    for i in range(start, stop):
+        y = (a_scale * numpy.float32(numpy.int32(a[i]) - a_zero_point)
+             + b_scale * numpy.float32(numpy.int32(b[i]) - b_zero_point))
+        if relu:
+            y = max(y, numpy.float32(0))
+        q = numpy.float64(numpy.rint(y * inverse)) + zero_point
+        out[i] = numpy.uint8(min(max(q, low), high))
+
+
+def add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, scale, zero_point, relu):
+    """The uint8 integers of quantized ``a + b`` (``relu(a + b)``), both
+    uint8 arrays of one shape, as ``_add`` computes them."""
+    out = numpy.empty(a.shape, numpy.uint8)
+    inverse = numpy.float32(1.0) / numpy.float32(scale)
+    parallel_parts(_add, a.size * 4, numpy.ascontiguousarray(a).reshape(-1), numpy.float32(a_scale),
+                   numpy.int32(a_zero_point), numpy.ascontiguousarray(b).reshape(-1), numpy.float32(b_scale),
+                   numpy.int32(b_zero_point), inverse, numpy.int32(zero_point), bool(relu), out.reshape(-1))
+    return out
+
+
+@numba.njit(**JIT)
+def _max_pool(x, KH, KW, sh, sw, ph, pw, dh, dw, out, part, parts):
+    """out[n, c] = the max of x[n, c] over each window, padding never
+    winning (a window with no input element gives 255, the uint8 of the
+    NumPy reference's -1), this part's (n, c) planes; one output row at a
+    time, each tap a vectorized pass over the row."""
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    best = numpy.empty(OW, numpy.int16)
+    start, stop = _share(N * C, part, parts)
+    for task in range(start, stop):
+        n, c = task // C, task % C
+        for oh in range(OH):
+            best[:] = -1
+            for i in range(KH):
+                ih = oh * sh - ph + i * dh
+                if ih < 0 or ih >= H:
+                    continue
+                src = x[n, c, ih]
+                for j in range(KW):
+                    off = j * dw - pw
+                    lo = min(OW, max(0, (-off + sw - 1) // sw))
+                    hi = max(lo, min(OW, (W - 1 - off) // sw + 1))
+                    for ow in range(lo, hi):
+                        best[u64(ow)] = max(best[u64(ow)], numpy.int16(src[u64(ow * sw + off)]))
+            row = out[n, c, oh]
+            for ow in range(OW):
+                row[ow] = numpy.uint8(best[ow] & 255)
+
+
+def max_pool2d(x, kernel_size, stride, padding, dilation, out_size):
+    """uint8 (N, C, OH, OW) max pooling of uint8 ``x`` (N, C, H, W); the
+    pairs as in ``_max_pool``."""
+    out = numpy.empty(x.shape[:2] + tuple(out_size), numpy.uint8)
+    parallel_parts(_max_pool, x.size, x, *kernel_size, *stride, *padding, *dilation, out)
     return out

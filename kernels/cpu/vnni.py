@@ -88,6 +88,7 @@ Only where the CPU has the instruction
 only, so on any other CPU they are never compiled, and ``quantized.py``
 keeps its float32 GEMMs.
 """
+import math
 import threading
 
 import numba
@@ -284,7 +285,7 @@ def _scratch(name, shape, dtype):
     handed the memory back to the system, which took longer than the
     stem's whole dot products. The buffers live as long as the thread
     (at most the largest layer's size each)."""
-    size = int(numpy.prod(shape)) * numpy.dtype(dtype).itemsize
+    size = math.prod(shape) * numpy.dtype(dtype).itemsize
     buffer = getattr(_buffers, name, None)
     if buffer is None or buffer.size < size:
         buffer = numpy.empty(size, numpy.uint8)

@@ -113,3 +113,33 @@ def test_depthwise3x3_equals_reference(channels, h, w, stride, ph, pw, x_zero_po
     zero_points = numpy.full(channels, w_zero_point, numpy.int32)
     args = (x, x_zero_point, weight, zero_points, (stride, stride), (ph, pw), (1, 1), channels)
     numpy.testing.assert_array_equal(kq.quantized_conv2d(*args), qF.quantized_conv2d_reference(*args))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 9), st.integers(1, 9)), st.booleans(),
+       st.floats(0.001, 1.0), st.integers(0, 255), st.floats(0.001, 1.0), st.integers(0, 255),
+       st.floats(0.001, 1.0), st.integers(0, 255), st.integers(0, 2 ** 16))
+def test_add_kernel_equals_reference(shape, relu, a_scale, a_zp, b_scale, b_zp, scale, zp, seed):
+    """The one-pass quantized add (a residual's sum) against the NumPy
+    reference, plain and with ReLU."""
+    rng = numpy.random.default_rng(seed)
+    a = rng.integers(0, 256, shape, dtype=numpy.uint8)
+    b = rng.integers(0, 256, shape, dtype=numpy.uint8)
+    args = (a, a_scale, a_zp, b, b_scale, b_zp, scale, zp, relu)
+    numpy.testing.assert_array_equal(kq.add(*args), qF.add_reference(*args))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(0, 2),
+       st.integers(0, 2), st.integers(1, 2), st.integers(1, 2), st.booleans(), st.integers(0, 2 ** 16))
+def test_max_pool_kernel_equals_reference(kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode, seed):
+    """The uint8 max pooling kernel against the NumPy reference: padding,
+    dilation, and ceil_mode windows that run past the edge."""
+    ph, pw = min(ph, kh // 2), min(pw, kw // 2)
+    rng = numpy.random.default_rng(seed)
+    x = rng.integers(0, 256, (2, 3, int(rng.integers(dh * (kh - 1) + 1, 12)), int(rng.integers(dw * (kw - 1) + 1, 12))),
+                     dtype=numpy.uint8)
+    out_size = tuple(qF._pool_size(n, k, s, p, d, ceil_mode)
+                     for n, k, s, p, d in zip(x.shape[2:], (kh, kw), (sh, sw), (ph, pw), (dh, dw)))
+    args = (x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), out_size)
+    numpy.testing.assert_array_equal(kq.max_pool2d(*args), qF.max_pool2d_reference(*args))

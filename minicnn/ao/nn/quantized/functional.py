@@ -34,6 +34,7 @@ Element-wise ops and pooling
   the zero point is odd. minicnn has no memory formats and always uses the
   first.
 """
+import math
 import numbers
 
 import numpy
@@ -130,7 +131,7 @@ def requantize(acc, x_scale, w_scales, bias, scale, zero_point, relu, channel_ax
     multipliers = a / _F32(scale)
     offsets = numpy.zeros_like(a) if bias is None else bias.astype(_F32) / a
     shape = acc.shape
-    rows = int(numpy.prod(shape[:channel_axis], dtype=numpy.int64))
+    rows = math.prod(shape[:channel_axis])
     acc3 = numpy.ascontiguousarray(acc).reshape(rows, shape[channel_axis], -1)
     kernel = registry.lookup("quantized_requantize", numpy)
     return kernel(acc3, offsets, multipliers, zero_point, zero_point if relu else 0).reshape(shape)
@@ -191,8 +192,12 @@ def linear(input, weight, bias, scale, zero_point, relu=False, packed=None):
     return QTensor._per_tensor(q.reshape(lead + (O,)), scale, zero_point, quint8)
 
 
+def _dequantized_array(x, scale, zero_point):
+    return _F32(scale) * (x.astype(numpy.int64) - zero_point).astype(_F32)
+
+
 def _dequantized(q):
-    return _F32(q.q_scale()) * (q._q.astype(numpy.int64) - q.q_zero_point()).astype(_F32)
+    return _dequantized_array(q._q, q.q_scale(), q.q_zero_point())
 
 
 def _requantized(values, scale, zero_point):
@@ -210,14 +215,29 @@ def _binary(a, b, fn, scale, zero_point):
             from None
 
 
-def add(a, b, scale, zero_point, relu=False):
-    """Quantized ``a + b`` (``relu(a + b)`` if ``relu``) with the output
-    parameters ``scale``, ``zero_point``."""
-    _binary(a, b, "quantized add", scale, zero_point)
-    total = _dequantized(a) + _dequantized(b)
+def add_reference(a, a_scale, a_zero_point, b, b_scale, b_zero_point, scale, zero_point, relu):
+    """The NumPy reference of the ``quantized_add`` kernel: the uint8
+    integers of quantized ``a + b`` (``relu(a + b)``), from the integers
+    and parameters of the inputs (shapes broadcast)."""
+    total = _dequantized_array(a, a_scale, a_zero_point) + _dequantized_array(b, b_scale, b_zero_point)
     if relu:
         total = numpy.maximum(total, _F32(0))
-    return _requantized(total, scale, zero_point)
+    return quantize_array(total, scale, zero_point, quint8)
+
+
+registry.register("quantized_add", "numpy", add_reference)
+registry.register("quantized_add", "numba", "minicnn.kernels.cpu.quantized:add")
+
+
+def add(a, b, scale, zero_point, relu=False):
+    """Quantized ``a + b`` (``relu(a + b)`` if ``relu``) with the output
+    parameters ``scale``, ``zero_point``: each input dequantized, added in
+    float32, quantized (``add_reference``; the backend's one-pass kernel
+    where the shapes are equal)."""
+    _binary(a, b, "quantized add", scale, zero_point)
+    kernel = registry.lookup("quantized_add", numpy) if a.shape == b.shape else add_reference
+    q = kernel(a._q, a.q_scale(), a.q_zero_point(), b._q, b.q_scale(), b.q_zero_point(), scale, zero_point, relu)
+    return QTensor._per_tensor(q, scale, zero_point, quint8)
 
 
 def mul(a, b, scale, zero_point):
@@ -313,17 +333,31 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     OW = _pool_size(W, kw, sw, pw, dw, ceil_mode)
     if OH < 1 or OW < 1:
         raise ValueError(f"{fn}: input {tuple(input.shape)} is too small for kernel {(kh, kw)}")
+    q = registry.lookup("quantized_max_pool2d", numpy)(input._q, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (OH, OW))
+    return QTensor._per_tensor(q, input.q_scale(), input.q_zero_point(), quint8)
+
+
+def max_pool2d_reference(x, kernel_size, stride, padding, dilation, out_size):
+    """The NumPy reference of the ``quantized_max_pool2d`` kernel: uint8
+    (N, C, OH, OW) maxima of uint8 ``x`` over its windows (pairs for
+    kernel_size, stride, padding, dilation; ``out_size`` (OH, OW))."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (OH, OW) = kernel_size, stride, padding, dilation, out_size
+    H, W = x.shape[2:]
     # pad with -1, below every uint8; ceil_mode windows may run past the right edge
     extra_h = max(0, (OH - 1) * sh + dh * (kh - 1) + 1 - H - 2 * ph)
     extra_w = max(0, (OW - 1) * sw + dw * (kw - 1) + 1 - W - 2 * pw)
-    padded = numpy.pad(input._q.astype(numpy.int16), ((0, 0), (0, 0), (ph, ph + extra_h), (pw, pw + extra_w)),
+    padded = numpy.pad(x.astype(numpy.int16), ((0, 0), (0, 0), (ph, ph + extra_h), (pw, pw + extra_w)),
                        constant_values=-1)
-    out = numpy.full(input.shape[:2] + (OH, OW), -1, numpy.int16)
+    out = numpy.full(x.shape[:2] + (OH, OW), -1, numpy.int16)
     for i in range(kh):
         for j in range(kw):
             window = padded[:, :, i * dh:i * dh + sh * (OH - 1) + 1:sh, j * dw:j * dw + sw * (OW - 1) + 1:sw]
             numpy.maximum(out, window, out=out)
-    return QTensor._per_tensor(out.astype(numpy.uint8), input.q_scale(), input.q_zero_point(), quint8)
+    return out.astype(numpy.uint8)
+
+
+registry.register("quantized_max_pool2d", "numpy", max_pool2d_reference)
+registry.register("quantized_max_pool2d", "numba", "minicnn.kernels.cpu.quantized:max_pool2d")
 
 
 def adaptive_avg_pool2d(input, output_size):
