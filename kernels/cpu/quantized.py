@@ -264,10 +264,22 @@ def _products(packed, cols, out):
     run_in_parallel(work, [part for part in split(tasks, threads) if part])
 
 
-def quantized_conv2d(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, packed=None):
+def quantized_conv2d(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, packed=None,
+                     requant=None):
     """int32 (N, O, OH, OW) sums of centered uint8 x int8 products (see
     the module docstring); ``packed``: ``pack(w, w_zero_points, groups)``,
-    made here if not given."""
+    made here if not given. ``requant``: None, or (offsets, multipliers,
+    zero_point, low) to return the sums requantized to uint8 instead
+    (``requantize``), in the same pass where the kernel allows."""
+    out = _sums(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, packed, requant)
+    if requant is None or out.dtype == numpy.uint8:
+        return out
+    return requantize(out.reshape(out.shape[0], out.shape[1], -1), *requant).reshape(out.shape)
+
+
+def _sums(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, packed, requant):
+    """``quantized_conv2d``'s int32 sums, or its uint8 result where the
+    VNNI kernel requantizes them itself."""
     N, C, H, W = x.shape
     O, _, KH, KW = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -276,7 +288,7 @@ def quantized_conv2d(x, x_zero_point, w, w_zero_points, stride, padding, dilatio
     if packed is None:
         packed = pack(w, w_zero_points, groups)
     if packed.vnni is not None:
-        return vnni.conv2d(x, x_zero_point, packed.vnni, O // groups, KH, KW, stride, padding, dilation)
+        return vnni.conv2d(x, x_zero_point, packed.vnni, O // groups, KH, KW, stride, padding, dilation, requant)
     out = numpy.empty((N, O, OH, OW), numpy.int32)
     K = packed.taps.shape[1]
     if (KH, KW, dh, dw) == (3, 3, 1, 1) and sh == sw and sh in (1, 2) and groups == C == O:
@@ -309,29 +321,40 @@ def quantized_conv2d(x, x_zero_point, w, w_zero_points, stride, padding, dilatio
 
 @numba.njit(**JIT)
 def _requantize(acc, offsets, multipliers, zero_point, low, out, part, parts):
-    """out[n, o, p] = clamp(rint((float32(acc[n, o, p]) + offsets[o]) *
-    multipliers[o]) + zero_point, low, 255) as uint8, for this part's
-    (n, o) rows; all float32, each step rounded as NumPy rounds it (no
-    fused multiply-add: Numba does not contract without fastmath)."""
-    N, O, P = acc.shape
+    """out[a, b, r, s] = clamp(rint((float32(acc[a, b, r, s]) + offsets[o])
+    * multipliers[o]) + zero_point, low, 255) as uint8, o = (a*B + b) % O
+    the output channel, for this part's (a, b) planes; all float32, each
+    step rounded as NumPy rounds it (no fused multiply-add: Numba does not
+    contract without fastmath). ``acc`` may be strided (a view of the VNNI
+    kernel's output grid)."""
+    A, B, R, S = acc.shape
+    O = offsets.size
     high = numpy.float32(255)
-    start, stop = _share(N * O, part, parts)
+    start, stop = _share(A * B, part, parts)
     for task in range(start, stop):
-        n, o = task // O, task % O
-        offset, multiplier = offsets[o], multipliers[o]
-        row, dst = acc[n, o], out[n, o]
-        for p in range(P):
-            y = numpy.rint((numpy.float32(row[p]) + offset) * multiplier) + zero_point
-            dst[p] = numpy.uint8(min(max(y, low), high))
+        a, b = task // B, task % B
+        offset, multiplier = offsets[task % O], multipliers[task % O]
+        for r in range(R):
+            src, dst = acc[a, b, r], out[a, b, r]
+            for s in range(S):
+                y = numpy.rint((numpy.float32(src[s]) + offset) * multiplier) + zero_point
+                dst[s] = numpy.uint8(min(max(y, low), high))
+
+
+def requantize_into(acc, out, offsets, multipliers, zero_point, low):
+    """out (uint8) = the requantized int32 sums ``acc``, both 4-d of one
+    shape (see ``_requantize``), float32 per-channel ``offsets`` and
+    ``multipliers`` (O,), ``zero_point`` and lower clamp ``low``."""
+    parallel_parts(_requantize, acc.size * 4, acc, offsets, multipliers, numpy.float32(zero_point),
+                   numpy.float32(low), out)
 
 
 def requantize(acc, offsets, multipliers, zero_point, low):
-    """uint8 (N, O, P) from int32 sums ``acc`` (N, O, P), float32
-    per-channel ``offsets`` and ``multipliers`` (O,), float32
-    ``zero_point`` and lower clamp ``low`` (see ``_requantize``)."""
+    """uint8 (N, O, P) from int32 sums ``acc`` (N, O, P) (see
+    ``requantize_into``)."""
+    N, O, P = acc.shape
     out = numpy.empty(acc.shape, numpy.uint8)
-    parallel_parts(_requantize, acc.size * 4, acc, offsets, multipliers, numpy.float32(zero_point),
-                   numpy.float32(low), out)
+    requantize_into(acc.reshape(N, O, 1, P), out.reshape(N, O, 1, P), offsets, multipliers, zero_point, low)
     return out
 
 

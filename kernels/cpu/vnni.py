@@ -293,9 +293,13 @@ def _scratch(name, shape, dtype):
     return buffer[:size].view(dtype).reshape(shape)
 
 
-def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation):
+def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation, requant=None):
     """int32 (N, G*OG, OH, OW) exact sums of (x - x_zero_point) * w for
-    uint8 ``x`` (N, C, H, W) and ``packed`` = ``pack(w, G)``."""
+    uint8 ``x`` (N, C, H, W) and ``packed`` = ``pack(w, G)``; with
+    ``requant`` (offsets, multipliers, zero_point, low), their uint8
+    requantization (``quantized.requantize_into``), read straight off the
+    output grid: no int32 output array."""
+    from .quantized import requantize_into
     from .threads import parallel_parts
     wp, sums = packed
     N, C, H, W = x.shape
@@ -312,11 +316,14 @@ def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation):
     init = numpy.int32(-x_zero_point) * sums
     planes = _scratch("planes", (G, sh * sw, CQ, L), numpy.uint32)
     grid = _scratch("grid", (G * OB * NO, GP), numpy.int32)
-    out = numpy.empty((N, G * OG, OH, OW), numpy.int32)
+    out = numpy.empty((N, G * OG, OH, OW), numpy.int32 if requant is None else numpy.uint8)
     for n in range(N):
         parallel_parts(_planes, planes.size * 4, x[n], x_zero_point, C // G, sh, sw, ph, pw, planes)
         parallel_parts(_tiles, G * OB * NO * T * CQ * 4 * GP, planes, tap_offsets, wp, init, grid)
-        # views only (splitting axes), so this is the one copy of the sums
-        on_grid = grid.reshape(G, OB * NO, GP)[:, :OG, :OH * WQ].reshape(G, OG, OH, WQ)
-        out[n].reshape(G, OG, OH, OW)[...] = on_grid[..., :OW]
+        # views only (splitting axes): the sums are read once, off the grid
+        sums = grid.reshape(G, OB * NO, GP)[:, :OG, :OH * WQ].reshape(G, OG, OH, WQ)[..., :OW]
+        if requant is None:
+            out[n].reshape(G, OG, OH, OW)[...] = sums
+        else:
+            requantize_into(sums, out[n].reshape(G, OG, OH, OW), *requant)
     return out

@@ -143,3 +143,20 @@ def test_max_pool_kernel_equals_reference(kh, kw, sh, sw, ph, pw, dh, dw, ceil_m
                      for n, k, s, p, d in zip(x.shape[2:], (kh, kw), (sh, sw), (ph, pw), (dh, dw)))
     args = (x, (kh, kw), (sh, sw), (ph, pw), (dh, dw), out_size)
     numpy.testing.assert_array_equal(kq.max_pool2d(*args), qF.max_pool2d_reference(*args))
+
+
+@settings(max_examples=30, deadline=None)
+@given(geometries(), st.sampled_from([None, False]), st.booleans())
+def test_requantized_conv_equals_reference(c, use_vnni, relu):
+    """The conv kernel's requantized result (the VNNI kernel requantizes
+    straight off its sums; the other paths after them) against the
+    reference's, on every path this CPU has."""
+    args = _case(c)
+    rng = numpy.random.default_rng(c["seed"])
+    offsets = (rng.standard_normal(c["cout"]) * 50).astype(numpy.float32)
+    multipliers = (10.0 ** rng.uniform(-5, -2, c["cout"])).astype(numpy.float32)
+    requant = (offsets, multipliers, 61, 61 if relu else 0)
+    packed = kq.pack(args[2], args[3], c["groups"], use_vnni=use_vnni)
+    got = kq.quantized_conv2d(*args, packed=packed, requant=requant)
+    assert got.dtype == numpy.uint8
+    numpy.testing.assert_array_equal(got, qF.quantized_conv2d_reference(*args, requant=requant))

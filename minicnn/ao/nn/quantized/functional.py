@@ -45,12 +45,15 @@ from ...qtensor import QTensor, quint8, quantize_array
 _F32 = numpy.float32
 
 
-def quantized_conv2d_reference(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, packed=None):
+def quantized_conv2d_reference(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, packed=None,
+                               requant=None):
     """The NumPy reference of the ``quantized_conv2d`` kernel (contract in
     ``kernels/cpu/quantized.py``): centered integers, padded with 0, as
     windows; products summed by a float64 matmul, exact because every
     partial sum is an integer below 2**53. ``packed`` (the Numba kernel's
-    weight layout) is ignored: the reference works from ``w``."""
+    weight layout) is ignored: the reference works from ``w``. With
+    ``requant`` (offsets, multipliers, zero_point, low) the sums come back
+    requantized (``requantize_reference``)."""
     N, C, H, W = x.shape
     O, CG, KH, KW = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -61,8 +64,10 @@ def quantized_conv2d_reference(x, x_zero_point, w, w_zero_points, stride, paddin
             for kh in range(KH) for kw in range(KW)]
     cols = numpy.stack(taps, axis=2).reshape(N, groups, CG * KH * KW, OH * OW)
     weights = (w.astype(numpy.float64) - w_zero_points.reshape(-1, 1, 1, 1)).reshape(groups, O // groups, -1)
-    acc = numpy.einsum("gok,ngkp->ngop", weights, cols, optimize=True)
-    return acc.reshape(N, O, OH, OW).astype(numpy.int32)
+    acc = numpy.einsum("gok,ngkp->ngop", weights, cols, optimize=True).reshape(N, O, OH * OW).astype(numpy.int32)
+    if requant is not None:
+        acc = requantize_reference(acc, *requant)
+    return acc.reshape(N, O, OH, OW)
 
 
 registry.register("quantized_conv2d", "numpy", quantized_conv2d_reference)
@@ -122,19 +127,26 @@ registry.register("quantized_requantize", "numpy", requantize_reference)
 registry.register("quantized_requantize", "numba", "minicnn.kernels.cpu.quantized:requantize")
 
 
+def _requant(x_scale, w_scales, bias, scale, zero_point, relu):
+    """fbgemm's per-channel float32 constants (see the module docstring):
+    (offsets bias / a, multipliers a / scale, zero_point, the lower clamp),
+    the ``requant`` argument of the kernels. Without a bias the offset is
+    0, and float32(acc) + 0 is float32(acc)."""
+    a = _F32(x_scale) * w_scales.astype(_F32)
+    offsets = numpy.zeros_like(a) if bias is None else bias.astype(_F32) / a
+    return offsets, a / _F32(scale), zero_point, zero_point if relu else 0
+
+
 def requantize(acc, x_scale, w_scales, bias, scale, zero_point, relu, channel_axis=1):
     """fbgemm's requantization of int32 sums (see the module docstring):
     the per-channel float32 constants here, the element-wise pass in the
-    backend's ``quantized_requantize`` kernel. Without a bias the offset
-    is 0, and float32(acc) + 0 is float32(acc)."""
-    a = _F32(x_scale) * w_scales.astype(_F32)
-    multipliers = a / _F32(scale)
-    offsets = numpy.zeros_like(a) if bias is None else bias.astype(_F32) / a
+    backend's ``quantized_requantize`` kernel."""
+    requant = _requant(x_scale, w_scales, bias, scale, zero_point, relu)
     shape = acc.shape
     rows = math.prod(shape[:channel_axis])
     acc3 = numpy.ascontiguousarray(acc).reshape(rows, shape[channel_axis], -1)
     kernel = registry.lookup("quantized_requantize", numpy)
-    return kernel(acc3, offsets, multipliers, zero_point, zero_point if relu else 0).reshape(shape)
+    return kernel(acc3, *requant).reshape(shape)
 
 
 def conv2d(input, weight, bias, stride, padding, dilation, groups, scale, zero_point, relu=False, packed=None):
@@ -163,9 +175,9 @@ def conv2d(input, weight, bias, stride, padding, dilation, groups, scale, zero_p
                          f"groups={groups} expects {CG * groups}")
     w_scales, w_zero_points = _weight_params(weight, O)
     kernel = registry.lookup("quantized_conv2d", numpy)
-    acc = kernel(input._q, input.q_zero_point(), weight._q, w_zero_points, stride, padding, dilation, groups,
-                 packed=packed)
-    q = requantize(acc, input.q_scale(), w_scales, bias, scale, zero_point, relu)
+    # the kernel requantizes: the VNNI one straight off its sums, with no int32 output
+    q = kernel(input._q, input.q_zero_point(), weight._q, w_zero_points, stride, padding, dilation, groups,
+               packed=packed, requant=_requant(input.q_scale(), w_scales, bias, scale, zero_point, relu))
     return QTensor._per_tensor(q, scale, zero_point, quint8)
 
 
