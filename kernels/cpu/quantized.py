@@ -320,32 +320,34 @@ def _sums(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, 
 
 
 @numba.njit(**JIT)
-def _requantize(acc, offsets, multipliers, zero_point, low, out, part, parts):
-    """out[a, b, r, s] = clamp(rint((float32(acc[a, b, r, s]) + offsets[o])
-    * multipliers[o]) + zero_point, low, 255) as uint8, o = (a*B + b) % O
-    the output channel, for this part's (a, b) planes; all float32, each
-    step rounded as NumPy rounds it (no fused multiply-add: Numba does not
-    contract without fastmath). ``acc`` may be strided (a view of the VNNI
-    kernel's output grid)."""
-    A, B, R, S = acc.shape
+def _requantize(acc, stride, offsets, multipliers, zero_point, low, out, part, parts):
+    """out[a, b, r, s] = clamp(rint((float32(acc[a, b, r*stride + s]) +
+    offsets[o]) * multipliers[o]) + zero_point, low, 255) as uint8, o =
+    (a*B + b) % O the output channel, for this part's (a, b) planes; all
+    float32, each step rounded as NumPy rounds it (no fused multiply-add:
+    Numba does not contract without fastmath). ``acc`` (A, >= B, X) is
+    contiguous (the rows of the VNNI kernel's output grid are ``stride``
+    wide, its pixels past S dropped), so the loops vectorize."""
+    A, B, R, S = out.shape
     O = offsets.size
     high = numpy.float32(255)
     start, stop = _share(A * B, part, parts)
     for task in range(start, stop):
         a, b = task // B, task % B
         offset, multiplier = offsets[task % O], multipliers[task % O]
+        src = acc[a, b]
         for r in range(R):
-            src, dst = acc[a, b, r], out[a, b, r]
+            dst, base = out[a, b, r], r * stride
             for s in range(S):
-                y = numpy.rint((numpy.float32(src[s]) + offset) * multiplier) + zero_point
+                y = numpy.rint((numpy.float32(src[u64(base + s)]) + offset) * multiplier) + zero_point
                 dst[s] = numpy.uint8(min(max(y, low), high))
 
 
-def requantize_into(acc, out, offsets, multipliers, zero_point, low):
-    """out (uint8) = the requantized int32 sums ``acc``, both 4-d of one
-    shape (see ``_requantize``), float32 per-channel ``offsets`` and
-    ``multipliers`` (O,), ``zero_point`` and lower clamp ``low``."""
-    parallel_parts(_requantize, acc.size * 4, acc, offsets, multipliers, numpy.float32(zero_point),
+def requantize_into(acc, stride, out, offsets, multipliers, zero_point, low):
+    """out (A, B, R, S) uint8 = the requantized int32 sums ``acc`` (see
+    ``_requantize``), float32 per-channel ``offsets`` and ``multipliers``
+    (O,), ``zero_point`` and lower clamp ``low``."""
+    parallel_parts(_requantize, out.size * 4, acc, stride, offsets, multipliers, numpy.float32(zero_point),
                    numpy.float32(low), out)
 
 
@@ -354,7 +356,7 @@ def requantize(acc, offsets, multipliers, zero_point, low):
     ``requantize_into``)."""
     N, O, P = acc.shape
     out = numpy.empty(acc.shape, numpy.uint8)
-    requantize_into(acc.reshape(N, O, 1, P), out.reshape(N, O, 1, P), offsets, multipliers, zero_point, low)
+    requantize_into(numpy.ascontiguousarray(acc), P, out.reshape(N, O, 1, P), offsets, multipliers, zero_point, low)
     return out
 
 

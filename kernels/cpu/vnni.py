@@ -320,10 +320,10 @@ def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation, requa
     for n in range(N):
         parallel_parts(_planes, planes.size * 4, x[n], x_zero_point, C // G, sh, sw, ph, pw, planes)
         parallel_parts(_tiles, G * OB * NO * T * CQ * 4 * GP, planes, tap_offsets, wp, init, grid)
-        # views only (splitting axes): the sums are read once, off the grid
-        sums = grid.reshape(G, OB * NO, GP)[:, :OG, :OH * WQ].reshape(G, OG, OH, WQ)[..., :OW]
+        # the sums are read once, off the grid (its rows are WQ wide)
         if requant is None:
-            out[n].reshape(G, OG, OH, OW)[...] = sums
+            sums = grid.reshape(G, OB * NO, GP)[:, :OG, :OH * WQ].reshape(G, OG, OH, WQ)
+            out[n].reshape(G, OG, OH, OW)[...] = sums[..., :OW]
         else:
-            requantize_into(sums, out[n].reshape(G, OG, OH, OW), *requant)
+            requantize_into(grid.reshape(G, OB * NO, GP), WQ, out[n].reshape(G, OG, OH, OW), *requant)
     return out
