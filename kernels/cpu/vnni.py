@@ -88,6 +88,7 @@ Only where the CPU has the instruction
 only, so on any other CPU they are never compiled, and ``quantized.py``
 keeps its float32 GEMMs.
 """
+import functools
 import math
 import threading
 
@@ -110,12 +111,14 @@ _I8, _I32 = ir.IntType(8), ir.IntType(32)
 _V16 = ir.VectorType(_I32, 16)
 
 
+@functools.cache
 def available():
     """Whether this process can run the VNNI kernels: AVX-512 VNNI on the
-    host CPU, and Numba compiling for the host CPU."""
+    host CPU, and Numba compiling for the host CPU (and compiling at all:
+    under NUMBA_DISABLE_JIT the intrinsic cannot run as Python)."""
     import llvmlite.binding
     from numba.core import config
-    if config.CPU_NAME not in (None, "host") or config.CPU_FEATURES is not None:
+    if config.DISABLE_JIT or config.CPU_NAME not in (None, "host") or config.CPU_FEATURES is not None:
         return False
     features = llvmlite.binding.get_host_cpu_features()
     return bool(features.get("avx512f")) and bool(features.get("avx512vnni"))
