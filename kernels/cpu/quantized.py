@@ -201,11 +201,29 @@ def _direct(xc, taps, sh, sw, ph, pw, dh, dw, groups, KH, KW, out, part, parts):
                 out[n, o, oh, ow] = numpy.int32(acc[oh, ow])
 
 
+@numba.njit(inline="always")
+def _requantized(acc, offset, multiplier, zero_point, low):
+    """The uint8 of clamp(rint((acc + offset) * multiplier) + zero_point,
+    low, 255), every step in float32 (``acc`` a float32 integer)."""
+    y = numpy.rint((acc + offset) * multiplier) + zero_point
+    return numpy.uint8(min(max(y, low), numpy.float32(255)))
+
+
+@numba.njit(inline="always")
+def _taps9(r0, r1, r2, j, t):
+    """The 3x3 window sum at column j of rows r0, r1, r2, taps ``t``."""
+    return (r0[j] * t[0] + r0[j + 1] * t[1] + r0[j + 2] * t[2] + r1[j] * t[3] + r1[j + 1] * t[4]
+            + r1[j + 2] * t[5] + r2[j] * t[6] + r2[j + 1] * t[7] + r2[j + 2] * t[8])
+
+
 @numba.njit(**JIT)
-def _depthwise3x3(x, x_zero_point, taps, s, ph, pw, out, part, parts):
+def _depthwise3x3(x, x_zero_point, taps, s, ph, pw, requant, offsets, multipliers, zero_point, low, out, part,
+                  parts):
     """out[n, c] = the exact sums of a depthwise (one input and one output
     channel per group) 3x3 conv, dilation 1, stride ``s`` (1 or 2) both
-    ways, for this part's (n, c) tasks. Each channel is copied once,
+    ways, for this part's (n, c) tasks; with ``requant``, their uint8
+    requantization (``_requantize``'s formula, channel c's ``offsets`` and
+    ``multipliers``) instead, in the same pass. Each channel is copied once,
     centered, into a float32 plane zero-padded on every side (the padding
     is x_zero_point, centered 0), so that every output pixel adds its 9
     products with no bounds test, in registers, the loop over a row's
@@ -222,23 +240,26 @@ def _depthwise3x3(x, x_zero_point, taps, s, ph, pw, out, part, parts):
             src, dst = x[n, c, ih], plane[ih + ph]
             for iw in range(W):
                 dst[u64(iw + pw)] = numpy.float32(src[iw]) - zero
-        t0, t1, t2, t3, t4, t5, t6, t7, t8 = (taps[c, 0], taps[c, 1], taps[c, 2], taps[c, 3], taps[c, 4],
-                                              taps[c, 5], taps[c, 6], taps[c, 7], taps[c, 8])
+        t = (taps[c, 0], taps[c, 1], taps[c, 2], taps[c, 3], taps[c, 4], taps[c, 5], taps[c, 6], taps[c, 7],
+             taps[c, 8])
+        offset, multiplier = offsets[c % offsets.size], multipliers[c % offsets.size]
         for oh in range(OH):
             r0, r1, r2 = plane[oh * s], plane[oh * s + 1], plane[oh * s + 2]
             row = out[n, c, oh]
-            if s == 1:
+            # one loop per case, stride 1 or 2 a constant in each: contiguous
+            # or interleaved loads, and the loops vectorize
+            if s == 1 and requant:
                 for ow in range(OW):
-                    j = u64(ow)
-                    row[j] = numpy.int32(r0[j] * t0 + r0[j + 1] * t1 + r0[j + 2] * t2
-                                         + r1[j] * t3 + r1[j + 1] * t4 + r1[j + 2] * t5
-                                         + r2[j] * t6 + r2[j + 1] * t7 + r2[j + 2] * t8)
+                    row[ow] = _requantized(_taps9(r0, r1, r2, u64(ow), t), offset, multiplier, zero_point, low)
+            elif s == 1:
+                for ow in range(OW):
+                    row[ow] = numpy.int32(_taps9(r0, r1, r2, u64(ow), t))
+            elif requant:
+                for ow in range(OW):
+                    row[ow] = _requantized(_taps9(r0, r1, r2, u64(2 * ow), t), offset, multiplier, zero_point, low)
             else:
                 for ow in range(OW):
-                    j = u64(2 * ow)
-                    row[u64(ow)] = numpy.int32(r0[j] * t0 + r0[j + 1] * t1 + r0[j + 2] * t2
-                                               + r1[j] * t3 + r1[j + 1] * t4 + r1[j + 2] * t5
-                                               + r2[j] * t6 + r2[j + 1] * t7 + r2[j + 2] * t8)
+                    row[ow] = numpy.int32(_taps9(r0, r1, r2, u64(2 * ow), t))
 
 
 def _products(packed, cols, out):
@@ -292,8 +313,14 @@ def _sums(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, 
     out = numpy.empty((N, O, OH, OW), numpy.int32)
     K = packed.taps.shape[1]
     if (KH, KW, dh, dw) == (3, 3, 1, 1) and sh == sw and sh in (1, 2) and groups == C == O:
+        if requant is None:
+            requant = (numpy.zeros(1, numpy.float32), numpy.ones(1, numpy.float32), 0, 0)
+        else:
+            out = numpy.empty((N, O, OH, OW), numpy.uint8)
+        offsets, multipliers, zero_point, low = requant
         parallel_parts(_depthwise3x3, out.size * K, x, numpy.int32(x_zero_point), packed.gemm_taps.reshape(O, K),
-                       sh, ph, pw, out)
+                       sh, ph, pw, out.dtype == numpy.uint8, offsets, multipliers, numpy.float32(zero_point),
+                       numpy.float32(low), out)
         return out
     if K < GEMM_MIN_K:
         centered = numpy.subtract(x, numpy.float32(x_zero_point), dtype=numpy.float32)
@@ -330,7 +357,6 @@ def _requantize(acc, stride, offsets, multipliers, zero_point, low, out, part, p
     wide, its pixels past S dropped), so the loops vectorize."""
     A, B, R, S = out.shape
     O = offsets.size
-    high = numpy.float32(255)
     start, stop = _share(A * B, part, parts)
     for task in range(start, stop):
         a, b = task // B, task % B
@@ -339,8 +365,7 @@ def _requantize(acc, stride, offsets, multipliers, zero_point, low, out, part, p
         for r in range(R):
             dst, base = out[a, b, r], r * stride
             for s in range(S):
-                y = numpy.rint((numpy.float32(src[u64(base + s)]) + offset) * multiplier) + zero_point
-                dst[s] = numpy.uint8(min(max(y, low), high))
+                dst[s] = _requantized(numpy.float32(src[u64(base + s)]), offset, multiplier, zero_point, low)
 
 
 def requantize_into(acc, stride, out, offsets, multipliers, zero_point, low):
