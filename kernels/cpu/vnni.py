@@ -100,6 +100,10 @@ from numba.core import cgutils
 from numba.core.extending import intrinsic
 
 from .loops import JIT, _share, u64
+from .threads import parallel_parts
+# quantized.py imports this module too; either may be imported first, and
+# each uses the other's names only when called
+from . import quantized
 
 #: Output channels (NO) and 16-pixel vectors (NPV) of one register tile.
 NO, NPV = 4, 4
@@ -302,8 +306,6 @@ def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation, requa
     ``requant`` (offsets, multipliers, zero_point, low), their uint8
     requantization (``quantized.requantize_into``), read straight off the
     output grid: no int32 output array."""
-    from .quantized import requantize_into
-    from .threads import parallel_parts
     wp, sums = packed
     N, C, H, W = x.shape
     G, OB, T, CQ = wp.shape[:4]
@@ -328,5 +330,5 @@ def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation, requa
             sums = grid.reshape(G, OB * NO, GP)[:, :OG, :OH * WQ].reshape(G, OG, OH, WQ)
             out[n].reshape(G, OG, OH, OW)[...] = sums[..., :OW]
         else:
-            requantize_into(grid.reshape(G, OB * NO, GP), WQ, out[n].reshape(G, OG, OH, OW), *requant)
+            quantized.requantize_into(grid.reshape(G, OB * NO, GP), WQ, out[n].reshape(G, OG, OH, OW), *requant)
     return out
