@@ -222,7 +222,7 @@ def _depthwise3x3(x, x_zero_point, taps, s, ph, pw, requant, offsets, multiplier
     """out[n, c] = the exact sums of a depthwise (one input and one output
     channel per group) 3x3 conv, dilation 1, stride ``s`` (1 or 2) both
     ways, for this part's (n, c) tasks; with ``requant``, their uint8
-    requantization (``_requantize``'s formula, channel c's ``offsets`` and
+    requantization (``_requantized``, channel c's ``offsets`` and
     ``multipliers``) instead, in the same pass. Each channel is copied once,
     centered, into a float32 plane zero-padded on every side (the padding
     is x_zero_point, centered 0), so that every output pixel adds its 9
@@ -347,41 +347,28 @@ def _sums(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, 
 
 
 @numba.njit(**JIT)
-def _requantize(acc, stride, offsets, multipliers, zero_point, low, out, part, parts):
-    """out[a, b, r, s] = clamp(rint((float32(acc[a, b, r*stride + s]) +
-    offsets[o]) * multipliers[o]) + zero_point, low, 255) as uint8, o =
-    (a*B + b) % O the output channel, for this part's (a, b) planes; all
-    float32, each step rounded as NumPy rounds it (no fused multiply-add:
-    Numba does not contract without fastmath). ``acc`` (A, >= B, X) is
-    contiguous (the rows of the VNNI kernel's output grid are ``stride``
-    wide, its pixels past S dropped), so the loops vectorize."""
-    A, B, R, S = out.shape
-    O = offsets.size
-    start, stop = _share(A * B, part, parts)
+def _requantize(acc, offsets, multipliers, zero_point, low, out, part, parts):
+    """out[n, o, p] = ``_requantized`` of float32(acc[n, o, p]) with channel
+    o's offset and multiplier, for this part's (n, o) rows; all float32,
+    each step rounded as NumPy rounds it (no fused multiply-add: Numba does
+    not contract without fastmath)."""
+    N, O, P = acc.shape
+    start, stop = _share(N * O, part, parts)
     for task in range(start, stop):
-        a, b = task // B, task % B
-        offset, multiplier = offsets[task % O], multipliers[task % O]
-        src = acc[a, b]
-        for r in range(R):
-            dst, base = out[a, b, r], r * stride
-            for s in range(S):
-                dst[s] = _requantized(numpy.float32(src[u64(base + s)]), offset, multiplier, zero_point, low)
-
-
-def requantize_into(acc, stride, out, offsets, multipliers, zero_point, low):
-    """out (A, B, R, S) uint8 = the requantized int32 sums ``acc`` (see
-    ``_requantize``), float32 per-channel ``offsets`` and ``multipliers``
-    (O,), ``zero_point`` and lower clamp ``low``."""
-    parallel_parts(_requantize, out.size * 4, acc, stride, offsets, multipliers, numpy.float32(zero_point),
-                   numpy.float32(low), out)
+        n, o = task // O, task % O
+        offset, multiplier = offsets[o], multipliers[o]
+        src, dst = acc[n, o], out[n, o]
+        for p in range(P):
+            dst[p] = _requantized(numpy.float32(src[p]), offset, multiplier, zero_point, low)
 
 
 def requantize(acc, offsets, multipliers, zero_point, low):
-    """uint8 (N, O, P) from int32 sums ``acc`` (N, O, P) (see
-    ``requantize_into``)."""
-    N, O, P = acc.shape
+    """uint8 (N, O, P) from int32 sums ``acc`` (N, O, P), float32
+    per-channel ``offsets`` and ``multipliers`` (O,), ``zero_point`` and
+    lower clamp ``low`` (see ``_requantize``)."""
     out = numpy.empty(acc.shape, numpy.uint8)
-    requantize_into(numpy.ascontiguousarray(acc), P, out.reshape(N, O, 1, P), offsets, multipliers, zero_point, low)
+    parallel_parts(_requantize, acc.size * 4, numpy.ascontiguousarray(acc), offsets, multipliers,
+                   numpy.float32(zero_point), numpy.float32(low), out)
     return out
 
 

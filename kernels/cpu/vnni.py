@@ -101,9 +101,6 @@ from numba.core.extending import intrinsic
 
 from .loops import JIT, _share, u64
 from .threads import parallel_parts
-# quantized.py imports this module too; either may be imported first, and
-# each uses the other's names only when called
-from . import quantized
 
 #: Output channels (NO) and 16-pixel vectors (NPV) of one register tile.
 NO, NPV = 4, 4
@@ -111,8 +108,8 @@ TILE_P = 16 * NPV
 #: Longest dot product whose int32 sums cannot overflow (see the docstring).
 MAX_K = 1 << 15
 
-_I8, _I32 = ir.IntType(8), ir.IntType(32)
-_V16 = ir.VectorType(_I32, 16)
+_I8, _I32, _F32 = ir.IntType(8), ir.IntType(32), ir.FloatType()
+_V16, _F16, _B16 = ir.VectorType(_I32, 16), ir.VectorType(_F32, 16), ir.VectorType(_I8, 16)
 
 
 @functools.cache
@@ -135,31 +132,51 @@ def _pointer(context, builder, array_type, array, offset, element):
     return builder.bitcast(builder.gep(data, [offset]), element.as_pointer())
 
 
-def _splat(builder, scalar):
-    """A 16-lane vector of the int32 ``scalar``."""
-    vector = builder.insert_element(ir.Constant(_V16, ir.Undefined), scalar, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(vector, ir.Constant(_V16, ir.Undefined), ir.Constant(_V16, None))
+def _splat(builder, scalar, kind=_V16):
+    """A 16-lane vector (of type ``kind``) of ``scalar``."""
+    vector = builder.insert_element(ir.Constant(kind, ir.Undefined), scalar, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(vector, ir.Constant(kind, ir.Undefined), ir.Constant(_V16, None))
+
+
+def _requantized(builder, sums, offset, multiplier, zero_point, low):
+    """The uint8 vector of ``quantized._requantized`` on int32 ``sums``,
+    the same float32 steps in the same order: (float32(sums) + offset) *
+    multiplier, rounded half to even, + zero_point, clamped to [low, 255]
+    (the other arguments float32 vectors)."""
+    rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F16, [_F16]), "llvm.rint.v16f32")
+    y = builder.fmul(builder.fadd(builder.sitofp(sums, _F16), offset), multiplier)
+    y = builder.fadd(builder.call(rint, [y]), zero_point)
+    y = builder.select(builder.fcmp_ordered("<", y, low), low, y)
+    high = _splat(builder, ir.Constant(_F32, 255.0), _F16)
+    y = builder.select(builder.fcmp_ordered(">", y, high), high, y)
+    return builder.fptoui(y, _B16)
 
 
 @intrinsic
 def _tile(typingctx, planes, x_offset, tap_offsets, quads, plane_stride, wp, w_offset, out, out_offset, out_stride,
-          init, init_offset):
+          init, init_offset, offsets, multipliers, zero_point, low):
     """out[o, q] = init[o] + the sum over taps t and quads c of the 4-byte
     dot products planes[x_offset + tap_offsets[t] + c * plane_stride + q]
     . wp[w_offset + ((t * quads + c) * NO + o) * 4 ...], for the NO x TILE_P
     tile: q < TILE_P pixels of the output grid, o < NO channels; row o is
-    stored at ``out_offset + o * out_stride`` of ``out`` (int32)."""
-    dtypes = [getattr(array, "dtype", None) for array in (planes, tap_offsets, wp, out, init)]
-    if dtypes != [types.uint32, types.intp, types.int8, types.int32, types.int32]:
+    stored at ``out_offset + o * out_stride`` of ``out``. An int32 ``out``
+    gets the sums; a uint8 ``out`` their requantization (``_requantized``,
+    channel o's ``offsets`` and ``multipliers`` read at ``init_offset``,
+    float32 ``zero_point`` and ``low``), made in the registers."""
+    dtypes = [getattr(array, "dtype", None) for array in (planes, tap_offsets, wp, init, offsets, multipliers)]
+    if (dtypes != [types.uint32, types.intp, types.int8, types.int32, types.float32, types.float32]
+            or getattr(out, "dtype", None) not in (types.int32, types.uint8)):
         return None     # the IR below reads exactly these element types
+    requantize = out.dtype == types.uint8
     sig = types.void(planes, x_offset, tap_offsets, quads, plane_stride, wp, w_offset, out, out_offset, out_stride,
-                     init, init_offset)
+                     init, init_offset, offsets, multipliers, zero_point, low)
 
     def codegen(context, builder, signature, args):
         kinds = signature.args
         (planes, x_offset, tap_offsets, quads, plane_stride, wp, w_offset, out, out_offset, out_stride, init,
-         init_offset) = [context.cast(builder, value, kind, types.intp) if isinstance(kind, types.Integer) else value
-                         for value, kind in zip(args, kinds)]
+         init_offset, offsets, multipliers, zero_point, low) = [
+            context.cast(builder, value, kind, types.intp) if isinstance(kind, types.Integer) else value
+            for value, kind in zip(args, kinds)]
         intp = context.get_value_type(types.intp)
 
         def const(n):
@@ -173,11 +190,11 @@ def _tile(typingctx, planes, x_offset, tap_offsets, quads, plane_stride, wp, w_o
             start = _splat(builder, builder.load(builder.gep(init_row, [const(i)])))
             acc.append([cgutils.alloca_once_value(builder, start) for _ in range(NPV)])
         x0 = _pointer(context, builder, kinds[0], planes, x_offset, _I32)
-        offsets = _pointer(context, builder, kinds[2], tap_offsets, const(0), intp)
+        tap_start = _pointer(context, builder, kinds[2], tap_offsets, const(0), intp)
         w0 = _pointer(context, builder, kinds[5], wp, w_offset, _I32)
         taps = cgutils.create_struct_proxy(kinds[2])(context, builder, value=tap_offsets).nitems
         with cgutils.for_range(builder, taps) as tap:
-            xt = builder.gep(x0, [builder.load(builder.gep(offsets, [tap.index]))])
+            xt = builder.gep(x0, [builder.load(builder.gep(tap_start, [tap.index]))])
             wt = builder.gep(w0, [builder.mul(builder.mul(tap.index, quads), const(NO))])
             with cgutils.for_range(builder, quads) as quad:
                 xk = builder.gep(xt, [builder.mul(quad.index, plane_stride)])
@@ -188,12 +205,23 @@ def _tile(typingctx, planes, x_offset, tap_offsets, quads, plane_stride, wp, w_o
                     weights = _splat(builder, builder.load(builder.gep(wk, [const(i)]), align=4))
                     for j in range(NPV):
                         builder.store(builder.call(dot, [builder.load(acc[i][j]), pixels[j], weights]), acc[i][j])
-        out0 = _pointer(context, builder, kinds[7], out, out_offset, _I32)
+        out0 = _pointer(context, builder, kinds[7], out, out_offset, _I8 if requantize else _I32)
+        if requantize:
+            offset_row = _pointer(context, builder, kinds[12], offsets, init_offset, _F32)
+            multiplier_row = _pointer(context, builder, kinds[13], multipliers, init_offset, _F32)
+            zero_point, low = _splat(builder, zero_point, _F16), _splat(builder, low, _F16)
         for i in range(NO):
             row = builder.gep(out0, [builder.mul(out_stride, const(i))])
+            if requantize:
+                offset = _splat(builder, builder.load(builder.gep(offset_row, [const(i)])), _F16)
+                multiplier = _splat(builder, builder.load(builder.gep(multiplier_row, [const(i)])), _F16)
             for j in range(NPV):
-                builder.store(builder.load(acc[i][j]),
-                              builder.bitcast(builder.gep(row, [const(16 * j)]), _V16.as_pointer()), align=4)
+                dst = builder.gep(row, [const(16 * j)])
+                if requantize:
+                    values = _requantized(builder, builder.load(acc[i][j]), offset, multiplier, zero_point, low)
+                    builder.store(values, builder.bitcast(dst, _B16.as_pointer()), align=1)
+                else:
+                    builder.store(builder.load(acc[i][j]), builder.bitcast(dst, _V16.as_pointer()), align=4)
         return context.get_dummy_value()
     return sig, codegen
 
@@ -250,11 +278,12 @@ def _planes(x, x_zero_point, CG, sh, sw, ph, pw, planes, part, parts):
 
 
 @numba.njit(**JIT)
-def _tiles(planes, tap_offsets, wp, init, grid, part, parts):
-    """grid (G*OB*NO, PT*TILE_P) int32 = the sums of one image on its
-    output grid, this part's share of the (pixel tile, group, channel
-    block) tasks; consecutive tasks share a pixel tile, so its
-    activations stay in the cache."""
+def _tiles(planes, tap_offsets, wp, init, offsets, multipliers, zero_point, low, grid, part, parts):
+    """grid (G*OB*NO, PT*TILE_P) = the sums of one image on its output
+    grid (int32 ``grid``) or their requantization (uint8 ``grid``; see
+    ``_tile``), this part's share of the (pixel tile, group, channel block)
+    tasks; consecutive tasks share a pixel tile, so its activations stay
+    in the cache."""
     G, S, CQ, L = planes.shape
     OB, T = wp.shape[1], wp.shape[2]
     GP = grid.shape[1]
@@ -264,7 +293,8 @@ def _tiles(planes, tap_offsets, wp, init, grid, part, parts):
         t, r = task // (G * OB), task % (G * OB)
         g, b = r // OB, r % OB
         _tile(planes, g * S * CQ * L + t * TILE_P, tap_offsets, CQ, L, wp, (g * OB + b) * T * CQ * NO * 4,
-              grid, (g * OB + b) * NO * GP + t * TILE_P, GP, init, (g * OB + b) * NO)
+              grid, (g * OB + b) * NO * GP + t * TILE_P, GP, init, (g * OB + b) * NO, offsets, multipliers,
+              zero_point, low)
 
 
 def pack(w, groups):
@@ -304,8 +334,8 @@ def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation, requa
     """int32 (N, G*OG, OH, OW) exact sums of (x - x_zero_point) * w for
     uint8 ``x`` (N, C, H, W) and ``packed`` = ``pack(w, G)``; with
     ``requant`` (offsets, multipliers, zero_point, low), their uint8
-    requantization (``quantized.requantize_into``), read straight off the
-    output grid: no int32 output array."""
+    requantization (``quantized.requantize``'s formula), made in the
+    registers of each tile: no int32 sums are stored at all."""
     wp, sums = packed
     N, C, H, W = x.shape
     G, OB, T, CQ = wp.shape[:4]
@@ -320,15 +350,19 @@ def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation, requa
                                for kh in range(KH) for kw in range(KW)], numpy.intp)
     init = numpy.int32(-x_zero_point) * sums
     planes = _scratch("planes", (G, sh * sw, CQ, L), numpy.uint32)
-    grid = _scratch("grid", (G * OB * NO, GP), numpy.int32)
+    grid = _scratch("grid", (G * OB * NO, GP), numpy.int32 if requant is None else numpy.uint8)
+    constants = numpy.zeros((2, G, OB * NO), numpy.float32)     # per grid row; 0 for the padding channels
+    zero_point = low = numpy.float32(0)
+    if requant is not None:
+        constants[0, :, :OG] = requant[0].reshape(G, OG)
+        constants[1, :, :OG] = requant[1].reshape(G, OG)
+        zero_point, low = numpy.float32(requant[2]), numpy.float32(requant[3])
     out = numpy.empty((N, G * OG, OH, OW), numpy.int32 if requant is None else numpy.uint8)
     for n in range(N):
         parallel_parts(_planes, planes.size * 4, x[n], x_zero_point, C // G, sh, sw, ph, pw, planes)
-        parallel_parts(_tiles, G * OB * NO * T * CQ * 4 * GP, planes, tap_offsets, wp, init, grid)
-        # the sums are read once, off the grid (its rows are WQ wide)
-        if requant is None:
-            sums = grid.reshape(G, OB * NO, GP)[:, :OG, :OH * WQ].reshape(G, OG, OH, WQ)
-            out[n].reshape(G, OG, OH, OW)[...] = sums[..., :OW]
-        else:
-            quantized.requantize_into(grid.reshape(G, OB * NO, GP), WQ, out[n].reshape(G, OG, OH, OW), *requant)
+        parallel_parts(_tiles, G * OB * NO * T * CQ * 4 * GP, planes, tap_offsets, wp, init, constants[0].reshape(-1),
+                       constants[1].reshape(-1), zero_point, low, grid)
+        # views only (splitting axes): the one copy, of the grid's valid columns
+        on_grid = grid.reshape(G, OB * NO, GP)[:, :OG, :OH * WQ].reshape(G, OG, OH, WQ)
+        out[n].reshape(G, OG, OH, OW)[...] = on_grid[..., :OW]
     return out

@@ -160,3 +160,20 @@ def test_requantized_conv_equals_reference(c, use_vnni, relu):
     got = kq.quantized_conv2d(*args, packed=packed, requant=requant)
     assert got.dtype == numpy.uint8
     numpy.testing.assert_array_equal(got, qF.quantized_conv2d_reference(*args, requant=requant))
+
+
+@pytest.mark.parametrize("use_vnni", [None, False])
+def test_requantized_conv_rounds_ties_to_even(rng, use_vnni):
+    """Small sums times 0.5: every odd sum is an exact tie, rounded half to
+    even as NumPy's rint does (the VNNI kernel rounds in its registers)."""
+    x = (rng.integers(0, 2, (1, 16, 9, 9)) + 100).astype(numpy.uint8)
+    w = rng.integers(-1, 2, (6, 16, 3, 3)).astype(numpy.int8)
+    zero_points = numpy.zeros(6, numpy.int32)
+    args = (x, 100, w, zero_points, (1, 1), (1, 1), (1, 1), 1)
+    requant = (numpy.zeros(6, numpy.float32), numpy.full(6, 0.5, numpy.float32), 128, 0)
+    packed = kq.pack(w, zero_points, 1, use_vnni=use_vnni)
+    got = kq.quantized_conv2d(*args, packed=packed, requant=requant)
+    sums = qF.quantized_conv2d_reference(*args)
+    assert (sums % 2 == 1).any()
+    half, odd = sums >> 1, sums & 1
+    numpy.testing.assert_array_equal(got, half + (odd & (half & 1)) + 128)
