@@ -48,8 +48,9 @@ over output channels among minicnn's threads (``threads.py``). Depthwise
 and other convs with a short K (a GEMM of a few rows does not pay) run a
 direct Numba kernel instead: one (image, output channel) per task, float32
 sums (exact: K < 16 terms of at most 255 * 255), the valid output columns
-of each tap computed once so the inner loop has no bounds test; a depthwise 3x3
-conv at stride 1 or 2 (MobileNet's) has its own kernel, ``_depthwise3x3``.
+of each tap computed once so the inner loop has no bounds test; a
+depthwise 3x3 conv at stride 1 or 2 (MobileNet's) has its own kernel,
+``_depthwise3x3``.
 
 Requantization
 --------------
@@ -58,9 +59,11 @@ formula in ``minicnn/ao/nn/quantized/functional.py``, whose NumPy
 version is the reference): one pass from the int32 sums to uint8, the
 same float32 operations in the same order (an add, a multiply, rounding
 half to even, the zero point, the clamp), where NumPy makes a float32
-temporary and five passes over it. ``add`` (a residual's quantized sum)
-and ``max_pool2d`` are such one-pass versions of their NumPy references
-in ``functional.py``.
+temporary and five passes over it. ``quantized_conv2d(..., requant=...)``
+returns the uint8 output itself: the VNNI and depthwise kernels
+requantize as they compute, the other paths call ``requantize``. ``add``
+(a residual's quantized sum) and ``max_pool2d`` are one-pass versions of
+their NumPy references in ``functional.py``.
 """
 import collections
 

@@ -52,9 +52,11 @@ of them, 2 of 58 in a 56x56 3x3 layer) are computed and dropped.
 A tile of NO output channels by TILE_P = 16*NPV grid pixels keeps its
 NO*NPV accumulators (16 of the 32 zmm registers) in registers through
 all KH*KW*CQ steps; each step loads NPV activation vectors and NO weight
-quads and issues NO*NPV ``vpdpbusd``. Tiles of one grid run over the
-pixels of a (G*OB*NO, PT*TILE_P) int32 scratch array, whose valid
-columns are then copied out.
+quads and issues NO*NPV ``vpdpbusd``. The tiles fill a (G*OB*NO,
+PT*TILE_P) scratch array, whose valid columns are then copied out: int32
+sums, or, when the caller passes the requantization constants, the uint8
+outputs, requantized in the registers at the end of each tile (as fbgemm
+does), so that a quantized model's int32 sums never reach memory.
 
 The zero-point algebra
 ----------------------
