@@ -280,23 +280,48 @@ def _planes(x, x_zero_point, CG, sh, sw, ph, pw, planes, part, parts):
 
 
 @numba.njit(**JIT)
-def _tiles(planes, tap_offsets, wp, init, offsets, multipliers, zero_point, low, grid, part, parts):
-    """grid (G*OB*NO, PT*TILE_P) = the sums of one image on its output
-    grid (int32 ``grid``) or their requantization (uint8 ``grid``; see
-    ``_tile``), this part's share of the (pixel tile, group, channel block)
-    tasks; consecutive tasks share a pixel tile, so its activations stay
-    in the cache."""
+def _tiles(planes, tap_offsets, wp, init, offsets, multipliers, zero_point, low, WQ, OW, out, part, parts):
+    """out (G*OG, OH*OW) = the sums of one image (int32 ``out``) or their
+    requantization (uint8 ``out``; see ``_tile``), this part's share of the
+    (pixel tile, group, channel block) tasks; consecutive tasks share a
+    pixel tile, so its activations stay in the cache. A tile lands in a
+    small buffer (NO x TILE_P, in L1), whose pixels on the output (grid
+    columns ow < OW) are copied out at once, or, where the grid is the
+    output, straight in the output: the output is written once, by the
+    task (and thread) that computed it."""
     G, S, CQ, L = planes.shape
     OB, T = wp.shape[1], wp.shape[2]
-    GP = grid.shape[1]
-    PT = GP // TILE_P
+    O, OHW = out.shape
+    OG = O // G
+    OH = OHW // OW
+    PT = -(-OH * WQ // TILE_P)
+    tile = numpy.empty(NO * TILE_P, out.dtype)
     start, stop = _share(PT * G * OB, part, parts)
     for task in range(start, stop):
         t, r = task // (G * OB), task % (G * OB)
         g, b = r // OB, r % OB
-        _tile(planes, g * S * CQ * L + t * TILE_P, tap_offsets, CQ, L, wp, (g * OB + b) * T * CQ * NO * 4,
-              grid, (g * OB + b) * NO * GP + t * TILE_P, GP, init, (g * OB + b) * NO, offsets, multipliers,
+        q0, q1 = t * TILE_P, min((t + 1) * TILE_P, OH * WQ)
+        row0, count = g * OG + b * NO, min(NO, OG - b * NO)
+        x_at, w_at, c_at = g * S * CQ * L + t * TILE_P, (g * OB + b) * T * CQ * NO * 4, (g * OB + b) * NO
+        if WQ == OW and q1 - q0 == TILE_P and count == NO:
+            # the grid is the output (no dropped columns: a 1x1 conv, say) and
+            # the tile lies inside it: straight into the output rows
+            _tile(planes, x_at, tap_offsets, CQ, L, wp, w_at, out, row0 * OHW + q0, OHW, init, c_at, offsets,
+                  multipliers, zero_point, low)
+            continue
+        _tile(planes, x_at, tap_offsets, CQ, L, wp, w_at, tile, 0, TILE_P, init, c_at, offsets, multipliers,
               zero_point, low)
+        q = q0
+        while q < q1:
+            oh = q // WQ
+            ow = q - oh * WQ
+            end = min(q1, oh * WQ + OW)         # past this grid row's last output pixel in the tile
+            src, at = q - q0, oh * OW + ow
+            for i in range(count):
+                # unsigned indices: no wraparound test, the copy vectorizes
+                for k in range(end - q):
+                    out[u64(row0 + i), u64(at + k)] = tile[u64(i * TILE_P + src + k)]
+            q = (oh + 1) * WQ
 
 
 def pack(w, groups):
@@ -332,15 +357,18 @@ def _scratch(name, shape, dtype):
     return buffer[:size].view(dtype).reshape(shape)
 
 
-def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation, requant=None):
-    """int32 (N, G*OG, OH, OW) exact sums of (x - x_zero_point) * w for
-    uint8 ``x`` (N, C, H, W) and ``packed`` = ``pack(w, G)``; with
-    ``requant`` (offsets, multipliers, zero_point, low), their uint8
-    requantization (``quantized.requantize``'s formula), made in the
-    registers of each tile: no int32 sums are stored at all."""
-    wp, sums = packed
-    N, C, H, W = x.shape
-    G, OB, T, CQ = wp.shape[:4]
+#: Fewest multiply-adds of one image's conv worth sharing among threads:
+#: waking a second thread and waiting for it costs ~20-50 us (more when
+#: another process holds the other core), ~5-10 M multiply-adds of
+#: ``vpdpbusd`` work; below this the conv runs on the calling thread.
+PARALLEL_MACS = 1 << 24
+
+
+@functools.lru_cache(maxsize=1024)
+def _geometry(C, H, W, CQ, KH, KW, stride, padding, dilation):
+    """(OH, OW, WQ, planes shape (S, CQ, L) without G, tap offsets) of a
+    conv's layout (module docstring), the same for every call of a layer
+    and so computed once."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1
     OW = (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
@@ -350,21 +378,50 @@ def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation, requa
     L = max(HQ * WQ, GP + (KH - 1) * dh // sh * WQ + (KW - 1) * dw // sw)
     tap_offsets = numpy.array([((kh * dh % sh) * sw + kw * dw % sw) * CQ * L + kh * dh // sh * WQ + kw * dw // sw
                                for kh in range(KH) for kw in range(KW)], numpy.intp)
+    tap_offsets.flags.writeable = False
+    return OH, OW, WQ, (sh * sw, CQ, L), tap_offsets
+
+
+def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation, requant=None):
+    """int32 (N, G*OG, OH, OW) exact sums of (x - x_zero_point) * w for
+    uint8 ``x`` (N, C, H, W) and ``packed`` = ``pack(w, G)``; with
+    ``requant`` (offsets, multipliers, zero_point, low), their uint8
+    requantization (``quantized.requantize``'s formula), made in the
+    registers of each tile: no int32 sums are stored at all.
+
+    Per image, one parallel region at most: the layout (``_planes``, a few
+    us even for the largest layer) runs on the calling thread, then the
+    tiles, each copied to the output by the task that made it, are shared
+    among the threads only past PARALLEL_MACS multiply-adds."""
+    wp, sums = packed
+    N, C, H, W = x.shape
+    G, OB, T, CQ = wp.shape[:4]
+    OH, OW, WQ, plane_shape, tap_offsets = _geometry(C, H, W, CQ, KH, KW, tuple(stride), tuple(padding),
+                                                     tuple(dilation))
     init = numpy.int32(-x_zero_point) * sums
-    planes = _scratch("planes", (G, sh * sw, CQ, L), numpy.uint32)
-    grid = _scratch("grid", (G * OB * NO, GP), numpy.int32 if requant is None else numpy.uint8)
-    constants = numpy.zeros((2, G, OB * NO), numpy.float32)     # per grid row; 0 for the padding channels
+    planes = _scratch("planes", (G,) + plane_shape, numpy.uint32)
     zero_point = low = numpy.float32(0)
-    if requant is not None:
+    if requant is None:
+        offsets = multipliers = numpy.zeros(G * OB * NO, numpy.float32)
+    elif OG == OB * NO:
+        # the grid rows are the output channels: the constants as they are
+        offsets = requant[0].astype(numpy.float32, copy=False)
+        multipliers = requant[1].astype(numpy.float32, copy=False)
+    else:
+        constants = numpy.zeros((2, G, OB * NO), numpy.float32)     # per grid row; 0 for the padding channels
         constants[0, :, :OG] = requant[0].reshape(G, OG)
         constants[1, :, :OG] = requant[1].reshape(G, OG)
+        offsets, multipliers = constants[0].reshape(-1), constants[1].reshape(-1)
+    if requant is not None:
         zero_point, low = numpy.float32(requant[2]), numpy.float32(requant[3])
     out = numpy.empty((N, G * OG, OH, OW), numpy.int32 if requant is None else numpy.uint8)
+    macs = G * OB * NO * T * CQ * 4 * OH * OW
+    rows = out.reshape(N, G * OG, OH * OW)
     for n in range(N):
-        parallel_parts(_planes, planes.size * 4, x[n], x_zero_point, C // G, sh, sw, ph, pw, planes)
-        parallel_parts(_tiles, G * OB * NO * T * CQ * 4 * GP, planes, tap_offsets, wp, init, constants[0].reshape(-1),
-                       constants[1].reshape(-1), zero_point, low, grid)
-        # views only (splitting axes): the one copy, of the grid's valid columns
-        on_grid = grid.reshape(G, OB * NO, GP)[:, :OG, :OH * WQ].reshape(G, OG, OH, WQ)
-        out[n].reshape(G, OG, OH, OW)[...] = on_grid[..., :OW]
+        _planes(x[n], x_zero_point, C // G, stride[0], stride[1], padding[0], padding[1], planes, 0, 1)
+        if macs < PARALLEL_MACS:
+            _tiles(planes, tap_offsets, wp, init, offsets, multipliers, zero_point, low, WQ, OW, rows[n], 0, 1)
+        else:
+            parallel_parts(_tiles, macs, planes, tap_offsets, wp, init, offsets, multipliers, zero_point, low, WQ,
+                           OW, rows[n])
     return out

@@ -51,6 +51,32 @@ def test_vnni_path_equals_reference(c):
                                      qF.quantized_conv2d_reference(*args))
 
 
+@needs_vnni
+@settings(max_examples=20, deadline=None)
+@given(geometries(), st.booleans())
+def test_vnni_tiles_shared_among_threads_equal_reference(c, requantized):
+    """With every conv shared among 2 threads (the work threshold at 0),
+    each thread's tiles, copied to the output by the task that made them,
+    give the reference's result exactly."""
+    from minicnn.kernels.cpu import threads
+    args = _case(c)
+    requant = None
+    if requantized:
+        rng = numpy.random.default_rng(c["seed"])
+        requant = ((rng.standard_normal(c["cout"]) * 50).astype(numpy.float32),
+                   (10.0 ** rng.uniform(-5, -2, c["cout"])).astype(numpy.float32), 61, 0)
+    packed = kq.pack(args[2], args[3], c["groups"], use_vnni=True)
+    before, threshold = threads.get_num_threads(), vnni.PARALLEL_MACS
+    threads.set_num_threads(2)
+    vnni.PARALLEL_MACS = 0
+    try:
+        got = kq.quantized_conv2d(*args, packed=packed, requant=requant)
+    finally:
+        threads.set_num_threads(before)
+        vnni.PARALLEL_MACS = threshold
+    numpy.testing.assert_array_equal(got, qF.quantized_conv2d_reference(*args, requant=requant))
+
+
 @settings(max_examples=30, deadline=None)
 @given(geometries(), st.sampled_from([0, 0, 5, -128]))
 def test_float32_path_equals_reference(c, w_zero_point):
