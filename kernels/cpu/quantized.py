@@ -81,6 +81,22 @@ MAX_CENTERED_INPUT = 255
 #: Shortest dot product that goes to a GEMM; shorter ones (depthwise 3x3
 #: has K = 9) run the direct kernel.
 GEMM_MIN_K = 16
+#: Least estimated one-thread time (ns) of an element-wise, pooling or
+#: depthwise kernel worth sharing among threads: a parallel call costs
+#: ~25-35 us of hand-off (``threads.run_in_parallel``), more when another
+#: process holds the other core; below this it runs on the calling thread.
+PARALLEL_NS = 100_000
+
+
+def _shared(kernel, ns, *args):
+    """kernel(*args, part, parts) shared among the threads
+    (``parallel_parts``) where its estimated one-thread time ``ns`` is at
+    least PARALLEL_NS, else kernel(*args, 0, 1) here. The estimates are
+    per output element, measured on one znver4 core."""
+    if ns < PARALLEL_NS:
+        kernel(*args, 0, 1)
+    else:
+        parallel_parts(kernel, PARALLEL_SIZE, *args)
 
 Packed = collections.namedtuple("Packed", "taps gemm_taps chunks groups vnni")
 Packed.__doc__ = """Weights laid out for ``quantized_conv2d``: ``taps`` the
@@ -321,9 +337,10 @@ def _sums(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, 
         else:
             out = numpy.empty((N, O, OH, OW), numpy.uint8)
         offsets, multipliers, zero_point, low = requant
-        parallel_parts(_depthwise3x3, out.size * K, x, numpy.int32(x_zero_point), packed.gemm_taps.reshape(O, K),
-                       sh, ph, pw, out.dtype == numpy.uint8, offsets, multipliers, numpy.float32(zero_point),
-                       numpy.float32(low), out)
+        # strided loads at stride 2: ~4x the time per output
+        _shared(_depthwise3x3, out.size * (0.5 if sh == 1 else 2.2), x, numpy.int32(x_zero_point),
+                packed.gemm_taps.reshape(O, K), sh, ph, pw, out.dtype == numpy.uint8, offsets, multipliers,
+                numpy.float32(zero_point), numpy.float32(low), out)
         return out
     if K < GEMM_MIN_K:
         centered = numpy.subtract(x, numpy.float32(x_zero_point), dtype=numpy.float32)
@@ -370,7 +387,7 @@ def requantize(acc, offsets, multipliers, zero_point, low):
     per-channel ``offsets`` and ``multipliers`` (O,), ``zero_point`` and
     lower clamp ``low`` (see ``_requantize``)."""
     out = numpy.empty(acc.shape, numpy.uint8)
-    parallel_parts(_requantize, acc.size * 4, numpy.ascontiguousarray(acc), offsets, multipliers,
+    _shared(_requantize, acc.size * 0.15, numpy.ascontiguousarray(acc), offsets, multipliers,
                    numpy.float32(zero_point), numpy.float32(low), out)
     return out
 
@@ -398,7 +415,7 @@ def add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, scale, zero_point, r
     uint8 arrays of one shape, as ``_add`` computes them."""
     out = numpy.empty(a.shape, numpy.uint8)
     inverse = numpy.float32(1.0) / numpy.float32(scale)
-    parallel_parts(_add, a.size * 4, numpy.ascontiguousarray(a).reshape(-1), numpy.float32(a_scale),
+    _shared(_add, a.size * 2.3, numpy.ascontiguousarray(a).reshape(-1), numpy.float32(a_scale),
                    numpy.int32(a_zero_point), numpy.ascontiguousarray(b).reshape(-1), numpy.float32(b_scale),
                    numpy.int32(b_zero_point), inverse, numpy.int32(zero_point), bool(relu), out.reshape(-1))
     return out
@@ -409,26 +426,37 @@ def _max_pool(x, KH, KW, sh, sw, ph, pw, dh, dw, out, part, parts):
     """out[n, c] = the max of x[n, c] over each window, padding never
     winning (a window with no input element gives 255, the uint8 of the
     NumPy reference's -1), this part's (n, c) planes; one output row at a
-    time, each tap a vectorized pass over the row."""
+    time: the maxima down the window's rows, then across its columns."""
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     best = numpy.empty(OW, numpy.int16)
+    # each kernel column's valid output columns, the same on every row:
+    # found once (the floor divisions cost more than a row's maxima)
+    offs, los, his = numpy.empty(KW, numpy.int64), numpy.empty(KW, numpy.int64), numpy.empty(KW, numpy.int64)
+    for j in range(KW):
+        offs[j] = j * dw - pw
+        los[j] = min(OW, max(0, (-offs[j] + sw - 1) // sw))
+        his[j] = max(los[j], min(OW, (W - 1 - offs[j]) // sw + 1))
+    rows = numpy.empty(W, numpy.int16)
     start, stop = _share(N * C, part, parts)
     for task in range(start, stop):
         n, c = task // C, task % C
         for oh in range(OH):
-            best[:] = -1
+            # the maxima down the window's rows first (contiguous, vectorized),
+            # then across its columns: KW strided reads per output, not KH*KW
+            rows[:] = -1
             for i in range(KH):
                 ih = oh * sh - ph + i * dh
                 if ih < 0 or ih >= H:
                     continue
                 src = x[n, c, ih]
-                for j in range(KW):
-                    off = j * dw - pw
-                    lo = min(OW, max(0, (-off + sw - 1) // sw))
-                    hi = max(lo, min(OW, (W - 1 - off) // sw + 1))
-                    for ow in range(lo, hi):
-                        best[u64(ow)] = max(best[u64(ow)], numpy.int16(src[u64(ow * sw + off)]))
+                for iw in range(W):
+                    rows[iw] = max(rows[iw], numpy.int16(src[iw]))
+            best[:] = -1
+            for j in range(KW):
+                off = offs[j]
+                for ow in range(los[j], his[j]):
+                    best[u64(ow)] = max(best[u64(ow)], rows[u64(ow * sw + off)])
             row = out[n, c, oh]
             for ow in range(OW):
                 row[ow] = numpy.uint8(best[ow] & 255)
@@ -438,5 +466,5 @@ def max_pool2d(x, kernel_size, stride, padding, dilation, out_size):
     """uint8 (N, C, OH, OW) max pooling of uint8 ``x`` (N, C, H, W); the
     pairs as in ``_max_pool``."""
     out = numpy.empty(x.shape[:2] + tuple(out_size), numpy.uint8)
-    parallel_parts(_max_pool, x.size, x, *kernel_size, *stride, *padding, *dilation, out)
+    _shared(_max_pool, out.size * kernel_size[1], x, *kernel_size, *stride, *padding, *dilation, out)
     return out

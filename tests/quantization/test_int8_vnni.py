@@ -171,6 +171,32 @@ def test_max_pool_kernel_equals_reference(kh, kw, sh, sw, ph, pw, dh, dw, ceil_m
     numpy.testing.assert_array_equal(kq.max_pool2d(*args), qF.max_pool2d_reference(*args))
 
 
+def test_small_kernels_shared_among_threads_equal_reference(rng, monkeypatch):
+    """Add, max pooling, requantization and the depthwise conv with every
+    call shared among 2 threads (the work threshold at 0): the parts give
+    the reference's result exactly."""
+    from minicnn.kernels.cpu import threads
+    monkeypatch.setattr(kq, "PARALLEL_NS", 0)
+    before = threads.get_num_threads()
+    threads.set_num_threads(2)
+    try:
+        a, b = (rng.integers(0, 256, (2, 5, 9, 11), dtype=numpy.uint8) for _ in range(2))
+        args = (a, 0.07, 3, b, 0.11, 200, 0.13, 17, True)
+        numpy.testing.assert_array_equal(kq.add(*args), qF.add_reference(*args))
+        pool = (a, (3, 3), (2, 2), (1, 1), (1, 1), (5, 6))
+        numpy.testing.assert_array_equal(kq.max_pool2d(*pool), qF.max_pool2d_reference(*pool))
+        acc = rng.integers(-5000, 5000, (2, 5, 99), dtype=numpy.int32)
+        requant = ((rng.standard_normal(5) * 50).astype(numpy.float32), numpy.full(5, 0.01, numpy.float32), 61, 0)
+        numpy.testing.assert_array_equal(kq.requantize(acc, *requant), qF.requantize_reference(acc, *requant))
+        w = rng.integers(-128, 128, (5, 1, 3, 3)).astype(numpy.int8)
+        for stride in (1, 2):
+            conv = (a, 9, w, numpy.zeros(5, numpy.int32), (stride, stride), (1, 1), (1, 1), 5)
+            numpy.testing.assert_array_equal(kq.quantized_conv2d(*conv, requant=requant),
+                                             qF.quantized_conv2d_reference(*conv, requant=requant))
+    finally:
+        threads.set_num_threads(before)
+
+
 @settings(max_examples=30, deadline=None)
 @given(geometries(), st.sampled_from([None, False]), st.booleans())
 def test_requantized_conv_equals_reference(c, use_vnni, relu):
