@@ -398,15 +398,18 @@ def _add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, inverse, zero_point
     this part's share: each input dequantized as float32 scale * (q - zp),
     the float32 sum (clamped at 0 with ``relu``) times the float32
     ``inverse`` of the output scale, rounded half to even, plus the zero
-    point in float64, clamped to [0, 255]: the NumPy reference's steps."""
+    point, clamped to [0, 255]: the NumPy reference's steps. All in
+    float32, which is exact here (q - zp and rint(...) + zp are integers,
+    the latter clamped wherever float32 could round it: |rint(...)| past
+    2**24), so the loop vectorizes."""
     start, stop = _share(out.size, part, parts)
-    low, high = numpy.float64(0), numpy.float64(255)
-    for i in range(start, stop):
-        y = (a_scale * numpy.float32(numpy.int32(a[i]) - a_zero_point)
-             + b_scale * numpy.float32(numpy.int32(b[i]) - b_zero_point))
-        if relu:
-            y = max(y, numpy.float32(0))
-        q = numpy.float64(numpy.rint(y * inverse)) + zero_point
+    za, zb, zp = numpy.float32(a_zero_point), numpy.float32(b_zero_point), numpy.float32(zero_point)
+    floor = numpy.float32(0) if relu else numpy.float32(-numpy.inf)
+    low, high = numpy.float32(0), numpy.float32(255)
+    for j in range(stop - start):
+        i = u64(start + j)
+        y = a_scale * (numpy.float32(a[i]) - za) + b_scale * (numpy.float32(b[i]) - zb)
+        q = numpy.rint(max(y, floor) * inverse) + zp
         out[i] = numpy.uint8(min(max(q, low), high))
 
 
@@ -415,7 +418,7 @@ def add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, scale, zero_point, r
     uint8 arrays of one shape, as ``_add`` computes them."""
     out = numpy.empty(a.shape, numpy.uint8)
     inverse = numpy.float32(1.0) / numpy.float32(scale)
-    _shared(_add, a.size * 2.3, numpy.ascontiguousarray(a).reshape(-1), numpy.float32(a_scale),
+    _shared(_add, a.size * 0.3, numpy.ascontiguousarray(a).reshape(-1), numpy.float32(a_scale),
                    numpy.int32(a_zero_point), numpy.ascontiguousarray(b).reshape(-1), numpy.float32(b_scale),
                    numpy.int32(b_zero_point), inverse, numpy.int32(zero_point), bool(relu), out.reshape(-1))
     return out
