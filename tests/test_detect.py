@@ -105,6 +105,10 @@ def test_bad_input_is_refused():
         net(images, targets[:1])
     with pytest.raises(ValueError, match="x2 <= x1"):
         net(images, [targets[0], {"boxes": mc.tensor([[5.0, 5.0, 2.0, 9.0]]), "labels": mc.tensor([1])}])
+    for label in (0, 11):       # the background, and one past the last of the 11 classes
+        with pytest.raises(ValueError, match=r"\['labels'\] must lie in \[1, 11\) .* got values in \[%d, %d\]"
+                           % (label, label)):
+            net(images, [targets[0], {"boxes": mc.tensor([[2.0, 2.0, 9.0, 9.0]]), "labels": mc.tensor([label])}])
     with pytest.raises(ValueError, match=r"\(N, M, 5\)"):
         detect.boxes_and_labels(mc.zeros(2, 5))
     with pytest.raises(ValueError, match="trains on \\['digit_scenes'\\], not 'digits'"):

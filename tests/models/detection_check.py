@@ -141,6 +141,11 @@ def check_bad_images_and_targets(model):
         model(image, [{"boxes": mc.tensor([[1.0, 1.0, 5.0, 5.0]]), "labels": mc.tensor([1, 2])}])
     with pytest.raises(TypeError, match="integer"):
         model(image, [{"boxes": mc.tensor([[1.0, 1.0, 5.0, 5.0]]), "labels": mc.tensor([1.0])}])
+    # torchvision: an IndexError, or a negative label wrapping around.
+    for label in (-1, 10 ** 6):
+        with pytest.raises(ValueError, match=r"\['labels'\] must lie in \[0, \d+\) .* got values in \[%d, %d\]"
+                           % (label, label)):
+            model(image, [{"boxes": mc.tensor([[1.0, 1.0, 5.0, 5.0]]), "labels": mc.tensor([label])}])
     with pytest.raises(ValueError, match=r"shape \[N, 4\]"):
         model(image, [{"boxes": mc.tensor([1.0, 1.0, 5.0, 5.0]), "labels": mc.tensor([1])}])
     with pytest.raises(ValueError, match="positive height and width.*index 0"):

@@ -328,6 +328,19 @@ def check_targets(targets, num_images, model):
             raise TypeError(f"{model}: targets[{i}]['labels'] must be an integer tensor, got {labels.dtype}")
 
 
+def check_labels(targets, num_classes, model):
+    """Every target label is a class index in [0, num_classes), the
+    columns of the classifier (class 0 is the background). Stricter than
+    torchvision, whose losses index with the labels: a negative label
+    wraps around to the last classes (or, in FCOS, counts as background)
+    and one too large is an IndexError."""
+    for i, target in enumerate(targets):
+        labels = target["labels"].data
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(f"{model}: targets[{i}]['labels'] must lie in [0, {num_classes}) for a classifier of "
+                             f"{num_classes} classes, got values in [{int(labels.min())}, {int(labels.max())}]")
+
+
 def check_boxes_not_degenerate(targets):
     """torchvision's check after resizing: every box has x2 > x1 and y2 > y1."""
     for index, target in enumerate(targets):

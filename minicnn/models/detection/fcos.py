@@ -115,6 +115,7 @@ class FCOSHead(nn.Module):
         cls_logits = head_outputs["cls_logits"]               # (N, A, C)
         bbox_regression = head_outputs["bbox_regression"]     # (N, A, 4)
         bbox_ctrness = head_outputs["bbox_ctrness"]           # (N, A, 1)
+        det_utils.check_labels(targets, cls_logits.shape[-1], "FCOS")
         xp = get_array_module(cls_logits.data)
         gt_classes, gt_boxes = [], []
         for target, matched in zip(targets, matched_idxs):

@@ -80,6 +80,7 @@ class RetinaNetClassificationHead(nn.Module):
 
     def compute_loss(self, targets, head_outputs, matched_idxs):
         cls_logits = head_outputs["cls_logits"]
+        det_utils.check_labels(targets, cls_logits.shape[-1], "RetinaNet")
         losses = []
         for i, (target, matched) in enumerate(zip(targets, matched_idxs)):
             matched = matched.data

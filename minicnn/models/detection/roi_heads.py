@@ -550,6 +550,7 @@ class RoIHeads(nn.Module):
         class_logits, box_regression = self.box_predictor(box_features)
         result, losses = [], {}
         if self.training:
+            det_utils.check_labels(targets, class_logits.shape[-1], "RoIHeads")
             loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
             losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
         else:

@@ -159,6 +159,7 @@ class SSD(nn.Module):
         """{"bbox_regression", "classification"}, as the module docstring says."""
         bbox_regression = head_outputs["bbox_regression"]
         cls_logits = head_outputs["cls_logits"]
+        det_utils.check_labels(targets, cls_logits.shape[-1], "SSD")
         xp = get_array_module(cls_logits.data)
         num_foreground = 0
         bbox_loss = []

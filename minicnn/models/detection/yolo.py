@@ -113,8 +113,9 @@ def _conv(in_channels, out_channels, stride=1):
                          nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
-def _check_targets(targets, n):
-    """A clear error for targets that are not one {boxes, labels} dict per image."""
+def _check_targets(targets, n, num_classes):
+    """A clear error for targets that are not one {boxes, labels} dict per
+    image, labels in 1..num_classes-1 (0 is the background)."""
     if not isinstance(targets, (list, tuple)) or len(targets) != n:
         raise ValueError(f"YOLOSmall: in training mode, targets must be a list of {n} dicts (one per image) with "
                          f"'boxes' and 'labels', got {type(targets).__name__}"
@@ -132,6 +133,9 @@ def _check_targets(targets, n):
         if boxes.size and not ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all():
             raise ValueError(f"YOLOSmall: targets[{k}] holds a box with x2 <= x1 or y2 <= y1: boxes are "
                              f"(x1, y1, x2, y2) with positive width and height")
+        if labels.size and (labels.min() < 1 or labels.max() >= num_classes):
+            raise ValueError(f"YOLOSmall: targets[{k}]['labels'] must lie in [1, {num_classes}) (0 is the "
+                             f"background), got values in [{labels.min()}, {labels.max()}]")
 
 
 def _numpy(value):
@@ -188,7 +192,7 @@ class YOLOSmall(nn.Module):
             raise ValueError("YOLOSmall: targets should not be None in training mode (a loss needs them); call "
                              "model.eval() to detect")
         if targets is not None:
-            _check_targets(targets, shape[0])
+            _check_targets(targets, shape[0], self.num_classes)
         output = self.head(self.features(images))
         if self.training:
             return self.loss(output, targets)
