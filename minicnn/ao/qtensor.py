@@ -294,6 +294,17 @@ class QTensor:
                 f"dtype={self.dtype!r}, qscheme={self._qscheme!r}, {params})")
 
 
+def _check_tensor_params(scale, zero_point, dtype, fn):
+    """A per-tensor ``scale`` (a positive float) and ``zero_point`` (an int
+    in ``dtype``'s range), or a clear error naming ``fn``."""
+    if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
+        raise TypeError(f"{fn}: scale must be a float, got {type(scale).__name__}")
+    if not isinstance(zero_point, numbers.Integral) or isinstance(zero_point, bool):
+        raise TypeError(f"{fn}: zero_point must be an int, got {type(zero_point).__name__}")
+    _check_scales(numpy.asarray([scale], dtype=numpy.float64), fn)
+    _check_zero_points(numpy.asarray([zero_point]), dtype, fn)
+
+
 def quantize_per_tensor(input, scale, zero_point, dtype):
     """Quantize a float32 tensor with one ``scale`` and ``zero_point``.
 
@@ -309,12 +320,7 @@ def quantize_per_tensor(input, scale, zero_point, dtype):
     fn = "quantize_per_tensor"
     _check_dtype(dtype, fn)
     x = _float_array(input, fn)
-    if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
-        raise TypeError(f"{fn}: scale must be a float, got {type(scale).__name__}")
-    if not isinstance(zero_point, numbers.Integral) or isinstance(zero_point, bool):
-        raise TypeError(f"{fn}: zero_point must be an int, got {type(zero_point).__name__}")
-    _check_scales(numpy.asarray([scale], dtype=numpy.float64), fn)
-    _check_zero_points(numpy.asarray([zero_point]), dtype, fn)
+    _check_tensor_params(scale, zero_point, dtype, fn)
     return QTensor._per_tensor(quantize_array(x, scale, zero_point, dtype), scale, zero_point, dtype)
 
 
@@ -368,12 +374,7 @@ def _make_per_tensor_quantized_tensor(input, scale, zero_point):
     float, ``zero_point`` an int in the dtype's range."""
     fn = "_make_per_tensor_quantized_tensor"
     q, dtype = _storage_qdtype(input, fn)
-    if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
-        raise TypeError(f"{fn}: scale must be a float, got {type(scale).__name__}")
-    if not isinstance(zero_point, numbers.Integral) or isinstance(zero_point, bool):
-        raise TypeError(f"{fn}: zero_point must be an int, got {type(zero_point).__name__}")
-    _check_scales(numpy.asarray([scale], dtype=numpy.float64), fn)
-    _check_zero_points(numpy.asarray([zero_point]), dtype, fn)
+    _check_tensor_params(scale, zero_point, dtype, fn)
     return QTensor._per_tensor(q.copy(), scale, zero_point, dtype)
 
 
