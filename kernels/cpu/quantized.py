@@ -248,13 +248,25 @@ def _depthwise3x3(x, x_zero_point, taps, s, ph, pw, requant, offsets, multiplier
     ``multipliers``) instead, in the same pass. Each channel is copied once,
     centered, into a float32 plane zero-padded on every side (the padding
     is x_zero_point, centered 0), so that every output pixel adds its 9
-    products with no bounds test, in registers, the loop over a row's
-    pixels vectorized (``_direct`` instead adds one tap at a time over
-    the whole output, a pass over memory per tap)."""
+    products with no bounds test, in registers (``_direct`` instead adds
+    one tap at a time over the whole output, a pass over memory per tap).
+
+    At stride 1 the plane is read flat: output (oh, ow) is pixel q = oh*WP
+    + ow of a grid as wide as the padded plane (WP = W + 2*pw), and its
+    window starts at flat index q, so one loop over all OH*WP grid pixels
+    vectorizes even where the rows are narrower than a vector (14 pixels
+    on MobileNet's 14 x 14 layers); the grid's columns ow >= OW are
+    dropped as the valid ones are copied out. At stride 2 a loop per
+    output row, its loads interleaved."""
     N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
     zero = numpy.float32(x_zero_point)
-    plane = numpy.zeros((H + 2 * ph, W + 2 * pw), numpy.float32)
+    HP, WP = H + 2 * ph, W + 2 * pw
+    # 3 rows past the padding stay 0: the dropped grid pixels of the last
+    # row read up to 2 rows and 2 pixels beyond the last window
+    flat = numpy.zeros((HP + 3) * WP, numpy.float32)
+    plane = flat[:HP * WP].reshape(HP, WP)
+    grid = numpy.empty(OH * WP, out.dtype)
     start, stop = _share(N * C, part, parts)
     for task in range(start, stop):
         n, c = task // C, task % C
@@ -265,18 +277,25 @@ def _depthwise3x3(x, x_zero_point, taps, s, ph, pw, requant, offsets, multiplier
         t = (taps[c, 0], taps[c, 1], taps[c, 2], taps[c, 3], taps[c, 4], taps[c, 5], taps[c, 6], taps[c, 7],
              taps[c, 8])
         offset, multiplier = offsets[c % offsets.size], multipliers[c % offsets.size]
+        if s == 1:
+            # the three window rows as flat views WP and 2*WP further on
+            f0, f1, f2 = flat[:OH * WP], flat[WP:WP + OH * WP], flat[2 * WP:2 * WP + OH * WP]
+            if requant:
+                for q in range(OH * WP):
+                    grid[q] = _requantized(_taps9(f0, f1, f2, u64(q), t), offset, multiplier, zero_point, low)
+            else:
+                for q in range(OH * WP):
+                    grid[q] = numpy.int32(_taps9(f0, f1, f2, u64(q), t))
+            for oh in range(OH):
+                row, at = out[n, c, oh], oh * WP
+                for ow in range(OW):
+                    row[ow] = grid[u64(at + ow)]
+            continue
         for oh in range(OH):
             r0, r1, r2 = plane[oh * s], plane[oh * s + 1], plane[oh * s + 2]
             row = out[n, c, oh]
-            # one loop per case, stride 1 or 2 a constant in each: contiguous
-            # or interleaved loads, and the loops vectorize
-            if s == 1 and requant:
-                for ow in range(OW):
-                    row[ow] = _requantized(_taps9(r0, r1, r2, u64(ow), t), offset, multiplier, zero_point, low)
-            elif s == 1:
-                for ow in range(OW):
-                    row[ow] = numpy.int32(_taps9(r0, r1, r2, u64(ow), t))
-            elif requant:
+            # stride 2 a constant in each loop: interleaved loads, and the loops vectorize
+            if requant:
                 for ow in range(OW):
                     row[ow] = _requantized(_taps9(r0, r1, r2, u64(2 * ow), t), offset, multiplier, zero_point, low)
             else:
