@@ -199,3 +199,20 @@ def test_backbone_bad_arguments():
         resnet_fpn_backbone(backbone_name="resnet7", weights=None)
     with pytest.raises(ValueError, match="downloads nothing"):
         mobilenet_backbone(backbone_name="mobilenet_v2", weights="IMAGENET1K_V1", fpn=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_top_candidates_are_a_stable_sorts_first_k(seed):
+    # The partition shortcut must pick exactly what a stable descending sort
+    # picks: the same scores, ties (many, from few distinct values, and
+    # 0.0 against -0.0) in index order, NaN last.
+    rng = numpy.random.default_rng(seed)
+    for trial in range(400):
+        n, k = int(rng.integers(1, 80)), int(rng.integers(0, 90))
+        scores = (rng.integers(0, 4, n) if trial % 2 else rng.standard_normal(n)).astype(numpy.float32)
+        if trial % 5 == 0:
+            scores[rng.integers(0, n)] = numpy.nan
+        if trial % 9 == 0:
+            scores[::2] = -0.0
+        expected = numpy.argsort(-scores, kind="stable")[:k]
+        numpy.testing.assert_array_equal(det_utils.top_candidates(scores, k), expected, err_msg=f"{scores}, k={k}")

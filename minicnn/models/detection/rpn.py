@@ -143,7 +143,8 @@ class RegionProposalNetwork(nn.Module):
         picks, offset = [], 0
         for n in num_anchors_per_level:
             level = objectness[:, offset:offset + n]
-            order = xp.argsort(-level, axis=1, kind="stable")[:, :min(self.pre_nms_top_n(), n)]
+            k = min(self.pre_nms_top_n(), n)
+            order = xp.stack([det_utils.top_candidates(row, k) for row in level]).reshape(level.shape[0], k)
             picks.append(order + offset)
             offset += n
         return xp.concatenate(picks, axis=1)
