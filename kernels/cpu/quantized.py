@@ -418,6 +418,31 @@ def requantize(acc, offsets, multipliers, zero_point, low):
 
 
 @numba.njit(**JIT)
+def _quantize(x, inverse, zero_point, out, part, parts):
+    """out = the quint8 integers of float32 ``x`` (flat): rint(x *
+    ``inverse``) (float32, half to even) plus the zero point, clamped to
+    [0, 255], this part's share; in float32, which is exact where it
+    matters (an integer, clamped wherever float32 could round it), so the
+    loop vectorizes."""
+    start, stop = _share(out.size, part, parts)
+    zp, low, high = numpy.float32(zero_point), numpy.float32(0), numpy.float32(255)
+    for j in range(stop - start):
+        i = u64(start + j)
+        out[i] = numpy.uint8(min(max(numpy.rint(x[i] * inverse) + zp, low), high))
+
+
+def quantize(x, scale, zero_point):
+    """uint8 quint8 integers of float32 ``x`` with ``scale`` and
+    ``zero_point`` (``qtensor.quantize_array``'s formula, the multiplier
+    float32(1) / float32(scale)), in one pass."""
+    out = numpy.empty(x.shape, numpy.uint8)
+    inverse = numpy.float32(1.0) / numpy.float32(scale)
+    _shared(_quantize, x.size * 0.3, numpy.ascontiguousarray(x).reshape(-1), inverse, numpy.int32(zero_point),
+            out.reshape(-1))
+    return out
+
+
+@numba.njit(**JIT)
 def _add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, inverse, zero_point, relu, out, part, parts):
     """out = quantized(dequantized(a) + dequantized(b)) over flat arrays,
     this part's share: each input dequantized as float32 scale * (q - zp),

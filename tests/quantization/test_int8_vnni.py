@@ -171,6 +171,17 @@ def test_max_pool_kernel_equals_reference(kh, kw, sh, sw, ph, pw, dh, dw, ceil_m
     numpy.testing.assert_array_equal(kq.max_pool2d(*args), qF.max_pool2d_reference(*args))
 
 
+@pytest.mark.parametrize("scale, zero_point", [(0.1, 10), (0.02, 0), (3.0, 255), (1.0, 128)])
+def test_quantize_kernel_equals_reference(rng, scale, zero_point):
+    """The one-pass quantization of a model's float32 input (a converted
+    QuantStub) against the NumPy reference: exact ties (x.5 steps), values
+    far past both ends of the range, and infinities."""
+    x = (rng.standard_normal((2, 3, 17, 19)) * 20).astype(numpy.float32)
+    x.reshape(-1)[:40] = (numpy.arange(40, dtype=numpy.float32) - 20 + 0.5) * numpy.float32(scale)
+    x.reshape(-1)[40:44] = [numpy.inf, -numpy.inf, 1e30, -1e30]
+    numpy.testing.assert_array_equal(kq.quantize(x, scale, zero_point), qF.quantize_reference(x, scale, zero_point))
+
+
 def test_small_kernels_shared_among_threads_equal_reference(rng, monkeypatch):
     """Add, max pooling, requantization and the depthwise conv with every
     call shared among 2 threads (the work threshold at 0): the parts give
@@ -183,6 +194,8 @@ def test_small_kernels_shared_among_threads_equal_reference(rng, monkeypatch):
         a, b = (rng.integers(0, 256, (2, 5, 9, 11), dtype=numpy.uint8) for _ in range(2))
         args = (a, 0.07, 3, b, 0.11, 200, 0.13, 17, True)
         numpy.testing.assert_array_equal(kq.add(*args), qF.add_reference(*args))
+        x = (rng.standard_normal((2, 3, 9, 11)) * 20).astype(numpy.float32)
+        numpy.testing.assert_array_equal(kq.quantize(x, 0.1, 10), qF.quantize_reference(x, 0.1, 10))
         pool = (a, (3, 3), (2, 2), (1, 1), (1, 1), (5, 6))
         numpy.testing.assert_array_equal(kq.max_pool2d(*pool), qF.max_pool2d_reference(*pool))
         acc = rng.integers(-5000, 5000, (2, 5, 99), dtype=numpy.int32)

@@ -227,6 +227,26 @@ def _binary(a, b, fn, scale, zero_point):
             from None
 
 
+def quantize_reference(x, scale, zero_point):
+    """The NumPy reference of the ``quantized_quantize`` kernel: the
+    quint8 integers (uint8) of float32 ``x`` under ``scale`` and
+    ``zero_point`` (``quantize_array``)."""
+    return quantize_array(x, scale, zero_point, quint8)
+
+
+registry.register("quantized_quantize", "numpy", quantize_reference)
+registry.register("quantized_quantize", "numba", "minicnn.kernels.cpu.quantized:quantize")
+
+
+def quantize(input, scale, zero_point):
+    """quint8 ``quantize_per_tensor(input, scale, zero_point, quint8)``
+    of a float32 Tensor whose data is a NumPy array (a converted
+    QuantStub's work; parameters already checked), the integers by the
+    backend's one-pass kernel."""
+    q = registry.lookup("quantized_quantize", numpy)(input.data, scale, zero_point)
+    return QTensor._per_tensor(q, scale, zero_point, quint8)
+
+
 def add_reference(a, a_scale, a_zero_point, b, b_scale, b_zero_point, scale, zero_point, relu):
     """The NumPy reference of the ``quantized_add`` kernel: the uint8
     integers of quantized ``a + b`` (``relu(a + b)``), from the integers
