@@ -55,6 +55,32 @@ or read lazily (zip), so rebuilding a tensor first makes a ``_PendingTensor``
 ``_finish`` replaces each one by a Tensor that is a *view* of its storage,
 after checking that the view stays inside it.
 
+Quantized tensors
+-----------------
+A converted int8 model's state dict (``torch.ao.quantization.convert``,
+torchvision's quantized weights) holds quantized tensors, each
+``torch._utils._rebuild_qtensor(storage, storage_offset, size, stride,
+quantizer_params, requires_grad, backward_hooks)`` on a storage of a
+quantized type: ``torch.QUInt8Storage`` (quint8), ``torch.QInt8Storage``
+(qint8) or ``torch.QInt32Storage`` (qint32), in both layouts. The
+quantizer parameters are ``(torch.per_tensor_affine, scale, zero_point)``
+or ``(torch.per_channel_affine, scales, zero_points, axis)``, ``scales``
+a float64 and ``zero_points`` an int64 tensor of ``size[axis]`` elements
+(or lists, in older files). Such a tensor loads as a ``minicnn.ao.QTensor``
+whose integers view the storage as other tensors do; its parameters are
+checked first (scales positive and finite, zero points inside the dtype's
+range, axis a dim of the tensor, one scale and zero point per channel),
+and a bad one is a ValueError naming the file and the key. The names
+``torch.quint8``, ``torch.qint8``, ``torch.qint32`` (a quantized
+Linear's ``_packed_params.dtype``) load as ``minicnn.quint8``, ... and
+``torch.per_tensor_affine`` / ``torch.per_channel_affine`` as minicnn's
+schemes. ``torch.per_channel_affine_float_qparams`` (float zero points,
+torch's quantized embeddings) is recognised and refused with
+``UnsupportedDtypeError``, as are 4- and 2-bit quantized storages; other
+schemes are not in the allowlist. A quantized storage can only be read
+through ``_rebuild_qtensor``, and ``_rebuild_qtensor`` only reads a
+quantized storage.
+
 Bounded memory
 --------------
 A file of a few hundred bytes may ask for tensors of gigabytes: a stride-0
@@ -137,8 +163,29 @@ _UNSUPPORTED_DTYPE_PREFIXES = ("Complex", "QInt", "QUInt", "complex", "cfloat", 
                                "float8", "float4", "qint", "quint", "bits")
 
 
+#: The quantized element types, with the integer type each one stores.
+QUANTIZED_TYPES = {"quint8": "uint8", "qint8": "int8", "qint32": "int32"}
+_QUANTIZED_STORAGE_CLASSES = {"QUInt8Storage": "quint8", "QInt8Storage": "qint8", "QInt32Storage": "qint32"}
+
+
 class UnsupportedDtypeError(ValueError):
     """The file holds tensors of a dtype minicnn cannot represent."""
+
+
+class _QschemeToken:
+    """What ``torch.per_tensor_affine`` (a quantization scheme) turns into:
+    its name, inert like ``_DtypeToken``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+
+_QSCHEMES = ("per_tensor_affine", "per_channel_affine", "per_channel_affine_float_qparams")
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride):
@@ -157,7 +204,7 @@ def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, bac
                        metadata=None):
     """``torch._utils._rebuild_tensor_v3``: an untyped (byte) storage viewed
     as ``dtype``; offset and strides count elements of ``dtype``."""
-    if not isinstance(dtype, _DtypeToken) or dtype.element is None:
+    if not isinstance(dtype, _DtypeToken) or dtype.element not in ELEMENT_TYPES:
         raise pickle.UnpicklingError(f"_rebuild_tensor_v3 expects a torch dtype, got {_brief(dtype)}")
     if not isinstance(storage, _Storage):
         raise pickle.UnpicklingError(f"_rebuild_tensor_v3 expects a storage, got {type(storage).__name__}")
@@ -182,7 +229,66 @@ def _storage_element(storage):
         raise pickle.UnpicklingError(f"a tensor's storage must be a storage record, got {type(storage).__name__}")
     if storage.element is None:
         raise pickle.UnpicklingError("an untyped storage needs _rebuild_tensor_v3, which names the dtype")
+    if storage.element in QUANTIZED_TYPES:
+        raise pickle.UnpicklingError(f"a storage of {storage.element} holds a quantized tensor, which only "
+                                     f"_rebuild_qtensor rebuilds")
     return storage.element
+
+
+def _rebuild_qtensor(storage, storage_offset, size, stride, quantizer_params, requires_grad, backward_hooks):
+    """``torch._utils._rebuild_qtensor``: the integers in a quantized
+    storage, with ``quantizer_params`` ``(per_tensor_affine, scale,
+    zero_point)`` or ``(per_channel_affine, scales, zero_points, axis)``.
+    Their types and lengths are checked here, their values once the
+    storages are in (``_PendingQTensor.materialize``)."""
+    if not isinstance(storage, _Storage) or storage.element not in QUANTIZED_TYPES:
+        raise pickle.UnpicklingError(f"_rebuild_qtensor expects a storage of quint8, qint8 or qint32, got "
+                                     f"{_brief(getattr(storage, 'element', storage))}")
+    integers = _PendingTensor(storage, storage_offset, size, stride, QUANTIZED_TYPES[storage.element])
+    if not (isinstance(quantizer_params, tuple) and quantizer_params
+            and isinstance(quantizer_params[0], _QschemeToken)):
+        raise pickle.UnpicklingError(f"_rebuild_qtensor expects (qscheme, ...) quantizer parameters, got "
+                                     f"{_brief(quantizer_params)}")
+    scheme = quantizer_params[0].name
+    if scheme == "per_channel_affine_float_qparams":
+        raise UnsupportedDtypeError(
+            "the file holds a tensor quantized with torch.per_channel_affine_float_qparams (float zero points, "
+            "torch's quantized embeddings), which minicnn cannot represent (supported: per_tensor_affine, "
+            "per_channel_affine)")
+    if scheme == "per_tensor_affine":
+        if len(quantizer_params) != 3:
+            raise pickle.UnpicklingError(f"per_tensor_affine expects (qscheme, scale, zero_point), got "
+                                         f"{_brief(quantizer_params)}")
+        _, scale, zero_point = quantizer_params
+        if isinstance(scale, bool) or not isinstance(scale, (float, int)):
+            raise pickle.UnpicklingError(f"a quantized tensor's scale must be a float, got {_brief(scale)}")
+        if isinstance(zero_point, bool) or not isinstance(zero_point, int):
+            raise pickle.UnpicklingError(f"a quantized tensor's zero_point must be an int, got {_brief(zero_point)}")
+        return _PendingQTensor(integers, storage.element, scheme, float(scale), zero_point, None)
+    if len(quantizer_params) != 4:
+        raise pickle.UnpicklingError(f"per_channel_affine expects (qscheme, scales, zero_points, axis), got "
+                                     f"{_brief(quantizer_params)}")
+    _, scales, zero_points, axis = quantizer_params
+    if isinstance(axis, bool) or not isinstance(axis, int) or not 0 <= axis < len(integers.size):
+        raise pickle.UnpicklingError(f"a per-channel quantized tensor of size {integers.size} has axis "
+                                     f"{_brief(axis)}, not one of its dims")
+    channels = integers.size[axis]
+    for what, value, kind in (("scales", scales, float), ("zero_points", zero_points, int)):
+        if isinstance(value, list):
+            if not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+                raise pickle.UnpicklingError(f"a quantized tensor's {what} must be {kind.__name__}s, got "
+                                             f"{_brief(value)}")
+            length = len(value)
+        elif isinstance(value, _PendingTensor):
+            length = value.size[0] if len(value.size) == 1 else None
+        else:
+            raise pickle.UnpicklingError(f"a quantized tensor's {what} must be a tensor or a list, got "
+                                         f"{_brief(value)}")
+        if length != channels:
+            shape = f"{len(value)} values" if isinstance(value, list) else f"size {value.size}"
+            raise pickle.UnpicklingError(f"a per-channel quantized tensor of size {integers.size} needs "
+                                         f"{channels} {what} (the size of axis {axis}), got {shape}")
+    return _PendingQTensor(integers, storage.element, scheme, scales, zero_points, axis)
 
 
 def _build_allowlist():
@@ -199,6 +305,7 @@ def _build_allowlist():
         ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
         ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
         ("torch", "Size"): _size,
+        ("torch._utils", "_rebuild_qtensor"): _rebuild_qtensor,
         ("torch.storage", "UntypedStorage"): _DtypeToken("torch.storage.UntypedStorage", None),
         ("torch", "UntypedStorage"): _DtypeToken("torch.UntypedStorage", None),
     }
@@ -208,6 +315,12 @@ def _build_allowlist():
             allowed[module, name] = _DtypeToken(f"{module}.{name}", element)
     for name in list(ELEMENT_TYPES) + list(_DTYPE_ALIASES):
         allowed["torch", name] = _DtypeToken(f"torch.{name}", _DTYPE_ALIASES.get(name, name))
+    for name, element in _QUANTIZED_STORAGE_CLASSES.items():
+        allowed["torch", name] = _DtypeToken(f"torch.{name}", element)
+    for name in QUANTIZED_TYPES:
+        allowed["torch", name] = _DtypeToken(f"torch.{name}", name)
+    for name in _QSCHEMES:
+        allowed["torch", name] = _QschemeToken(name)
     return allowed
 
 
@@ -222,14 +335,16 @@ def _find_allowed(module, name):
     if module in ("torch", "torch.cuda") and name.startswith(_UNSUPPORTED_DTYPE_PREFIXES):
         raise UnsupportedDtypeError(
             f"the file holds tensors of type {module}.{name}, which minicnn cannot represent "
-            f"(supported: float16/32/64, bfloat16 (read as float32), int8/16/32/64, uint8/16/32/64, bool)")
+            f"(supported: float16/32/64, bfloat16 (read as float32), int8/16/32/64, uint8/16/32/64, bool, "
+            f"quint8, qint8, qint32)")
     hint = ""
     if module.startswith(("torch", "__torch__", "__main__")):
         hint = (" The file seems to pickle whole objects (such as a model), not just tensors: if you trust it, "
                 "load it with torch and save model.state_dict() instead.")
     raise UnsafeWeightsError(
         f"refused to import {module}.{name}{_python3_name(module, name)}: the file asks for it, and a weights "
-        f"file may only name tensor-rebuilding functions, storage types, dtypes and collections.OrderedDict. "
+        f"file may only name tensor-rebuilding functions, storage types, dtypes, quantization schemes and "
+        f"collections.OrderedDict. "
         f"Nothing from the file was run.{hint}")
 
 
@@ -265,7 +380,9 @@ class _Storage:
 
     @property
     def itemsize(self):
-        return 1 if self.element is None else ELEMENT_TYPES[self.element].itemsize
+        if self.element is None:
+            return 1
+        return ELEMENT_TYPES[QUANTIZED_TYPES.get(self.element, self.element)].itemsize
 
     def data(self):
         """The storage's bytes (a 1-D uint8 array)."""
@@ -361,6 +478,74 @@ class _PendingTensor:
         return as_strided(flat[self.offset:], shape=self.size,
                           strides=tuple(s * flat.itemsize for s in self.stride),
                           writeable=not _repeats_elements(self.size, self.stride))
+
+
+class _PendingQTensor:
+    """A quantized tensor the pickle asked for (``_rebuild_qtensor``): its
+    integers (a _PendingTensor), its dtype (a key of QUANTIZED_TYPES), its
+    scheme and parameters (per tensor: a float and an int; per channel:
+    scales and zero points, each a _PendingTensor or a list, and axis)."""
+
+    __slots__ = ("integers", "dtype", "scheme", "scale", "zero_point", "axis")
+
+    def __init__(self, integers, dtype, scheme, scale, zero_point, axis):
+        self.integers = integers
+        self.dtype = dtype
+        self.scheme = scheme
+        self.scale = scale
+        self.zero_point = zero_point
+        self.axis = axis
+
+    __hash__ = None
+
+    def materialize(self, byteorder, budget):
+        """The ``minicnn.ao.QTensor``, its integers a view of the storage
+        (a copy, charged to ``budget``, if the view is not contiguous),
+        after checking its parameters; a bad one is a ValueError."""
+        qtensor = _qtensor_module()
+        dtype = getattr(qtensor, self.dtype)
+        q = self.integers.materialize(byteorder, budget)
+        if not q.flags.c_contiguous:
+            budget.take(q.nbytes, "a contiguous copy of a quantized tensor")
+            q = numpy.ascontiguousarray(q)
+        if self.scheme == "per_tensor_affine":
+            # (an object array: the file's int may not fit in int64)
+            _check_qparams(numpy.array([self.scale]), numpy.array([self.zero_point], dtype=object), dtype)
+            return qtensor.QTensor(q, dtype, qtensor.per_tensor_affine, self.scale, self.zero_point)
+        scales = _qparam_array(self.scale, numpy.float64, "f", "scales", byteorder, budget)
+        zero_points = _qparam_array(self.zero_point, numpy.int64, "iu", "zero_points", byteorder, budget)
+        _check_qparams(scales, zero_points, dtype)
+        return qtensor.QTensor(q, dtype, qtensor.per_channel_affine, scales, zero_points, self.axis)
+
+
+def _qparam_array(value, dtype, kinds, what, byteorder, budget):
+    """Per-channel ``scales`` or ``zero_points`` (a list, or a
+    _PendingTensor whose dtype kind is in ``kinds``) as a new 1-D array of
+    ``dtype``; a list of ints too large for int64 is a ValueError."""
+    if isinstance(value, list):
+        budget.take(8 * len(value), f"per-channel {what}")
+        try:
+            return numpy.array(value, dtype=dtype)
+        except OverflowError:
+            raise ValueError(f"{what} {_brief(value)} do not fit in {numpy.dtype(dtype)}") from None
+    array = value.materialize(byteorder, budget)
+    if array.dtype.kind not in kinds:
+        raise ValueError(f"{what} must be a tensor of {'floats' if kinds == 'f' else 'integers'}, got {array.dtype}")
+    budget.take(8 * array.size, f"per-channel {what}")
+    return array.astype(dtype)
+
+
+def _check_qparams(scales, zero_points, dtype):
+    """Refuse ``scales`` (a float64 array) that are not positive and
+    finite, and ``zero_points`` (an int array) outside ``dtype``'s range;
+    the message shows the first few bad values."""
+    bad = ~(numpy.isfinite(scales) & (scales > 0))
+    if bad.any():
+        raise ValueError(f"scale must be positive and finite, got {_brief(scales[bad][:8].tolist())}")
+    bad = (zero_points < dtype.qmin) | (zero_points > dtype.qmax)
+    if bad.any():
+        raise ValueError(f"zero_point must lie in [{dtype.qmin}, {dtype.qmax}] for {dtype.name}, got "
+                         f"{_brief([int(v) for v in zero_points[bad][:8]])}")
 
 
 def _repeats_elements(size, stride):
@@ -466,7 +651,7 @@ class _RestrictedUnpickler(pickle._Unpickler):
         state = self.stack.pop()
         inst = self.stack[-1]
         if type(inst) is not collections.OrderedDict:
-            what = {_PendingTensor: "a tensor", _Storage: "a storage"}.get(
+            what = {_PendingTensor: "a tensor", _PendingQTensor: "a quantized tensor", _Storage: "a storage"}.get(
                 type(inst), f"{_brief(inst)} (a {type(inst).__name__})")
             raise UnsafeWeightsError(
                 f"the pickle tries to modify {what} (BUILD sets its state); a weights file may only set "
@@ -565,12 +750,28 @@ def _finish(obj, byteorder, budget):
     and lists are updated in place (an OrderedDict keeps its
     ``_metadata``), tuples rebuilt. Each object is visited once (memo by
     id): a tensor reached twice becomes one Tensor, a tuple reached twice
-    one tuple."""
+    one tuple. A quantized tensor becomes a ``minicnn.ao.QTensor``, a
+    quantized dtype or scheme minicnn's own object; a quantized tensor
+    with bad parameters is a ValueError naming its key (``where``)."""
     done = {}
 
-    def visit(x):
+    def visit(x, where):
         if isinstance(x, _DtypeToken):
+            if x.element in QUANTIZED_TYPES:
+                return getattr(_qtensor_module(), x.element)
             return x if x.element is None else _result_dtype(x.element)
+        if isinstance(x, _QschemeToken):
+            if x.name == "per_channel_affine_float_qparams":
+                raise UnsupportedDtypeError("the file names torch.per_channel_affine_float_qparams, a "
+                                            "quantization scheme minicnn does not have")
+            return getattr(_qtensor_module(), x.name)
+        if isinstance(x, _PendingQTensor):
+            if id(x) not in done:
+                try:
+                    done[id(x)] = (x, x.materialize(byteorder, budget))
+                except ValueError as e:
+                    raise ValueError(f"the quantized tensor {where}: {e}") from None
+            return done[id(x)][1]
         if isinstance(x, _PendingTensor):
             if id(x) not in done:
                 done[id(x)] = (x, Tensor._wrap(x.materialize(byteorder, budget)))
@@ -580,9 +781,9 @@ def _finish(obj, byteorder, budget):
                 return x
             done[id(x)] = (x, x)
             for k in (list(x) if isinstance(x, dict) else range(len(x))):
-                x[k] = visit(x[k])
+                x[k] = visit(x[k], f"{where}[{_brief(k)}]" if where else _brief(k))
             for k, v in getattr(x, "__dict__", {}).items():
-                x.__dict__[k] = visit(v)
+                x.__dict__[k] = visit(v, f"{where}.{k}" if where else k)
             return x
         if isinstance(x, tuple):
             # Memoised too: a tuple that holds one tuple twice, 64 deep,
@@ -593,11 +794,16 @@ def _finish(obj, byteorder, budget):
                                      "which a weights file never does")
                 return done[id(x)][1]
             done[id(x)] = (x, None)
-            done[id(x)] = (x, tuple(visit(v) for v in x))
+            done[id(x)] = (x, tuple(visit(v, f"{where}[{i}]") for i, v in enumerate(x)))
             return done[id(x)][1]
         return x
 
-    return visit(obj)
+    return visit(obj, "")
+
+
+def _qtensor_module():
+    from .ao import qtensor  # here: only files holding quantized names load mc.ao
+    return qtensor
 
 
 def _unpickle(file, storage_for, path):

@@ -49,8 +49,12 @@ that shared a storage share memory; one that repeats elements, as
 an ``OrderedDict`` of name -> Tensor, each with its own memory.
 
 Dtypes: float16/32/64, int8/16/32/64, uint8/16/32/64 and bool load as
-themselves; bfloat16 (no NumPy dtype) loads as float32, exactly. Complex,
-quantized and float8 tensors are refused with a ValueError.
+themselves; bfloat16 (no NumPy dtype) loads as float32, exactly. torch's
+quantized tensors (quint8, qint8, qint32, per tensor or per channel: a
+converted int8 model's state dict, torchvision's quantized weights) load as
+``minicnn.ao.QTensor``, their parameters checked, so that minicnn's
+converted model loads them (see ``minicnn.torch_pickle``). Complex, float8,
+4-bit quantized tensors and float zero points are refused with a ValueError.
 
 Memory: loading allocates about the file's size (the file's bytes, read
 once), and never more than the file's size plus
