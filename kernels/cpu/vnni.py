@@ -52,11 +52,17 @@ of them, 2 of 58 in a 56x56 3x3 layer) are computed and dropped.
 A tile of NO output channels by TILE_P = 16*NPV grid pixels keeps its
 NO*NPV accumulators (16 of the 32 zmm registers) in registers through
 all KH*KW*CQ steps; each step loads NPV activation vectors and NO weight
-quads and issues NO*NPV ``vpdpbusd``. The tiles fill a (G*OB*NO,
-PT*TILE_P) scratch array, whose valid columns are then copied out: int32
-sums, or, when the caller passes the requantization constants, the uint8
-outputs, requantized in the registers at the end of each tile (as fbgemm
-does), so that a quantized model's int32 sums never reach memory.
+quads and issues NO*NPV ``vpdpbusd``. Each tile is stored to a small
+buffer whose valid columns the same task then copies to the output (or,
+where the grid is the output, as in a 1x1 conv, straight to the output):
+int32 sums, or, when the caller passes the requantization constants, the
+uint8 outputs, requantized in the registers at the end of each tile (as
+fbgemm does), so that a quantized model's int32 sums never reach memory.
+
+Threads: a conv is one parallel region at most (``parallel_parts`` over
+the tiles; the layout, a few us, runs on the calling thread), and only
+past PARALLEL_MACS multiply-adds: a hand-off to another thread costs
+~25-35 us, more than a small layer's whole work.
 
 The zero-point algebra
 ----------------------
