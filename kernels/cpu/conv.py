@@ -9,8 +9,11 @@ NumPy version in the strategy's module:
 depthwise_conv2d_forward, _grad_input, _grad_weight
     the direct kernels of ``depthwise.py`` (no column matrix at all).
 batched_matmul, batched_matmul_sum
-    a 1x1 convolution's GEMMs, one per image: the images are shared out
-    among the threads, as BLAS itself is single-threaded (``threads.py``).
+    a 1x1 convolution's GEMMs: the forward's (and the input gradient's)
+    cut into blocks of at most ``GEMM_BLOCK_ROWS`` output rows by
+    ``GEMM_BLOCK_COLUMNS`` pixels of one image, the weight gradient's one
+    per image, shared out among the threads, as BLAS itself is
+    single-threaded (``threads.py``).
 im2col_gemm_forward, _grad_input, _grad_weight
     im2col + GEMM, tiled to stay in cache. The output pixels are cut into
     *tiles* (a band of rows of one image, or several whole images when an
@@ -87,16 +90,52 @@ def _by_images(gemms, N):
     return run_in_parallel(gemms, _slices(N, thread_count()))
 
 
+#: Largest block of one image's 1x1-convolution product that one GEMM call
+#: makes (output rows x pixels). With one image per thread or fewer
+#: (inference, detection), whole images would leave threads idle. The
+#: blocks depend on the shapes alone, never on the thread count or the
+#: batch, so the float32 sums are the same on any number of threads and
+#: for an image alone or in a batch.
+GEMM_BLOCK_ROWS = 256
+GEMM_BLOCK_COLUMNS = 4096
+#: Fewest pixels for which an image's rows are cut into blocks: a product
+#: of a few pixels is too little work for a call per block.
+GEMM_ROW_SPLIT_MIN_COLUMNS = 32
+
+
+def _runs(count, size):
+    """range(count) as consecutive slices of at most ``size``."""
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def _blocks(P, L):
+    """The (rows, columns) blocks of one image's (P, L) product."""
+    rows = _runs(P, GEMM_BLOCK_ROWS) if L >= GEMM_ROW_SPLIT_MIN_COLUMNS else [slice(0, P)]
+    return [(r, c) for r in rows for c in _runs(L, GEMM_BLOCK_COLUMNS)]
+
+
 def batched_matmul(a, b, bias=None):
     """y[n] = a @ b[n] (+ bias) for every image n: a (G, P, Q) shared, b
     (N, G, Q, L), bias (G, P, 1) or None -> y (N, G, P, L)."""
-    y = numpy.empty(b.shape[:2] + (a.shape[1], b.shape[3]), dtype=b.dtype)
+    N, P, L = b.shape[0], a.shape[1], b.shape[3]
+    y = numpy.empty(b.shape[:2] + (P, L), dtype=b.dtype)
+    blocks = _blocks(P, L)
+    if len(blocks) == 1:
+        def gemms(images):              # one thread's whole images, one call
+            numpy.matmul(a, b[images], out=y[images])
+            if bias is not None:
+                y[images] += bias
+        _by_images(gemms, N)
+        return y
 
-    def gemms(images):                  # one thread's images
-        numpy.matmul(a, b[images], out=y[images])
-        if bias is not None:
-            y[images] += bias
-    _by_images(gemms, b.shape[0])
+    def block_gemms(mine):              # one thread's blocks
+        for n, rows, columns in mine:
+            out = y[n, :, rows, columns]
+            numpy.matmul(a[:, rows], b[n, :, :, columns], out=out)
+            if bias is not None:
+                out += bias[:, rows]
+    tasks = [(n, rows, columns) for n in range(N) for rows, columns in blocks]
+    run_in_parallel(block_gemms, [mine for mine in split(tasks, thread_count()) if mine])
     return y
 
 

@@ -285,3 +285,33 @@ def test_kernels_give_the_same_numbers_in_any_number_of_parts(monkeypatch, parts
                 numpy.testing.assert_allclose(mine, expected, rtol=1e-13, atol=1e-13)
             else:
                 numpy.testing.assert_array_equal(mine, expected, err_msg=name)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_a_1x1_convolution_of_one_image_is_shared_out_in_blocks(monkeypatch, parts):
+    # One image (inference, detection) used to be one GEMM on one thread.
+    # Its blocks depend on the shapes alone, so every thread count gives
+    # the same bits, equal to the GEMM of each block done by hand.
+    monkeypatch.setattr(cpu_conv, "GEMM_BLOCK_ROWS", 8)
+    monkeypatch.setattr(cpu_conv, "GEMM_BLOCK_COLUMNS", 32)
+    monkeypatch.setattr(cpu_conv, "GEMM_ROW_SPLIT_MIN_COLUMNS", 32)
+    monkeypatch.setattr(cpu_conv, "thread_count", lambda: parts)
+    pieces = []
+    real_run = cpu_conv.run_in_parallel
+
+    def counting_run(work, groups, *args):
+        pieces.append(len(groups))
+        return real_run(work, groups, *args)
+    monkeypatch.setattr(cpu_conv, "run_in_parallel", counting_run)
+    rng = numpy.random.default_rng(0)
+    a = rng.standard_normal((2, 20, 7)).astype(numpy.float32)            # G=2, P=20 (3 row blocks), Q=7
+    b = rng.standard_normal((1, 2, 7, 70)).astype(numpy.float32)         # one image, L=70 (3 column blocks)
+    bias = rng.standard_normal((2, 20, 1)).astype(numpy.float32)
+    y = cpu_conv.batched_matmul(a, b, bias)
+    assert pieces == [min(parts, 9)]
+    expected = numpy.empty_like(y)
+    for rows in (slice(0, 8), slice(8, 16), slice(16, 20)):
+        for columns in (slice(0, 32), slice(32, 64), slice(64, 70)):
+            expected[0, :, rows, columns] = a[:, rows] @ b[0, :, :, columns] + bias[:, rows]
+    numpy.testing.assert_array_equal(y, expected)
+    numpy.testing.assert_allclose(y[0], a @ b[0] + bias, rtol=1e-5, atol=1e-5)
