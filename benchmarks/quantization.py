@@ -104,21 +104,6 @@ def measure_speed(name, size, repeats, seed=0, warmup=2, **kwargs):
     return {what: statistics.median(t) for what, t in times.items()}
 
 
-def _digits(train):
-    """The digits at 32 x 32 in 3 channels, as ``train --image-size 32``
-    feeds ResNet-18, without augmentation: the training set's random
-    one-pixel shifts made the calibration batches, and so both
-    frameworks' int8 accuracy, differ from run to run (by up to 1.4
-    points); calibration sees the training images as they are."""
-    from minicnn.train import FittedInput, digits_32x32
-    train_set, test_set = digits_32x32()
-    train_set.transform = test_set.transform
-    data = FittedInput(train_set if train else test_set, 3, 32)
-    images = numpy.stack([data[i][0].numpy() for i in range(len(data))])
-    labels = numpy.array([int(data[i][1]) for i in range(len(data))])
-    return images, labels
-
-
 def measure_accuracy(checkpoint, calibration_batches, batch_size=32):
     """{what: value}: float / int8 top-1 accuracy in both frameworks and
     the float-int8 agreement of the predictions."""
@@ -127,8 +112,9 @@ def measure_accuracy(checkpoint, calibration_batches, batch_size=32):
     state = saved["model"] if "model" in saved else saved
     state = {k: v.numpy() if hasattr(v, "numpy") else v for k, v in state.items()}
     mc_model, tv_model = _pair("resnet18", num_classes=10, state_dict=state)
-    train_images, _ = _digits(True)
-    test_images, test_labels = _digits(False)
+    from minicnn.quantize_report import digits_as_trained
+    train_images, _ = digits_as_trained(True)
+    test_images, test_labels = digits_as_trained(False)
     batches = [train_images[i * batch_size:(i + 1) * batch_size] for i in range(calibration_batches)]
     mc_q, tv_q = _quantize_both(mc_model, tv_model, batches)
     predictions = {}

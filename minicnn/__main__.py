@@ -9,12 +9,14 @@
     python -m minicnn segment IMAGE --model fcn8s_small --weights FILE --out overlay.png
     python -m minicnn detect IMAGE --model yolo_small --weights FILE --out boxes.png
     python -m minicnn graph lenet5 --out lenet5.svg   # the autograd graph of one training step
+    python -m minicnn quantize resnet18 [--checkpoint FILE]   # int8 vs float32: size, speed, accuracy
 """
 import argparse
 import sys
 
 from .classify import add_arguments as add_classify_arguments, main as classify
 from .detect import add_arguments as add_detect_arguments, main as detect
+from .quantize_report import add_arguments as add_quantize_arguments, main as quantize
 from .segment import add_arguments as add_segment_arguments, main as segment
 from .train import add_arguments as add_train_arguments, main as train
 
@@ -192,6 +194,10 @@ def main(argv=None):
     p.add_argument("--collapse", action="store_true", help="one box per block of the model instead of one per op")
     p.add_argument("--grad-norms", action="store_true", help="label each edge with its gradient's norm")
     p.set_defaults(run=draw_graph)
+    p = commands.add_parser("quantize", help="quantize a model to int8 and report weight size, speed and (with a "
+                                             "checkpoint) accuracy against float32")
+    add_quantize_arguments(p)
+    p.set_defaults(run=quantize)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
