@@ -384,21 +384,26 @@ def _image_chunks(N, tile_bytes, parts):
     return [(n0, min(nb, N - n0)) for n0 in range(0, N, nb)]
 
 
-def winograd_conv2d(x, w, b, padding, out_size, m):
-    """y (N, O, OH, OW) = conv2d(x, w, stride 1, dilation 1) + b for a 3x3
-    w (O, C, 3, 3), by F(m x m, 3x3); padding ((top, bottom), (left,
-    right)); b (O,) or None."""
+def winograd_conv2d(x, w, b, padding, out_size, m, groups=1):
+    """y (N, O, OH, OW) = conv2d(x, w, stride 1, dilation 1, groups) + b
+    for a 3x3 w (O, C / groups, 3, 3), by F(m x m, 3x3); padding ((top,
+    bottom), (left, right)); b (O,) or None.
+
+    The transforms are per channel, so groups change only the products:
+    with U (a*a, G, Og, Cg) and V (a*a, G, Cg, T), each position's GEMM
+    becomes G of them, one per group, in the same matmul call."""
     x = numpy.ascontiguousarray(x)
     N, C = x.shape[:2]
-    O, a = w.shape[0], m + 2
+    O, G, a = w.shape[0], groups, m + 2
     (top, _), (left, _) = padding
     filter_transform, _, input_transform, output_transform, _ = kernels(m, x.dtype)
     TH, TW = tile_grid(out_size, m)
     T = tiles_per_image(out_size, m)
-    U = numpy.empty((a * a, O, C), x.dtype)
+    U = numpy.empty((a * a, O, C // G), x.dtype)
     parallel_parts(filter_transform, U.size, w.astype(x.dtype, copy=False), U)
     bias = numpy.zeros(O, x.dtype) if b is None else numpy.ascontiguousarray(b, dtype=x.dtype)
     y = numpy.empty((N, O) + tuple(out_size), x.dtype)
+    Ug = U.reshape(a * a, G, O // G, C // G)
     threads = thread_count()
     chunks = _image_chunks(N, a * a * max(C, O) * T * x.itemsize, threads)
 
@@ -408,17 +413,19 @@ def winograd_conv2d(x, w, b, padding, out_size, m):
         for n0, nb in group:
             V, M = _planes(V_buffer, a * a, C, nb * T), _planes(M_buffer, a * a, O, nb * T)
             input_transform(x, V, n0, top, left, TH, TW)
-            numpy.matmul(U, V, out=M)                                       # a*a GEMMs (O, C) @ (C, T)
+            numpy.matmul(Ug, V.reshape(a * a, G, C // G, -1), out=M.reshape(a * a, G, O // G, -1))  # (Og, Cg) @ (Cg, T)
             output_transform(M, bias, y, n0, TH, TW)
     run_in_parallel(work, split(chunks, threads))
     return y
 
 
-def winograd_conv2d_grad_weight(x, gy, padding, m):
-    """gw (O, C, 3, 3) of ``winograd_conv2d`` for gy (N, O, OH, OW)."""
+def winograd_conv2d_grad_weight(x, gy, padding, m, groups=1):
+    """gw (O, C / groups, 3, 3) of ``winograd_conv2d`` for gy (N, O, OH, OW):
+    per group, dU[xi] = dM[xi] @ V[xi]^T."""
     x, gy = numpy.ascontiguousarray(x), numpy.ascontiguousarray(gy)
     N, C = x.shape[:2]
-    O, a = gy.shape[1], m + 2
+    O, G, a = gy.shape[1], groups, m + 2
+    Og, Cg = O // G, C // G
     (top, _), (left, _) = padding
     _, filter_transform_adjoint, input_transform, _, output_transform_adjoint = kernels(m, x.dtype)
     TH, TW = tile_grid(gy.shape[2:], m)
@@ -429,14 +436,15 @@ def winograd_conv2d_grad_weight(x, gy, padding, m):
     def work(group):                    # one thread's share of dU, a sum over chunks
         size = a * a * group[0][1] * T
         V_buffer, dM_buffer = numpy.empty(size * C, x.dtype), numpy.empty(size * O, x.dtype)
-        dU = numpy.empty((a * a, O, C), x.dtype)
+        dU = numpy.empty((a * a, O, Cg), x.dtype)
         for i, (n0, nb) in enumerate(group):
             V, dM = _planes(V_buffer, a * a, C, nb * T), _planes(dM_buffer, a * a, O, nb * T)
             input_transform(x, V, n0, top, left, TH, TW)
             output_transform_adjoint(gy, dM, n0, TH, TW)
-            matmul_into(dU, dM, V.transpose(0, 2, 1), add=i > 0)              # (a*a, O, C)
+            matmul_into(dU.reshape(a * a, G, Og, Cg), dM.reshape(a * a, G, Og, -1),
+                        V.reshape(a * a, G, Cg, -1).transpose(0, 1, 3, 2), add=i > 0)   # (a*a, G, Og, Cg)
         return dU
     dU = sum_in_place(run_in_parallel(work, split(chunks, threads)))
-    gw = numpy.empty((O, C, 3, 3), x.dtype)
+    gw = numpy.empty((O, Cg, 3, 3), x.dtype)
     parallel_parts(filter_transform_adjoint, dU.size, dU, gw)
     return gw

@@ -35,11 +35,13 @@ frames (3-D, in-plane 3x3 slices that Winograd would take)
     the clips' frames (``frames_forward``), each of which takes this
     strategy's 2-D paths, Winograd included. Only the CPU backend has
     Winograd, so only it takes this path.
-winograd (3x3, stride 1, no dilation, G == 1, many output tiles)
+winograd (3x3, stride 1, no dilation, many output tiles)
     Winograd's F(m x m, 3x3) multiplies 2.25x (m = 2) or 4x (m = 4) less
     than the GEMM, for the cost of transforming inputs, filters and
-    outputs (``kernels/cpu/winograd.py``). Only the CPU backend has it;
-    on the others this path is skipped.
+    outputs (``kernels/cpu/winograd.py``). The transforms are per
+    channel, so a grouped convolution takes it too, as G products per
+    transformed position. Only the CPU backend has it; on the others
+    this path is skipped.
 pointwise (1x1 kernel, no padding)
     x itself, subsampled by the stride, is the column matrix: GEMMs only.
 im2col (everything else)
@@ -90,14 +92,17 @@ WINOGRAD_4X4_MIN_SIZE = 17
 def winograd_tile(N, kernel_size, stride, dilation, groups, out_size, xp):
     """m of the F(m x m, 3x3) to compute a convolution of N images with
     output (OH, OW) by, or 0 for none: Winograd applies to a 3x3,
-    stride-1, undilated, ungrouped convolution with enough output tiles,
-    on a backend that has it."""
+    stride-1, undilated convolution (any groups: depthwise ones are
+    taken first by their own kernel) with enough output tiles, on a
+    backend that has it. The tile count does not depend on the groups:
+    the filter transform (a*a * O * Cg values) and each tile's products
+    (a*a * O * Cg multiply-adds) both shrink by G."""
     if tuple(kernel_size) != (3, 3):
         return 0
     OH, OW = out_size
     tiles = N * -(-OH // 2) * -(-OW // 2)
     if not (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
-            and groups == 1 and tiles >= WINOGRAD_MIN_TILES and registry.find("winograd_conv2d", xp)):
+            and tiles >= WINOGRAD_MIN_TILES and registry.find("winograd_conv2d", xp)):
         return 0
     return 4 if min(out_size) >= WINOGRAD_4X4_MIN_SIZE else 2
 
@@ -161,7 +166,7 @@ def conv_forward(x, w, b, stride, padding, dilation, groups, out_size):
             y += b.reshape((O,) + ones)
         return y
     if path == "winograd":
-        return registry.lookup("winograd_conv2d", xp)(x, w, b, padding, out_size, m)
+        return registry.lookup("winograd_conv2d", xp)(x, w, b, padding, out_size, m, groups)
     if path == "pointwise":
         Og, Cg = O // groups, C // groups
         xs = _subsample(x, stride, out_size).reshape(N, groups, Cg, -1)                # (N, G, Cg, L)
@@ -195,12 +200,15 @@ def conv_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         return gx
     if path == "winograd":
         # At stride 1, gx is the full correlation of gy with the flipped
-        # filters, in and out channels swapped: a 3x3 convolution padded
-        # by 2 - padding on each side, whose output is (H, W).
-        flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)          # a view: the filter transform reads it
+        # filters, in and out channels swapped within each group: a 3x3
+        # convolution with the same groups, padded by 2 - padding on each
+        # side, whose output is (H, W).
+        Og, Cg = O // groups, C // groups
+        flipped = w.reshape(groups, Og, Cg, 3, 3)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+        flipped = flipped.reshape(C, Og, 3, 3)                          # a view when groups == 1
         (top, bottom), (left, right) = padding
         return registry.lookup("winograd_conv2d", xp)(
-            gy, flipped, None, ((2 - top, 2 - bottom), (2 - left, 2 - right)), in_size, m)
+            gy, flipped, None, ((2 - top, 2 - bottom), (2 - left, 2 - right)), in_size, m, groups)
     if path == "pointwise":
         Og = O // groups
         wgT = w.reshape(groups, Og, -1).transpose(0, 2, 1)                  # (G, Cg, Og), a view
@@ -237,7 +245,7 @@ def conv_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     if path == "dense":
         return (gy.reshape(N, O).T @ _window(x, kernel_size, dilation)).reshape((O, C) + kernel_size)
     if path == "winograd":
-        return registry.lookup("winograd_conv2d_grad_weight", xp)(x, gy, padding, m)
+        return registry.lookup("winograd_conv2d_grad_weight", xp)(x, gy, padding, m, groups)
     if path == "pointwise":
         Og, Cg = O // groups, C // groups
         xs = _subsample(x, stride, out_size).reshape(N, groups, Cg, -1)

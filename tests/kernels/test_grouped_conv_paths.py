@@ -1,0 +1,93 @@
+"""Grouped convolutions (1 < groups < channels) on the CPU kernels' fast
+paths, against the NumPy reference (im2col, then one matmul).
+
+Winograd takes a grouped 3x3 stride-1 convolution as G products per
+transformed position; stride 2 and other kernels take the tiled im2col
+path. The geometries are drawn by hypothesis: groups 2 to 32, odd and
+even maps, paddings 0 to 2, each thread count, float32 and float64.
+"""
+import numpy
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from minicnn.functional import conv_strategy
+from minicnn.kernels import registry
+
+pytest.importorskip("numba")
+from minicnn.kernels.cpu import conv as numba_conv, winograd  # noqa: E402
+
+DIRECTIONS = ("forward", "grad_input", "grad_weight")
+# Relative to the size of the terms summed; F(4x4) rounds more in float32.
+RTOL = {numpy.float32: 2e-5, numpy.float64: 1e-12}
+
+
+@st.composite
+def grouped_geometries(draw):
+    """(N, C, O, groups, kernel, stride, padding, in_size, out_size) of a
+    grouped conv2d, 1 < groups < C."""
+    groups = draw(st.sampled_from([2, 3, 4, 8, 32]))
+    C, O = groups * draw(st.integers(2, 3)), groups * draw(st.integers(1, 3))
+    stride = draw(st.sampled_from([1, 2]))
+    kernel = 3 if stride == 1 else draw(st.sampled_from([1, 3]))
+    padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
+    in_size = tuple(max(1, kernel - lo - hi) + draw(st.integers(0, 6)) for lo, hi in padding)
+    out_size = tuple((n + lo + hi - kernel) // stride + 1 for n, (lo, hi) in zip(in_size, padding))
+    N = draw(st.integers(1, 3))
+    return N, C, O, groups, (kernel, kernel), (stride, stride), padding, in_size, out_size
+
+
+def _reference(direction, *args):
+    with_numpy = registry.implementations(f"im2col_gemm_{direction}")["numpy"]
+    previous = registry.get_backend()
+    registry.set_backend("numpy")
+    try:
+        return with_numpy(*args)
+    finally:
+        registry.set_backend(previous)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data(), grouped_geometries(), st.sampled_from([numpy.float32, numpy.float64]),
+       st.sampled_from([2, 4]), st.sampled_from([1, 3]), st.booleans())
+def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bias):
+    N, C, O, G, kernel, stride, padding, in_size, out_size = geometry
+    rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C) + in_size).astype(dtype)
+    w = rng.standard_normal((O, C // G) + kernel).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype) if bias else None
+    gy = rng.standard_normal((N, O) + out_size).astype(dtype)
+    args = (stride, padding, (1, 1), G)
+    calls = {"forward": (x, w, b, *args, out_size), "grad_input": (gy, w, *args, in_size),
+             "grad_weight": (x, gy, kernel, *args)}
+    expected_path = "winograd" if kernel == (3, 3) and stride == (1, 1) else "im2col"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_strategy, "WINOGRAD_MIN_TILES", 0)      # small maps take Winograd too
+        patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if m == 4 else 10**9)
+        patch.setattr(winograd, "thread_count", lambda: threads)
+        patch.setattr(numba_conv, "thread_count", lambda: threads)
+        for size in (out_size, in_size):                          # Winograd's output: gy's for gx, else y's
+            path, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, (1, 1), out_size, size)
+            assert path == expected_path
+        for direction in DIRECTIONS:
+            pixels = N * out_size[0] * out_size[1] if direction == "grad_weight" else 1
+            terms = C // G * kernel[0] * kernel[1] * pixels
+            expected = _reference(direction, *calls[direction])
+            mine = getattr(conv_strategy, f"conv2d_{direction}")(*calls[direction])
+            assert mine.shape == expected.shape and mine.dtype == expected.dtype
+            numpy.testing.assert_allclose(mine, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * terms)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_grouped_winograd_forward_is_the_same_on_any_number_of_threads(m, monkeypatch):
+    """Each thread takes whole images, and each output is one product's
+    column: the same numbers whatever the thread count."""
+    rng = numpy.random.default_rng(m)
+    G, N, C, O, size = 4, 5, 8, 12, (9, 10)
+    x = rng.standard_normal((N, C) + size).astype(numpy.float32)
+    w = rng.standard_normal((O, C // G, 3, 3)).astype(numpy.float32)
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(winograd, "thread_count", lambda: threads)
+        results.append(winograd.winograd_conv2d(x, w, None, ((1, 1), (1, 1)), size, m, G))
+    for y in results[1:]:
+        numpy.testing.assert_array_equal(y, results[0])
