@@ -48,8 +48,10 @@ def _reference(direction, *args):
 
 @settings(max_examples=40, deadline=None)
 @given(st.data(), grouped_geometries(), st.sampled_from([numpy.float32, numpy.float64]),
-       st.sampled_from([2, 4]), st.sampled_from([1, 3]), st.booleans())
-def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bias):
+       st.sampled_from([2, 4]), st.sampled_from([1, 3]), st.booleans(), st.sampled_from([64, 512 << 10]))
+def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bias, group_tile_bytes):
+    """64-byte group tiles cut the im2col path's few-row GEMMs into bands
+    of a row or so; 512 KB keeps whole images."""
     N, C, O, G, kernel, stride, padding, in_size, out_size = geometry
     rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((N, C) + in_size).astype(dtype)
@@ -65,6 +67,7 @@ def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bi
         patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if m == 4 else 10**9)
         patch.setattr(winograd, "thread_count", lambda: threads)
         patch.setattr(numba_conv, "thread_count", lambda: threads)
+        patch.setattr(numba_conv, "GROUP_TILE_BYTES", group_tile_bytes)
         for size in (out_size, in_size):                          # Winograd's output: gy's for gx, else y's
             path, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, (1, 1), out_size, size)
             assert path == expected_path
