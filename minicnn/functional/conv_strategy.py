@@ -39,8 +39,8 @@ winograd (3x3, stride 1, no dilation, many output tiles)
     Winograd's F(m x m, 3x3) multiplies 2.25x (m = 2) or 4x (m = 4) less
     than the GEMM, for the cost of transforming inputs, filters and
     outputs (``kernels/cpu/winograd.py``). The transforms are per
-    channel, so a grouped convolution takes it too, as G products per
-    transformed position. Only the CPU backend has it; on the others
+    channel, so a grouped convolution of at least 16 channels a group
+    takes it too, as G products per transformed position. Only the CPU backend has it; on the others
     this path is skipped.
 pointwise (1x1 kernel, no padding)
     x itself, subsampled by the stride, is the column matrix: GEMMs only.
@@ -86,6 +86,12 @@ WINOGRAD_MIN_TILES = 320
 #: its 6x6 tiles overlap less but waste more on the edges of small maps
 #: (16x16 is even, 28x28 and up F(4x4)'s by 15-20%).
 WINOGRAD_4X4_MIN_SIZE = 17
+#: Fewest input channels a group (Cg) for which a grouped convolution takes
+#: Winograd: with fewer, each tile's products are too small to pay for its
+#: transforms (C + O channels each). 8 x 128 x 56x56 groups 32 (Cg 4),
+#: fwd/gx/gw: 1.48/1.15/2.07x im2col's time; 32 x 512 x 14x14 groups 32
+#: (Cg 16): 0.6-0.9x.
+WINOGRAD_MIN_GROUP_CHANNELS = 16
 
 
 # -- which path ---------------------------------------------------------------
@@ -96,7 +102,8 @@ def winograd_tile(N, kernel_size, stride, dilation, groups, out_size, xp):
     taken first by their own kernel) with enough output tiles, on a
     backend that has it. The tile count does not depend on the groups:
     the filter transform (a*a * O * Cg values) and each tile's products
-    (a*a * O * Cg multiply-adds) both shrink by G."""
+    (a*a * O * Cg multiply-adds) both shrink by G. ``conv_path`` also
+    asks for ``WINOGRAD_MIN_GROUP_CHANNELS`` channels a group."""
     if tuple(kernel_size) != (3, 3):
         return 0
     OH, OW = out_size
@@ -120,10 +127,11 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
         return "depthwise", 0
     if all(o == 1 for o in out_size) and unpadded and groups == 1:
         return "dense", 0
-    if len(kernel_size) == 3 and winograd_tile(N * out_size[0], kernel_size[1:], stride[1:], dilation[1:], groups,
-                                               winograd_size[1:], xp):
+    wide_groups = groups == 1 or C // groups >= WINOGRAD_MIN_GROUP_CHANNELS
+    if len(kernel_size) == 3 and wide_groups and winograd_tile(N * out_size[0], kernel_size[1:], stride[1:],
+                                                               dilation[1:], groups, winograd_size[1:], xp):
         return "frames", 0
-    m = winograd_tile(N, kernel_size, stride, dilation, groups, winograd_size, xp)
+    m = winograd_tile(N, kernel_size, stride, dilation, groups, winograd_size, xp) if wide_groups else 0
     if m:
         return "winograd", m
     if all(k == 1 for k in kernel_size) and unpadded:

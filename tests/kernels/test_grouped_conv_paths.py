@@ -63,7 +63,11 @@ def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bi
              "grad_weight": (x, gy, kernel, *args)}
     expected_path = "winograd" if kernel == (3, 3) and stride == (1, 1) else "im2col"
     with pytest.MonkeyPatch.context() as patch:
+        for size in (out_size, in_size):                          # so few channels a group: im2col
+            path, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, (1, 1), out_size, size)
+            assert path == "im2col"
         patch.setattr(conv_strategy, "WINOGRAD_MIN_TILES", 0)      # small maps take Winograd too
+        patch.setattr(conv_strategy, "WINOGRAD_MIN_GROUP_CHANNELS", 1)   # and few channels a group
         patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if m == 4 else 10**9)
         patch.setattr(winograd, "thread_count", lambda: threads)
         patch.setattr(numba_conv, "thread_count", lambda: threads)
