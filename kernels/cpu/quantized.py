@@ -88,18 +88,10 @@ GEMM_MIN_K = 16
 #: depthwise kernel worth sharing among threads: a parallel call costs
 #: ~25-35 us of hand-off (``threads.run_in_parallel``), more when another
 #: process holds the other core; below this it runs on the calling thread.
+#: The kernels' ``parallel_parts`` calls give their estimated time as the
+#: size (per output element, measured on one znver4 core) and this as its
+#: ``worth``.
 PARALLEL_NS = 100_000
-
-
-def _shared(kernel, ns, *args):
-    """kernel(*args, part, parts) shared among the threads
-    (``parallel_parts``) where its estimated one-thread time ``ns`` is at
-    least PARALLEL_NS, else kernel(*args, 0, 1) here. The estimates are
-    per output element, measured on one znver4 core."""
-    if ns < PARALLEL_NS:
-        kernel(*args, 0, 1)
-    else:
-        parallel_parts(kernel, PARALLEL_SIZE, *args)
 
 Packed = collections.namedtuple("Packed", "taps gemm_taps chunks groups vnni")
 Packed.__doc__ = """Weights laid out for ``quantized_conv2d``: ``taps`` the
@@ -364,9 +356,9 @@ def _sums(x, x_zero_point, w, w_zero_points, stride, padding, dilation, groups, 
             out = numpy.empty((N, O, OH, OW), numpy.uint8)
         offsets, multipliers, zero_point, low = requant
         # strided loads at stride 2: ~4x the time per output
-        _shared(_depthwise3x3, out.size * (0.5 if sh == 1 else 2.2), x, numpy.int32(x_zero_point),
-                packed.gemm_taps.reshape(O, K), sh, ph, pw, out.dtype == numpy.uint8, offsets, multipliers,
-                numpy.float32(zero_point), numpy.float32(low), out)
+        parallel_parts(_depthwise3x3, out.size * (0.5 if sh == 1 else 2.2), x, numpy.int32(x_zero_point),
+                       packed.gemm_taps.reshape(O, K), sh, ph, pw, out.dtype == numpy.uint8, offsets, multipliers,
+                       numpy.float32(zero_point), numpy.float32(low), out, worth=PARALLEL_NS)
         return out
     if K < GEMM_MIN_K:
         centered = numpy.subtract(x, numpy.float32(x_zero_point), dtype=numpy.float32)
@@ -412,8 +404,8 @@ def requantize(acc, offsets, multipliers, zero_point, low):
     per-channel ``offsets`` and ``multipliers`` (O,), ``zero_point`` and
     lower clamp ``low`` (see ``_requantize``)."""
     out = numpy.empty(acc.shape, numpy.uint8)
-    _shared(_requantize, acc.size * 0.15, numpy.ascontiguousarray(acc), offsets, multipliers,
-                   numpy.float32(zero_point), numpy.float32(low), out)
+    parallel_parts(_requantize, acc.size * 0.15, numpy.ascontiguousarray(acc), offsets, multipliers,
+                   numpy.float32(zero_point), numpy.float32(low), out, worth=PARALLEL_NS)
     return out
 
 
@@ -437,8 +429,8 @@ def quantize(x, scale, zero_point):
     float32(1) / float32(scale)), in one pass."""
     out = numpy.empty(x.shape, numpy.uint8)
     inverse = numpy.float32(1.0) / numpy.float32(scale)
-    _shared(_quantize, x.size * 0.3, numpy.ascontiguousarray(x).reshape(-1), inverse, numpy.int32(zero_point),
-            out.reshape(-1))
+    parallel_parts(_quantize, x.size * 0.3, numpy.ascontiguousarray(x).reshape(-1), inverse,
+                   numpy.int32(zero_point), out.reshape(-1), worth=PARALLEL_NS)
     return out
 
 
@@ -468,9 +460,10 @@ def add(a, a_scale, a_zero_point, b, b_scale, b_zero_point, scale, zero_point, r
     uint8 arrays of one shape, as ``_add`` computes them."""
     out = numpy.empty(a.shape, numpy.uint8)
     inverse = numpy.float32(1.0) / numpy.float32(scale)
-    _shared(_add, a.size * 0.3, numpy.ascontiguousarray(a).reshape(-1), numpy.float32(a_scale),
+    parallel_parts(_add, a.size * 0.3, numpy.ascontiguousarray(a).reshape(-1), numpy.float32(a_scale),
                    numpy.int32(a_zero_point), numpy.ascontiguousarray(b).reshape(-1), numpy.float32(b_scale),
-                   numpy.int32(b_zero_point), inverse, numpy.int32(zero_point), bool(relu), out.reshape(-1))
+                   numpy.int32(b_zero_point), inverse, numpy.int32(zero_point), bool(relu), out.reshape(-1),
+                   worth=PARALLEL_NS)
     return out
 
 
@@ -519,5 +512,6 @@ def max_pool2d(x, kernel_size, stride, padding, dilation, out_size):
     """uint8 (N, C, OH, OW) max pooling of uint8 ``x`` (N, C, H, W); the
     pairs as in ``_max_pool``."""
     out = numpy.empty(x.shape[:2] + tuple(out_size), numpy.uint8)
-    _shared(_max_pool, out.size * kernel_size[1], x, *kernel_size, *stride, *padding, *dilation, out)
+    parallel_parts(_max_pool, out.size * kernel_size[1], x, *kernel_size, *stride, *padding, *dilation, out,
+                   worth=PARALLEL_NS)
     return out

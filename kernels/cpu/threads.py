@@ -246,18 +246,20 @@ _CAN_MASK = hasattr(signal, "pthread_sigmask")
 _CTRL_C = {signal.SIGINT}
 
 
-def parallel_parts(kernel, size, *args):
+def parallel_parts(kernel, size, *args, worth=None):
     """kernel(*args, part, parts) for every part in range(parts), shared
-    out among the threads as they come free, where ``size`` (the elements
-    the kernel touches) is large enough for threads to pay; else
-    kernel(*args, 0, 1). The kernel takes its share of its tasks with
-    ``loops._share``.
+    out among the threads as they come free, where ``size`` is at least
+    ``worth``, enough work for threads to pay; else kernel(*args, 0, 1).
+    ``size`` counts the elements the kernel touches, against
+    PARALLEL_SIZE (``worth=None``), unless the caller measures its work
+    in other units (estimated nanoseconds, multiply-adds) and passes the
+    threshold in those. The kernel takes its share of its tasks with ``loops._share``.
 
     Each thread takes ``PARTS_PER_THREAD`` parts on average, claimed one
     at a time, not a fixed share: a thread that shares its core with
     another process's then does fewer parts instead of holding up the
     others. A failed or interrupted call starts no new part."""
-    threads = thread_count() if size >= PARALLEL_SIZE else 1
+    threads = thread_count() if size >= (PARALLEL_SIZE if worth is None else worth) else 1
     if threads == 1:
         kernel(*args, 0, 1)
         return

@@ -425,9 +425,6 @@ def conv2d(x, x_zero_point, packed, OG, KH, KW, stride, padding, dilation, requa
     rows = out.reshape(N, G * OG, OH * OW)
     for n in range(N):
         _planes(x[n], x_zero_point, C // G, stride[0], stride[1], padding[0], padding[1], planes, 0, 1)
-        if macs < PARALLEL_MACS:
-            _tiles(planes, tap_offsets, wp, init, offsets, multipliers, zero_point, low, WQ, OW, rows[n], 0, 1)
-        else:
-            parallel_parts(_tiles, macs, planes, tap_offsets, wp, init, offsets, multipliers, zero_point, low, WQ,
-                           OW, rows[n])
+        parallel_parts(_tiles, macs, planes, tap_offsets, wp, init, offsets, multipliers, zero_point, low, WQ, OW,
+                       rows[n], worth=PARALLEL_MACS)
     return out
