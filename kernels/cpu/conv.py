@@ -19,8 +19,9 @@ im2col_gemm_forward, _grad_input, _grad_weight
     *tiles* (a band of rows of one image, or several whole images when an
     image is small), so that each tile's column matrix (Kg, T) is about
     ``TILE_BYTES``, few enough MB to still sit in cache when BLAS reads
-    it (less for groups of few output channels, ``_tile_budget``). Per tile: im2col_tile fills the buffer (Numba, serial: each
-    thread runs its own tiles, see im2col.py), then one GEMM per group
+    it (less for groups of few output channels, ``_tile_budget``). Per
+    tile: im2col_tile fills the buffer (Numba, serial: each thread runs
+    its own tiles, see im2col.py), then one GEMM per group
     writes straight into the rows of y (``matmul(..., out=)``, no
     transposing copy), or for grad_input the GEMM fills the buffer and
     col2im_tile gathers it into gx. The full (Kg, N*L) matrix, KH*KW times
@@ -199,12 +200,17 @@ FEW_ROWS = 32
 GROUP_TILE_BYTES = 512 << 10
 
 
+def few_rows_a_group(G, Og):
+    """Whether a convolution of G groups of Og output channels has the
+    few-row products of ``FEW_ROWS`` (winograd.py's chunks follow the same
+    rule)."""
+    return G > 1 and Og <= FEW_ROWS
+
+
 def _tile_budget(G, Og):
     """Bytes of one tile's column matrix (all groups) for G groups of Og
     output channels."""
-    if G > 1 and Og <= FEW_ROWS:
-        return min(TILE_BYTES, G * GROUP_TILE_BYTES)
-    return TILE_BYTES
+    return min(TILE_BYTES, G * GROUP_TILE_BYTES) if few_rows_a_group(G, Og) else TILE_BYTES
 
 
 def _tiles(N, OH, row_bytes, budget, parts=1):

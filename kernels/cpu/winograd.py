@@ -78,7 +78,7 @@ import functools
 import numba
 import numpy
 
-from .conv import FEW_ROWS
+from .conv import few_rows_a_group
 from .loops import JIT, _share, _valid_range, u64
 from .threads import matmul_into, parallel_parts, run_in_parallel, split, sum_in_place, thread_count
 
@@ -366,7 +366,7 @@ def kernels(m, dtype):
 #: Target bytes of one chunk's V (a*a, C, T): a few MB, so that V and M
 #: are still in cache when the GEMMs and the output transform read them.
 CHUNK_BYTES = 4 << 20
-#: The chunk of a grouped convolution of at most ``FEW_ROWS`` output
+#: The chunk of a grouped convolution of at most ``conv.FEW_ROWS`` output
 #: channels a group (conv.py's rule for its tiles): its products of so few
 #: rows run at the speed V is read, so V is kept smaller, nearer the cores.
 #: 32 x 32 x 28x28 -> 32 groups 2, fwd/gx/gw: 0.72/0.74/0.79 of the time
@@ -376,7 +376,7 @@ FEW_ROWS_CHUNK_BYTES = 1 << 20
 
 def _chunk_budget(G, Og):
     """Bytes of one chunk's V for G groups of Og output channels."""
-    return min(CHUNK_BYTES, FEW_ROWS_CHUNK_BYTES) if G > 1 and Og <= FEW_ROWS else CHUNK_BYTES
+    return min(CHUNK_BYTES, FEW_ROWS_CHUNK_BYTES) if few_rows_a_group(G, Og) else CHUNK_BYTES
 
 
 def _planes(buffer, count, rows, cols):
@@ -425,7 +425,8 @@ def winograd_conv2d(x, w, b, padding, out_size, m, groups=1):
         for n0, nb in group:
             V, M = _planes(V_buffer, a * a, C, nb * T), _planes(M_buffer, a * a, O, nb * T)
             input_transform(x, V, n0, top, left, TH, TW)
-            numpy.matmul(Ug, V.reshape(a * a, G, C // G, -1), out=M.reshape(a * a, G, O // G, -1))  # (Og, Cg) @ (Cg, T)
+            # per position and group, (Og, Cg) @ (Cg, T)
+            numpy.matmul(Ug, V.reshape(a * a, G, C // G, -1), out=M.reshape(a * a, G, O // G, -1))
             output_transform(M, bias, y, n0, TH, TW)
     run_in_parallel(work, split(chunks, threads))
     return y
