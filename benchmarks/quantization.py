@@ -20,8 +20,6 @@ The results go to ``benchmarks/results/quantization.md``.
 """
 import argparse
 import os
-import statistics
-import time
 from pathlib import Path
 
 import numpy
@@ -91,17 +89,8 @@ def measure_speed(name, size, repeats, seed=0, warmup=2, **kwargs):
     mc_q, tv_q = _quantize_both(mc_model, tv_model, batches)
     runs = {"minicnn float32": _runner(mc_model, "minicnn"), "minicnn int8": _runner(mc_q, "minicnn"),
             "torch float32": _runner(tv_model, "torch"), "torch int8": _runner(tv_q, "torch")}
-    x = rng.standard_normal((1, 3, size, size)).astype(numpy.float32)
-    for _ in range(warmup):
-        for run in runs.values():
-            run(x)
-    times = {what: [] for what in runs}
-    for _ in range(repeats):
-        for what, run in runs.items():
-            start = time.perf_counter()
-            run(x)
-            times[what].append(time.perf_counter() - start)
-    return {what: statistics.median(t) for what, t in times.items()}
+    from minicnn.quantize_report import median_times
+    return median_times(runs, rng.standard_normal((1, 3, size, size)).astype(numpy.float32), repeats, warmup)
 
 
 def measure_accuracy(checkpoint, calibration_batches, batch_size=32):

@@ -74,12 +74,14 @@ def _predict(model, images, batch=256):
                                   for i in range(0, len(images), batch)])
 
 
-def _median_times(runs, x, repeats):
+def median_times(runs, x, repeats, warmup=1):
     """{name: median seconds} of each ``runs[name](x)``, the runs
-    alternating after one warm-up call each."""
+    alternating ``repeats`` times after ``warmup`` untimed rounds (a change
+    in the machine's load hits all of them alike)."""
     times = {name: [] for name in runs}
-    for run in runs.values():
-        run(x)
+    for _ in range(warmup):
+        for run in runs.values():
+            run(x)
     for _ in range(repeats):
         for name, run in runs.items():
             start = time.perf_counter()
@@ -127,7 +129,7 @@ def quantization_report(model_name, checkpoint=None, size=224, repeats=5, calibr
                 return model(x)
         return run
     x = tensor(rng.standard_normal((1, 3, size, size)).astype(numpy.float32))
-    times = _median_times({"float32": runner(float_model), "int8": runner(int8_model)}, x, repeats)
+    times = median_times({"float32": runner(float_model), "int8": runner(int8_model)}, x, repeats)
     report["float32 ms"], report["int8 ms"] = 1000 * times["float32"], 1000 * times["int8"]
     if checkpoint is not None:
         test_images, test_labels = digits_as_trained(False)
