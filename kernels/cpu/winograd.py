@@ -1,24 +1,34 @@
-"""3x3 stride-1 convolution by Winograd's minimal filtering, F(m x m, 3x3).
+"""Stride-1 convolution by Winograd's minimal filtering, F(m x m, r x r):
+3x3 filters (r = 3) and 5x5 ones (r = 5).
 
 Why
 ---
-Direct convolution (im2col + GEMM) spends 9 multiply-adds per input
+Direct convolution (im2col + GEMM) spends r*r multiply-adds per input
 channel on every output pixel. Winograd (Lavin & Gray, "Fast Algorithms
 for Convolutional Neural Networks", 2015) computes an m x m block of
-outputs from an a x a block of input (a = m + 2) with a*a
-multiplications instead of 9*m*m, by moving both into a transformed
+outputs from an a x a block of input (a = m + r - 1) with a*a
+multiplications instead of r*r*m*m, by moving both into a transformed
 space where the convolution becomes an elementwise product:
 
     y = A^T [ (G g G^T) * (B^T d B) ] A          (* elementwise)
 
-for one input channel, an a x a input tile d, a 3x3 filter g and the
-m x m output tile y. Two sizes are used (``TRANSFORMS`` holds their
-matrices, from the points 0, 1, -1 and, for m = 4, 2, -2):
+for one input channel, an a x a input tile d, an r x r filter g and the
+m x m output tile y. Three sizes are used (``TRANSFORMS`` holds their
+matrices, from the points 0, 1, -1, infinity and, for a = 6, 2, -2):
 
     F(2x2, 3x3): 16 products for 4 outputs, 2.25x fewer than direct;
     F(4x4, 3x3): 36 products for 16 outputs, 4x fewer. Its larger
                  constants round more: float32 results differ from direct
-                 convolution by ~1e-6 of their size, against ~2e-7.
+                 convolution by ~1e-6 of their size, against ~2e-7;
+    F(2x2, 5x5): 36 products for 4 outputs, 2.8x fewer, with the same
+                 points, B^T and rounding as F(4x4, 3x3).
+
+The matrices follow from the points (Cook-Toom): A^T evaluates a
+polynomial of m coefficients at them, G one of r, and B^T is the inverse
+transpose of the evaluation matrix of a = m + r - 1 coefficients, its
+rows scaled to integers (the scale moved into G's rows);
+tests/kernels/test_winograd.py checks each set against the correlation
+it computes.
 
 Summed over input channels, each of the a*a positions xi of the
 transformed tile is a matrix product over channels, so a layer is
@@ -37,10 +47,11 @@ Backward
 --------
 All three transforms are linear, so the gradients go back through them:
 
-* input gradient: conv2d's input gradient at stride 1 is itself a 3x3
+* input gradient: conv2d's input gradient at stride 1 is itself an r x r
   stride-1 convolution of gy, with the filters flipped and their in/out
-  channels swapped, padded by 2 - padding (see ``kernels/cpu/conv.py``);
-  it runs through the same forward.
+  channels swapped, padded by r - 1 - padding (see
+  ``minicnn/functional/conv_strategy.py``); it runs through the same
+  forward.
 * weight gradient: M = U * V gives dU[xi] = dM[xi] @ V[xi]^T, a GEMM over
   tiles, where dM = A gy_tile A^T is the adjoint of the output transform,
   and then gw = G^T dU G.
@@ -56,9 +67,10 @@ inputs must sit at a fixed offset from its index in contiguous rows:
 * the input rows are first split into their m *phases* (columns m*u + p
   for p < m), so that column m*tw + k of tile tw is element tw + k // m
   of phase k % m;
-* each image's tiles are numbered th * (TW + 1) + tw: one spare tile per
-  row of tiles, whose results are dropped, keeps the next tile row's
-  inputs at a fixed offset too (the GEMMs do 1/(TW+1) more work);
+* each image's tiles are numbered th * (TW + S) + tw: S = (a - 1) // m
+  spare tiles per row of tiles (one for r = 3, two for F(2x2, 5x5)),
+  whose results are dropped, keep the next tile row's inputs at a fixed
+  offset too (the GEMMs do S/(TW+S) more work);
 * loop indices are unsigned (see ``loops.py``): a signed computed index
   makes LLVM emit gathers and scatters instead of plain vector loads.
 
@@ -82,35 +94,56 @@ from .conv import few_rows_a_group
 from .loops import JIT, _share, _valid_range, u64
 from .threads import matmul_into, parallel_parts, run_in_parallel, split, sum_in_place, thread_count
 
-#: (A^T, G, B^T) of F(m x m, 3x3) for m = 2 and 4: shapes (m, a), (a, 3), (a, a).
+#: B^T of the six points 0, 1, -1, 2, -2 and infinity: the input transform
+#: of both F(4x4, 3x3) and F(2x2, 5x5), whose tiles are 6 x 6.
+_BT_SIX_POINTS = numpy.array([[4, 0, -5, 0, 1, 0],
+                              [0, -4, -4, 1, 1, 0],
+                              [0, 4, -4, -1, 1, 0],
+                              [0, -2, -1, 2, 1, 0],
+                              [0, 2, -1, -2, 1, 0],
+                              [0, 4, 0, -5, 0, 1]], float)
+
+#: (A^T, G, B^T) of F(m x m, r x r) for (m, r) = (2, 3), (4, 3) and (2, 5):
+#: shapes (m, a), (a, r), (a, a).
 TRANSFORMS = {
-    2: (numpy.array([[1, 1, 1, 0],
-                     [0, 1, -1, -1]], float),
-        numpy.array([[1, 0, 0],
-                     [1 / 2, 1 / 2, 1 / 2],
-                     [1 / 2, -1 / 2, 1 / 2],
-                     [0, 0, 1]]),
-        numpy.array([[1, 0, -1, 0],
-                     [0, 1, 1, 0],
-                     [0, -1, 1, 0],
-                     [0, 1, 0, -1]], float)),
-    4: (numpy.array([[1, 1, 1, 1, 1, 0],
-                     [0, 1, -1, 2, -2, 0],
-                     [0, 1, 1, 4, 4, 0],
-                     [0, 1, -1, 8, -8, 1]], float),
-        numpy.array([[1 / 4, 0, 0],
-                     [-1 / 6, -1 / 6, -1 / 6],
-                     [-1 / 6, 1 / 6, -1 / 6],
-                     [1 / 24, 1 / 12, 1 / 6],
-                     [1 / 24, -1 / 12, 1 / 6],
-                     [0, 0, 1]]),
-        numpy.array([[4, 0, -5, 0, 1, 0],
-                     [0, -4, -4, 1, 1, 0],
-                     [0, 4, -4, -1, 1, 0],
-                     [0, -2, -1, 2, 1, 0],
-                     [0, 2, -1, -2, 1, 0],
-                     [0, 4, 0, -5, 0, 1]], float)),
+    (2, 3): (numpy.array([[1, 1, 1, 0],
+                          [0, 1, -1, -1]], float),
+             numpy.array([[1, 0, 0],
+                          [1 / 2, 1 / 2, 1 / 2],
+                          [1 / 2, -1 / 2, 1 / 2],
+                          [0, 0, 1]]),
+             numpy.array([[1, 0, -1, 0],
+                          [0, 1, 1, 0],
+                          [0, -1, 1, 0],
+                          [0, 1, 0, -1]], float)),
+    (4, 3): (numpy.array([[1, 1, 1, 1, 1, 0],
+                          [0, 1, -1, 2, -2, 0],
+                          [0, 1, 1, 4, 4, 0],
+                          [0, 1, -1, 8, -8, 1]], float),
+             numpy.array([[1 / 4, 0, 0],
+                          [-1 / 6, -1 / 6, -1 / 6],
+                          [-1 / 6, 1 / 6, -1 / 6],
+                          [1 / 24, 1 / 12, 1 / 6],
+                          [1 / 24, -1 / 12, 1 / 6],
+                          [0, 0, 1]]),
+             _BT_SIX_POINTS),
+    (2, 5): (numpy.array([[1, 1, 1, 1, 1, 0],
+                          [0, 1, -1, 2, -2, 1]], float),
+             numpy.array([[1 / 4, 0, 0, 0, 0],
+                          [-1 / 6, -1 / 6, -1 / 6, -1 / 6, -1 / 6],
+                          [-1 / 6, 1 / 6, -1 / 6, 1 / 6, -1 / 6],
+                          [1 / 24, 1 / 12, 1 / 6, 1 / 3, 2 / 3],
+                          [1 / 24, -1 / 12, 1 / 6, -1 / 3, 2 / 3],
+                          [0, 0, 0, 0, 1]]),
+             _BT_SIX_POINTS),
 }
+
+
+def spare_tiles(m, r=3):
+    """S = (a - 1) // m: how many tiles past its own an a x a tile reaches
+    into in the phase layout (``input_transform``), so the spare tiles
+    of each row."""
+    return (m + r - 2) // m
 
 
 def tile_grid(out_size, m):
@@ -119,10 +152,10 @@ def tile_grid(out_size, m):
     return -(-OH // m), -(-OW // m)
 
 
-def tiles_per_image(out_size, m):
-    """Tiles of one image in V and M: TH rows of TW + 1 (one spare)."""
+def tiles_per_image(out_size, m, r=3):
+    """Tiles of one image in V and M: TH rows of TW + S (S spare)."""
     TH, TW = tile_grid(out_size, m)
-    return TH * (TW + 1)
+    return TH * (TW + spare_tiles(m, r))
 
 
 @numba.njit(inline="always")
@@ -141,12 +174,12 @@ def _phases(row, D, d0, start, m, count):
 
 
 @functools.lru_cache(maxsize=None)
-def kernels(m, dtype):
-    """The five transform kernels of F(m x m, 3x3) for arrays of ``dtype``:
+def kernels(m, dtype, r=3):
+    """The five transform kernels of F(m x m, r x r) for arrays of ``dtype``:
     (filter_transform, filter_transform_adjoint, input_transform,
     output_transform, output_transform_adjoint)."""
-    AT, G, BT = (matrix.astype(dtype) for matrix in TRANSFORMS[m])
-    a = m + 2
+    AT, G, BT = (matrix.astype(dtype) for matrix in TRANSFORMS[m, r])
+    a, S = m + r - 1, spare_tiles(m, r)
     zero = numpy.dtype(dtype).type(0)
     jit = numba.njit(**JIT)
 
@@ -157,65 +190,66 @@ def kernels(m, dtype):
     # 12.8 ms that way, 2.9 ms plane by plane).
     @jit
     def filter_transform(w, U, part, parts):
-        """U (a*a, O, C) = G g G^T for every 3x3 filter g of w (O, C, 3, 3),
+        """U (a*a, O, C) = G g G^T for every r x r filter g of w (O, C, r, r),
         any strides (the input gradient passes a flipped, transposed view);
         per output filter, vectorized over the input channels. Does part
         ``part`` of ``parts`` of the filters."""
         O, C = w.shape[0], w.shape[1]
-        g = numpy.empty((3, 3, C), U.dtype)            # g[k, l, c] = w[o, c, k, l]
-        Gg = numpy.empty((a, 3, C), U.dtype)           # G g
+        g = numpy.empty((r, r, C), U.dtype)            # g[k, l, c] = w[o, c, k, l]
+        Gg = numpy.empty((a, r, C), U.dtype)           # G g
         o0, o1 = _share(O, part, parts)
         for o in range(o0, o1):
             for c in range(C):
-                for k in range(3):
-                    for l in range(3):
+                for k in range(r):
+                    for l in range(r):
                         g[k, l, c] = w[o, c, k, l]
-            for l in range(3):
+            for l in range(r):
                 for c in range(C):
                     for i in range(a):
                         s = zero
-                        for k in range(3):
+                        for k in range(r):
                             if G[i, k] != 0:
                                 s += G[i, k] * g[k, l, c]
                         Gg[i, l, c] = s
             for i in range(a):                         # (G g) G^T, one plane of U at a time (see below)
                 for j in range(a):
-                    g0, g1, g2 = G[j, 0], G[j, 1], G[j, 2]
                     plane = U[a * i + j, o]
                     for c in range(C):
-                        plane[c] = g0 * Gg[i, 0, c] + g1 * Gg[i, 1, c] + g2 * Gg[i, 2, c]
+                        s = zero
+                        for l in range(r):
+                            s += G[j, l] * Gg[i, l, c]
+                        plane[c] = s
 
     @jit
     def filter_transform_adjoint(dU, gw, part, parts):
-        """gw (O, C, 3, 3) = G^T du G for every du of dU (a*a, O, C): the
+        """gw (O, C, r, r) = G^T du G for every du of dU (a*a, O, C): the
         adjoint of ``filter_transform``. Does part ``part`` of ``parts``
         of the filters."""
         O, C = gw.shape[0], gw.shape[1]
-        duG = numpy.empty((a, 3, C), gw.dtype)         # du G
-        GduG = numpy.empty((3, 3, C), gw.dtype)        # G^T du G
+        duG = numpy.empty((a, r, C), gw.dtype)         # du G
+        GduG = numpy.empty((r, r, C), gw.dtype)        # G^T du G
         o0, o1 = _share(O, part, parts)
         for o in range(o0, o1):
             duG[:] = 0
             for i in range(a):                         # du G, one plane of dU at a time (see below)
                 for j in range(a):
-                    g0, g1, g2 = G[j, 0], G[j, 1], G[j, 2]
                     plane = dU[a * i + j, o]
-                    for c in range(C):
-                        v = plane[c]
-                        duG[i, 0, c] += g0 * v
-                        duG[i, 1, c] += g1 * v
-                        duG[i, 2, c] += g2 * v
-            for l in range(3):
+                    for l in range(r):
+                        gjl = G[j, l]
+                        if gjl != 0:
+                            for c in range(C):
+                                duG[i, l, c] += gjl * plane[c]
+            for l in range(r):
                 for c in range(C):
-                    for k in range(3):
+                    for k in range(r):
                         s = zero
                         for i in range(a):
                             if G[i, k] != 0:
                                 s += G[i, k] * duG[i, l, c]
                         GduG[k, l, c] = s
             for c in range(C):
-                for k in range(3):
-                    for l in range(3):
+                for k in range(r):
+                    for l in range(r):
                         gw[o, c, k, l] = GduG[k, l, c]
 
     @jit
@@ -223,24 +257,24 @@ def kernels(m, dtype):
         """V (a*a, C, NB*T) = B^T d B for every tile d of images n0 ...
         n0+NB-1 of x (N, C, H, W), zero-padded by ``top`` rows and ``left``
         columns (and as many as the tiles need at the far sides); T =
-        TH * (TW + 1) tiles per image, the last of each row a spare.
+        TH * (TW + S) tiles per image, the last S of each row spares.
 
         Per channel of an image: split the padded rows into phases (D),
         apply B along the rows (Q), then B^T down the columns into V, each
         step one loop over all the tiles."""
         N, C, H, W = x.shape
-        TS = TW + 1                                    # tiles per row, the spare included
+        TS = TW + S                                    # tiles per row, the spares included
         T = TH * TS
         NB = V.shape[2] // T
-        F = (TH + 1) * TS                              # a phase: TH + 1 rows of TS columns
-        # D[ph, p, hh*TS + u] = xpad[m*hh + ph, m*u + p], one element spare
-        # for the last tile's k // m = 1 read.
-        D = numpy.zeros((m, m, F + 1), x.dtype)
+        F = (TH + S) * TS                              # a phase: TH + S rows of TS columns
+        # D[ph, p, hh*TS + u] = xpad[m*hh + ph, m*u + p], S elements spare
+        # for the last tile's k // m = S read.
+        D = numpy.zeros((m, m, F + S), x.dtype)
         Q = numpy.empty((a, m, F), x.dtype)            # Q[j, ph, f] = sum_k BT[j, k] D[ph, k % m, f + k // m]
         for c in range(C):
             for i_img in range(NB):
                 n = n0 + i_img
-                for hp in range(m * (TH + 1)):         # padded rows
+                for hp in range(m * (TH + S)):         # padded rows
                     h = hp - top
                     ph, d0 = hp % m, (hp // m) * TS
                     if 0 <= h < H:
@@ -273,7 +307,7 @@ def kernels(m, dtype):
         M (a*a, O, NB*T); b is (O,) (zeros for no bias), added for free.
         Spare tiles, and rows or columns past the edge, are dropped."""
         N, O, OH, OW = y.shape
-        TS = TW + 1
+        TS = TW + S
         T = TH * TS
         NB = M.shape[2] // T
         AtM = numpy.empty((m, a, T), M.dtype)          # A^T m
@@ -316,7 +350,7 @@ def kernels(m, dtype):
         n0 ... n0+NB-1 of gy (N, O, OH, OW), zero past the edges and in
         the spare tiles: the adjoint of ``output_transform``."""
         N, O, OH, OW = gy.shape
-        TS = TW + 1
+        TS = TW + S
         T = TH * TS
         NB = dM.shape[2] // T
         g = numpy.zeros((m, m, T), gy.dtype)           # g[r, q, tile] = gy[m*th + r, m*tw + q]
@@ -398,19 +432,20 @@ def _image_chunks(N, tile_bytes, parts, budget):
 
 def winograd_conv2d(x, w, b, padding, out_size, m, groups=1):
     """y (N, O, OH, OW) = conv2d(x, w, stride 1, dilation 1, groups) + b
-    for a 3x3 w (O, C / groups, 3, 3), by F(m x m, 3x3); padding ((top,
-    bottom), (left, right)); b (O,) or None.
+    for an r x r w (O, C / groups, r, r), by F(m x m, r x r); padding
+    ((top, bottom), (left, right)); b (O,) or None.
 
     The transforms are per channel, so groups change only the products:
     with U (a*a, G, Og, Cg) and V (a*a, G, Cg, T), each position's GEMM
     becomes G of them, one per group, in the same matmul call."""
     x = numpy.ascontiguousarray(x)
     N, C = x.shape[:2]
-    O, G, a = w.shape[0], groups, m + 2
+    O, G, r = w.shape[0], groups, w.shape[-1]
+    a = m + r - 1
     (top, _), (left, _) = padding
-    filter_transform, _, input_transform, output_transform, _ = kernels(m, x.dtype)
+    filter_transform, _, input_transform, output_transform, _ = kernels(m, x.dtype, r)
     TH, TW = tile_grid(out_size, m)
-    T = tiles_per_image(out_size, m)
+    T = tiles_per_image(out_size, m, r)
     U = numpy.empty((a * a, O, C // G), x.dtype)
     parallel_parts(filter_transform, U.size, w.astype(x.dtype, copy=False), U)
     bias = numpy.zeros(O, x.dtype) if b is None else numpy.ascontiguousarray(b, dtype=x.dtype)
@@ -432,17 +467,17 @@ def winograd_conv2d(x, w, b, padding, out_size, m, groups=1):
     return y
 
 
-def winograd_conv2d_grad_weight(x, gy, padding, m, groups=1):
-    """gw (O, C / groups, 3, 3) of ``winograd_conv2d`` for gy (N, O, OH, OW):
+def winograd_conv2d_grad_weight(x, gy, padding, m, groups=1, r=3):
+    """gw (O, C / groups, r, r) of ``winograd_conv2d`` for gy (N, O, OH, OW):
     per group, dU[xi] = dM[xi] @ V[xi]^T."""
     x, gy = numpy.ascontiguousarray(x), numpy.ascontiguousarray(gy)
     N, C = x.shape[:2]
-    O, G, a = gy.shape[1], groups, m + 2
+    O, G, a = gy.shape[1], groups, m + r - 1
     Og, Cg = O // G, C // G
     (top, _), (left, _) = padding
-    _, filter_transform_adjoint, input_transform, _, output_transform_adjoint = kernels(m, x.dtype)
+    _, filter_transform_adjoint, input_transform, _, output_transform_adjoint = kernels(m, x.dtype, r)
     TH, TW = tile_grid(gy.shape[2:], m)
-    T = tiles_per_image(gy.shape[2:], m)
+    T = tiles_per_image(gy.shape[2:], m, r)
     threads = thread_count()
     chunks = _image_chunks(N, a * a * max(C, O) * T * x.itemsize, threads, _chunk_budget(G, Og))
 
@@ -458,6 +493,6 @@ def winograd_conv2d_grad_weight(x, gy, padding, m, groups=1):
                         V.reshape(a * a, G, Cg, -1).transpose(0, 1, 3, 2), add=i > 0)   # (a*a, G, Og, Cg)
         return dU
     dU = sum_in_place(run_in_parallel(work, split(chunks, threads)))
-    gw = numpy.empty((O, Cg, 3, 3), x.dtype)
+    gw = numpy.empty((O, Cg, r, r), x.dtype)
     parallel_parts(filter_transform_adjoint, dU.size, dU, gw)
     return gw

@@ -35,13 +35,14 @@ frames (3-D, in-plane 3x3 slices that Winograd would take)
     the clips' frames (``frames_forward``), each of which takes this
     strategy's 2-D paths, Winograd included. Only the CPU backend has
     Winograd, so only it takes this path.
-winograd (3x3, stride 1, no dilation, many output tiles)
+winograd (3x3 or 5x5, stride 1, no dilation, many output tiles)
     Winograd's F(m x m, 3x3) multiplies 2.25x (m = 2) or 4x (m = 4) less
-    than the GEMM, for the cost of transforming inputs, filters and
-    outputs (``kernels/cpu/winograd.py``). The transforms are per
-    channel, so a grouped convolution of at least 16 channels a group
-    takes it too, as G products per transformed position. Only the CPU backend has it; on the others
-    this path is skipped.
+    than the GEMM, F(2x2, 5x5) 2.8x less, for the cost of transforming
+    inputs, filters and outputs (``kernels/cpu/winograd.py``). The
+    transforms are per channel, so a grouped convolution of at least 16
+    channels a group takes it too, as G products per transformed
+    position. Only the CPU backend has it; on the others this path is
+    skipped.
 pointwise (1x1 kernel, no padding)
     x itself, subsampled by the stride, is the column matrix: GEMMs only.
 im2col (everything else)
@@ -92,24 +93,38 @@ WINOGRAD_4X4_MIN_SIZE = 17
 #: fwd/gx/gw: 1.48/1.15/2.07x im2col's time; 32 x 512 x 14x14 groups 32
 #: (Cg 16): 0.6-0.9x.
 WINOGRAD_MIN_GROUP_CHANNELS = 16
+#: F(2x2, 5x5)'s rules, measured on 5x5 "same" layers (fwd/gx/gw, 2
+#: threads; benchmarks/results/NOTES.md): fewest 2x2 output tiles (1 x 256
+#: x 14x14, 49 tiles: 1.6x im2col's time; 2 x 128 x 14x14, 98: 0.8-0.9x;
+#: 1 x 64 x 28x28, 196: 0.4-1.0x), smallest output side (its a = 6 tiles
+#: waste most on small maps: 32 x 64 x 7x7 took 1.04-1.08x, 8 x 64 x
+#: 10x10 0.6-0.9x), and fewest input channels a group (LeNet-5's C3, 6
+#: channels: gx 3x slower).
+WINOGRAD_5X5_MIN_TILES = 128
+WINOGRAD_5X5_MIN_SIZE = 10
+WINOGRAD_5X5_MIN_CHANNELS = 8
 
 
 # -- which path ---------------------------------------------------------------
 def winograd_tile(N, kernel_size, stride, dilation, groups, out_size, xp):
-    """m of the F(m x m, 3x3) to compute a convolution of N images with
-    output (OH, OW) by, or 0 for none: Winograd applies to a 3x3,
+    """m of the F(m x m, r x r) to compute a convolution of N images with
+    output (OH, OW) by, or 0 for none: Winograd applies to a 3x3 or 5x5,
     stride-1, undilated convolution (any groups: depthwise ones are
     taken first by their own kernel) with enough output tiles, on a
-    backend that has it. The tile count does not depend on the groups:
-    the filter transform (a*a * O * Cg values) and each tile's products
-    (a*a * O * Cg multiply-adds) both shrink by G. ``conv_path`` also
-    asks for ``WINOGRAD_MIN_GROUP_CHANNELS`` channels a group."""
-    if tuple(kernel_size) != (3, 3):
+    backend that has it; a 5x5 one by F(2x2, 5x5), on an output of at
+    least ``WINOGRAD_5X5_MIN_SIZE``. The tile count does not depend on
+    the groups: the filter transform (a*a * O * Cg values) and each
+    tile's products (a*a * O * Cg multiply-adds) both shrink by G.
+    ``conv_path`` also asks for enough channels a group."""
+    kernel_size = tuple(kernel_size)
+    if not (kernel_size in ((3, 3), (5, 5)) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+            and registry.find("winograd_conv2d", xp)):
         return 0
     OH, OW = out_size
     tiles = N * -(-OH // 2) * -(-OW // 2)
-    if not (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
-            and tiles >= WINOGRAD_MIN_TILES and registry.find("winograd_conv2d", xp)):
+    if kernel_size == (5, 5):
+        return 2 if tiles >= WINOGRAD_5X5_MIN_TILES and min(out_size) >= WINOGRAD_5X5_MIN_SIZE else 0
+    if tiles < WINOGRAD_MIN_TILES:
         return 0
     return 4 if min(out_size) >= WINOGRAD_4X4_MIN_SIZE else 2
 
@@ -119,7 +134,7 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     this geometry, one of "depthwise", "dense", "frames", "winograd",
     "pointwise", "im2col", and for "winograd" the tile size m (else 0).
 
-    ``winograd_size`` is the output of the 3x3 convolution Winograd would
+    ``winograd_size`` is the output of the convolution Winograd would
     compute: (OH, OW), or (H, W) for the input gradient, a convolution of
     gy (see ``conv2d_grad_input``)."""
     unpadded = all(lo == hi == 0 for lo, hi in padding)
@@ -127,11 +142,14 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
         return "depthwise", 0
     if all(o == 1 for o in out_size) and unpadded and groups == 1:
         return "dense", 0
-    wide_groups = groups == 1 or C // groups >= WINOGRAD_MIN_GROUP_CHANNELS
-    if len(kernel_size) == 3 and wide_groups and winograd_tile(N * out_size[0], kernel_size[1:], stride[1:],
-                                                               dilation[1:], groups, winograd_size[1:], xp):
+    Cg = C // groups
+    wide_groups = groups == 1 or Cg >= WINOGRAD_MIN_GROUP_CHANNELS
+    if (len(kernel_size) == 3 and tuple(kernel_size[1:]) == (3, 3) and wide_groups
+            and winograd_tile(N * out_size[0], kernel_size[1:], stride[1:], dilation[1:], groups,
+                              winograd_size[1:], xp)):
         return "frames", 0
-    m = winograd_tile(N, kernel_size, stride, dilation, groups, winograd_size, xp) if wide_groups else 0
+    enough_channels = wide_groups and (tuple(kernel_size) != (5, 5) or Cg >= WINOGRAD_5X5_MIN_CHANNELS)
+    m = winograd_tile(N, kernel_size, stride, dilation, groups, winograd_size, xp) if enough_channels else 0
     if m:
         return "winograd", m
     if all(k == 1 for k in kernel_size) and unpadded:
@@ -208,15 +226,15 @@ def conv_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         return gx
     if path == "winograd":
         # At stride 1, gx is the full correlation of gy with the flipped
-        # filters, in and out channels swapped within each group: a 3x3
-        # convolution with the same groups, padded by 2 - padding on each
-        # side, whose output is (H, W).
-        Og, Cg = O // groups, C // groups
-        flipped = w.reshape(groups, Og, Cg, 3, 3)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-        flipped = flipped.reshape(C, Og, 3, 3)                          # a view when groups == 1
+        # filters, in and out channels swapped within each group: an r x r
+        # convolution with the same groups, padded by r - 1 - padding on
+        # each side, whose output is (H, W).
+        Og, Cg, r = O // groups, C // groups, kernel_size[0]
+        flipped = w.reshape(groups, Og, Cg, r, r)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+        flipped = flipped.reshape(C, Og, r, r)                          # a view when groups == 1
         (top, bottom), (left, right) = padding
         return registry.lookup("winograd_conv2d", xp)(
-            gy, flipped, None, ((2 - top, 2 - bottom), (2 - left, 2 - right)), in_size, m, groups)
+            gy, flipped, None, ((r - 1 - top, r - 1 - bottom), (r - 1 - left, r - 1 - right)), in_size, m, groups)
     if path == "pointwise":
         Og = O // groups
         wgT = w.reshape(groups, Og, -1).transpose(0, 2, 1)                  # (G, Cg, Og), a view
@@ -253,7 +271,7 @@ def conv_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     if path == "dense":
         return (gy.reshape(N, O).T @ _window(x, kernel_size, dilation)).reshape((O, C) + kernel_size)
     if path == "winograd":
-        return registry.lookup("winograd_conv2d_grad_weight", xp)(x, gy, padding, m, groups)
+        return registry.lookup("winograd_conv2d_grad_weight", xp)(x, gy, padding, m, groups, kernel_size[0])
     if path == "pointwise":
         Og, Cg = O // groups, C // groups
         xs = _subsample(x, stride, out_size).reshape(N, groups, Cg, -1)

@@ -265,6 +265,7 @@ PATH_CASES = {
     "dense": ("dense", (3, 4, 4, 6), (6, 4, 4, 3), (1, 3), ((0, 0), (0, 0)), (1, 2), 1),
     "winograd F(2x2)": ("winograd", (2, 3, 6, 7), (5, 3, 3, 3), (1, 1), ((1, 0), (2, 1)), (1, 1), 1),
     "winograd F(4x4)": ("winograd", (2, 3, 9, 8), (5, 3, 3, 3), (1, 1), ((1, 1), (0, 2)), (1, 1), 1),
+    "winograd F(2x2, 5x5)": ("winograd", (2, 3, 7, 8), (4, 3, 5, 5), (1, 1), ((2, 1), (0, 3)), (1, 1), 1),
     "pointwise": ("pointwise", (2, 6, 7, 5), (4, 3, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 2),
     "pointwise stride 1": ("pointwise", (2, 3, 4, 5), (4, 3, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),
     "im2col": ("im2col", (2, 4, 7, 6), (6, 2, 3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2), 2),
@@ -285,9 +286,11 @@ def path_case(name, rng):
 
 def use_winograd(patch, name):
     """Let the small layers of PATH_CASES take Winograd, by F(4x4) where
-    ``name`` says so, else by F(2x2)."""
+    ``name`` says so, else by F(2x2) (5x5 ones too)."""
     patch.setattr(conv_strategy, "WINOGRAD_MIN_TILES", 0)
     patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if "4x4" in name else 10**9)
+    for rule in ("WINOGRAD_5X5_MIN_TILES", "WINOGRAD_5X5_MIN_SIZE", "WINOGRAD_5X5_MIN_CHANNELS"):
+        patch.setattr(conv_strategy, rule, 0)
 
 
 @pytest.mark.parametrize("name", sorted(PATH_CASES))
