@@ -83,7 +83,9 @@ V and M are stored (a*a, channels, T): each GEMM reads one contiguous
 (channels, T) slab, so the products need no copies. The images are cut
 into chunks whose V and M take a few MB, so that they are still in cache
 when the GEMMs and the output transform read them, and each thread takes
-whole chunks, transforms and GEMMs (see ``threads.py``).
+whole chunks, transforms and GEMMs (see ``threads.py``). A chunk is
+several whole images, or, for fewer images than threads or an image too
+large for the budget, a band of rows of tiles of one image.
 """
 import functools
 
@@ -302,10 +304,11 @@ def kernels(m, dtype, r=3):
                             V[a * i + j, c, u64(t0) + t] = s
 
     @jit
-    def output_transform(M, b, y, n0, TH, TW):
+    def output_transform(M, b, y, n0, TH, TW, row0):
         """y[n0:n0+NB] (N, O, OH, OW) = A^T m A + b[o] for every tile m of
-        M (a*a, O, NB*T); b is (O,) (zeros for no bias), added for free.
-        Spare tiles, and rows or columns past the edge, are dropped."""
+        M (a*a, O, NB*T), whose TH rows of tiles start at output row
+        ``row0``; b is (O,) (zeros for no bias), added for free. Spare
+        tiles, and rows or columns past the edge, are dropped."""
         N, O, OH, OW = y.shape
         TS = TW + S
         T = TH * TS
@@ -335,7 +338,7 @@ def kernels(m, dtype, r=3):
                             Y[r, q, t] = s
                 for r in range(m):                     # into y: column m*tw + q is Y[r, q, tile]
                     for th in range(TH):
-                        oh = m * th + r
+                        oh = row0 + m * th + r
                         if oh < OH:
                             yrow, y0 = y[n, o, oh], u64(th * TS)
                             for tw in range(u64(OW // m)):          # whole tiles
@@ -345,10 +348,11 @@ def kernels(m, dtype, r=3):
                                 yrow[m * (OW // m) + q] = Y[r, q, th * TS + OW // m]
 
     @jit
-    def output_transform_adjoint(gy, dM, n0, TH, TW):
+    def output_transform_adjoint(gy, dM, n0, TH, TW, row0):
         """dM (a*a, O, NB*T) = A g A^T for every m x m tile g of images
-        n0 ... n0+NB-1 of gy (N, O, OH, OW), zero past the edges and in
-        the spare tiles: the adjoint of ``output_transform``."""
+        n0 ... n0+NB-1 of gy (N, O, OH, OW), TH rows of tiles from output
+        row ``row0``, zero past the edges and in the spare tiles: the
+        adjoint of ``output_transform``."""
         N, O, OH, OW = gy.shape
         TS = TW + S
         T = TH * TS
@@ -360,7 +364,7 @@ def kernels(m, dtype, r=3):
                 n = n0 + i_img
                 for r in range(m):
                     for th in range(TH):
-                        oh = m * th + r
+                        oh = row0 + m * th + r
                         if oh < OH:
                             # The whole tiles' columns in one interleaved loop:
                             # 1.05-1.4x faster here than _phases, a loop per phase.
@@ -422,12 +426,23 @@ def _planes(buffer, count, rows, cols):
     return buffer[:count * rows * cols].reshape(count, rows, cols)
 
 
-def _image_chunks(N, tile_bytes, parts, budget):
-    """(n0, NB) runs of whole images whose transformed tiles take about
-    ``budget`` bytes, at least ``parts`` of them (one per thread) when
-    there are that many images."""
-    nb = max(1, min(budget // max(1, tile_bytes), -(-N // parts)))
-    return [(n0, min(nb, N - n0)) for n0 in range(0, N, nb)]
+def _chunks(N, TH, row_bytes, parts, budget):
+    """(n0, NB, th0, R) chunks of the tiles: NB whole images (th0 = 0, R =
+    TH rows of tiles) whose transformed tiles take about ``budget`` bytes,
+    at least ``parts`` of them (one per thread) when there are that many
+    images; else bands of R rows of tiles of one image, from row th0,
+    within the budget and at least ``parts`` of them where there are that
+    many rows. ``row_bytes``: the transformed tiles of one row of tiles.
+    With fewer images than threads (inference), whole images would leave
+    threads idle: a lone image took as long on two threads as on one.
+    The input transform computes a band as an image of R rows of tiles,
+    offset by its first row (``input_transform``'s ``top``)."""
+    image_bytes = row_bytes * TH
+    if N >= parts and image_bytes <= budget:
+        nb = max(1, min(budget // max(1, image_bytes), -(-N // parts)))
+        return [(n0, min(nb, N - n0), 0, TH) for n0 in range(0, N, nb)]
+    R = max(1, min(budget // max(1, row_bytes), -(-N * TH // parts)))
+    return [(n, 1, th0, min(R, TH - th0)) for n in range(N) for th0 in range(0, TH, R)]
 
 
 def winograd_conv2d(x, w, b, padding, out_size, m, groups=1):
@@ -445,24 +460,24 @@ def winograd_conv2d(x, w, b, padding, out_size, m, groups=1):
     (top, _), (left, _) = padding
     filter_transform, _, input_transform, output_transform, _ = kernels(m, x.dtype, r)
     TH, TW = tile_grid(out_size, m)
-    T = tiles_per_image(out_size, m, r)
+    TS = TW + spare_tiles(m, r)                    # tiles a row
     U = numpy.empty((a * a, O, C // G), x.dtype)
     parallel_parts(filter_transform, U.size, w.astype(x.dtype, copy=False), U)
     bias = numpy.zeros(O, x.dtype) if b is None else numpy.ascontiguousarray(b, dtype=x.dtype)
     y = numpy.empty((N, O) + tuple(out_size), x.dtype)
     Ug = U.reshape(a * a, G, O // G, C // G)
     threads = thread_count()
-    chunks = _image_chunks(N, a * a * max(C, O) * T * x.itemsize, threads, _chunk_budget(G, O // G))
+    chunks = _chunks(N, TH, a * a * max(C, O) * TS * x.itemsize, threads, _chunk_budget(G, O // G))
 
-    def work(group):                    # one thread's chunks; they write disjoint images of y
-        size = a * a * group[0][1] * T
+    def work(group):                    # one thread's chunks; they write disjoint parts of y
+        size = a * a * max(nb * R for _, nb, _, R in group) * TS
         V_buffer, M_buffer = numpy.empty(size * C, x.dtype), numpy.empty(size * O, x.dtype)
-        for n0, nb in group:
-            V, M = _planes(V_buffer, a * a, C, nb * T), _planes(M_buffer, a * a, O, nb * T)
-            input_transform(x, V, n0, top, left, TH, TW)
-            # per position and group, (Og, Cg) @ (Cg, T)
+        for n0, nb, th0, R in group:
+            V, M = _planes(V_buffer, a * a, C, nb * R * TS), _planes(M_buffer, a * a, O, nb * R * TS)
+            input_transform(x, V, n0, top - m * th0, left, R, TW)
+            # per position and group, (Og, Cg) @ (Cg, tiles)
             numpy.matmul(Ug, V.reshape(a * a, G, C // G, -1), out=M.reshape(a * a, G, O // G, -1))
-            output_transform(M, bias, y, n0, TH, TW)
+            output_transform(M, bias, y, n0, R, TW, m * th0)
     run_in_parallel(work, split(chunks, threads))
     return y
 
@@ -477,18 +492,18 @@ def winograd_conv2d_grad_weight(x, gy, padding, m, groups=1, r=3):
     (top, _), (left, _) = padding
     _, filter_transform_adjoint, input_transform, _, output_transform_adjoint = kernels(m, x.dtype, r)
     TH, TW = tile_grid(gy.shape[2:], m)
-    T = tiles_per_image(gy.shape[2:], m, r)
+    TS = TW + spare_tiles(m, r)
     threads = thread_count()
-    chunks = _image_chunks(N, a * a * max(C, O) * T * x.itemsize, threads, _chunk_budget(G, Og))
+    chunks = _chunks(N, TH, a * a * max(C, O) * TS * x.itemsize, threads, _chunk_budget(G, Og))
 
     def work(group):                    # one thread's share of dU, a sum over chunks
-        size = a * a * group[0][1] * T
+        size = a * a * max(nb * R for _, nb, _, R in group) * TS
         V_buffer, dM_buffer = numpy.empty(size * C, x.dtype), numpy.empty(size * O, x.dtype)
         dU = numpy.empty((a * a, O, Cg), x.dtype)
-        for i, (n0, nb) in enumerate(group):
-            V, dM = _planes(V_buffer, a * a, C, nb * T), _planes(dM_buffer, a * a, O, nb * T)
-            input_transform(x, V, n0, top, left, TH, TW)
-            output_transform_adjoint(gy, dM, n0, TH, TW)
+        for i, (n0, nb, th0, R) in enumerate(group):
+            V, dM = _planes(V_buffer, a * a, C, nb * R * TS), _planes(dM_buffer, a * a, O, nb * R * TS)
+            input_transform(x, V, n0, top - m * th0, left, R, TW)
+            output_transform_adjoint(gy, dM, n0, R, TW, m * th0)
             matmul_into(dU.reshape(a * a, G, Og, Cg), dM.reshape(a * a, G, Og, -1),
                         V.reshape(a * a, G, Cg, -1).transpose(0, 1, 3, 2), add=i > 0)   # (a*a, G, Og, Cg)
         return dU

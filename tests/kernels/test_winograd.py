@@ -209,10 +209,10 @@ def test_the_transforms_are_those_of_the_matrices(m, r):
     M = rng.standard_normal((a * a, 3, T))
     b = rng.standard_normal(3)
     y = numpy.empty((1, 3, OH, OW))
-    output_transform(M, b, y, 0, TH, TW)
+    output_transform(M, b, y, 0, TH, TW, 0)
     gy = rng.standard_normal(y.shape)
     dM = numpy.empty_like(M)
-    output_adjoint(gy, dM, 0, TH, TW)
+    output_adjoint(gy, dM, 0, TH, TW, 0)
     for th in range(TH):
         for tw in range(TW):
             mt = M[:, :, th * (TW + S) + tw].reshape(a, a, 3)
@@ -253,3 +253,37 @@ def test_gradcheck_through_winograd(always_winograd):
         assert gradcheck(lambda x, w: F.conv2d(x, w, padding=(r - 1) // 2), (x, w))
     finally:
         registry.set_backend(previous)
+
+
+def test_chunks_are_whole_images_or_bands_of_one():
+    """Whole images while there are at least as many as threads and one
+    fits the budget; otherwise bands of rows of tiles of one image, at
+    least one per thread, each within the budget; every row of tiles of
+    every image exactly once."""
+    def covered(chunks, N, TH):
+        return sorted((n0 + i, th0 + r) for n0, nb, th0, R in chunks for i in range(nb) for r in range(R)) == \
+            [(n, th) for n in range(N) for th in range(TH)]
+
+    assert winograd._chunks(8, 14, 100, 2, 10**9) == [(0, 4, 0, 14), (4, 4, 0, 14)]
+    one = winograd._chunks(1, 14, 100, 2, 10**9)                   # inference: one image, two threads
+    assert one == [(0, 1, 0, 7), (0, 1, 7, 7)]
+    tight = winograd._chunks(3, 14, 100, 2, 450)                  # an image over the budget: 4 rows a band
+    assert all(nb == 1 and R <= 4 for _, nb, _, R in tight)
+    for chunks, N in [(one, 1), (tight, 3), (winograd._chunks(5, 9, 64, 4, 300), 5)]:
+        assert covered(chunks, N, 14 if N < 5 else 9)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_one_image_on_two_threads_is_cut_into_bands_with_the_same_result(m, monkeypatch):
+    rng = numpy.random.default_rng(m)
+    x = rng.standard_normal((1, 16, 23, 21)).astype(numpy.float32)
+    w = rng.standard_normal((8, 16, 3, 3)).astype(numpy.float32)
+    results = []
+    for threads in (1, 2):
+        monkeypatch.setattr(winograd, "thread_count", lambda: threads)
+        results.append(winograd.winograd_conv2d(x, w, None, ((1, 1), (1, 1)), (23, 21), m))
+    assert len(winograd._chunks(1, -(-23 // m), 1, 2, 1 << 30)) == 2
+    numpy.testing.assert_array_equal(results[0], results[1])
+    reference = registry.implementations("im2col_gemm_forward")["numpy"](x, w, None, (1, 1), ((1, 1), (1, 1)),
+                                                                        (1, 1), 1, (23, 21))
+    numpy.testing.assert_allclose(results[1], reference, rtol=1e-4, atol=1e-4)
