@@ -37,7 +37,13 @@ Idle and interrupted
 --------------------
 The pool's threads sleep while there is no work: an idle process uses no
 CPU, and on a machine shared with other processes the threads do not burn
-time slices that the busy ones need. Ctrl-C during a parallel call is held
+time slices that the busy ones need. While parallel calls come (a forward
+pass, a training step), ``workers + 1`` *keepers* spin at the lowest
+priority for ``KEEP_WARM_SECONDS`` after each call, so that the cores are
+not idle, and slow to wake in a virtual machine, when the next call wakes
+a thread (``spin.py``; Linux only, where a thread's priority is its
+own). Any thread ready to run preempts a keeper, so they take only time
+that no one else wants. Ctrl-C during a parallel call is held
 back (SIGINT blocked on the main thread, and for good on the pool's) until
 the call's groups are done, then raised as ``KeyboardInterrupt``: an
 exception raised at an arbitrary point inside the executor's own locking
@@ -57,6 +63,7 @@ import itertools
 import numbers
 import os
 import signal
+import sys
 import threading
 
 import numpy
@@ -146,9 +153,18 @@ def split(items, parts):
     return runs
 
 
+#: How long the keepers (``spin.py``) keep the cores awake after the last
+#: parallel call: longer than the gaps between the calls of a forward or
+#: backward pass, short enough that an idle process soon uses no CPU.
+KEEP_WARM_SECONDS = 2e-3
+
+
 class _Pool:
     """An executor with ``workers`` threads, for one process (a forked child
-    has none of its parent's threads), and the lock of its one caller."""
+    has none of its parent's threads), the lock of its one caller, and on
+    Linux ``workers + 1`` keepers (``spin.py``): threads of the lowest
+    priority that spin while parallel calls come, so that the cores are
+    awake when the next one wakes a thread. ``posted`` counts the calls."""
 
     def __init__(self, workers):
         self.workers = workers
@@ -156,6 +172,49 @@ class _Pool:
         self.busy = threading.Lock()
         self.executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="minicnn",
                                                               initializer=_block_ctrl_c)
+        self.posted = numpy.zeros(1, numpy.int64)
+        self.changed = threading.Condition()
+        self.keepers_asleep = 0
+        self.closed = False
+        if KEEP_WARM_SECONDS > 0 and sys.platform.startswith("linux"):   # a thread's priority is its own
+            from . import spin                      # compiles (or loads) the spin on first use
+            self.spin, self.spins = spin, spin.spins_for(KEEP_WARM_SECONDS)
+            for index in range(workers + 1):
+                threading.Thread(target=self._keep, name=f"minicnn-keeper-{index}", daemon=True).start()
+
+    def _keep(self):
+        """A keeper: at nice 19, spin while calls come, sleep between bursts."""
+        _block_ctrl_c()
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        seen = -1
+        while True:
+            with self.changed:
+                # Counted as asleep before the last look at ``posted``:
+                # ``post`` bumps it, then looks at ``keepers_asleep`` (both
+                # under the GIL), so either this look sees the bump or
+                # ``post`` sees this keeper and wakes it.
+                self.keepers_asleep += 1
+                while self.posted[0] == seen and not self.closed:
+                    self.changed.wait()
+                self.keepers_asleep -= 1
+                if self.closed:
+                    return
+            seen = self.spin.keep_warm(self.posted, self.spins)
+
+    def post(self):
+        """Count a parallel call; wake the keepers if they sleep (while they
+        spin, that costs nothing more)."""
+        self.posted[0] += 1
+        if self.keepers_asleep:
+            with self.changed:
+                self.changed.notify_all()
+
+    def close(self):
+        """Let the threads end: a larger pool replaces this one."""
+        self.executor.shutdown(wait=False)          # its threads end once idle
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
 
 
 _pool = None
@@ -167,7 +226,7 @@ def _get_pool(workers):
     global _pool
     if _pool is None or _pool.workers < workers or _pool.pid != os.getpid():
         if _pool is not None and _pool.pid == os.getpid():
-            _pool.executor.shutdown(wait=False)      # its threads end once idle
+            _pool.close()
         _pool = _Pool(workers)
     return _pool
 
@@ -204,6 +263,7 @@ def run_in_parallel(work, groups, cancelled=None):
         acquired = pool.busy.acquire(blocking=False)
         if not acquired:
             return [work(group) for group in groups]
+        pool.post()
         futures = []
         try:
             for group in groups[1:]:

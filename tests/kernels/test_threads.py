@@ -315,3 +315,43 @@ def test_a_1x1_convolution_of_one_image_is_shared_out_in_blocks(monkeypatch, par
             expected[0, :, rows, columns] = a[:, rows] @ b[0, :, :, columns] + bias[:, rows]
     numpy.testing.assert_array_equal(y, expected)
     numpy.testing.assert_allclose(y[0], a @ b[0] + bias, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="keepers run on Linux only")
+def test_keep_warm_rereads_the_counter_until_it_stays_the_same():
+    """The spin sees every bump of the counter by another thread (an
+    ordinary load could be hoisted out of the loop and never see one), and
+    returns once the counter has stayed the same for its count of reads."""
+    from minicnn.kernels.cpu import spin
+    posted = numpy.zeros(1, numpy.int64)
+    quiet = spin.spins_for(0.02)
+
+    def bump():
+        for _ in range(10):
+            time.sleep(0.005)
+            posted[0] += 1
+    bumper = threading.Thread(target=bump)
+    start = time.perf_counter()
+    bumper.start()
+    seen = spin.keep_warm(posted, quiet)         # nogil: the bumper runs meanwhile
+    elapsed = time.perf_counter() - start
+    bumper.join()
+    assert seen == 10
+    assert elapsed >= 0.05                       # it outlasted the ten bumps
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="keepers run on Linux only")
+def test_keepers_run_at_the_lowest_priority_and_sleep_between_bursts(monkeypatch):
+    threads.run_in_parallel(lambda group: group, [0, 1])
+    pool = threads._pool
+    keepers = [t for t in threading.enumerate() if t.name.startswith("minicnn-keeper")]
+    assert len(keepers) >= pool.workers + 1
+    for keeper in keepers:
+        assert os.getpriority(os.PRIO_PROCESS, keeper.native_id) == 19
+    deadline = time.monotonic() + 5
+    while pool.keepers_asleep < pool.workers + 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.keepers_asleep == pool.workers + 1          # asleep soon after the last call
+    posted = int(pool.posted[0])
+    threads.run_in_parallel(lambda group: group, [0, 1])
+    assert pool.posted[0] == posted + 1
