@@ -126,6 +126,9 @@ def test_the_path_is_taken_only_where_it_applies():
     assert conv_strategy.winograd_tile(N=8, **eligible, out_size=(56, 56)) == 4
     assert conv_strategy.winograd_tile(N=8, **eligible, out_size=(14, 14)) == 2
     assert conv_strategy.winograd_tile(N=16, **eligible, out_size=(2, 2)) == 0     # 16 tiles: too few
+    assert conv_strategy.winograd_tile(N=4, **eligible, out_size=(8, 8)) == 0      # 64 tiles: too few
+    assert conv_strategy.winograd_tile(N=1, **eligible, out_size=(28, 28)) == 4    # 196 tiles, one image
+    assert conv_strategy.winograd_tile(N=1, **eligible, out_size=(14, 14)) == 0    # 49 tiles
     for change in [dict(kernel_size=(3, 2)), dict(stride=(2, 1)), dict(dilation=(2, 2))]:
         assert conv_strategy.winograd_tile(N=8, **{**eligible, **change}, out_size=(56, 56)) == 0
     assert conv_strategy.winograd_tile(N=8, **{**eligible, "groups": 2}, out_size=(56, 56)) == 4   # grouped too
