@@ -29,8 +29,9 @@ Where the patterns are found: in every ``nn.Sequential`` (one that runs its
 children in order: a subclass with its own ``forward`` is not touched),
 runs of conv [-> batch norm] [-> activation] (so torchvision-style
 ``Conv2dNormActivation``, VGG's and DenseNet's stems, the detection heads);
-the four residual block classes above and ResNet's stem, whose
-``forward`` is known.
+the four residual block classes above, DenseNet's dense layer (its
+bottleneck conv with the batch norm and ReLU after it) and ResNet's stem,
+whose ``forward`` is known.
 Anything else is copied unchanged, so a model fuses partly rather than
 wrongly. The folded layers' places in a Sequential are kept by
 ``nn.Identity`` modules, so indexing and slicing a Sequential still work.
@@ -57,7 +58,7 @@ import numpy
 from . import nn
 from .autograd import is_grad_enabled
 from .backend import get_array_module
-from .models import efficientnet, mobilenetv2, resnet
+from .models import densenet, efficientnet, mobilenetv2, resnet
 from .models.detection.frozen_batch_norm import FrozenBatchNorm2d
 from .nn import functional as F
 from .nn.conv import _Conv
@@ -170,7 +171,7 @@ def _folded(conv, norm):
 def _fuse(module):
     """``module`` with its patterns fused (children replaced in place)."""
     rule = _BLOCK_RULES.get(type(module))
-    if rule is not None and _block_foldable(module):
+    if rule is not None and _FOLDABLE.get(type(module), _block_foldable)(module):
         return rule(module)
     for name, child in list(module._modules.items()):
         if child is not None:
@@ -232,6 +233,24 @@ class FusedBottleneck(nn.Module):
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
         return self.conv3(self.conv2(self.conv1(x)), residual=identity)
+
+
+class FusedDenseLayer(nn.Module):
+    """DenseNet's dense layer fused: the concatenated maps through norm1 and
+    relu1 (a batch norm before a conv, with a ReLU between, is not folded:
+    it stays), then the 1x1 conv with norm2 folded in and relu2 in its
+    output, then the 3x3 conv. The layer's dropout is the identity in
+    eval, the only mode a fused model runs in."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.norm1, self.relu1 = layer.norm1, layer.relu1
+        self.conv1 = FusedConv(layer.conv1, layer.norm2, layer.relu2)
+        self.conv2 = layer.conv2
+
+    def forward(self, input):
+        features = F.cat([input] if isinstance(input, Tensor) else list(input), 1)
+        return self.conv2(self.conv1(self.relu1(self.norm1(features))))
 
 
 class FusedResidual(nn.Module):
@@ -313,4 +332,8 @@ _BLOCK_RULES = {
     resnet.Bottleneck: FusedBottleneck,
     mobilenetv2.InvertedResidual: lambda block: _fuse_residual_block(block, "conv"),
     efficientnet.MBConv: lambda block: _fuse_residual_block(block, "block"),
+    densenet._DenseLayer: FusedDenseLayer,
 }
+#: What a block rule needs folded, where not ``_block_foldable``'s convN -> bnN.
+_FOLDABLE = {densenet._DenseLayer: lambda layer: _foldable(layer.norm2, layer.conv1)
+             and type(layer.relu2) in ACTIVATIONS}

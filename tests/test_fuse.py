@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import minicnn as mc
-from minicnn.fuse import FusedBasicBlock, FusedBottleneck, FusedConv, FusedResidual
+from minicnn.fuse import FusedBasicBlock, FusedBottleneck, FusedConv, FusedDenseLayer, FusedResidual
 from minicnn.nn.skip_init import no_init
 
 #: The models of over ~25M parameters (and the 3-D video nets): marked slow.
@@ -219,5 +219,22 @@ def test_blocks_with_group_norms_keep_their_own_forward(name):
     fused = mc.fuse(model)
     assert not any(isinstance(m, (FusedResidual, FusedBasicBlock)) for m in fused.modules())
     x = mc.tensor(numpy.random.default_rng(5).standard_normal((1, 3, 32, 32)).astype(numpy.float32))
+    with mc.no_grad():
+        assert relative_error(fused(x).data, model(x).data) < 1e-5
+
+
+def test_dense_layers_fold_their_second_norm_and_keep_the_first():
+    """Each dense layer's bottleneck conv takes norm2 and relu2; norm1 (a
+    batch norm before a conv, a ReLU between) stays: 62 of DenseNet-121's 121
+    batch norms remain after fusion, with the 3 transitions' and the last."""
+    model = build("densenet121")
+    fused = mc.fuse(model)
+    layers = [m for m in fused.modules() if isinstance(m, FusedDenseLayer)]
+    assert len(layers) == 58
+    assert all(layer.conv1.folded_norm == "BatchNorm2d" and isinstance(layer.norm1, mc.nn.BatchNorm2d)
+               for layer in layers)
+    norms = sum(isinstance(m, mc.nn.BatchNorm2d) for m in fused.modules())
+    assert norms == 58 + 1 + 3 and sum(isinstance(m, mc.nn.BatchNorm2d) for m in model.modules()) == 121
+    x = mc.tensor(numpy.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(numpy.float32))
     with mc.no_grad():
         assert relative_error(fused(x).data, model(x).data) < 1e-5
