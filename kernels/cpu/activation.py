@@ -15,10 +15,16 @@ the reference, ``minicnn/functional/activation.py``). The array is cut
 into one run per thread (``threads.py``): NumPy's exp and the nogil
 kernels both release the GIL. SiLU of 8x96x112x112 float32 on 2 cores:
 22 ms in NumPy, 15 ms this way.
+
+float32, the dtype of every network here, does better still: ``exp.py``
+has an exp of t <= 0 that inlines and vectorizes, so sigmoid and SiLU are
+one pass each (``_sigmoid32``, ``_silu32``), with no temporary and no
+NumPy call per block; float64 keeps NumPy's exp.
 """
 import numba
 import numpy
 
+from .exp import exp_nonpositive
 from .loops import JIT, _share, u64
 from .threads import PARALLEL_SIZE, parallel_parts, run_in_parallel, split, thread_count
 
@@ -96,14 +102,64 @@ def _elementwise(finish, x, out=None, finish_in_place=None):
     return y
 
 
+@numba.njit(inline="always")
+def _sigmoid32_value(v):
+    e = exp_nonpositive(-abs(v))
+    r = numpy.float32(1) / (numpy.float32(1) + e)
+    return r if v >= 0 else e * r
+
+
+@numba.njit(**JIT)
+def _sigmoid32(x, y, part, parts):
+    start, stop = _share(x.size, part, parts)
+    for i in range(u64(start), u64(stop)):
+        y[i] = _sigmoid32_value(x[i])
+
+
+@numba.njit(inline="always")
+def _silu32_run(x, y, part, parts):
+    start, stop = _share(x.size, part, parts)
+    for i in range(u64(start), u64(stop)):
+        y[i] = x[i] * _sigmoid32_value(x[i])
+
+
+@numba.njit(**JIT)
+def _silu32(x, y, part, parts):
+    _silu32_run(x, y, part, parts)
+
+
+@numba.njit(**JIT)
+def _silu32_in_place(x, part, parts):
+    _silu32_run(x, x, part, parts)
+
+
+def _float32_pass(kernel, kernel_in_place, x, out):
+    """One parallel pass of a float32 kernel over x into out (a new array
+    if None; x itself for in place)."""
+    if out is not None and not (x.flags.c_contiguous and out.flags.c_contiguous):
+        out[...] = _float32_pass(kernel, kernel_in_place, x, None)
+        return out
+    x = _c_contiguous(x)
+    y = numpy.empty_like(x) if out is None else out
+    if y is x:
+        parallel_parts(kernel_in_place, 2 * x.size, x.reshape(-1))
+    else:
+        parallel_parts(kernel, 2 * x.size, x.reshape(-1), y.reshape(-1))
+    return y
+
+
 def sigmoid(x):
     """1 / (1 + exp(-x)), elementwise, x's shape and dtype."""
+    if x.dtype == numpy.float32:
+        return _float32_pass(_sigmoid32, None, x, None)
     return _elementwise(_sigmoid_finish, x)
 
 
 def silu(x, out=None):
     """x * sigmoid(x), elementwise, x's shape and dtype; into ``out`` if
     given, which may be x itself (SiLU in place)."""
+    if x.dtype == numpy.float32 and (out is None or out.dtype == numpy.float32):
+        return _float32_pass(_silu32, _silu32_in_place, x, out)
     return _elementwise(_silu_finish, x, out, _silu_finish_in_place)
 
 
