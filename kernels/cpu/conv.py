@@ -7,7 +7,9 @@ pixels per image. Each function has the arguments and the result of the
 NumPy version in the strategy's module:
 
 depthwise_conv2d_forward, _grad_input, _grad_weight
-    the direct kernels of ``depthwise.py`` (no column matrix at all).
+    the direct kernels of ``depthwise.py`` (no column matrix at all); a
+    forward of a few small planes (``CHANNELS_LAST_MAX_PIXELS``) runs
+    channels last.
 batched_matmul, batched_matmul_sum
     a 1x1 convolution's GEMMs: the forward's (and the input gradient's)
     cut into blocks of at most ``GEMM_BLOCK_ROWS`` output rows by
@@ -40,7 +42,8 @@ import math
 
 import numpy
 
-from .depthwise import depthwise_forward, depthwise_grad_input, depthwise_grad_weight
+from .depthwise import (CHANNELS_LAST_MAX_PIXELS, depthwise_forward, depthwise_forward_channels_last,
+                        depthwise_grad_input, depthwise_grad_weight)
 from .im2col import col2im_tile, im2col_tile, row_table, rows_tile
 from .threads import matmul_into, run_in_parallel, split, sum_in_place, thread_count
 
@@ -58,7 +61,9 @@ def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_siz
     N, O, (KH, KW) = x.shape[0], w.shape[0], w.shape[2:]
     y = numpy.empty((N, O) + tuple(out_size), dtype=x.dtype)
     bias = numpy.zeros(O, x.dtype) if b is None else numpy.ascontiguousarray(b)
-    depthwise_forward(x, numpy.ascontiguousarray(w.reshape(O, KH, KW)), bias, y, *_geometry(stride, padding, dilation))
+    small = O == x.shape[1] and N * math.prod(out_size) <= CHANNELS_LAST_MAX_PIXELS
+    forward = depthwise_forward_channels_last if small else depthwise_forward
+    forward(x, numpy.ascontiguousarray(w.reshape(O, KH, KW)), bias, y, *_geometry(stride, padding, dilation))
     return y
 
 

@@ -17,7 +17,7 @@ import contextlib
 import numpy
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 import minicnn as mc
 import minicnn.nn.functional as F
@@ -243,6 +243,36 @@ def test_depthwise_tasks_of_several_images_match_the_reference(threads, stride, 
                                 ("grad_weight", lambda f: f(x, gy, (3, 3), *args))):
             fast, _ = both(f"depthwise_conv2d_{direction}")
             assert_same(call(fast), call(reference(direction)), numpy.float64, 100)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 2), st.integers(1, 9), st.integers(1, 7), st.integers(1, 7),
+       st.sampled_from([(1, 1), (3, 3), (5, 5), (3, 2)]), st.integers(1, 2), st.integers(1, 2),
+       st.sampled_from([numpy.float32, numpy.float64]), st.booleans())
+def test_small_depthwise_planes_channels_last_match_the_reference(seed, N, C, H, W, kernel, stride, dilation,
+                                                                   dtype, bias):
+    """A depthwise forward of at most CHANNELS_LAST_MAX_PIXELS output
+    pixels runs channels last: against the NumPy reference, with any
+    padding (up to the kernel's reach), stride and dilation."""
+    from minicnn.kernels.cpu import depthwise
+    rng = numpy.random.default_rng(seed)
+    KH, KW = kernel
+    padding = ((rng.integers(0, KH), rng.integers(0, KH)), (rng.integers(0, KW), rng.integers(0, KW)))
+    out = tuple((n + lo + hi - dilation * (k - 1) - 1) // stride + 1 for n, (lo, hi), k in
+                zip((H, W), padding, kernel))
+    assume(min(out) >= 1 and N * out[0] * out[1] <= depthwise.CHANNELS_LAST_MAX_PIXELS)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((C, 1, KH, KW)).astype(dtype)
+    b = rng.standard_normal(C).astype(dtype) if bias else None
+    args = ((stride, stride), padding, (dilation, dilation), C, out)
+    calls = []
+    with pytest.MonkeyPatch.context() as patch:
+        original = depthwise.depthwise_forward_channels_last
+        patch.setattr(numba_conv, "depthwise_forward_channels_last", lambda *a: calls.append(1) or original(*a))
+        fast, _ = both("depthwise_conv2d_forward")
+        mine = fast(x, w, b, *args)
+    assert calls
+    assert_same(mine, reference("forward")(x, w, b, *args), dtype, 100)
 
 
 def test_col2im_accepts_any_layout():
