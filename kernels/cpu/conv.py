@@ -28,7 +28,10 @@ im2col_gemm_forward, _grad_input, _grad_weight
     transposing copy), or for grad_input the GEMM fills the buffer and
     col2im_tile gathers it into gx. The full (Kg, N*L) matrix, KH*KW times
     the size of x, is never built: writing it to memory and reading it
-    back costs more than the GEMM on small layers.
+    back costs more than the GEMM on small layers. Except with few output
+    pixels (``FORWARD_BY_CHANNELS_PIXELS``, ``GRAD_WEIGHT_BY_CHANNELS_PIXELS``),
+    where it is small and the GEMMs are bound by reading the weights: the
+    threads then share out the output channels, each reading its share.
 
 Any number of spatial dims: the im2col path cuts the output into rows of
 its last dim (OW pixels; the rows are the OD*OH leading positions in
@@ -254,6 +257,34 @@ def _gy_band(gy, n0, nb, r0, R, G, Og, OW):
     return gy[n0:n0 + nb].reshape(nb, G, Og, L).transpose(1, 2, 0, 3).reshape(G, Og, nb * L)
 
 
+#: Output pixels per thread (N*OH*OW / threads) up to which the forward of
+#: an ungrouped convolution is shared out by output channel rather than by
+#: tile (``_forward_by_channels``): with few pixels the GEMM is bound by
+#: reading the weights, and cutting the pixels makes every thread read all
+#: of them.
+FORWARD_BY_CHANNELS_PIXELS = 128
+
+
+def _forward_by_channels(x, w, b, columns, out_size, threads):
+    """y (N, O, *out_size) of an ungrouped convolution with few output
+    pixels: the column matrix of all N images is built once (small, for so
+    few pixels), then each thread computes the rows of y of its share of
+    the output channels, reading only its share of the weights."""
+    N, C = x.shape[:2]
+    O = w.shape[0]
+    K = C * math.prod(columns.kernel_size)
+    cols = columns.fill(x, numpy.empty(K * N * columns.rows * columns.OW, x.dtype), 0, N, 0, columns.rows)
+    rows = numpy.empty((O, cols.shape[1]), x.dtype)              # (O, N*L)
+    wk = w.reshape(O, K)
+
+    def work(channels):                 # one thread's output channels: rows of y
+        numpy.matmul(wk[channels], cols, out=rows[channels])
+        if b is not None:
+            rows[channels] += b[channels, None]
+    run_in_parallel(work, _slices(O, threads))
+    return numpy.ascontiguousarray(rows.reshape((O, N) + tuple(out_size)).swapaxes(0, 1))
+
+
 def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
     """y (N, O, OH, OW) = conv(x, w) + b; b may be None."""
     x = numpy.ascontiguousarray(x)
@@ -261,12 +292,14 @@ def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
     O, G, out_size = w.shape[0], groups, tuple(out_size)
     columns = _Columns(x.shape[2:], w.shape[2:], stride, padding, dilation, out_size)
     OH, OW = columns.rows, columns.OW
+    threads = thread_count()
+    if threads > 1 and G == 1 and N * OH * OW <= FORWARD_BY_CHANNELS_PIXELS * threads:
+        return _forward_by_channels(x, w, b, columns, out_size, threads)
     y = numpy.empty((N, O) + out_size, dtype=x.dtype)
     Og, L = O // G, OH * OW
     wg = w.reshape(G, Og, -1)
     yg = y.reshape(N, G, Og, L)
     K = C * math.prod(w.shape[2:])
-    threads = thread_count()
     tiles = _tiles(N, OH, K * OW * x.itemsize, _tile_budget(G, Og), threads)
     bg = None if b is None else b.reshape(G, Og, 1)
 

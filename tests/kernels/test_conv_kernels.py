@@ -245,6 +245,43 @@ def test_depthwise_tasks_of_several_images_match_the_reference(threads, stride, 
             assert_same(call(fast), call(reference(direction)), numpy.float64, 100)
 
 
+@settings(max_examples=60, deadline=None)
+@given(conv_geometries(), st.integers(0, 2**32 - 1), st.sampled_from([2, 3]), st.booleans(), st.booleans())
+def test_few_pixel_forward_by_channels_matches_the_reference(geometry, seed, threads, by_channels, bias):
+    """An ungrouped forward with few output pixels a thread is shared out
+    by output channel (``_forward_by_channels``), else by tile: both equal
+    the NumPy reference, 2-D and for a 3-D geometry's rows alike."""
+    N, C, O, groups, kernel, stride, padding, dilation, in_size, out_size = geometry
+    assume(groups == 1)
+    rng = numpy.random.default_rng(seed)
+    x = rng.standard_normal((N, C) + in_size)
+    w = rng.standard_normal((O, C) + kernel)
+    b = rng.standard_normal(O) if bias else None
+    calls = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(numba_conv, "thread_count", lambda: threads)
+        patch.setattr(numba_conv, "FORWARD_BY_CHANNELS_PIXELS", 10**9 if by_channels else 0)
+        original = numba_conv._forward_by_channels
+        patch.setattr(numba_conv, "_forward_by_channels", lambda *a: calls.append(1) or original(*a))
+        mine = numba_conv.im2col_gemm_forward(x, w, b, stride, padding, dilation, 1, out_size)
+    assert bool(calls) == by_channels
+    assert_same(mine, reference("forward")(x, w, b, stride, padding, dilation, 1, out_size), numpy.float64, 100)
+    assert mine.flags.c_contiguous
+
+
+def test_forward_by_channels_of_a_3d_convolution():
+    rng = numpy.random.default_rng(3)
+    x, w, b = rng.standard_normal((2, 3, 4, 5, 6)), rng.standard_normal((7, 3, 2, 3, 3)), rng.standard_normal(7)
+    args = ((1, 2, 1), ((1, 0), (1, 1), (0, 2)), (1, 1, 2), 1)
+    out = tuple((n + lo + hi - d * (k - 1) - 1) // s + 1 for n, (lo, hi), k, s, d in
+                zip((4, 5, 6), args[1], (2, 3, 3), args[0], args[2]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(numba_conv, "thread_count", lambda: 2)
+        patch.setattr(numba_conv, "FORWARD_BY_CHANNELS_PIXELS", 10**9)
+        mine = numba_conv.im2col_gemm_forward(x, w, b, *args, out)
+    assert_same(mine, reference("forward")(x, w, b, *args, out), numpy.float64, 100)
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(1, 2), st.integers(1, 9), st.integers(1, 7), st.integers(1, 7),
        st.sampled_from([(1, 1), (3, 3), (5, 5), (3, 2)]), st.integers(1, 2), st.integers(1, 2),
