@@ -259,7 +259,8 @@ def _gy_band(gy, n0, nb, r0, R, G, Og, OW):
 
 #: Output pixels per thread (N*OH*OW / threads) up to which the forward of
 #: an ungrouped convolution is shared out by output channel rather than by
-#: tile (``_forward_by_channels``): with few pixels the GEMM is bound by
+#: tile (``_forward_by_channels``), and its input gradient by input channel
+#: (``_grad_input_by_channels``): with few pixels the GEMM is bound by
 #: reading the weights, and cutting the pixels makes every thread read all
 #: of them.
 FORWARD_BY_CHANNELS_PIXELS = 128
@@ -322,6 +323,26 @@ def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
     return y
 
 
+def _grad_input_by_channels(gy, w, columns, in_size, threads):
+    """gx (N, C, *in_size) of an ungrouped convolution with few output
+    pixels, for gy (N, O, L): each thread computes the column rows of its
+    share of the input channels, (its C*KH*KW rows of w^T) @ gy, from its
+    share of the weights, and gathers them into those channels of gx."""
+    N, O, L = gy.shape
+    C, taps = w.shape[1], math.prod(columns.kernel_size)
+    wT = w.reshape(O, C * taps).T                                   # (K, O), a view
+    gy_all = numpy.ascontiguousarray(gy.transpose(1, 0, 2)).reshape(O, N * L)
+    gx = numpy.empty((N, C) + tuple(in_size), dtype=gy.dtype)
+
+    def work(channels):                 # one thread's input channels of gx
+        cols = numpy.matmul(wT[channels.start * taps:channels.stop * taps], gy_all)
+        part = numpy.zeros((N, channels.stop - channels.start) + tuple(in_size), dtype=gy.dtype)
+        columns.add(cols.reshape(-1), part, 0, N, 0, columns.rows)
+        gx[:, channels] = part
+    run_in_parallel(work, _slices(C, threads))
+    return gx
+
+
 def im2col_gemm_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     """gx (N, C, H, W) for gy (N, O, OH, OW): the adjoint of the forward
     in x, which is also conv_transpose2d(gy, w)."""
@@ -331,10 +352,12 @@ def im2col_gemm_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     columns = _Columns(tuple(in_size), w.shape[2:], stride, padding, dilation, gy.shape[2:])
     OH, OW = columns.rows, columns.OW
     Og, L = O // G, OH * OW
+    threads = thread_count()
+    if threads > 1 and G == 1 and N * L <= FORWARD_BY_CHANNELS_PIXELS * threads:
+        return _grad_input_by_channels(gy.reshape(N, O, L), w, columns, in_size, threads)
     wgT = w.reshape(G, Og, -1).transpose(0, 2, 1)                        # (G, Kg, Og), a view
     gx = numpy.zeros((N, C) + tuple(in_size), dtype=gy.dtype)
     K = C * math.prod(w.shape[2:])
-    threads = thread_count()
     tiles = _tiles(N, OH, K * OW * gy.itemsize, _tile_budget(G, Og), threads)
     gy = gy.reshape(N, O, L)
 

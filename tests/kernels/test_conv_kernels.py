@@ -246,30 +246,33 @@ def test_depthwise_tasks_of_several_images_match_the_reference(threads, stride, 
 
 
 @settings(max_examples=60, deadline=None)
-@given(conv_geometries(), st.integers(0, 2**32 - 1), st.sampled_from([2, 3]), st.booleans(), st.booleans())
-def test_few_pixel_forward_by_channels_matches_the_reference(geometry, seed, threads, by_channels, bias):
-    """An ungrouped forward with few output pixels a thread is shared out
-    by output channel (``_forward_by_channels``), else by tile: both equal
-    the NumPy reference, 2-D and for a 3-D geometry's rows alike."""
+@given(conv_geometries(), st.integers(0, 2**32 - 1), st.sampled_from([2, 3]), st.booleans(),
+       st.sampled_from(["forward", "grad_input"]))
+def test_few_pixel_products_by_channels_match_the_reference(geometry, seed, threads, by_channels, direction):
+    """An ungrouped forward (input gradient) with few output pixels a
+    thread is shared out by output (input) channel, ``_forward_by_channels``
+    (``_grad_input_by_channels``), else by tile: both equal the NumPy
+    reference."""
     N, C, O, groups, kernel, stride, padding, dilation, in_size, out_size = geometry
     assume(groups == 1)
     rng = numpy.random.default_rng(seed)
-    x = rng.standard_normal((N, C) + in_size)
-    w = rng.standard_normal((O, C) + kernel)
-    b = rng.standard_normal(O) if bias else None
+    x, w, b = rng.standard_normal((N, C) + in_size), rng.standard_normal((O, C) + kernel), rng.standard_normal(O)
+    gy = rng.standard_normal((N, O) + out_size)
+    args = (stride, padding, dilation, 1)
+    call = {"forward": lambda f: f(x, w, b, *args, out_size), "grad_input": lambda f: f(gy, w, *args, in_size)}
+    by = "_forward_by_channels" if direction == "forward" else "_grad_input_by_channels"
     calls = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(numba_conv, "thread_count", lambda: threads)
         patch.setattr(numba_conv, "FORWARD_BY_CHANNELS_PIXELS", 10**9 if by_channels else 0)
-        original = numba_conv._forward_by_channels
-        patch.setattr(numba_conv, "_forward_by_channels", lambda *a: calls.append(1) or original(*a))
-        mine = numba_conv.im2col_gemm_forward(x, w, b, stride, padding, dilation, 1, out_size)
-    assert bool(calls) == by_channels
-    assert_same(mine, reference("forward")(x, w, b, stride, padding, dilation, 1, out_size), numpy.float64, 100)
-    assert mine.flags.c_contiguous
+        original = getattr(numba_conv, by)
+        patch.setattr(numba_conv, by, lambda *a: calls.append(1) or original(*a))
+        mine = call[direction](getattr(numba_conv, f"im2col_gemm_{direction}"))
+    assert bool(calls) == by_channels and mine.flags.c_contiguous
+    assert_same(mine, call[direction](reference(direction)), numpy.float64, 100)
 
 
-def test_forward_by_channels_of_a_3d_convolution():
+def test_forward_and_input_gradient_by_channels_of_a_3d_convolution():
     rng = numpy.random.default_rng(3)
     x, w, b = rng.standard_normal((2, 3, 4, 5, 6)), rng.standard_normal((7, 3, 2, 3, 3)), rng.standard_normal(7)
     args = ((1, 2, 1), ((1, 0), (1, 1), (0, 2)), (1, 1, 2), 1)
@@ -279,7 +282,10 @@ def test_forward_by_channels_of_a_3d_convolution():
         patch.setattr(numba_conv, "thread_count", lambda: 2)
         patch.setattr(numba_conv, "FORWARD_BY_CHANNELS_PIXELS", 10**9)
         mine = numba_conv.im2col_gemm_forward(x, w, b, *args, out)
+        gy = rng.standard_normal(mine.shape)
+        gx = numba_conv.im2col_gemm_grad_input(gy, w, *args, (4, 5, 6))
     assert_same(mine, reference("forward")(x, w, b, *args, out), numpy.float64, 100)
+    assert_same(gx, reference("grad_input")(gy, w, *args, (4, 5, 6)), numpy.float64, 100)
 
 
 @settings(max_examples=80, deadline=None)
