@@ -319,6 +319,14 @@ def all_cases(device="cpu"):
                                       device)
     cases.append(lenet)
     cases.append(resnet_step_case(device))
+    # The mobile nets' steps of issue 25's targets (<= 1.2 of torch): their
+    # depthwise layers, SiLU (EfficientNet) and ReLU6 (MobileNetV2).
+    for name, label in (("mobilenet_v2", "MobileNetV2"), ("efficientnet_b0", "EfficientNet-B0")):
+        case = Case("train", f"{label} step, 16x3x96x96, 10 classes", None, repeats=7, skip=_missing_model(name))
+        case.build = lambda name=name, case=case: _train_case(mc.models.get_model(name, num_classes=10),
+                                                              _torch_model(name, num_classes=10),
+                                                              (16, 3, 96, 96), 10, case, device)
+        cases.append(case)
 
     for name in ("resnet18", "mobilenet_v2", "efficientnet_b0"):
         case = Case("inference", f"{name} 8x3x224x224", None, repeats=7, skip=_missing_model(name))
