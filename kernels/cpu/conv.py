@@ -193,6 +193,12 @@ class _Columns:
         """Add the tile in buf (as ``fill`` lays it out) into gx."""
         self._tile(gx, buf, n0, nb, r0, R, True)
 
+    def whole(self, x):
+        """The column matrix of all of x's images, (C*taps, N*rows*OW): for
+        the few-pixel products, where it is small."""
+        size = x.shape[1] * math.prod(self.kernel_size) * x.shape[0] * self.rows * self.OW
+        return self.fill(x, numpy.empty(size, x.dtype), 0, x.shape[0], 0, self.rows)
+
 
 #: Target size of one tile's column matrix, in bytes: few enough MB to stay
 #: in cache, enough for long GEMMs (8 MB was the best of 1-8 MB, all faster
@@ -266,17 +272,22 @@ def _gy_band(gy, n0, nb, r0, R, G, Og, OW):
 FORWARD_BY_CHANNELS_PIXELS = 128
 
 
+def _few_pixels(threads, G, pixels, per_thread):
+    """Whether an ungrouped product of ``pixels`` output pixels in all is
+    shared out by channel: at most ``per_thread`` pixels a thread, on
+    several threads."""
+    return threads > 1 and G == 1 and pixels <= per_thread * threads
+
+
 def _forward_by_channels(x, w, b, columns, out_size, threads):
     """y (N, O, *out_size) of an ungrouped convolution with few output
     pixels: the column matrix of all N images is built once (small, for so
     few pixels), then each thread computes the rows of y of its share of
     the output channels, reading only its share of the weights."""
-    N, C = x.shape[:2]
-    O = w.shape[0]
-    K = C * math.prod(columns.kernel_size)
-    cols = columns.fill(x, numpy.empty(K * N * columns.rows * columns.OW, x.dtype), 0, N, 0, columns.rows)
+    N, O = x.shape[0], w.shape[0]
+    cols = columns.whole(x)                                      # (K, N*L)
     rows = numpy.empty((O, cols.shape[1]), x.dtype)              # (O, N*L)
-    wk = w.reshape(O, K)
+    wk = w.reshape(O, cols.shape[0])
 
     def work(channels):                 # one thread's output channels: rows of y
         numpy.matmul(wk[channels], cols, out=rows[channels])
@@ -294,7 +305,7 @@ def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
     columns = _Columns(x.shape[2:], w.shape[2:], stride, padding, dilation, out_size)
     OH, OW = columns.rows, columns.OW
     threads = thread_count()
-    if threads > 1 and G == 1 and N * OH * OW <= FORWARD_BY_CHANNELS_PIXELS * threads:
+    if _few_pixels(threads, G, N * OH * OW, FORWARD_BY_CHANNELS_PIXELS):
         return _forward_by_channels(x, w, b, columns, out_size, threads)
     y = numpy.empty((N, O) + out_size, dtype=x.dtype)
     Og, L = O // G, OH * OW
@@ -353,7 +364,7 @@ def im2col_gemm_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     OH, OW = columns.rows, columns.OW
     Og, L = O // G, OH * OW
     threads = thread_count()
-    if threads > 1 and G == 1 and N * L <= FORWARD_BY_CHANNELS_PIXELS * threads:
+    if _few_pixels(threads, G, N * L, FORWARD_BY_CHANNELS_PIXELS):
         return _grad_input_by_channels(gy.reshape(N, O, L), w, columns, in_size, threads)
     wgT = w.reshape(G, Og, -1).transpose(0, 2, 1)                        # (G, Kg, Og), a view
     gx = numpy.zeros((N, C) + tuple(in_size), dtype=gy.dtype)
@@ -391,7 +402,7 @@ def _grad_weight_by_channels(x, gy, columns, threads):
     gw = numpy.empty((O, K), x.dtype)
 
     def work(channels):                 # one thread's output channels: rows of gw
-        cols = columns.fill(x, numpy.empty(K * N * L, x.dtype), 0, N, 0, columns.rows)
+        cols = columns.whole(x)
         gy_rows = gy[:, channels].transpose(1, 0, 2).reshape(-1, N * L)   # (O share, N*L)
         numpy.matmul(gy_rows, cols.T, out=gw[channels])
     run_in_parallel(work, _slices(O, threads))
@@ -420,7 +431,7 @@ def im2col_gemm_grad_weight(x, gy, kernel_size, stride, padding, dilation, group
     gy = gy.reshape(N, O, L)
     K = C * math.prod(kernel_size)
     threads = thread_count()
-    if threads > 1 and G == 1 and N * L <= GRAD_WEIGHT_BY_CHANNELS_PIXELS * threads:
+    if _few_pixels(threads, G, N * L, GRAD_WEIGHT_BY_CHANNELS_PIXELS):
         return _grad_weight_by_channels(x, gy, columns, threads)
     tiles = _tiles(N, OH, K * OW * x.itemsize, _tile_budget(G, Og), threads)
     transposed = _weight_product_transposed(K // G, max(nb * R for _, nb, _, R in tiles) * OW)

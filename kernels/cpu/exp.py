@@ -33,7 +33,7 @@ The textbook method (Cody and Waite's range reduction, then a polynomial):
 
 t is clamped at ``MIN_T`` = -104, below which exp(t) rounds to 0 in
 float32 anyway. Accuracy against float64's exp, over float32 t in [-104,
-0]: within 2 units in the last place (``tests/kernels/test_exp.py``).
+0]: within 1 unit in the last place (``tests/kernels/test_exp.py``).
 """
 import numba
 import numpy

@@ -154,12 +154,6 @@ def tile_grid(out_size, m):
     return -(-OH // m), -(-OW // m)
 
 
-def tiles_per_image(out_size, m, r=3):
-    """Tiles of one image in V and M: TH rows of TW + S (S spare)."""
-    TH, TW = tile_grid(out_size, m)
-    return TH * (TW + spare_tiles(m, r))
-
-
 @numba.njit(inline="always")
 def _phases(row, D, d0, start, m, count):
     """D[p, d0 + u] = row[start + m*u + p] for u < count and p < m, 0
