@@ -10,6 +10,9 @@ depthwise_conv2d_forward, _grad_input, _grad_weight
     the direct kernels of ``depthwise.py`` (no column matrix at all); a
     forward of a few small planes (``CHANNELS_LAST_MAX_PIXELS``) runs
     channels last.
+grouped_conv2d_forward
+    the forward of a grouped convolution of few channels a group, by the
+    same direct kernel.
 batched_matmul, batched_matmul_sum
     a 1x1 convolution's GEMMs: the forward's (and the input gradient's)
     cut into blocks of at most ``GEMM_BLOCK_ROWS`` output rows by
@@ -46,7 +49,7 @@ import math
 import numpy
 
 from .depthwise import (CHANNELS_LAST_MAX_PIXELS, depthwise_forward, depthwise_forward_channels_last,
-                        depthwise_grad_input, depthwise_grad_weight)
+                        depthwise_grad_input, depthwise_grad_weight, direct_forward)
 from .im2col import col2im_tile, im2col_tile, row_table, rows_tile
 from .threads import matmul_into, run_in_parallel, split, sum_in_place, thread_count
 
@@ -67,6 +70,16 @@ def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_siz
     small = O == x.shape[1] and N * math.prod(out_size) <= CHANNELS_LAST_MAX_PIXELS
     forward = depthwise_forward_channels_last if small else depthwise_forward
     forward(x, numpy.ascontiguousarray(w.reshape(O, KH, KW)), bias, y, *_geometry(stride, padding, dilation))
+    return y
+
+
+def grouped_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
+    """y (N, O, OH, OW) = grouped conv2d(x, w) + b, summed directly
+    (``depthwise.direct_forward``); b may be None."""
+    x = numpy.ascontiguousarray(x)
+    y = numpy.empty((x.shape[0], w.shape[0]) + tuple(out_size), dtype=x.dtype)
+    bias = numpy.zeros(w.shape[0], x.dtype) if b is None else numpy.ascontiguousarray(b, dtype=x.dtype)
+    direct_forward(x, numpy.ascontiguousarray(w, dtype=x.dtype), bias, y, *_geometry(stride, padding, dilation))
     return y
 
 
@@ -110,6 +123,21 @@ GEMM_BLOCK_COLUMNS = 4096
 #: Fewest pixels for which an image's rows are cut into blocks: a product
 #: of a few pixels is too little work for a call per block.
 GEMM_ROW_SPLIT_MIN_COLUMNS = 32
+#: A lone image's product that the bounds above leave whole (ResNet-50's
+#: 1x1 layers at 224 px: 256 x 196, 64 x 3136, ...) is cut into two halves
+#: of its rows (a multiple of ``LONE_IMAGE_ROW_MULTIPLE``), so that two
+#: threads share it, when it has at least ``LONE_IMAGE_MIN_MACS``
+#: multiply-adds and ``LONE_IMAGE_MIN_DEPTH`` input channels: smaller or
+#: shallower ones (MobileNet's 144 -> 32 on 28x28, 24 -> 144 on 56x56) are
+#: done faster by one thread than shared. This cut depends on the batch
+#: (one image) but not on the thread count: a lone image gives the same
+#: numbers on any number of threads, but may differ in the last bit from
+#: the same image in a batch (torch's oneDNN makes no such promise
+#: either). Blocks of fewer rows for every batch cost batch 16 5-17%
+#: (benchmarks/results/NOTES.md).
+LONE_IMAGE_ROW_MULTIPLE = 16
+LONE_IMAGE_MIN_MACS = 1 << 23
+LONE_IMAGE_MIN_DEPTH = 64
 
 
 def _runs(count, size):
@@ -117,9 +145,15 @@ def _runs(count, size):
     return [slice(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-def _blocks(P, L):
-    """The (rows, columns) blocks of one image's (P, L) product."""
-    rows = _runs(P, GEMM_BLOCK_ROWS) if L >= GEMM_ROW_SPLIT_MIN_COLUMNS else [slice(0, P)]
+def _blocks(P, Q, L, N):
+    """The (rows, columns) blocks of each of N images' (P, Q) @ (Q, L) products."""
+    if L < GEMM_ROW_SPLIT_MIN_COLUMNS:
+        rows = [slice(0, P)]
+    elif (N == 1 and P <= GEMM_BLOCK_ROWS and L <= GEMM_BLOCK_COLUMNS and P >= 2 * LONE_IMAGE_ROW_MULTIPLE
+          and P * Q * L >= LONE_IMAGE_MIN_MACS and Q >= LONE_IMAGE_MIN_DEPTH):
+        rows = _runs(P, -(-P // (2 * LONE_IMAGE_ROW_MULTIPLE)) * LONE_IMAGE_ROW_MULTIPLE)
+    else:
+        rows = _runs(P, GEMM_BLOCK_ROWS)
     return [(r, c) for r in rows for c in _runs(L, GEMM_BLOCK_COLUMNS)]
 
 
@@ -128,7 +162,7 @@ def batched_matmul(a, b, bias=None):
     (N, G, Q, L), bias (G, P, 1) or None -> y (N, G, P, L)."""
     N, P, L = b.shape[0], a.shape[1], b.shape[3]
     y = numpy.empty(b.shape[:2] + (P, L), dtype=b.dtype)
-    blocks = _blocks(P, L)
+    blocks = _blocks(P, a.shape[2], L, N)
     if len(blocks) == 1:
         def gemms(images):              # one thread's whole images, one call
             numpy.matmul(a, b[images], out=y[images])

@@ -1,4 +1,4 @@
-"""Depthwise convolution computed directly, without im2col.
+"""Depthwise (and narrow grouped) convolution computed directly, without im2col.
 
 Notation
 --------
@@ -43,6 +43,17 @@ taps (``_axpy3``, ``_dot3``), or a 3x3 kernel's nine (``_axpy9``,
 ``_dot9``), which took the 32x32x56x56 forward from 2.2 to 1.5 ms on 2
 threads.
 
+Narrow groups
+-------------
+The forward serves any grouped convolution the same way (``direct_forward``):
+a task splits the Cg input channels of its group into phases, and each of
+the group's Og output channels sums Cg passes of its taps, 3x3 outputs two
+at a time (``_axpy9x2``: each input loaded once for both). With few
+channels a group the GEMM paths pay for a column matrix (or Winograd's
+transforms) that each output row reads only Og times; summing the taps
+directly costs the multiply-adds alone. The conv strategy sends groups of
+up to ``DIRECT_MAX_GROUP_CHANNELS`` channels here (forward only).
+
 A task stacks the planes of several images (``_images_per_task``) so that
 the loop runs over all of them at once: a 7x7 plane alone is 81 entries.
 Against loops over output rows, a 3x3 layer on 8x960x7x7 went from 3.3
@@ -59,7 +70,8 @@ they add nothing, but an inf or NaN can reach a few more entries of gw
 
 Threads, indices
 ----------------
-Each kernel runs over tasks (c, block of images), the threads taking
+Each kernel runs over tasks (c, block of images), or (group, block) in
+the forward, the threads taking
 runs of them (``threads.parallel_parts``): a task
 splits its planes once, computes the M output channels that read them,
 and allocates its buffers once. No two tasks write the same element: the
@@ -75,7 +87,7 @@ compare and select per access (read that module's notes).
 import numba
 import numpy
 
-from .loops import JIT as _JIT, _axpy, _axpy3, _axpy9, _copy, _dot, _dot3, _dot9, _fill, _share, _valid_range
+from .loops import JIT as _JIT, _axpy, _axpy3, _axpy9, _axpy9x2, _copy, _dot, _dot3, _dot9, _fill, _share, _valid_range
 from .threads import parallel_parts
 
 
@@ -168,6 +180,14 @@ def _merge(phases, p0, pstride, Hq, R, Wq, top, left, sh, sw, gxf, base, H, W):
 def depthwise_forward(x, w, b, y, sh, sw, top, left, dh, dw):
     """y (N, O, OH, OW) = depthwise conv of x (N, C, H, W) with w (O, KH, KW),
     plus b (O,) (pass an array of zeros for no bias). All C-contiguous."""
+    direct_forward(x, w.reshape((w.shape[0], 1) + w.shape[1:]), b, y, sh, sw, top, left, dh, dw)
+
+
+def direct_forward(x, w, b, y, sh, sw, top, left, dh, dw):
+    """y (N, O, OH, OW) = grouped conv of x (N, C, H, W) with w (O, Cg, KH,
+    KW), G = C / Cg groups, plus b (O,): each output channel sums its
+    group's Cg input channels' taps (module docstring, "Narrow groups").
+    All C-contiguous."""
     parallel_parts(_forward, x.size + y.size, x, w, b, y, sh, sw, top, left, dh, dw)
 
 
@@ -195,14 +215,17 @@ def depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw):
 
 @numba.njit(**_JIT)
 def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
-    """``depthwise_forward``, tasks of part ``part`` of ``parts``."""
+    """``direct_forward``, tasks of part ``part`` of ``parts``: w is
+    (O, Cg, KH, KW), G = C / Cg groups of Og = O / G output channels
+    (depthwise: Cg = 1, Og = M)."""
     N, C, H, W = x.shape
-    O, KH, KW = w.shape
+    O, Cg, KH, KW = w.shape
+    G = C // Cg
+    Og, S, T = O // G, sh * sw, KH * KW
     OH, OW = y.shape[2], y.shape[3]
-    M, S = O // C, sh * sw
     Hq, Wq = _phase_shape(OH, OW, KH, KW, sh, sw, dh, dw)
     spare = (Hq - OH) * Wq + Wq - OW          # how far the garbage entries read past the end
-    B = _images_per_task(N, C, S * Hq * Wq)
+    B = _images_per_task(N, G, S * Hq * Wq)
     blocks = (N + B - 1) // B
     xf, wf, yf = x.reshape(-1), w.reshape(-1), y.reshape(-1)
     # The buffers serve all of this part's tasks: _split writes the same
@@ -211,35 +234,56 @@ def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
     # allocating and zeroing per task cost a third of it). Only a task
     # with fewer images (the last block) lays them out anew.
     phases = numpy.empty(0, x.dtype)
-    acc = numpy.empty(B * Hq * Wq, y.dtype)   # output planes in wide rows
+    PB = B * Hq * Wq
+    acc = numpy.empty(2 * PB, y.dtype)        # two output channels' planes in wide rows
     laid_out = -1                             # the nb the phases are laid out for
-    for task in range(*_share(C * blocks, part, parts)):  # y[n0:n0+nb, c*M:c*M+M]: this task's only
-        c = task // blocks
-        n0 = (task - c * blocks) * B
+    for task in range(*_share(G * blocks, part, parts)):  # y[n0:n0+nb, g*Og:g*Og+Og]: this task's only
+        g = task // blocks
+        n0 = (task - g * blocks) * B
         nb = min(B, N - n0)
         P = nb * Hq * Wq                      # one phase of all nb images, stacked
+        CP = S * P + spare                    # all phases of one input channel
         if nb != laid_out:
-            phases = numpy.zeros(S * P + spare, x.dtype)
-            offsets = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq)
+            phases = numpy.zeros(Cg * CP, x.dtype)
+            # Where each tap of each input channel reads: the offsets are
+            # into the whole buffer, so that the loops get it whole (a
+            # slice of it is an array of any layout to Numba, and its
+            # loops do not vectorize).
+            offsets = numpy.empty((Cg, T), numpy.int64)
+            for c in range(Cg):
+                offsets[c] = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq) + c * CP
             laid_out = nb
-        for i in range(nb):
-            _split(xf, ((n0 + i) * C + c) * H * W, H, W, top, left, sh, sw, phases, i * Hq * Wq, P, Hq, Wq)
-        for o in range(c * M, (c + 1) * M):
+        for c in range(Cg):
+            for i in range(nb):
+                _split(xf, ((n0 + i) * C + g * Cg + c) * H * W, H, W, top, left, sh, sw, phases,
+                       c * CP + i * Hq * Wq, P, Hq, Wq)
+        o = g * Og
+        while o < (g + 1) * Og:
+            # A 3x3 kernel's outputs two at a time: each pass reads the
+            # nine taps' inputs once for both (``_axpy9x2``).
+            pair = T == 9 and o + 1 < (g + 1) * Og
             _fill(acc, 0, P, b[o])
-            wo = o * KH * KW
-            t = 0
-            if KH * KW == 9:                  # a 3x3 kernel: all nine taps in one pass
-                _axpy9(acc, 0, wf, wo, phases, offsets, P)
-                t = 9
-            while t + 3 <= KH * KW:           # three taps a pass: acc is read and written once
-                _axpy3(acc, 0, wf[wo + t], offsets[t], wf[wo + t + 1], offsets[t + 1], wf[wo + t + 2], offsets[t + 2],
-                       phases, P)
-                t += 3
-            for t in range(t, KH * KW):
-                _axpy(acc, 0, wf[wo + t], phases, offsets[t], P)
-            for i in range(nb):               # keep the OH x OW real entries
-                for oh in range(OH):
-                    _copy(yf, (((n0 + i) * O + o) * OH + oh) * OW, 1, acc, (i * Hq + oh) * Wq, 1, OW)
+            if pair:
+                _fill(acc, PB, P, b[o + 1])
+            for c in range(Cg):
+                wo, at = (o * Cg + c) * T, offsets[c]
+                if pair:
+                    _axpy9x2(acc, 0, PB, wf, wo, Cg * T, phases, at, P)
+                    continue
+                t = 0
+                if T == 9:                    # a 3x3 kernel: all nine taps in one pass
+                    _axpy9(acc, 0, wf, wo, phases, at, P)
+                    t = 9
+                while t + 3 <= T:             # three taps a pass: acc is read and written once
+                    _axpy3(acc, 0, wf[wo + t], at[t], wf[wo + t + 1], at[t + 1], wf[wo + t + 2], at[t + 2], phases, P)
+                    t += 3
+                for t in range(t, T):
+                    _axpy(acc, 0, wf[wo + t], phases, at[t], P)
+            for k in range(2 if pair else 1):
+                for i in range(nb):           # keep the OH x OW real entries
+                    for oh in range(OH):
+                        _copy(yf, (((n0 + i) * O + o + k) * OH + oh) * OW, 1, acc, k * PB + (i * Hq + oh) * Wq, 1, OW)
+            o += 2 if pair else 1
 
 
 @numba.njit(**_JIT)

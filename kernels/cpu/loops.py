@@ -124,6 +124,31 @@ def _axpy9(dst, d0, alpha, a0, src, s, n):
         dst[d0 + j] = v + w8 * src[s8 + j]
 
 
+
+@numba.njit(cache=True)
+def _axpy9x2(dst, d0, stride, alpha, a0, astride, src, s, n):
+    """``_axpy9`` for two outputs at once: dst[d0 + j] and dst[d0 + stride
+    + j] each += their nine taps, alpha[a0 + k] and alpha[a0 + astride +
+    k], times src[s[k] + j], for j < n. Each input is loaded once for both
+    (9 loads for 18 multiply-adds, against 9 for 9), and each output's sum
+    is ``_axpy9``'s, in the same order: the same numbers."""
+    d0 = u64(d0)
+    d1 = d0 + u64(stride)
+    b0 = a0 + astride
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = (alpha[a0], alpha[a0 + 1], alpha[a0 + 2], alpha[a0 + 3], alpha[a0 + 4],
+                                          alpha[a0 + 5], alpha[a0 + 6], alpha[a0 + 7], alpha[a0 + 8])
+    v0, v1, v2, v3, v4, v5, v6, v7, v8 = (alpha[b0], alpha[b0 + 1], alpha[b0 + 2], alpha[b0 + 3], alpha[b0 + 4],
+                                          alpha[b0 + 5], alpha[b0 + 6], alpha[b0 + 7], alpha[b0 + 8])
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = (u64(s[0]), u64(s[1]), u64(s[2]), u64(s[3]), u64(s[4]), u64(s[5]),
+                                          u64(s[6]), u64(s[7]), u64(s[8]))
+    for j in range(u64(n)):
+        x0, x1, x2, x3, x4 = src[s0 + j], src[s1 + j], src[s2 + j], src[s3 + j], src[s4 + j]
+        x5, x6, x7, x8 = src[s5 + j], src[s6 + j], src[s7 + j], src[s8 + j]
+        first = dst[d0 + j] + w0 * x0 + w1 * x1 + w2 * x2 + w3 * x3 + w4 * x4 + w5 * x5 + w6 * x6 + w7 * x7 + w8 * x8
+        second = dst[d1 + j] + v0 * x0 + v1 * x1 + v2 * x2 + v3 * x3 + v4 * x4 + v5 * x5 + v6 * x6 + v7 * x7 + v8 * x8
+        dst[d0 + j] = first
+        dst[d1 + j] = second
+
 # Reassociation lets LLVM keep several partial sums (a vector of them)
 # instead of one chain of dependent adds; only the rounding changes (by
 # ~1e-7 relative in float32). The sums run in the arrays' dtype (``zero``,

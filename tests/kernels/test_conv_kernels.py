@@ -341,8 +341,12 @@ PATH_CASES = {
     "winograd F(2x2, 5x5)": ("winograd", (2, 3, 7, 8), (4, 3, 5, 5), (1, 1), ((2, 1), (0, 3)), (1, 1), 1),
     "pointwise": ("pointwise", (2, 6, 7, 5), (4, 3, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 2),
     "pointwise stride 1": ("pointwise", (2, 3, 4, 5), (4, 3, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),
-    "im2col": ("im2col", (2, 4, 7, 6), (6, 2, 3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2), 2),
+    "im2col": ("im2col", (2, 4, 7, 6), (6, 4, 3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2), 1),
+    "grouped im2col": ("im2col", (2, 4, 7, 6), (6, 2, 3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2), 2),
 }
+#: The forward path of PATH_CASES' few-channel groups where the backend has
+#: the direct kernel (Numba); their gradients stay im2col's.
+FORWARD_PATHS = {"grouped im2col": "grouped"}
 
 
 def path_case(name, rng):
@@ -375,9 +379,11 @@ def test_every_path_matches_the_reference(backend, name, monkeypatch):
         path = "im2col"
     m = (4 if "4x4" in name else 2) if path == "winograd" else 0
     N, C = x.shape[:2]
-    for size in (g.out_size, g.in_size):                # Winograd's output: gy's for gx, else y's
+    # Winograd's output: gy's for gx, else y's
+    for size, direction in ((g.out_size, "forward"), (g.in_size, "grad_input"), (g.out_size, "grad_weight")):
+        expected = FORWARD_PATHS.get(name, path) if direction == "forward" and backend != "numpy" else path
         assert conv_strategy.conv_path(numpy, N, C, g.groups, g.kernel_size, g.stride, g.padding, g.dilation,
-                                       g.out_size, size) == (path, m)
+                                       g.out_size, size, direction) == (expected, m)
     args = (g.stride, g.padding, g.dilation, g.groups)
     calls = {"forward": (x, w, b, *args, g.out_size), "grad_input": (gy, w, *args, g.in_size),
              "grad_weight": (x, gy, g.kernel_size, *args)}

@@ -1,10 +1,12 @@
 """Grouped convolutions (1 < groups < channels) on the CPU kernels' fast
 paths, against the NumPy reference (im2col, then one matmul).
 
-Winograd takes a grouped 3x3 stride-1 convolution as G products per
-transformed position; stride 2 and other kernels take the tiled im2col
-path. The geometries are drawn by hypothesis: groups 2 to 32, odd and
-even maps, paddings 0 to 2, each thread count, float32 and float64.
+The forward of few channels a group sums the taps directly (the
+"grouped" path); otherwise Winograd takes a grouped 3x3 stride-1
+convolution as G products per transformed position, and stride 2 and
+other kernels take the tiled im2col path. The geometries are drawn by
+hypothesis: groups 2 to 32, odd and even maps, paddings 0 to 2, each
+thread count, float32 and float64.
 """
 import numpy
 import pytest
@@ -14,7 +16,7 @@ from minicnn.functional import conv_strategy
 from minicnn.kernels import registry
 
 pytest.importorskip("numba")
-from minicnn.kernels.cpu import conv as numba_conv, winograd  # noqa: E402
+from minicnn.kernels.cpu import conv as numba_conv, threads as threads_module, winograd  # noqa: E402
 
 DIRECTIONS = ("forward", "grad_input", "grad_weight")
 # Relative to the size of the terms summed; F(4x4) rounds more in float32.
@@ -63,9 +65,15 @@ def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bi
              "grad_weight": (x, gy, kernel, *args)}
     expected_path = "winograd" if kernel == (3, 3) and stride == (1, 1) else "im2col"
     with pytest.MonkeyPatch.context() as patch:
-        for size in (out_size, in_size):                          # so few channels a group: im2col
-            path, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, (1, 1), out_size, size)
+        # So few channels a group: the forward sums directly (a 3x3 one: a
+        # 1x1 one has no column matrix to spare), the gradients take im2col.
+        forward, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, (1, 1), out_size, out_size)
+        assert forward == ("grouped" if kernel == (3, 3) else "im2col")
+        for size, direction in ((in_size, "grad_input"), (out_size, "grad_weight")):
+            path, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, (1, 1), out_size, size,
+                                              direction)
             assert path == "im2col"
+        patch.setattr(conv_strategy, "DIRECT_MAX_GROUP_CHANNELS", 0)   # the forward's GEMM paths too
         patch.setattr(conv_strategy, "WINOGRAD_MIN_TILES", 0)      # small maps take Winograd too
         patch.setattr(conv_strategy, "WINOGRAD_MIN_GROUP_CHANNELS", 1)   # and few channels a group
         patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if m == 4 else 10**9)
@@ -82,6 +90,59 @@ def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bi
             mine = getattr(conv_strategy, f"conv2d_{direction}")(*calls[direction])
             assert mine.shape == expected.shape and mine.dtype == expected.dtype
             numpy.testing.assert_allclose(mine, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * terms)
+
+
+@st.composite
+def direct_geometries(draw):
+    """(N, C, O, groups, kernel, stride, padding, dilation, in_size,
+    out_size) of a grouped conv2d the direct forward takes: any kernel
+    (3x3 pairs its outputs, odd Og leaves one alone), stride, dilation."""
+    groups = draw(st.sampled_from([2, 3, 4, 8]))
+    C, O = groups * draw(st.integers(2, 4)), groups * draw(st.integers(1, 3))     # Cg 1 is depthwise
+    kernel = draw(st.sampled_from([(3, 3), (3, 3), (5, 5), (1, 3), (2, 4)]))   # 1x1 is pointwise
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple((p, p) for p in (draw(st.integers(0, 2)), draw(st.integers(0, 2))))
+    reach = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    in_size = tuple(max(1, r - 2 * p[0]) + draw(st.integers(0, 7)) for r, p in zip(reach, padding))
+    out_size = tuple((n + 2 * p[0] - r) // s + 1 for n, p, r, s in zip(in_size, padding, reach, stride))
+    return draw(st.integers(1, 3)), C, O, groups, kernel, stride, padding, dilation, in_size, out_size
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data(), direct_geometries(), st.sampled_from([numpy.float32, numpy.float64]), st.sampled_from([1, 3]),
+       st.booleans())
+def test_the_direct_grouped_forward_matches_the_reference(data, geometry, dtype, threads, bias):
+    N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
+    rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C) + in_size).astype(dtype)
+    w = rng.standard_normal((O, C // G) + kernel).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype) if bias else None
+    args = (x, w, b, stride, padding, dilation, G, out_size)
+    assert conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size,
+                                   out_size) == ("grouped", 0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(threads_module, "thread_count", lambda: threads)
+        mine = conv_strategy.conv2d_forward(*args)
+    expected = _reference("forward", *args)
+    assert mine.shape == expected.shape and mine.dtype == expected.dtype
+    terms = C // G * kernel[0] * kernel[1]
+    numpy.testing.assert_allclose(mine, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * terms)
+
+
+def test_the_direct_grouped_forward_pairs_outputs_to_the_same_numbers():
+    """Two output channels a pass (``_axpy9x2``) give each one the sums it
+    gets alone: the same bits as the group's outputs computed one by one
+    (one output channel takes the single path)."""
+    rng = numpy.random.default_rng(3)
+    x = rng.standard_normal((2, 8, 11, 9)).astype(numpy.float32)
+    w = rng.standard_normal((8, 4, 3, 3)).astype(numpy.float32)        # 2 groups of 4 outputs: pairs
+    args = ((1, 2), ((1, 1), (0, 0)), (1, 1), 2)
+    y = numba_conv.grouped_conv2d_forward(x, w, None, *args, (11, 4))
+    for o in range(8):                                                  # output o alone, from its group's inputs
+        g = o // 4
+        alone = numba_conv.grouped_conv2d_forward(x[:, 4 * g:4 * g + 4], w[o:o + 1], None, *args[:3], 1, (11, 4))
+        numpy.testing.assert_array_equal(y[:, o], alone[:, 0])
 
 
 @pytest.mark.parametrize("m", [2, 4])

@@ -184,6 +184,7 @@ def _primitive_calls(rng):
     win = _windows("pool", x.shape, (3, 3), (2, 2), (1, 1), (1, 1), False)
     gy, divisor = data(4, 6, *win.out_hw), numpy.full(win.out_hw, 9.0)
     w_dw, gy_dw = data(12, 1, 3, 3), data(4, 12, 9, 9)
+    w_grouped = data(12, 2, 3, 3)                  # 3 groups of 2 -> 4 channels: pairs of outputs
     x1, gy1 = data(4, 8, 6, 6), data(4, 5, 3, 3)
     w1 = data(5, 8, 1, 1)
     p, g, buf = data(1000), data(1000), data(1000)
@@ -237,6 +238,8 @@ def _primitive_calls(rng):
          lambda: fast["depthwise_conv2d_grad_input"](gy_dw, w_dw, stride1, pad1, stride1, 6, (9, 9))),
         ("depthwise grad_weight",
          lambda: fast["depthwise_conv2d_grad_weight"](x, gy_dw, (3, 3), stride1, pad1, stride1, 6)),
+        ("grouped forward",
+         lambda: fast["grouped_conv2d_forward"](x, w_grouped, b_dw, stride1, pad1, stride1, 3, (9, 9))),
         ("1x1 forward", lambda: conv_strategy.conv2d_forward(x1, w1, b1, (2, 2), none, stride1, 1, (3, 3))),
         ("1x1 grad_input", lambda: conv_strategy.conv2d_grad_input(gy1, w1, (2, 2), none, stride1, 1, (6, 6))),
         ("1x1 grad_weight", lambda: conv_strategy.conv2d_grad_weight(x1, gy1, (1, 1), (2, 2), none, stride1, 1)),
@@ -315,6 +318,25 @@ def test_a_1x1_convolution_of_one_image_is_shared_out_in_blocks(monkeypatch, par
             expected[0, :, rows, columns] = a[:, rows] @ b[0, :, :, columns] + bias[:, rows]
     numpy.testing.assert_array_equal(y, expected)
     numpy.testing.assert_allclose(y[0], a @ b[0] + bias, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_a_lone_images_1x1_product_is_cut_in_two_halves_of_its_rows(monkeypatch, parts):
+    # A lone image's product that would be one block is shared by two
+    # threads as two halves of its rows (multiples of 16), whatever the
+    # thread count; a batch keeps whole images; a small product stays whole.
+    monkeypatch.setattr(cpu_conv, "thread_count", lambda: parts)
+    rng = numpy.random.default_rng(1)
+    a = rng.standard_normal((1, 72, 64)).astype(numpy.float32)          # P = 72: rows 0-47 and 48-71
+    b = rng.standard_normal((1, 1, 64, 2048)).astype(numpy.float32)     # 72 * 64 * 2048 multiply-adds
+    assert 72 * 64 * 2048 >= cpu_conv.LONE_IMAGE_MIN_MACS and 64 >= cpu_conv.LONE_IMAGE_MIN_DEPTH
+    assert cpu_conv._blocks(72, 64, 2048, 1) == [(slice(0, 48), slice(0, 2048)), (slice(48, 72), slice(0, 2048))]
+    assert cpu_conv._blocks(72, 64, 2048, 2) == [(slice(0, 72), slice(0, 2048))]
+    assert cpu_conv._blocks(72, 32, 2048, 1) == [(slice(0, 72), slice(0, 2048))]        # too shallow
+    assert cpu_conv._blocks(72, 64, 256, 1) == [(slice(0, 72), slice(0, 256))]          # too small
+    y = cpu_conv.batched_matmul(a, b)
+    expected = numpy.concatenate([a[:, :48] @ b[0, :, :, :], a[:, 48:] @ b[0]], axis=1)
+    numpy.testing.assert_array_equal(y[0], expected)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="keepers run on Linux only")
