@@ -235,7 +235,7 @@ def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
     # with fewer images (the last block) lays them out anew.
     phases = numpy.empty(0, x.dtype)
     PB = B * Hq * Wq
-    acc = numpy.empty(2 * PB, y.dtype)        # two output channels' planes in wide rows
+    acc = numpy.empty((2 if T == 9 and Og > 1 else 1) * PB, y.dtype)   # one or two output channels in wide rows
     laid_out = -1                             # the nb the phases are laid out for
     for task in range(*_share(G * blocks, part, parts)):  # y[n0:n0+nb, g*Og:g*Og+Og]: this task's only
         g = task // blocks
@@ -257,19 +257,20 @@ def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
             for i in range(nb):
                 _split(xf, ((n0 + i) * C + g * Cg + c) * H * W, H, W, top, left, sh, sw, phases,
                        c * CP + i * Hq * Wq, P, Hq, Wq)
-        o = g * Og
-        while o < (g + 1) * Og:
-            # A 3x3 kernel's outputs two at a time: each pass reads the
-            # nine taps' inputs once for both (``_axpy9x2``).
-            pair = T == 9 and o + 1 < (g + 1) * Og
+        # A 3x3 kernel's outputs two at a time: each pass reads the nine
+        # taps' inputs once for both (``_axpy9x2``); the rest one at a time.
+        paired = Og // 2 if T == 9 else 0
+        for o in range(g * Og, g * Og + 2 * paired, 2):
             _fill(acc, 0, P, b[o])
-            if pair:
-                _fill(acc, PB, P, b[o + 1])
+            _fill(acc, PB, P, b[o + 1])
+            for c in range(Cg):
+                _axpy9x2(acc, 0, PB, wf, (o * Cg + c) * T, Cg * T, phases, offsets[c], P)
+            _store(yf, acc, 0, n0, nb, O, o, OH, OW, Hq, Wq)
+            _store(yf, acc, PB, n0, nb, O, o + 1, OH, OW, Hq, Wq)
+        for o in range(g * Og + 2 * paired, (g + 1) * Og):
+            _fill(acc, 0, P, b[o])
             for c in range(Cg):
                 wo, at = (o * Cg + c) * T, offsets[c]
-                if pair:
-                    _axpy9x2(acc, 0, PB, wf, wo, Cg * T, phases, at, P)
-                    continue
                 t = 0
                 if T == 9:                    # a 3x3 kernel: all nine taps in one pass
                     _axpy9(acc, 0, wf, wo, phases, at, P)
@@ -279,11 +280,17 @@ def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
                     t += 3
                 for t in range(t, T):
                     _axpy(acc, 0, wf[wo + t], phases, at[t], P)
-            for k in range(2 if pair else 1):
-                for i in range(nb):           # keep the OH x OW real entries
-                    for oh in range(OH):
-                        _copy(yf, (((n0 + i) * O + o + k) * OH + oh) * OW, 1, acc, k * PB + (i * Hq + oh) * Wq, 1, OW)
-            o += 2 if pair else 1
+            _store(yf, acc, 0, n0, nb, O, o, OH, OW, Hq, Wq)
+
+
+@numba.njit(inline="always")
+def _store(yf, acc, a0, n0, nb, O, o, OH, OW, Hq, Wq):
+    """Output channel o of images n0 ... n0+nb-1 of yf (N, O, OH, OW) =
+    the OH x OW real entries of its wide rows, acc[a0:] (nb planes of Hq
+    rows of Wq)."""
+    for i in range(nb):
+        for oh in range(OH):
+            _copy(yf, (((n0 + i) * O + o) * OH + oh) * OW, 1, acc, a0 + (i * Hq + oh) * Wq, 1, OW)
 
 
 @numba.njit(**_JIT)

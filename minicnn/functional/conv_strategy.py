@@ -27,13 +27,16 @@ depthwise (G == C)
     (Og, KH*KW) by (KH*KW, L) matrices: a few multiply-adds per entry of
     a column matrix that costs a copy of x per tap. The CPU and the GPU
     compute it directly; NumPy's version is the im2col path below.
-grouped (forward only: 1 < G < C, Cg <= DIRECT_MAX_GROUP_CHANNELS, 2-D, not 1x1)
+grouped (1 < G < C, Cg <= DIRECT_MAX_GROUP_CHANNELS, 2-D, not 1x1; forward)
     With few channels a group, each group's GEMM is a thin (Og, Cg*KH*KW)
     product that reads its column matrix (or Winograd's transformed
     tiles) a few times only: the cost is building them. The CPU sums the
     taps directly instead, as for depthwise (``kernels/cpu/depthwise.py``).
-    A 1x1 kernel has no column matrix to build: it stays pointwise. Only
-    the CPU backend has this path; the gradients take the paths below.
+    A 1x1 kernel has no column matrix to build: it stays pointwise. The
+    input gradient of a stride-1 one with few output channels a group
+    (``DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS``) is the same kernel's
+    forward of gy with the flipped filters. Only the
+    CPU backend has this path; the weight gradient takes the paths below.
 dense (one output pixel per image, no padding, G == 1)
     The kernel's one window of each image is a row of the column matrix:
     the convolution is a linear layer, one GEMM each way.
@@ -121,6 +124,12 @@ WINOGRAD_MIN_GROUP_CHANNELS = 16
 #: 16, Winograd) 0.75; 32 x 32 x 28x28 groups 2 (Cg 16, Winograd) 0.83;
 #: but 8 x 384 x 13x13 groups 2 (Cg 192) 1.9.
 DIRECT_MAX_GROUP_CHANNELS = 16
+#: Most output channels a group (Og) for which a stride-1 input gradient
+#: takes the same path (gy convolved with the flipped filters): 8 x 128 x
+#: 56x56 groups 32 (Og 4) 0.39 of the im2col time, 1 x 256 x 28x28 groups
+#: 32 (Og 8) 0.33, 4 x 64 x 56x56 groups 8 (Og 8) 0.48; with Og 16 it is
+#: no faster (0.79-1.15).
+DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS = 8
 WINOGRAD_5X5_MIN_TILES = 128
 WINOGRAD_5X5_MIN_SIZE = 10
 WINOGRAD_5X5_MIN_CHANNELS = 8
@@ -151,7 +160,7 @@ def winograd_tile(N, kernel_size, stride, dilation, groups, out_size, xp):
 
 
 def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size,
-              direction="forward"):
+              direction="forward", out_channels=None):
     """(path, m): the first path of the module docstring that applies to
     this geometry in this ``direction`` ("forward", "grad_input" or
     "grad_weight"), one of "depthwise", "grouped", "dense", "frames",
@@ -160,12 +169,12 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
 
     ``winograd_size`` is the output of the convolution Winograd would
     compute: (OH, OW), or (H, W) for the input gradient, a convolution of
-    gy (see ``conv2d_grad_input``)."""
+    gy (see ``conv2d_grad_input``). ``out_channels`` (O) is needed for the
+    input gradient's "grouped" path only."""
     unpadded = all(lo == hi == 0 for lo, hi in padding)
     if groups == C and len(kernel_size) == 2:
         return "depthwise", 0
-    if (direction == "forward" and 1 < groups < C and C // groups <= DIRECT_MAX_GROUP_CHANNELS
-            and len(kernel_size) == 2 and max(kernel_size) > 1 and registry.find("grouped_conv2d_forward", xp)):
+    if _grouped_direct(xp, C, groups, kernel_size, stride, padding, dilation, direction, out_channels):
         return "grouped", 0
     if all(o == 1 for o in out_size) and unpadded and groups == 1:
         return "dense", 0
@@ -182,6 +191,34 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     if all(k == 1 for k in kernel_size) and unpadded:
         return "pointwise", 0
     return "im2col", 0
+
+
+def _grouped_direct(xp, C, groups, kernel_size, stride, padding, dilation, direction, out_channels):
+    """Whether the "grouped" path applies: a 2-D grouped convolution (not
+    1x1) of at most DIRECT_MAX_GROUP_CHANNELS input channels a group, on a
+    backend with the direct kernel; its forward, or the input gradient of
+    a stride-1 one of at most DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS output
+    channels a group (gx is then the direct forward of gy,
+    ``conv_grad_input``)."""
+    if not (1 < groups < C and len(kernel_size) == 2 and max(kernel_size) > 1
+            and registry.find("grouped_conv2d_forward", xp)):
+        return False
+    if direction == "forward":
+        return C // groups <= DIRECT_MAX_GROUP_CHANNELS
+    if direction != "grad_input" or out_channels is None or any(s != 1 for s in stride):
+        return False
+    reach_fits = all(lo <= d * (k - 1) and hi <= d * (k - 1) for (lo, hi), k, d in zip(padding, kernel_size, dilation))
+    return reach_fits and out_channels // groups <= DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS
+
+
+def _flipped(w, groups):
+    """w (O, Cg, *kernel) flipped in every spatial dim, in and out channels
+    swapped within each group: (C, Og, *kernel), the filters whose
+    convolution of gy is gx at stride 1 (a view when groups == 1)."""
+    O, Cg, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    flips = (slice(None),) * 3 + (slice(None, None, -1),) * len(kernel)
+    grouped = w.reshape((groups, O // groups, Cg) + kernel)[flips]
+    return grouped.swapaxes(1, 2).reshape((Cg * groups, O // groups) + kernel)
 
 
 # -- 1-D as 2-D ------------------------------------------------------------------
@@ -243,11 +280,21 @@ def conv_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     C, kernel_size, in_size = w.shape[1] * groups, tuple(w.shape[2:]), tuple(in_size)
     if gy.size == 0 or w.size == 0:
         return xp.zeros((N, C) + in_size, dtype=gy.dtype)
-    path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, in_size, "grad_input")
+    path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, in_size, "grad_input",
+                        O)
     if path == "frames":
         return frames_grad_input(gy, w, stride, padding, dilation, groups, in_size)
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_grad_input", xp)(gy, w, stride, padding, dilation, groups, in_size)
+    if path == "grouped":
+        # At stride 1, gx is the full correlation of gy with the flipped
+        # filters (``_flipped``): a convolution with the same groups and
+        # dilation, padded by the kernel's reach less the padding on each
+        # side, whose output is (H, W).
+        reach = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+        full = tuple((r - lo, r - hi) for r, (lo, hi) in zip(reach, padding))
+        return registry.lookup("grouped_conv2d_forward", xp)(gy, _flipped(w, groups), None, stride, full, dilation,
+                                                             groups, in_size)
     if path == "dense":
         gx = xp.zeros((N, C) + in_size, dtype=gy.dtype)
         window = gx[_grid(kernel_size, dilation)]
@@ -258,12 +305,11 @@ def conv_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         # filters, in and out channels swapped within each group: an r x r
         # convolution with the same groups, padded by r - 1 - padding on
         # each side, whose output is (H, W).
-        Og, Cg, r = O // groups, C // groups, kernel_size[0]
-        flipped = w.reshape(groups, Og, Cg, r, r)[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-        flipped = flipped.reshape(C, Og, r, r)                          # a view when groups == 1
+        r = kernel_size[0]
         (top, bottom), (left, right) = padding
         return registry.lookup("winograd_conv2d", xp)(
-            gy, flipped, None, ((r - 1 - top, r - 1 - bottom), (r - 1 - left, r - 1 - right)), in_size, m, groups)
+            gy, _flipped(w, groups), None, ((r - 1 - top, r - 1 - bottom), (r - 1 - left, r - 1 - right)), in_size,
+            m, groups)
     if path == "pointwise":
         Og = O // groups
         wgT = w.reshape(groups, Og, -1).transpose(0, 2, 1)                  # (G, Cg, Og), a view

@@ -66,22 +66,25 @@ def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bi
     expected_path = "winograd" if kernel == (3, 3) and stride == (1, 1) else "im2col"
     with pytest.MonkeyPatch.context() as patch:
         # So few channels a group: the forward sums directly (a 3x3 one: a
-        # 1x1 one has no column matrix to spare), the gradients take im2col.
-        forward, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, (1, 1), out_size, out_size)
-        assert forward == ("grouped" if kernel == (3, 3) else "im2col")
-        for size, direction in ((in_size, "grad_input"), (out_size, "grad_weight")):
+        # 1x1 one has no column matrix to spare), and so does a stride-1
+        # input gradient; the rest take im2col.
+        direct = kernel == (3, 3)
+        for size, direction, expected in ((out_size, "forward", direct), (in_size, "grad_input", direct and stride == (1, 1)),
+                                          (out_size, "grad_weight", False)):
             path, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, (1, 1), out_size, size,
-                                              direction)
-            assert path == "im2col"
-        patch.setattr(conv_strategy, "DIRECT_MAX_GROUP_CHANNELS", 0)   # the forward's GEMM paths too
+                                              direction, O)
+            assert path == ("grouped" if expected else "im2col"), direction
+        patch.setattr(conv_strategy, "DIRECT_MAX_GROUP_CHANNELS", 0)   # the GEMM paths too
+        patch.setattr(conv_strategy, "DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS", 0)
         patch.setattr(conv_strategy, "WINOGRAD_MIN_TILES", 0)      # small maps take Winograd too
         patch.setattr(conv_strategy, "WINOGRAD_MIN_GROUP_CHANNELS", 1)   # and few channels a group
         patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if m == 4 else 10**9)
         patch.setattr(winograd, "thread_count", lambda: threads)
         patch.setattr(numba_conv, "thread_count", lambda: threads)
         patch.setattr(numba_conv, "GROUP_TILE_BYTES", group_tile_bytes)
-        for size in (out_size, in_size):                          # Winograd's output: gy's for gx, else y's
-            path, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, (1, 1), out_size, size)
+        for size, direction in ((out_size, "forward"), (in_size, "grad_input"), (out_size, "grad_weight")):
+            path, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, (1, 1), out_size, size,
+                                              direction, O)          # Winograd's output: gy's for gx, else y's
             assert path == expected_path
         for direction in DIRECTIONS:
             pixels = N * out_size[0] * out_size[1] if direction == "grad_weight" else 1
@@ -112,22 +115,30 @@ def direct_geometries(draw):
 @settings(max_examples=40, deadline=None)
 @given(st.data(), direct_geometries(), st.sampled_from([numpy.float32, numpy.float64]), st.sampled_from([1, 3]),
        st.booleans())
-def test_the_direct_grouped_forward_matches_the_reference(data, geometry, dtype, threads, bias):
+def test_the_direct_grouped_forward_and_input_gradient_match_the_reference(data, geometry, dtype, threads, bias):
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
     rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((N, C) + in_size).astype(dtype)
     w = rng.standard_normal((O, C // G) + kernel).astype(dtype)
     b = rng.standard_normal(O).astype(dtype) if bias else None
-    args = (x, w, b, stride, padding, dilation, G, out_size)
+    gy = rng.standard_normal((N, O) + out_size).astype(dtype)
+    geometry = (stride, padding, dilation, G)
+    calls = {"forward": (x, w, b, *geometry, out_size), "grad_input": (gy, w, *geometry, in_size)}
     assert conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size,
                                    out_size) == ("grouped", 0)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(threads_module, "thread_count", lambda: threads)
-        mine = conv_strategy.conv2d_forward(*args)
-    expected = _reference("forward", *args)
-    assert mine.shape == expected.shape and mine.dtype == expected.dtype
-    terms = C // G * kernel[0] * kernel[1]
-    numpy.testing.assert_allclose(mine, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * terms)
+    # The input gradient at stride 1: gy through the same kernel, the filters flipped.
+    reach_fits = all(p[0] <= d * (k - 1) for p, d, k in zip(padding, dilation, kernel))
+    direct_gx = stride == (1, 1) and reach_fits
+    assert conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size, in_size,
+                                   "grad_input", O)[0] == ("grouped" if direct_gx else "im2col")
+    for direction, (array, *rest) in calls.items():
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(threads_module, "thread_count", lambda: threads)
+            mine = getattr(conv_strategy, f"conv2d_{direction}")(array, *rest)
+        expected = _reference(direction, array, *rest)
+        assert mine.shape == expected.shape and mine.dtype == expected.dtype
+        terms = (C // G if direction == "forward" else O // G) * kernel[0] * kernel[1]
+        numpy.testing.assert_allclose(mine, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * terms)
 
 
 def test_the_direct_grouped_forward_pairs_outputs_to_the_same_numbers():
