@@ -100,6 +100,14 @@ WINOGRAD_MIN_TILES = 320
 #: 2 threads, forward: 128 -> 128 im2col 1.40 ms, F(4x4) 0.92; 128 -> 32
 #: 0.54, 0.44; 256 -> 64 2.47, 2.27; 64 -> 64 even (0.82, 0.84).
 WINOGRAD_MIN_IMAGE_TILES = 196
+#: Smallest output (rows and columns) for Winograd F(2x2, 3x3) at all: a
+#: 7x7 map takes 4x4 tiles and a spare one a row, 80 tiles' products for
+#: 49 outputs, and the GEMMs are G = 16 smaller ones. 2 threads, Winograd
+#: against im2col, fwd/gx/gw: 32 x 256 x 7x7 -> 256 16.2/14.6/22.7 ms
+#: against 10.8/10.3/11.9; 32 x 128 x 7x7 -> 32 (DenseNet's growth
+#: layer) 2.05/1.42/2.34 against 1.80/2.48/1.68; 14x14 maps are
+#: Winograd's by 1.7-1.9x.
+WINOGRAD_MIN_SIZE = 8
 #: Smallest output (rows and columns) for F(4x4, 3x3) rather than F(2x2):
 #: its 6x6 tiles overlap less but waste more on the edges of small maps
 #: (16x16 is even, 28x28 and up F(4x4)'s by 15-20%).
@@ -142,7 +150,8 @@ def winograd_tile(N, kernel_size, stride, dilation, groups, out_size, xp):
     stride-1, undilated convolution (any groups: depthwise ones are
     taken first by their own kernel) with enough output tiles, on a
     backend that has it; a 5x5 one by F(2x2, 5x5), on an output of at
-    least ``WINOGRAD_5X5_MIN_SIZE``. The tile count does not depend on
+    least ``WINOGRAD_5X5_MIN_SIZE``, a 3x3 one on an output of at least
+    ``WINOGRAD_MIN_SIZE``. The tile count does not depend on
     the groups: the filter transform (a*a * O * Cg values) and each
     tile's products (a*a * O * Cg multiply-adds) both shrink by G.
     ``conv_path`` also asks for enough channels a group."""
@@ -154,7 +163,7 @@ def winograd_tile(N, kernel_size, stride, dilation, groups, out_size, xp):
     tiles = N * -(-OH // 2) * -(-OW // 2)
     if kernel_size == (5, 5):
         return 2 if tiles >= WINOGRAD_5X5_MIN_TILES and min(out_size) >= WINOGRAD_5X5_MIN_SIZE else 0
-    if tiles < WINOGRAD_MIN_TILES and tiles < N * WINOGRAD_MIN_IMAGE_TILES:
+    if (tiles < WINOGRAD_MIN_TILES and tiles < N * WINOGRAD_MIN_IMAGE_TILES) or min(out_size) < WINOGRAD_MIN_SIZE:
         return 0
     return 4 if min(out_size) >= WINOGRAD_4X4_MIN_SIZE else 2
 

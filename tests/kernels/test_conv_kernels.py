@@ -365,6 +365,7 @@ def use_winograd(patch, name):
     """Let the small layers of PATH_CASES take Winograd, by F(4x4) where
     ``name`` says so, else by F(2x2) (5x5 ones too)."""
     patch.setattr(conv_strategy, "WINOGRAD_MIN_TILES", 0)
+    patch.setattr(conv_strategy, "WINOGRAD_MIN_SIZE", 0)
     patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if "4x4" in name else 10**9)
     for rule in ("WINOGRAD_5X5_MIN_TILES", "WINOGRAD_5X5_MIN_SIZE", "WINOGRAD_5X5_MIN_CHANNELS"):
         patch.setattr(conv_strategy, rule, 0)

@@ -77,6 +77,7 @@ def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bi
         patch.setattr(conv_strategy, "DIRECT_MAX_GROUP_CHANNELS", 0)   # the GEMM paths too
         patch.setattr(conv_strategy, "DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS", 0)
         patch.setattr(conv_strategy, "WINOGRAD_MIN_TILES", 0)      # small maps take Winograd too
+        patch.setattr(conv_strategy, "WINOGRAD_MIN_SIZE", 0)
         patch.setattr(conv_strategy, "WINOGRAD_MIN_GROUP_CHANNELS", 1)   # and few channels a group
         patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if m == 4 else 10**9)
         patch.setattr(winograd, "thread_count", lambda: threads)

@@ -41,6 +41,7 @@ def use_tile(patch, m):
     """Take F(m x m, r x r) for every eligible convolution, however small
     (a 5x5 one has only m = 2)."""
     patch.setattr(conv_strategy, "WINOGRAD_MIN_TILES", 0)
+    patch.setattr(conv_strategy, "WINOGRAD_MIN_SIZE", 0)
     patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if m == 4 else 10**9)
     patch.setattr(conv_strategy, "WINOGRAD_5X5_MIN_TILES", 0)
     patch.setattr(conv_strategy, "WINOGRAD_5X5_MIN_SIZE", 0)
@@ -129,6 +130,8 @@ def test_the_path_is_taken_only_where_it_applies():
     assert conv_strategy.winograd_tile(N=4, **eligible, out_size=(8, 8)) == 0      # 64 tiles: too few
     assert conv_strategy.winograd_tile(N=1, **eligible, out_size=(28, 28)) == 4    # 196 tiles, one image
     assert conv_strategy.winograd_tile(N=1, **eligible, out_size=(14, 14)) == 0    # 49 tiles
+    assert conv_strategy.winograd_tile(N=32, **eligible, out_size=(7, 7)) == 0     # 512 tiles, but 7x7 maps
+    assert conv_strategy.winograd_tile(N=32, **eligible, out_size=(8, 8)) == 2     # 512 tiles of 8x8 maps
     for change in [dict(kernel_size=(3, 2)), dict(stride=(2, 1)), dict(dilation=(2, 2))]:
         assert conv_strategy.winograd_tile(N=8, **{**eligible, **change}, out_size=(56, 56)) == 0
     assert conv_strategy.winograd_tile(N=8, **{**eligible, "groups": 2}, out_size=(56, 56)) == 4   # grouped too
