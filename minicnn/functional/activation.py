@@ -43,6 +43,13 @@ def clamp_into_reference(x, lo, hi, out):
     return get_array_module(x).clip(x, lo, hi, out=out)
 
 
+def clamp_with_mask_reference(x, lo, hi):
+    """(clip(x, lo, hi), lo < x < hi) on an array: hardtanh's output and
+    the mask its backward needs, 1 strictly inside (NumPy reference of
+    "clamp_with_mask")."""
+    return get_array_module(x).clip(x, lo, hi), (x > lo) & (x < hi)
+
+
 def masked_gradient_reference(gy, mask):
     """gy where ``mask``, 0 elsewhere (NumPy reference of "masked_gradient")."""
     return get_array_module(gy).where(mask, gy, gy.dtype.type(0))
@@ -89,7 +96,7 @@ class Hardtanh(PiecewiseLinear):
     def compute(self, xp, x):
         if not self.recording:
             return _clamp_into(xp, x, self.lo, self.hi, xp.empty_like(x)), None
-        return xp.clip(x, self.lo, self.hi), (x > self.lo) & (x < self.hi)
+        return registry.lookup("clamp_with_mask", xp)(x, self.lo, self.hi)
 
 
 class LeakyReLU(PiecewiseLinear):
@@ -148,7 +155,8 @@ def silu_reference(x, out=None):
 
 # One fused pass each on the CPU (kernels/cpu/activation.py).
 for _name, _reference in (("sigmoid", sigmoid_reference), ("silu", silu_reference), ("relu", relu_reference),
-                          ("clamp_into", clamp_into_reference), ("masked_gradient", masked_gradient_reference),
+                          ("clamp_into", clamp_into_reference), ("clamp_with_mask", clamp_with_mask_reference),
+                          ("masked_gradient", masked_gradient_reference),
                           ("hardswish", hardswish_reference)):
     registry.register(_name, "numpy", _reference)
     registry.register(_name, "numba", f"minicnn.kernels.cpu.activation:{_name}")

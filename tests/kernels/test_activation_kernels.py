@@ -36,7 +36,7 @@ def test_fused_activations_match_the_reference(dtype, data):
 
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from([numpy.float32, numpy.float64]), st.data())
-def test_relu_and_its_masked_gradient_match_the_reference(dtype, data):
+def test_relu_clamp_and_their_masked_gradient_match_the_reference(dtype, data):
     shapes = hnp.array_shapes(max_dims=4, max_side=6)
     special = st.sampled_from([0.0, -0.0, numpy.inf, -numpy.inf, numpy.nan])
     x = data.draw(hnp.arrays(dtype, shapes, elements=st.floats(-5, 5, width=32) | special))
@@ -50,6 +50,13 @@ def test_relu_and_its_masked_gradient_match_the_reference(dtype, data):
     numpy.testing.assert_array_equal(mask, mask_ref)
     masked, masked_reference = (registry.implementations("masked_gradient")[b] for b in ("numba", "numpy"))
     numpy.testing.assert_array_equal(masked(gy, mask), masked_reference(gy, mask))
+    # hardtanh / ReLU6: the clamp and its mask, 1 strictly inside (lo, hi)
+    clamp, clamp_reference = (registry.implementations("clamp_with_mask")[b] for b in ("numba", "numpy"))
+    for lo, hi in ((0.0, 6.0), (-1.0, 1.0), (-2.5, 0.0)):
+        (y, mask), (y_ref, mask_ref) = clamp(x, lo, hi), clamp_reference(x, lo, hi)
+        assert y.dtype == x.dtype and mask.dtype == bool
+        numpy.testing.assert_array_equal(y, y_ref)
+        numpy.testing.assert_array_equal(mask, mask_ref)
 
 
 @settings(max_examples=60, deadline=None)
