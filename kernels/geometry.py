@@ -41,6 +41,15 @@ def ntuple(value, n, name, min_value=None):
     Raises TypeError for anything else and ValueError naming ``name`` when
     a value is below ``min_value``.
     """
+    # The common cases first, without the checks' cost (a conv call makes
+    # three of these): a plain int, or a tuple of n plain ints.
+    if type(value) is int:
+        result = (value,) * n
+        if min_value is None or value >= min_value:
+            return result
+    elif type(value) is tuple and len(value) == n and all(type(v) is int for v in value):
+        if min_value is None or min(value) >= min_value:
+            return value
     what = f"an int or {tuple_name(n)} of ints"
     if _is_int(value):
         result = (int(value),) * n
