@@ -10,9 +10,9 @@ depthwise_conv2d_forward, _grad_input, _grad_weight
     the direct kernels of ``depthwise.py`` (no column matrix at all); a
     forward of a few small planes (``CHANNELS_LAST_MAX_PIXELS``) runs
     channels last.
-grouped_conv2d_forward
-    the forward of a grouped convolution of few channels a group, by the
-    same direct kernel.
+grouped_conv2d_forward, grouped_conv2d_grad_weight
+    the forward and weight gradient of a grouped convolution of few
+    channels a group, by the same direct kernels.
 batched_matmul, batched_matmul_sum
     a 1x1 convolution's GEMMs: the forward's (and the input gradient's)
     cut into blocks of at most ``GEMM_BLOCK_ROWS`` output rows by
@@ -49,7 +49,7 @@ import math
 import numpy
 
 from .depthwise import (CHANNELS_LAST_MAX_PIXELS, depthwise_forward, depthwise_forward_channels_last,
-                        depthwise_grad_input, depthwise_grad_weight, direct_forward)
+                        depthwise_grad_input, depthwise_grad_weight, direct_forward, direct_grad_weight)
 from .im2col import col2im_tile, im2col_tile, row_table, rows_tile
 from .threads import matmul_into, run_in_parallel, split, sum_in_place, thread_count
 
@@ -81,6 +81,15 @@ def grouped_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size)
     bias = numpy.zeros(w.shape[0], x.dtype) if b is None else numpy.ascontiguousarray(b, dtype=x.dtype)
     direct_forward(x, numpy.ascontiguousarray(w, dtype=x.dtype), bias, y, *_geometry(stride, padding, dilation))
     return y
+
+
+def grouped_conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
+    """gw (O, Cg, KH, KW) of ``grouped_conv2d_forward``, summed directly
+    (``depthwise.direct_grad_weight``)."""
+    x, gy = numpy.ascontiguousarray(x), numpy.ascontiguousarray(gy)
+    gw = numpy.empty((gy.shape[1], x.shape[1] // groups) + tuple(kernel_size), dtype=x.dtype)
+    direct_grad_weight(x, gy, gw, *_geometry(stride, padding, dilation))
+    return gw
 
 
 def depthwise_conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):

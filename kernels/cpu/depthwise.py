@@ -199,18 +199,25 @@ def depthwise_grad_input(gy, w, gx, sh, sw, top, left, dh, dw):
 
 def depthwise_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw):
     """gw (O, KH, KW) = sum over n, oh, ow of gy[n, o, oh, ow] times the
-    input pixel tap (kh, kw) saw; gw is overwritten. All C-contiguous.
+    input pixel tap (kh, kw) saw; gw is overwritten. All C-contiguous."""
+    direct_grad_weight(x, gy, gw.reshape((gw.shape[0], 1) + gw.shape[1:]), sh, sw, top, left, dh, dw)
 
-    Each task's sums go to sums[block, o, tap] (``_grad_weight_sums``);
+
+def direct_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw):
+    """gw (O, Cg, KH, KW) of ``direct_forward``: for each output channel and
+    each of its group's Cg input channels, the sum over n, oh, ow of gy
+    times the input pixel each tap saw; gw is overwritten.
+
+    Each task's sums go to sums[block, o, (c, tap)] (``_grad_weight_sums``);
     the blocks' sums are then added in order, in float64, so the result
     does not depend on the number of threads."""
     N, C = x.shape[:2]
-    O, KH, KW = gw.shape
+    O, Cg, KH, KW = gw.shape
     Hq, Wq = _phase_shape(gy.shape[2], gy.shape[3], KH, KW, sh, sw, dh, dw)
-    blocks = -(-N // _images_per_task(N, C, sh * sw * Hq * Wq))
-    sums = numpy.empty((blocks, O, KH * KW))
+    blocks = -(-N // _images_per_task(N, C // Cg, sh * sw * Hq * Wq))
+    sums = numpy.empty((blocks, O, Cg * KH * KW))
     parallel_parts(_grad_weight_sums, x.size + gy.size, x, gy, sums, KH, KW, sh, sw, top, left, dh, dw)
-    gw.reshape(O, KH * KW)[...] = sums.sum(axis=0)
+    gw.reshape(O, Cg * KH * KW)[...] = sums.sum(axis=0)
 
 
 @numba.njit(**_JIT)
@@ -362,50 +369,62 @@ def _grad_input(gy, w, gx, sh, sw, top, left, dh, dw, part, parts):
 
 @numba.njit(**_JIT)
 def _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw, part, parts):
-    """sums[block, o, tap]: tap (kh, kw)'s part of gw[o] from one block of
-    images, for the tasks of part ``part`` of ``parts``. A task sums each
-    tap over its images, a dot product of the phases with gy in wide rows
-    (zeros in the dropped entries), in the arrays' dtype (``loops._dot``);
-    sums holds them in float64."""
+    """sums[block, o, c * KH*KW + tap]: tap (kh, kw)'s part of gw[o, c]
+    from one block of images, for the tasks (group, block) of part
+    ``part`` of ``parts``; Cg = sums.shape[2] / (KH*KW) input channels a
+    group (depthwise: 1). A task sums each tap over its images, a dot
+    product of the phases with gy in wide rows (zeros in the dropped
+    entries), in the arrays' dtype (``loops._dot``); sums holds them in
+    float64."""
     N, C, H, W = x.shape
     O, OH, OW = gy.shape[1], gy.shape[2], gy.shape[3]
-    M, S = O // C, sh * sw
+    T = KH * KW
+    Cg = sums.shape[2] // T
+    G = C // Cg
+    Og, S = O // G, sh * sw
     Hq, Wq = _phase_shape(OH, OW, KH, KW, sh, sw, dh, dw)
     spare = (Hq - OH) * Wq + Wq - OW
-    B = _images_per_task(N, C, S * Hq * Wq)
+    B = _images_per_task(N, G, S * Hq * Wq)
     blocks = (N + B - 1) // B
     xf, gyf = x.reshape(-1), gy.reshape(-1)
     zero = numpy.zeros(1, gy.dtype)[0]       # the dot products' accumulator type
     phases = numpy.empty(0, x.dtype)
     wide = numpy.empty(0, gy.dtype)
     laid_out = -1                             # buffers reused across tasks, as in _forward
-    for task in range(*_share(C * blocks, part, parts)):  # sums[block, c*M:c*M+M]: this task's only
-        c = task // blocks
-        block = task - c * blocks
+    for task in range(*_share(G * blocks, part, parts)):  # sums[block, g*Og:g*Og+Og]: this task's only
+        g = task // blocks
+        block = task - g * blocks
         n0 = block * B
         nb = min(B, N - n0)
         P = nb * Hq * Wq
+        CP = S * P + spare                    # all phases of one input channel
         if nb != laid_out:
-            phases = numpy.zeros(S * P + spare, x.dtype)
+            phases = numpy.zeros(Cg * CP, x.dtype)
             wide = numpy.zeros(P, gy.dtype)   # gy in wide rows; the dropped entries stay 0
-            offsets = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq)
+            offsets = numpy.empty((Cg, T), numpy.int64)    # into the whole buffer, as in _forward
+            for c in range(Cg):
+                offsets[c] = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq) + c * CP
             laid_out = nb
-        for i in range(nb):
-            _split(xf, ((n0 + i) * C + c) * H * W, H, W, top, left, sh, sw, phases, i * Hq * Wq, P, Hq, Wq)
-        for o in range(c * M, (c + 1) * M):
+        for c in range(Cg):
+            for i in range(nb):
+                _split(xf, ((n0 + i) * C + g * Cg + c) * H * W, H, W, top, left, sh, sw, phases,
+                       c * CP + i * Hq * Wq, P, Hq, Wq)
+        for o in range(g * Og, (g + 1) * Og):
             for i in range(nb):
                 for oh in range(OH):
                     _copy(wide, (i * Hq + oh) * Wq, 1, gyf, (((n0 + i) * O + o) * OH + oh) * OW, 1, OW)
-            t = 0
-            if KH * KW == 9:                  # a 3x3 kernel: all nine taps in one pass over wide
-                _dot9(wide, 0, phases, offsets, P, sums[block, o], 0, zero)
-                t = 9
-            while t + 3 <= KH * KW:           # three taps a pass over wide
-                sums[block, o, t], sums[block, o, t + 1], sums[block, o, t + 2] = _dot3(
-                    wide, 0, phases, offsets[t], offsets[t + 1], offsets[t + 2], P, zero)
-                t += 3
-            for t in range(t, KH * KW):
-                sums[block, o, t] = _dot(wide, 0, phases, offsets[t], P, zero)
+            for c in range(Cg):
+                at, first = offsets[c], c * T
+                t = 0
+                if T == 9:                    # a 3x3 kernel: all nine taps in one pass over wide
+                    _dot9(wide, 0, phases, at, P, sums[block, o], first, zero)
+                    t = 9
+                while t + 3 <= T:             # three taps a pass over wide
+                    sums[block, o, first + t], sums[block, o, first + t + 1], sums[block, o, first + t + 2] = _dot3(
+                        wide, 0, phases, at[t], at[t + 1], at[t + 2], P, zero)
+                    t += 3
+                for t in range(t, T):
+                    sums[block, o, first + t] = _dot(wide, 0, phases, at[t], P, zero)
 
 
 # -- small planes, channels last (forward) -------------------------------------

@@ -35,8 +35,9 @@ grouped (1 < G < C, Cg <= DIRECT_MAX_GROUP_CHANNELS, 2-D, not 1x1; forward)
     A 1x1 kernel has no column matrix to build: it stays pointwise. The
     input gradient of a stride-1 one with few output channels a group
     (``DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS``) is the same kernel's
-    forward of gy with the flipped filters. Only the
-    CPU backend has this path; the weight gradient takes the paths below.
+    forward of gy with the flipped filters, and its weight gradient with
+    few input channels a group (``DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS``)
+    is summed directly too. Only the CPU backend has this path.
 dense (one output pixel per image, no padding, G == 1)
     The kernel's one window of each image is a row of the column matrix:
     the convolution is a linear layer, one GEMM each way.
@@ -138,6 +139,13 @@ DIRECT_MAX_GROUP_CHANNELS = 16
 #: 32 (Og 8) 0.33, 4 x 64 x 56x56 groups 8 (Og 8) 0.48; with Og 16 it is
 #: no faster (0.79-1.15).
 DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS = 8
+#: Most input channels a group (Cg) for which a stride-1 weight gradient
+#: is summed directly too (each tap a dot product of gy with the input's
+#: phases, ``depthwise.direct_grad_weight``): 8 x 128 x 56x56 g32 (Cg 4)
+#: 0.73 of the im2col time, 1 x 256 x 28x28 g32 (Cg 8) 0.86, 4 x 64 x
+#: 56x56 g8 0.63; with Cg 16 0.69-1.28 by shape, and at stride 2 (four
+#: phases) 0.96-1.32.
+DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS = 8
 WINOGRAD_5X5_MIN_TILES = 128
 WINOGRAD_5X5_MIN_SIZE = 10
 WINOGRAD_5X5_MIN_CHANNELS = 8
@@ -205,16 +213,21 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
 def _grouped_direct(xp, C, groups, kernel_size, stride, padding, dilation, direction, out_channels):
     """Whether the "grouped" path applies: a 2-D grouped convolution (not
     1x1) of at most DIRECT_MAX_GROUP_CHANNELS input channels a group, on a
-    backend with the direct kernel; its forward, or the input gradient of
-    a stride-1 one of at most DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS output
-    channels a group (gx is then the direct forward of gy,
-    ``conv_grad_input``)."""
+    backend with the direct kernels; its forward, or at stride 1 the
+    input gradient (at most DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS output
+    channels a group: gx is then the direct forward of gy,
+    ``conv_grad_input``) and the weight gradient (at most
+    DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS input channels a group)."""
     if not (1 < groups < C and len(kernel_size) == 2 and max(kernel_size) > 1
             and registry.find("grouped_conv2d_forward", xp)):
         return False
     if direction == "forward":
         return C // groups <= DIRECT_MAX_GROUP_CHANNELS
-    if direction != "grad_input" or out_channels is None or any(s != 1 for s in stride):
+    if any(s != 1 for s in stride):
+        return False
+    if direction == "grad_weight":
+        return C // groups <= DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS
+    if out_channels is None:
         return False
     reach_fits = all(lo <= d * (k - 1) and hi <= d * (k - 1) for (lo, hi), k, d in zip(padding, kernel_size, dilation))
     return reach_fits and out_channels // groups <= DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS
@@ -353,6 +366,9 @@ def conv_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_grad_weight", xp)(x, gy, kernel_size, stride, padding, dilation,
                                                                    groups)
+    if path == "grouped":
+        return registry.lookup("grouped_conv2d_grad_weight", xp)(x, gy, kernel_size, stride, padding, dilation,
+                                                                 groups)
     if path == "dense":
         return (gy.reshape(N, O).T @ _window(x, kernel_size, dilation)).reshape((O, C) + kernel_size)
     if path == "winograd":
@@ -544,4 +560,5 @@ for _name, _reference in (("batched_matmul", batched_matmul), ("batched_matmul_s
     registry.register(_name, "numba", f"{_CPU}conv:{_name}")
 for _name in ("winograd_conv2d", "winograd_conv2d_grad_weight"):
     registry.register(_name, "numba", f"{_CPU}winograd:{_name}")
-registry.register("grouped_conv2d_forward", "numba", f"{_CPU}conv:grouped_conv2d_forward")
+for _name in ("grouped_conv2d_forward", "grouped_conv2d_grad_weight"):
+    registry.register(_name, "numba", f"{_CPU}conv:{_name}")

@@ -66,16 +66,18 @@ def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bi
     expected_path = "winograd" if kernel == (3, 3) and stride == (1, 1) else "im2col"
     with pytest.MonkeyPatch.context() as patch:
         # So few channels a group: the forward sums directly (a 3x3 one: a
-        # 1x1 one has no column matrix to spare), and so does a stride-1
-        # input gradient; the rest take im2col.
+        # 1x1 one has no column matrix to spare), and so do the gradients at
+        # stride 1; the rest take im2col.
         direct = kernel == (3, 3)
-        for size, direction, expected in ((out_size, "forward", direct), (in_size, "grad_input", direct and stride == (1, 1)),
-                                          (out_size, "grad_weight", False)):
+        stride_1 = direct and stride == (1, 1)
+        for size, direction, expected in ((out_size, "forward", direct), (in_size, "grad_input", stride_1),
+                                          (out_size, "grad_weight", stride_1)):
             path, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, (1, 1), out_size, size,
                                               direction, O)
             assert path == ("grouped" if expected else "im2col"), direction
         patch.setattr(conv_strategy, "DIRECT_MAX_GROUP_CHANNELS", 0)   # the GEMM paths too
         patch.setattr(conv_strategy, "DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS", 0)
+        patch.setattr(conv_strategy, "DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS", 0)
         patch.setattr(conv_strategy, "WINOGRAD_MIN_TILES", 0)      # small maps take Winograd too
         patch.setattr(conv_strategy, "WINOGRAD_MIN_SIZE", 0)
         patch.setattr(conv_strategy, "WINOGRAD_MIN_GROUP_CHANNELS", 1)   # and few channels a group
@@ -116,7 +118,7 @@ def direct_geometries(draw):
 @settings(max_examples=40, deadline=None)
 @given(st.data(), direct_geometries(), st.sampled_from([numpy.float32, numpy.float64]), st.sampled_from([1, 3]),
        st.booleans())
-def test_the_direct_grouped_forward_and_input_gradient_match_the_reference(data, geometry, dtype, threads, bias):
+def test_the_direct_grouped_kernels_match_the_reference(data, geometry, dtype, threads, bias):
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
     rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     x = rng.standard_normal((N, C) + in_size).astype(dtype)
@@ -124,22 +126,36 @@ def test_the_direct_grouped_forward_and_input_gradient_match_the_reference(data,
     b = rng.standard_normal(O).astype(dtype) if bias else None
     gy = rng.standard_normal((N, O) + out_size).astype(dtype)
     geometry = (stride, padding, dilation, G)
-    calls = {"forward": (x, w, b, *geometry, out_size), "grad_input": (gy, w, *geometry, in_size)}
+    calls = {"forward": (x, w, b, *geometry, out_size), "grad_input": (gy, w, *geometry, in_size),
+             "grad_weight": (x, gy, kernel, *geometry)}
     assert conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size,
                                    out_size) == ("grouped", 0)
-    # The input gradient at stride 1: gy through the same kernel, the filters flipped.
+    # The gradients at stride 1: gx is gy through the same kernel, the
+    # filters flipped (where the kernel's reach covers the padding); gw
+    # sums each tap directly. (The paths they take otherwise are tested above.)
     reach_fits = all(p[0] <= d * (k - 1) for p, d, k in zip(padding, dilation, kernel))
-    direct_gx = stride == (1, 1) and reach_fits
-    assert conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size, in_size,
-                                   "grad_input", O)[0] == ("grouped" if direct_gx else "im2col")
+    stride_1 = stride == (1, 1)
+    for direction, size, direct in (("grad_input", in_size, stride_1 and reach_fits),
+                                    ("grad_weight", out_size, stride_1 and C // G <= 8)):
+        path, _ = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size, size,
+                                          direction, O)
+        assert (path == "grouped") == direct, direction
     for direction, (array, *rest) in calls.items():
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(threads_module, "thread_count", lambda: threads)
             mine = getattr(conv_strategy, f"conv2d_{direction}")(array, *rest)
         expected = _reference(direction, array, *rest)
         assert mine.shape == expected.shape and mine.dtype == expected.dtype
-        terms = (C // G if direction == "forward" else O // G) * kernel[0] * kernel[1]
+        terms = {"forward": C // G * kernel[0] * kernel[1], "grad_input": O // G * kernel[0] * kernel[1],
+                 "grad_weight": N * out_size[0] * out_size[1]}[direction]
         numpy.testing.assert_allclose(mine, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * terms)
+    # The direct weight-gradient kernel itself at every stride and dilation
+    # drawn (the strategy sends it stride 1 only).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(threads_module, "thread_count", lambda: threads)
+        gw = numba_conv.grouped_conv2d_grad_weight(*calls["grad_weight"])
+    numpy.testing.assert_allclose(gw, _reference("grad_weight", *calls["grad_weight"]), rtol=RTOL[dtype],
+                                  atol=RTOL[dtype] * N * out_size[0] * out_size[1])
 
 
 def test_the_direct_grouped_forward_pairs_outputs_to_the_same_numbers():

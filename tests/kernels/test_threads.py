@@ -240,6 +240,8 @@ def _primitive_calls(rng):
          lambda: fast["depthwise_conv2d_grad_weight"](x, gy_dw, (3, 3), stride1, pad1, stride1, 6)),
         ("grouped forward",
          lambda: fast["grouped_conv2d_forward"](x, w_grouped, b_dw, stride1, pad1, stride1, 3, (9, 9))),
+        ("grouped grad_weight",
+         lambda: fast["grouped_conv2d_grad_weight"](x, gy_dw, (3, 3), stride1, pad1, stride1, 3)),
         ("1x1 forward", lambda: conv_strategy.conv2d_forward(x1, w1, b1, (2, 2), none, stride1, 1, (3, 3))),
         ("1x1 grad_input", lambda: conv_strategy.conv2d_grad_input(gy1, w1, (2, 2), none, stride1, 1, (6, 6))),
         ("1x1 grad_weight", lambda: conv_strategy.conv2d_grad_weight(x1, gy1, (1, 1), (2, 2), none, stride1, 1)),
