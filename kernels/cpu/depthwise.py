@@ -279,10 +279,10 @@ def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
             for c in range(Cg):
                 wo, at = (o * Cg + c) * T, offsets[c]
                 t = 0
-                if T == 9:                    # a 3x3 kernel: all nine taps in one pass
-                    _axpy9(acc, 0, wf, wo, phases, at, P)
-                    t = 9
-                while t + 3 <= T:             # three taps a pass: acc is read and written once
+                while t + 9 <= T:             # nine taps a pass (a 3x3 kernel's all): acc read and written once
+                    _axpy9(acc, 0, wf, wo + t, phases, at[t:], P)
+                    t += 9
+                while t + 3 <= T:             # then three taps a pass
                     _axpy3(acc, 0, wf[wo + t], at[t], wf[wo + t + 1], at[t + 1], wf[wo + t + 2], at[t + 2], phases, P)
                     t += 3
                 for t in range(t, T):
@@ -416,10 +416,10 @@ def _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw, part, part
             for c in range(Cg):
                 at, first = offsets[c], c * T
                 t = 0
-                if T == 9:                    # a 3x3 kernel: all nine taps in one pass over wide
-                    _dot9(wide, 0, phases, at, P, sums[block, o], first, zero)
-                    t = 9
-                while t + 3 <= T:             # three taps a pass over wide
+                while t + 9 <= T:             # nine taps a pass over wide (a 3x3 kernel's all)
+                    _dot9(wide, 0, phases, at[t:], P, sums[block, o], first + t, zero)
+                    t += 9
+                while t + 3 <= T:             # then three taps a pass
                     sums[block, o, first + t], sums[block, o, first + t + 1], sums[block, o, first + t + 2] = _dot3(
                         wide, 0, phases, at[t], at[t + 1], at[t + 2], P, zero)
                     t += 3
