@@ -238,3 +238,49 @@ def test_dense_layers_fold_their_second_norm_and_keep_the_first():
     x = mc.tensor(numpy.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(numpy.float32))
     with mc.no_grad():
         assert relative_error(fused(x).data, model(x).data) < 1e-5
+
+
+def test_a_fused_conv_calls_its_kernel_directly_and_its_module_where_it_must(monkeypatch):
+    """Under no_grad a FusedConv computes through the strategy's
+    conv_forward, skipping the module call and F.conv2d's checks; the same
+    numbers as through the module. It calls the module where that matters:
+    hooks on the conv, a padding mode but zeros, an
+    input the conv refuses (its own error), an unbatched input. (A
+    transposed conv is never fused.)"""
+    import minicnn.functional.conv as functional_conv
+    calls = []
+    real = functional_conv.convolution
+
+    def spy(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+    monkeypatch.setattr(functional_conv, "convolution", spy)
+    rng = numpy.random.default_rng(6)
+    x = mc.tensor(rng.standard_normal((2, 4, 7, 6)).astype(numpy.float32))
+    for conv in (mc.nn.Conv2d(4, 6, 3, stride=2, padding=1, dilation=1), mc.nn.Conv2d(4, 8, 3, padding="same", groups=2),
+                 mc.nn.Conv2d(4, 4, (1, 3), padding=(0, 2), dilation=2, groups=4)):
+        fused = FusedConv(conv, None, mc.nn.ReLU()).eval()
+        with mc.no_grad():
+            calls.clear()
+            mine = fused(x).data
+            assert calls == []                                         # straight to the kernel
+            expected = numpy.maximum(conv(x).data, 0)
+        numpy.testing.assert_array_equal(mine, expected)
+        assert fused._geometries                                       # the geometry, once per input size
+    hooked = FusedConv(mc.nn.Conv2d(4, 6, 3), None, None).eval()
+    seen = []
+    hooked.conv.register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    reflect = FusedConv(mc.nn.Conv2d(4, 6, 3, padding=1, padding_mode="reflect"), None, None).eval()
+    with mc.no_grad():
+        for module in (hooked, reflect):
+            calls.clear()
+            module(x)
+            assert calls, type(module.conv).__name__                   # through the module
+        assert seen == [(2, 6, 5, 4)]
+        calls.clear()
+        hooked(mc.tensor(rng.standard_normal((4, 7, 6)).astype(numpy.float32)))   # unbatched
+        assert calls
+        with pytest.raises(ValueError, match="has 3 channels, but weight of shape"):
+            hooked(mc.tensor(numpy.zeros((1, 3, 7, 6), numpy.float32)))
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            hooked(mc.tensor(numpy.zeros((1, 4, 2, 2), numpy.float32)))
