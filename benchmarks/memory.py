@@ -3,7 +3,7 @@
 Method
 ------
 Each framework is measured in a fresh subprocess
-(``python -m benchmarks.memory minicnn|torch``), the same way:
+(``python -m benchmarks.memory minicnn|torch THREADS``), the same way:
 
 1. build ResNet-18 (10 classes), an SGD optimizer with momentum and a
    fixed batch of 16 images, 3x64x64;
@@ -107,8 +107,10 @@ def measure(framework, threads):
 
 
 def main(argv=None):
-    framework, threads = (argv or sys.argv[1:])[:2]
-    print(json.dumps(measure(framework, int(threads))))
+    args = argv or sys.argv[1:]
+    if len(args) != 2 or args[0] not in ("minicnn", "torch") or not args[1].isdigit() or int(args[1]) < 1:
+        sys.exit(f"usage: python -m benchmarks.memory minicnn|torch THREADS (a positive int); got {' '.join(args)!r}")
+    print(json.dumps(measure(args[0], int(args[1]))))
 
 
 if __name__ == "__main__":
