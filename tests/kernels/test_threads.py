@@ -185,8 +185,11 @@ def _primitive_calls(rng):
     gy, divisor = data(4, 6, *win.out_hw), numpy.full(win.out_hw, 9.0)
     w_dw, gy_dw = data(12, 1, 3, 3), data(4, 12, 9, 9)
     w_grouped = data(12, 2, 3, 3)                  # 3 groups of 2 -> 4 channels: pairs of outputs
-    x1, gy1 = data(4, 8, 6, 6), data(4, 5, 3, 3)
+    x1 = data(4, 8, 6, 6)
     w1 = data(5, 8, 1, 1)
+    gy1_wide = data(4, 5, 6, 6)                                   # 36 pixels an image: image by image
+    gy1_tall, w1_tall = data(4, 130, 3, 3), data(130, 8, 1, 1)    # 3x3 maps side by side, 130 rows: 3 blocks
+    gy1_few, w1_many_in = data(4, 8, 3, 3), data(8, 130, 1, 1)    # gx of 130 channels: 3 blocks
     p, g, buf = data(1000), data(1000), data(1000)
     gy_bins, gy_global, gy_bn = data(4, 6, 4, 3), data(4, 6, 1, 1), data(*x.shape)
     w_bn, b_bn, b_dw, b1 = data(6), data(6), data(12), data(5)
@@ -242,9 +245,15 @@ def _primitive_calls(rng):
          lambda: fast["grouped_conv2d_forward"](x, w_grouped, b_dw, stride1, pad1, stride1, 3, (9, 9))),
         ("grouped grad_weight",
          lambda: fast["grouped_conv2d_grad_weight"](x, gy_dw, (3, 3), stride1, pad1, stride1, 3)),
-        ("1x1 forward", lambda: conv_strategy.conv2d_forward(x1, w1, b1, (2, 2), none, stride1, 1, (3, 3))),
-        ("1x1 grad_input", lambda: conv_strategy.conv2d_grad_input(gy1, w1, (2, 2), none, stride1, 1, (6, 6))),
-        ("1x1 grad_weight", lambda: conv_strategy.conv2d_grad_weight(x1, gy1, (1, 1), (2, 2), none, stride1, 1)),
+        ("1x1 forward", lambda: conv_strategy.conv2d_forward(x1, w1, b1, stride1, none, stride1, 1, (6, 6))),
+        ("1x1 grad_input", lambda: conv_strategy.conv2d_grad_input(gy1_wide, w1, stride1, none, stride1, 1, (6, 6))),
+        ("1x1 grad_weight", lambda: conv_strategy.conv2d_grad_weight(x1, gy1_wide, (1, 1), stride1, none, stride1, 1)),
+        ("1x1 side by side forward",
+         lambda: conv_strategy.conv2d_forward(x1, w1_tall, None, (2, 2), none, stride1, 1, (3, 3))),
+        ("1x1 side by side grad_input",
+         lambda: conv_strategy.conv2d_grad_input(gy1_few, w1_many_in, (2, 2), none, stride1, 1, (6, 6))),
+        ("1x1 side by side grad_weight",
+         lambda: conv_strategy.conv2d_grad_weight(x1, gy1_tall, (1, 1), (2, 2), none, stride1, 1)),
         ("sgd_update", sgd),
         ("relu", lambda: fast["relu"](x)),
         ("masked_gradient", lambda: fast["masked_gradient"](gy_bn, x > 0)),
@@ -268,6 +277,7 @@ def test_kernels_give_the_same_numbers_in_any_number_of_parts(monkeypatch, parts
     1x1 weight gradient sums the threads' partial sums)."""
     calls = _primitive_calls(numpy.random.default_rng(0))
     monkeypatch.setattr(threads, "PARALLEL_SIZE", 0)
+    monkeypatch.setattr(cpu_conv, "SIDE_BY_SIDE_MIN_MACS", 0)     # small products side by side too
     monkeypatch.setattr(threads, "thread_count", lambda: 1)
     monkeypatch.setattr(cpu_conv, "thread_count", lambda: 1)
     serial = {name: _outputs(call()) for name, call in calls}
@@ -339,6 +349,28 @@ def test_a_lone_images_1x1_product_is_cut_in_two_halves_of_its_rows(monkeypatch,
     y = cpu_conv.batched_matmul(a, b)
     expected = numpy.concatenate([a[:, :48] @ b[0, :, :, :], a[:, 48:] @ b[0]], axis=1)
     numpy.testing.assert_array_equal(y[0], expected)
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_a_batch_of_small_maps_is_multiplied_side_by_side(monkeypatch, parts):
+    # Images of few pixels (3x3 maps) are laid side by side: one product a
+    # group, in blocks of rows; the weight gradient's sum over images is one
+    # product too. The forward's bound on the product's size, then the
+    # numbers against a plain einsum in float64.
+    assert cpu_conv._side_by_side(16, 9, 320 * 1280 * 16 * 9)          # MobileNetV2's 320 -> 1280 on 3x3
+    assert not cpu_conv._side_by_side(16, 4, 256 * 512 * 16 * 4)       # 8.4M multiply-adds: image by image
+    assert not cpu_conv._side_by_side(1, 9, 1 << 30)                  # a lone image
+    assert not cpu_conv._side_by_side(16, 36, 1 << 30)                # 6x6 maps
+    monkeypatch.setattr(cpu_conv, "SIDE_BY_SIDE_MIN_MACS", 0)
+    monkeypatch.setattr(cpu_conv, "thread_count", lambda: parts)
+    rng = numpy.random.default_rng(2)
+    a, b = rng.standard_normal((2, 70, 6)), rng.standard_normal((5, 2, 6, 9))     # G 2, P 70 (2 blocks), L 9
+    bias = rng.standard_normal((2, 70, 1))
+    numpy.testing.assert_allclose(cpu_conv.batched_matmul(a, b, bias), numpy.einsum("gpq,ngql->ngpl", a, b) + bias,
+                                  rtol=1e-13, atol=1e-13)
+    gy, x = rng.standard_normal((5, 2, 70, 9)), rng.standard_normal((5, 2, 9, 6))
+    numpy.testing.assert_allclose(cpu_conv.batched_matmul_sum(gy, x), numpy.einsum("ngpl,nglq->gpq", gy, x),
+                                  rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="keepers run on Linux only")
