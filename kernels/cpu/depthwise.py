@@ -51,8 +51,11 @@ the group's Og output channels sums Cg passes of its taps, 3x3 outputs two
 at a time (``_axpy9x2``: each input loaded once for both). With few
 channels a group the GEMM paths pay for a column matrix (or Winograd's
 transforms) that each output row reads only Og times; summing the taps
-directly costs the multiply-adds alone. The conv strategy sends groups of
-up to ``DIRECT_MAX_GROUP_CHANNELS`` channels here (forward only).
+directly costs the multiply-adds alone. The weight gradient
+(``direct_grad_weight``) likewise takes one dot product per tap and input
+channel of the group. The conv strategy sends groups of few channels here
+(``DIRECT_MAX_*`` in ``conv_strategy.py``); the input gradient of such a
+layer at stride 1 is this forward of gy with flipped filters.
 
 A task stacks the planes of several images (``_images_per_task``) so that
 the loop runs over all of them at once: a 7x7 plane alone is 81 entries.
@@ -71,10 +74,9 @@ they add nothing, but an inf or NaN can reach a few more entries of gw
 Threads, indices
 ----------------
 Each kernel runs over tasks (c, block of images), or (group, block) in
-the forward, the threads taking
-runs of them (``threads.parallel_parts``): a task
-splits its planes once, computes the M output channels that read them,
-and allocates its buffers once. No two tasks write the same element: the
+the forward and weight gradient, the threads taking runs of them
+(``threads.parallel_parts``): a task splits its planes once, computes
+the output channels that read them, and allocates its buffers once. No two tasks write the same element: the
 planes of y and gx belong to one task, and the weight gradient is summed
 per task into sums[block, o, :] and reduced over the blocks afterwards.
 
