@@ -1,4 +1,5 @@
-"""Hypothesis strategies for shapes, broadcasting pairs and arrays."""
+"""Hypothesis strategies for shapes, broadcasting pairs and arrays, and the
+arrays of a convolution drawn from a hypothesis seed."""
 import numpy
 from hypothesis import strategies as st
 
@@ -25,3 +26,16 @@ def arrays(draw, shape, low=-2.0, high=2.0):
     """A float64 array of ``shape`` with values drawn via a hypothesis seed."""
     seed = draw(st.integers(0, 2**32 - 1))
     return numpy.random.default_rng(seed).uniform(low, high, size=shape)
+
+
+def conv_arrays(data, N, C, O, groups, kernel, in_size, out_size, dtype, bias):
+    """(x, w, b, gy) of a convolution, standard normal, from a seed drawn
+    with ``data`` (hypothesis's ``st.data()``): x (N, C, *in_size), w (O,
+    C / groups, *kernel), b (O,) or None where not ``bias``, gy (N, O,
+    *out_size)."""
+    rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C) + tuple(in_size)).astype(dtype)
+    w = rng.standard_normal((O, C // groups) + tuple(kernel)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype) if bias else None
+    gy = rng.standard_normal((N, O) + tuple(out_size)).astype(dtype)
+    return x, w, b, gy

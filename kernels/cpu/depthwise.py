@@ -155,6 +155,30 @@ def _split(xf, base, H, W, top, left, sh, sw, phases, p0, pstride, Hq, Wq):
                       xf, base + (i * sh + a - top) * W + j_lo * sw + b - left, sw, j_hi - j_lo)
 
 
+@numba.njit(inline="always")
+def _group_tap_offsets(Cg, CP, KH, KW, sh, sw, dh, dw, P, Wq):
+    """Where each tap of each of a group's Cg input channels reads, (Cg,
+    KH*KW): ``_tap_offsets`` for channel c's phases, which start at c * CP
+    of one buffer. The offsets are into the whole buffer so that the loops
+    get it whole: a slice of it is an array of any layout to Numba, and
+    its loops do not vectorize."""
+    offsets = numpy.empty((Cg, KH * KW), numpy.int64)
+    for c in range(Cg):
+        offsets[c] = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq) + c * CP
+    return offsets
+
+
+@numba.njit(inline="always")
+def _split_group(xf, n0, nb, C, g, Cg, H, W, top, left, sh, sw, phases, CP, P, Hq, Wq):
+    """``_split`` the planes of images n0 ... n0+nb-1, input channels of
+    group g (Cg of them, of C), into one buffer: channel c's phases at c *
+    CP, image i's at i * Hq * Wq within them."""
+    for c in range(Cg):
+        for i in range(nb):
+            _split(xf, ((n0 + i) * C + g * Cg + c) * H * W, H, W, top, left, sh, sw, phases,
+                   c * CP + i * Hq * Wq, P, Hq, Wq)
+
+
 @numba.njit(cache=True)
 def _merge(phases, p0, pstride, Hq, R, Wq, top, left, sh, sw, gxf, base, H, W):
     """The adjoint of ``_split``: the plane gxf[base : base + H*W] (H, W)
@@ -254,18 +278,9 @@ def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
         CP = S * P + spare                    # all phases of one input channel
         if nb != laid_out:
             phases = numpy.zeros(Cg * CP, x.dtype)
-            # Where each tap of each input channel reads: the offsets are
-            # into the whole buffer, so that the loops get it whole (a
-            # slice of it is an array of any layout to Numba, and its
-            # loops do not vectorize).
-            offsets = numpy.empty((Cg, T), numpy.int64)
-            for c in range(Cg):
-                offsets[c] = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq) + c * CP
+            offsets = _group_tap_offsets(Cg, CP, KH, KW, sh, sw, dh, dw, P, Wq)
             laid_out = nb
-        for c in range(Cg):
-            for i in range(nb):
-                _split(xf, ((n0 + i) * C + g * Cg + c) * H * W, H, W, top, left, sh, sw, phases,
-                       c * CP + i * Hq * Wq, P, Hq, Wq)
+        _split_group(xf, n0, nb, C, g, Cg, H, W, top, left, sh, sw, phases, CP, P, Hq, Wq)
         # A 3x3 kernel's outputs two at a time: each pass reads the nine
         # taps' inputs once for both (``_axpy9x2``); the rest one at a time.
         paired = Og // 2 if T == 9 else 0
@@ -403,14 +418,9 @@ def _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw, part, part
         if nb != laid_out:
             phases = numpy.zeros(Cg * CP, x.dtype)
             wide = numpy.zeros(P, gy.dtype)   # gy in wide rows; the dropped entries stay 0
-            offsets = numpy.empty((Cg, T), numpy.int64)    # into the whole buffer, as in _forward
-            for c in range(Cg):
-                offsets[c] = _tap_offsets(KH, KW, sh, sw, dh, dw, P, Wq) + c * CP
+            offsets = _group_tap_offsets(Cg, CP, KH, KW, sh, sw, dh, dw, P, Wq)
             laid_out = nb
-        for c in range(Cg):
-            for i in range(nb):
-                _split(xf, ((n0 + i) * C + g * Cg + c) * H * W, H, W, top, left, sh, sw, phases,
-                       c * CP + i * Hq * Wq, P, Hq, Wq)
+        _split_group(xf, n0, nb, C, g, Cg, H, W, top, left, sh, sw, phases, CP, P, Hq, Wq)
         for o in range(g * Og, (g + 1) * Og):
             for i in range(nb):
                 for oh in range(OH):

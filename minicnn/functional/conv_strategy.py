@@ -69,7 +69,7 @@ kernel registry (``kernels/registry.py``), looked up per call, so
 ``set_backend`` decides what runs:
 
     depthwise_conv2d_*   the depthwise path    (NumPy: im2col_gemm_*)
-    grouped_conv2d_forward                        (Numba only)
+    grouped_conv2d_forward, grouped_conv2d_grad_weight   (Numba only)
     winograd_conv2d, winograd_conv2d_grad_weight   (Numba only)
     batched_matmul, batched_matmul_sum            the pointwise GEMMs
     im2col_gemm_*        the im2col path, which calls im2col / col2im

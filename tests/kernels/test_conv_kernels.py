@@ -25,6 +25,7 @@ from minicnn.functional import conv_strategy
 from minicnn.functional.conv import Conv2d, ConvGeometry
 from minicnn.kernels import registry
 from parity import check_parity
+from strategies import conv_arrays
 
 pytest.importorskip("numba")
 from minicnn.kernels.cpu import conv as numba_conv  # noqa: E402
@@ -159,11 +160,7 @@ def test_conv_primitives_match_the_reference(data, geometry, dtype, tile_bytes, 
     """The tiled im2col + GEMM on every geometry (the strategy would send
     some elsewhere), and the strategy itself with the Numba backend."""
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
-    rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    x = rng.standard_normal((N, C) + in_size).astype(dtype)
-    w = rng.standard_normal((O, C // G) + kernel).astype(dtype)
-    b = rng.standard_normal(O).astype(dtype) if bias else None
-    gy = rng.standard_normal((N, O) + out_size).astype(dtype)
+    x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, dtype, bias)
     scale = C // G * kernel[0] * kernel[1]  # terms per output value
     args = (stride, padding, dilation, G)
     calls = {"forward": (x, w, b, *args, out_size), "grad_input": (gy, w, *args, in_size),

@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from minicnn.functional import conv_strategy
 from minicnn.kernels import registry
+from strategies import conv_arrays
 
 pytest.importorskip("numba")
 from minicnn.kernels.cpu import conv as numba_conv, threads as threads_module, winograd  # noqa: E402
@@ -55,11 +56,7 @@ def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bi
     """64-byte group tiles cut the im2col path's few-row GEMMs into bands
     of a row or so; 512 KB keeps whole images."""
     N, C, O, G, kernel, stride, padding, in_size, out_size = geometry
-    rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    x = rng.standard_normal((N, C) + in_size).astype(dtype)
-    w = rng.standard_normal((O, C // G) + kernel).astype(dtype)
-    b = rng.standard_normal(O).astype(dtype) if bias else None
-    gy = rng.standard_normal((N, O) + out_size).astype(dtype)
+    x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, dtype, bias)
     args = (stride, padding, (1, 1), G)
     calls = {"forward": (x, w, b, *args, out_size), "grad_input": (gy, w, *args, in_size),
              "grad_weight": (x, gy, kernel, *args)}
@@ -122,11 +119,7 @@ def direct_geometries(draw):
        st.booleans())
 def test_the_direct_grouped_kernels_match_the_reference(data, geometry, dtype, threads, bias):
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
-    rng = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    x = rng.standard_normal((N, C) + in_size).astype(dtype)
-    w = rng.standard_normal((O, C // G) + kernel).astype(dtype)
-    b = rng.standard_normal(O).astype(dtype) if bias else None
-    gy = rng.standard_normal((N, O) + out_size).astype(dtype)
+    x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, dtype, bias)
     geometry = (stride, padding, dilation, G)
     calls = {"forward": (x, w, b, *geometry, out_size), "grad_input": (gy, w, *geometry, in_size),
              "grad_weight": (x, gy, kernel, *geometry)}
