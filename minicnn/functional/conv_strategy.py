@@ -1,4 +1,4 @@
-"""How a convolution is computed: six paths, one strategy for every backend.
+"""How a convolution is computed: eight paths, one strategy for every backend.
 
 Notation as in conv.py: N batch, C input channels, H, W input size,
 O output channels, KH, KW kernel size, OH, OW output size, G groups,
@@ -27,6 +27,21 @@ depthwise (G == C)
     (Og, KH*KW) by (KH*KW, L) matrices: a few multiply-adds per entry of
     a column matrix that costs a copy of x per tap. The CPU and the GPU
     compute it directly; NumPy's version is the im2col path below.
+implicit (float32, 2-D, symmetric padding, not 1x1; forward, and at stride 1 the input gradient)
+    With few taps a group, Kg = Cg*KH*KW, each column of im2col's matrix
+    is used by few multiply-adds, so building it is most of the time. The
+    CPU computes such a convolution from the padded image itself, 16
+    output pixels a vector and 4 output channels a tile in registers
+    (``kernels/cpu/implicit_gemm.py``): an ungrouped one of at most
+    ``IMPLICIT_MAX_TAPS`` taps (the RGB stem, 16-channel layers), a
+    grouped stride-1 one of at most ``IMPLICIT_MAX_GROUP_CHANNELS``
+    channels a group on maps of ``IMPLICIT_MIN_GROUPED_SIZE`` and up, in a
+    batch of ``IMPLICIT_MIN_IMAGES`` or more (a lone image keeps the
+    "grouped" path, whose threads share one image better). The input gradient at stride 1 is the same kernel's forward
+    of gy with the flipped filters (as for "grouped" below), so there Cg
+    is Og. Only the CPU backend has this path, and takes it only where
+    the CPU has AVX-512 (32 vector registers: the tile's 16 accumulators
+    stay in them).
 grouped (1 < G < C, Cg <= DIRECT_MAX_GROUP_CHANNELS, 2-D, not 1x1; forward)
     With few channels a group, each group's GEMM is a thin (Og, Cg*KH*KW)
     product that reads its column matrix (or Winograd's transformed
@@ -70,6 +85,8 @@ kernel registry (``kernels/registry.py``), looked up per call, so
 
     depthwise_conv2d_*   the depthwise path    (NumPy: im2col_gemm_*)
     grouped_conv2d_forward, grouped_conv2d_grad_weight   (Numba only)
+    implicit_conv2d      the implicit path (Numba only; implicit_conv2d_fast
+                         says whether it runs at full speed on this CPU)
     winograd_conv2d, winograd_conv2d_grad_weight   (Numba only)
     batched_matmul, batched_matmul_sum            the pointwise GEMMs
     im2col_gemm_*        the im2col path, which calls im2col / col2im
@@ -119,6 +136,23 @@ WINOGRAD_4X4_MIN_SIZE = 17
 #: fwd/gx/gw: 1.48/1.15/2.07x im2col's time; 32 x 512 x 14x14 groups 32
 #: (Cg 16): 0.6-0.9x.
 WINOGRAD_MIN_GROUP_CHANNELS = 16
+#: The "implicit" path's bounds. Same process, 2 threads, forward, its
+#: time against the path it replaces (benchmarks/results/NOTES.md): taps
+#: of an ungrouped conv, 4 x 3 x 224x224 -> 64 7x7/2 (147 taps, im2col)
+#: 0.59, 8 x 16 x 55x55 -> 64 3x3 (144, Winograd) 0.80, 16 x 6 x 14x14 ->
+#: 16 5x5 (150) 0.74, but 8 x 32 x 56x56 -> 64 3x3 (288) 1.22; channels
+#: a group of a grouped one, 8 x 128 x 56x56 g32 (Cg 4) 0.84, 32 x 512 x
+#: 14x14 g32 (16) 0.78, 8 x 256 x 28x28 g8 (32, Winograd) 0.71, but 8 x
+#: 384 x 13x13 g2 (192) 1.12, at stride 2 1.04-1.09, a lone image (1 x
+#: 256 x 28x28 g32) 1.08; and on small maps, where the grid's padding
+#: columns and the last tile's spare pixels are much of the work (16
+#: images, forward / input gradient): 16x16 0.97 / 1.04, 8x8 (Cg 8)
+#: 1.20 / 1.22, 4x4 1.94 / 2.10, hence the smallest output side
+#: ``IMPLICIT_MIN_GROUPED_SIZE`` (14x14: 0.78 / 0.64 at Cg 16).
+IMPLICIT_MAX_TAPS = 160
+IMPLICIT_MAX_GROUP_CHANNELS = 32
+IMPLICIT_MIN_IMAGES = 2
+IMPLICIT_MIN_GROUPED_SIZE = 14
 #: F(2x2, 5x5)'s rules, measured on 5x5 "same" layers (fwd/gx/gw, 2
 #: threads; benchmarks/results/NOTES.md): fewest 2x2 output tiles (1 x 256
 #: x 14x14, 49 tiles: 1.6x im2col's time; 2 x 128 x 14x14, 98: 0.8-0.9x;
@@ -177,20 +211,24 @@ def winograd_tile(N, kernel_size, stride, dilation, groups, out_size, xp):
 
 
 def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size,
-              direction="forward", out_channels=None):
+              direction="forward", out_channels=None, dtype=None):
     """(path, m): the first path of the module docstring that applies to
     this geometry in this ``direction`` ("forward", "grad_input" or
-    "grad_weight"), one of "depthwise", "grouped", "dense", "frames",
-    "winograd", "pointwise", "im2col", and for "winograd" the tile size m
-    (else 0).
+    "grad_weight"), one of "depthwise", "implicit", "grouped", "dense",
+    "frames", "winograd", "pointwise", "im2col", and for "winograd" the
+    tile size m (else 0).
 
     ``winograd_size`` is the output of the convolution Winograd would
     compute: (OH, OW), or (H, W) for the input gradient, a convolution of
     gy (see ``conv2d_grad_input``). ``out_channels`` (O) is needed for the
-    input gradient's "grouped" path only."""
+    input gradient's "grouped" and "implicit" paths, ``dtype`` (the
+    arrays') for "implicit", float32 only; without them neither applies."""
     unpadded = all(lo == hi == 0 for lo, hi in padding)
     if groups == C and len(kernel_size) == 2:
         return "depthwise", 0
+    if _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size,
+                 direction, out_channels):
+        return "implicit", 0
     if _grouped_direct(xp, C, groups, kernel_size, stride, padding, dilation, direction, out_channels):
         return "grouped", 0
     if all(o == 1 for o in out_size) and unpadded and groups == 1:
@@ -208,6 +246,37 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     if all(k == 1 for k in kernel_size) and unpadded:
         return "pointwise", 0
     return "im2col", 0
+
+
+def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size, in_size, direction,
+              out_channels):
+    """Whether the "implicit" path applies (module docstring): a float32
+    2-D convolution, not 1x1, with symmetric padding (for the input
+    gradient: the flipped convolution's, the kernel's reach less the
+    padding, whose output is all of ``in_size``: a transposed
+    convolution's output padding is not), more than one output pixel, few
+    taps (ungrouped) or channels a group (grouped: stride 1, a batch, maps
+    not too small), on a backend whose kernel runs at full speed here."""
+    if (dtype is None or xp.dtype(dtype) != xp.float32 or direction == "grad_weight" or len(kernel_size) != 2
+            or all(k == 1 for k in kernel_size) or all(o == 1 for o in out_size)):
+        return False
+    if direction == "grad_input":
+        reach = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+        if out_channels is None or any(s != 1 for s in stride) or any(
+                lo > r or hi > r or n != o + r - lo - hi
+                for r, (lo, hi), n, o in zip(reach, padding, in_size, out_size)):
+            return False
+        channels, size = out_channels // groups, in_size       # gy's channels a group; gx's size
+    else:
+        channels, size = C // groups, out_size
+    if any(lo != hi for lo, hi in padding) or not registry.find("implicit_conv2d", xp):
+        return False
+    if groups == 1:
+        fits = channels * math.prod(kernel_size) <= IMPLICIT_MAX_TAPS
+    else:
+        fits = (all(s == 1 for s in stride) and N >= IMPLICIT_MIN_IMAGES
+                and channels <= IMPLICIT_MAX_GROUP_CHANNELS and min(size) >= IMPLICIT_MIN_GROUPED_SIZE)
+    return fits and registry.lookup("implicit_conv2d_fast", xp)()
 
 
 def _grouped_direct(xp, C, groups, kernel_size, stride, padding, dilation, direction, out_channels):
@@ -266,9 +335,12 @@ def conv_forward(x, w, b, stride, padding, dilation, groups, out_size):
         if b is not None:
             y += b.reshape((O,) + ones)
         return y
-    path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, out_size)
+    path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, out_size,
+                        out_channels=O, dtype=x.dtype)
     if path == "frames":
         return frames_forward(x, w, b, stride, padding, dilation, groups, out_size)
+    if path == "implicit":
+        return registry.lookup("implicit_conv2d", xp)(x, w, b, stride, padding, dilation, groups, out_size)
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_forward", xp)(x, w, b, stride, padding, dilation, groups, out_size)
     if path == "grouped":
@@ -303,20 +375,20 @@ def conv_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     if gy.size == 0 or w.size == 0:
         return xp.zeros((N, C) + in_size, dtype=gy.dtype)
     path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, in_size, "grad_input",
-                        O)
+                        O, gy.dtype)
     if path == "frames":
         return frames_grad_input(gy, w, stride, padding, dilation, groups, in_size)
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_grad_input", xp)(gy, w, stride, padding, dilation, groups, in_size)
-    if path == "grouped":
+    if path in ("grouped", "implicit"):
         # At stride 1, gx is the full correlation of gy with the flipped
         # filters (``_flipped``): a convolution with the same groups and
         # dilation, padded by the kernel's reach less the padding on each
         # side, whose output is (H, W).
         reach = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
         full = tuple((r - lo, r - hi) for r, (lo, hi) in zip(reach, padding))
-        return registry.lookup("grouped_conv2d_forward", xp)(gy, _flipped(w, groups), None, stride, full, dilation,
-                                                             groups, in_size)
+        forward = "grouped_conv2d_forward" if path == "grouped" else "implicit_conv2d"
+        return registry.lookup(forward, xp)(gy, _flipped(w, groups), None, stride, full, dilation, groups, in_size)
     if path == "dense":
         gx = xp.zeros((N, C) + in_size, dtype=gy.dtype)
         window = gx[_grid(kernel_size, dilation)]
@@ -562,3 +634,5 @@ for _name in ("winograd_conv2d", "winograd_conv2d_grad_weight"):
     registry.register(_name, "numba", f"{_CPU}winograd:{_name}")
 for _name in ("grouped_conv2d_forward", "grouped_conv2d_grad_weight"):
     registry.register(_name, "numba", f"{_CPU}conv:{_name}")
+registry.register("implicit_conv2d", "numba", f"{_CPU}implicit_gemm:conv2d")
+registry.register("implicit_conv2d_fast", "numba", f"{_CPU}implicit_gemm:available")

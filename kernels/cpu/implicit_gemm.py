@@ -1,0 +1,272 @@
+"""float32 convolution as an implicit GEMM on vector registers.
+
+Notation as in ``conv.py``: N batch, C input channels, O output channels,
+G groups (Cg = C / G inputs and Og = O / G outputs a group), KH, KW
+kernel, OH, OW output size, T = KH*KW taps; NO x TILE_P the register tile
+(output channels x pixels), TILE_P = 16 * NPV.
+
+Why
+---
+The im2col path copies each input value KH*KW times into a column matrix
+before a GEMM reads it. When the GEMM is small that copy is most of the
+time: a grouped convolution of 16 channels a group is G products of 16
+rows each, and the column matrix is read 16 times only. This kernel reads
+the (padded) image itself, the way ``vnni.py`` does for int8: the
+layout, the tap offsets and the register tile are the same, on float32
+values and fused multiply-adds (``llvm.fma.v16f32``) instead of integer
+dot products.
+
+The layout
+----------
+* ``planes`` (G, S, Cg, L) float32, per image: the zero-padded image cut
+  into S = SH*SW *phases* (phase (a, b) holds the padded pixels (a + i*SH,
+  b + j*SW)), each a flat HQ x WQ plane (``vnni._planes``'s layout, one
+  float per channel where that packs 4 bytes).
+
+Output pixel (oh, ow) sits at q = oh*WQ + ow of an *output grid* as wide
+as a plane, and tap (kh, kw) reads pixel q + (one offset per tap) of one
+phase: 16 consecutive grid pixels are 16 consecutive floats, one vector
+load, at every stride and dilation. The grid's columns ow >= OW (the
+padding: 2 of 30 on a 28x28 3x3 layer, 2 of 9 on a 7x7 one) are computed
+and dropped, the price of one offset per tap.
+
+* weights ``wp`` (G, OB, T, Cg, NO) float32: for a block of NO output
+  channels, tap by tap and channel by channel, the NO channels' weights
+  side by side (zero past Og).
+
+A tile of NO output channels by TILE_P grid pixels keeps its NO*NPV
+accumulators (16 vectors) in registers through all T*Cg steps; each step
+loads NPV pixel vectors and broadcasts NO weights for NO*NPV multiply-adds
+(``_tile``), about 80% of the FMA units' peak on znver4 (one 16-lane FMA
+a cycle). The sums run in another order than the GEMM's: the results
+agree to float32 rounding, not bit for bit.
+
+The vectors are LLVM's generic <16 x float>, so the kernel compiles and
+runs on any CPU; where the host has no AVX-512 (32 vector registers) the
+tile's 16 accumulators spill, and ``available()`` keeps the strategy off
+this path.
+"""
+import functools
+
+import numba
+import numpy
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.extending import intrinsic
+
+from .loops import JIT, _share, u64
+from .threads import parallel_parts, run_in_parallel, split, thread_count
+from .vnni import _F16, NO, NPV, TILE_P, _geometry, _pointer, _splat
+
+_F32 = ir.FloatType()
+
+
+@functools.cache
+def available():
+    """Whether this process runs the kernel at full speed: AVX-512 on the
+    host (32 vector registers for the tile) and Numba compiling for it."""
+    import llvmlite.binding
+    from numba.core import config
+    if config.DISABLE_JIT or config.CPU_NAME not in (None, "host") or config.CPU_FEATURES is not None:
+        return False
+    return bool(llvmlite.binding.get_host_cpu_features().get("avx512f"))
+
+
+@intrinsic
+def _tile(typingctx, planes, x_offset, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset, out,
+          out_offset, out_stride):
+    """out[o, q] = bias[b_offset + o] + the sum over taps t and channels c
+    of planes[x_offset + tap_offsets[t] + c * plane_stride + q] *
+    wp[w_offset + (t * channels + c) * NO + o], for the NO x TILE_P tile:
+    q < TILE_P pixels of the output grid, o < NO channels; row o is stored
+    at ``out_offset + o * out_stride`` of ``out``. All arrays flat float32
+    (``tap_offsets`` intp)."""
+    dtypes = [getattr(array, "dtype", None) for array in (planes, tap_offsets, wp, bias, out)]
+    if dtypes != [types.float32, types.intp, types.float32, types.float32, types.float32]:
+        return None     # the IR below reads exactly these element types
+    sig = types.void(planes, x_offset, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset, out,
+                     out_offset, out_stride)
+
+    def codegen(context, builder, signature, args):
+        kinds = signature.args
+        (planes, x_offset, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset, out, out_offset,
+         out_stride) = [context.cast(builder, value, kind, types.intp) if isinstance(kind, types.Integer) else value
+                        for value, kind in zip(args, kinds)]
+        intp = context.get_value_type(types.intp)
+
+        def const(n):
+            return ir.Constant(intp, n)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F16, [_F16, _F16, _F16]),
+                                             "llvm.fma.v16f32")
+        # accumulators in stack slots: LLVM promotes them to registers
+        bias_row = _pointer(context, builder, kinds[7], bias, b_offset, _F32)
+        acc = []
+        for i in range(NO):
+            start = _splat(builder, builder.load(builder.gep(bias_row, [const(i)])), _F16)
+            acc.append([cgutils.alloca_once_value(builder, start) for _ in range(NPV)])
+        x0 = _pointer(context, builder, kinds[0], planes, x_offset, _F32)
+        tap_start = _pointer(context, builder, kinds[2], tap_offsets, const(0), intp)
+        w0 = _pointer(context, builder, kinds[5], wp, w_offset, _F32)
+        taps = cgutils.create_struct_proxy(kinds[2])(context, builder, value=tap_offsets).nitems
+        with cgutils.for_range(builder, taps) as tap:
+            xt = builder.gep(x0, [builder.load(builder.gep(tap_start, [tap.index]))])
+            wt = builder.gep(w0, [builder.mul(builder.mul(tap.index, channels), const(NO))])
+            with cgutils.for_range(builder, channels) as channel:
+                xk = builder.gep(xt, [builder.mul(channel.index, plane_stride)])
+                wk = builder.gep(wt, [builder.mul(channel.index, const(NO))])
+                pixels = [builder.load(builder.bitcast(builder.gep(xk, [const(16 * j)]), _F16.as_pointer()), align=4)
+                          for j in range(NPV)]
+                for i in range(NO):
+                    weight = _splat(builder, builder.load(builder.gep(wk, [const(i)]), align=4), _F16)
+                    for j in range(NPV):
+                        builder.store(builder.call(fma, [pixels[j], weight, builder.load(acc[i][j])]), acc[i][j])
+        out0 = _pointer(context, builder, kinds[9], out, out_offset, _F32)
+        for i in range(NO):
+            row = builder.gep(out0, [builder.mul(out_stride, const(i))])
+            for j in range(NPV):
+                dst = builder.bitcast(builder.gep(row, [const(16 * j)]), _F16.as_pointer())
+                builder.store(builder.load(acc[i][j]), dst, align=4)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@numba.njit(**JIT)
+def _planes(x, Cg, sh, sw, ph, pw, HQ, WQ, planes):
+    """The ``planes`` layout (module docstring) of one image ``x`` (C, H,
+    W) float32, into ``planes`` (G*S*Cg, L): row (g*S + a*sw + b)*Cg + c
+    holds channel g*Cg + c at padded positions (a + i*sh, b + j*sw), flat
+    at i*WQ + j, zero where that is padding or past the HQ*WQ pixels."""
+    C, H, W = x.shape
+    rows, L = planes.shape
+    S = sh * sw
+    for r in range(rows):
+        g, rest = r // (S * Cg), r % (S * Cg)
+        phase, c = rest // Cg, rest % Cg
+        a, b = phase // sw, phase % sw
+        dst, src = planes[r], x[g * Cg + c]
+        for k in range(u64(L)):
+            dst[k] = 0
+        off = b - pw
+        lo = min(WQ, max(0, (-off + sw - 1) // sw))        # first j with iw >= 0
+        hi = max(lo, min(WQ, (W - 1 - off) // sw + 1))     # past the last j with iw < W
+        for i in range(HQ):
+            ih = a + i * sh - ph
+            if 0 <= ih < H:
+                row, base = src[ih], u64(i * WQ)
+                for j in range(u64(lo), u64(hi)):
+                    dst[base + j] = row[j * u64(sw) + u64(off)]
+
+
+@numba.njit(**JIT)
+def _tiles(planes, tap_offsets, wp, bias, WQ, OW, out, tile, start, stop):
+    """out (O, OH*OW) = one image's convolution, its (pixel tile, group,
+    channel block) tasks [start, stop) (``vnni._tiles``'s order: tasks
+    that follow each other share a pixel tile, in cache). A tile lands in
+    ``tile`` (NO*TILE_P, in L1), whose pixels on the output are copied
+    out, or, where the grid is the output, straight in the output."""
+    G, OB, T, Cg = wp.shape[:4]
+    O, OHW = out.shape
+    Og, OH = O // G, OHW // OW
+    rows_per_group, L = planes.shape[0] // G, planes.shape[1]
+    flat_planes, flat_w, flat_out = planes.reshape(-1), wp.reshape(-1), out.reshape(-1)
+    for task in range(start, stop):
+        t, r = task // (G * OB), task % (G * OB)
+        g, b = r // OB, r % OB
+        q0, q1 = t * TILE_P, min((t + 1) * TILE_P, OH * WQ)
+        row0, count = g * Og + b * NO, min(NO, Og - b * NO)
+        x_at, w_at = g * rows_per_group * L + t * TILE_P, (g * OB + b) * T * Cg * NO
+        if WQ == OW and q1 - q0 == TILE_P and count == NO:
+            _tile(flat_planes, x_at, tap_offsets, Cg, L, flat_w, w_at, bias, (g * OB + b) * NO, flat_out,
+                  row0 * OHW + q0, OHW)
+            continue
+        _tile(flat_planes, x_at, tap_offsets, Cg, L, flat_w, w_at, bias, (g * OB + b) * NO, tile, 0, TILE_P)
+        q = q0
+        while q < q1:
+            oh = q // WQ
+            ow = q - oh * WQ
+            end = min(q1, oh * WQ + OW)         # past this grid row's last output pixel in the tile
+            src, at = q - q0, oh * OW + ow
+            for i in range(count):
+                for k in range(u64(end - q)):
+                    out[u64(row0 + i), u64(at) + k] = tile[u64(i * TILE_P + src) + k]
+            q = (oh + 1) * WQ
+
+
+@numba.njit(**JIT)
+def _images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, wp, bias, OW, out, start, stop):
+    """out[n] for images start <= n < stop, each laid out in ``planes``
+    (one image's) and then computed whole: one thread's images."""
+    G, OB = wp.shape[:2]
+    tasks = -(-(out.shape[2] // OW) * WQ // TILE_P) * G * OB
+    tile = numpy.empty(NO * TILE_P, numpy.float32)
+    for n in range(start, stop):
+        _planes(x[n], Cg, sh, sw, ph, pw, HQ, WQ, planes)
+        _tiles(planes, tap_offsets, wp, bias, WQ, OW, out[n], tile, 0, tasks)
+
+
+@numba.njit(**JIT)
+def _image_part(planes, tap_offsets, wp, bias, WQ, OW, out, part, parts):
+    """``_tiles`` of one image, this part's share of its tasks."""
+    G, OB = wp.shape[:2]
+    tasks = -(-(out.shape[1] // OW) * WQ // TILE_P) * G * OB
+    start, stop = _share(tasks, part, parts)
+    _tiles(planes, tap_offsets, wp, bias, WQ, OW, out, numpy.empty(NO * TILE_P, numpy.float32), start, stop)
+
+
+def pack(w, groups):
+    """float32 weights ``w`` (O, Cg, KH, KW) in the ``wp`` layout (G, OB,
+    KH*KW, Cg, NO), zero past each group's Og channels."""
+    O, Cg, KH, KW = w.shape
+    Og = O // groups
+    OB = -(-Og // NO)
+    padded = numpy.zeros((groups, OB * NO, KH * KW, Cg), numpy.float32)
+    padded[:, :Og] = w.reshape(groups, Og, Cg, KH * KW).transpose(0, 1, 3, 2)
+    return numpy.ascontiguousarray(padded.reshape(groups, OB, NO, KH * KW, Cg).transpose(0, 1, 3, 4, 2))
+
+
+#: Fewest multiply-adds of one image's convolution worth sharing among
+#: threads when there are fewer images than threads (as ``vnni.py``).
+PARALLEL_MACS = 1 << 22
+
+
+def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
+    """y (N, O, OH, OW) float32 = conv2d(x, w) + b for float32 x (N, C, H,
+    W), w (O, Cg, KH, KW), b (O,) or None; ``padding`` ((top, bottom),
+    (left, right)) with top == bottom and left == right (``vnni._geometry``'s
+    symmetric padding). With at least as many images as threads, each
+    thread lays out and computes its own images (one parallel region);
+    with fewer, the threads share each image's tiles."""
+    x = numpy.ascontiguousarray(x, dtype=numpy.float32)
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = w.shape
+    (ph, _), (pw, _) = padding
+    OH, OW, WQ, plane_shape, tap_offsets = _geometry(C, H, W, Cg, KH, KW, tuple(stride), (ph, pw), tuple(dilation))
+    if out_size[0] > OH or out_size[1] > OW:
+        raise ValueError(f"implicit_gemm.conv2d: out_size {tuple(out_size)} is past the convolution's output "
+                         f"{(OH, OW)} for input {(H, W)}, kernel {(KH, KW)}, padding {(ph, pw)}")
+    OH, OW = out_size       # the leading rows and columns (a transposed convolution's gradient drops the rest)
+    HQ = -(-(H + 2 * ph) // stride[0])
+    wp = pack(numpy.asarray(w, dtype=numpy.float32), groups)
+    OB = wp.shape[1]
+    bias = numpy.zeros((groups, OB * NO), numpy.float32)
+    if b is not None:
+        bias[:, :O // groups] = numpy.asarray(b, dtype=numpy.float32).reshape(groups, O // groups)
+    bias = bias.reshape(-1)
+    y = numpy.empty((N, O, OH, OW), numpy.float32)
+    rows = y.reshape(N, O, OH * OW)
+    threads = thread_count()
+    sh, sw = stride
+    plane_rows = groups * plane_shape[0] * Cg
+    if N >= threads:
+        def work(images):               # one thread's images, in its own planes
+            planes = numpy.empty((plane_rows, plane_shape[2]), numpy.float32)
+            _images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, wp, bias, OW, rows, images.start, images.stop)
+        run_in_parallel(work, [slice(run.start, run.stop) for run in split(range(N), threads)])
+        return y
+    planes = numpy.empty((plane_rows, plane_shape[2]), numpy.float32)
+    macs = O * Cg * KH * KW * OH * OW
+    for n in range(N):
+        _planes(x[n], Cg, sh, sw, ph, pw, HQ, WQ, planes)
+        parallel_parts(_image_part, macs, planes, tap_offsets, wp, bias, WQ, OW, rows[n], worth=PARALLEL_MACS)
+    return y

@@ -1,0 +1,169 @@
+"""The float32 implicit-GEMM convolution (``kernels/cpu/implicit_gemm.py``)
+and the strategy's "implicit" path, against the NumPy reference (im2col,
+then one matmul, in float64).
+
+The kernel is drawn on every geometry it takes (groups, kernels square
+and not, even and odd, strides, dilations, symmetric padding, channel
+counts that leave part of a 4-channel block or a 64-pixel tile empty,
+batches below and above the thread count); the strategy's rule on its
+bounds; the input gradient through the flipped filters.
+"""
+import numpy
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from minicnn.functional import conv_strategy
+from minicnn.kernels import registry
+from strategies import conv_arrays
+
+pytest.importorskip("numba")
+from minicnn.kernels.cpu import implicit_gemm, threads as threads_module  # noqa: E402
+
+# float32 sums of `terms` products of standard normals: relative to their size.
+RTOL = 2e-5
+
+
+def _reference(direction, *args):
+    """The NumPy im2col version of ``direction``, on float64 copies."""
+    args = [a.astype(numpy.float64) if isinstance(a, numpy.ndarray) else a for a in args]
+    with_numpy = registry.implementations(f"im2col_gemm_{direction}")["numpy"]
+    previous = registry.get_backend()
+    registry.set_backend("numpy")
+    try:
+        return with_numpy(*args)
+    finally:
+        registry.set_backend(previous)
+
+
+@st.composite
+def geometries(draw):
+    """(N, C, O, groups, kernel, stride, padding, dilation, in_size,
+    out_size): any grouping, kernel, stride and dilation, symmetric
+    padding, output of one pixel or more."""
+    groups = draw(st.sampled_from([1, 1, 2, 3, 4]))
+    C, O = groups * draw(st.integers(1, 5)), groups * draw(st.integers(1, 9))
+    kernel = draw(st.sampled_from([(3, 3), (3, 3), (5, 5), (1, 7), (7, 1), (2, 4), (1, 1)]))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple((p, p) for p in (draw(st.integers(0, 3)), draw(st.integers(0, 3))))
+    reach = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    in_size = tuple(max(1, r - 2 * p[0]) + draw(st.integers(0, 21)) for r, p in zip(reach, padding))
+    out_size = tuple((n + 2 * p[0] - r) // s + 1 for n, p, r, s in zip(in_size, padding, reach, stride))
+    return draw(st.integers(1, 4)), C, O, groups, kernel, stride, padding, dilation, in_size, out_size
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data(), geometries(), st.sampled_from([1, 2, 3]), st.booleans())
+def test_the_kernel_matches_the_reference(data, geometry, threads, bias):
+    N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
+    x, w, b, _ = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, bias)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(implicit_gemm, "thread_count", lambda: threads)
+        patch.setattr(threads_module, "thread_count", lambda: threads)
+        patch.setattr(implicit_gemm, "PARALLEL_MACS", 0)      # share even small images' tiles
+        y = implicit_gemm.conv2d(x, w, b, stride, padding, dilation, G, out_size)
+    expected = _reference("forward", x, w, b, stride, padding, dilation, G, out_size)
+    assert y.shape == expected.shape and y.dtype == numpy.float32
+    terms = C // G * kernel[0] * kernel[1]
+    numpy.testing.assert_allclose(y, expected, rtol=RTOL, atol=RTOL * terms)
+
+
+@pytest.mark.parametrize("N", [1, 4])
+def test_the_kernel_gives_the_same_numbers_on_any_number_of_threads(N, monkeypatch):
+    """Each tile is summed whole by one thread, whichever: with fewer
+    images than threads the threads share an image's tiles, with more
+    each takes whole images."""
+    rng = numpy.random.default_rng(N)
+    x = rng.standard_normal((N, 12, 23, 19)).astype(numpy.float32)
+    w = rng.standard_normal((20, 6, 3, 3)).astype(numpy.float32)
+    monkeypatch.setattr(implicit_gemm, "PARALLEL_MACS", 0)
+    results = []
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(implicit_gemm, "thread_count", lambda: threads)
+        monkeypatch.setattr(threads_module, "thread_count", lambda: threads)
+        results.append(implicit_gemm.conv2d(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 2, (23, 19)))
+    for y in results[1:]:
+        numpy.testing.assert_array_equal(y, results[0])
+
+
+def _path(N, C, O, G, kernel, stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), out_size=(14, 14),
+          direction="forward", dtype=numpy.float32):
+    size = out_size if direction == "forward" else (out_size[0] * stride[0], out_size[1] * stride[1])
+    return conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size, size, direction,
+                                   O, dtype)[0]
+
+
+@pytest.fixture
+def fast_kernel(monkeypatch):
+    """The strategy as on a CPU where the kernel runs at full speed (the
+    rule's answer must not depend on the machine running the tests)."""
+    monkeypatch.setitem(registry._implementations["implicit_conv2d_fast"], "numba", lambda: True)
+
+
+@pytest.mark.usefixtures("fast_kernel")
+def test_the_rule_takes_few_taps_or_few_channels_a_group():
+    if not registry.find("implicit_conv2d", numpy):
+        pytest.skip("the backend in force has no implicit path (MINICNN_BACKEND=numpy)")
+    taps = conv_strategy.IMPLICIT_MAX_TAPS
+    channels = conv_strategy.IMPLICIT_MAX_GROUP_CHANNELS
+    assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) == "implicit"          # an RGB stem, 147 taps
+    assert _path(1, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) == "implicit"          # a lone image too
+    assert _path(8, taps // 9, 64, 1, (3, 3)) == "implicit"
+    assert _path(8, taps // 9 + 1, 64, 1, (3, 3)) != "implicit"
+    assert _path(8, 32 * channels, 512, 32, (3, 3)) == "implicit"
+    assert _path(8, 32 * (channels + 1), 512, 32, (3, 3)) != "implicit"
+    assert _path(1, 32 * 8, 256, 32, (3, 3)) == "grouped"                               # a lone image
+    small = conv_strategy.IMPLICIT_MIN_GROUPED_SIZE - 1
+    assert _path(8, 32 * 8, 256, 32, (3, 3), out_size=(small, 20)) == "grouped"          # a small map
+    assert _path(8, 512, 32 * 16, 32, (3, 3), out_size=(small, 20), direction="grad_input") != "implicit"
+    assert _path(8, 32 * 8, 256, 32, (3, 3), (2, 2)) == "grouped"                       # grouped, stride 2
+    # the input gradient: gy's channels a group, at stride 1
+    assert _path(8, 512, 32 * 16, 32, (3, 3), direction="grad_input") == "implicit"
+    assert _path(8, 64, 16, 1, (3, 3), direction="grad_input") == "implicit"            # 16 x 9 taps of gy
+    assert _path(8, 3, 64, 1, (3, 3), direction="grad_input") != "implicit"             # 64 x 9 taps of gy
+    assert _path(8, 3, 16, 1, (3, 3), (2, 2), direction="grad_input") != "implicit"
+    # what it never takes
+    assert _path(8, 16, 64, 1, (3, 3), dtype=numpy.float64) != "implicit"
+    assert _path(8, 16, 64, 1, (3, 3), dtype=None) != "implicit"
+    assert _path(8, 16, 64, 1, (3, 3), direction="grad_weight") != "implicit"
+    assert _path(8, 16, 64, 1, (2, 2), padding=((0, 1), (0, 1))) != "implicit"         # asymmetric padding
+    assert _path(8, 16, 64, 1, (1, 1), padding=((1, 1), (1, 1))) != "implicit"         # 1x1: GEMMs
+    assert _path(8, 16, 64, 1, (3, 3), padding=((0, 0), (0, 0)), out_size=(1, 1)) == "dense"
+    assert _path(8, 16, 16, 16, (3, 3)) == "depthwise"
+
+
+def test_the_rule_keeps_off_a_cpu_where_the_kernel_is_slow(monkeypatch):
+    monkeypatch.setitem(registry._implementations["implicit_conv2d_fast"], "numba", lambda: False)
+    assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) != "implicit"
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.data(), geometries(), st.sampled_from([1, 3]), st.booleans())
+def test_the_strategy_forward_and_input_gradient_match_the_reference(data, geometry, threads, bias):
+    """Through ``conv_forward`` and ``conv_grad_input``, the channel counts
+    scaled into the rule's bounds: where the path is "implicit" (asserted
+    where it must be), the results agree with the reference."""
+    N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
+    x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, bias)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(registry._implementations["implicit_conv2d_fast"], "numba", lambda: True)
+        patch.setattr(threads_module, "thread_count", lambda: threads)
+        patch.setattr(implicit_gemm, "thread_count", lambda: threads)
+        args = (stride, padding, dilation, G)
+        for direction, size, channels in (("forward", out_size, C), ("grad_input", in_size, O)):
+            path = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size, size,
+                                           direction, O, numpy.float32)[0]
+            few_taps = G == 1 and channels * kernel[0] * kernel[1] <= conv_strategy.IMPLICIT_MAX_TAPS
+            stride_1 = direction == "forward" or stride == (1, 1)
+            reach_fits = direction == "forward" or all(p[0] <= d * (k - 1)
+                                                       for p, d, k in zip(padding, dilation, kernel))
+            must = (registry.find("implicit_conv2d", numpy) is not None and G < C and kernel != (1, 1)
+                    and out_size != (1, 1) and few_taps and stride_1 and reach_fits)
+            if must:
+                assert path == "implicit", direction
+            call = (x, w, b, *args, out_size) if direction == "forward" else (gy, w, *args, in_size)
+            mine = getattr(conv_strategy, f"conv2d_{direction}")(*call)
+            expected = _reference(direction, *call)
+            terms = channels // G * kernel[0] * kernel[1]
+            assert mine.shape == expected.shape and mine.dtype == numpy.float32
+            numpy.testing.assert_allclose(mine, expected, rtol=RTOL, atol=RTOL * terms)
