@@ -2,8 +2,9 @@
 
 Notation as in ``conv.py``: N batch, C input channels, O output channels,
 G groups (Cg = C / G inputs and Og = O / G outputs a group), KH, KW
-kernel, OH, OW output size, T = KH*KW taps; NO x TILE_P the register tile
-(output channels x pixels), TILE_P = 16 * NPV.
+kernel, OH, OW output size, T = KH*KW taps; NO x TILE_P the forward's
+register tile (output channels x pixels), TILE_P = 16 * NPV; NO x NK the
+weight gradient's (output channels x (tap, channel) pairs).
 
 Why
 ---
@@ -40,6 +41,18 @@ loads NPV pixel vectors and broadcasts NO weights for NO*NPV multiply-adds
 (``_tile``), about 80% of the FMA units' peak on znver4 (one 16-lane FMA
 a cycle). The sums run in another order than the GEMM's: the results
 agree to float32 rounding, not bit for bit.
+
+The weight gradient
+-------------------
+gw[o, c, t] is the sum over output pixels q of gy[o, q] times the input
+pixel tap t of channel c reads: on the grid, planes[c, q + offset of t].
+So ``conv2d_grad_weight`` lays out the planes of every image and gy on
+the same grid (zero in the dropped columns), and a tile of NO output
+channels by NK (tap, channel) pairs keeps NO*NK vectors of 16 partial
+sums in registers while it runs over all the grid's pixels of all the
+images (``_weight_tile``: NO + NK loads for NO*NK multiply-adds a step),
+then adds each vector's lanes once. Each block of gw is summed by one
+task, whatever the number of threads.
 
 The vectors are LLVM's generic <16 x float>, so the kernel compiles and
 runs on any CPU; where the host has no AVX-512 (32 vector registers) the
@@ -131,6 +144,65 @@ def _tile(typingctx, planes, x_offset, tap_offsets, channels, plane_stride, wp, 
     return sig, codegen
 
 
+#: (tap, channel) pairs of the weight gradient's register tile: NO x NK
+#: accumulators (``_weight_tile``).
+NK = 6
+
+
+@intrinsic
+def _weight_tile(typingctx, planes, x_offset, x_step, k_offsets, k0, gy, gy_offset, gy_step, gy_stride, images,
+                 vectors, out):
+    """out[i * NK + j] = the sum over images n < ``images`` and q < 16 *
+    ``vectors`` grid pixels of gy[gy_offset + n * gy_step + i * gy_stride
+    + q] * planes[x_offset + n * x_step + k_offsets[k0 + j] + q], for i <
+    NO output channels and j < NK (tap, channel) pairs: 16 lanes of
+    partial sums each, added up at the end. All arrays flat float32
+    (``k_offsets`` intp)."""
+    dtypes = [getattr(array, "dtype", None) for array in (planes, k_offsets, gy, out)]
+    if dtypes != [types.float32, types.intp, types.float32, types.float32]:
+        return None     # the IR below reads exactly these element types
+    sig = types.void(planes, x_offset, x_step, k_offsets, k0, gy, gy_offset, gy_step, gy_stride, images, vectors,
+                     out)
+
+    def codegen(context, builder, signature, args):
+        kinds = signature.args
+        planes, x_offset, x_step, k_offsets, k0, gy, gy_offset, gy_step, gy_stride, images, vectors, out = [
+            context.cast(builder, value, kind, types.intp) if isinstance(kind, types.Integer) else value
+            for value, kind in zip(args, kinds)]
+        intp = context.get_value_type(types.intp)
+
+        def const(n):
+            return ir.Constant(intp, n)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F16, [_F16, _F16, _F16]),
+                                             "llvm.fma.v16f32")
+        reduce_add = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32, _F16]),
+                                                    "llvm.vector.reduce.fadd.v16f32")
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(_F16, None)) for _ in range(NK)] for _ in range(NO)]
+        offsets = _pointer(context, builder, kinds[3], k_offsets, k0, intp)
+        with cgutils.for_range(builder, images) as image:
+            x0 = _pointer(context, builder, kinds[0], planes, builder.add(x_offset, builder.mul(image.index, x_step)),
+                          _F32)
+            starts = [builder.gep(x0, [builder.load(builder.gep(offsets, [const(j)]))]) for j in range(NK)]
+            gy0 = _pointer(context, builder, kinds[5], gy, builder.add(gy_offset, builder.mul(image.index, gy_step)),
+                           _F32)
+            rows = [builder.gep(gy0, [builder.mul(gy_stride, const(i))]) for i in range(NO)]
+            with cgutils.for_range(builder, vectors) as vector:
+                at = builder.mul(vector.index, const(16))
+                pixels = [builder.load(builder.bitcast(builder.gep(start, [at]), _F16.as_pointer()), align=4)
+                          for start in starts]
+                for i in range(NO):
+                    grad = builder.load(builder.bitcast(builder.gep(rows[i], [at]), _F16.as_pointer()), align=4)
+                    for j in range(NK):
+                        builder.store(builder.call(fma, [grad, pixels[j], builder.load(acc[i][j])]), acc[i][j])
+        out0 = _pointer(context, builder, kinds[11], out, const(0), _F32)
+        for i in range(NO):
+            for j in range(NK):
+                total = builder.call(reduce_add, [ir.Constant(_F32, 0.0), builder.load(acc[i][j])])
+                builder.store(total, builder.gep(out0, [const(i * NK + j)]))
+        return context.get_dummy_value()
+    return sig, codegen
+
+
 @numba.njit(**JIT)
 def _planes(x, Cg, sh, sw, ph, pw, HQ, WQ, planes):
     """The ``planes`` layout (module docstring) of one image ``x`` (C, H,
@@ -214,6 +286,53 @@ def _image_part(planes, tap_offsets, wp, bias, WQ, OW, out, part, parts):
     _tiles(planes, tap_offsets, wp, bias, WQ, OW, out, numpy.empty(NO * TILE_P, numpy.float32), start, stop)
 
 
+@numba.njit(**JIT)
+def _weight_layout(x, gy, Cg, sh, sw, ph, pw, HQ, WQ, planes, grid, part, parts):
+    """planes[n] (``_planes``) and grid[n] for this part's share of the
+    images: grid (N, G, OB*NO, LQ) holds gy[n, g*Og + o] on the output
+    grid, gy[n, g*Og + o, oh, ow] at oh*WQ + ow, zero elsewhere (the
+    dropped columns, past the last row, the rows o >= Og)."""
+    N, O, OH, OW = gy.shape
+    G, rows, LQ = grid.shape[1], grid.shape[2], grid.shape[3]
+    Og = O // G
+    start, stop = _share(N, part, parts)
+    for n in range(start, stop):
+        _planes(x[n], Cg, sh, sw, ph, pw, HQ, WQ, planes[n])
+        for g in range(G):
+            for o in range(rows):
+                row = grid[n, g, o]
+                for k in range(u64(LQ)):
+                    row[k] = 0
+                if o < Og:
+                    src = gy[n, g * Og + o]
+                    for oh in range(OH):
+                        base = u64(oh * WQ)
+                        for ow in range(u64(OW)):
+                            row[base + ow] = src[oh, ow]
+
+
+@numba.njit(**JIT)
+def _weight_tasks(planes, k_offsets, grid, gw, part, parts):
+    """gw (G, OB*NO, KB*NK): this part's share of the (group, pair block,
+    channel block) tasks, each summing ``_weight_tile`` over all the
+    images: every sum is made by one task, in the same order, whatever
+    the number of threads."""
+    N, G, rows, LQ = grid.shape
+    OB, KB = rows // NO, k_offsets.size // NK
+    rows_per_group, L = planes.shape[1] // G, planes.shape[2]
+    flat_planes, flat_grid = planes.reshape(-1), grid.reshape(-1)
+    total = numpy.empty(NO * NK, numpy.float32)
+    start, stop = _share(G * KB * OB, part, parts)
+    for task in range(start, stop):
+        g, r = task // (KB * OB), task % (KB * OB)
+        kb, ob = r // OB, r % OB
+        _weight_tile(flat_planes, g * rows_per_group * L, planes.shape[1] * L, k_offsets, kb * NK, flat_grid,
+                     (g * rows + ob * NO) * LQ, G * rows * LQ, LQ, N, LQ // 16, total)
+        for i in range(NO):
+            for j in range(NK):
+                gw[g, ob * NO + i, kb * NK + j] = total[i * NK + j]
+
+
 def pack(w, groups):
     """float32 weights ``w`` (O, Cg, KH, KW) in the ``wp`` layout (G, OB,
     KH*KW, Cg, NO), zero past each group's Og channels."""
@@ -270,3 +389,39 @@ def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
         _planes(x[n], Cg, sh, sw, ph, pw, HQ, WQ, planes)
         parallel_parts(_image_part, macs, planes, tap_offsets, wp, bias, WQ, OW, rows[n], worth=PARALLEL_MACS)
     return y
+
+
+def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
+    """gw (O, Cg, KH, KW) float32 of ``conv2d``: the sum over images and
+    output pixels of gy times the input pixels each weight saw, for
+    float32 x (N, C, H, W) and gy (N, O, OH, OW). The images are laid out
+    (``_weight_layout``), then each task sums a NO x NK block of gw over
+    them all (``_weight_tasks``): two parallel regions."""
+    x = numpy.ascontiguousarray(x, dtype=numpy.float32)
+    gy = numpy.ascontiguousarray(gy, dtype=numpy.float32)
+    N, C, H, W = x.shape
+    O, (KH, KW) = gy.shape[1], kernel_size
+    Cg = C // groups
+    (ph, _), (pw, _) = padding
+    OH, OW, WQ, plane_shape, tap_offsets = _geometry(C, H, W, Cg, KH, KW, tuple(stride), (ph, pw), tuple(dilation))
+    if gy.shape[2] > OH or gy.shape[3] > OW:
+        raise ValueError(f"implicit_gemm.conv2d_grad_weight: gy {gy.shape} is past the convolution's output "
+                         f"{(OH, OW)} for input {(H, W)}, kernel {(KH, KW)}, padding {(ph, pw)}")
+    OH = gy.shape[2]
+    HQ = -(-(H + 2 * ph) // stride[0])
+    T, Og = KH * KW, O // groups
+    K, OB = T * Cg, -(-Og // NO)
+    KB = -(-K // NK)
+    pairs = numpy.arange(KB * NK)
+    # pair k = t*Cg + c reads channel c's plane at tap t's offset (pairs past K: any valid offset, dropped)
+    k_offsets = numpy.where(pairs < K, tap_offsets[numpy.minimum(pairs // Cg, T - 1)] + pairs % Cg * plane_shape[2], 0)
+    LQ = -(-OH * WQ // 16) * 16
+    planes = numpy.empty((N, groups * plane_shape[0] * Cg, plane_shape[2]), numpy.float32)
+    grid = numpy.empty((N, groups, OB * NO, LQ), numpy.float32)
+    parallel_parts(_weight_layout, planes.size + grid.size, x, gy, Cg, stride[0], stride[1], ph, pw, HQ, WQ, planes,
+                   grid)
+    gw = numpy.empty((groups, OB * NO, KB * NK), numpy.float32)
+    macs = O * K * N * OH * WQ
+    parallel_parts(_weight_tasks, macs, planes, k_offsets.astype(numpy.intp), grid, gw, worth=PARALLEL_MACS)
+    gw = gw[:, :Og, :K].reshape(groups, Og, T, Cg).transpose(0, 1, 3, 2)
+    return numpy.ascontiguousarray(gw).reshape(O, Cg, KH, KW)

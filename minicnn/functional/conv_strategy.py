@@ -27,21 +27,24 @@ depthwise (G == C)
     (Og, KH*KW) by (KH*KW, L) matrices: a few multiply-adds per entry of
     a column matrix that costs a copy of x per tap. The CPU and the GPU
     compute it directly; NumPy's version is the im2col path below.
-implicit (float32, 2-D, symmetric padding, not 1x1; forward, and at stride 1 the input gradient)
+implicit (float32, 2-D, symmetric padding, not 1x1; all three directions)
     With few taps a group, Kg = Cg*KH*KW, each column of im2col's matrix
     is used by few multiply-adds, so building it is most of the time. The
-    CPU computes such a convolution from the padded image itself, 16
-    output pixels a vector and 4 output channels a tile in registers
-    (``kernels/cpu/implicit_gemm.py``): an ungrouped one of at most
-    ``IMPLICIT_MAX_TAPS`` taps (the RGB stem, 16-channel layers), a
-    grouped stride-1 one of at most ``IMPLICIT_MAX_GROUP_CHANNELS``
-    channels a group on maps of ``IMPLICIT_MIN_GROUPED_SIZE`` and up, in a
-    batch of ``IMPLICIT_MIN_IMAGES`` or more (a lone image keeps the
-    "grouped" path, whose threads share one image better). The input gradient at stride 1 is the same kernel's forward
-    of gy with the flipped filters (as for "grouped" below), so there Cg
-    is Og. Only the CPU backend has this path, and takes it only where
-    the CPU has AVX-512 (32 vector registers: the tile's 16 accumulators
-    stay in them).
+    CPU computes such a convolution from the padded image itself
+    (``kernels/cpu/implicit_gemm.py``): the forward 16 output pixels a
+    vector and 4 output channels a tile in registers, the weight
+    gradient 4 output channels by 6 (tap, channel) pairs a tile summed
+    over all pixels. It takes an ungrouped convolution of at most
+    ``IMPLICIT_MAX_TAPS`` taps (the RGB stem, 16-channel layers; the
+    weight gradient at stride 2 and up only), a grouped stride-1 one of
+    at most ``IMPLICIT_MAX_GROUP_CHANNELS`` channels a group on maps of
+    ``IMPLICIT_MIN_GROUPED_SIZE`` and up, in a batch of
+    ``IMPLICIT_MIN_IMAGES`` or more (a lone image keeps the "grouped"
+    path, whose threads share one image better). The input gradient at
+    stride 1 is the forward kernel's convolution of gy with the flipped
+    filters (as for "grouped" below), so there Cg is Og. Only the CPU
+    backend has this path, and takes it only where the CPU has AVX-512
+    (32 vector registers: the tiles' accumulators stay in them).
 grouped (1 < G < C, Cg <= DIRECT_MAX_GROUP_CHANNELS, 2-D, not 1x1; forward)
     With few channels a group, each group's GEMM is a thin (Og, Cg*KH*KW)
     product that reads its column matrix (or Winograd's transformed
@@ -85,8 +88,9 @@ kernel registry (``kernels/registry.py``), looked up per call, so
 
     depthwise_conv2d_*   the depthwise path    (NumPy: im2col_gemm_*)
     grouped_conv2d_forward, grouped_conv2d_grad_weight   (Numba only)
-    implicit_conv2d      the implicit path (Numba only; implicit_conv2d_fast
-                         says whether it runs at full speed on this CPU)
+    implicit_conv2d, implicit_conv2d_grad_weight   the implicit path (Numba
+                         only; implicit_conv2d_fast says whether it runs at
+                         full speed on this CPU)
     winograd_conv2d, winograd_conv2d_grad_weight   (Numba only)
     batched_matmul, batched_matmul_sum            the pointwise GEMMs
     im2col_gemm_*        the im2col path, which calls im2col / col2im
@@ -257,7 +261,7 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     convolution's output padding is not), more than one output pixel, few
     taps (ungrouped) or channels a group (grouped: stride 1, a batch, maps
     not too small), on a backend whose kernel runs at full speed here."""
-    if (dtype is None or xp.dtype(dtype) != xp.float32 or direction == "grad_weight" or len(kernel_size) != 2
+    if (dtype is None or xp.dtype(dtype) != xp.float32 or len(kernel_size) != 2
             or all(k == 1 for k in kernel_size) or all(o == 1 for o in out_size)):
         return False
     if direction == "grad_input":
@@ -273,6 +277,8 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
         return False
     if groups == 1:
         fits = channels * math.prod(kernel_size) <= IMPLICIT_MAX_TAPS
+        if direction == "grad_weight":     # at stride 1, im2col's or Winograd's weight gradient is as fast
+            fits = fits and any(s != 1 for s in stride)
     else:
         fits = (all(s == 1 for s in stride) and N >= IMPLICIT_MIN_IMAGES
                 and channels <= IMPLICIT_MAX_GROUP_CHANNELS and min(size) >= IMPLICIT_MIN_GROUPED_SIZE)
@@ -432,7 +438,7 @@ def conv_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     if x.size == 0 or gy.size == 0:
         return xp.zeros((O, C // groups) + kernel_size, dtype=x.dtype)
     path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, out_size,
-                        "grad_weight")
+                        "grad_weight", O, x.dtype)
     if path == "frames":
         return frames_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups)
     if path == "depthwise":
@@ -441,6 +447,9 @@ def conv_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     if path == "grouped":
         return registry.lookup("grouped_conv2d_grad_weight", xp)(x, gy, kernel_size, stride, padding, dilation,
                                                                  groups)
+    if path == "implicit":
+        return registry.lookup("implicit_conv2d_grad_weight", xp)(x, gy, kernel_size, stride, padding, dilation,
+                                                                  groups)
     if path == "dense":
         return (gy.reshape(N, O).T @ _window(x, kernel_size, dilation)).reshape((O, C) + kernel_size)
     if path == "winograd":
@@ -635,4 +644,5 @@ for _name in ("winograd_conv2d", "winograd_conv2d_grad_weight"):
 for _name in ("grouped_conv2d_forward", "grouped_conv2d_grad_weight"):
     registry.register(_name, "numba", f"{_CPU}conv:{_name}")
 registry.register("implicit_conv2d", "numba", f"{_CPU}implicit_gemm:conv2d")
+registry.register("implicit_conv2d_grad_weight", "numba", f"{_CPU}implicit_gemm:conv2d_grad_weight")
 registry.register("implicit_conv2d_fast", "numba", f"{_CPU}implicit_gemm:available")

@@ -2,11 +2,12 @@
 and the strategy's "implicit" path, against the NumPy reference (im2col,
 then one matmul, in float64).
 
-The kernel is drawn on every geometry it takes (groups, kernels square
-and not, even and odd, strides, dilations, symmetric padding, channel
-counts that leave part of a 4-channel block or a 64-pixel tile empty,
-batches below and above the thread count); the strategy's rule on its
-bounds; the input gradient through the flipped filters.
+The kernels (forward and weight gradient) are drawn on every geometry
+they take (groups, kernels square and not, even and odd, strides,
+dilations, symmetric padding, channel counts that leave part of a
+4-channel block, a 6-pair block or a 64-pixel tile empty, batches below
+and above the thread count); the strategy's rule on its bounds; the
+input gradient through the flipped filters.
 """
 import numpy
 import pytest
@@ -54,36 +55,47 @@ def geometries(draw):
 
 @settings(max_examples=60, deadline=None)
 @given(st.data(), geometries(), st.sampled_from([1, 2, 3]), st.booleans())
-def test_the_kernel_matches_the_reference(data, geometry, threads, bias):
+def test_the_kernels_match_the_reference(data, geometry, threads, bias):
+    """The forward and the weight gradient."""
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
-    x, w, b, _ = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, bias)
+    x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, bias)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(implicit_gemm, "thread_count", lambda: threads)
         patch.setattr(threads_module, "thread_count", lambda: threads)
-        patch.setattr(implicit_gemm, "PARALLEL_MACS", 0)      # share even small images' tiles
+        patch.setattr(implicit_gemm, "PARALLEL_MACS", 0)      # share even small convolutions' tasks
         y = implicit_gemm.conv2d(x, w, b, stride, padding, dilation, G, out_size)
+        gw = implicit_gemm.conv2d_grad_weight(x, gy, kernel, stride, padding, dilation, G)
     expected = _reference("forward", x, w, b, stride, padding, dilation, G, out_size)
     assert y.shape == expected.shape and y.dtype == numpy.float32
     terms = C // G * kernel[0] * kernel[1]
     numpy.testing.assert_allclose(y, expected, rtol=RTOL, atol=RTOL * terms)
+    expected = _reference("grad_weight", x, gy, kernel, stride, padding, dilation, G)
+    assert gw.shape == expected.shape and gw.dtype == numpy.float32
+    terms = N * out_size[0] * out_size[1]
+    numpy.testing.assert_allclose(gw, expected, rtol=RTOL, atol=RTOL * terms)
 
 
 @pytest.mark.parametrize("N", [1, 4])
-def test_the_kernel_gives_the_same_numbers_on_any_number_of_threads(N, monkeypatch):
+def test_the_kernels_give_the_same_numbers_on_any_number_of_threads(N, monkeypatch):
     """Each tile is summed whole by one thread, whichever: with fewer
     images than threads the threads share an image's tiles, with more
-    each takes whole images."""
+    each takes whole images; each block of the weight gradient is summed
+    over all the images by one task."""
     rng = numpy.random.default_rng(N)
     x = rng.standard_normal((N, 12, 23, 19)).astype(numpy.float32)
     w = rng.standard_normal((20, 6, 3, 3)).astype(numpy.float32)
     monkeypatch.setattr(implicit_gemm, "PARALLEL_MACS", 0)
+    gy = rng.standard_normal((N, 20, 23, 19)).astype(numpy.float32)
     results = []
     for threads in (1, 2, 3):
         monkeypatch.setattr(implicit_gemm, "thread_count", lambda: threads)
         monkeypatch.setattr(threads_module, "thread_count", lambda: threads)
-        results.append(implicit_gemm.conv2d(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), 2, (23, 19)))
-    for y in results[1:]:
-        numpy.testing.assert_array_equal(y, results[0])
+        geometry = ((1, 1), ((1, 1), (1, 1)), (1, 1), 2)
+        results.append((implicit_gemm.conv2d(x, w, None, *geometry, (23, 19)),
+                        implicit_gemm.conv2d_grad_weight(x, gy, (3, 3), *geometry)))
+    for y, gw in results[1:]:
+        numpy.testing.assert_array_equal(y, results[0][0])
+        numpy.testing.assert_array_equal(gw, results[0][1])
 
 
 def _path(N, C, O, G, kernel, stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), out_size=(14, 14),
@@ -122,10 +134,14 @@ def test_the_rule_takes_few_taps_or_few_channels_a_group():
     assert _path(8, 64, 16, 1, (3, 3), direction="grad_input") == "implicit"            # 16 x 9 taps of gy
     assert _path(8, 3, 64, 1, (3, 3), direction="grad_input") != "implicit"             # 64 x 9 taps of gy
     assert _path(8, 3, 16, 1, (3, 3), (2, 2), direction="grad_input") != "implicit"
+    # the weight gradient: as the forward, but an ungrouped one at stride 2 and up only
+    assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3)), direction="grad_weight") == "implicit"
+    assert _path(8, 16, 64, 1, (3, 3), direction="grad_weight") != "implicit"
+    assert _path(8, 32 * 16, 512, 32, (3, 3), direction="grad_weight") == "implicit"
+    assert _path(8, 32 * 16, 512, 32, (3, 3), (2, 2), direction="grad_weight") != "implicit"
     # what it never takes
     assert _path(8, 16, 64, 1, (3, 3), dtype=numpy.float64) != "implicit"
     assert _path(8, 16, 64, 1, (3, 3), dtype=None) != "implicit"
-    assert _path(8, 16, 64, 1, (3, 3), direction="grad_weight") != "implicit"
     assert _path(8, 16, 64, 1, (2, 2), padding=((0, 1), (0, 1))) != "implicit"         # asymmetric padding
     assert _path(8, 16, 64, 1, (1, 1), padding=((1, 1), (1, 1))) != "implicit"         # 1x1: GEMMs
     assert _path(8, 16, 64, 1, (3, 3), padding=((0, 0), (0, 0)), out_size=(1, 1)) == "dense"
@@ -139,10 +155,11 @@ def test_the_rule_keeps_off_a_cpu_where_the_kernel_is_slow(monkeypatch):
 
 @settings(max_examples=30, deadline=None)
 @given(st.data(), geometries(), st.sampled_from([1, 3]), st.booleans())
-def test_the_strategy_forward_and_input_gradient_match_the_reference(data, geometry, threads, bias):
-    """Through ``conv_forward`` and ``conv_grad_input``, the channel counts
-    scaled into the rule's bounds: where the path is "implicit" (asserted
-    where it must be), the results agree with the reference."""
+def test_the_strategy_matches_the_reference(data, geometry, threads, bias):
+    """Through ``conv_forward``, ``conv_grad_input`` and
+    ``conv_grad_weight``: where the path is "implicit" (asserted where the
+    rule's ungrouped bound says it must be), the results agree with the
+    reference."""
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
     x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, bias)
     with pytest.MonkeyPatch.context() as patch:
@@ -150,20 +167,22 @@ def test_the_strategy_forward_and_input_gradient_match_the_reference(data, geome
         patch.setattr(threads_module, "thread_count", lambda: threads)
         patch.setattr(implicit_gemm, "thread_count", lambda: threads)
         args = (stride, padding, dilation, G)
-        for direction, size, channels in (("forward", out_size, C), ("grad_input", in_size, O)):
+        for direction, size, channels in (("forward", out_size, C), ("grad_input", in_size, O),
+                                          ("grad_weight", out_size, C)):
             path = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size, size,
                                            direction, O, numpy.float32)[0]
             few_taps = G == 1 and channels * kernel[0] * kernel[1] <= conv_strategy.IMPLICIT_MAX_TAPS
-            stride_1 = direction == "forward" or stride == (1, 1)
-            reach_fits = direction == "forward" or all(p[0] <= d * (k - 1)
-                                                       for p, d, k in zip(padding, dilation, kernel))
+            stride_1 = {"forward": True, "grad_input": stride == (1, 1), "grad_weight": stride != (1, 1)}[direction]
+            reach_fits = direction != "grad_input" or all(p[0] <= d * (k - 1)
+                                                          for p, d, k in zip(padding, dilation, kernel))
             must = (registry.find("implicit_conv2d", numpy) is not None and G < C and kernel != (1, 1)
                     and out_size != (1, 1) and few_taps and stride_1 and reach_fits)
             if must:
                 assert path == "implicit", direction
-            call = (x, w, b, *args, out_size) if direction == "forward" else (gy, w, *args, in_size)
+            call = {"forward": (x, w, b, *args, out_size), "grad_input": (gy, w, *args, in_size),
+                    "grad_weight": (x, gy, kernel, *args)}[direction]
             mine = getattr(conv_strategy, f"conv2d_{direction}")(*call)
             expected = _reference(direction, *call)
-            terms = channels // G * kernel[0] * kernel[1]
+            terms = N * out_size[0] * out_size[1] if direction == "grad_weight" else channels // G * kernel[0] * kernel[1]
             assert mine.shape == expected.shape and mine.dtype == numpy.float32
             numpy.testing.assert_allclose(mine, expected, rtol=RTOL, atol=RTOL * terms)
