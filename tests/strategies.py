@@ -39,3 +39,13 @@ def conv_arrays(data, N, C, O, groups, kernel, in_size, out_size, dtype, bias):
     b = rng.standard_normal(O).astype(dtype) if bias else None
     gy = rng.standard_normal((N, O) + tuple(out_size)).astype(dtype)
     return x, w, b, gy
+
+
+def conv_sizes(draw, kernel, stride, dilation, padding, extra):
+    """(in_size, out_size) of a convolution with symmetric ``padding``
+    ((p, p) per dim): each input side the least that gives an output of
+    one pixel, plus up to ``extra`` drawn with ``draw``."""
+    reach = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
+    in_size = tuple(max(1, r - 2 * p[0]) + draw(st.integers(0, extra)) for r, p in zip(reach, padding))
+    out_size = tuple((n + 2 * p[0] - r) // s + 1 for n, p, r, s in zip(in_size, padding, reach, stride))
+    return in_size, out_size

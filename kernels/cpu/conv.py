@@ -8,7 +8,8 @@ NumPy version in the strategy's module:
 
 depthwise_conv2d_forward, _grad_input, _grad_weight
     the direct kernels of ``depthwise.py`` (no column matrix at all); a
-    forward of a few small planes (``CHANNELS_LAST_MAX_PIXELS``) runs
+    forward of a few small planes (``CHANNELS_LAST_MAX_PIXELS``), or of
+    small planes in a batch (``CHANNELS_LAST_MAX_IMAGE_PIXELS``), runs
     channels last.
 grouped_conv2d_forward, grouped_conv2d_grad_weight
     the forward and weight gradient of a grouped convolution of few
@@ -48,8 +49,9 @@ import math
 
 import numpy
 
-from .depthwise import (CHANNELS_LAST_MAX_PIXELS, depthwise_forward, depthwise_forward_channels_last,
-                        depthwise_grad_input, depthwise_grad_weight, direct_forward, direct_grad_weight)
+from .depthwise import (CHANNELS_LAST_MAX_IMAGE_PIXELS, CHANNELS_LAST_MAX_PIXELS, depthwise_forward,
+                        depthwise_forward_channels_last, depthwise_grad_input, depthwise_grad_weight, direct_forward,
+                        direct_grad_weight)
 from .im2col import col2im_tile, im2col_tile, row_table, rows_tile
 from .threads import matmul_into, run_in_parallel, split, sum_in_place, thread_count
 
@@ -67,7 +69,8 @@ def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_siz
     N, O, (KH, KW) = x.shape[0], w.shape[0], w.shape[2:]
     y = numpy.empty((N, O) + tuple(out_size), dtype=x.dtype)
     bias = numpy.zeros(O, x.dtype) if b is None else numpy.ascontiguousarray(b)
-    small = O == x.shape[1] and N * math.prod(out_size) <= CHANNELS_LAST_MAX_PIXELS
+    pixels = math.prod(out_size)
+    small = O == x.shape[1] and (N * pixels <= CHANNELS_LAST_MAX_PIXELS or pixels <= CHANNELS_LAST_MAX_IMAGE_PIXELS)
     forward = depthwise_forward_channels_last if small else depthwise_forward
     forward(x, numpy.ascontiguousarray(w.reshape(O, KH, KW)), bias, y, *_geometry(stride, padding, dilation))
     return y

@@ -449,6 +449,13 @@ def _grad_weight_sums(x, gy, sums, KH, KW, sh, sw, top, left, dh, dw, part, part
 #: 0.13 -> 0.06; at 196 pixels the planes are faster again (672 x 14x14
 #: 5x5 0.37 against 0.51; 8 x 960 x 7x7 0.66 against 0.83).
 CHANNELS_LAST_MAX_PIXELS = 64
+#: ... or, in a batch, up to which each image's output plane (OH * OW) is
+#: small enough for the same (its planes' fixed costs, times N * C of
+#: them, were most of the time). 2 threads, batch 8-16, channels last /
+#: planes: 3x3 outputs 0.24 (1152 channels, 5x5), 0.61 (960, 3x3), 0.86
+#: (672, 5x5 /2); 6x6 0.94 (672, 5x5), 0.79 (576, 3x3), 0.99 (384, 3x3);
+#: 7x7 0.93 (960, 3x3), 0.78 (960, 5x5); but 12x12 1.59-2.07.
+CHANNELS_LAST_MAX_IMAGE_PIXELS = 49
 
 
 def depthwise_forward_channels_last(x, w, b, y, sh, sw, top, left, dh, dw):

@@ -70,7 +70,7 @@ from numba.core.extending import intrinsic
 
 from .loops import JIT, _share, u64
 from .threads import parallel_parts, run_in_parallel, split, thread_count
-from .vnni import _F16, NO, NPV, TILE_P, _geometry, _pointer, _splat
+from .vnni import _F16, NO, NPV, TILE_P, _geometry, _pointer, _splat, copy_out, tile_loop
 
 _F32 = ir.FloatType()
 
@@ -84,6 +84,24 @@ def available():
     if config.DISABLE_JIT or config.CPU_NAME not in (None, "host") or config.CPU_FEATURES is not None:
         return False
     return bool(llvmlite.binding.get_host_cpu_features().get("avx512f"))
+
+
+def _intp_args(context, builder, signature, args):
+    """An intrinsic's arguments, the integers cast to intp."""
+    return [context.cast(builder, value, kind, types.intp) if isinstance(kind, types.Integer) else value
+            for value, kind in zip(args, signature.args)]
+
+
+def _constants(context):
+    """n -> the LLVM intp constant n."""
+    intp = context.get_value_type(types.intp)
+    return lambda n: ir.Constant(intp, n)
+
+
+def _fma(builder):
+    """A call target for fused multiply-adds of 16-float vectors."""
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F16, [_F16, _F16, _F16]),
+                                          "llvm.fma.v16f32")
 
 
 @intrinsic
@@ -104,42 +122,57 @@ def _tile(typingctx, planes, x_offset, tap_offsets, channels, plane_stride, wp, 
     def codegen(context, builder, signature, args):
         kinds = signature.args
         (planes, x_offset, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset, out, out_offset,
-         out_stride) = [context.cast(builder, value, kind, types.intp) if isinstance(kind, types.Integer) else value
-                        for value, kind in zip(args, kinds)]
-        intp = context.get_value_type(types.intp)
-
-        def const(n):
-            return ir.Constant(intp, n)
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F16, [_F16, _F16, _F16]),
-                                             "llvm.fma.v16f32")
+         out_stride) = _intp_args(context, builder, signature, args)
+        const, fma = _constants(context), _fma(builder)
         # accumulators in stack slots: LLVM promotes them to registers
         bias_row = _pointer(context, builder, kinds[7], bias, b_offset, _F32)
         acc = []
         for i in range(NO):
             start = _splat(builder, builder.load(builder.gep(bias_row, [const(i)])), _F16)
             acc.append([cgutils.alloca_once_value(builder, start) for _ in range(NPV)])
-        x0 = _pointer(context, builder, kinds[0], planes, x_offset, _F32)
-        tap_start = _pointer(context, builder, kinds[2], tap_offsets, const(0), intp)
-        w0 = _pointer(context, builder, kinds[5], wp, w_offset, _F32)
-        taps = cgutils.create_struct_proxy(kinds[2])(context, builder, value=tap_offsets).nitems
-        with cgutils.for_range(builder, taps) as tap:
-            xt = builder.gep(x0, [builder.load(builder.gep(tap_start, [tap.index]))])
-            wt = builder.gep(w0, [builder.mul(builder.mul(tap.index, channels), const(NO))])
-            with cgutils.for_range(builder, channels) as channel:
-                xk = builder.gep(xt, [builder.mul(channel.index, plane_stride)])
-                wk = builder.gep(wt, [builder.mul(channel.index, const(NO))])
-                pixels = [builder.load(builder.bitcast(builder.gep(xk, [const(16 * j)]), _F16.as_pointer()), align=4)
-                          for j in range(NPV)]
-                for i in range(NO):
-                    weight = _splat(builder, builder.load(builder.gep(wk, [const(i)]), align=4), _F16)
-                    for j in range(NPV):
-                        builder.store(builder.call(fma, [pixels[j], weight, builder.load(acc[i][j])]), acc[i][j])
+        tile_loop(context, builder, kinds, (planes, x_offset, tap_offsets, channels, plane_stride, wp, w_offset), acc,
+                  _F32, _F16, lambda sums, pixels, weights: builder.call(fma, [pixels, weights, sums]))
         out0 = _pointer(context, builder, kinds[9], out, out_offset, _F32)
         for i in range(NO):
             row = builder.gep(out0, [builder.mul(out_stride, const(i))])
             for j in range(NPV):
                 dst = builder.bitcast(builder.gep(row, [const(16 * j)]), _F16.as_pointer())
                 builder.store(builder.load(acc[i][j]), dst, align=4)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@intrinsic
+def _depthwise_tile(typingctx, planes, x_offset, tap_offsets, w, w_offset, bias, out):
+    """out[q] = bias + the sum over taps t of planes[x_offset +
+    tap_offsets[t] + q] * w[w_offset + t], for q < TILE_P grid pixels of
+    one channel: ``_tile`` for a depthwise convolution, one output channel
+    reading one input channel (NPV accumulators). All arrays flat float32
+    (``tap_offsets`` intp), ``bias`` a float32."""
+    dtypes = [getattr(array, "dtype", None) for array in (planes, tap_offsets, w, out)]
+    if dtypes != [types.float32, types.intp, types.float32, types.float32] or bias != types.float32:
+        return None     # the IR below reads exactly these element types
+    sig = types.void(planes, x_offset, tap_offsets, w, w_offset, bias, out)
+
+    def codegen(context, builder, signature, args):
+        kinds = signature.args
+        planes, x_offset, tap_offsets, w, w_offset, bias, out = _intp_args(context, builder, signature, args)
+        const, fma = _constants(context), _fma(builder)
+        acc = [cgutils.alloca_once_value(builder, _splat(builder, bias, _F16)) for _ in range(NPV)]
+        x0 = _pointer(context, builder, kinds[0], planes, x_offset, _F32)
+        tap_start = _pointer(context, builder, kinds[2], tap_offsets, const(0), context.get_value_type(types.intp))
+        w0 = _pointer(context, builder, kinds[3], w, w_offset, _F32)
+        taps = cgutils.create_struct_proxy(kinds[2])(context, builder, value=tap_offsets).nitems
+        with cgutils.for_range(builder, taps) as tap:
+            xt = builder.gep(x0, [builder.load(builder.gep(tap_start, [tap.index]))])
+            weight = _splat(builder, builder.load(builder.gep(w0, [tap.index])), _F16)
+            for j in range(NPV):
+                pixels = builder.load(builder.bitcast(builder.gep(xt, [const(16 * j)]), _F16.as_pointer()), align=4)
+                builder.store(builder.call(fma, [pixels, weight, builder.load(acc[j])]), acc[j])
+        out0 = _pointer(context, builder, kinds[6], out, const(0), _F32)
+        for j in range(NPV):
+            builder.store(builder.load(acc[j]), builder.bitcast(builder.gep(out0, [const(16 * j)]), _F16.as_pointer()),
+                          align=4)
         return context.get_dummy_value()
     return sig, codegen
 
@@ -166,19 +199,13 @@ def _weight_tile(typingctx, planes, x_offset, x_step, k_offsets, k0, gy, gy_offs
 
     def codegen(context, builder, signature, args):
         kinds = signature.args
-        planes, x_offset, x_step, k_offsets, k0, gy, gy_offset, gy_step, gy_stride, images, vectors, out = [
-            context.cast(builder, value, kind, types.intp) if isinstance(kind, types.Integer) else value
-            for value, kind in zip(args, kinds)]
-        intp = context.get_value_type(types.intp)
-
-        def const(n):
-            return ir.Constant(intp, n)
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F16, [_F16, _F16, _F16]),
-                                             "llvm.fma.v16f32")
+        (planes, x_offset, x_step, k_offsets, k0, gy, gy_offset, gy_step, gy_stride, images, vectors,
+         out) = _intp_args(context, builder, signature, args)
+        const, fma = _constants(context), _fma(builder)
         reduce_add = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32, _F16]),
                                                     "llvm.vector.reduce.fadd.v16f32")
         acc = [[cgutils.alloca_once_value(builder, ir.Constant(_F16, None)) for _ in range(NK)] for _ in range(NO)]
-        offsets = _pointer(context, builder, kinds[3], k_offsets, k0, intp)
+        offsets = _pointer(context, builder, kinds[3], k_offsets, k0, context.get_value_type(types.intp))
         with cgutils.for_range(builder, images) as image:
             x0 = _pointer(context, builder, kinds[0], planes, builder.add(x_offset, builder.mul(image.index, x_step)),
                           _F32)
@@ -253,16 +280,7 @@ def _tiles(planes, tap_offsets, wp, bias, WQ, OW, out, tile, start, stop):
                   row0 * OHW + q0, OHW)
             continue
         _tile(flat_planes, x_at, tap_offsets, Cg, L, flat_w, w_at, bias, (g * OB + b) * NO, tile, 0, TILE_P)
-        q = q0
-        while q < q1:
-            oh = q // WQ
-            ow = q - oh * WQ
-            end = min(q1, oh * WQ + OW)         # past this grid row's last output pixel in the tile
-            src, at = q - q0, oh * OW + ow
-            for i in range(count):
-                for k in range(u64(end - q)):
-                    out[u64(row0 + i), u64(at) + k] = tile[u64(i * TILE_P + src) + k]
-            q = (oh + 1) * WQ
+        copy_out(tile, count, q0, q1, WQ, OW, out, row0)
 
 
 @numba.njit(**JIT)
@@ -333,6 +351,42 @@ def _weight_tasks(planes, k_offsets, grid, gw, part, parts):
                 gw[g, ob * NO + i, kb * NK + j] = total[i * NK + j]
 
 
+@numba.njit(**JIT)
+def _depthwise_tiles(planes, tap_offsets, w, b, WQ, OW, out, start, stop):
+    """out (C, OH*OW) = one image's depthwise convolution, its (channel,
+    pixel tile) tasks [start, stop): ``_depthwise_tile`` and the copy of
+    each tile's pixels on the output."""
+    C, OHW = out.shape
+    T, OH = w.shape[1], OHW // OW
+    tiles = -(-OH * WQ // TILE_P)
+    rows_per_channel, L = planes.shape[0] // C, planes.shape[1]
+    flat_planes, flat_w = planes.reshape(-1), w.reshape(-1)
+    tile = numpy.empty(TILE_P, numpy.float32)
+    for task in range(start, stop):
+        c, t = task // tiles, task % tiles
+        q0, q1 = t * TILE_P, min((t + 1) * TILE_P, OH * WQ)
+        _depthwise_tile(flat_planes, c * rows_per_channel * L + q0, tap_offsets, flat_w, c * T, b[c], tile)
+        copy_out(tile, 1, q0, q1, WQ, OW, out, c)
+
+
+@numba.njit(**JIT)
+def _depthwise_images(x, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, w, b, OW, out, start, stop):
+    """out[n] for images start <= n < stop, each laid out in ``planes``
+    and then computed whole: one thread's images."""
+    tasks = x.shape[1] * -(-(out.shape[2] // OW) * WQ // TILE_P)
+    for n in range(start, stop):
+        _planes(x[n], 1, sh, sw, ph, pw, HQ, WQ, planes)
+        _depthwise_tiles(planes, tap_offsets, w, b, WQ, OW, out[n], 0, tasks)
+
+
+@numba.njit(**JIT)
+def _depthwise_part(planes, tap_offsets, w, b, WQ, OW, out, part, parts):
+    """``_depthwise_tiles`` of one image, this part's share of its tasks."""
+    tasks = out.shape[0] * -(-(out.shape[1] // OW) * WQ // TILE_P)
+    start, stop = _share(tasks, part, parts)
+    _depthwise_tiles(planes, tap_offsets, w, b, WQ, OW, out, start, stop)
+
+
 def pack(w, groups):
     """float32 weights ``w`` (O, Cg, KH, KW) in the ``wp`` layout (G, OB,
     KH*KW, Cg, NO), zero past each group's Og channels."""
@@ -347,6 +401,32 @@ def pack(w, groups):
 #: Fewest multiply-adds of one image's convolution worth sharing among
 #: threads when there are fewer images than threads (as ``vnni.py``).
 PARALLEL_MACS = 1 << 22
+
+
+def _depthwise(x, w, b, stride, padding, HQ, WQ, OW, plane_shape, tap_offsets, out_size, threads):
+    """``conv2d`` of a depthwise convolution (one input channel and one
+    output channel a group): tiles of one channel (``_depthwise_tile``),
+    shared out as ``conv2d``'s are."""
+    N, C = x.shape[:2]
+    (sh, sw), (ph, pw) = stride, padding
+    taps = numpy.ascontiguousarray(numpy.asarray(w, dtype=numpy.float32).reshape(C, -1))
+    bias = numpy.zeros(C, numpy.float32) if b is None else numpy.ascontiguousarray(b, dtype=numpy.float32)
+    y = numpy.empty((N, C) + tuple(out_size), numpy.float32)
+    rows = y.reshape(N, C, -1)
+    plane_rows = C * plane_shape[0]
+    if N >= threads:
+        def work(images):               # one thread's images, in its own planes
+            planes = numpy.empty((plane_rows, plane_shape[2]), numpy.float32)
+            _depthwise_images(x, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, taps, bias, OW, rows, images.start,
+                              images.stop)
+        run_in_parallel(work, [slice(run.start, run.stop) for run in split(range(N), threads)])
+        return y
+    planes = numpy.empty((plane_rows, plane_shape[2]), numpy.float32)
+    for n in range(N):
+        _planes(x[n], 1, sh, sw, ph, pw, HQ, WQ, planes)
+        parallel_parts(_depthwise_part, rows[n].size * taps.shape[1], planes, tap_offsets, taps, bias, WQ, OW,
+                       rows[n], worth=PARALLEL_MACS)
+    return y
 
 
 def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
@@ -366,6 +446,10 @@ def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
                          f"{(OH, OW)} for input {(H, W)}, kernel {(KH, KW)}, padding {(ph, pw)}")
     OH, OW = out_size       # the leading rows and columns (a transposed convolution's gradient drops the rest)
     HQ = -(-(H + 2 * ph) // stride[0])
+    sh, sw = stride
+    threads = thread_count()
+    if groups == C == O:
+        return _depthwise(x, w, b, stride, (ph, pw), HQ, WQ, OW, plane_shape, tap_offsets, out_size, threads)
     wp = pack(numpy.asarray(w, dtype=numpy.float32), groups)
     OB = wp.shape[1]
     bias = numpy.zeros((groups, OB * NO), numpy.float32)
@@ -374,8 +458,6 @@ def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
     bias = bias.reshape(-1)
     y = numpy.empty((N, O, OH, OW), numpy.float32)
     rows = y.reshape(N, O, OH * OW)
-    threads = thread_count()
-    sh, sw = stride
     plane_rows = groups * plane_shape[0] * Cg
     if N >= threads:
         def work(images):               # one thread's images, in its own planes

@@ -68,6 +68,8 @@ import threading
 
 import numpy
 
+from . import allocator
+
 #: Parts per thread in ``parallel_parts``: more balance the load better
 #: when a core is shared, each costs a call.
 PARTS_PER_THREAD = 2
@@ -108,8 +110,10 @@ def _numpy_blas():
 
 def _apply(threads):
     """Make ``threads`` the setting: BLAS single-threaded (minicnn's pool
-    splits the GEMMs), the pool resized on its next use."""
+    splits the GEMMs), the pool resized on its next use; and glibc's malloc
+    tuned (``allocator.py``)."""
     global _num_threads
+    allocator.tune()
     for library in _numpy_blas():
         if library.num_threads != 1:
             library.set_num_threads(1)

@@ -160,6 +160,39 @@ def _requantized(builder, sums, offset, multiplier, zero_point, low):
     return builder.fptoui(y, _B16)
 
 
+def tile_loop(context, builder, kinds, args, acc, element, vector, step):
+    """The register tile's loop (module docstring), as LLVM IR: for each
+    tap t and channel (or quad) c, NPV ``vector``s of pixels loaded from
+    planes[x_offset + tap_offsets[t] + c * plane_stride + 16 j] and NO
+    weights wp[w_offset + (t * channels + c) * NO + i] splat, then
+    acc[i][j] = step(acc[i][j], pixels[j], weights[i]). ``args`` are the
+    intrinsic's (planes, x_offset, tap_offsets, channels, plane_stride, wp,
+    w_offset), cast to intp, at positions 0-6 of ``kinds``; ``element``
+    is the arrays' LLVM element type. ``implicit_gemm.py`` runs the same
+    loop on float32 multiply-adds."""
+    planes, x_offset, tap_offsets, channels, plane_stride, wp, w_offset = args
+    intp = context.get_value_type(types.intp)
+
+    def const(n):
+        return ir.Constant(intp, n)
+    x0 = _pointer(context, builder, kinds[0], planes, x_offset, element)
+    tap_start = _pointer(context, builder, kinds[2], tap_offsets, const(0), intp)
+    w0 = _pointer(context, builder, kinds[5], wp, w_offset, element)
+    taps = cgutils.create_struct_proxy(kinds[2])(context, builder, value=tap_offsets).nitems
+    with cgutils.for_range(builder, taps) as tap:
+        xt = builder.gep(x0, [builder.load(builder.gep(tap_start, [tap.index]))])
+        wt = builder.gep(w0, [builder.mul(builder.mul(tap.index, channels), const(NO))])
+        with cgutils.for_range(builder, channels) as channel:
+            xk = builder.gep(xt, [builder.mul(channel.index, plane_stride)])
+            wk = builder.gep(wt, [builder.mul(channel.index, const(NO))])
+            pixels = [builder.load(builder.bitcast(builder.gep(xk, [const(16 * j)]), vector.as_pointer()), align=4)
+                      for j in range(NPV)]
+            for i in range(NO):
+                weights = _splat(builder, builder.load(builder.gep(wk, [const(i)]), align=4), vector)
+                for j in range(NPV):
+                    builder.store(step(builder.load(acc[i][j]), pixels[j], weights), acc[i][j])
+
+
 @intrinsic
 def _tile(typingctx, planes, x_offset, tap_offsets, quads, plane_stride, wp, w_offset, out, out_offset, out_stride,
           init, init_offset, offsets, multipliers, zero_point, low):
@@ -197,22 +230,8 @@ def _tile(typingctx, planes, x_offset, tap_offsets, quads, plane_stride, wp, w_o
         for i in range(NO):
             start = _splat(builder, builder.load(builder.gep(init_row, [const(i)])))
             acc.append([cgutils.alloca_once_value(builder, start) for _ in range(NPV)])
-        x0 = _pointer(context, builder, kinds[0], planes, x_offset, _I32)
-        tap_start = _pointer(context, builder, kinds[2], tap_offsets, const(0), intp)
-        w0 = _pointer(context, builder, kinds[5], wp, w_offset, _I32)
-        taps = cgutils.create_struct_proxy(kinds[2])(context, builder, value=tap_offsets).nitems
-        with cgutils.for_range(builder, taps) as tap:
-            xt = builder.gep(x0, [builder.load(builder.gep(tap_start, [tap.index]))])
-            wt = builder.gep(w0, [builder.mul(builder.mul(tap.index, quads), const(NO))])
-            with cgutils.for_range(builder, quads) as quad:
-                xk = builder.gep(xt, [builder.mul(quad.index, plane_stride)])
-                wk = builder.gep(wt, [builder.mul(quad.index, const(NO))])
-                pixels = [builder.load(builder.bitcast(builder.gep(xk, [const(16 * j)]), _V16.as_pointer()), align=4)
-                          for j in range(NPV)]
-                for i in range(NO):
-                    weights = _splat(builder, builder.load(builder.gep(wk, [const(i)]), align=4))
-                    for j in range(NPV):
-                        builder.store(builder.call(dot, [builder.load(acc[i][j]), pixels[j], weights]), acc[i][j])
+        tile_loop(context, builder, kinds, (planes, x_offset, tap_offsets, quads, plane_stride, wp, w_offset), acc,
+                  _I32, _V16, lambda sums, pixels, weights: builder.call(dot, [sums, pixels, weights]))
         out0 = _pointer(context, builder, kinds[7], out, out_offset, _I8 if requantize else _I32)
         if requantize:
             offset_row = _pointer(context, builder, kinds[12], offsets, init_offset, _F32)
@@ -285,6 +304,25 @@ def _planes(x, x_zero_point, CG, sh, sw, ph, pw, planes, part, parts):
                     dst[u64(base + j)] = value
 
 
+@numba.njit(inline="always")
+def copy_out(tile, count, q0, q1, WQ, OW, out, row0):
+    """out[row0 + i, the output pixels of grid pixels q0 <= q < q1] =
+    tile[i * TILE_P + q - q0] for i < count: a tile's pixels on the
+    output (grid columns ow < OW). ``implicit_gemm.py`` copies its tiles
+    out the same way."""
+    q = q0
+    while q < q1:
+        oh = q // WQ
+        ow = q - oh * WQ
+        end = min(q1, oh * WQ + OW)         # past this grid row's last output pixel in the tile
+        src, at = q - q0, oh * OW + ow
+        for i in range(count):
+            # unsigned indices: no wraparound test, the copy vectorizes
+            for k in range(u64(end - q)):
+                out[u64(row0 + i), u64(at) + k] = tile[u64(i * TILE_P + src) + k]
+        q = (oh + 1) * WQ
+
+
 @numba.njit(**JIT)
 def _tiles(planes, tap_offsets, wp, init, offsets, multipliers, zero_point, low, WQ, OW, out, part, parts):
     """out (G*OG, OH*OW) = the sums of one image (int32 ``out``) or their
@@ -317,17 +355,7 @@ def _tiles(planes, tap_offsets, wp, init, offsets, multipliers, zero_point, low,
             continue
         _tile(planes, x_at, tap_offsets, CQ, L, wp, w_at, tile, 0, TILE_P, init, c_at, offsets, multipliers,
               zero_point, low)
-        q = q0
-        while q < q1:
-            oh = q // WQ
-            ow = q - oh * WQ
-            end = min(q1, oh * WQ + OW)         # past this grid row's last output pixel in the tile
-            src, at = q - q0, oh * OW + ow
-            for i in range(count):
-                # unsigned indices: no wraparound test, the copy vectorizes
-                for k in range(end - q):
-                    out[u64(row0 + i), u64(at + k)] = tile[u64(i * TILE_P + src + k)]
-            q = (oh + 1) * WQ
+        copy_out(tile, count, q0, q1, WQ, OW, out, row0)
 
 
 def pack(w, groups):

@@ -42,7 +42,9 @@ implicit (float32, 2-D, symmetric padding, not 1x1; all three directions)
     ``IMPLICIT_MIN_IMAGES`` or more (a lone image keeps the "grouped"
     path, whose threads share one image better). The input gradient at
     stride 1 is the forward kernel's convolution of gy with the flipped
-    filters (as for "grouped" below), so there Cg is Og. Only the CPU
+    filters (as for "grouped" below), so there Cg is Og. A depthwise
+    forward of ``IMPLICIT_MIN_DEPTHWISE_TAPS`` taps or more (5x5, 7x7) at
+    stride 1 takes it too, one channel a tile. Only the CPU
     backend has this path, and takes it only where the CPU has AVX-512
     (32 vector registers: the tiles' accumulators stay in them).
 grouped (1 < G < C, Cg <= DIRECT_MAX_GROUP_CHANNELS, 2-D, not 1x1; forward)
@@ -157,6 +159,14 @@ IMPLICIT_MAX_TAPS = 160
 IMPLICIT_MAX_GROUP_CHANNELS = 32
 IMPLICIT_MIN_IMAGES = 2
 IMPLICIT_MIN_GROUPED_SIZE = 14
+#: Fewest taps of a stride-1 depthwise forward for the "implicit" path
+#: (one channel a tile; each tap a multiply-add of 16 pixels from one
+#: vector load, against ``depthwise.py``'s load and store of the outputs
+#: per pass), same process, time / the depthwise kernel's: 7x7 8 x 96 x
+#: 56x56 0.56-0.83, 8 x 192 x 28x28 0.74-0.80, 32 x 384 x 14x14
+#: 0.73-0.85; 5x5 8 x 240 x 28x28 0.80-0.90, 1 x 480 x 14x14 0.84-0.89;
+#: but 3x3 1.08-1.48 and 5x5 at stride 2 1.20-1.24.
+IMPLICIT_MIN_DEPTHWISE_TAPS = 25
 #: F(2x2, 5x5)'s rules, measured on 5x5 "same" layers (fwd/gx/gw, 2
 #: threads; benchmarks/results/NOTES.md): fewest 2x2 output tiles (1 x 256
 #: x 14x14, 49 tiles: 1.6x im2col's time; 2 x 128 x 14x14, 98: 0.8-0.9x;
@@ -229,6 +239,8 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     arrays') for "implicit", float32 only; without them neither applies."""
     unpadded = all(lo == hi == 0 for lo, hi in padding)
     if groups == C and len(kernel_size) == 2:
+        if _implicit_depthwise(xp, dtype, C, kernel_size, stride, padding, direction, out_channels):
+            return "implicit", 0
         return "depthwise", 0
     if _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size,
                  direction, out_channels):
@@ -283,6 +295,17 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
         fits = (all(s == 1 for s in stride) and N >= IMPLICIT_MIN_IMAGES
                 and channels <= IMPLICIT_MAX_GROUP_CHANNELS and min(size) >= IMPLICIT_MIN_GROUPED_SIZE)
     return fits and registry.lookup("implicit_conv2d_fast", xp)()
+
+
+def _implicit_depthwise(xp, dtype, C, kernel_size, stride, padding, direction, out_channels):
+    """Whether a depthwise forward takes the "implicit" path: float32, one
+    output channel a group, stride 1, symmetric padding, a kernel of at
+    least ``IMPLICIT_MIN_DEPTHWISE_TAPS`` taps, on a backend whose kernel
+    runs at full speed here."""
+    return (direction == "forward" and dtype is not None and xp.dtype(dtype) == xp.float32 and out_channels == C
+            and all(s == 1 for s in stride) and all(lo == hi for lo, hi in padding)
+            and math.prod(kernel_size) >= IMPLICIT_MIN_DEPTHWISE_TAPS and registry.find("implicit_conv2d", xp)
+            and registry.lookup("implicit_conv2d_fast", xp)())
 
 
 def _grouped_direct(xp, C, groups, kernel_size, stride, padding, dilation, direction, out_channels):

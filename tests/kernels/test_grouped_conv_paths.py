@@ -14,7 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from minicnn.functional import conv_strategy
 from minicnn.kernels import registry
-from strategies import conv_arrays
+from strategies import conv_arrays, conv_sizes
 
 pytest.importorskip("numba")
 from minicnn.kernels.cpu import conv as numba_conv, threads as threads_module, winograd  # noqa: E402
@@ -108,9 +108,7 @@ def direct_geometries(draw):
     stride = (draw(st.integers(1, 2)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     padding = tuple((p, p) for p in (draw(st.integers(0, 2)), draw(st.integers(0, 2))))
-    reach = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
-    in_size = tuple(max(1, r - 2 * p[0]) + draw(st.integers(0, 7)) for r, p in zip(reach, padding))
-    out_size = tuple((n + 2 * p[0] - r) // s + 1 for n, p, r, s in zip(in_size, padding, reach, stride))
+    in_size, out_size = conv_sizes(draw, kernel, stride, dilation, padding, 7)
     return draw(st.integers(1, 3)), C, O, groups, kernel, stride, padding, dilation, in_size, out_size
 
 

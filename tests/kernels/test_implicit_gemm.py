@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 from minicnn.functional import conv_strategy
 from minicnn.kernels import registry
-from strategies import conv_arrays
+from strategies import conv_arrays, conv_sizes
 
 pytest.importorskip("numba")
 from minicnn.kernels.cpu import implicit_gemm, threads as threads_module  # noqa: E402
@@ -47,9 +47,7 @@ def geometries(draw):
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     padding = tuple((p, p) for p in (draw(st.integers(0, 3)), draw(st.integers(0, 3))))
-    reach = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
-    in_size = tuple(max(1, r - 2 * p[0]) + draw(st.integers(0, 21)) for r, p in zip(reach, padding))
-    out_size = tuple((n + 2 * p[0] - r) // s + 1 for n, p, r, s in zip(in_size, padding, reach, stride))
+    in_size, out_size = conv_sizes(draw, kernel, stride, dilation, padding, 21)
     return draw(st.integers(1, 4)), C, O, groups, kernel, stride, padding, dilation, in_size, out_size
 
 
@@ -186,3 +184,47 @@ def test_the_strategy_matches_the_reference(data, geometry, threads, bias):
             terms = N * out_size[0] * out_size[1] if direction == "grad_weight" else channels // G * kernel[0] * kernel[1]
             assert mine.shape == expected.shape and mine.dtype == numpy.float32
             numpy.testing.assert_allclose(mine, expected, rtol=RTOL, atol=RTOL * terms)
+
+
+@st.composite
+def depthwise_geometries(draw):
+    """(N, C, kernel, stride, padding, dilation, in_size, out_size) of a
+    depthwise conv2d (one output channel a channel)."""
+    C = draw(st.integers(1, 20))
+    kernel = draw(st.sampled_from([(7, 7), (5, 5), (3, 3), (1, 7), (2, 4)]))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple((p, p) for p in (draw(st.integers(0, 3)), draw(st.integers(0, 3))))
+    in_size, out_size = conv_sizes(draw, kernel, stride, dilation, padding, 30)
+    return draw(st.integers(1, 4)), C, kernel, stride, padding, dilation, in_size, out_size
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data(), depthwise_geometries(), st.sampled_from([1, 2, 3]), st.booleans())
+def test_the_depthwise_kernel_matches_the_reference(data, geometry, threads, bias):
+    """A depthwise convolution takes tiles of one channel."""
+    N, C, kernel, stride, padding, dilation, in_size, out_size = geometry
+    x, w, b, _ = conv_arrays(data, N, C, C, C, kernel, in_size, out_size, numpy.float32, bias)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(implicit_gemm, "thread_count", lambda: threads)
+        patch.setattr(threads_module, "thread_count", lambda: threads)
+        patch.setattr(implicit_gemm, "PARALLEL_MACS", 0)
+        y = implicit_gemm.conv2d(x, w, b, stride, padding, dilation, C, out_size)
+    expected = _reference("forward", x, w, b, stride, padding, dilation, C, out_size)
+    assert y.shape == expected.shape and y.dtype == numpy.float32
+    numpy.testing.assert_allclose(y, expected, rtol=RTOL, atol=RTOL * kernel[0] * kernel[1])
+
+
+@pytest.mark.usefixtures("fast_kernel")
+def test_the_rule_takes_wide_depthwise_kernels_at_stride_1():
+    if not registry.find("implicit_conv2d", numpy):
+        pytest.skip("the backend in force has no implicit path (MINICNN_BACKEND=numpy)")
+    wide = ((3, 3), (3, 3))
+    assert _path(8, 192, 192, 192, (7, 7), padding=wide) == "implicit"
+    assert _path(8, 240, 240, 240, (5, 5), padding=((2, 2), (2, 2))) == "implicit"
+    assert _path(8, 144, 144, 144, (3, 3)) == "depthwise"                                  # too few taps
+    assert _path(8, 144, 144, 144, (5, 5), (2, 2), ((2, 2), (2, 2))) == "depthwise"        # stride 2
+    assert _path(8, 192, 384, 192, (7, 7), padding=wide) == "depthwise"                    # two outputs a channel
+    assert _path(8, 192, 192, 192, (7, 7), padding=wide, dtype=numpy.float64) == "depthwise"
+    assert _path(8, 192, 192, 192, (7, 7), padding=wide, direction="grad_weight") == "depthwise"
+    assert _path(8, 192, 192, 192, (4, 4), padding=((1, 2), (1, 2))) == "depthwise"       # asymmetric padding
