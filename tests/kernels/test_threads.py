@@ -377,10 +377,13 @@ def test_a_batch_of_small_maps_is_multiplied_side_by_side(monkeypatch, parts):
 def test_keep_warm_rereads_the_counter_until_it_stays_the_same():
     """The spin sees every bump of the counter by another thread (an
     ordinary load could be hoisted out of the loop and never see one), and
-    returns once the counter has stayed the same for its count of reads."""
+    returns once the counter has stayed the same for its count of reads.
+    Its quiet spell (0.5 s) is 100 times the bumps' spacing: on a loaded
+    machine (CI's two cores, both running tests) a 20 ms one ended between
+    two bumps the scheduler had held back."""
     from minicnn.kernels.cpu import spin
     posted = numpy.zeros(1, numpy.int64)
-    quiet = spin.spins_for(0.02)
+    quiet = spin.spins_for(0.5)
 
     def bump():
         for _ in range(10):
