@@ -96,7 +96,7 @@ def test_the_kernels_give_the_same_numbers_on_any_number_of_threads(N, monkeypat
         numpy.testing.assert_array_equal(gw, results[0][1])
 
 
-def _path(N, C, O, G, kernel, stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), out_size=(14, 14),
+def _path(N, C, O, G, kernel, stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), out_size=(28, 28),
           direction="forward", dtype=numpy.float32):
     size = out_size if direction == "forward" else (out_size[0] * stride[0], out_size[1] * stride[1])
     return conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size, size, direction,
@@ -220,8 +220,10 @@ def test_the_rule_takes_wide_depthwise_kernels_at_stride_1():
     if not registry.find("implicit_conv2d", numpy):
         pytest.skip("the backend in force has no implicit path (MINICNN_BACKEND=numpy)")
     wide = ((3, 3), (3, 3))
-    assert _path(8, 192, 192, 192, (7, 7), padding=wide) == "implicit"
-    assert _path(8, 240, 240, 240, (5, 5), padding=((2, 2), (2, 2))) == "implicit"
+    size = conv_strategy.IMPLICIT_MIN_DEPTHWISE_SIZE
+    assert _path(8, 192, 192, 192, (7, 7), padding=wide, out_size=(size, size)) == "implicit"
+    assert _path(8, 240, 240, 240, (5, 5), padding=((2, 2), (2, 2)), out_size=(size, 40)) == "implicit"
+    assert _path(8, 240, 240, 240, (5, 5), padding=((2, 2), (2, 2)), out_size=(size - 1, 40)) == "depthwise"
     assert _path(8, 144, 144, 144, (3, 3)) == "depthwise"                                  # too few taps
     assert _path(8, 144, 144, 144, (5, 5), (2, 2), ((2, 2), (2, 2))) == "depthwise"        # stride 2
     assert _path(8, 192, 384, 192, (7, 7), padding=wide) == "depthwise"                    # two outputs a channel
