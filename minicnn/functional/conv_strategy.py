@@ -36,18 +36,20 @@ implicit (float32, 2-D, symmetric padding, not 1x1; all three directions)
     gradient 4 output channels by 6 (tap, channel) pairs a tile summed
     over all pixels. It takes an ungrouped convolution of at most
     ``IMPLICIT_MAX_TAPS`` taps (the RGB stem, 16-channel layers; the
-    weight gradient at stride 2 and up only), a grouped stride-1 one of
-    at most ``IMPLICIT_MAX_GROUP_CHANNELS`` channels a group on maps of
-    ``IMPLICIT_MIN_GROUPED_SIZE`` and up, in a batch of
+    weight gradient at stride 2 and up only), and a grouped one of at
+    most ``IMPLICIT_MAX_GROUP_CHANNELS`` channels a group at stride 1 (the
+    weight gradient also at stride 2 and up, from
+    ``IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS`` channels a group) on maps
+    of ``IMPLICIT_MIN_GROUPED_SIZE`` and up, in a batch of
     ``IMPLICIT_MIN_IMAGES`` or more (a lone image keeps the "grouped"
     path, whose threads share one image better). The input gradient at
     stride 1 is the forward kernel's convolution of gy with the flipped
     filters (as for "grouped" below), so there Cg is Og. A depthwise
     forward of ``IMPLICIT_MIN_DEPTHWISE_TAPS`` taps or more (5x5, 7x7) at
     stride 1 on maps of ``IMPLICIT_MIN_DEPTHWISE_SIZE`` and up takes it
-    too, one channel a tile. Only the CPU
-    backend has this path, and takes it only where the CPU has AVX-512
-    (32 vector registers: the tiles' accumulators stay in them).
+    too, one channel a tile. Only the CPU backend has this path, and
+    takes it only where the CPU has AVX-512 (32 vector registers: the
+    tiles' accumulators stay in them).
 grouped (1 < G < C, Cg <= DIRECT_MAX_GROUP_CHANNELS, 2-D, not 1x1; forward)
     With few channels a group, each group's GEMM is a thin (Og, Cg*KH*KW)
     product that reads its column matrix (or Winograd's transformed
@@ -160,6 +162,13 @@ IMPLICIT_MAX_TAPS = 160
 IMPLICIT_MAX_GROUP_CHANNELS = 32
 IMPLICIT_MIN_IMAGES = 2
 IMPLICIT_MIN_GROUPED_SIZE = 14
+#: Fewest channels a group for a grouped weight gradient at stride 2 and
+#: up to take the path too (the forward and input gradient do not: 1.04-1.09
+#: of the "grouped" path's time). Weight gradient / im2col's, same
+#: process: Cg 16 0.84-0.90 (8 x 64 x 56x56 /2 g4, 8 x 32 x 56x56 /2 g2,
+#: 16 x 64 x 56x56 /2 g4, 8 x 128 x 56x56 /2 g8, 8 x 512 x 28x28 /2 g32),
+#: Cg 8 1.11-1.12 (8 x 256 x 56x56 /2 g32).
+IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS = 16
 #: Fewest taps of a stride-1 depthwise forward for the "implicit" path
 #: (one channel a tile; each tap a multiply-add of 16 pixels from one
 #: vector load, against ``depthwise.py``'s load and store of the outputs
@@ -298,7 +307,8 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
         if direction == "grad_weight":     # at stride 1, im2col's or Winograd's weight gradient is as fast
             fits = fits and any(s != 1 for s in stride)
     else:
-        fits = (all(s == 1 for s in stride) and N >= IMPLICIT_MIN_IMAGES
+        strided_ok = direction == "grad_weight" and channels >= IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS
+        fits = ((all(s == 1 for s in stride) or strided_ok) and N >= IMPLICIT_MIN_IMAGES
                 and channels <= IMPLICIT_MAX_GROUP_CHANNELS and min(size) >= IMPLICIT_MIN_GROUPED_SIZE)
     return fits and registry.lookup("implicit_conv2d_fast", xp)()
 

@@ -136,7 +136,10 @@ def test_the_rule_takes_few_taps_or_few_channels_a_group():
     assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3)), direction="grad_weight") == "implicit"
     assert _path(8, 16, 64, 1, (3, 3), direction="grad_weight") != "implicit"
     assert _path(8, 32 * 16, 512, 32, (3, 3), direction="grad_weight") == "implicit"
-    assert _path(8, 32 * 16, 512, 32, (3, 3), (2, 2), direction="grad_weight") != "implicit"
+    strided = conv_strategy.IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS
+    assert _path(8, 32 * strided, 512, 32, (3, 3), (2, 2), direction="grad_weight") == "implicit"
+    assert _path(8, 32 * (strided - 1), 512, 32, (3, 3), (2, 2), direction="grad_weight") != "implicit"
+    assert _path(8, 32 * strided, 512, 32, (3, 3), (2, 2)) != "implicit"                 # the forward: not strided
     # what it never takes
     assert _path(8, 16, 64, 1, (3, 3), dtype=numpy.float64) != "implicit"
     assert _path(8, 16, 64, 1, (3, 3), dtype=None) != "implicit"
