@@ -36,7 +36,8 @@ implicit (float32, 2-D, symmetric padding, not 1x1; all three directions)
     gradient 4 output channels by 6 (tap, channel) pairs a tile summed
     over all pixels. It takes an ungrouped convolution of at most
     ``IMPLICIT_MAX_TAPS`` taps (the RGB stem, 16-channel layers; the
-    weight gradient at stride 2 and up only), and a grouped one of at
+    weight gradient at stride 2 and up only) or a 1-D one of rows of
+    ``IMPLICIT_MIN_ROW`` and up (forward and input gradient), and a grouped one of at
     most ``IMPLICIT_MAX_GROUP_CHANNELS`` channels a group at stride 1 (the
     weight gradient also at stride 2 and up, from
     ``IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS`` channels a group) on maps
@@ -162,6 +163,15 @@ IMPLICIT_MAX_TAPS = 160
 IMPLICIT_MAX_GROUP_CHANNELS = 32
 IMPLICIT_MIN_IMAGES = 2
 IMPLICIT_MIN_GROUPED_SIZE = 14
+#: Shortest output row (input row, for the input gradient) of a 1-D
+#: convolution (a 2-D one of height 1) for the forward and the input
+#: gradient to take the path whatever the taps: one grid row is the whole
+#: output, so nothing is spent on padding columns. Forward / im2col's,
+#: same process: 32 x 128 x 1000 -> 128, 3 taps 0.72, 32 x 64 x 1000 7
+#: taps 0.73, stride 2 0.72, dilation 2 0.69, 8 x 256 x 2000 9 taps 0.89,
+#: 4 x 32 x 16000 11 taps 0.51, 32 x 256 x 250 0.74; but 16 x 512 x 100
+#: 1.26.
+IMPLICIT_MIN_ROW = 200
 #: Fewest channels a group for a grouped weight gradient at stride 2 and
 #: up to take the path too (the forward and input gradient do not: 1.04-1.09
 #: of the "grouped" path's time). Weight gradient / im2col's, same
@@ -306,6 +316,8 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
         fits = channels * math.prod(kernel_size) <= IMPLICIT_MAX_TAPS
         if direction == "grad_weight":     # at stride 1, im2col's or Winograd's weight gradient is as fast
             fits = fits and any(s != 1 for s in stride)
+        else:                              # a long row (conv1d): no padding columns to speak of
+            fits = fits or (size[0] == 1 and kernel_size[0] == 1 and size[1] >= IMPLICIT_MIN_ROW)
     else:
         strided_ok = direction == "grad_weight" and channels >= IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS
         fits = ((all(s == 1 for s in stride) or strided_ok) and N >= IMPLICIT_MIN_IMAGES

@@ -233,3 +233,33 @@ def test_the_rule_takes_wide_depthwise_kernels_at_stride_1():
     assert _path(8, 192, 192, 192, (7, 7), padding=wide, dtype=numpy.float64) == "depthwise"
     assert _path(8, 192, 192, 192, (7, 7), padding=wide, direction="grad_weight") == "depthwise"
     assert _path(8, 192, 192, 192, (4, 4), padding=((1, 2), (1, 2))) == "depthwise"       # asymmetric padding
+
+
+@pytest.mark.usefixtures("fast_kernel")
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2)])
+def test_long_rows_of_a_1d_convolution_take_the_path(stride, dilation):
+    """A conv1d (a 2-D convolution of height 1) with rows of at least
+    IMPLICIT_MIN_ROW outputs: forward and input gradient through the
+    path, against the reference; shorter rows keep im2col."""
+    if not registry.find("implicit_conv2d", numpy):
+        pytest.skip("the backend in force has no implicit path (MINICNN_BACKEND=numpy)")
+    rng = numpy.random.default_rng(stride + 2 * dilation)
+    K, pad = 5, 2 * dilation
+    W = conv_strategy.IMPLICIT_MIN_ROW * stride + 7
+    x = rng.standard_normal((3, 40, W)).astype(numpy.float32)
+    w = rng.standard_normal((24, 40, K)).astype(numpy.float32)
+    b = rng.standard_normal(24).astype(numpy.float32)
+    OW = (W + 2 * pad - dilation * (K - 1) - 1) // stride + 1
+    gy = rng.standard_normal((3, 24, OW)).astype(numpy.float32)
+    geometry = ((stride,), ((pad, pad),), (dilation,), 1)
+    lifted = ((1, stride), ((0, 0), (pad, pad)), (1, dilation))
+    assert _path(3, 40, 24, 1, (1, K), *lifted, out_size=(1, OW)) == "implicit"
+    assert _path(3, 40, 24, 1, (1, K), *lifted, out_size=(1, conv_strategy.IMPLICIT_MIN_ROW - 1)) != "implicit"
+    assert _path(3, 40, 24, 1, (1, K), *lifted, out_size=(2, OW)) != "implicit"          # a 2-D map
+    if stride == 1:
+        assert conv_strategy.conv_path(numpy, 3, 40, 1, (1, K), *lifted, (1, OW), (1, W), "grad_input", 24,
+                                       numpy.float32)[0] == "implicit"
+    y = conv_strategy.conv_forward(x, w, b, *geometry, (OW,))
+    numpy.testing.assert_allclose(y, _reference("forward", x, w, b, *geometry, (OW,)), rtol=RTOL, atol=RTOL * 40 * K)
+    gx = conv_strategy.conv_grad_input(gy, w, *geometry, (W,))
+    numpy.testing.assert_allclose(gx, _reference("grad_input", gy, w, *geometry, (W,)), rtol=RTOL, atol=RTOL * 24 * K)
