@@ -41,11 +41,23 @@ def conv_arrays(data, N, C, O, groups, kernel, in_size, out_size, dtype, bias):
     return x, w, b, gy
 
 
-def conv_sizes(draw, kernel, stride, dilation, padding, extra):
-    """(in_size, out_size) of a convolution with symmetric ``padding``
-    ((p, p) per dim): each input side the least that gives an output of
-    one pixel, plus up to ``extra`` drawn with ``draw``."""
+@st.composite
+def conv_geometries(draw, groups, in_per_group, out_per_group, kernels, strides, max_padding, extra, images):
+    """(N, C, O, groups, kernel, stride, padding, dilation, in_size,
+    out_size) of a 2-D convolution: G drawn from the strategy ``groups``,
+    C and O G times a multiplier from the ranges ``in_per_group`` and
+    ``out_per_group``, a kernel from ``kernels``, a stride per dim from
+    the ranges ``strides``, dilation 1 or 2 per dim, symmetric padding
+    ((p, p) per dim, p up to ``max_padding``), each input side the least
+    that gives an output of one pixel plus up to ``extra``, N from 1 to
+    ``images``."""
+    G = draw(groups)
+    C, O = G * draw(st.integers(*in_per_group)), G * draw(st.integers(*out_per_group))
+    kernel = draw(st.sampled_from(kernels))
+    stride = tuple(draw(st.integers(*run)) for run in strides)
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple((p, p) for p in (draw(st.integers(0, max_padding)), draw(st.integers(0, max_padding))))
     reach = [d * (k - 1) + 1 for d, k in zip(dilation, kernel)]
     in_size = tuple(max(1, r - 2 * p[0]) + draw(st.integers(0, extra)) for r, p in zip(reach, padding))
     out_size = tuple((n + 2 * p[0] - r) // s + 1 for n, p, r, s in zip(in_size, padding, reach, stride))
-    return in_size, out_size
+    return draw(st.integers(1, images)), C, O, G, kernel, stride, padding, dilation, in_size, out_size

@@ -12,8 +12,6 @@ packs several images into one tile. Each of the strategy's paths is also
 checked by name, with each backend, and the NumPy backend is checked to
 call no Numba primitive at all.
 """
-import contextlib
-
 import numpy
 import pytest
 import torch
@@ -25,6 +23,7 @@ from minicnn.functional import conv_strategy
 from minicnn.functional.conv import Conv2d, ConvGeometry
 from minicnn.kernels import registry
 from parity import check_parity
+from references import conv_reference, selected
 from strategies import conv_arrays
 
 pytest.importorskip("numba")
@@ -78,28 +77,6 @@ def both(primitive):
     """(numba version, NumPy version) of a registered primitive."""
     impls = registry.implementations(primitive)
     return impls["numba"], impls["numpy"]
-
-
-@contextlib.contextmanager
-def selected(backend):
-    """The CPU backend ``backend`` inside the block."""
-    previous = registry.get_backend()
-    registry.set_backend(backend)
-    try:
-        yield
-    finally:
-        registry.set_backend(previous)
-
-
-def reference(direction):
-    """conv2d's ``direction`` computed by the NumPy reference: im2col,
-    then one matmul, with NumPy's own im2col / col2im."""
-    im2col_gemm = registry.implementations(f"im2col_gemm_{direction}")["numpy"]
-
-    def run(*args):
-        with selected("numpy"):
-            return im2col_gemm(*args)
-    return run
 
 
 def strategy(direction):
@@ -171,7 +148,7 @@ def test_conv_primitives_match_the_reference(data, geometry, dtype, tile_bytes, 
         patch.setattr(numba_conv, "TILE_BYTES", tile_bytes)
         patch.setattr(numba_conv, "thread_count", lambda: threads)
         for direction in DIRECTIONS:
-            expected = reference(direction)(*calls[direction])
+            expected = conv_reference(direction)(*calls[direction])
             terms = scale * N * 10 if direction == "grad_weight" else scale
             fast, _ = both(f"im2col_gemm_{direction}")
             assert_same(fast(*calls[direction]), expected, dtype, terms)
@@ -196,7 +173,7 @@ def test_weight_gradient_split_by_output_channel_matches_the_reference(threads, 
         original = numba_conv._grad_weight_by_channels
         patch.setattr(numba_conv, "_grad_weight_by_channels", lambda *a: calls.append(1) or original(*a))
         fast, _ = both("im2col_gemm_grad_weight")
-        assert_same(fast(x, gy, k, s, padding, d, 1), reference("grad_weight")(x, gy, k, s, padding, d, 1),
+        assert_same(fast(x, gy, k, s, padding, d, 1), conv_reference("grad_weight")(x, gy, k, s, padding, d, 1),
                     numpy.float64, 100)
     assert calls
 
@@ -213,7 +190,7 @@ def test_weight_gradient_either_way_round_matches_the_reference(transposed, grou
         patch.setattr(numba_conv, "_weight_product_transposed", lambda K, T: transposed)
         patch.setattr(numba_conv, "TILE_BYTES", 1024)            # several tiles: the products are added up
         fast, _ = both("im2col_gemm_grad_weight")
-        assert_same(fast(x, gy, *args), reference("grad_weight")(x, gy, *args), numpy.float64, 100)
+        assert_same(fast(x, gy, *args), conv_reference("grad_weight")(x, gy, *args), numpy.float64, 100)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -239,7 +216,7 @@ def test_depthwise_tasks_of_several_images_match_the_reference(threads, stride, 
                                 ("grad_input", lambda f: f(gy, w, *args, (9, 8))),
                                 ("grad_weight", lambda f: f(x, gy, (3, 3), *args))):
             fast, _ = both(f"depthwise_conv2d_{direction}")
-            assert_same(call(fast), call(reference(direction)), numpy.float64, 100)
+            assert_same(call(fast), call(conv_reference(direction)), numpy.float64, 100)
 
 
 @settings(max_examples=60, deadline=None)
@@ -266,7 +243,7 @@ def test_few_pixel_products_by_channels_match_the_reference(geometry, seed, thre
         patch.setattr(numba_conv, by, lambda *a: calls.append(1) or original(*a))
         mine = call[direction](getattr(numba_conv, f"im2col_gemm_{direction}"))
     assert bool(calls) == by_channels and mine.flags.c_contiguous
-    assert_same(mine, call[direction](reference(direction)), numpy.float64, 100)
+    assert_same(mine, call[direction](conv_reference(direction)), numpy.float64, 100)
 
 
 def test_forward_and_input_gradient_by_channels_of_a_3d_convolution():
@@ -281,8 +258,8 @@ def test_forward_and_input_gradient_by_channels_of_a_3d_convolution():
         mine = numba_conv.im2col_gemm_forward(x, w, b, *args, out)
         gy = rng.standard_normal(mine.shape)
         gx = numba_conv.im2col_gemm_grad_input(gy, w, *args, (4, 5, 6))
-    assert_same(mine, reference("forward")(x, w, b, *args, out), numpy.float64, 100)
-    assert_same(gx, reference("grad_input")(gy, w, *args, (4, 5, 6)), numpy.float64, 100)
+    assert_same(mine, conv_reference("forward")(x, w, b, *args, out), numpy.float64, 100)
+    assert_same(gx, conv_reference("grad_input")(gy, w, *args, (4, 5, 6)), numpy.float64, 100)
 
 
 @settings(max_examples=80, deadline=None)
@@ -312,7 +289,7 @@ def test_small_depthwise_planes_channels_last_match_the_reference(seed, N, C, H,
         fast, _ = both("depthwise_conv2d_forward")
         mine = fast(x, w, b, *args)
     assert calls
-    assert_same(mine, reference("forward")(x, w, b, *args), dtype, 100)
+    assert_same(mine, conv_reference("forward")(x, w, b, *args), dtype, 100)
 
 
 def test_col2im_accepts_any_layout():
@@ -387,7 +364,7 @@ def test_every_path_matches_the_reference(backend, name, monkeypatch):
     calls = {"forward": (x, w, b, *args, g.out_size), "grad_input": (gy, w, *args, g.in_size),
              "grad_weight": (x, gy, g.kernel_size, *args)}
     for direction in DIRECTIONS:
-        assert_same(strategy(direction)(*calls[direction]), reference(direction)(*calls[direction]), numpy.float64,
+        assert_same(strategy(direction)(*calls[direction]), conv_reference(direction)(*calls[direction]), numpy.float64,
                     scale=100)
 
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from minicnn.functional import conv_strategy
-from minicnn.kernels import registry
-from strategies import conv_arrays, conv_sizes
+from references import conv_reference
+from strategies import conv_arrays, conv_geometries
 
 pytest.importorskip("numba")
 from minicnn.kernels.cpu import conv as numba_conv, threads as threads_module, winograd  # noqa: E402
@@ -39,14 +39,6 @@ def grouped_geometries(draw):
     return N, C, O, groups, (kernel, kernel), (stride, stride), padding, in_size, out_size
 
 
-def _reference(direction, *args):
-    with_numpy = registry.implementations(f"im2col_gemm_{direction}")["numpy"]
-    previous = registry.get_backend()
-    registry.set_backend("numpy")
-    try:
-        return with_numpy(*args)
-    finally:
-        registry.set_backend(previous)
 
 
 @settings(max_examples=40, deadline=None)
@@ -91,25 +83,19 @@ def test_grouped_paths_match_the_reference(data, geometry, dtype, m, threads, bi
         for direction in DIRECTIONS:
             pixels = N * out_size[0] * out_size[1] if direction == "grad_weight" else 1
             terms = C // G * kernel[0] * kernel[1] * pixels
-            expected = _reference(direction, *calls[direction])
+            expected = conv_reference(direction)(*calls[direction])
             mine = getattr(conv_strategy, f"conv2d_{direction}")(*calls[direction])
             assert mine.shape == expected.shape and mine.dtype == expected.dtype
             numpy.testing.assert_allclose(mine, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * terms)
 
 
-@st.composite
-def direct_geometries(draw):
+def direct_geometries():
     """(N, C, O, groups, kernel, stride, padding, dilation, in_size,
     out_size) of a grouped conv2d the direct forward takes: any kernel
-    (3x3 pairs its outputs, odd Og leaves one alone), stride, dilation."""
-    groups = draw(st.sampled_from([2, 3, 4, 8]))
-    C, O = groups * draw(st.integers(2, 4)), groups * draw(st.integers(1, 3))     # Cg 1 is depthwise
-    kernel = draw(st.sampled_from([(3, 3), (3, 3), (5, 5), (1, 3), (2, 4)]))   # 1x1 is pointwise
-    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 3)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = tuple((p, p) for p in (draw(st.integers(0, 2)), draw(st.integers(0, 2))))
-    in_size, out_size = conv_sizes(draw, kernel, stride, dilation, padding, 7)
-    return draw(st.integers(1, 3)), C, O, groups, kernel, stride, padding, dilation, in_size, out_size
+    (3x3 pairs its outputs, odd Og leaves one alone), stride, dilation;
+    Cg from 2 (1 is depthwise), no 1x1 (pointwise)."""
+    return conv_geometries(st.sampled_from([2, 3, 4, 8]), (2, 4), (1, 3), [(3, 3), (3, 3), (5, 5), (1, 3), (2, 4)],
+                           ((1, 2), (1, 3)), max_padding=2, extra=7, images=3)
 
 
 @settings(max_examples=40, deadline=None)
@@ -137,7 +123,7 @@ def test_the_direct_grouped_kernels_match_the_reference(data, geometry, dtype, t
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(threads_module, "thread_count", lambda: threads)
             mine = getattr(conv_strategy, f"conv2d_{direction}")(array, *rest)
-        expected = _reference(direction, array, *rest)
+        expected = conv_reference(direction)(array, *rest)
         assert mine.shape == expected.shape and mine.dtype == expected.dtype
         terms = {"forward": C // G * kernel[0] * kernel[1], "grad_input": O // G * kernel[0] * kernel[1],
                  "grad_weight": N * out_size[0] * out_size[1]}[direction]
@@ -147,7 +133,7 @@ def test_the_direct_grouped_kernels_match_the_reference(data, geometry, dtype, t
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(threads_module, "thread_count", lambda: threads)
         gw = numba_conv.grouped_conv2d_grad_weight(*calls["grad_weight"])
-    numpy.testing.assert_allclose(gw, _reference("grad_weight", *calls["grad_weight"]), rtol=RTOL[dtype],
+    numpy.testing.assert_allclose(gw, conv_reference("grad_weight")(*calls["grad_weight"]), rtol=RTOL[dtype],
                                   atol=RTOL[dtype] * N * out_size[0] * out_size[1])
 
 

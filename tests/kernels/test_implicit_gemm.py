@@ -15,7 +15,8 @@ from hypothesis import given, settings, strategies as st
 
 from minicnn.functional import conv_strategy
 from minicnn.kernels import registry
-from strategies import conv_arrays, conv_sizes
+from references import conv_reference
+from strategies import conv_arrays, conv_geometries
 
 pytest.importorskip("numba")
 from minicnn.kernels.cpu import implicit_gemm, threads as threads_module  # noqa: E402
@@ -25,30 +26,17 @@ RTOL = 2e-5
 
 
 def _reference(direction, *args):
-    """The NumPy im2col version of ``direction``, on float64 copies."""
-    args = [a.astype(numpy.float64) if isinstance(a, numpy.ndarray) else a for a in args]
-    with_numpy = registry.implementations(f"im2col_gemm_{direction}")["numpy"]
-    previous = registry.get_backend()
-    registry.set_backend("numpy")
-    try:
-        return with_numpy(*args)
-    finally:
-        registry.set_backend(previous)
+    """The NumPy reference of ``direction``, on float64 copies."""
+    return conv_reference(direction)(*[a.astype(numpy.float64) if isinstance(a, numpy.ndarray) else a for a in args])
 
 
-@st.composite
-def geometries(draw):
+def geometries():
     """(N, C, O, groups, kernel, stride, padding, dilation, in_size,
     out_size): any grouping, kernel, stride and dilation, symmetric
     padding, output of one pixel or more."""
-    groups = draw(st.sampled_from([1, 1, 2, 3, 4]))
-    C, O = groups * draw(st.integers(1, 5)), groups * draw(st.integers(1, 9))
-    kernel = draw(st.sampled_from([(3, 3), (3, 3), (5, 5), (1, 7), (7, 1), (2, 4), (1, 1)]))
-    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = tuple((p, p) for p in (draw(st.integers(0, 3)), draw(st.integers(0, 3))))
-    in_size, out_size = conv_sizes(draw, kernel, stride, dilation, padding, 21)
-    return draw(st.integers(1, 4)), C, O, groups, kernel, stride, padding, dilation, in_size, out_size
+    return conv_geometries(st.sampled_from([1, 1, 2, 3, 4]), (1, 5), (1, 9),
+                           [(3, 3), (3, 3), (5, 5), (1, 7), (7, 1), (2, 4), (1, 1)], ((1, 3), (1, 2)),
+                           max_padding=3, extra=21, images=4)
 
 
 @settings(max_examples=60, deadline=None)
@@ -189,24 +177,18 @@ def test_the_strategy_matches_the_reference(data, geometry, threads, bias):
             numpy.testing.assert_allclose(mine, expected, rtol=RTOL, atol=RTOL * terms)
 
 
-@st.composite
-def depthwise_geometries(draw):
-    """(N, C, kernel, stride, padding, dilation, in_size, out_size) of a
-    depthwise conv2d (one output channel a channel)."""
-    C = draw(st.integers(1, 20))
-    kernel = draw(st.sampled_from([(7, 7), (5, 5), (3, 3), (1, 7), (2, 4)]))
-    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = tuple((p, p) for p in (draw(st.integers(0, 3)), draw(st.integers(0, 3))))
-    in_size, out_size = conv_sizes(draw, kernel, stride, dilation, padding, 30)
-    return draw(st.integers(1, 4)), C, kernel, stride, padding, dilation, in_size, out_size
+def depthwise_geometries():
+    """``geometries()`` of a depthwise conv2d (one output channel a
+    channel: C = O = groups)."""
+    return conv_geometries(st.integers(1, 20), (1, 1), (1, 1), [(7, 7), (5, 5), (3, 3), (1, 7), (2, 4)],
+                           ((1, 2), (1, 2)), max_padding=3, extra=30, images=4)
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.data(), depthwise_geometries(), st.sampled_from([1, 2, 3]), st.booleans())
 def test_the_depthwise_kernel_matches_the_reference(data, geometry, threads, bias):
     """A depthwise convolution takes tiles of one channel."""
-    N, C, kernel, stride, padding, dilation, in_size, out_size = geometry
+    N, C, _, _, kernel, stride, padding, dilation, in_size, out_size = geometry
     x, w, b, _ = conv_arrays(data, N, C, C, C, kernel, in_size, out_size, numpy.float32, bias)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(implicit_gemm, "thread_count", lambda: threads)
