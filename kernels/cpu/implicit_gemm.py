@@ -370,12 +370,12 @@ def _depthwise_tiles(planes, tap_offsets, w, b, WQ, OW, out, start, stop):
 
 
 @numba.njit(**JIT)
-def _depthwise_images(x, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, w, b, OW, out, start, stop):
+def _depthwise_images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, w, b, OW, out, start, stop):
     """out[n] for images start <= n < stop, each laid out in ``planes``
-    and then computed whole: one thread's images."""
+    (Cg is 1) and then computed whole: one thread's images."""
     tasks = x.shape[1] * -(-(out.shape[2] // OW) * WQ // TILE_P)
     for n in range(start, stop):
-        _planes(x[n], 1, sh, sw, ph, pw, HQ, WQ, planes)
+        _planes(x[n], Cg, sh, sw, ph, pw, HQ, WQ, planes)
         _depthwise_tiles(planes, tap_offsets, w, b, WQ, OW, out[n], 0, tasks)
 
 
@@ -403,73 +403,71 @@ def pack(w, groups):
 PARALLEL_MACS = 1 << 22
 
 
-def _depthwise(x, w, b, stride, padding, HQ, WQ, OW, plane_shape, tap_offsets, out_size, threads):
-    """``conv2d`` of a depthwise convolution (one input channel and one
-    output channel a group): tiles of one channel (``_depthwise_tile``),
-    shared out as ``conv2d``'s are."""
-    N, C = x.shape[:2]
-    (sh, sw), (ph, pw) = stride, padding
-    taps = numpy.ascontiguousarray(numpy.asarray(w, dtype=numpy.float32).reshape(C, -1))
-    bias = numpy.zeros(C, numpy.float32) if b is None else numpy.ascontiguousarray(b, dtype=numpy.float32)
-    y = numpy.empty((N, C) + tuple(out_size), numpy.float32)
-    rows = y.reshape(N, C, -1)
-    plane_rows = C * plane_shape[0]
+def _layout_geometry(x, Cg, KH, KW, stride, padding, dilation, out_size, caller):
+    """(OH, OW, HQ, WQ, plane_shape, tap_offsets) of the layout (module
+    docstring) for x (N, C, H, W), Cg channels a group and a KH x KW
+    kernel: ``vnni._geometry``'s, with OH, OW the given ``out_size``, the
+    leading rows and columns of the convolution's output (a transposed
+    convolution's gradient drops the rest); ``padding`` ((top, bottom),
+    (left, right)) with top == bottom and left == right."""
+    N, C, H, W = x.shape
+    (ph, _), (pw, _) = padding
+    OH, OW, WQ, plane_shape, tap_offsets = _geometry(C, H, W, Cg, KH, KW, tuple(stride), (ph, pw), tuple(dilation))
+    if out_size[0] > OH or out_size[1] > OW:
+        raise ValueError(f"implicit_gemm.{caller}: output {tuple(out_size)} is past the convolution's output "
+                         f"{(OH, OW)} for input {(H, W)}, kernel {(KH, KW)}, padding {(ph, pw)}")
+    return out_size[0], out_size[1], -(-(H + 2 * ph) // stride[0]), WQ, plane_shape, tap_offsets
+
+
+def _run(images, part, x, Cg, stride, padding, HQ, WQ, plane_rows, L, args, OW, rows, macs):
+    """rows (N, O, OH*OW) of a convolution, by the kernels ``images`` (one
+    thread's images, each laid out and computed whole) and ``part`` (a
+    share of one laid-out image's tasks), which take ``args`` (tap
+    offsets, weights, bias) after the planes: with at least as many
+    images as threads, each thread lays out and computes its own images
+    (one parallel region); with fewer, the threads share each image's
+    tasks, when it has ``macs`` (multiply-adds) enough."""
+    N, threads = x.shape[0], thread_count()
+    (sh, sw), ((ph, _), (pw, _)) = stride, padding
     if N >= threads:
-        def work(images):               # one thread's images, in its own planes
-            planes = numpy.empty((plane_rows, plane_shape[2]), numpy.float32)
-            _depthwise_images(x, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, taps, bias, OW, rows, images.start,
-                              images.stop)
+        def work(mine):                 # one thread's images, in its own planes
+            planes = numpy.empty((plane_rows, L), numpy.float32)
+            images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, *args, OW, rows, mine.start, mine.stop)
         run_in_parallel(work, [slice(run.start, run.stop) for run in split(range(N), threads)])
-        return y
-    planes = numpy.empty((plane_rows, plane_shape[2]), numpy.float32)
+        return
+    planes = numpy.empty((plane_rows, L), numpy.float32)
     for n in range(N):
-        _planes(x[n], 1, sh, sw, ph, pw, HQ, WQ, planes)
-        parallel_parts(_depthwise_part, rows[n].size * taps.shape[1], planes, tap_offsets, taps, bias, WQ, OW,
-                       rows[n], worth=PARALLEL_MACS)
-    return y
+        _planes(x[n], Cg, sh, sw, ph, pw, HQ, WQ, planes)
+        parallel_parts(part, macs, planes, *args, WQ, OW, rows[n], worth=PARALLEL_MACS)
 
 
 def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
     """y (N, O, OH, OW) float32 = conv2d(x, w) + b for float32 x (N, C, H,
     W), w (O, Cg, KH, KW), b (O,) or None; ``padding`` ((top, bottom),
     (left, right)) with top == bottom and left == right (``vnni._geometry``'s
-    symmetric padding). With at least as many images as threads, each
-    thread lays out and computes its own images (one parallel region);
-    with fewer, the threads share each image's tiles."""
+    symmetric padding), ``out_size`` at most the convolution's output.
+    A depthwise convolution (one input and one output channel a group)
+    takes tiles of one channel (``_depthwise_tile``), any other
+    ``_tile``'s NO channels; shared out among the threads by ``_run``."""
     x = numpy.ascontiguousarray(x, dtype=numpy.float32)
-    N, C, H, W = x.shape
+    N, C = x.shape[:2]
     O, Cg, KH, KW = w.shape
-    (ph, _), (pw, _) = padding
-    OH, OW, WQ, plane_shape, tap_offsets = _geometry(C, H, W, Cg, KH, KW, tuple(stride), (ph, pw), tuple(dilation))
-    if out_size[0] > OH or out_size[1] > OW:
-        raise ValueError(f"implicit_gemm.conv2d: out_size {tuple(out_size)} is past the convolution's output "
-                         f"{(OH, OW)} for input {(H, W)}, kernel {(KH, KW)}, padding {(ph, pw)}")
-    OH, OW = out_size       # the leading rows and columns (a transposed convolution's gradient drops the rest)
-    HQ = -(-(H + 2 * ph) // stride[0])
-    sh, sw = stride
-    threads = thread_count()
-    if groups == C == O:
-        return _depthwise(x, w, b, stride, (ph, pw), HQ, WQ, OW, plane_shape, tap_offsets, out_size, threads)
-    wp = pack(numpy.asarray(w, dtype=numpy.float32), groups)
-    OB = wp.shape[1]
-    bias = numpy.zeros((groups, OB * NO), numpy.float32)
-    if b is not None:
-        bias[:, :O // groups] = numpy.asarray(b, dtype=numpy.float32).reshape(groups, O // groups)
-    bias = bias.reshape(-1)
+    OH, OW, HQ, WQ, plane_shape, tap_offsets = _layout_geometry(x, Cg, KH, KW, stride, padding, dilation, out_size,
+                                                                "conv2d")
     y = numpy.empty((N, O, OH, OW), numpy.float32)
     rows = y.reshape(N, O, OH * OW)
-    plane_rows = groups * plane_shape[0] * Cg
-    if N >= threads:
-        def work(images):               # one thread's images, in its own planes
-            planes = numpy.empty((plane_rows, plane_shape[2]), numpy.float32)
-            _images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, wp, bias, OW, rows, images.start, images.stop)
-        run_in_parallel(work, [slice(run.start, run.stop) for run in split(range(N), threads)])
-        return y
-    planes = numpy.empty((plane_rows, plane_shape[2]), numpy.float32)
+    geometry = (x, Cg, stride, padding, HQ, WQ, groups * plane_shape[0] * Cg, plane_shape[2])
     macs = O * Cg * KH * KW * OH * OW
-    for n in range(N):
-        _planes(x[n], Cg, sh, sw, ph, pw, HQ, WQ, planes)
-        parallel_parts(_image_part, macs, planes, tap_offsets, wp, bias, WQ, OW, rows[n], worth=PARALLEL_MACS)
+    if groups == C == O:
+        taps = numpy.ascontiguousarray(numpy.asarray(w, dtype=numpy.float32).reshape(C, -1))
+        bias = numpy.zeros(C, numpy.float32) if b is None else numpy.ascontiguousarray(b, dtype=numpy.float32)
+        _run(_depthwise_images, _depthwise_part, *geometry, (tap_offsets, taps, bias), OW, rows, macs)
+        return y
+    wp = pack(numpy.asarray(w, dtype=numpy.float32), groups)
+    bias = numpy.zeros((groups, wp.shape[1] * NO), numpy.float32)
+    if b is not None:
+        bias[:, :O // groups] = numpy.asarray(b, dtype=numpy.float32).reshape(groups, O // groups)
+    _run(_images, _image_part, *geometry, (tap_offsets, wp, bias.reshape(-1)), OW, rows, macs)
     return y
 
 
@@ -481,16 +479,12 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     them all (``_weight_tasks``): two parallel regions."""
     x = numpy.ascontiguousarray(x, dtype=numpy.float32)
     gy = numpy.ascontiguousarray(gy, dtype=numpy.float32)
-    N, C, H, W = x.shape
+    N, C = x.shape[:2]
     O, (KH, KW) = gy.shape[1], kernel_size
     Cg = C // groups
     (ph, _), (pw, _) = padding
-    OH, OW, WQ, plane_shape, tap_offsets = _geometry(C, H, W, Cg, KH, KW, tuple(stride), (ph, pw), tuple(dilation))
-    if gy.shape[2] > OH or gy.shape[3] > OW:
-        raise ValueError(f"implicit_gemm.conv2d_grad_weight: gy {gy.shape} is past the convolution's output "
-                         f"{(OH, OW)} for input {(H, W)}, kernel {(KH, KW)}, padding {(ph, pw)}")
-    OH = gy.shape[2]
-    HQ = -(-(H + 2 * ph) // stride[0])
+    OH, _, HQ, WQ, plane_shape, tap_offsets = _layout_geometry(x, Cg, KH, KW, stride, padding, dilation,
+                                                               gy.shape[2:], "conv2d_grad_weight")
     T, Og = KH * KW, O // groups
     K, OB = T * Cg, -(-Og // NO)
     KB = -(-K // NK)

@@ -298,20 +298,17 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     convolution's output padding is not), more than one output pixel, few
     taps (ungrouped) or channels a group (grouped: stride 1, a batch, maps
     not too small), on a backend whose kernel runs at full speed here."""
-    if (dtype is None or xp.dtype(dtype) != xp.float32 or len(kernel_size) != 2
-            or all(k == 1 for k in kernel_size) or all(o == 1 for o in out_size)):
+    if (not _float32(xp, dtype) or len(kernel_size) != 2 or all(k == 1 for k in kernel_size)
+            or all(o == 1 for o in out_size) or any(lo != hi for lo, hi in padding)):
         return False
     if direction == "grad_input":
-        reach = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
         if out_channels is None or any(s != 1 for s in stride) or any(
                 lo > r or hi > r or n != o + r - lo - hi
-                for r, (lo, hi), n, o in zip(reach, padding, in_size, out_size)):
+                for r, (lo, hi), n, o in zip(_reach(kernel_size, dilation), padding, in_size, out_size)):
             return False
         channels, size = out_channels // groups, in_size       # gy's channels a group; gx's size
     else:
         channels, size = C // groups, out_size
-    if any(lo != hi for lo, hi in padding) or not registry.find("implicit_conv2d", xp):
-        return False
     if groups == 1:
         fits = channels * math.prod(kernel_size) <= IMPLICIT_MAX_TAPS
         if direction == "grad_weight":     # at stride 1, im2col's or Winograd's weight gradient is as fast
@@ -322,7 +319,7 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
         strided_ok = direction == "grad_weight" and channels >= IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS
         fits = ((all(s == 1 for s in stride) or strided_ok) and N >= IMPLICIT_MIN_IMAGES
                 and channels <= IMPLICIT_MAX_GROUP_CHANNELS and min(size) >= IMPLICIT_MIN_GROUPED_SIZE)
-    return fits and registry.lookup("implicit_conv2d_fast", xp)()
+    return fits and _implicit_kernel_fast(xp)
 
 
 def _implicit_depthwise(xp, dtype, C, kernel_size, stride, padding, out_size, direction, out_channels):
@@ -331,11 +328,25 @@ def _implicit_depthwise(xp, dtype, C, kernel_size, stride, padding, out_size, di
     least ``IMPLICIT_MIN_DEPTHWISE_TAPS`` taps, an output of at least
     ``IMPLICIT_MIN_DEPTHWISE_SIZE`` a side, on a backend whose kernel runs
     at full speed here."""
-    return (direction == "forward" and dtype is not None and xp.dtype(dtype) == xp.float32 and out_channels == C
-            and all(s == 1 for s in stride) and all(lo == hi for lo, hi in padding)
-            and min(out_size) >= IMPLICIT_MIN_DEPTHWISE_SIZE
-            and math.prod(kernel_size) >= IMPLICIT_MIN_DEPTHWISE_TAPS and registry.find("implicit_conv2d", xp)
-            and registry.lookup("implicit_conv2d_fast", xp)())
+    return (direction == "forward" and _float32(xp, dtype) and out_channels == C and all(s == 1 for s in stride)
+            and all(lo == hi for lo, hi in padding) and min(out_size) >= IMPLICIT_MIN_DEPTHWISE_SIZE
+            and math.prod(kernel_size) >= IMPLICIT_MIN_DEPTHWISE_TAPS and _implicit_kernel_fast(xp))
+
+
+def _float32(xp, dtype):
+    """Whether ``dtype`` (None: unknown) is float32, the implicit kernels' only one."""
+    return dtype is not None and xp.dtype(dtype) == xp.float32
+
+
+def _implicit_kernel_fast(xp):
+    """Whether the backend in force has the implicit kernels and they run
+    at full speed on this CPU (asked last: the first answer imports them)."""
+    return bool(registry.find("implicit_conv2d", xp)) and registry.lookup("implicit_conv2d_fast", xp)()
+
+
+def _reach(kernel_size, dilation):
+    """How far past its first input a kernel reads, per dim: d * (k - 1)."""
+    return [d * (k - 1) for k, d in zip(kernel_size, dilation)]
 
 
 def _grouped_direct(xp, C, groups, kernel_size, stride, padding, dilation, direction, out_channels):
@@ -357,7 +368,7 @@ def _grouped_direct(xp, C, groups, kernel_size, stride, padding, dilation, direc
         return C // groups <= DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS
     if out_channels is None:
         return False
-    reach_fits = all(lo <= d * (k - 1) and hi <= d * (k - 1) for (lo, hi), k, d in zip(padding, kernel_size, dilation))
+    reach_fits = all(lo <= r and hi <= r for (lo, hi), r in zip(padding, _reach(kernel_size, dilation)))
     return reach_fits and out_channels // groups <= DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS
 
 
@@ -444,8 +455,7 @@ def conv_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         # filters (``_flipped``): a convolution with the same groups and
         # dilation, padded by the kernel's reach less the padding on each
         # side, whose output is (H, W).
-        reach = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
-        full = tuple((r - lo, r - hi) for r, (lo, hi) in zip(reach, padding))
+        full = tuple((r - lo, r - hi) for r, (lo, hi) in zip(_reach(kernel_size, dilation), padding))
         forward = "grouped_conv2d_forward" if path == "grouped" else "implicit_conv2d"
         return registry.lookup(forward, xp)(gy, _flipped(w, groups), None, stride, full, dilation, groups, in_size)
     if path == "dense":
