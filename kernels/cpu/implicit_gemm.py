@@ -387,15 +387,16 @@ def _depthwise_part(planes, tap_offsets, w, b, WQ, OW, out, part, parts):
     _depthwise_tiles(planes, tap_offsets, w, b, WQ, OW, out, start, stop)
 
 
-def pack(w, groups):
+def pack(w, groups, block=NO):
     """float32 weights ``w`` (O, Cg, KH, KW) in the ``wp`` layout (G, OB,
-    KH*KW, Cg, NO), zero past each group's Og channels."""
+    KH*KW, Cg, block) of blocks of ``block`` output channels (NO here,
+    more in ``implicit_channels.py``), zero past each group's Og channels."""
     O, Cg, KH, KW = w.shape
     Og = O // groups
-    OB = -(-Og // NO)
-    padded = numpy.zeros((groups, OB * NO, KH * KW, Cg), numpy.float32)
+    OB = -(-Og // block)
+    padded = numpy.zeros((groups, OB * block, KH * KW, Cg), numpy.float32)
     padded[:, :Og] = w.reshape(groups, Og, Cg, KH * KW).transpose(0, 1, 3, 2)
-    return numpy.ascontiguousarray(padded.reshape(groups, OB, NO, KH * KW, Cg).transpose(0, 1, 3, 4, 2))
+    return numpy.ascontiguousarray(padded.reshape(groups, OB, block, KH * KW, Cg).transpose(0, 1, 3, 4, 2))
 
 
 #: Fewest multiply-adds of one image's convolution worth sharing among
@@ -403,18 +404,20 @@ def pack(w, groups):
 PARALLEL_MACS = 1 << 22
 
 
-def _layout_geometry(x, Cg, KH, KW, stride, padding, dilation, out_size, caller):
+def _layout_geometry(x, Cg, KH, KW, stride, padding, dilation, out_size, caller, tile=TILE_P):
     """(OH, OW, HQ, WQ, plane_shape, tap_offsets) of the layout (module
     docstring) for x (N, C, H, W), Cg channels a group and a KH x KW
     kernel: ``vnni._geometry``'s, with OH, OW the given ``out_size``, the
     leading rows and columns of the convolution's output (a transposed
     convolution's gradient drops the rest); ``padding`` ((top, bottom),
-    (left, right)) with top == bottom and left == right."""
+    (left, right)) with top == bottom and left == right; planes long
+    enough for tiles of ``tile`` grid pixels."""
     N, C, H, W = x.shape
     (ph, _), (pw, _) = padding
-    OH, OW, WQ, plane_shape, tap_offsets = _geometry(C, H, W, Cg, KH, KW, tuple(stride), (ph, pw), tuple(dilation))
+    OH, OW, WQ, plane_shape, tap_offsets = _geometry(C, H, W, Cg, KH, KW, tuple(stride), (ph, pw), tuple(dilation),
+                                                     tile)
     if out_size[0] > OH or out_size[1] > OW:
-        raise ValueError(f"implicit_gemm.{caller}: output {tuple(out_size)} is past the convolution's output "
+        raise ValueError(f"{caller}: output {tuple(out_size)} is past the convolution's output "
                          f"{(OH, OW)} for input {(H, W)}, kernel {(KH, KW)}, padding {(ph, pw)}")
     return out_size[0], out_size[1], -(-(H + 2 * ph) // stride[0]), WQ, plane_shape, tap_offsets
 
@@ -453,7 +456,7 @@ def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
     N, C = x.shape[:2]
     O, Cg, KH, KW = w.shape
     OH, OW, HQ, WQ, plane_shape, tap_offsets = _layout_geometry(x, Cg, KH, KW, stride, padding, dilation, out_size,
-                                                                "conv2d")
+                                                                "implicit_gemm.conv2d")
     y = numpy.empty((N, O, OH, OW), numpy.float32)
     rows = y.reshape(N, O, OH * OW)
     geometry = (x, Cg, stride, padding, HQ, WQ, groups * plane_shape[0] * Cg, plane_shape[2])
@@ -484,7 +487,7 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     Cg = C // groups
     (ph, _), (pw, _) = padding
     OH, _, HQ, WQ, plane_shape, tap_offsets = _layout_geometry(x, Cg, KH, KW, stride, padding, dilation,
-                                                               gy.shape[2:], "conv2d_grad_weight")
+                                                               gy.shape[2:], "implicit_gemm.conv2d_grad_weight")
     T, Og = KH * KW, O // groups
     K, OB = T * Cg, -(-Og // NO)
     KB = -(-K // NK)

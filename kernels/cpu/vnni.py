@@ -399,15 +399,16 @@ PARALLEL_MACS = 1 << 24
 
 
 @functools.lru_cache(maxsize=1024)
-def _geometry(C, H, W, CQ, KH, KW, stride, padding, dilation):
+def _geometry(C, H, W, CQ, KH, KW, stride, padding, dilation, tile=TILE_P):
     """(OH, OW, WQ, planes shape (S, CQ, L) without G, tap offsets) of a
     conv's layout (module docstring), the same for every call of a layer
-    and so computed once."""
+    and so computed once; the planes are long enough for tiles of
+    ``tile`` grid pixels."""
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     OH = (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1
     OW = (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
     HQ, WQ = -(-(H + 2 * ph) // sh), -(-(W + 2 * pw) // sw)
-    GP = -(-OH * WQ // TILE_P) * TILE_P
+    GP = -(-OH * WQ // tile) * tile
     # a tile reads up to the last tap's offset past its last grid pixel
     L = max(HQ * WQ, GP + (KH - 1) * dh // sh * WQ + (KW - 1) * dw // sw)
     tap_offsets = numpy.array([((kh * dh % sh) * sw + kw * dw % sw) * CQ * L + kh * dh // sh * WQ + kw * dw // sw

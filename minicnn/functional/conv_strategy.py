@@ -1,4 +1,4 @@
-"""How a convolution is computed: eight paths, one strategy for every backend.
+"""How a convolution is computed: nine paths, one strategy for every backend.
 
 Notation as in conv.py: N batch, C input channels, H, W input size,
 O output channels, KH, KW kernel size, OH, OW output size, G groups,
@@ -86,6 +86,27 @@ im2col (everything else)
     a tile of columns at a time (``kernels/cpu/conv.py``), so that each
     tile is still in cache when the GEMM reads it.
 
+Then one more rule: where the path chosen is im2col or grouped, or
+implicit for a grouped convolution, "channels" takes its place if it
+applies (``_channels``):
+
+channels (float32, 2-D, symmetric padding, not 1x1; forward, input gradient at stride 1)
+    The implicit GEMM the other way round: 16 output *channels* a vector
+    and 24 accumulators a tile (``kernels/cpu/implicit_channels.py``:
+    NV vectors of channels by P pixels, each step NV weight vectors times
+    P input values broadcast), oneDNN's direct-convolution tile. With at
+    least ``CHANNELS_MIN_GROUP_OUTPUTS`` output channels a group every
+    lane does work, and the tile runs at the core's peak: no column
+    matrix, the weights packed once a call. It takes an ungrouped
+    convolution of at least ``CHANNELS_MIN_PIXELS`` output pixels in all
+    (strided and dilated 3x3, 1x7 / 7x1, small maps in a batch) and a
+    grouped one in a batch; the input gradient at stride 1 is the same
+    kernel's convolution of gy with the flipped filters (packed from w
+    directly). Winograd keeps the 3x3 and 5x5 layers it takes (it does
+    up to 4x fewer multiply-adds), the pointwise GEMMs the 1x1 ones, the
+    "implicit" path the ungrouped layers of few taps. Only the CPU
+    backend has this path, and takes it only where the CPU has AVX-512.
+
 Primitives
 ----------
 Every step that some backend computes its own way is a primitive of the
@@ -97,6 +118,8 @@ kernel registry (``kernels/registry.py``), looked up per call, so
     implicit_conv2d, implicit_conv2d_grad_weight   the implicit path (Numba
                          only; implicit_conv2d_fast says whether it runs at
                          full speed on this CPU)
+    channels_conv2d, channels_conv2d_grad_input   the channels path (Numba
+                         only; at full speed where implicit_conv2d is)
     winograd_conv2d, winograd_conv2d_grad_weight   (Numba only)
     batched_matmul, batched_matmul_sum            the pointwise GEMMs
     im2col_gemm_*        the im2col path, which calls im2col / col2im
@@ -222,6 +245,23 @@ DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS = 8
 WINOGRAD_5X5_MIN_TILES = 128
 WINOGRAD_5X5_MIN_SIZE = 10
 WINOGRAD_5X5_MIN_CHANNELS = 8
+#: The "channels" path's bounds, measured against the path it replaces
+#: (same process, 2 threads; benchmarks/results/NOTES.md). Fewest output
+#: channels a group: a tile's vector holds 16 (fewer leave lanes empty:
+#: 8 x 128 x 56x56 g32, Og 4, took 2.3x the "implicit" path's time).
+#: Fewest output pixels in all (N * OH * OW; the input gradient's: N * H
+#: * W) of an ungrouped convolution: with fewer, the weights are packed
+#: for too few pixels and im2col's GEMM reads them as they are. Forward,
+#: against im2col: 8 x 64 x 56x56 -> 128 3x3/2 0.80, 32 x 128 x 7x7 -> 32
+#: 0.66, 8 x 128 x 17x17 1x7 0.84, 1 x 256 x 28x28 d2 0.88, 16 x 512 x
+#: 7x7 (784 pixels) 1.00; but 8 x 256 x 14x14 -> 512 3x3/2 (392) 1.15, 1
+#: x 512 x 7x7 (49) 1.12. Input gradient: 0.49-0.96 from 784 pixels up;
+#: 8 x 160 x 7x7 -> 320 (392) 1.22, 1 x 512 x 7x7 1.46. A grouped one
+#: takes it in a batch (``IMPLICIT_MIN_IMAGES``) whatever its pixels:
+#: against "implicit", "grouped" and im2col, both directions, 0.69-0.93
+#: (8 x 512 x 7x7 g32 0.70); a lone image 1.37 (1 x 512 x 28x28 g32 /2).
+CHANNELS_MIN_GROUP_OUTPUTS = 16
+CHANNELS_MIN_PIXELS = 512
 
 
 # -- which path ---------------------------------------------------------------
@@ -254,14 +294,28 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     """(path, m): the first path of the module docstring that applies to
     this geometry in this ``direction`` ("forward", "grad_input" or
     "grad_weight"), one of "depthwise", "implicit", "grouped", "dense",
-    "frames", "winograd", "pointwise", "im2col", and for "winograd" the
-    tile size m (else 0).
+    "frames", "winograd", "pointwise", "im2col", or "channels" where that
+    replaces one of the module docstring's, and for "winograd" the tile
+    size m (else 0).
 
     ``winograd_size`` is the output of the convolution Winograd would
     compute: (OH, OW), or (H, W) for the input gradient, a convolution of
     gy (see ``conv2d_grad_input``). ``out_channels`` (O) is needed for the
-    input gradient's "grouped" and "implicit" paths, ``dtype`` (the
-    arrays') for "implicit", float32 only; without them neither applies."""
+    input gradient's "grouped", "implicit" and "channels" paths, ``dtype``
+    (the arrays') for "implicit" and "channels", float32 only; without
+    them none of these applies."""
+    path, m = _first_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size,
+                          direction, out_channels, dtype)
+    replaceable = path in ("im2col", "grouped") or (path == "implicit" and groups > 1)
+    if replaceable and _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size,
+                                 winograd_size, direction, out_channels):
+        return "channels", 0
+    return path, m
+
+
+def _first_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size, direction,
+                out_channels, dtype):
+    """``conv_path``'s choice among the module docstring's paths."""
     unpadded = all(lo == hi == 0 for lo, hi in padding)
     if groups == C and len(kernel_size) == 2:
         if _implicit_depthwise(xp, dtype, C, kernel_size, stride, padding, out_size, direction, out_channels):
@@ -302,9 +356,7 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
             or all(o == 1 for o in out_size) or any(lo != hi for lo, hi in padding)):
         return False
     if direction == "grad_input":
-        if out_channels is None or any(s != 1 for s in stride) or any(
-                lo > r or hi > r or n != o + r - lo - hi
-                for r, (lo, hi), n, o in zip(_reach(kernel_size, dilation), padding, in_size, out_size)):
+        if not _flipped_fits(stride, padding, dilation, kernel_size, in_size, out_size, out_channels):
             return False
         channels, size = out_channels // groups, in_size       # gy's channels a group; gx's size
     else:
@@ -320,6 +372,43 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
         fits = ((all(s == 1 for s in stride) or strided_ok) and N >= IMPLICIT_MIN_IMAGES
                 and channels <= IMPLICIT_MAX_GROUP_CHANNELS and min(size) >= IMPLICIT_MIN_GROUPED_SIZE)
     return fits and _implicit_kernel_fast(xp)
+
+
+def _flipped_fits(stride, padding, dilation, kernel_size, in_size, out_size, out_channels):
+    """Whether an input gradient is the forward kernels' convolution of gy
+    by the flipped filters: stride 1, padding at most the kernel's reach,
+    and the flipped convolution's output all of ``in_size`` (a transposed
+    convolution's output padding is not); ``out_channels`` known."""
+    return out_channels is not None and all(s == 1 for s in stride) and all(
+        lo <= r and hi <= r and n == o + r - lo - hi
+        for r, (lo, hi), n, o in zip(_reach(kernel_size, dilation), padding, in_size, out_size))
+
+
+def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size, in_size, direction,
+              out_channels):
+    """Whether the "channels" path replaces the one chosen (module
+    docstring): a float32 2-D convolution, not 1x1, with symmetric padding,
+    its forward or (stride 1, ``_flipped_fits``) input gradient, of at
+    least ``CHANNELS_MIN_GROUP_OUTPUTS`` output channels a group (the
+    input gradient's: Cg), ungrouped with ``CHANNELS_MIN_PIXELS`` output
+    pixels or more, grouped in a batch, on a backend whose kernel runs at
+    full speed here."""
+    if (direction == "grad_weight" or not _float32(xp, dtype) or len(kernel_size) != 2
+            or all(k == 1 for k in kernel_size) or any(lo != hi for lo, hi in padding)):
+        return False
+    if direction == "grad_input":
+        if not _flipped_fits(stride, padding, dilation, kernel_size, in_size, out_size, out_channels):
+            return False
+        outputs, size = C // groups, in_size
+    else:
+        outputs, size = (out_channels or 0) // groups, out_size
+    if outputs < CHANNELS_MIN_GROUP_OUTPUTS:
+        return False
+    if groups == 1 and N * math.prod(size) < CHANNELS_MIN_PIXELS:
+        return False
+    if groups > 1 and N < IMPLICIT_MIN_IMAGES:
+        return False
+    return bool(registry.find("channels_conv2d", xp)) and _implicit_kernel_fast(xp)
 
 
 def _implicit_depthwise(xp, dtype, C, kernel_size, stride, padding, out_size, direction, out_channels):
@@ -411,6 +500,8 @@ def conv_forward(x, w, b, stride, padding, dilation, groups, out_size):
         return frames_forward(x, w, b, stride, padding, dilation, groups, out_size)
     if path == "implicit":
         return registry.lookup("implicit_conv2d", xp)(x, w, b, stride, padding, dilation, groups, out_size)
+    if path == "channels":
+        return registry.lookup("channels_conv2d", xp)(x, w, b, stride, padding, dilation, groups, out_size)
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_forward", xp)(x, w, b, stride, padding, dilation, groups, out_size)
     if path == "grouped":
@@ -450,6 +541,8 @@ def conv_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         return frames_grad_input(gy, w, stride, padding, dilation, groups, in_size)
     if path == "depthwise":
         return registry.lookup("depthwise_conv2d_grad_input", xp)(gy, w, stride, padding, dilation, groups, in_size)
+    if path == "channels":
+        return registry.lookup("channels_conv2d_grad_input", xp)(gy, w, stride, padding, dilation, groups, in_size)
     if path in ("grouped", "implicit"):
         # At stride 1, gx is the full correlation of gy with the flipped
         # filters (``_flipped``): a convolution with the same groups and
@@ -709,3 +802,5 @@ for _name in ("grouped_conv2d_forward", "grouped_conv2d_grad_weight"):
 registry.register("implicit_conv2d", "numba", f"{_CPU}implicit_gemm:conv2d")
 registry.register("implicit_conv2d_grad_weight", "numba", f"{_CPU}implicit_gemm:conv2d_grad_weight")
 registry.register("implicit_conv2d_fast", "numba", f"{_CPU}implicit_gemm:available")
+registry.register("channels_conv2d", "numba", f"{_CPU}implicit_channels:conv2d")
+registry.register("channels_conv2d_grad_input", "numba", f"{_CPU}implicit_channels:conv2d_grad_input")

@@ -13,3 +13,11 @@ def kernels_backend():
     registry.set_backend("auto")
     yield
     registry.set_backend(previous)
+
+
+@pytest.fixture
+def fast_kernel(monkeypatch):
+    """The strategy as on a CPU where the implicit kernels (both
+    orientations) run at full speed: a rule's answer must not depend on
+    the machine running the tests."""
+    monkeypatch.setitem(registry._implementations["implicit_conv2d_fast"], "numba", lambda: True)

@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 from minicnn.functional import conv_strategy
 from minicnn.kernels import registry
+from paths import path as _path
 from references import conv_reference
 from strategies import conv_arrays, conv_geometries
 
@@ -84,20 +85,6 @@ def test_the_kernels_give_the_same_numbers_on_any_number_of_threads(N, monkeypat
         numpy.testing.assert_array_equal(gw, results[0][1])
 
 
-def _path(N, C, O, G, kernel, stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), out_size=(28, 28),
-          direction="forward", dtype=numpy.float32):
-    size = out_size if direction == "forward" else (out_size[0] * stride[0], out_size[1] * stride[1])
-    return conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size, size, direction,
-                                   O, dtype)[0]
-
-
-@pytest.fixture
-def fast_kernel(monkeypatch):
-    """The strategy as on a CPU where the kernel runs at full speed (the
-    rule's answer must not depend on the machine running the tests)."""
-    monkeypatch.setitem(registry._implementations["implicit_conv2d_fast"], "numba", lambda: True)
-
-
 @pytest.mark.usefixtures("fast_kernel")
 def test_the_rule_takes_few_taps_or_few_channels_a_group():
     if not registry.find("implicit_conv2d", numpy):
@@ -108,7 +95,7 @@ def test_the_rule_takes_few_taps_or_few_channels_a_group():
     assert _path(1, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) == "implicit"          # a lone image too
     assert _path(8, taps // 9, 64, 1, (3, 3)) == "implicit"
     assert _path(8, taps // 9 + 1, 64, 1, (3, 3)) != "implicit"
-    assert _path(8, 32 * channels, 512, 32, (3, 3)) == "implicit"
+    assert _path(8, 32 * channels, 256, 32, (3, 3)) == "implicit"                       # (16 outputs a group: "channels")
     assert _path(8, 32 * (channels + 1), 512, 32, (3, 3)) != "implicit"
     assert _path(1, 32 * 8, 256, 32, (3, 3)) == "grouped"                               # a lone image
     small = conv_strategy.IMPLICIT_MIN_GROUPED_SIZE - 1
@@ -116,7 +103,7 @@ def test_the_rule_takes_few_taps_or_few_channels_a_group():
     assert _path(8, 512, 32 * 16, 32, (3, 3), out_size=(small, 20), direction="grad_input") != "implicit"
     assert _path(8, 32 * 8, 256, 32, (3, 3), (2, 2)) == "grouped"                       # grouped, stride 2
     # the input gradient: gy's channels a group, at stride 1
-    assert _path(8, 512, 32 * 16, 32, (3, 3), direction="grad_input") == "implicit"
+    assert _path(8, 256, 32 * 16, 32, (3, 3), direction="grad_input") == "implicit"
     assert _path(8, 64, 16, 1, (3, 3), direction="grad_input") == "implicit"            # 16 x 9 taps of gy
     assert _path(8, 3, 64, 1, (3, 3), direction="grad_input") != "implicit"             # 64 x 9 taps of gy
     assert _path(8, 3, 16, 1, (3, 3), (2, 2), direction="grad_input") != "implicit"

@@ -1,0 +1,418 @@
+"""float32 convolution as an implicit GEMM with the output channels in the
+vector lanes.
+
+Notation as in ``implicit_gemm.py``: N batch, C input channels, O output
+channels, G groups (Cg = C / G inputs and Og = O / G outputs a group),
+KH, KW kernel, OH, OW output size, T = KH*KW taps; NV x P the register
+tile (vectors of 16 output channels x pixels), CB = 16 * NV the output
+channels of one block.
+
+Why a second orientation
+------------------------
+``implicit_gemm.py`` puts 16 output *pixels* in a vector and broadcasts
+the weights: right for few channels on large maps. With many output
+channels it is the other way round. A tile of NV vectors of 16 output
+channels by P pixels (NV * P = 24 accumulators of the 32 registers) takes,
+per (tap, input channel) step, NV weight vectors and P input values, each
+broadcast to all lanes, for NV * P fused multiply-adds: the register tile
+of oneDNN's direct convolution. Its pixels are P consecutive pixels of
+the same output grid as ``implicit_gemm.py``'s (the same ``planes``
+layout and tap offsets: one offset per tap, the phases of a strided
+convolution laid out apart), so the P inputs of a step are P consecutive
+floats and the tile wastes at most P - 1 pixels at the end of the grid,
+not a 64-pixel vector tile's: a 7x7 map's 63-pixel grid is 6 tiles of 12
+(ResNet's last stage), a 28x28 map at stride 2 a grid 29 wide.
+
+On znver4 the tile alone runs at one 16-lane FMA a cycle, the core's
+peak, at every NV of 1-4 (weights in L2). What the layer loses is in
+getting data to it:
+
+* weights ``wp`` (G, OB, T, Cg, CB): for a block of CB output channels,
+  tap by tap and channel by channel, the CB channels' weights side by
+  side (``implicit_gemm.pack`` with blocks of CB), zero past Og.
+* *chunks*: a task computes one block of CB output channels for
+  ``CHUNK_PIXELS`` grid pixels, P at a time, into a small buffer
+  (CB x CHUNK_PIXELS floats, pixel by pixel), and the input channels in
+  *channel blocks* whose weights are about ``WEIGHT_BLOCK_BYTES``: each
+  block's weights are read from memory once per chunk and then from
+  cache by all of its tiles, each tile adding the block's products to
+  the buffer's partial sums. A 512-channel 3x3 layer's 32-channel block
+  holds 590 KB of weights, half of L2, without the cut.
+* the copy out: the buffer holds the chunk's sums pixel by pixel (each
+  vector is 16 channels of one pixel); the task copies them to the
+  output's rows, channel by channel, dropping the grid's padding
+  columns.
+
+The sums run in another order than the GEMM's: the results agree to
+float32 rounding, not bit for bit. As for ``implicit_gemm.py``, the
+vectors are LLVM's generic ones, so the kernels compile and run on any
+CPU, and ``implicit_gemm.available()`` says whether they run at full
+speed (AVX-512's 32 registers hold the tile).
+"""
+import numba
+import numpy
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.extending import intrinsic
+
+from .implicit_gemm import _F32, _constants, _fma, _intp_args, _layout_geometry, _planes
+from .loops import JIT, _share, u64
+from .threads import parallel_parts, run_in_parallel, split, thread_count
+from .vnni import _F16, _I32, _pointer, _splat
+
+#: Pixels of a tile for NV vectors of output channels: NV * P = 24
+#: accumulators, and 3-4 registers left for the weights and a broadcast.
+PIXELS = {1: 24, 2: 12, 3: 8, 4: 6}
+#: Grid pixels of one task's chunk (a multiple of every P).
+CHUNK_PIXELS = 240
+
+
+def _tile_intrinsic(NV):
+    """The register tile of NV vectors of output channels by PIXELS[NV]
+    pixels, as an LLVM IR intrinsic (module docstring)."""
+    P, CB = PIXELS[NV], 16 * NV
+
+    @intrinsic
+    def tile(typingctx, planes, x_offset, pixels, pixel_at, tap_offsets, channels, plane_stride, wp, w_offset, bias,
+             b_offset, out, out_offset):
+        """out[out_offset + p * CB + o] = bias[b_offset + o] + the sum over
+        taps t and channels c of planes[x_offset + pixels[pixel_at + p] +
+        tap_offsets[t] + c * plane_stride] * wp[w_offset + (t * channels +
+        c) * CB + o], for p < P pixels and o < CB output channels. All
+        arrays flat float32 (``pixels`` and ``tap_offsets`` intp)."""
+        dtypes = [getattr(array, "dtype", None) for array in (planes, pixels, tap_offsets, wp, bias, out)]
+        if dtypes != [types.float32, types.intp, types.intp, types.float32, types.float32, types.float32]:
+            return None     # the IR below reads exactly these element types
+        sig = types.void(planes, x_offset, pixels, pixel_at, tap_offsets, channels, plane_stride, wp, w_offset, bias,
+                         b_offset, out, out_offset)
+
+        def codegen(context, builder, signature, args):
+            kinds = signature.args
+            (planes, x_offset, pixels, pixel_at, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset,
+             out, out_offset) = _intp_args(context, builder, signature, args)
+            const, fma = _constants(context), _fma(builder)
+            intp = context.get_value_type(types.intp)
+
+            def vector_at(pointer, offset):
+                return builder.bitcast(builder.gep(pointer, [offset]), _F16.as_pointer())
+            b0 = _pointer(context, builder, kinds[9], bias, b_offset, _F32)
+            starts = [builder.load(vector_at(b0, const(16 * i)), align=4) for i in range(NV)]
+            # accumulators in stack slots: LLVM promotes them to registers
+            acc = [[cgutils.alloca_once_value(builder, starts[i]) for _ in range(P)] for i in range(NV)]
+            x0 = _pointer(context, builder, kinds[0], planes, x_offset, _F32)
+            at = _pointer(context, builder, kinds[2], pixels, pixel_at, intp)
+            x_pixels = [builder.gep(x0, [builder.load(builder.gep(at, [const(p)]))]) for p in range(P)]
+            tap_start = _pointer(context, builder, kinds[4], tap_offsets, const(0), intp)
+            w0 = _pointer(context, builder, kinds[7], wp, w_offset, _F32)
+            taps = cgutils.create_struct_proxy(kinds[4])(context, builder, value=tap_offsets).nitems
+            with cgutils.for_range(builder, taps) as tap:
+                tap_offset = builder.load(builder.gep(tap_start, [tap.index]))
+                wt = builder.gep(w0, [builder.mul(builder.mul(tap.index, channels), const(CB))])
+                with cgutils.for_range(builder, channels) as channel:
+                    offset = builder.add(tap_offset, builder.mul(channel.index, plane_stride))
+                    wk = builder.gep(wt, [builder.mul(channel.index, const(CB))])
+                    weights = [builder.load(vector_at(wk, const(16 * i)), align=4) for i in range(NV)]
+                    for p in range(P):
+                        value = _splat(builder, builder.load(builder.gep(x_pixels[p], [offset]), align=4), _F16)
+                        for i in range(NV):
+                            builder.store(builder.call(fma, [weights[i], value, builder.load(acc[i][p])]), acc[i][p])
+            out0 = _pointer(context, builder, kinds[11], out, out_offset, _F32)
+            for p in range(P):
+                for i in range(NV):
+                    builder.store(builder.load(acc[i][p]), vector_at(out0, const(p * CB + 16 * i)), align=4)
+            return context.get_dummy_value()
+        return sig, codegen
+    return tile
+
+
+_tile1, _tile2, _tile3, _tile4 = (_tile_intrinsic(NV) for NV in (1, 2, 3, 4))
+
+
+@numba.njit(inline="always")
+def _tile(NV, planes, x_offset, pixels, pixel_at, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset,
+          out, out_offset):
+    """The tile of NV vectors (``_tile_intrinsic``): one branch per tile,
+    on thousands of multiply-adds."""
+    if NV == 1:
+        _tile1(planes, x_offset, pixels, pixel_at, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset,
+               out, out_offset)
+    elif NV == 2:
+        _tile2(planes, x_offset, pixels, pixel_at, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset,
+               out, out_offset)
+    elif NV == 3:
+        _tile3(planes, x_offset, pixels, pixel_at, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset,
+               out, out_offset)
+    else:
+        _tile4(planes, x_offset, pixels, pixel_at, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset,
+               out, out_offset)
+
+
+@numba.njit(**JIT)
+def _chunks(planes, pixels, count, tap_offsets, wp, bias, out, buf, start, stop):
+    """out (B, O, OH*OW) = the convolution of a group of images laid out
+    in ``planes`` (B, G*S*Cg, L), its (output-channel block, chunk) tasks
+    [start, stop) over the first ``count`` pixels of the group (``pixels``:
+    each one's offset in ``planes``); consecutive tasks share a block's
+    weights. A chunk's tiles land in ``buf`` (CHUNK_PIXELS * CB, pixel by
+    pixel), which is then copied to the output, channel by channel."""
+    G, OB, T, Cg, CB = wp.shape
+    NV = CB // 16
+    P = 24 // NV
+    O, OHW = out.shape[1], out.shape[2]
+    Og = O // G
+    chunks = -(-count // CHUNK_PIXELS)
+    rows_per_group, L = planes.shape[1] // G, planes.shape[2]
+    flat_planes, flat_w = planes.reshape(-1), wp.reshape(-1)
+    for task in range(start, stop):
+        block, k = task // chunks, task % chunks
+        g, b = block // OB, block % OB
+        m0, m1 = k * CHUNK_PIXELS, min((k + 1) * CHUNK_PIXELS, count)
+        for j in range(-(-(m1 - m0) // P)):
+            _tile(NV, flat_planes, g * rows_per_group * L, pixels, m0 + j * P, tap_offsets, Cg, L, flat_w,
+                  block * T * Cg * CB, bias, block * CB, buf, j * P * CB)
+        row0, rows = g * Og + b * CB, min(CB, Og - b * CB)
+        m = m0
+        while m < m1:            # the chunk's pixels of each image, a run of one output row each channel
+            n = m // OHW
+            end, at, src = min(m1, (n + 1) * OHW), m - n * OHW, (m - m0) * CB
+            for i in range(rows):
+                row = out[n, row0 + i]
+                for r in range(u64(end - m)):
+                    row[u64(at) + r] = buf[u64(src + i) + r * u64(CB)]
+            m = end
+
+
+@numba.njit(**JIT)
+def _pixel_offsets(images, image_stride, OH, OW, WQ, pixels):
+    """pixels[m] = the offset in a group's planes of the m-th output
+    pixel of its first ``images`` images (image by image, row by row: on
+    the grid, oh * WQ + ow), then 0 (a valid pixel, computed and dropped)
+    for the rest."""
+    m = 0
+    for n in range(images):
+        for oh in range(OH):
+            for ow in range(OW):
+                pixels[m] = n * image_stride + oh * WQ + ow
+                m += 1
+    pixels[m:] = 0
+
+
+@numba.njit(**JIT)
+def _images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, wp, bias, OW, out, start, stop):
+    """out[n] for images start <= n < stop, laid out and computed B =
+    len(planes) images at a time: one thread's images."""
+    B, image_rows, L = planes.shape
+    G, OB, CB = wp.shape[0], wp.shape[1], wp.shape[4]
+    OHW = out.shape[2]
+    pixels = numpy.empty(B * OHW + 24, numpy.intp)
+    buf = numpy.empty(CHUNK_PIXELS * CB, numpy.float32)
+    laid_out = -1
+    for n0 in range(start, stop, B):
+        images = min(B, stop - n0)
+        if images != laid_out:
+            _pixel_offsets(images, image_rows * L, OHW // OW, OW, WQ, pixels)
+            laid_out = images
+        for n in range(images):
+            _planes(x[n0 + n], Cg, sh, sw, ph, pw, HQ, WQ, planes[n])
+        count = images * OHW
+        _chunks(planes, pixels, count, tap_offsets, wp, bias, out[n0:n0 + images], buf, 0,
+                G * OB * -(-count // CHUNK_PIXELS))
+
+
+@numba.njit(**JIT)
+def _batch_part(planes, pixels, tap_offsets, wp, bias, out, part, parts):
+    """``_chunks`` of the whole batch, laid out in ``planes``: this part's
+    share of its tasks."""
+    G, OB, CB = wp.shape[0], wp.shape[1], wp.shape[4]
+    count = out.shape[0] * out.shape[2]
+    start, stop = _share(G * OB * -(-count // CHUNK_PIXELS), part, parts)
+    _chunks(planes, pixels, count, tap_offsets, wp, bias, out, numpy.empty(CHUNK_PIXELS * CB, numpy.float32), start,
+            stop)
+
+
+def _transposed(builder, rows):
+    """The 16 rows of a 16 x 16 matrix (16 vectors) transposed: four
+    rounds of shuffles, round k swapping bit k of the row index with bit
+    k of the lane index (pairs of rows that differ in that bit trade the
+    lanes that differ in it)."""
+    rows = list(rows)
+    for k in range(4):
+        bit = 1 << k
+        low = ir.Constant(ir.VectorType(_I32, 16), [c if not c & bit else 16 + (c ^ bit) for c in range(16)])
+        high = ir.Constant(ir.VectorType(_I32, 16), [c | bit if not c & bit else 16 + c for c in range(16)])
+        for r in range(16):
+            if not r & bit:
+                a, b = rows[r], rows[r | bit]
+                rows[r], rows[r | bit] = builder.shuffle_vector(a, b, low), builder.shuffle_vector(a, b, high)
+    return rows
+
+
+@intrinsic
+def _transpose16(typingctx, src, src_offset, src_stride, dst, dst_offsets, dst_offset, rows):
+    """dst[dst_offset + dst_offsets[j] + i] = src[src_offset + i *
+    src_stride + j] for i < 16 and j < ``rows`` (at most 16): a 16 x 16
+    block read as 16 rows of 16 floats, transposed in registers, its
+    first ``rows`` rows stored where ``dst_offsets`` says (float32 ``src``,
+    ``dst``; intp ``dst_offsets``)."""
+    dtypes = [getattr(array, "dtype", None) for array in (src, dst, dst_offsets)]
+    if dtypes != [types.float32, types.float32, types.intp]:
+        return None     # the IR below reads exactly these element types
+    sig = types.void(src, src_offset, src_stride, dst, dst_offsets, dst_offset, rows)
+
+    def codegen(context, builder, signature, args):
+        kinds = signature.args
+        src, src_offset, src_stride, dst, dst_offsets, dst_offset, rows = _intp_args(context, builder, signature,
+                                                                                      args)
+        const = _constants(context)
+        s0 = _pointer(context, builder, kinds[0], src, src_offset, _F32)
+        loaded = [builder.load(builder.bitcast(builder.gep(s0, [builder.mul(src_stride, const(i))]),
+                                               _F16.as_pointer()), align=4) for i in range(16)]
+        d0 = _pointer(context, builder, kinds[3], dst, dst_offset, _F32)
+        offsets = _pointer(context, builder, kinds[4], dst_offsets, const(0), context.get_value_type(types.intp))
+        for j, row in enumerate(_transposed(builder, loaded)):
+            with builder.if_then(builder.icmp_signed("<", const(j), rows)):
+                at = builder.gep(d0, [builder.load(builder.gep(offsets, [const(j)]))])
+                builder.store(row, builder.bitcast(at, _F16.as_pointer()), align=4)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@numba.njit(**JIT)
+def _pack(w, G, flip, wp, part, parts):
+    """wp (G, OB, T, Cg, CB): the weights of the convolution by w (O, Cg*T)
+    in blocks of CB output channels (``implicit_gemm.pack(w, G, CB)``),
+    or (``flip``) those of the convolution by its flipped filters
+    (``conv_strategy._flipped``: input and output channels swapped within
+    each group, taps reversed), this part's share of the (group, block)
+    pairs. 16 x 16 blocks of w are transposed in registers (16 output
+    channels by 16 (channel, tap) pairs; flipped, 16 input channels by 16
+    taps of one output channel), the rest one weight at a time."""
+    OB, T, Cg, CB = wp.shape[1:]                  # Cg: the packed convolution's input channels a group
+    K = w.shape[1]
+    Og = w.shape[0] // G if not flip else K // T  # its output channels a group
+    flat_w, flat_wp = w.reshape(-1), wp.reshape(-1)
+    offsets = numpy.empty(16, numpy.intp)
+    start, stop = _share(G * OB, part, parts)
+    for block in range(start, stop):
+        g, b = block // OB, block % OB
+        base = block * T * Cg * CB
+        for v in range(CB // 16):
+            o0, count = b * CB + 16 * v, min(16, Og - b * CB - 16 * v)   # the vector's first output channel, count
+            if not flip:
+                row0, k0 = g * Og + o0, 0
+                if count == 16:
+                    while k0 + 16 <= K:
+                        for j in range(16):
+                            offsets[j] = ((k0 + j) % T * Cg + (k0 + j) // T) * CB + 16 * v
+                        _transpose16(flat_w, row0 * K + k0, K, flat_wp, offsets, base, 16)
+                        k0 += 16
+                for k in range(k0, K):
+                    at = base + (k % T * Cg + k // T) * CB + 16 * v
+                    for i in range(16):
+                        flat_wp[at + i] = flat_w[(row0 + i) * K + k] if i < count else 0
+                continue
+            for c in range(Cg):                   # the flipped convolution's input channel: w's output channel
+                src = (g * Cg + c) * K + o0 * T   # w[g*Cg + c, o0, tap 0]
+                for t0 in range(0, T, 16):
+                    rows = min(16, T - t0)
+                    # 16 rows of 16 floats from src + t0 on, T apart: in bounds unless at the end of w
+                    if count == 16 and src + t0 + 15 * T + 16 <= flat_w.size:
+                        for j in range(rows):
+                            offsets[j] = ((T - 1 - t0 - j) * Cg + c) * CB + 16 * v
+                        _transpose16(flat_w, src + t0, T, flat_wp, offsets, base, rows)
+                        continue
+                    for j in range(rows):
+                        at = base + ((T - 1 - t0 - j) * Cg + c) * CB + 16 * v
+                        for i in range(16):
+                            flat_wp[at + i] = flat_w[src + i * T + t0 + j] if i < count else 0
+
+
+def vectors_a_block(Og):
+    """NV, the 16-channel vectors of an output-channel block, for Og
+    output channels a group: the fewest padding channels, then 2 (the
+    largest P for which both the weights and the broadcasts are reused)."""
+    vectors = -(-Og // 16)
+    return min((2, 4, 3, 1), key=lambda nv: (-(-vectors // nv) * nv, nv != 2))
+
+
+#: Most bytes of one group's planes: a group of images is laid out and
+#: computed together, so that a tile's pixels may come from two images
+#: and small maps (7x7: 49 pixels a map) leave few tiles part-empty.
+GROUP_BYTES = 1 << 20
+#: Fewest multiply-adds of a batch smaller than the threads worth sharing.
+PARALLEL_MACS = 1 << 22
+
+
+def _convolve(x, wp, b, O, KH, KW, stride, padding, dilation, out_size, caller):
+    """y (N, O, OH, OW) of the convolution of float32 x (N, C, H, W) by
+    packed weights ``wp`` (G, OB, KH*KW, Cg, CB) plus b (O,) or None:
+    with at least as many images as threads, each thread lays out and
+    computes its own images, in groups of up to ``GROUP_BYTES``; with
+    fewer, the batch is laid out once and the threads share its tasks."""
+    N = x.shape[0]
+    groups, OB, _, Cg, CB = wp.shape
+    OH, OW, HQ, WQ, plane_shape, tap_offsets = _layout_geometry(x, Cg, KH, KW, stride, padding, dilation, out_size,
+                                                                caller, 1)
+    bias = numpy.zeros((groups, OB * CB), numpy.float32)
+    if b is not None:
+        bias[:, :O // groups] = numpy.asarray(b, dtype=numpy.float32).reshape(groups, O // groups)
+    bias = bias.reshape(-1)
+    y = numpy.empty((N, O, OH, OW), numpy.float32)
+    rows = y.reshape(N, O, OH * OW)
+    image_rows, L = groups * plane_shape[0] * Cg, plane_shape[2]
+    (sh, sw), ((ph, _), (pw, _)) = stride, padding
+    threads = thread_count()
+    if N >= threads:
+        B = max(1, min(-(-N // threads), GROUP_BYTES // (image_rows * L * 4)))
+
+        def work(mine):                 # one thread's images, in its own planes
+            planes = numpy.empty((B, image_rows, L), numpy.float32)
+            _images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, wp, bias, OW, rows, mine.start, mine.stop)
+        run_in_parallel(work, [slice(run.start, run.stop) for run in split(range(N), threads)])
+        return y
+    planes = numpy.empty((N, image_rows, L), numpy.float32)
+    for n in range(N):
+        _planes(x[n], Cg, sh, sw, ph, pw, HQ, WQ, planes[n])
+    pixels = numpy.empty(N * OH * OW + 24, numpy.intp)
+    _pixel_offsets(N, image_rows * L, OH, OW, WQ, pixels)
+    parallel_parts(_batch_part, O * Cg * KH * KW * OH * OW * N, planes, pixels, tap_offsets, wp, bias, rows,
+                   worth=PARALLEL_MACS)
+    return y
+
+
+def _packed(w, groups, flip, O, Cg, T):
+    """wp (G, OB, T, Cg, CB) for the convolution of O output and G*Cg input
+    channels by w, or (``flip``) by its flipped filters (``_pack``)."""
+    CB = 16 * vectors_a_block(O // groups)
+    wp = numpy.empty((groups, -(-(O // groups) // CB), T, Cg, CB), numpy.float32)
+    parallel_parts(_pack, wp.size, numpy.ascontiguousarray(w, dtype=numpy.float32).reshape(w.shape[0], -1), groups,
+                   flip, wp)
+    return wp
+
+
+def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
+    """y (N, O, OH, OW) float32 = conv2d(x, w) + b for float32 x (N, C, H,
+    W), w (O, Cg, KH, KW), b (O,) or None; ``padding`` ((top, bottom),
+    (left, right)) with top == bottom and left == right, ``out_size`` at
+    most the convolution's output (``implicit_gemm.conv2d``'s arguments)."""
+    x = numpy.ascontiguousarray(x, dtype=numpy.float32)
+    O, Cg, KH, KW = w.shape
+    wp = _packed(w, groups, False, O, Cg, KH * KW)
+    return _convolve(x, wp, b, O, KH, KW, stride, padding, dilation, out_size, "implicit_channels.conv2d")
+
+
+def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
+    """gx (N, C, H, W) float32 for gy (N, O, OH, OW) of a stride-1
+    convolution by w (O, Cg, KH, KW): the full correlation of gy with the
+    flipped filters (``conv_strategy._flipped``), padded by the kernel's
+    reach less the padding, symmetric, whose output is ``in_size``. The
+    flipped filters are packed from w directly (``_pack``)."""
+    if any(s != 1 for s in stride):
+        raise ValueError(f"implicit_channels.conv2d_grad_input: stride must be 1, got {tuple(stride)}")
+    gy = numpy.ascontiguousarray(gy, dtype=numpy.float32)
+    O, Cg, KH, KW = w.shape
+    full = tuple((d * (k - 1) - lo, d * (k - 1) - hi) for k, d, (lo, hi) in zip((KH, KW), dilation, padding))
+    wp = _packed(w, groups, True, Cg * groups, O // groups, KH * KW)
+    return _convolve(gy, wp, None, Cg * groups, KH, KW, stride, full, dilation, in_size,
+                     "implicit_channels.conv2d_grad_input")

@@ -1,0 +1,200 @@
+"""The implicit GEMM with the output channels in the vector lanes
+(``kernels/cpu/implicit_channels.py``) and the strategy's "channels" path,
+against the NumPy reference (im2col, then one matmul, in float64).
+
+The kernels (forward, and the input gradient through the flipped filters)
+are drawn on every geometry they take: groups, kernels square and not,
+wider than 16 taps, strides, dilations, symmetric padding, output
+channels that leave part of a 16-lane vector or of a block empty, maps
+smaller than a tile, batches below and above the thread count, images
+laid out alone and in groups; the weight packing against
+``implicit_gemm.pack``; the strategy's rule on its bounds.
+"""
+import numpy
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from minicnn.functional import conv_strategy
+from minicnn.kernels import registry
+from paths import path as _path
+from references import conv_reference
+from strategies import conv_arrays, conv_geometries
+
+pytest.importorskip("numba")
+from minicnn.kernels.cpu import implicit_channels, implicit_gemm, threads as threads_module  # noqa: E402
+
+# float32 sums of `terms` products of standard normals: relative to their size.
+RTOL = 2e-5
+
+
+def _reference(direction, *args):
+    """The NumPy reference of ``direction``, on float64 copies."""
+    return conv_reference(direction)(*[a.astype(numpy.float64) if isinstance(a, numpy.ndarray) else a for a in args])
+
+
+def geometries():
+    """(N, C, O, groups, kernel, stride, padding, dilation, in_size,
+    out_size): any grouping, 1 to 70 output channels a group (1 to 5
+    vectors of 16, full or not), kernels of 1 to 49 taps."""
+    return conv_geometries(st.sampled_from([1, 1, 2, 3]), (1, 12), (1, 70),
+                           [(3, 3), (3, 3), (5, 5), (7, 7), (1, 7), (7, 1), (2, 4), (1, 1)], ((1, 3), (1, 2)),
+                           max_padding=3, extra=13, images=5)
+
+
+def _threads(patch, threads, group_bytes):
+    """Run the kernels on ``threads`` threads, every batch shared out
+    however small, images grouped by at most ``group_bytes``."""
+    patch.setattr(implicit_channels, "thread_count", lambda: threads)
+    patch.setattr(threads_module, "thread_count", lambda: threads)
+    patch.setattr(implicit_channels, "PARALLEL_MACS", 0)
+    patch.setattr(implicit_channels, "GROUP_BYTES", group_bytes)
+
+
+def _flipped_fits(padding, dilation, kernel, stride):
+    """Whether the input gradient is a convolution by the flipped filters."""
+    return stride == (1, 1) and all(p[0] <= d * (k - 1) for p, d, k in zip(padding, dilation, kernel))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data(), geometries(), st.sampled_from([1, 2, 3]), st.sampled_from([0, 4096, 1 << 20]), st.booleans())
+def test_the_kernels_match_the_reference(data, geometry, threads, group_bytes, bias):
+    """The forward, and at stride 1 the input gradient."""
+    N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
+    x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, bias)
+    with pytest.MonkeyPatch.context() as patch:
+        _threads(patch, threads, group_bytes)
+        y = implicit_channels.conv2d(x, w, b, stride, padding, dilation, G, out_size)
+        gx = None
+        if _flipped_fits(padding, dilation, kernel, stride):
+            gx = implicit_channels.conv2d_grad_input(gy, w, stride, padding, dilation, G, in_size)
+    expected = _reference("forward", x, w, b, stride, padding, dilation, G, out_size)
+    assert y.shape == expected.shape and y.dtype == numpy.float32
+    numpy.testing.assert_allclose(y, expected, rtol=RTOL, atol=RTOL * (C // G) * kernel[0] * kernel[1])
+    if gx is not None:
+        expected = _reference("grad_input", gy, w, stride, padding, dilation, G, in_size)
+        assert gx.shape == expected.shape and gx.dtype == numpy.float32
+        numpy.testing.assert_allclose(gx, expected, rtol=RTOL, atol=RTOL * (O // G) * kernel[0] * kernel[1])
+
+
+def test_the_input_gradient_refuses_a_stride():
+    w = numpy.ones((16, 4, 3, 3), numpy.float32)
+    gy = numpy.ones((1, 16, 4, 4), numpy.float32)
+    with pytest.raises(ValueError, match="stride must be 1"):
+        implicit_channels.conv2d_grad_input(gy, w, (2, 2), ((1, 1), (1, 1)), (1, 1), 1, (8, 8))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 70), st.integers(1, 40), st.sampled_from([(3, 3), (1, 1), (5, 5), (7, 7),
+                                                                                    (1, 7), (4, 6)]),
+       st.integers(0, 2**32 - 1))
+def test_the_packed_weights_are_implicit_gemms_layout(G, Og, Cg, kernel, seed):
+    """``_pack`` (16 x 16 blocks transposed in registers, the rest one by
+    one) lays out w as ``implicit_gemm.pack`` does, and its flipped mode
+    the flipped filters (``conv_strategy._flipped``) the same way."""
+    w = numpy.random.default_rng(seed).standard_normal((G * Og, Cg) + kernel).astype(numpy.float32)
+    T = kernel[0] * kernel[1]
+    for flip, (O, inputs) in ((False, (G * Og, Cg)), (True, (G * Cg, Og))):
+        CB = 16 * implicit_channels.vectors_a_block(O // G)
+        wp = numpy.full((G, -(-(O // G) // CB), T, inputs, CB), numpy.nan, numpy.float32)
+        implicit_channels._pack(w.reshape(G * Og, -1), G, flip, wp, 0, 1)
+        expected = implicit_gemm.pack(numpy.ascontiguousarray(conv_strategy._flipped(w, G)) if flip else w, G, CB)
+        numpy.testing.assert_array_equal(wp, expected)
+
+
+@pytest.mark.parametrize("Og, NV", [(16, 1), (24, 2), (32, 2), (48, 3), (64, 2), (80, 1), (96, 2), (144, 3),
+                                    (160, 2), (320, 2), (512, 2), (1, 1), (200, 1)])
+def test_a_block_leaves_the_fewest_lanes_empty(Og, NV):
+    """NV vectors of 16 output channels a block: the fewest padding
+    channels (a block count times NV vectors), then 2 vectors."""
+    assert implicit_channels.vectors_a_block(Og) == NV
+
+
+@pytest.mark.parametrize("N", [1, 5])
+def test_the_numbers_are_the_same_on_any_number_of_threads_and_in_any_group(N, monkeypatch):
+    """Each output value is summed whole by one tile, taps then channels,
+    whichever thread and whichever tile (pixels from one image or two):
+    the bits do not depend on the thread count or on how the images are
+    grouped, and an image gives the same numbers alone as in a batch."""
+    rng = numpy.random.default_rng(N)
+    x = rng.standard_normal((N, 24, 9, 11)).astype(numpy.float32)
+    w = rng.standard_normal((40, 24, 3, 3)).astype(numpy.float32)
+    gy = rng.standard_normal((N, 40, 9, 11)).astype(numpy.float32)
+    geometry = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    results = []
+    for threads, group_bytes in ((1, 1 << 20), (2, 0), (3, 1 << 20), (2, 30000)):
+        _threads(monkeypatch, threads, group_bytes)
+        results.append((implicit_channels.conv2d(x, w, None, *geometry, (9, 11)),
+                        implicit_channels.conv2d_grad_input(gy, w, *geometry, (9, 11))))
+    for y, gx in results[1:]:
+        numpy.testing.assert_array_equal(y, results[0][0])
+        numpy.testing.assert_array_equal(gx, results[0][1])
+    alone = implicit_channels.conv2d(x[-1:], w, None, *geometry, (9, 11))
+    numpy.testing.assert_array_equal(alone, results[0][0][-1:])
+
+
+@pytest.mark.usefixtures("fast_kernel")
+def test_the_rule_replaces_im2col_and_the_grouped_kernels_with_enough_output_channels():
+    if not registry.find("channels_conv2d", numpy):
+        pytest.skip("the backend in force has no channels path (MINICNN_BACKEND=numpy)")
+    pixels = conv_strategy.CHANNELS_MIN_PIXELS
+    outputs = conv_strategy.CHANNELS_MIN_GROUP_OUTPUTS
+    stride2 = ((2, 2), ((1, 1), (1, 1)))
+    assert _path(8, 64, 128, 1, (3, 3), *stride2) == "channels"                        # im2col's
+    assert _path(8, 128, 128, 1, (1, 7), padding=((0, 0), (3, 3)), out_size=(17, 17)) == "channels"
+    assert _path(1, 256, 256, 1, (3, 3), padding=((2, 2), (2, 2)), dilation=(2, 2)) == "channels"
+    assert _path(1, 64, outputs, 1, (3, 3), *stride2, out_size=(23, 23)) == "channels"     # 529 pixels
+    assert _path(1, 64, outputs - 1, 1, (3, 3), *stride2, out_size=(23, 23)) != "channels"
+    assert _path(1, 512, 512, 1, (3, 3), *stride2, out_size=(7, 7)) != "channels"           # 49 pixels
+    assert _path(pixels // 49, 512, 512, 1, (3, 3), *stride2, out_size=(7, 7)) != "channels"
+    assert _path(pixels // 49 + 1, 512, 512, 1, (3, 3), *stride2, out_size=(7, 7)) == "channels"
+    # grouped: in a batch, whatever the pixels; 16 output channels a group
+    assert _path(8, 512, 512, 32, (3, 3), out_size=(7, 7)) == "channels"                 # the "grouped" path's
+    assert _path(8, 512, 512, 32, (3, 3)) == "channels"                                  # the "implicit" path's
+    assert _path(8, 256, 256, 32, (3, 3)) != "channels"                                  # 8 a group
+    assert _path(1, 512, 512, 32, (3, 3)) != "channels"                                  # a lone image
+    # the input gradient: at stride 1, with Cg (gx's channels a group) for Og
+    assert _path(16, 128, 32, 1, (3, 3), out_size=(7, 7), direction="grad_input") == "channels"    # 784 pixels
+    assert _path(8, 128, 32, 1, (3, 3), out_size=(7, 7), direction="grad_input") != "channels"     # 392
+    assert _path(8, 8, 32, 1, (5, 5), padding=((2, 2), (2, 2)), direction="grad_input") != "channels"
+    assert _path(8, 64, 128, 1, (3, 3), *stride2, direction="grad_input") != "channels"
+    assert _path(8, 512, 512, 32, (3, 3), direction="grad_input") == "channels"
+    # what it never replaces, and never takes
+    assert _path(8, 128, 128, 1, (3, 3)).startswith("winograd")
+    assert _path(8, 64, 128, 1, (1, 1), (2, 2), ((0, 0), (0, 0))) == "pointwise"
+    assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) == "implicit"           # ungrouped, few taps
+    assert _path(8, 64, 128, 1, (3, 3), *stride2, direction="grad_weight") != "channels"
+    assert _path(8, 64, 128, 1, (3, 3), *stride2, dtype=numpy.float64) != "channels"
+    assert _path(8, 64, 128, 1, (2, 2), (2, 2), ((0, 1), (0, 1))) != "channels"          # asymmetric padding
+    assert _path(8, 128, 128, 128, (3, 3)) == "depthwise"
+
+
+def test_the_rule_keeps_off_a_cpu_where_the_kernel_is_slow(monkeypatch):
+    monkeypatch.setitem(registry._implementations["implicit_conv2d_fast"], "numba", lambda: False)
+    assert _path(8, 64, 128, 1, (3, 3), (2, 2)) != "channels"
+
+
+@pytest.mark.usefixtures("fast_kernel")
+@settings(max_examples=30, deadline=None)
+@given(st.data(), geometries(), st.booleans())
+def test_the_strategy_matches_the_reference(data, geometry, bias):
+    """Through ``conv_forward`` and ``conv_grad_input``, with the bounds
+    lowered so that every geometry the rule allows takes the path
+    (asserted), the results agree with the reference."""
+    N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
+    x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, bias)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_strategy, "CHANNELS_MIN_PIXELS", 1)
+        patch.setattr(conv_strategy, "IMPLICIT_MIN_IMAGES", 1)
+        for direction, size, outputs in (("forward", out_size, O), ("grad_input", in_size, C)):
+            path = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size, size,
+                                           direction, O, numpy.float32)[0]
+            if (path in ("im2col", "grouped") and kernel != (1, 1) and outputs // G >= 16
+                    and (direction == "forward" or _flipped_fits(padding, dilation, kernel, stride))):
+                pytest.fail(f"{direction}: {path}, not channels")
+            call = (x, w, b, stride, padding, dilation, G, out_size) if direction == "forward" else (
+                gy, w, stride, padding, dilation, G, in_size)
+            mine = getattr(conv_strategy, f"conv2d_{direction}")(*call)
+            expected = _reference(direction, *call)
+            terms = (C if direction == "forward" else O) // G * kernel[0] * kernel[1]
+            assert mine.shape == expected.shape and mine.dtype == numpy.float32
+            numpy.testing.assert_allclose(mine, expected, rtol=RTOL, atol=RTOL * terms)
