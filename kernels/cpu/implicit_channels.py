@@ -294,46 +294,52 @@ def _pack(w, G, flip, wp, part, parts):
     flat_w, flat_wp = w.reshape(-1), wp.reshape(-1)
     offsets = numpy.empty(16, numpy.intp)
     start, stop = _share(G * OB, part, parts)
+    # The vectors of a block are the innermost loop: each (tap, channel)'s
+    # CB weights are written side by side, whole cache lines at a time.
     for block in range(start, stop):
         g, b = block // OB, block % OB
         base = block * T * Cg * CB
-        for v in range(CB // 16):
-            o0, count = b * CB + 16 * v, min(16, Og - b * CB - 16 * v)   # the vector's first output channel, count
-            if not flip:
-                row0, k0 = g * Og + o0, 0
-                if count == 16:
-                    while k0 + 16 <= K:
-                        for j in range(16):
-                            offsets[j] = ((k0 + j) % T * Cg + (k0 + j) // T) * CB + 16 * v
-                        _transpose16(flat_w, row0 * K + k0, K, flat_wp, offsets, base, 16)
-                        k0 += 16
-                for k in range(k0, K):
-                    at = base + (k % T * Cg + k // T) * CB + 16 * v
-                    for i in range(16):
-                        flat_wp[at + i] = flat_w[(row0 + i) * K + k] if i < count else 0
-                continue
-            for c in range(Cg):                   # the flipped convolution's input channel: w's output channel
-                src = (g * Cg + c) * K + o0 * T   # w[g*Cg + c, o0, tap 0]
-                for t0 in range(0, T, 16):
-                    rows = min(16, T - t0)
-                    # 16 rows of 16 floats from src + t0 on, T apart: in bounds unless at the end of w
-                    if count == 16 and src + t0 + 15 * T + 16 <= flat_w.size:
-                        for j in range(rows):
-                            offsets[j] = ((T - 1 - t0 - j) * Cg + c) * CB + 16 * v
-                        _transpose16(flat_w, src + t0, T, flat_wp, offsets, base, rows)
+        if not flip:
+            for k0 in range(0, K, 16):            # 16 (channel, tap) pairs k = c*T + t of w's rows
+                width = min(16, K - k0)
+                for j in range(width):
+                    offsets[j] = ((k0 + j) % T * Cg + (k0 + j) // T) * CB
+                for v in range(CB // 16):
+                    row0, count = g * Og + b * CB + 16 * v, min(16, Og - b * CB - 16 * v)
+                    if count == 16 and width == 16:
+                        _transpose16(flat_w, row0 * K + k0, K, flat_wp, offsets, base + 16 * v, 16)
+                        continue
+                    for j in range(width):
+                        for i in range(16):
+                            flat_wp[base + offsets[j] + 16 * v + i] = flat_w[(row0 + i) * K + k0 + j] if i < count else 0
+            continue
+        for c in range(Cg):                       # the flipped convolution's input channel: w's output channel
+            for t0 in range(0, T, 16):
+                rows = min(16, T - t0)
+                for j in range(rows):
+                    offsets[j] = ((T - 1 - t0 - j) * Cg + c) * CB
+                for v in range(CB // 16):
+                    o0, count = b * CB + 16 * v, min(16, Og - b * CB - 16 * v)
+                    src = (g * Cg + c) * K + o0 * T + t0     # w[g*Cg + c, o0, tap t0]
+                    # 16 rows of 16 floats from src on, T apart: in bounds unless at the end of w
+                    if count == 16 and src + 15 * T + 16 <= flat_w.size:
+                        _transpose16(flat_w, src, T, flat_wp, offsets, base + 16 * v, rows)
                         continue
                     for j in range(rows):
-                        at = base + ((T - 1 - t0 - j) * Cg + c) * CB + 16 * v
                         for i in range(16):
-                            flat_wp[at + i] = flat_w[src + i * T + t0 + j] if i < count else 0
+                            flat_wp[base + offsets[j] + 16 * v + i] = flat_w[src + i * T + j] if i < count else 0
 
 
-def vectors_a_block(Og):
+def vectors_a_block(Og, pixels):
     """NV, the 16-channel vectors of an output-channel block, for Og
-    output channels a group: the fewest padding channels, then 2 (the
-    largest P for which both the weights and the broadcasts are reused)."""
+    output channels a group and ``pixels`` output pixels a group of
+    images: the fewest (channel, pixel) pairs computed, padding channels
+    of the last block and spare pixels of the last tile included (a 7x7
+    map, 49 pixels: tiles of 6, not 12), then 2 vectors (the largest P
+    for which both the weights and the broadcasts are reused)."""
     vectors = -(-Og // 16)
-    return min((2, 4, 3, 1), key=lambda nv: (-(-vectors // nv) * nv, nv != 2))
+    return min((2, 4, 3, 1), key=lambda nv: (-(-vectors // nv) * nv * -(-pixels // PIXELS[nv]) * PIXELS[nv],
+                                             nv != 2))
 
 
 #: Most bytes of one group's planes: a group of images is laid out and
@@ -344,28 +350,32 @@ GROUP_BYTES = 1 << 20
 PARALLEL_MACS = 1 << 22
 
 
-def _convolve(x, wp, b, O, KH, KW, stride, padding, dilation, out_size, caller):
-    """y (N, O, OH, OW) of the convolution of float32 x (N, C, H, W) by
-    packed weights ``wp`` (G, OB, KH*KW, Cg, CB) plus b (O,) or None:
+def _convolve(x, w, flip, b, O, KH, KW, stride, padding, dilation, out_size, groups, caller):
+    """y (N, O, OH, OW) of the convolution of float32 x (N, C, H, W) by w
+    (``flip``: by its flipped filters, see ``_pack``) plus b (O,) or None:
     with at least as many images as threads, each thread lays out and
     computes its own images, in groups of up to ``GROUP_BYTES``; with
-    fewer, the batch is laid out once and the threads share its tasks."""
-    N = x.shape[0]
-    groups, OB, _, Cg, CB = wp.shape
+    fewer, the batch is laid out once and the threads share its tasks.
+    The weights are packed for the block size that suits a group's
+    pixels (``vectors_a_block``)."""
+    N, Cg = x.shape[0], x.shape[1] // groups
     OH, OW, HQ, WQ, plane_shape, tap_offsets = _layout_geometry(x, Cg, KH, KW, stride, padding, dilation, out_size,
                                                                 caller, 1)
-    bias = numpy.zeros((groups, OB * CB), numpy.float32)
+    image_rows, L = groups * plane_shape[0] * Cg, plane_shape[2]
+    threads = thread_count()
+    B = max(1, min(-(-N // threads), GROUP_BYTES // (image_rows * L * 4))) if N >= threads else N
+    CB = 16 * vectors_a_block(O // groups, B * OH * OW)
+    wp = numpy.empty((groups, -(-(O // groups) // CB), KH * KW, Cg, CB), numpy.float32)
+    parallel_parts(_pack, wp.size, numpy.ascontiguousarray(w, dtype=numpy.float32).reshape(w.shape[0], -1), groups,
+                   flip, wp)
+    bias = numpy.zeros((groups, wp.shape[1] * CB), numpy.float32)
     if b is not None:
         bias[:, :O // groups] = numpy.asarray(b, dtype=numpy.float32).reshape(groups, O // groups)
     bias = bias.reshape(-1)
     y = numpy.empty((N, O, OH, OW), numpy.float32)
     rows = y.reshape(N, O, OH * OW)
-    image_rows, L = groups * plane_shape[0] * Cg, plane_shape[2]
     (sh, sw), ((ph, _), (pw, _)) = stride, padding
-    threads = thread_count()
     if N >= threads:
-        B = max(1, min(-(-N // threads), GROUP_BYTES // (image_rows * L * 4)))
-
         def work(mine):                 # one thread's images, in its own planes
             planes = numpy.empty((B, image_rows, L), numpy.float32)
             _images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, wp, bias, OW, rows, mine.start, mine.stop)
@@ -381,25 +391,15 @@ def _convolve(x, wp, b, O, KH, KW, stride, padding, dilation, out_size, caller):
     return y
 
 
-def _packed(w, groups, flip, O, Cg, T):
-    """wp (G, OB, T, Cg, CB) for the convolution of O output and G*Cg input
-    channels by w, or (``flip``) by its flipped filters (``_pack``)."""
-    CB = 16 * vectors_a_block(O // groups)
-    wp = numpy.empty((groups, -(-(O // groups) // CB), T, Cg, CB), numpy.float32)
-    parallel_parts(_pack, wp.size, numpy.ascontiguousarray(w, dtype=numpy.float32).reshape(w.shape[0], -1), groups,
-                   flip, wp)
-    return wp
-
-
 def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
     """y (N, O, OH, OW) float32 = conv2d(x, w) + b for float32 x (N, C, H,
     W), w (O, Cg, KH, KW), b (O,) or None; ``padding`` ((top, bottom),
     (left, right)) with top == bottom and left == right, ``out_size`` at
     most the convolution's output (``implicit_gemm.conv2d``'s arguments)."""
     x = numpy.ascontiguousarray(x, dtype=numpy.float32)
-    O, Cg, KH, KW = w.shape
-    wp = _packed(w, groups, False, O, Cg, KH * KW)
-    return _convolve(x, wp, b, O, KH, KW, stride, padding, dilation, out_size, "implicit_channels.conv2d")
+    O, _, KH, KW = w.shape
+    return _convolve(x, w, False, b, O, KH, KW, stride, padding, dilation, out_size, groups,
+                     "implicit_channels.conv2d")
 
 
 def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
@@ -413,6 +413,5 @@ def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     gy = numpy.ascontiguousarray(gy, dtype=numpy.float32)
     O, Cg, KH, KW = w.shape
     full = tuple((d * (k - 1) - lo, d * (k - 1) - hi) for k, d, (lo, hi) in zip((KH, KW), dilation, padding))
-    wp = _packed(w, groups, True, Cg * groups, O // groups, KH * KW)
-    return _convolve(gy, wp, None, Cg * groups, KH, KW, stride, full, dilation, in_size,
+    return _convolve(gy, w, True, None, Cg * groups, KH, KW, stride, full, dilation, in_size, groups,
                      "implicit_channels.conv2d_grad_input")

@@ -94,19 +94,21 @@ def test_the_packed_weights_are_implicit_gemms_layout(G, Og, Cg, kernel, seed):
     w = numpy.random.default_rng(seed).standard_normal((G * Og, Cg) + kernel).astype(numpy.float32)
     T = kernel[0] * kernel[1]
     for flip, (O, inputs) in ((False, (G * Og, Cg)), (True, (G * Cg, Og))):
-        CB = 16 * implicit_channels.vectors_a_block(O // G)
+        CB = 16 * implicit_channels.vectors_a_block(O // G, 240)
         wp = numpy.full((G, -(-(O // G) // CB), T, inputs, CB), numpy.nan, numpy.float32)
         implicit_channels._pack(w.reshape(G * Og, -1), G, flip, wp, 0, 1)
         expected = implicit_gemm.pack(numpy.ascontiguousarray(conv_strategy._flipped(w, G)) if flip else w, G, CB)
         numpy.testing.assert_array_equal(wp, expected)
 
 
-@pytest.mark.parametrize("Og, NV", [(16, 1), (24, 2), (32, 2), (48, 3), (64, 2), (80, 1), (96, 2), (144, 3),
-                                    (160, 2), (320, 2), (512, 2), (1, 1), (200, 1)])
-def test_a_block_leaves_the_fewest_lanes_empty(Og, NV):
-    """NV vectors of 16 output channels a block: the fewest padding
-    channels (a block count times NV vectors), then 2 vectors."""
-    assert implicit_channels.vectors_a_block(Og) == NV
+@pytest.mark.parametrize("Og, pixels, NV", [(16, 240, 1), (24, 240, 2), (32, 240, 2), (48, 240, 3), (64, 240, 2),
+                                            (80, 240, 1), (144, 240, 3), (200, 240, 1), (512, 240, 2), (1, 240, 1),
+                                            (512, 49, 4), (64, 49, 4), (32, 49, 2), (96, 16, 3)])
+def test_a_block_computes_the_fewest_spare_channels_and_pixels(Og, pixels, NV):
+    """NV vectors of 16 output channels a block, P = 24 / NV pixels a
+    tile: the fewest (channel, pixel) pairs computed for Og channels and
+    ``pixels`` pixels, then 2 vectors."""
+    assert implicit_channels.vectors_a_block(Og, pixels) == NV
 
 
 @pytest.mark.parametrize("N", [1, 5])
