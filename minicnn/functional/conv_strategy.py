@@ -86,11 +86,11 @@ im2col (everything else)
     a tile of columns at a time (``kernels/cpu/conv.py``), so that each
     tile is still in cache when the GEMM reads it.
 
-Then one more rule: where the path chosen is im2col or grouped, or
-implicit for a grouped convolution, "channels" takes its place if it
-applies (``_channels``):
+Then one more rule: where the path chosen is im2col, or (forward and
+input gradient) grouped or implicit for a grouped convolution,
+"channels" takes its place if it applies (``_channels``):
 
-channels (float32, 2-D, symmetric padding, not 1x1; forward, input gradient at stride 1)
+channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride 1)
     The implicit GEMM the other way round: 16 output *channels* a vector
     and 24 accumulators a tile (``kernels/cpu/implicit_channels.py``:
     NV vectors of channels by P pixels, each step NV weight vectors times
@@ -102,7 +102,9 @@ channels (float32, 2-D, symmetric padding, not 1x1; forward, input gradient at s
     (strided and dilated 3x3, 1x7 / 7x1, small maps in a batch) and a
     grouped one in a batch; the input gradient at stride 1 is the same
     kernel's convolution of gy with the flipped filters (packed from w
-    directly). Winograd keeps the 3x3 and 5x5 layers it takes (it does
+    directly), and the weight gradient at stride 1 a tile of 16 output
+    channels by 24 (channel, tap) pairs summed over all the pixels, gy
+    laid out channels last. Winograd keeps the 3x3 and 5x5 layers it takes (it does
     up to 4x fewer multiply-adds), the pointwise GEMMs the 1x1 ones, the
     "implicit" path the ungrouped layers of few taps. Only the CPU
     backend has this path, and takes it only where the CPU has AVX-512.
@@ -118,8 +120,9 @@ kernel registry (``kernels/registry.py``), looked up per call, so
     implicit_conv2d, implicit_conv2d_grad_weight   the implicit path (Numba
                          only; implicit_conv2d_fast says whether it runs at
                          full speed on this CPU)
-    channels_conv2d, channels_conv2d_grad_input   the channels path (Numba
-                         only; at full speed where implicit_conv2d is)
+    channels_conv2d, channels_conv2d_grad_input, channels_conv2d_grad_weight
+                         the channels path (Numba only; at full speed where
+                         implicit_conv2d is)
     winograd_conv2d, winograd_conv2d_grad_weight   (Numba only)
     batched_matmul, batched_matmul_sum            the pointwise GEMMs
     im2col_gemm_*        the im2col path, which calls im2col / col2im
@@ -260,6 +263,10 @@ WINOGRAD_5X5_MIN_CHANNELS = 8
 #: takes it in a batch (``IMPLICIT_MIN_IMAGES``) whatever its pixels:
 #: against "implicit", "grouped" and im2col, both directions, 0.69-0.93
 #: (8 x 512 x 7x7 g32 0.70); a lone image 1.37 (1 x 512 x 28x28 g32 /2).
+#: The weight gradient replaces im2col's only, at stride 1: 32 x 128 x
+#: 7x7 -> 32 0.74, 8 x 512 x 7x7 g32 0.80, 1x7 / 7x1 0.86-0.96, dilation
+#: 2 0.88-0.96, 16 x 512 x 7x7 1.05; at stride 2 1.01-1.29, against
+#: "implicit" 0.94-1.18, Winograd 1.05-2.08.
 CHANNELS_MIN_GROUP_OUTPUTS = 16
 CHANNELS_MIN_PIXELS = 512
 
@@ -306,7 +313,8 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     them none of these applies."""
     path, m = _first_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size,
                           direction, out_channels, dtype)
-    replaceable = path in ("im2col", "grouped") or (path == "implicit" and groups > 1)
+    replaceable = path == "im2col" or (direction != "grad_weight"
+                                       and (path == "grouped" or (path == "implicit" and groups > 1)))
     if replaceable and _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size,
                                  winograd_size, direction, out_channels):
         return "channels", 0
@@ -388,13 +396,15 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
               out_channels):
     """Whether the "channels" path replaces the one chosen (module
     docstring): a float32 2-D convolution, not 1x1, with symmetric padding,
-    its forward or (stride 1, ``_flipped_fits``) input gradient, of at
-    least ``CHANNELS_MIN_GROUP_OUTPUTS`` output channels a group (the
-    input gradient's: Cg), ungrouped with ``CHANNELS_MIN_PIXELS`` output
-    pixels or more, grouped in a batch, on a backend whose kernel runs at
-    full speed here."""
-    if (direction == "grad_weight" or not _float32(xp, dtype) or len(kernel_size) != 2
-            or all(k == 1 for k in kernel_size) or any(lo != hi for lo, hi in padding)):
+    its forward, or at stride 1 its input gradient (``_flipped_fits``) or
+    weight gradient, of at least ``CHANNELS_MIN_GROUP_OUTPUTS`` output
+    channels a group (the input gradient's: Cg), ungrouped with
+    ``CHANNELS_MIN_PIXELS`` output pixels or more, grouped in a batch, on
+    a backend whose kernel runs at full speed here."""
+    if (not _float32(xp, dtype) or len(kernel_size) != 2 or all(k == 1 for k in kernel_size)
+            or any(lo != hi for lo, hi in padding)):
+        return False
+    if direction == "grad_weight" and any(s != 1 for s in stride):
         return False
     if direction == "grad_input":
         if not _flipped_fits(stride, padding, dilation, kernel_size, in_size, out_size, out_channels):
@@ -606,6 +616,9 @@ def conv_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     if path == "implicit":
         return registry.lookup("implicit_conv2d_grad_weight", xp)(x, gy, kernel_size, stride, padding, dilation,
                                                                   groups)
+    if path == "channels":
+        return registry.lookup("channels_conv2d_grad_weight", xp)(x, gy, kernel_size, stride, padding, dilation,
+                                                                  groups)
     if path == "dense":
         return (gy.reshape(N, O).T @ _window(x, kernel_size, dilation)).reshape((O, C) + kernel_size)
     if path == "winograd":
@@ -804,3 +817,4 @@ registry.register("implicit_conv2d_grad_weight", "numba", f"{_CPU}implicit_gemm:
 registry.register("implicit_conv2d_fast", "numba", f"{_CPU}implicit_gemm:available")
 registry.register("channels_conv2d", "numba", f"{_CPU}implicit_channels:conv2d")
 registry.register("channels_conv2d_grad_input", "numba", f"{_CPU}implicit_channels:conv2d_grad_input")
+registry.register("channels_conv2d_grad_weight", "numba", f"{_CPU}implicit_channels:conv2d_grad_weight")

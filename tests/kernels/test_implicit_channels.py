@@ -2,8 +2,8 @@
 (``kernels/cpu/implicit_channels.py``) and the strategy's "channels" path,
 against the NumPy reference (im2col, then one matmul, in float64).
 
-The kernels (forward, and the input gradient through the flipped filters)
-are drawn on every geometry they take: groups, kernels square and not,
+The kernels (forward, weight gradient, and the input gradient through
+the flipped filters) are drawn on every geometry they take: groups, kernels square and not,
 wider than 16 taps, strides, dilations, symmetric padding, output
 channels that leave part of a 16-lane vector or of a block empty, maps
 smaller than a tile, batches below and above the thread count, images
@@ -58,18 +58,23 @@ def _flipped_fits(padding, dilation, kernel, stride):
 @settings(max_examples=60, deadline=None)
 @given(st.data(), geometries(), st.sampled_from([1, 2, 3]), st.sampled_from([0, 4096, 1 << 20]), st.booleans())
 def test_the_kernels_match_the_reference(data, geometry, threads, group_bytes, bias):
-    """The forward, and at stride 1 the input gradient."""
+    """The forward and the weight gradient, and at stride 1 the input
+    gradient."""
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
     x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, bias)
     with pytest.MonkeyPatch.context() as patch:
         _threads(patch, threads, group_bytes)
         y = implicit_channels.conv2d(x, w, b, stride, padding, dilation, G, out_size)
+        gw = implicit_channels.conv2d_grad_weight(x, gy, kernel, stride, padding, dilation, G)
         gx = None
         if _flipped_fits(padding, dilation, kernel, stride):
             gx = implicit_channels.conv2d_grad_input(gy, w, stride, padding, dilation, G, in_size)
     expected = _reference("forward", x, w, b, stride, padding, dilation, G, out_size)
     assert y.shape == expected.shape and y.dtype == numpy.float32
     numpy.testing.assert_allclose(y, expected, rtol=RTOL, atol=RTOL * (C // G) * kernel[0] * kernel[1])
+    expected = _reference("grad_weight", x, gy, kernel, stride, padding, dilation, G)
+    assert gw.shape == expected.shape and gw.dtype == numpy.float32
+    numpy.testing.assert_allclose(gw, expected, rtol=RTOL, atol=RTOL * N * out_size[0] * out_size[1])
     if gx is not None:
         expected = _reference("grad_input", gy, w, stride, padding, dilation, G, in_size)
         assert gx.shape == expected.shape and gx.dtype == numpy.float32
@@ -116,7 +121,8 @@ def test_the_numbers_are_the_same_on_any_number_of_threads_and_in_any_group(N, m
     """Each output value is summed whole by one tile, taps then channels,
     whichever thread and whichever tile (pixels from one image or two):
     the bits do not depend on the thread count or on how the images are
-    grouped, and an image gives the same numbers alone as in a batch."""
+    grouped, and an image gives the same numbers alone as in a batch. Each
+    weight gradient is summed by one task over all the pixels in order."""
     rng = numpy.random.default_rng(N)
     x = rng.standard_normal((N, 24, 9, 11)).astype(numpy.float32)
     w = rng.standard_normal((40, 24, 3, 3)).astype(numpy.float32)
@@ -126,10 +132,12 @@ def test_the_numbers_are_the_same_on_any_number_of_threads_and_in_any_group(N, m
     for threads, group_bytes in ((1, 1 << 20), (2, 0), (3, 1 << 20), (2, 30000)):
         _threads(monkeypatch, threads, group_bytes)
         results.append((implicit_channels.conv2d(x, w, None, *geometry, (9, 11)),
-                        implicit_channels.conv2d_grad_input(gy, w, *geometry, (9, 11))))
-    for y, gx in results[1:]:
+                        implicit_channels.conv2d_grad_input(gy, w, *geometry, (9, 11)),
+                        implicit_channels.conv2d_grad_weight(x, gy, (3, 3), *geometry)))
+    for y, gx, gw in results[1:]:
         numpy.testing.assert_array_equal(y, results[0][0])
         numpy.testing.assert_array_equal(gx, results[0][1])
+        numpy.testing.assert_array_equal(gw, results[0][2])
     alone = implicit_channels.conv2d(x[-1:], w, None, *geometry, (9, 11))
     numpy.testing.assert_array_equal(alone, results[0][0][-1:])
 
@@ -160,11 +168,15 @@ def test_the_rule_replaces_im2col_and_the_grouped_kernels_with_enough_output_cha
     assert _path(8, 8, 32, 1, (5, 5), padding=((2, 2), (2, 2)), direction="grad_input") != "channels"
     assert _path(8, 64, 128, 1, (3, 3), *stride2, direction="grad_input") != "channels"
     assert _path(8, 512, 512, 32, (3, 3), direction="grad_input") == "channels"
+    # the weight gradient: im2col's, at stride 1
+    assert _path(32, 128, 32, 1, (3, 3), out_size=(7, 7), direction="grad_weight") == "channels"
+    assert _path(8, 512, 512, 32, (3, 3), out_size=(7, 7), direction="grad_weight") == "channels"
+    assert _path(8, 512, 512, 32, (3, 3), direction="grad_weight") == "implicit"          # not implicit's
+    assert _path(8, 64, 128, 1, (3, 3), *stride2, direction="grad_weight") != "channels"
     # what it never replaces, and never takes
     assert _path(8, 128, 128, 1, (3, 3)).startswith("winograd")
     assert _path(8, 64, 128, 1, (1, 1), (2, 2), ((0, 0), (0, 0))) == "pointwise"
     assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) == "implicit"           # ungrouped, few taps
-    assert _path(8, 64, 128, 1, (3, 3), *stride2, direction="grad_weight") != "channels"
     assert _path(8, 64, 128, 1, (3, 3), *stride2, dtype=numpy.float64) != "channels"
     assert _path(8, 64, 128, 1, (2, 2), (2, 2), ((0, 1), (0, 1))) != "channels"          # asymmetric padding
     assert _path(8, 128, 128, 128, (3, 3)) == "depthwise"
@@ -179,7 +191,7 @@ def test_the_rule_keeps_off_a_cpu_where_the_kernel_is_slow(monkeypatch):
 @settings(max_examples=30, deadline=None)
 @given(st.data(), geometries(), st.booleans())
 def test_the_strategy_matches_the_reference(data, geometry, bias):
-    """Through ``conv_forward`` and ``conv_grad_input``, with the bounds
+    """Through ``conv_forward``, ``conv_grad_input`` and ``conv_grad_weight``, with the bounds
     lowered so that every geometry the rule allows takes the path
     (asserted), the results agree with the reference."""
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
@@ -187,16 +199,21 @@ def test_the_strategy_matches_the_reference(data, geometry, bias):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv_strategy, "CHANNELS_MIN_PIXELS", 1)
         patch.setattr(conv_strategy, "IMPLICIT_MIN_IMAGES", 1)
-        for direction, size, outputs in (("forward", out_size, O), ("grad_input", in_size, C)):
+        for direction, size, outputs in (("forward", out_size, O), ("grad_input", in_size, C),
+                                         ("grad_weight", out_size, O)):
             path = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size, size,
                                            direction, O, numpy.float32)[0]
-            if (path in ("im2col", "grouped") and kernel != (1, 1) and outputs // G >= 16
-                    and (direction == "forward" or _flipped_fits(padding, dilation, kernel, stride))):
+            replaceable = path == "im2col" or (path == "grouped" and direction != "grad_weight")
+            applies = {"forward": True, "grad_input": _flipped_fits(padding, dilation, kernel, stride),
+                       "grad_weight": stride == (1, 1)}[direction]
+            if replaceable and applies and kernel != (1, 1) and outputs // G >= 16:
                 pytest.fail(f"{direction}: {path}, not channels")
-            call = (x, w, b, stride, padding, dilation, G, out_size) if direction == "forward" else (
-                gy, w, stride, padding, dilation, G, in_size)
+            call = {"forward": (x, w, b, stride, padding, dilation, G, out_size),
+                    "grad_input": (gy, w, stride, padding, dilation, G, in_size),
+                    "grad_weight": (x, gy, kernel, stride, padding, dilation, G)}[direction]
             mine = getattr(conv_strategy, f"conv2d_{direction}")(*call)
             expected = _reference(direction, *call)
-            terms = (C if direction == "forward" else O) // G * kernel[0] * kernel[1]
+            terms = {"forward": C // G * kernel[0] * kernel[1], "grad_input": O // G * kernel[0] * kernel[1],
+                     "grad_weight": N * out_size[0] * out_size[1]}[direction]
             assert mine.shape == expected.shape and mine.dtype == numpy.float32
             numpy.testing.assert_allclose(mine, expected, rtol=RTOL, atol=RTOL * terms)
