@@ -10,7 +10,11 @@ depthwise_conv2d_forward, _grad_input, _grad_weight
     the direct kernels of ``depthwise.py`` (no column matrix at all); a
     forward of a few small planes (``CHANNELS_LAST_MAX_PIXELS``), or of
     small planes in a batch (``CHANNELS_LAST_MAX_IMAGE_PIXELS``), runs
-    channels last.
+    channels last. A float32 forward of one output channel a channel,
+    and its input gradient at stride 1 (the forward of gy with the
+    flipped taps), run 16 channels a vector instead
+    (``depthwise_lanes.py``) where the CPU has AVX-512
+    (``implicit_gemm.available``).
 grouped_conv2d_forward, grouped_conv2d_grad_weight
     the forward and weight gradient of a grouped convolution of few
     channels a group, by the same direct kernels.
@@ -49,6 +53,7 @@ import math
 
 import numpy
 
+from . import depthwise_lanes, implicit_gemm
 from .depthwise import (CHANNELS_LAST_MAX_IMAGE_PIXELS, CHANNELS_LAST_MAX_PIXELS, depthwise_forward,
                         depthwise_forward_channels_last, depthwise_grad_input, depthwise_grad_weight, direct_forward,
                         direct_grad_weight)
@@ -64,8 +69,12 @@ def _geometry(stride, padding, dilation):
 
 # -- depthwise ------------------------------------------------------------------
 def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
-    """y (N, O, OH, OW) = depthwise conv2d(x, w) + b (G == C); b may be None."""
+    """y (N, O, OH, OW) = depthwise conv2d(x, w) + b (G == C); b may be None.
+    float32 with one output channel a channel runs 16 channels a vector
+    (``depthwise_lanes.py``) where the CPU has AVX-512."""
     x = numpy.ascontiguousarray(x)
+    if x.dtype == numpy.float32 and w.shape[0] == x.shape[1] and implicit_gemm.available():
+        return depthwise_lanes.depthwise_conv2d(x, w, b, stride, padding, dilation, out_size)
     N, O, (KH, KW) = x.shape[0], w.shape[0], w.shape[2:]
     y = numpy.empty((N, O) + tuple(out_size), dtype=x.dtype)
     bias = numpy.zeros(O, x.dtype) if b is None else numpy.ascontiguousarray(b)
@@ -96,8 +105,17 @@ def grouped_conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, gr
 
 
 def depthwise_conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
-    """gx (N, C, H, W) for gy (N, O, OH, OW), the adjoint of the forward in x."""
+    """gx (N, C, H, W) for gy (N, O, OH, OW), the adjoint of the forward in x.
+    At stride 1, float32 with one output channel a channel, padding at
+    most the kernel's reach before: the 16-channel forward
+    (``depthwise_lanes.py``) of gy with the flipped taps, padded by the
+    reach less the padding, where the CPU has AVX-512."""
     gy = numpy.ascontiguousarray(gy)
+    reach = [d * (k - 1) for k, d in zip(w.shape[2:], dilation)]
+    if (gy.dtype == numpy.float32 and w.shape[0] == gy.shape[1] == groups and tuple(stride) == (1, 1)
+            and all(lo <= r for (lo, _), r in zip(padding, reach)) and implicit_gemm.available()):
+        full = tuple((r - lo, r - hi) for (lo, hi), r in zip(padding, reach))
+        return depthwise_lanes.depthwise_conv2d(gy, w[:, :, ::-1, ::-1], None, (1, 1), full, dilation, in_size)
     N, O, (KH, KW) = gy.shape[0], w.shape[0], w.shape[2:]
     gx = numpy.empty((N, w.shape[1] * groups) + tuple(in_size), dtype=gy.dtype)
     depthwise_grad_input(gy, numpy.ascontiguousarray(w.reshape(O, KH, KW)), gx, *_geometry(stride, padding, dilation))

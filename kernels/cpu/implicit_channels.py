@@ -80,6 +80,12 @@ PIXELS = {1: 24, 2: 12, 3: 8, 4: 6}
 CHUNK_PIXELS = 240
 
 
+def _vectors(builder):
+    """(pointer, offset) -> a pointer to the 16-float vector at element
+    ``offset`` of ``pointer`` (float32)."""
+    return lambda pointer, offset: builder.bitcast(builder.gep(pointer, [offset]), _F16.as_pointer())
+
+
 def _tile_intrinsic(NV):
     """The register tile of NV vectors of output channels by PIXELS[NV]
     pixels, as an LLVM IR intrinsic (module docstring)."""
@@ -105,9 +111,7 @@ def _tile_intrinsic(NV):
              out, out_offset) = _intp_args(context, builder, signature, args)
             const, fma = _constants(context), _fma(builder)
             intp = context.get_value_type(types.intp)
-
-            def vector_at(pointer, offset):
-                return builder.bitcast(builder.gep(pointer, [offset]), _F16.as_pointer())
+            vector_at = _vectors(builder)
             b0 = _pointer(context, builder, kinds[9], bias, b_offset, _F32)
             starts = [builder.load(vector_at(b0, const(16 * i)), align=4) for i in range(NV)]
             # accumulators in stack slots: LLVM promotes them to registers
@@ -266,9 +270,7 @@ def _weight_tile_intrinsic(NV):
              acc_at) = _intp_args(context, builder, signature, args)
             const, fma = _constants(context), _fma(builder)
             intp = context.get_value_type(types.intp)
-
-            def vector_at(pointer, offset):
-                return builder.bitcast(builder.gep(pointer, [offset]), _F16.as_pointer())
+            vector_at = _vectors(builder)
             a0 = _pointer(context, builder, kinds[9], acc_out, acc_at, _F32)
             acc = [[cgutils.alloca_once_value(builder, builder.load(vector_at(a0, const(k * CB + 16 * i)), align=4))
                     for k in range(K)] for i in range(NV)]

@@ -142,41 +142,6 @@ def _tile(typingctx, planes, x_offset, tap_offsets, channels, plane_stride, wp, 
     return sig, codegen
 
 
-@intrinsic
-def _depthwise_tile(typingctx, planes, x_offset, tap_offsets, w, w_offset, bias, out):
-    """out[q] = bias + the sum over taps t of planes[x_offset +
-    tap_offsets[t] + q] * w[w_offset + t], for q < TILE_P grid pixels of
-    one channel: ``_tile`` for a depthwise convolution, one output channel
-    reading one input channel (NPV accumulators). All arrays flat float32
-    (``tap_offsets`` intp), ``bias`` a float32."""
-    dtypes = [getattr(array, "dtype", None) for array in (planes, tap_offsets, w, out)]
-    if dtypes != [types.float32, types.intp, types.float32, types.float32] or bias != types.float32:
-        return None     # the IR below reads exactly these element types
-    sig = types.void(planes, x_offset, tap_offsets, w, w_offset, bias, out)
-
-    def codegen(context, builder, signature, args):
-        kinds = signature.args
-        planes, x_offset, tap_offsets, w, w_offset, bias, out = _intp_args(context, builder, signature, args)
-        const, fma = _constants(context), _fma(builder)
-        acc = [cgutils.alloca_once_value(builder, _splat(builder, bias, _F16)) for _ in range(NPV)]
-        x0 = _pointer(context, builder, kinds[0], planes, x_offset, _F32)
-        tap_start = _pointer(context, builder, kinds[2], tap_offsets, const(0), context.get_value_type(types.intp))
-        w0 = _pointer(context, builder, kinds[3], w, w_offset, _F32)
-        taps = cgutils.create_struct_proxy(kinds[2])(context, builder, value=tap_offsets).nitems
-        with cgutils.for_range(builder, taps) as tap:
-            xt = builder.gep(x0, [builder.load(builder.gep(tap_start, [tap.index]))])
-            weight = _splat(builder, builder.load(builder.gep(w0, [tap.index])), _F16)
-            for j in range(NPV):
-                pixels = builder.load(builder.bitcast(builder.gep(xt, [const(16 * j)]), _F16.as_pointer()), align=4)
-                builder.store(builder.call(fma, [pixels, weight, builder.load(acc[j])]), acc[j])
-        out0 = _pointer(context, builder, kinds[6], out, const(0), _F32)
-        for j in range(NPV):
-            builder.store(builder.load(acc[j]), builder.bitcast(builder.gep(out0, [const(16 * j)]), _F16.as_pointer()),
-                          align=4)
-        return context.get_dummy_value()
-    return sig, codegen
-
-
 #: (tap, channel) pairs of the weight gradient's register tile: NO x NK
 #: accumulators (``_weight_tile``).
 NK = 6
@@ -351,42 +316,6 @@ def _weight_tasks(planes, k_offsets, grid, gw, part, parts):
                 gw[g, ob * NO + i, kb * NK + j] = total[i * NK + j]
 
 
-@numba.njit(**JIT)
-def _depthwise_tiles(planes, tap_offsets, w, b, WQ, OW, out, start, stop):
-    """out (C, OH*OW) = one image's depthwise convolution, its (channel,
-    pixel tile) tasks [start, stop): ``_depthwise_tile`` and the copy of
-    each tile's pixels on the output."""
-    C, OHW = out.shape
-    T, OH = w.shape[1], OHW // OW
-    tiles = -(-OH * WQ // TILE_P)
-    rows_per_channel, L = planes.shape[0] // C, planes.shape[1]
-    flat_planes, flat_w = planes.reshape(-1), w.reshape(-1)
-    tile = numpy.empty(TILE_P, numpy.float32)
-    for task in range(start, stop):
-        c, t = task // tiles, task % tiles
-        q0, q1 = t * TILE_P, min((t + 1) * TILE_P, OH * WQ)
-        _depthwise_tile(flat_planes, c * rows_per_channel * L + q0, tap_offsets, flat_w, c * T, b[c], tile)
-        copy_out(tile, 1, q0, q1, WQ, OW, out, c)
-
-
-@numba.njit(**JIT)
-def _depthwise_images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, w, b, OW, out, start, stop):
-    """out[n] for images start <= n < stop, each laid out in ``planes``
-    (Cg is 1) and then computed whole: one thread's images."""
-    tasks = x.shape[1] * -(-(out.shape[2] // OW) * WQ // TILE_P)
-    for n in range(start, stop):
-        _planes(x[n], Cg, sh, sw, ph, pw, HQ, WQ, planes)
-        _depthwise_tiles(planes, tap_offsets, w, b, WQ, OW, out[n], 0, tasks)
-
-
-@numba.njit(**JIT)
-def _depthwise_part(planes, tap_offsets, w, b, WQ, OW, out, part, parts):
-    """``_depthwise_tiles`` of one image, this part's share of its tasks."""
-    tasks = out.shape[0] * -(-(out.shape[1] // OW) * WQ // TILE_P)
-    start, stop = _share(tasks, part, parts)
-    _depthwise_tiles(planes, tap_offsets, w, b, WQ, OW, out, start, stop)
-
-
 def pack(w, groups, block=NO):
     """float32 weights ``w`` (O, Cg, KH, KW) in the ``wp`` layout (G, OB,
     KH*KW, Cg, block) of blocks of ``block`` output channels (NO here,
@@ -449,11 +378,10 @@ def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
     W), w (O, Cg, KH, KW), b (O,) or None; ``padding`` ((top, bottom),
     (left, right)) with top == bottom and left == right (``vnni._geometry``'s
     symmetric padding), ``out_size`` at most the convolution's output.
-    A depthwise convolution (one input and one output channel a group)
-    takes tiles of one channel (``_depthwise_tile``), any other
-    ``_tile``'s NO channels; shared out among the threads by ``_run``."""
+    Tiles of ``_tile``'s NO channels, shared out among the threads by
+    ``_run``."""
     x = numpy.ascontiguousarray(x, dtype=numpy.float32)
-    N, C = x.shape[:2]
+    N = x.shape[0]
     O, Cg, KH, KW = w.shape
     OH, OW, HQ, WQ, plane_shape, tap_offsets = _layout_geometry(x, Cg, KH, KW, stride, padding, dilation, out_size,
                                                                 "implicit_gemm.conv2d")
@@ -461,11 +389,6 @@ def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
     rows = y.reshape(N, O, OH * OW)
     geometry = (x, Cg, stride, padding, HQ, WQ, groups * plane_shape[0] * Cg, plane_shape[2])
     macs = O * Cg * KH * KW * OH * OW
-    if groups == C == O:
-        taps = numpy.ascontiguousarray(numpy.asarray(w, dtype=numpy.float32).reshape(C, -1))
-        bias = numpy.zeros(C, numpy.float32) if b is None else numpy.ascontiguousarray(b, dtype=numpy.float32)
-        _run(_depthwise_images, _depthwise_part, *geometry, (tap_offsets, taps, bias), OW, rows, macs)
-        return y
     wp = pack(numpy.asarray(w, dtype=numpy.float32), groups)
     bias = numpy.zeros((groups, wp.shape[1] * NO), numpy.float32)
     if b is not None:

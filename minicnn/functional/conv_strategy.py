@@ -26,7 +26,9 @@ depthwise (G == C)
     Each output channel reads one input channel, so a GEMM would multiply
     (Og, KH*KW) by (KH*KW, L) matrices: a few multiply-adds per entry of
     a column matrix that costs a copy of x per tap. The CPU and the GPU
-    compute it directly; NumPy's version is the im2col path below.
+    compute it directly (the CPU's float32 forward 16 channels a vector,
+    ``kernels/cpu/depthwise_lanes.py``, where it has AVX-512); NumPy's
+    version is the im2col path below.
 implicit (float32, 2-D, symmetric padding, not 1x1; all three directions)
     With few taps a group, Kg = Cg*KH*KW, each column of im2col's matrix
     is used by few multiply-adds, so building it is most of the time. The
@@ -45,10 +47,7 @@ implicit (float32, 2-D, symmetric padding, not 1x1; all three directions)
     ``IMPLICIT_MIN_IMAGES`` or more (a lone image keeps the "grouped"
     path, whose threads share one image better). The input gradient at
     stride 1 is the forward kernel's convolution of gy with the flipped
-    filters (as for "grouped" below), so there Cg is Og. A depthwise
-    forward of ``IMPLICIT_MIN_DEPTHWISE_TAPS`` taps or more (5x5, 7x7) at
-    stride 1 on maps of ``IMPLICIT_MIN_DEPTHWISE_SIZE`` and up takes it
-    too, one channel a tile. Only the CPU backend has this path, and
+    filters (as for "grouped" below), so there Cg is Og. Only the CPU backend has this path, and
     takes it only where the CPU has AVX-512 (32 vector registers: the
     tiles' accumulators stay in them).
 grouped (1 < G < C, Cg <= DIRECT_MAX_GROUP_CHANNELS, 2-D, not 1x1; forward)
@@ -205,19 +204,6 @@ IMPLICIT_MIN_ROW = 200
 #: 16 x 64 x 56x56 /2 g4, 8 x 128 x 56x56 /2 g8, 8 x 512 x 28x28 /2 g32),
 #: Cg 8 1.11-1.12 (8 x 256 x 56x56 /2 g32).
 IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS = 16
-#: Fewest taps of a stride-1 depthwise forward for the "implicit" path
-#: (one channel a tile; each tap a multiply-add of 16 pixels from one
-#: vector load, against ``depthwise.py``'s load and store of the outputs
-#: per pass), same process, time / the depthwise kernel's: 7x7 8 x 96 x
-#: 56x56 0.56-0.83, 8 x 192 x 28x28 0.74-0.80, 32 x 384 x 14x14
-#: 0.73-0.85; 5x5 8 x 240 x 28x28 0.80-0.90, 1 x 480 x 14x14 0.84-0.89;
-#: but 3x3 1.08-1.48 and 5x5 at stride 2 1.20-1.24. On small maps the
-#: grid's padding columns cost more than the loads save (batch 8-16): 14x14
-#: 1.09-1.10 (5x5; 32 x 384 x 14x14 7x7 was 0.73-0.85 in another run),
-#: 12x12 1.04, 7x7 1.15 (5x5) and 1.64 (7x7), 6x6 1.21, 3x3 5.3: hence the
-#: smallest output side ``IMPLICIT_MIN_DEPTHWISE_SIZE``.
-IMPLICIT_MIN_DEPTHWISE_TAPS = 25
-IMPLICIT_MIN_DEPTHWISE_SIZE = 28
 #: F(2x2, 5x5)'s rules, measured on 5x5 "same" layers (fwd/gx/gw, 2
 #: threads; benchmarks/results/NOTES.md): fewest 2x2 output tiles (1 x 256
 #: x 14x14, 49 tiles: 1.6x im2col's time; 2 x 128 x 14x14, 98: 0.8-0.9x;
@@ -326,8 +312,6 @@ def _first_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_si
     """``conv_path``'s choice among the module docstring's paths."""
     unpadded = all(lo == hi == 0 for lo, hi in padding)
     if groups == C and len(kernel_size) == 2:
-        if _implicit_depthwise(xp, dtype, C, kernel_size, stride, padding, out_size, direction, out_channels):
-            return "implicit", 0
         return "depthwise", 0
     if _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size,
                  direction, out_channels):
@@ -419,17 +403,6 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     if groups > 1 and N < IMPLICIT_MIN_IMAGES:
         return False
     return bool(registry.find("channels_conv2d", xp)) and _implicit_kernel_fast(xp)
-
-
-def _implicit_depthwise(xp, dtype, C, kernel_size, stride, padding, out_size, direction, out_channels):
-    """Whether a depthwise forward takes the "implicit" path: float32, one
-    output channel a group, stride 1, symmetric padding, a kernel of at
-    least ``IMPLICIT_MIN_DEPTHWISE_TAPS`` taps, an output of at least
-    ``IMPLICIT_MIN_DEPTHWISE_SIZE`` a side, on a backend whose kernel runs
-    at full speed here."""
-    return (direction == "forward" and _float32(xp, dtype) and out_channels == C and all(s == 1 for s in stride)
-            and all(lo == hi for lo, hi in padding) and min(out_size) >= IMPLICIT_MIN_DEPTHWISE_SIZE
-            and math.prod(kernel_size) >= IMPLICIT_MIN_DEPTHWISE_TAPS and _implicit_kernel_fast(xp))
 
 
 def _float32(xp, dtype):

@@ -164,46 +164,6 @@ def test_the_strategy_matches_the_reference(data, geometry, threads, bias):
             numpy.testing.assert_allclose(mine, expected, rtol=RTOL, atol=RTOL * terms)
 
 
-def depthwise_geometries():
-    """``geometries()`` of a depthwise conv2d (one output channel a
-    channel: C = O = groups)."""
-    return conv_geometries(st.integers(1, 20), (1, 1), (1, 1), [(7, 7), (5, 5), (3, 3), (1, 7), (2, 4)],
-                           ((1, 2), (1, 2)), max_padding=3, extra=30, images=4)
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.data(), depthwise_geometries(), st.sampled_from([1, 2, 3]), st.booleans())
-def test_the_depthwise_kernel_matches_the_reference(data, geometry, threads, bias):
-    """A depthwise convolution takes tiles of one channel."""
-    N, C, _, _, kernel, stride, padding, dilation, in_size, out_size = geometry
-    x, w, b, _ = conv_arrays(data, N, C, C, C, kernel, in_size, out_size, numpy.float32, bias)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(implicit_gemm, "thread_count", lambda: threads)
-        patch.setattr(threads_module, "thread_count", lambda: threads)
-        patch.setattr(implicit_gemm, "PARALLEL_MACS", 0)
-        y = implicit_gemm.conv2d(x, w, b, stride, padding, dilation, C, out_size)
-    expected = _reference("forward", x, w, b, stride, padding, dilation, C, out_size)
-    assert y.shape == expected.shape and y.dtype == numpy.float32
-    numpy.testing.assert_allclose(y, expected, rtol=RTOL, atol=RTOL * kernel[0] * kernel[1])
-
-
-@pytest.mark.usefixtures("fast_kernel")
-def test_the_rule_takes_wide_depthwise_kernels_at_stride_1():
-    if not registry.find("implicit_conv2d", numpy):
-        pytest.skip("the backend in force has no implicit path (MINICNN_BACKEND=numpy)")
-    wide = ((3, 3), (3, 3))
-    size = conv_strategy.IMPLICIT_MIN_DEPTHWISE_SIZE
-    assert _path(8, 192, 192, 192, (7, 7), padding=wide, out_size=(size, size)) == "implicit"
-    assert _path(8, 240, 240, 240, (5, 5), padding=((2, 2), (2, 2)), out_size=(size, 40)) == "implicit"
-    assert _path(8, 240, 240, 240, (5, 5), padding=((2, 2), (2, 2)), out_size=(size - 1, 40)) == "depthwise"
-    assert _path(8, 144, 144, 144, (3, 3)) == "depthwise"                                  # too few taps
-    assert _path(8, 144, 144, 144, (5, 5), (2, 2), ((2, 2), (2, 2))) == "depthwise"        # stride 2
-    assert _path(8, 192, 384, 192, (7, 7), padding=wide) == "depthwise"                    # two outputs a channel
-    assert _path(8, 192, 192, 192, (7, 7), padding=wide, dtype=numpy.float64) == "depthwise"
-    assert _path(8, 192, 192, 192, (7, 7), padding=wide, direction="grad_weight") == "depthwise"
-    assert _path(8, 192, 192, 192, (4, 4), padding=((1, 2), (1, 2))) == "depthwise"       # asymmetric padding
-
-
 @pytest.mark.usefixtures("fast_kernel")
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2)])
 def test_long_rows_of_a_1d_convolution_take_the_path(stride, dilation):
