@@ -98,6 +98,7 @@ channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride
     lane does work, and the tile runs at the core's peak: no column
     matrix, the weights packed once a call. It takes an ungrouped
     convolution of at least ``CHANNELS_MIN_PIXELS`` output pixels in all
+    (the forward from ``CHANNELS_MIN_FORWARD_PIXELS``)
     (strided and dilated 3x3, 1x7 / 7x1, small maps in a batch) and a
     grouped one in a batch; the input gradient at stride 1 is the same
     kernel's convolution of gy with the flipped filters (packed from w
@@ -243,9 +244,14 @@ WINOGRAD_5X5_MIN_CHANNELS = 8
 #: for too few pixels and im2col's GEMM reads them as they are. Forward,
 #: against im2col: 8 x 64 x 56x56 -> 128 3x3/2 0.80, 32 x 128 x 7x7 -> 32
 #: 0.66, 8 x 128 x 17x17 1x7 0.84, 1 x 256 x 28x28 d2 0.88, 16 x 512 x
-#: 7x7 (784 pixels) 1.00; but 8 x 256 x 14x14 -> 512 3x3/2 (392) 1.15, 1
-#: x 512 x 7x7 (49) 1.12. Input gradient: 0.49-0.96 from 784 pixels up;
-#: 8 x 160 x 7x7 -> 320 (392) 1.22, 1 x 512 x 7x7 1.46. A grouped one
+#: 7x7 (784 pixels) 1.00; with tiles sized to the pixels, from 196 pixels
+#: (``CHANNELS_MIN_FORWARD_PIXELS``): 16 x 256 x 4x4 (256) 0.78, 16 x 128
+#: x 8x8 -> 256 /2 (256) 0.85, 1 x 256 x 14x14 (196) 0.85-0.89, 1 x 1024 x
+#: 14x14 d2 0.83-0.94, 2 x 512 x 14x14 (392) 0.93-0.98, 8 x 256 x 14x14
+#: -> 512 /2 (392) 0.99-1.15, 1 x 192 x 17x17 7x1 (289) 0.96-1.20; 1 x 512
+#: x 7x7 (49) 0.99-1.28. Input gradient: 0.49-0.96 from 784 pixels up;
+#: 8 x 160 x 7x7 -> 320 (392) 1.06-1.22, 1 x 512 x 7x7 1.30-1.54; 16 x 256
+#: x 4x4 1.46; the weight gradient likewise (16 x 256 x 4x4 1.14). A grouped one
 #: takes it in a batch (``IMPLICIT_MIN_IMAGES``) whatever its pixels:
 #: against "implicit", "grouped" and im2col, both directions, 0.69-0.93
 #: (8 x 512 x 7x7 g32 0.70); a lone image 1.37 (1 x 512 x 28x28 g32 /2).
@@ -255,6 +261,7 @@ WINOGRAD_5X5_MIN_CHANNELS = 8
 #: "implicit" 0.94-1.18, Winograd 1.05-2.08.
 CHANNELS_MIN_GROUP_OUTPUTS = 16
 CHANNELS_MIN_PIXELS = 512
+CHANNELS_MIN_FORWARD_PIXELS = 196
 
 
 # -- which path ---------------------------------------------------------------
@@ -383,8 +390,9 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     its forward, or at stride 1 its input gradient (``_flipped_fits``) or
     weight gradient, of at least ``CHANNELS_MIN_GROUP_OUTPUTS`` output
     channels a group (the input gradient's: Cg), ungrouped with
-    ``CHANNELS_MIN_PIXELS`` output pixels or more, grouped in a batch, on
-    a backend whose kernel runs at full speed here."""
+    ``CHANNELS_MIN_PIXELS`` output pixels or more
+    (``CHANNELS_MIN_FORWARD_PIXELS`` for the forward), grouped in a batch,
+    on a backend whose kernel runs at full speed here."""
     if (not _float32(xp, dtype) or len(kernel_size) != 2 or all(k == 1 for k in kernel_size)
             or any(lo != hi for lo, hi in padding)):
         return False
@@ -398,7 +406,8 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
         outputs, size = (out_channels or 0) // groups, out_size
     if outputs < CHANNELS_MIN_GROUP_OUTPUTS:
         return False
-    if groups == 1 and N * math.prod(size) < CHANNELS_MIN_PIXELS:
+    least_pixels = CHANNELS_MIN_FORWARD_PIXELS if direction == "forward" else CHANNELS_MIN_PIXELS
+    if groups == 1 and N * math.prod(size) < least_pixels:
         return False
     if groups > 1 and N < IMPLICIT_MIN_IMAGES:
         return False

@@ -146,7 +146,7 @@ def test_the_numbers_are_the_same_on_any_number_of_threads_and_in_any_group(N, m
 def test_the_rule_replaces_im2col_and_the_grouped_kernels_with_enough_output_channels():
     if not registry.find("channels_conv2d", numpy):
         pytest.skip("the backend in force has no channels path (MINICNN_BACKEND=numpy)")
-    pixels = conv_strategy.CHANNELS_MIN_PIXELS
+    pixels = conv_strategy.CHANNELS_MIN_FORWARD_PIXELS
     outputs = conv_strategy.CHANNELS_MIN_GROUP_OUTPUTS
     stride2 = ((2, 2), ((1, 1), (1, 1)))
     assert _path(8, 64, 128, 1, (3, 3), *stride2) == "channels"                        # im2col's
@@ -155,8 +155,8 @@ def test_the_rule_replaces_im2col_and_the_grouped_kernels_with_enough_output_cha
     assert _path(1, 64, outputs, 1, (3, 3), *stride2, out_size=(23, 23)) == "channels"     # 529 pixels
     assert _path(1, 64, outputs - 1, 1, (3, 3), *stride2, out_size=(23, 23)) != "channels"
     assert _path(1, 512, 512, 1, (3, 3), *stride2, out_size=(7, 7)) != "channels"           # 49 pixels
-    assert _path(pixels // 49, 512, 512, 1, (3, 3), *stride2, out_size=(7, 7)) != "channels"
-    assert _path(pixels // 49 + 1, 512, 512, 1, (3, 3), *stride2, out_size=(7, 7)) == "channels"
+    assert _path(pixels // 49 - 1, 512, 512, 1, (3, 3), *stride2, out_size=(7, 7)) != "channels"
+    assert _path(pixels // 49, 512, 512, 1, (3, 3), *stride2, out_size=(7, 7)) == "channels"
     # grouped: in a batch, whatever the pixels; 16 output channels a group
     assert _path(8, 512, 512, 32, (3, 3), out_size=(7, 7)) == "channels"                 # the "grouped" path's
     assert _path(8, 512, 512, 32, (3, 3)) == "channels"                                  # the "implicit" path's
@@ -165,6 +165,7 @@ def test_the_rule_replaces_im2col_and_the_grouped_kernels_with_enough_output_cha
     # the input gradient: at stride 1, with Cg (gx's channels a group) for Og
     assert _path(16, 128, 32, 1, (3, 3), out_size=(7, 7), direction="grad_input") == "channels"    # 784 pixels
     assert _path(8, 128, 32, 1, (3, 3), out_size=(7, 7), direction="grad_input") != "channels"     # 392
+    assert conv_strategy.CHANNELS_MIN_PIXELS > 8 * 49
     assert _path(8, 8, 32, 1, (5, 5), padding=((2, 2), (2, 2)), direction="grad_input") != "channels"
     assert _path(8, 64, 128, 1, (3, 3), *stride2, direction="grad_input") != "channels"
     assert _path(8, 512, 512, 32, (3, 3), direction="grad_input") == "channels"
@@ -198,6 +199,7 @@ def test_the_strategy_matches_the_reference(data, geometry, bias):
     x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, bias)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv_strategy, "CHANNELS_MIN_PIXELS", 1)
+        patch.setattr(conv_strategy, "CHANNELS_MIN_FORWARD_PIXELS", 1)
         patch.setattr(conv_strategy, "IMPLICIT_MIN_IMAGES", 1)
         for direction, size, outputs in (("forward", out_size, O), ("grad_input", in_size, C),
                                          ("grad_weight", out_size, O)):
