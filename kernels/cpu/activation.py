@@ -175,13 +175,23 @@ def _clamp_value(v, lo, hi):
     return v if v != v else lo if v < lo else hi if v > hi else v    # NaN stays NaN, as in torch
 
 
-@numba.njit(**JIT)
-def _relu(x, y, mask, part, parts):
+@numba.njit(inline="always")
+def _relu_run(x, y, mask, part, parts):
     start, stop = _share(x.size, part, parts)
     zero = x.dtype.type(0)
     for i in range(u64(start), u64(stop)):      # unsigned: see loops.py
         mask[i] = x[i] > 0
         y[i] = x[i] if x[i] > 0 or x[i] != x[i] else zero
+
+
+@numba.njit(**JIT)
+def _relu(x, y, mask, part, parts):
+    _relu_run(x, y, mask, part, parts)
+
+
+@numba.njit(**JIT)
+def _relu_in_place(x, mask, part, parts):
+    _relu_run(x, x, mask, part, parts)
 
 
 @numba.njit(inline="always")
@@ -201,12 +211,22 @@ def _clamp_in_place(x, lo, hi, part, parts):
     _clamp_run(x, lo, hi, x, part, parts)
 
 
-@numba.njit(**JIT)
-def _clamp_with_mask(x, lo, hi, y, mask, part, parts):
+@numba.njit(inline="always")
+def _clamp_with_mask_run(x, lo, hi, y, mask, part, parts):
     start, stop = _share(x.size, part, parts)
     for i in range(u64(start), u64(stop)):
         mask[i] = x[i] > lo and x[i] < hi
         y[i] = _clamp_value(x[i], lo, hi)
+
+
+@numba.njit(**JIT)
+def _clamp_with_mask(x, lo, hi, y, mask, part, parts):
+    _clamp_with_mask_run(x, lo, hi, y, mask, part, parts)
+
+
+@numba.njit(**JIT)
+def _clamp_with_mask_in_place(x, lo, hi, mask, part, parts):
+    _clamp_with_mask_run(x, lo, hi, x, mask, part, parts)
 
 
 @numba.njit(**JIT)
@@ -216,12 +236,31 @@ def _masked(gy, mask, gx, part, parts):
         gx[i] = gy[i] if mask[i] else 0
 
 
-def relu(x):
-    """(max(x, 0), x > 0): the output, and the mask that backward needs."""
+def _output(x, out):
+    """Where a pass over x writes its result: ``out`` (x itself, for an op
+    in place: each element is read before it is written) when it is
+    C-contiguous like x, else a new array (copied into ``out`` after)."""
+    return out if out is not None and out.flags.c_contiguous and out.shape == x.shape else numpy.empty_like(x)
+
+
+def _returned(y, out):
+    """``out`` holding y (copied in where y is not out), or y without ``out``."""
+    if out is None or out is y:
+        return y
+    out[...] = y
+    return out
+
+
+def relu(x, out=None):
+    """(max(x, 0), x > 0): the output (into ``out`` if given: x itself for
+    ReLU in place) and the mask that backward needs."""
     x = _c_contiguous(x)
-    y, mask = numpy.empty_like(x), numpy.empty(x.shape, bool)
-    parallel_parts(_relu, 2 * x.size, x.reshape(-1), y.reshape(-1), mask.reshape(-1))
-    return y, mask
+    y, mask = _output(x, out), numpy.empty(x.shape, bool)
+    if y is x:      # one array handed once: the in-place twin (module comment above)
+        parallel_parts(_relu_in_place, 2 * x.size, x.reshape(-1), mask.reshape(-1))
+    else:
+        parallel_parts(_relu, 2 * x.size, x.reshape(-1), y.reshape(-1), mask.reshape(-1))
+    return _returned(y, out), mask
 
 
 def clamp_into(x, lo, hi, out):
@@ -240,15 +279,19 @@ def clamp_into(x, lo, hi, out):
     return out
 
 
-def clamp_with_mask(x, lo, hi):
-    """(min(max(x, lo), hi), lo < x < hi): hardtanh's (ReLU6's) output and
-    the mask its backward needs, in one parallel pass where NumPy takes
-    four single-threaded ones (clip, two comparisons, and)."""
+def clamp_with_mask(x, lo, hi, out=None):
+    """(min(max(x, lo), hi), lo < x < hi): hardtanh's (ReLU6's) output
+    (into ``out`` if given: x itself in place) and the mask its backward
+    needs, in one parallel pass where NumPy takes four single-threaded
+    ones (clip, two comparisons, and)."""
     x = _c_contiguous(x)
-    y, mask = numpy.empty_like(x), numpy.empty(x.shape, bool)
-    parallel_parts(_clamp_with_mask, 2 * x.size, x.reshape(-1), x.dtype.type(lo), x.dtype.type(hi), y.reshape(-1),
-                   mask.reshape(-1))
-    return y, mask
+    y, mask = _output(x, out), numpy.empty(x.shape, bool)
+    lo, hi = x.dtype.type(lo), x.dtype.type(hi)
+    if y is x:      # one array handed once: the in-place twin (module comment above)
+        parallel_parts(_clamp_with_mask_in_place, 2 * x.size, x.reshape(-1), lo, hi, mask.reshape(-1))
+    else:
+        parallel_parts(_clamp_with_mask, 2 * x.size, x.reshape(-1), lo, hi, y.reshape(-1), mask.reshape(-1))
+    return _returned(y, out), mask
 
 
 def masked_gradient(gy, mask):

@@ -30,11 +30,12 @@ def _constant(array):
     return Tensor._wrap(array)
 
 
-def relu_reference(x):
-    """(max(x, 0), x > 0) on an array: ReLU's output and the mask its
-    backward needs (NumPy reference of "relu"). maximum keeps NaN, as
-    torch's relu does."""
-    return get_array_module(x).maximum(x, x.dtype.type(0)), x > 0
+def relu_reference(x, out=None):
+    """(max(x, 0), x > 0) on an array: ReLU's output (into ``out`` if
+    given, which may be x) and the mask its backward needs (NumPy
+    reference of "relu"). maximum keeps NaN, as torch's relu does."""
+    mask = x > 0                        # before out (x itself, in place) is written
+    return get_array_module(x).maximum(x, x.dtype.type(0), out=out), mask
 
 
 def clamp_into_reference(x, lo, hi, out):
@@ -43,11 +44,12 @@ def clamp_into_reference(x, lo, hi, out):
     return get_array_module(x).clip(x, lo, hi, out=out)
 
 
-def clamp_with_mask_reference(x, lo, hi):
-    """(clip(x, lo, hi), lo < x < hi) on an array: hardtanh's output and
-    the mask its backward needs, 1 strictly inside (NumPy reference of
-    "clamp_with_mask")."""
-    return get_array_module(x).clip(x, lo, hi), (x > lo) & (x < hi)
+def clamp_with_mask_reference(x, lo, hi, out=None):
+    """(clip(x, lo, hi), lo < x < hi) on an array: hardtanh's output (into
+    ``out`` if given, which may be x) and the mask its backward needs, 1
+    strictly inside (NumPy reference of "clamp_with_mask")."""
+    mask = (x > lo) & (x < hi)          # before out (x itself, in place) is written
+    return get_array_module(x).clip(x, lo, hi, out=out), mask
 
 
 def masked_gradient_reference(gy, mask):
@@ -77,10 +79,16 @@ class PiecewiseLinear(Function):
 
 
 class ReLU(PiecewiseLinear):
+    """max(x, 0); ``in_place``: the output written over x (ReLU in place
+    while a graph is recorded: the mask is all backward needs)."""
+
+    def __init__(self, in_place=False):
+        self.in_place = in_place
+
     def compute(self, xp, x):
         if not self.recording:               # no backward: no mask
-            return _clamp_into(xp, x, 0, math.inf, xp.empty_like(x)), None
-        return registry.lookup("relu", xp)(x)
+            return _clamp_into(xp, x, 0, math.inf, x if self.in_place else xp.empty_like(x)), None
+        return registry.lookup("relu", xp)(x, out=x if self.in_place else None)
 
 
 def _clamp_into(xp, x, lo, hi, out):
@@ -88,15 +96,16 @@ def _clamp_into(xp, x, lo, hi, out):
 
 
 class Hardtanh(PiecewiseLinear):
-    """clip(x, lo, hi); slope 1 strictly inside (lo, hi), as torch."""
+    """clip(x, lo, hi); slope 1 strictly inside (lo, hi), as torch;
+    ``in_place`` as ReLU's."""
 
-    def __init__(self, lo, hi):
-        self.lo, self.hi = lo, hi
+    def __init__(self, lo, hi, in_place=False):
+        self.lo, self.hi, self.in_place = lo, hi, in_place
 
     def compute(self, xp, x):
         if not self.recording:
-            return _clamp_into(xp, x, self.lo, self.hi, xp.empty_like(x)), None
-        return registry.lookup("clamp_with_mask", xp)(x, self.lo, self.hi)
+            return _clamp_into(xp, x, self.lo, self.hi, x if self.in_place else xp.empty_like(x)), None
+        return registry.lookup("clamp_with_mask", xp)(x, self.lo, self.hi, out=x if self.in_place else None)
 
 
 class LeakyReLU(PiecewiseLinear):
@@ -334,17 +343,21 @@ class LogSoftmax(Function):
 
 
 # -- the functional API -------------------------------------------------
-def _apply(fn_class, input, name, inplace=False, into=None, needs_original=False, **kwargs):
+def _apply(fn_class, input, name, inplace=False, into=None, needs_original=False, writes_input=False, **kwargs):
     """fn_class applied to ``input``. With ``inplace`` the result
     overwrites input's array and input is returned: recorded as an
     in-place op where a graph is (``needs_original``: the backward reads
-    the input, which then gets a copy of the old values), else written
-    directly: ``into(xp, x)`` computes it in place where given, else the
-    result is computed and copied in."""
+    the input, which then gets a copy of the old values; ``writes_input``:
+    fn_class computes its output over its input when given
+    ``in_place=True``, so nothing is copied), else written directly:
+    ``into(xp, x)`` computes it in place where given, else the result is
+    computed and copied in."""
     check_float(input, name)
     if not inplace:
         return fn_class.apply(input, **kwargs)
     if is_grad_enabled() and input.requires_grad:
+        if writes_input:
+            kwargs["in_place"] = True
         return apply_inplace(input, name + "_", lambda x: fn_class.apply(x, **kwargs),
                              needs_original=needs_original)
     x = input.data
@@ -358,7 +371,8 @@ def _apply(fn_class, input, name, inplace=False, into=None, needs_original=False
 
 def relu(input, inplace=False):
     """max(x, 0)."""
-    return _apply(ReLU, input, "relu", inplace, into=lambda xp, x: _clamp_into(xp, x, 0, math.inf, x))
+    return _apply(ReLU, input, "relu", inplace, into=lambda xp, x: _clamp_into(xp, x, 0, math.inf, x),
+                  writes_input=True)
 
 
 def relu6(input, inplace=False):
@@ -371,7 +385,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     if min_val > max_val:
         raise ValueError(f"hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})")
     return _apply(Hardtanh, input, "hardtanh", inplace, into=lambda xp, x: _clamp_into(xp, x, min_val, max_val, x),
-                  lo=min_val, hi=max_val)
+                  writes_input=True, lo=min_val, hi=max_val)
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):

@@ -199,6 +199,33 @@ def test_inplace_while_recording_overwrites_the_input_with_torchs_gradient(name)
                                   atol=1e-16)
 
 
+@pytest.mark.parametrize("name", ["relu", "relu6", "hardtanh"])
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_inplace_while_recording_computes_over_the_input(name, dtype, backend, monkeypatch):
+    """ReLU, ReLU6 and hardtanh in place while recording write their
+    output over the input's own array (their backward needs the mask
+    alone): no result array to copy in, the values and gradients torch's."""
+    from minicnn.functional import inplace
+    written = []
+    original = inplace._write
+    monkeypatch.setattr(inplace, "_write", lambda t, result, op: written.append(result.data is t.data) or
+                        original(t, result, op))
+    mc_fn, torch_fn = INPLACE[name]
+    x = away_from_kinks(5, 7, kinks=(-2.0, 0.0, 3.0, 6.0)).astype(dtype)
+    gy = R.standard_normal(x.shape).astype(dtype)
+    mine = mc.tensor(x.copy(), requires_grad=True)
+    theirs = torch.tensor(x.copy(), requires_grad=True)
+    given = mine * 1
+    array = given.data
+    y = mc_fn(given, True)
+    expected = torch_fn(theirs * 1, True)
+    assert y is given and y.data is array and written == [True]
+    y.backward(mc.tensor(gy))
+    expected.backward(torch.tensor(gy))
+    numpy.testing.assert_array_equal(y.detach().numpy(), expected.detach().numpy())
+    numpy.testing.assert_array_equal(mine.grad.numpy(), theirs.grad.numpy())
+
+
 def test_inplace_modules_overwrite_their_input_in_eval():
     x = R.standard_normal((2, 3, 4, 4)).astype(numpy.float32)
     for make, torch_make in ((lambda: mc.nn.ReLU(inplace=True), lambda: torch.nn.ReLU(inplace=True)),
