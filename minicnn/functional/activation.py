@@ -162,8 +162,16 @@ def silu_reference(x, out=None):
     return out
 
 
+def silu_backward_reference(gy, x):
+    """gy * s * (1 + x * (1 - s)), s = sigmoid(x): SiLU's input gradient
+    on arrays (NumPy reference of "silu_backward")."""
+    s = sigmoid_reference(x)
+    return (gy * s * (1 + x * (1 - s))).astype(gy.dtype)
+
+
 # One fused pass each on the CPU (kernels/cpu/activation.py).
 for _name, _reference in (("sigmoid", sigmoid_reference), ("silu", silu_reference), ("relu", relu_reference),
+                          ("silu_backward", silu_backward_reference),
                           ("clamp_into", clamp_into_reference), ("clamp_with_mask", clamp_with_mask_reference),
                           ("masked_gradient", masked_gradient_reference),
                           ("hardswish", hardswish_reference)):
@@ -248,6 +256,8 @@ class SiLU(Function):
 
     def backward(self, gy):
         (x,) = self.saved_tensors
+        if not is_grad_enabled():       # one fused pass ("silu_backward"); a graph of it takes the Tensor ops
+            return Tensor._wrap(registry.lookup("silu_backward", get_array_module(gy.data))(gy.data, x.data))
         s = sigmoid(x)
         return gy * s * (1 + x * (1 - s))
 

@@ -7,7 +7,9 @@ positions received gradient from all of them.
 """
 import numbers
 
-from ..autograd import Function
+from minicnn.kernels import registry
+
+from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..tensor import Tensor  # defined before tensor.py imports the ops
 from .utils import as_tensor, broadcast_shapes
@@ -46,13 +48,57 @@ class Sub(Function):
         return sum_to(gy, self.shapes[0]), sum_to(-gy, self.shapes[1])
 
 
+#: Fewest elements of a map for ``_planes_scale`` to be worth a kernel call.
+PLANES_MIN_SIZE = 1 << 14
+
+
+def _planes_scale(a, b):
+    """(map, scale) where one of a and b is a map (..., H, W), C-contiguous,
+    and the other its scale plane by plane, of shape (..., 1, 1), the same
+    float dtype (squeeze-and-excitation's x * s); else None."""
+    for big, small in ((a, b), (b, a)):
+        if (big.ndim >= 3 and small.shape == big.shape[:-2] + (1, 1) and big.dtype == small.dtype
+                and big.dtype.kind == "f" and big.size >= PLANES_MIN_SIZE and big.flags.c_contiguous):
+            return big, small
+    return None
+
+
+def planes_scaled_reference(x, s):
+    """x (P, L) * s (P,) row by row (NumPy reference of "planes_scaled")."""
+    return x * s[:, None]
+
+
+def planes_dot_reference(a, b):
+    """The sum over each row of a * b, (P, L) -> (P,) (NumPy reference of "planes_dot")."""
+    return (a * b).sum(axis=1)
+
+
 class Mul(Function):
+    """a * b. A map times its scale plane by plane (``_planes_scale``) is
+    one pass on the kernels' threads each way ("planes_scaled",
+    "planes_dot"): squeeze-and-excitation's multiply."""
+
     def forward(self, a, b):
         self.save_for_backward(a, b)
-        return a * b
+        pair = _planes_scale(a, b)
+        if pair is None:
+            return a * b
+        x, s = pair
+        P = s.size
+        return registry.lookup("planes_scaled", get_array_module(x))(x.reshape(P, -1), s.reshape(P)).reshape(x.shape)
 
     def backward(self, gy):
         a, b = self.saved_tensors
+        pair = None if is_grad_enabled() else _planes_scale(a.data, b.data)
+        if pair is not None and gy.shape == pair[0].shape:
+            xp = get_array_module(gy.data)
+            x, s = pair
+            P = s.size
+            g = xp.ascontiguousarray(gy.data).reshape(P, -1)
+            g_map = Tensor._wrap(registry.lookup("planes_scaled", xp)(g, s.reshape(P)).reshape(x.shape))
+            g_scale = Tensor._wrap(registry.lookup("planes_dot", xp)(g, x.reshape(P, -1)).reshape(s.shape))
+            ga, gb = (g_map, g_scale) if pair[0] is a.data else (g_scale, g_map)
+            return (ga if self.needs_input_grad[0] else None), (gb if self.needs_input_grad[1] else None)
         ga = sum_to(gy * b, a.shape) if self.needs_input_grad[0] else None
         gb = sum_to(gy * a, b.shape) if self.needs_input_grad[1] else None
         return ga, gb
@@ -428,3 +474,8 @@ def eq(input, other):
 
 def isfinite(input):
     return Tensor._wrap(get_array_module(input.data).isfinite(input.data))
+
+
+for _name, _reference in (("planes_scaled", planes_scaled_reference), ("planes_dot", planes_dot_reference)):
+    registry.register(_name, "numpy", _reference)
+    registry.register(_name, "numba", f"minicnn.kernels.cpu.planes:{_name}")

@@ -127,3 +127,39 @@ def test_clamp_needs_a_bound():
 def test_unsupported_operand_is_a_type_error():
     with pytest.raises(TypeError, match="expected a Tensor"):
         mc.ones(3) + "a"
+
+
+@pytest.mark.parametrize("dtype, tol", [(numpy.float64, 1e-12), (numpy.float32, 2e-5)])
+@pytest.mark.parametrize("scale_first", [False, True])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_map_times_its_scale_plane_by_plane_matches_torch(dtype, tol, scale_first, transposed, backend):
+    """Squeeze-and-excitation's multiply, (N, C, H, W) * (N, C, 1, 1), big
+    enough for the plane kernels ("planes_scaled", "planes_dot"): values
+    and both gradients torch's, with a random upstream gradient, either
+    operand first; a non-contiguous map takes NumPy's broadcast."""
+    from minicnn.functional import elementwise
+    x = R.standard_normal((3, 5, 40, 33)).astype(dtype)
+    s = R.standard_normal((3, 5, 1, 1)).astype(dtype)
+    gy = R.standard_normal(x.shape).astype(dtype)
+    assert x.size >= elementwise.PLANES_MIN_SIZE
+    mx, ms = mc.tensor(x, requires_grad=True), mc.tensor(s, requires_grad=True)
+    tx, ts = torch.tensor(x, requires_grad=True), torch.tensor(s, requires_grad=True)
+    mine_x, theirs_x = (mx.permute(0, 1, 3, 2), tx.permute(0, 1, 3, 2)) if transposed else (mx, tx)
+    mine = ms * mine_x if scale_first else mine_x * ms
+    theirs = ts * theirs_x if scale_first else theirs_x * ts
+    g = gy.transpose(0, 1, 3, 2) if transposed else gy
+    mine.backward(mc.tensor(numpy.ascontiguousarray(g)))
+    theirs.backward(torch.tensor(numpy.ascontiguousarray(g)))
+    numpy.testing.assert_allclose(mine.detach().numpy(), theirs.detach().numpy(), rtol=tol, atol=tol)
+    numpy.testing.assert_allclose(mx.grad.numpy(), tx.grad.numpy(), rtol=tol, atol=tol)
+    numpy.testing.assert_allclose(ms.grad.numpy(), ts.grad.numpy(), rtol=tol, atol=tol * 100)
+
+
+def test_a_map_times_its_scale_passes_gradcheck():
+    """In float64, through the plane kernels (double backward takes the
+    Tensor products)."""
+    from minicnn.functional import elementwise
+    x = mc.tensor(R.standard_normal((2, 3, 64, 48)), requires_grad=True)
+    s = mc.tensor(R.standard_normal((2, 3, 1, 1)), requires_grad=True)
+    assert x.numel() >= elementwise.PLANES_MIN_SIZE
+    assert mc.gradcheck(lambda a, b: a * b, (x, s))
