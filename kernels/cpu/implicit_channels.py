@@ -15,33 +15,37 @@ channels it is the other way round. A tile of NV vectors of 16 output
 channels by P pixels (NV * P = 24 accumulators of the 32 registers) takes,
 per (tap, input channel) step, NV weight vectors and P input values, each
 broadcast to all lanes, for NV * P fused multiply-adds: the register tile
-of oneDNN's direct convolution. Its pixels are P consecutive pixels of
-the same output grid as ``implicit_gemm.py``'s (the same ``planes``
-layout and tap offsets: one offset per tap, the phases of a strided
-convolution laid out apart), so the P inputs of a step are P consecutive
-floats and the tile wastes at most P - 1 pixels at the end of the grid,
-not a 64-pixel vector tile's: a 7x7 map's 63-pixel grid is 6 tiles of 12
-(ResNet's last stage), a 28x28 map at stride 2 a grid 29 wide.
+of oneDNN's direct convolution. The inputs are read from the same
+``planes`` layout as ``implicit_gemm.py``'s (the zero-padded image, the
+phases of a strided convolution laid out apart, one offset per tap),
+and a tile's P pixels are any P output pixels: each has its offset in
+the planes (``_pixel_offsets``), so a tile runs on across rows and from
+one image into the next, and wastes only the spare pixels of the last
+tile of a group of images, not a grid's padding columns: 49 pixels of a
+7x7 map alone are 9 tiles of 6 (``vectors_a_block`` picks NV, and so P,
+for the fewest spare channels and pixels).
 
 On znver4 the tile alone runs at one 16-lane FMA a cycle, the core's
-peak, at every NV of 1-4 (weights in L2). What the layer loses is in
+peak, at every NV of 1-4 (weights from L2). What the layer loses is in
 getting data to it:
 
 * weights ``wp`` (G, OB, T, Cg, CB): for a block of CB output channels,
   tap by tap and channel by channel, the CB channels' weights side by
-  side (``implicit_gemm.pack`` with blocks of CB), zero past Og.
+  side (``implicit_gemm.pack``'s layout with blocks of CB), zero past
+  Og; packed each call, 16 x 16 blocks of w transposed in registers
+  (``_pack``, ``_transpose16``).
+* the layout: a thread lays out a group of its images (up to
+  ``GROUP_BYTES`` of planes) and computes them; a batch smaller than
+  the threads is laid out once and its tasks shared.
 * *chunks*: a task computes one block of CB output channels for
-  ``CHUNK_PIXELS`` grid pixels, P at a time, into a small buffer
-  (CB x CHUNK_PIXELS floats, pixel by pixel), and the input channels in
-  *channel blocks* whose weights are about ``WEIGHT_BLOCK_BYTES``: each
-  block's weights are read from memory once per chunk and then from
-  cache by all of its tiles, each tile adding the block's products to
-  the buffer's partial sums. A 512-channel 3x3 layer's 32-channel block
-  holds 590 KB of weights, half of L2, without the cut.
-* the copy out: the buffer holds the chunk's sums pixel by pixel (each
-  vector is 16 channels of one pixel); the task copies them to the
-  output's rows, channel by channel, dropping the grid's padding
-  columns.
+  ``CHUNK_PIXELS`` pixels, P at a time, into a small buffer (pixel by
+  pixel: each vector is 16 channels of one pixel), then copies it to
+  the output's rows, channel by channel. Consecutive tasks share a
+  block's weights (cutting the input channels into blocks, with partial
+  sums kept between them, gained nothing: see NOTES.md).
+
+The input gradient at stride 1 is this forward of gy with the flipped
+filters, packed from w directly (``_pack``'s ``flip``).
 
 The weight gradient
 -------------------
@@ -76,7 +80,7 @@ from .vnni import _F16, _I32, _pointer, _splat
 #: Pixels of a tile for NV vectors of output channels: NV * P = 24
 #: accumulators, and 3-4 registers left for the weights and a broadcast.
 PIXELS = {1: 24, 2: 12, 3: 8, 4: 6}
-#: Grid pixels of one task's chunk (a multiple of every P).
+#: Output pixels of one task's chunk (a multiple of every P).
 CHUNK_PIXELS = 240
 
 
