@@ -53,7 +53,7 @@ import math
 
 import numpy
 
-from . import depthwise_lanes, implicit_gemm
+from . import depthwise_lanes, implicit_channels, implicit_gemm
 from .depthwise import (CHANNELS_LAST_MAX_IMAGE_PIXELS, CHANNELS_LAST_MAX_PIXELS, depthwise_forward,
                         depthwise_forward_channels_last, depthwise_grad_input, depthwise_grad_weight, direct_forward,
                         direct_grad_weight)
@@ -111,10 +111,9 @@ def depthwise_conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_siz
     (``depthwise_lanes.py``) of gy with the flipped taps, padded by the
     reach less the padding, where the CPU has AVX-512."""
     gy = numpy.ascontiguousarray(gy)
-    reach = [d * (k - 1) for k, d in zip(w.shape[2:], dilation)]
+    full = implicit_channels.flipped_padding(w.shape[2:], dilation, padding)
     if (gy.dtype == numpy.float32 and w.shape[0] == gy.shape[1] == groups and tuple(stride) == (1, 1)
-            and all(lo <= r for (lo, _), r in zip(padding, reach)) and implicit_gemm.available()):
-        full = tuple((r - lo, r - hi) for (lo, hi), r in zip(padding, reach))
+            and all(top >= 0 for top, _ in full) and implicit_gemm.available()):
         return depthwise_lanes.depthwise_conv2d(gy, w[:, :, ::-1, ::-1], None, (1, 1), full, dilation, in_size)
     N, O, (KH, KW) = gy.shape[0], w.shape[0], w.shape[2:]
     gx = numpy.empty((N, w.shape[1] * groups) + tuple(in_size), dtype=gy.dtype)

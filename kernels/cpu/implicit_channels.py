@@ -77,9 +77,11 @@ from .loops import JIT, _share, u64
 from .threads import parallel_parts, run_in_parallel, split, thread_count
 from .vnni import _F16, _I32, _pointer, _splat
 
-#: Pixels of a tile for NV vectors of output channels: NV * P = 24
-#: accumulators, and 3-4 registers left for the weights and a broadcast.
-PIXELS = {1: 24, 2: 12, 3: 8, 4: 6}
+#: Sums a register tile keeps (of the 32 vector registers: 3-4 are left
+#: for the weights and a broadcast).
+ACCUMULATORS = 24
+#: Pixels of a tile for NV vectors of output channels: NV * P = ACCUMULATORS.
+PIXELS = {nv: ACCUMULATORS // nv for nv in (1, 2, 3, 4)}
 #: Output pixels of one task's chunk (a multiple of every P).
 CHUNK_PIXELS = 240
 
@@ -178,7 +180,7 @@ def _chunks(planes, pixels, count, tap_offsets, wp, bias, out, buf, start, stop)
     pixel), which is then copied to the output, channel by channel."""
     G, OB, T, Cg, CB = wp.shape
     NV = CB // 16
-    P = 24 // NV
+    P = ACCUMULATORS // NV
     O, OHW = out.shape[1], out.shape[2]
     Og = O // G
     chunks = -(-count // CHUNK_PIXELS)
@@ -225,7 +227,7 @@ def _images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, wp, bias, OW, ou
     B, image_rows, L = planes.shape
     G, OB, CB = wp.shape[0], wp.shape[1], wp.shape[4]
     OHW = out.shape[2]
-    pixels = numpy.empty(B * OHW + 24, numpy.intp)
+    pixels = numpy.empty(B * OHW + ACCUMULATORS, numpy.intp)     # room for the last tile's spare pixels
     buf = numpy.empty(CHUNK_PIXELS * CB, numpy.float32)
     laid_out = -1
     for n0 in range(start, stop, B):
@@ -251,60 +253,50 @@ def _batch_part(planes, pixels, tap_offsets, wp, bias, out, part, parts):
             stop)
 
 
-def _weight_tile_intrinsic(NV):
-    """The weight gradient's register tile of NV vectors of output
-    channels by WEIGHT_PAIRS[NV] (channel, tap) pairs, as an LLVM IR
-    intrinsic (module docstring)."""
-    K, CB = WEIGHT_PAIRS[NV], 16 * NV
-
-    @intrinsic
-    def tile(typingctx, planes, pair_offsets, pair_at, pixels, m0, m1, gy, gy_offset, gy_stride, acc_out, acc_at):
-        """acc_out[acc_at + k * CB + o] += the sum over pixels m0 <= m < m1
-        of gy[gy_offset + m * gy_stride + o] * planes[pair_offsets[pair_at
-        + k] + pixels[m]], for k < K pairs and o < CB output channels. All
-        arrays flat float32 (``pair_offsets`` and ``pixels`` intp)."""
-        dtypes = [getattr(array, "dtype", None) for array in (planes, pair_offsets, pixels, gy, acc_out)]
-        if dtypes != [types.float32, types.intp, types.intp, types.float32, types.float32]:
-            return None     # the IR below reads exactly these element types
-        sig = types.void(planes, pair_offsets, pair_at, pixels, m0, m1, gy, gy_offset, gy_stride, acc_out, acc_at)
-
-        def codegen(context, builder, signature, args):
-            kinds = signature.args
-            (planes, pair_offsets, pair_at, pixels, m0, m1, gy, gy_offset, gy_stride, acc_out,
-             acc_at) = _intp_args(context, builder, signature, args)
-            const, fma = _constants(context), _fma(builder)
-            intp = context.get_value_type(types.intp)
-            vector_at = _vectors(builder)
-            a0 = _pointer(context, builder, kinds[9], acc_out, acc_at, _F32)
-            acc = [[cgutils.alloca_once_value(builder, builder.load(vector_at(a0, const(k * CB + 16 * i)), align=4))
-                    for k in range(K)] for i in range(NV)]
-            x0 = _pointer(context, builder, kinds[0], planes, const(0), _F32)
-            at = _pointer(context, builder, kinds[1], pair_offsets, pair_at, intp)
-            x_pairs = [builder.gep(x0, [builder.load(builder.gep(at, [const(k)]))]) for k in range(K)]
-            pixel_start = _pointer(context, builder, kinds[3], pixels, const(0), intp)
-            g0 = _pointer(context, builder, kinds[6], gy, gy_offset, _F32)
-            with cgutils.for_range_slice(builder, m0, m1, const(1)) as (m, _):
-                offset = builder.load(builder.gep(pixel_start, [m]))
-                g = builder.gep(g0, [builder.mul(m, gy_stride)])
-                grads = [builder.load(vector_at(g, const(16 * i)), align=4) for i in range(NV)]
-                for k in range(K):
-                    value = _splat(builder, builder.load(builder.gep(x_pairs[k], [offset]), align=4), _F16)
-                    for i in range(NV):
-                        builder.store(builder.call(fma, [grads[i], value, builder.load(acc[i][k])]), acc[i][k])
-            for k in range(K):
-                for i in range(NV):
-                    builder.store(builder.load(acc[i][k]), vector_at(a0, const(k * CB + 16 * i)), align=4)
-            return context.get_dummy_value()
-        return sig, codegen
-    return tile
+#: (channel, tap) pairs of the weight gradient's tile: 16 output channels
+#: (one vector) by WEIGHT_PAIRS pairs, ACCUMULATORS sums. One vector only:
+#: with two (by 12 pairs) LLVM kept too few registers free and the tile
+#: ran at 45 GF/s on one core, against 105-110 with one.
+WEIGHT_PAIRS = ACCUMULATORS
 
 
-#: (channel, tap) pairs of the weight gradient's tile for NV vectors of
-#: output channels: NV * K = 24 accumulators. One vector only: with two
-#: (12 pairs) LLVM keeps too few registers free and the tile ran at 45
-#: GF/s on one core, against 105-110 with one.
-WEIGHT_PAIRS = {1: 24}
-_weight_tile = _weight_tile_intrinsic(1)
+@intrinsic
+def _weight_tile(typingctx, planes, pair_offsets, pair_at, pixels, m0, m1, gy, gy_offset, gy_stride, acc_out, acc_at):
+    """acc_out[acc_at + 16 k + o] += the sum over pixels m0 <= m < m1 of
+    gy[gy_offset + m * gy_stride + o] * planes[pair_offsets[pair_at + k] +
+    pixels[m]], for k < WEIGHT_PAIRS pairs and o < 16 output channels: the
+    weight gradient's register tile. All arrays flat float32
+    (``pair_offsets`` and ``pixels`` intp)."""
+    dtypes = [getattr(array, "dtype", None) for array in (planes, pair_offsets, pixels, gy, acc_out)]
+    if dtypes != [types.float32, types.intp, types.intp, types.float32, types.float32]:
+        return None     # the IR below reads exactly these element types
+    sig = types.void(planes, pair_offsets, pair_at, pixels, m0, m1, gy, gy_offset, gy_stride, acc_out, acc_at)
+
+    def codegen(context, builder, signature, args):
+        kinds = signature.args
+        (planes, pair_offsets, pair_at, pixels, m0, m1, gy, gy_offset, gy_stride, acc_out,
+         acc_at) = _intp_args(context, builder, signature, args)
+        const, fma = _constants(context), _fma(builder)
+        intp = context.get_value_type(types.intp)
+        vector_at = _vectors(builder)
+        a0 = _pointer(context, builder, kinds[9], acc_out, acc_at, _F32)
+        acc = [cgutils.alloca_once_value(builder, builder.load(vector_at(a0, const(16 * k)), align=4))
+               for k in range(WEIGHT_PAIRS)]
+        x0 = _pointer(context, builder, kinds[0], planes, const(0), _F32)
+        at = _pointer(context, builder, kinds[1], pair_offsets, pair_at, intp)
+        x_pairs = [builder.gep(x0, [builder.load(builder.gep(at, [const(k)]))]) for k in range(WEIGHT_PAIRS)]
+        pixel_start = _pointer(context, builder, kinds[3], pixels, const(0), intp)
+        g0 = _pointer(context, builder, kinds[6], gy, gy_offset, _F32)
+        with cgutils.for_range_slice(builder, m0, m1, const(1)) as (m, _):
+            offset = builder.load(builder.gep(pixel_start, [m]))
+            grads = builder.load(vector_at(g0, builder.mul(m, gy_stride)), align=4)
+            for k in range(WEIGHT_PAIRS):
+                value = _splat(builder, builder.load(builder.gep(x_pairs[k], [offset]), align=4), _F16)
+                builder.store(builder.call(fma, [grads, value, builder.load(acc[k])]), acc[k])
+        for k in range(WEIGHT_PAIRS):
+            builder.store(builder.load(acc[k]), vector_at(a0, const(16 * k)), align=4)
+        return context.get_dummy_value()
+    return sig, codegen
 
 
 @numba.njit(**JIT)
@@ -505,9 +497,8 @@ def _convolve(x, w, flip, b, O, KH, KW, stride, padding, dilation, out_size, gro
         run_in_parallel(work, [slice(run.start, run.stop) for run in split(range(N), threads)])
         return y
     planes = numpy.empty((N, image_rows, L), numpy.float32)
-    for n in range(N):
-        _planes(x[n], Cg, sh, sw, ph, pw, HQ, WQ, planes[n])
-    pixels = numpy.empty(N * OH * OW + 24, numpy.intp)
+    parallel_parts(_layouts, planes.size, x, Cg, sh, sw, ph, pw, HQ, WQ, planes)
+    pixels = numpy.empty(N * OH * OW + ACCUMULATORS, numpy.intp)
     _pixel_offsets(N, image_rows * L, OH, OW, WQ, pixels)
     parallel_parts(_batch_part, O * Cg * KH * KW * OH * OW * N, planes, pixels, tap_offsets, wp, bias, rows,
                    worth=PARALLEL_MACS)
@@ -525,6 +516,14 @@ def conv2d(x, w, b, stride, padding, dilation, groups, out_size):
                      "implicit_channels.conv2d")
 
 
+def flipped_padding(kernel_size, dilation, padding):
+    """The padding ((top, bottom), (left, right)) of the full correlation
+    of gy with the flipped filters, which is a stride-1 convolution's
+    input gradient: the kernel's reach less the padding, per side (negative
+    where the padding is past the reach)."""
+    return tuple((d * (k - 1) - lo, d * (k - 1) - hi) for k, d, (lo, hi) in zip(kernel_size, dilation, padding))
+
+
 def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
     """gx (N, C, H, W) float32 for gy (N, O, OH, OW) of a stride-1
     convolution by w (O, Cg, KH, KW): the full correlation of gy with the
@@ -535,7 +534,7 @@ def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
         raise ValueError(f"implicit_channels.conv2d_grad_input: stride must be 1, got {tuple(stride)}")
     gy = numpy.ascontiguousarray(gy, dtype=numpy.float32)
     O, Cg, KH, KW = w.shape
-    full = tuple((d * (k - 1) - lo, d * (k - 1) - hi) for k, d, (lo, hi) in zip((KH, KW), dilation, padding))
+    full = flipped_padding((KH, KW), dilation, padding)
     return _convolve(gy, w, True, None, Cg * groups, KH, KW, stride, full, dilation, in_size, groups,
                      "implicit_channels.conv2d_grad_input")
 
@@ -544,10 +543,10 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     """gw (O, Cg, KH, KW) float32 of ``conv2d`` for float32 x (N, C, H, W)
     and gy (N, O, OH, OW): the sum over images and output pixels of gy
     times the input each weight saw. The images are laid out once
-    (``_planes``, all of them), gy channels last; then a tile of NV
-    vectors of output channels by K (channel, tap) pairs keeps its sums in
-    registers over a chunk of pixels, each step NV vectors of gy and K
-    inputs broadcast (``_weight_tile_intrinsic``)."""
+    (``_planes``, all of them, ``_layouts``), gy channels last; then a
+    tile of 16 output channels by WEIGHT_PAIRS (channel, tap) pairs keeps
+    its sums in registers over a chunk of pixels, each step one vector of
+    gy and WEIGHT_PAIRS inputs broadcast (``_weight_tile``)."""
     x = numpy.ascontiguousarray(x, dtype=numpy.float32)
     gy = numpy.ascontiguousarray(gy, dtype=numpy.float32)
     N, C = x.shape[:2]
@@ -557,14 +556,14 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
                                                                 gy.shape[2:], "implicit_channels.conv2d_grad_weight",
                                                                 1)
     image_rows, L = groups * plane_shape[0] * Cg, plane_shape[2]
-    CB, KP = 16, WEIGHT_PAIRS[1]
+    CB, KP = 16, WEIGHT_PAIRS
     OB, KB = -(-Og // CB), -(-(Cg * T) // KP)
     planes = numpy.empty((N, image_rows, L), numpy.float32)
     (sh, sw), ((ph, _), (pw, _)) = stride, padding
     parallel_parts(_layouts, planes.size, x, Cg, sh, sw, ph, pw, HQ, WQ, planes)
     gy_last = numpy.empty((N * OH * OW, groups, OB * CB), numpy.float32)
     parallel_parts(_channels_last, gy_last.size, gy.reshape(N, O, OH * OW), groups, gy_last)
-    pixels = numpy.empty(N * OH * OW + 24, numpy.intp)
+    pixels = numpy.empty(N * OH * OW, numpy.intp)          # the tile reads no pixel past its run
     _pixel_offsets(N, image_rows * L, OH, OW, WQ, pixels)
     # pair k = c*T + t of group g reads channel c's plane at tap t's offset (pairs past Cg*T: any, dropped)
     pairs = numpy.arange(KB * KP)

@@ -95,10 +95,13 @@ class Mul(Function):
             x, s = pair
             P = s.size
             g = xp.ascontiguousarray(gy.data).reshape(P, -1)
-            g_map = Tensor._wrap(registry.lookup("planes_scaled", xp)(g, s.reshape(P)).reshape(x.shape))
-            g_scale = Tensor._wrap(registry.lookup("planes_dot", xp)(g, x.reshape(P, -1)).reshape(s.shape))
-            ga, gb = (g_map, g_scale) if pair[0] is a.data else (g_scale, g_map)
-            return (ga if self.needs_input_grad[0] else None), (gb if self.needs_input_grad[1] else None)
+            map_first = x is a.data
+            needs_map, needs_scale = self.needs_input_grad if map_first else self.needs_input_grad[::-1]
+            g_map = (Tensor._wrap(registry.lookup("planes_scaled", xp)(g, s.reshape(P)).reshape(x.shape))
+                     if needs_map else None)
+            g_scale = (Tensor._wrap(registry.lookup("planes_dot", xp)(g, x.reshape(P, -1)).reshape(s.shape))
+                       if needs_scale else None)
+            return (g_map, g_scale) if map_first else (g_scale, g_map)
         ga = sum_to(gy * b, a.shape) if self.needs_input_grad[0] else None
         gb = sum_to(gy * a, b.shape) if self.needs_input_grad[1] else None
         return ga, gb
