@@ -19,7 +19,10 @@ grouped_conv2d_forward, grouped_conv2d_grad_weight
     the forward and weight gradient of a grouped convolution of few
     channels a group, by the same direct kernels.
 batched_matmul, batched_matmul_sum
-    a 1x1 convolution's GEMMs: the forward's (and the input gradient's)
+    a 1x1 convolution's GEMMs. An ungrouped float32 forward (or input
+    gradient) of at least ``POINTWISE_MIN_PIXELS`` pixels an image runs on
+    a register tile that reads x and w in place (``pointwise_gemm.py``)
+    where the CPU has AVX-512; otherwise the forward's is
     cut into blocks of at most ``GEMM_BLOCK_ROWS`` output rows by
     ``GEMM_BLOCK_COLUMNS`` pixels of one image, the weight gradient's one
     per image, shared out among the threads, as BLAS itself is
@@ -53,7 +56,7 @@ import math
 
 import numpy
 
-from . import depthwise_lanes, implicit_channels, implicit_gemm
+from . import depthwise_lanes, implicit_channels, implicit_gemm, pointwise_gemm
 from .depthwise import (CHANNELS_LAST_MAX_IMAGE_PIXELS, CHANNELS_LAST_MAX_PIXELS, depthwise_forward,
                         depthwise_forward_channels_last, depthwise_grad_input, depthwise_grad_weight, direct_forward,
                         direct_grad_weight)
@@ -225,10 +228,47 @@ def _row_block_gemms(a, b, out, bias=None):
     return out
 
 
+#: Fewest pixels an image (L) for an ungrouped float32 1x1 product to run
+#: on ``pointwise_gemm``'s tile: a map's last strip of fewer than 48
+#: pixels costs a whole pass over the weights, and small maps of a batch
+#: go side by side. Forward / input gradient time against the blocked
+#: GEMMs below, same process, 2 threads (benchmarks/results/NOTES.md):
+#: 1 x 256 x 56x56 -> 64 0.45 / 0.79, 1 x 128 x 28x28 -> 512 0.54 /
+#: 0.56, 8 x 256 x 28x28 -> 128 0.87 / 0.98, 16 x 24 x 56x56 -> 144 0.88
+#: / 0.82, 8 x 256 x 12x12 -> 512 (144) 0.86 / 0.46; but 8 x 256 x 10x10
+#: (100) 1.78 / 0.60, 16 x 512 x 7x7 1.08 / 1.14, 16 x 320 x 3x3 2.9 /
+#: 1.8.
+POINTWISE_MIN_PIXELS = 128
+
+
+def _pointwise_tile(a, b):
+    """Whether ``batched_matmul(a, b)`` runs on ``pointwise_gemm``'s tile."""
+    return (a.shape[0] == 1 and a.dtype == b.dtype == numpy.float32 and b.shape[3] >= POINTWISE_MIN_PIXELS
+            and implicit_gemm.available())
+
+
+def _pointwise_product(a, b, bias):
+    """``batched_matmul`` of one group by ``pointwise_gemm``: a[0] (P, Q)
+    read in place through its strides where it is C- or F-ordered (the
+    input gradient's w^T is a transposed view)."""
+    w, (N, _, Q, L), P = a[0], b.shape, a.shape[1]
+    if w.flags.c_contiguous:
+        flat, w_row, w_step = w.reshape(-1), Q, 1
+    elif w.flags.f_contiguous:
+        flat, w_row, w_step = w.T.reshape(-1), 1, P
+    else:
+        flat, w_row, w_step = numpy.ascontiguousarray(w).reshape(-1), Q, 1
+    b = numpy.ascontiguousarray(b).reshape(N, Q, L)
+    y = pointwise_gemm.product(b, flat, w_row, w_step, P, None if bias is None else bias.reshape(P))
+    return y.reshape(N, 1, P, L)
+
+
 def batched_matmul(a, b, bias=None):
     """y[n] = a @ b[n] (+ bias) for every image n: a (G, P, Q) shared, b
     (N, G, Q, L), bias (G, P, 1) or None -> y (N, G, P, L)."""
     N, P, L = b.shape[0], a.shape[1], b.shape[3]
+    if _pointwise_tile(a, b):
+        return _pointwise_product(a, b, bias)
     if _side_by_side(N, L, a.size * N * L):
         G, Q = a.shape[0], a.shape[2]
         columns = numpy.ascontiguousarray(b.transpose(1, 2, 0, 3)).reshape(G, Q, N * L)

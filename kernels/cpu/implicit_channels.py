@@ -74,7 +74,7 @@ from numba.core.extending import intrinsic
 
 from .implicit_gemm import _F32, _constants, _fma, _intp_args, _layout_geometry, _planes
 from .loops import JIT, _share, u64
-from .threads import parallel_parts, run_in_parallel, split, thread_count
+from .threads import PARTS_PER_THREAD, parallel_parts, run_in_parallel, split, thread_count
 from .vnni import _F16, _I32, _pointer, _splat
 
 #: Sums a register tile keeps (of the 32 vector registers: 3-4 are left
@@ -171,25 +171,26 @@ def _tile(NV, planes, x_offset, pixels, pixel_at, tap_offsets, channels, plane_s
 
 
 @numba.njit(**JIT)
-def _chunks(planes, pixels, count, tap_offsets, wp, bias, out, buf, start, stop):
+def _chunks(planes, pixels, count, chunk, tap_offsets, wp, bias, out, buf, start, stop):
     """out (B, O, OH*OW) = the convolution of a group of images laid out
     in ``planes`` (B, G*S*Cg, L), its (output-channel block, chunk) tasks
     [start, stop) over the first ``count`` pixels of the group (``pixels``:
-    each one's offset in ``planes``); consecutive tasks share a block's
-    weights. A chunk's tiles land in ``buf`` (CHUNK_PIXELS * CB, pixel by
-    pixel), which is then copied to the output, channel by channel."""
+    each one's offset in ``planes``), ``chunk`` pixels (a multiple of P) a
+    task; consecutive tasks share a block's weights. A chunk's tiles land
+    in ``buf`` (chunk * CB, pixel by pixel), which is then copied to the
+    output, channel by channel."""
     G, OB, T, Cg, CB = wp.shape
     NV = CB // 16
     P = ACCUMULATORS // NV
     O, OHW = out.shape[1], out.shape[2]
     Og = O // G
-    chunks = -(-count // CHUNK_PIXELS)
+    chunks = -(-count // chunk)
     rows_per_group, L = planes.shape[1] // G, planes.shape[2]
     flat_planes, flat_w = planes.reshape(-1), wp.reshape(-1)
     for task in range(start, stop):
         block, k = task // chunks, task % chunks
         g, b = block // OB, block % OB
-        m0, m1 = k * CHUNK_PIXELS, min((k + 1) * CHUNK_PIXELS, count)
+        m0, m1 = k * chunk, min((k + 1) * chunk, count)
         for j in range(-(-(m1 - m0) // P)):
             _tile(NV, flat_planes, g * rows_per_group * L, pixels, m0 + j * P, tap_offsets, Cg, L, flat_w,
                   block * T * Cg * CB, bias, block * CB, buf, j * P * CB)
@@ -238,18 +239,34 @@ def _images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, tap_offsets, wp, bias, OW, ou
         for n in range(images):
             _planes(x[n0 + n], Cg, sh, sw, ph, pw, HQ, WQ, planes[n])
         count = images * OHW
-        _chunks(planes, pixels, count, tap_offsets, wp, bias, out[n0:n0 + images], buf, 0,
+        _chunks(planes, pixels, count, CHUNK_PIXELS, tap_offsets, wp, bias, out[n0:n0 + images], buf, 0,
                 G * OB * -(-count // CHUNK_PIXELS))
 
 
+def even_chunk(count, P, blocks, parts):
+    """Pixels a chunk (a multiple of P, at most CHUNK_PIXELS) for a batch
+    of ``count`` output pixels whose ``blocks`` x chunks tasks ``parts``
+    parts share out: chunks as even as the tiles allow, and a multiple of
+    ``parts`` tasks where that takes at most parts - 1 more chunks (each
+    part then as much work: with 6 tasks in 4 parts, one thread did 4 of
+    them)."""
+    tiles = -(-count // P)
+    chunks = -(-tiles // (CHUNK_PIXELS // P))
+    for more in range(chunks, min(chunks + parts, tiles + 1)):
+        if blocks * more % parts == 0:
+            chunks = more
+            break
+    return P * -(-tiles // chunks)
+
+
 @numba.njit(**JIT)
-def _batch_part(planes, pixels, tap_offsets, wp, bias, out, part, parts):
-    """``_chunks`` of the whole batch, laid out in ``planes``: this part's
-    share of its tasks."""
+def _batch_part(planes, pixels, chunk, tap_offsets, wp, bias, out, part, parts):
+    """``_chunks`` of the whole batch, laid out in ``planes``, ``chunk``
+    pixels a task: this part's share of its tasks."""
     G, OB, CB = wp.shape[0], wp.shape[1], wp.shape[4]
     count = out.shape[0] * out.shape[2]
-    start, stop = _share(G * OB * -(-count // CHUNK_PIXELS), part, parts)
-    _chunks(planes, pixels, count, tap_offsets, wp, bias, out, numpy.empty(CHUNK_PIXELS * CB, numpy.float32), start,
+    start, stop = _share(G * OB * -(-count // chunk), part, parts)
+    _chunks(planes, pixels, count, chunk, tap_offsets, wp, bias, out, numpy.empty(chunk * CB, numpy.float32), start,
             stop)
 
 
@@ -500,8 +517,10 @@ def _convolve(x, w, flip, b, O, KH, KW, stride, padding, dilation, out_size, gro
     parallel_parts(_layouts, planes.size, x, Cg, sh, sw, ph, pw, HQ, WQ, planes)
     pixels = numpy.empty(N * OH * OW + ACCUMULATORS, numpy.intp)
     _pixel_offsets(N, image_rows * L, OH, OW, WQ, pixels)
-    parallel_parts(_batch_part, O * Cg * KH * KW * OH * OW * N, planes, pixels, tap_offsets, wp, bias, rows,
-                   worth=PARALLEL_MACS)
+    macs = O * Cg * KH * KW * OH * OW * N
+    parts = PARTS_PER_THREAD * threads if macs >= PARALLEL_MACS else 1
+    chunk = even_chunk(N * OH * OW, ACCUMULATORS * 16 // CB, groups * wp.shape[1], parts)
+    parallel_parts(_batch_part, macs, planes, pixels, chunk, tap_offsets, wp, bias, rows, worth=PARALLEL_MACS)
     return y
 
 

@@ -68,7 +68,7 @@ from numba import types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from .loops import JIT, _share, u64
+from .loops import JIT, _fill, _share, u64
 from .threads import parallel_parts, run_in_parallel, split, thread_count
 from .vnni import _F16, NO, NPV, TILE_P, _geometry, _pointer, _splat, copy_out, tile_loop
 
@@ -202,24 +202,33 @@ def _planes(x, Cg, sh, sw, ph, pw, HQ, WQ, planes):
     holds channel g*Cg + c at padded positions (a + i*sh, b + j*sw), flat
     at i*WQ + j, zero where that is padding or past the HQ*WQ pixels."""
     C, H, W = x.shape
-    rows, L = planes.shape
+    L = planes.shape[1]
     S = sh * sw
-    for r in range(rows):
-        g, rest = r // (S * Cg), r % (S * Cg)
-        phase, c = rest // Cg, rest % Cg
+    # Each phase's bounds once (integer divisions cost tens of cycles, a
+    # 7x7 map's row a few); then only the padding is zeroed, in the same
+    # pass as the copy.
+    for phase in range(S):
         a, b = phase // sw, phase % sw
-        dst, src = planes[r], x[g * Cg + c]
-        for k in range(u64(L)):
-            dst[k] = 0
         off = b - pw
         lo = min(WQ, max(0, (-off + sw - 1) // sw))        # first j with iw >= 0
         hi = max(lo, min(WQ, (W - 1 - off) // sw + 1))     # past the last j with iw < W
-        for i in range(HQ):
-            ih = a + i * sh - ph
-            if 0 <= ih < H:
-                row, base = src[ih], u64(i * WQ)
-                for j in range(u64(lo), u64(hi)):
-                    dst[base + j] = row[j * u64(sw) + u64(off)]
+        i0 = min(HQ, max(0, (ph - a + sh - 1) // sh))      # first i with ih >= 0
+        i1 = max(i0, min(HQ, (H - 1 + ph - a) // sh + 1))  # past the last i with ih < H
+        for g in range(C // Cg):
+            for c in range(Cg):
+                dst, src = planes[(g * S + phase) * Cg + c], x[g * Cg + c]
+                k = u64(0)                                  # dst[:k] is written
+                for i in range(i0, i1):
+                    base, row = u64(i * WQ), src[a + i * sh - ph]
+                    _fill(dst, k, base + u64(lo) - k, 0)
+                    if sw == 1:
+                        for j in range(u64(lo), u64(hi)):
+                            dst[base + j] = row[j + u64(off)]
+                    else:
+                        for j in range(u64(lo), u64(hi)):
+                            dst[base + j] = row[j * u64(sw) + u64(off)]
+                    k = base + u64(hi)
+                _fill(dst, k, u64(L) - k, 0)
 
 
 @numba.njit(**JIT)

@@ -116,6 +116,25 @@ def test_a_block_computes_the_fewest_spare_channels_and_pixels(Og, pixels, NV):
     assert implicit_channels.vectors_a_block(Og, pixels) == NV
 
 
+@given(st.integers(1, 5000), st.sampled_from([6, 8, 12, 24]), st.integers(1, 40), st.sampled_from([1, 2, 4, 6, 8]))
+def test_a_shared_batch_is_cut_into_even_chunks(count, P, blocks, parts):
+    """A batch the threads share is cut into chunks of whole tiles, at most
+    CHUNK_PIXELS each, covering every pixel; as many chunks as the pixels
+    need or up to parts - 1 more, the first count that makes the tasks a
+    multiple of the parts where one does, the tiles spread evenly."""
+    chunk = implicit_channels.even_chunk(count, P, blocks, parts)
+    assert chunk % P == 0 and P <= chunk <= implicit_channels.CHUNK_PIXELS
+    tiles, fewest = -(-count // P), -(-count // implicit_channels.CHUNK_PIXELS)
+    chunks = -(-count // chunk)
+    assert fewest <= chunks <= fewest + parts - 1
+    evening = [k for k in range(fewest, min(fewest + parts, tiles + 1)) if blocks * k % parts == 0]
+    if evening:
+        # the tiles spread over evening[0] chunks: no chunk a tile more than another, the last maybe fewer
+        assert chunk // P == -(-tiles // evening[0])
+    else:
+        assert chunks == fewest
+
+
 @pytest.mark.parametrize("N", [1, 5])
 def test_the_numbers_are_the_same_on_any_number_of_threads_and_in_any_group(N, monkeypatch):
     """Each output value is summed whole by one tile, taps then channels,
