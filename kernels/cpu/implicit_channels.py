@@ -425,18 +425,20 @@ def _pack(w, G, flip, wp, part, parts):
     flat_w, flat_wp = w.reshape(-1), wp.reshape(-1)
     offsets = numpy.empty(16, numpy.intp)
     start, stop = _share(G * OB, part, parts)
-    # The vectors of a block are the innermost loop: each (tap, channel)'s
-    # CB weights are written side by side, whole cache lines at a time.
     for block in range(start, stop):
         g, b = block // OB, block % OB
         base = block * T * Cg * CB
         if not flip:
-            for k0 in range(0, K, 16):            # 16 (channel, tap) pairs k = c*T + t of w's rows
-                width = min(16, K - k0)
-                for j in range(width):
-                    offsets[j] = ((k0 + j) % T * Cg + (k0 + j) // T) * CB
-                for v in range(CB // 16):
-                    row0, count = g * Og + b * CB + 16 * v, min(16, Og - b * CB - 16 * v)
+            # One vector's 16 rows of w at a time, read along the rows: 16
+            # streams of reads. (Each 16-pair step across all the block's
+            # rows, CB read streams, packed 512 x 512 x 3x3 in 1.6-3.2 ms
+            # a thread, this order in 1.0-1.7.)
+            for v in range(CB // 16):
+                row0, count = g * Og + b * CB + 16 * v, min(16, Og - b * CB - 16 * v)
+                for k0 in range(0, K, 16):        # 16 (channel, tap) pairs k = c*T + t of w's rows
+                    width = min(16, K - k0)
+                    for j in range(width):
+                        offsets[j] = ((k0 + j) % T * Cg + (k0 + j) // T) * CB
                     if count == 16 and width == 16:
                         _transpose16(flat_w, row0 * K + k0, K, flat_wp, offsets, base + 16 * v, 16)
                         continue
