@@ -262,15 +262,6 @@ WINOGRAD_5X5_MIN_CHANNELS = 8
 CHANNELS_MIN_GROUP_OUTPUTS = 16
 CHANNELS_MIN_PIXELS = 512
 CHANNELS_MIN_FORWARD_PIXELS = 196
-#: ... or fewer pixels, for a forward whose weights (O * Cg * KH * KW) are
-#: at most this many: the packing is then cheap, and im2col's fixed costs
-#: (a parallel call, OpenBLAS's packing of a small product) are what such
-#: a layer spends. Forward, channels / im2col, same process: 1 x 32 x 7x7
-#: -> 32 0.24, 1 x 128 x 7x7 -> 32 (DenseNet's growth layer at batch 1)
-#: 0.33-0.50, 1 x 64 x 7x7 -> 64 0.49-0.50, 1 x 64 x 4x4 0.56, 2 x 64 x
-#: 7x7 0.93; at 147K weights even (1 x 128 x 7x7 -> 128 1.00, 4 x 128 x
-#: 4x4 1.03, 1 x 256 x 7x7 -> 64 0.87), larger ones 0.68-1.15.
-CHANNELS_FEW_PIXELS_MAX_WEIGHTS = 1 << 17
 
 
 # -- which path ---------------------------------------------------------------
@@ -400,9 +391,8 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     weight gradient, of at least ``CHANNELS_MIN_GROUP_OUTPUTS`` output
     channels a group (the input gradient's: Cg), ungrouped with
     ``CHANNELS_MIN_PIXELS`` output pixels or more
-    (``CHANNELS_MIN_FORWARD_PIXELS`` for the forward, any for a forward of
-    at most ``CHANNELS_FEW_PIXELS_MAX_WEIGHTS`` weights), grouped in a
-    batch, on a backend whose kernel runs at full speed here."""
+    (``CHANNELS_MIN_FORWARD_PIXELS`` for the forward), grouped in a batch,
+    on a backend whose kernel runs at full speed here."""
     if (not _float32(xp, dtype) or len(kernel_size) != 2 or all(k == 1 for k in kernel_size)
             or any(lo != hi for lo, hi in padding)):
         return False
@@ -417,8 +407,7 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     if outputs < CHANNELS_MIN_GROUP_OUTPUTS:
         return False
     least_pixels = CHANNELS_MIN_FORWARD_PIXELS if direction == "forward" else CHANNELS_MIN_PIXELS
-    small_weights = direction == "forward" and outputs * C * math.prod(kernel_size) <= CHANNELS_FEW_PIXELS_MAX_WEIGHTS
-    if groups == 1 and N * math.prod(size) < least_pixels and not small_weights:
+    if groups == 1 and N * math.prod(size) < least_pixels:
         return False
     if groups > 1 and N < IMPLICIT_MIN_IMAGES:
         return False

@@ -176,12 +176,6 @@ def test_the_rule_replaces_im2col_and_the_grouped_kernels_with_enough_output_cha
     assert _path(1, 512, 512, 1, (3, 3), *stride2, out_size=(7, 7)) != "channels"           # 49 pixels
     assert _path(pixels // 49 - 1, 512, 512, 1, (3, 3), *stride2, out_size=(7, 7)) != "channels"
     assert _path(pixels // 49, 512, 512, 1, (3, 3), *stride2, out_size=(7, 7)) == "channels"
-    # fewer pixels: a forward of few weights (O * C * taps) still takes it, its gradients do not
-    few = conv_strategy.CHANNELS_FEW_PIXELS_MAX_WEIGHTS
-    assert 128 * 32 * 9 <= few < 128 * 128 * 9
-    assert _path(1, 128, 32, 1, (3, 3), out_size=(7, 7)) == "channels"                      # 49 pixels
-    assert _path(1, 128, 128, 1, (3, 3), out_size=(7, 7)) != "channels"
-    assert _path(1, 128, 32, 1, (3, 3), out_size=(7, 7), direction="grad_input") != "channels"
     # grouped: in a batch, whatever the pixels; 16 output channels a group
     assert _path(8, 512, 512, 32, (3, 3), out_size=(7, 7)) == "channels"                 # the "grouped" path's
     assert _path(8, 512, 512, 32, (3, 3)) == "channels"                                  # the "implicit" path's
