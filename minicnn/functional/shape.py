@@ -10,6 +10,8 @@ import numbers
 
 import numpy
 
+from minicnn.kernels import registry
+
 from ..autograd import Function
 from ..backend import get_array_module
 from .utils import normalize_dim, normalize_dims
@@ -124,7 +126,7 @@ class Cat(Function):
 
     def forward(self, *xs):
         self.sizes = [x.shape[self.dim] for x in xs]
-        return get_array_module(*xs).concatenate(xs, axis=self.dim)
+        return registry.lookup("concatenate", get_array_module(*xs))(xs, self.dim)
 
     def backward(self, gy):
         return tuple(split(gy, self.sizes, self.dim))
@@ -462,3 +464,13 @@ def pad(input, pad, mode="constant", value=0.0):
     if not any(pad):
         return input
     return Pad.apply(input, pad=pad, mode=mode, value=value)
+
+
+def concatenate_reference(arrays, axis):
+    """The "concatenate" primitive: ``xp.concatenate``, the NumPy / CuPy
+    version (the CPU kernels share the copies out among the threads)."""
+    return get_array_module(*arrays).concatenate(arrays, axis=axis)
+
+
+registry.register("concatenate", "numpy", concatenate_reference)
+registry.register("concatenate", "numba", "minicnn.kernels.cpu.concatenate:concatenate")
