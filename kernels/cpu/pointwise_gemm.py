@@ -155,24 +155,22 @@ def _tasks(x, w, w_row, w_step, bias, y, part, parts):
             for k in range(K):
                 strip[k, :pixels] = x[n, k, p0:p0 + pixels]
                 strip[k, pixels:] = 0
+        xs, x_at, x_k = (flat_x, n * K * L + p0, L) if whole else (flat_strip, 0, STRIP)
         for o0 in range(r * TASK_ROWS, min(O, (r + 1) * TASK_ROWS), NO):
             rows = min(NO, O - o0)
-            y_at = (n * O + o0) * L + p0
-            if rows == NO and whole:
-                _tile(PV, flat_x, n * K * L + p0, L, K, flat_w, o0 * w_row, w_row, w_step, bias, o0, flat_y, y_at, L)
-                continue
             if rows == NO:
-                _tile(vectors, flat_strip, 0, STRIP, K, flat_w, o0 * w_row, w_row, w_step, bias, o0, flat_out, 0,
-                      STRIP)
+                ws, w_at, w_r, w_k, bs, b_at = flat_w, o0 * w_row, w_row, w_step, bias, o0
             else:
                 for i in range(NO):
                     for k in range(K):
                         weights[i, k] = flat_w[(o0 + i) * w_row + k * w_step] if i < rows else 0
                     padded_bias[i] = bias[o0 + i] if i < rows else 0
-                if whole:
-                    _tile(PV, flat_x, n * K * L + p0, L, K, flat_weights, 0, K, 1, padded_bias, 0, flat_out, 0, STRIP)
-                else:
-                    _tile(vectors, flat_strip, 0, STRIP, K, flat_weights, 0, K, 1, padded_bias, 0, flat_out, 0, STRIP)
+                ws, w_at, w_r, w_k, bs, b_at = flat_weights, 0, K, 1, padded_bias, 0
+            y_at = (n * O + o0) * L + p0
+            if rows == NO and whole:                        # straight into y's rows
+                _tile(vectors, xs, x_at, x_k, K, ws, w_at, w_r, w_k, bs, b_at, flat_y, y_at, L)
+                continue
+            _tile(vectors, xs, x_at, x_k, K, ws, w_at, w_r, w_k, bs, b_at, flat_out, 0, STRIP)
             for i in range(rows):
                 flat_y[y_at + i * L:y_at + i * L + pixels] = out[i, :pixels]
 

@@ -310,6 +310,15 @@ _CAN_MASK = hasattr(signal, "pthread_sigmask")
 _CTRL_C = {signal.SIGINT}
 
 
+def parts_for(size, worth=None):
+    """The number of parts ``parallel_parts(kernel, size, ..., worth=worth)``
+    cuts its work into: ``PARTS_PER_THREAD`` a thread where ``size`` is
+    worth the threads, else 1. A kernel whose tasks should divide evenly
+    among the parts asks this first."""
+    threads = thread_count() if size >= (PARALLEL_SIZE if worth is None else worth) else 1
+    return 1 if threads == 1 else PARTS_PER_THREAD * threads
+
+
 def parallel_parts(kernel, size, *args, worth=None):
     """kernel(*args, part, parts) for every part in range(parts), shared
     out among the threads as they come free, where ``size`` is at least
@@ -323,11 +332,11 @@ def parallel_parts(kernel, size, *args, worth=None):
     at a time, not a fixed share: a thread that shares its core with
     another process's then does fewer parts instead of holding up the
     others. A failed or interrupted call starts no new part."""
-    threads = thread_count() if size >= (PARALLEL_SIZE if worth is None else worth) else 1
-    if threads == 1:
+    parts = parts_for(size, worth)
+    if parts == 1:
         kernel(*args, 0, 1)
         return
-    parts = PARTS_PER_THREAD * threads
+    threads = parts // PARTS_PER_THREAD
     claim = itertools.count().__next__          # atomic: it runs under the GIL
     cancelled = []
 
