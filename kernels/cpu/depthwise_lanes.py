@@ -42,7 +42,7 @@ from numba import types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from .implicit_channels import _transpose16, _vectors
+from .implicit_channels import _offset_pointers, _taps, _transpose16, _vectors
 from .implicit_gemm import _F32, _constants, _fma, _intp_args
 from .loops import JIT, _share
 from .threads import parallel_parts
@@ -70,17 +70,14 @@ def _tile(typingctx, xb, pixels, pixel_at, tap_offsets, wb, w_offset, bias, b_of
         xb, pixels, pixel_at, tap_offsets, wb, w_offset, bias, b_offset, out, out_offset = _intp_args(
             context, builder, signature, args)
         const, fma = _constants(context), _fma(builder)
-        intp = context.get_value_type(types.intp)
         vector_at = _vectors(builder)
         b0 = _pointer(context, builder, kinds[6], bias, b_offset, _F32)
         start = builder.load(vector_at(b0, const(0)), align=4)
         acc = [cgutils.alloca_once_value(builder, start) for _ in range(P)]
         x0 = _pointer(context, builder, kinds[0], xb, const(0), _F32)
-        at = _pointer(context, builder, kinds[1], pixels, pixel_at, intp)
-        x_pixels = [builder.gep(x0, [builder.load(builder.gep(at, [const(p)]))]) for p in range(P)]
-        tap_start = _pointer(context, builder, kinds[3], tap_offsets, const(0), intp)
+        x_pixels = _offset_pointers(context, builder, x0, kinds[1], pixels, pixel_at, P)
+        tap_start, taps = _taps(context, builder, kinds[3], tap_offsets)
         w0 = _pointer(context, builder, kinds[4], wb, w_offset, _F32)
-        taps = cgutils.create_struct_proxy(kinds[3])(context, builder, value=tap_offsets).nitems
         with cgutils.for_range(builder, taps) as tap:
             offset = builder.load(builder.gep(tap_start, [tap.index]))
             weights = builder.load(vector_at(w0, builder.mul(tap.index, const(16))), align=4)

@@ -74,7 +74,7 @@ from numba.core.extending import intrinsic
 
 from .implicit_gemm import _F32, _constants, _fma, _intp_args, _layout_geometry, _planes
 from .loops import JIT, _share, u64
-from .threads import PARTS_PER_THREAD, parallel_parts, run_in_parallel, split, thread_count
+from .threads import parallel_parts, parts_for, run_in_parallel, split, thread_count
 from .vnni import _F16, _I32, _pointer, _splat
 
 #: Sums a register tile keeps (of the 32 vector registers: 3-4 are left
@@ -90,6 +90,22 @@ def _vectors(builder):
     """(pointer, offset) -> a pointer to the 16-float vector at element
     ``offset`` of ``pointer`` (float32)."""
     return lambda pointer, offset: builder.bitcast(builder.gep(pointer, [offset]), _F16.as_pointer())
+
+
+def _offset_pointers(context, builder, x0, kind, offsets, at, count):
+    """[x0 + offsets[at + i] for i < count], ``offsets`` an intp array of
+    type ``kind``: where each of a tile's pixels (or (channel, tap) pairs)
+    starts, through its offset table."""
+    const = _constants(context)
+    first = _pointer(context, builder, kind, offsets, at, context.get_value_type(types.intp))
+    return [builder.gep(x0, [builder.load(builder.gep(first, [const(i)]))]) for i in range(count)]
+
+
+def _taps(context, builder, kind, tap_offsets):
+    """(a pointer to tap_offsets' first offset, how many there are) for an
+    intp array ``tap_offsets`` of type ``kind``."""
+    start = _pointer(context, builder, kind, tap_offsets, _constants(context)(0), context.get_value_type(types.intp))
+    return start, cgutils.create_struct_proxy(kind)(context, builder, value=tap_offsets).nitems
 
 
 def _tile_intrinsic(NV):
@@ -116,18 +132,15 @@ def _tile_intrinsic(NV):
             (planes, x_offset, pixels, pixel_at, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset,
              out, out_offset) = _intp_args(context, builder, signature, args)
             const, fma = _constants(context), _fma(builder)
-            intp = context.get_value_type(types.intp)
             vector_at = _vectors(builder)
             b0 = _pointer(context, builder, kinds[9], bias, b_offset, _F32)
             starts = [builder.load(vector_at(b0, const(16 * i)), align=4) for i in range(NV)]
             # accumulators in stack slots: LLVM promotes them to registers
             acc = [[cgutils.alloca_once_value(builder, starts[i]) for _ in range(P)] for i in range(NV)]
             x0 = _pointer(context, builder, kinds[0], planes, x_offset, _F32)
-            at = _pointer(context, builder, kinds[2], pixels, pixel_at, intp)
-            x_pixels = [builder.gep(x0, [builder.load(builder.gep(at, [const(p)]))]) for p in range(P)]
-            tap_start = _pointer(context, builder, kinds[4], tap_offsets, const(0), intp)
+            x_pixels = _offset_pointers(context, builder, x0, kinds[2], pixels, pixel_at, P)
+            tap_start, taps = _taps(context, builder, kinds[4], tap_offsets)
             w0 = _pointer(context, builder, kinds[7], wp, w_offset, _F32)
-            taps = cgutils.create_struct_proxy(kinds[4])(context, builder, value=tap_offsets).nitems
             with cgutils.for_range(builder, taps) as tap:
                 tap_offset = builder.load(builder.gep(tap_start, [tap.index]))
                 wt = builder.gep(w0, [builder.mul(builder.mul(tap.index, channels), const(CB))])
@@ -300,8 +313,7 @@ def _weight_tile(typingctx, planes, pair_offsets, pair_at, pixels, m0, m1, gy, g
         acc = [cgutils.alloca_once_value(builder, builder.load(vector_at(a0, const(16 * k)), align=4))
                for k in range(WEIGHT_PAIRS)]
         x0 = _pointer(context, builder, kinds[0], planes, const(0), _F32)
-        at = _pointer(context, builder, kinds[1], pair_offsets, pair_at, intp)
-        x_pairs = [builder.gep(x0, [builder.load(builder.gep(at, [const(k)]))]) for k in range(WEIGHT_PAIRS)]
+        x_pairs = _offset_pointers(context, builder, x0, kinds[1], pair_offsets, pair_at, WEIGHT_PAIRS)
         pixel_start = _pointer(context, builder, kinds[3], pixels, const(0), intp)
         g0 = _pointer(context, builder, kinds[6], gy, gy_offset, _F32)
         with cgutils.for_range_slice(builder, m0, m1, const(1)) as (m, _):
@@ -520,8 +532,7 @@ def _convolve(x, w, flip, b, O, KH, KW, stride, padding, dilation, out_size, gro
     pixels = numpy.empty(N * OH * OW + ACCUMULATORS, numpy.intp)
     _pixel_offsets(N, image_rows * L, OH, OW, WQ, pixels)
     macs = O * Cg * KH * KW * OH * OW * N
-    parts = PARTS_PER_THREAD * threads if macs >= PARALLEL_MACS else 1
-    chunk = even_chunk(N * OH * OW, ACCUMULATORS * 16 // CB, groups * wp.shape[1], parts)
+    chunk = even_chunk(N * OH * OW, PIXELS[CB // 16], groups * wp.shape[1], parts_for(macs, PARALLEL_MACS))
     parallel_parts(_batch_part, macs, planes, pixels, chunk, tap_offsets, wp, bias, rows, worth=PARALLEL_MACS)
     return y
 
