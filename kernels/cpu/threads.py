@@ -14,12 +14,11 @@ GEMM that consumes it. Two ways to use several cores:
 This module does the second, for every parallel kernel (convolution,
 pooling, batch norm, activations, the optimizer). ``run_in_parallel(work,
 groups)`` calls ``work(group)`` for each group: the first on the calling
-thread, the others on the threads of one pool (a standard
-``concurrent.futures.ThreadPoolExecutor``). The threads run at the same
-time because the Numba kernels (compiled ``nogil=True``) and NumPy's
-matmul release the GIL. ``parallel_parts`` hands out a kernel's parts one
-at a time, so a thread that loses its core to another process does fewer
-parts instead of holding up the others.
+thread, group i on the pool's thread i. The threads run at the same time
+because the Numba kernels (compiled ``nogil=True``) and NumPy's matmul
+release the GIL. ``parallel_parts`` hands out a kernel's parts one at a
+time, so a thread that loses its core to another process does fewer parts
+instead of holding up the others.
 
 One setting
 -----------
@@ -33,38 +32,41 @@ whole process. The default is ``OMP_NUM_THREADS`` where it is set (torch
 reads it too), else the cores this process may run on. Nothing here runs
 at import, and Numba's own thread pool (``prange``) is never started.
 
-Idle and interrupted
---------------------
-The pool's threads sleep while there is no work: an idle process uses no
-CPU, and on a machine shared with other processes the threads do not burn
-time slices that the busy ones need. While parallel calls come (a forward
-pass, a training step), ``workers + 1`` *keepers* spin at the lowest
-priority for ``KEEP_WARM_SECONDS`` after each call, so that the cores are
-not idle, and slow to wake in a virtual machine, when the next call wakes
-a thread (``spin.py``; Linux only, where a thread's priority is its
-own). Any thread ready to run preempts a keeper, so they take only time
-that no one else wants. Ctrl-C during a parallel call is held
-back (SIGINT blocked on the main thread, and for good on the pool's) until
-the call's groups are done, then raised as ``KeyboardInterrupt``: an
-exception raised at an arbitrary point inside the executor's own locking
-could leave the pool hung. A call that fails in any group (or is
-interrupted where the signal could not be held back) cancels the groups
-that have not started, waits for those that have (they write into the
-caller's arrays), and re-raises: the pool is then idle and the next call
-is correct.
+Spinning, then asleep
+---------------------
+A call is posted by number (``_Pool.posted``); a worker that has done its
+group spins on that number for ``KEEP_WARM_SECONDS`` (``spin.py``), so
+that the calls of a forward pass, microseconds of Python apart, find it
+awake: on this project's VM a call through a standard executor, whose
+threads sleep between calls, cost 65-100 us of waking, through the spin
+5-35. The caller spins ``WAIT_SECONDS`` for the workers to finish, then
+sleeps. Both spins yield the core every few reads, and both end soon: an
+idle process uses no CPU, and on a loaded machine a spinning thread does
+not keep a core from the thread it waits for for long.
+
+Interrupted
+-----------
+Ctrl-C during a parallel call is held back (SIGINT blocked on the main
+thread, and for good on the pool's) until the call's groups are done,
+then raised as ``KeyboardInterrupt``: an exception raised at an arbitrary
+point inside the pool's hand-shake could leave it hung. A call that fails
+in any group (or is interrupted where the signal could not be held back)
+lets no group start that had not, waits for those that have (they write
+into the caller's arrays), and re-raises: the pool is then idle and the
+next call is correct.
 
 The pool is used by one caller at a time: a call from another thread
 while it is busy (or from inside one of its groups) runs its groups one
 after another on that thread.
 """
-import concurrent.futures
 import functools
 import itertools
 import numbers
 import os
+import resource
 import signal
-import sys
 import threading
+import time
 
 import numpy
 
@@ -98,10 +100,16 @@ def _numpy_blas():
     """threadpoolctl's controllers of the BLAS that NumPy calls, found once
     (a wheel's lies in the numpy or numpy.libs folder; elsewhere, say a
     system NumPy, every BLAS loaded); () without threadpoolctl."""
+    environment = dict(os.environ)
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
         return ()
+    finally:
+        # threadpoolctl (3.8) sets KMP_DUPLICATE_LIB_OK when imported; the
+        # process's environment is the user's, not minicnn's to change.
+        for name in set(os.environ) - set(environment):
+            del os.environ[name]
     libraries = ThreadpoolController().select(user_api="blas").lib_controllers
     numpy_prefix = os.path.join(os.path.dirname(os.path.dirname(numpy.__file__)), "numpy")
     own = tuple(lib for lib in libraries if lib.filepath.startswith(numpy_prefix))
@@ -157,70 +165,189 @@ def split(items, parts):
     return runs
 
 
-#: How long the keepers (``spin.py``) keep the cores awake after the last
-#: parallel call: longer than the gaps between the calls of a forward or
+#: How long a worker spins for the next call after it has done its group,
+#: before it sleeps: longer than the gaps between the calls of a forward or
 #: backward pass, short enough that an idle process soon uses no CPU.
 KEEP_WARM_SECONDS = 2e-3
+#: How long the caller spins for the workers to finish before it sleeps:
+#: long enough for the last group of a call that shares its work evenly,
+#: short enough that on a loaded machine the caller soon gives its core to
+#: a worker that waits for one.
+WAIT_SECONDS = 2e-4
+#: A spin that finds it lost its core for longer than this asks why
+#: (``_Pool._lost_core``) ...
+PREEMPTED_SECONDS = 2e-4
+#: ... and two such losses to other threads this close together mean a
+#: busy machine: no thread of the pool spins again for ``BACK_OFF_SECONDS``,
+#: since a thread that spins there takes time from the ones that work.
+BUSY_WITHIN_SECONDS = 0.02
+BACK_OFF_SECONDS = 0.1
+
+
+class _Call:
+    """One parallel call, as the workers see it: ``work(groups[i])`` for
+    worker i (the caller does group 0), its results and errors by group,
+    and ``cancelled``: a list that a failed call appends True to, so that
+    workers that have not started skip their group (and long work can stop
+    early)."""
+    __slots__ = ("number", "work", "groups", "results", "errors", "cancelled")
+
+    def __init__(self, number, work, groups, cancelled):
+        self.number, self.work, self.groups, self.cancelled = number, work, groups, cancelled
+        self.results = [None] * len(groups)
+        self.errors = [None] * len(groups)
 
 
 class _Pool:
-    """An executor with ``workers`` threads, for one process (a forked child
-    has none of its parent's threads), the lock of its one caller, and on
-    Linux ``workers + 1`` keepers (``spin.py``): threads of the lowest
-    priority that spin while parallel calls come, so that the cores are
-    awake when the next one wakes a thread. ``posted`` counts the calls."""
+    """``workers`` threads for one process (a forked child has none of its
+    parent's threads) and the lock of its one caller. ``posted`` holds the
+    latest call's number, ``finished`` counts the groups the workers have
+    done, ``caller_asleep`` is 1 while the caller sleeps (``self.spin.py``)."""
 
     def __init__(self, workers):
+        from . import spin                          # Numba's: imported (and compiled) on first use
+        self.spin = spin
         self.workers = workers
         self.pid = os.getpid()
         self.busy = threading.Lock()
-        self.executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="minicnn",
-                                                              initializer=_block_ctrl_c)
         self.posted = numpy.zeros(1, numpy.int64)
-        self.changed = threading.Condition()
-        self.keepers_asleep = 0
+        self.finished = numpy.zeros(1, numpy.int64)
+        self.caller_asleep = numpy.zeros(1, numpy.int64)
+        self.call = None
+        self.posted_changed = threading.Condition()   # a sleeping worker waits on it
+        self.caller_woken = threading.Condition()     # a sleeping caller waits on it
+        self.workers_asleep = 0
         self.closed = False
-        if KEEP_WARM_SECONDS > 0 and sys.platform.startswith("linux"):   # a thread's priority is its own
-            from . import spin                      # compiles (or loads) the spin on first use
-            self.spin, self.spins = spin, spin.spins_for(KEEP_WARM_SECONDS)
-            for index in range(workers + 1):
-                threading.Thread(target=self._keep, name=f"minicnn-keeper-{index}", daemon=True).start()
+        self.keep_warm_spins = self.spin.spins_for(KEEP_WARM_SECONDS)
+        self.wait_spins = self.spin.spins_for(WAIT_SECONDS)
+        self.gap = self.spin.cycles_for(PREEMPTED_SECONDS)
+        self.spin_again_at = 0.0
+        self.last_lost_core = float("-inf")
+        for index in range(1, workers + 1):
+            threading.Thread(target=self._work, args=(index,), name=f"minicnn-{index}", daemon=True).start()
 
-    def _keep(self):
-        """A keeper: at nice 19, spin while calls come, sleep between bursts."""
+    def _spin_for_call(self, seen, finished=False):
+        """The latest call's number once it is not ``seen``, or ``seen``
+        if none came while this worker spun; with ``finished``, first count
+        the group done (and wake the caller if it sleeps)."""
+        spins = self.keep_warm_spins if time.perf_counter() >= self.spin_again_at else 0
+        switches = _switches()
+        if finished:
+            latest = self.spin.finish_and_wait(self.finished, self.caller_asleep, self.posted, seen, spins, self.gap)
+            if latest == self.spin.WAKE_CALLER:
+                with self.caller_woken:
+                    self.caller_woken.notify()
+                latest = self.spin.wait_for_change(self.posted, seen, spins, self.gap)
+        else:
+            latest = self.spin.wait_for_change(self.posted, seen, spins, self.gap)
+        while latest == self.spin.PREEMPTED:
+            if self._lost_core(switches):
+                return seen
+            latest = self.spin.wait_for_change(self.posted, seen, spins, self.gap)
+        return latest
+
+    def _lost_core(self, switches):
+        """After a spin saw a gap in its clock: whether to stop spinning.
+        The gap may be the virtual machine's host running something else on
+        this virtual core (the thread's count of switches unchanged: spin
+        on), or a daemon that ran for a moment (spin on), or a machine busy
+        with other work: a second switch within ``BUSY_WITHIN_SECONDS`` of
+        the last, and then no thread spins for ``BACK_OFF_SECONDS``."""
+        if switches is not None and _switches() == switches:
+            return False
+        now = time.perf_counter()
+        busy = now - self.last_lost_core < BUSY_WITHIN_SECONDS
+        self.last_lost_core = now
+        if busy:
+            self.spin_again_at = now + BACK_OFF_SECONDS
+        return busy
+
+    def _work(self, index):
+        """Worker ``index``: do group ``index`` of each call that has one,
+        spin for the next call, sleep when none comes."""
         _block_ctrl_c()
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        seen = -1
+        seen = 0
+        latest = self._spin_for_call(seen)
         while True:
-            with self.changed:
-                # Counted as asleep before the last look at ``posted``:
-                # ``post`` bumps it, then looks at ``keepers_asleep`` (both
-                # under the GIL), so either this look sees the bump or
-                # ``post`` sees this keeper and wakes it.
-                self.keepers_asleep += 1
-                while self.posted[0] == seen and not self.closed:
-                    self.changed.wait()
-                self.keepers_asleep -= 1
-                if self.closed:
-                    return
-            seen = self.spin.keep_warm(self.posted, self.spins)
+            if latest == seen:
+                with self.posted_changed:
+                    # Counted as asleep before the last look at ``posted``:
+                    # ``run`` bumps it, then looks at ``workers_asleep``
+                    # (both under the GIL), so either this look sees the
+                    # bump or ``run`` sees this worker and wakes it.
+                    self.workers_asleep += 1
+                    while self.posted[0] == seen and not self.closed:
+                        self.posted_changed.wait()
+                    self.workers_asleep -= 1
+            call = self.call                # the latest call, numbered at least as ``posted`` says
+            if call is None or call.number == seen:     # ``posted`` moved without a call: closed
+                return
+            seen = call.number
+            if index >= len(call.groups):
+                latest = self._spin_for_call(seen)
+                continue
+            if not call.cancelled:
+                try:
+                    call.results[index] = call.work(call.groups[index])
+                except BaseException as error:      # raised on the caller's thread
+                    call.errors[index] = error
+            latest = self._spin_for_call(seen, finished=True)
 
-    def post(self):
-        """Count a parallel call; wake the keepers if they sleep (while they
-        spin, that costs nothing more)."""
-        self.posted[0] += 1
-        if self.keepers_asleep:
-            with self.changed:
-                self.changed.notify_all()
+    def run(self, work, groups, cancelled):
+        """[work(group) for group in groups]: group 0 here, group i on
+        worker i; returns once every group is done."""
+        call = _Call(int(self.posted[0]) + 1, work, groups, cancelled)
+        target = int(self.finished[0]) + len(groups) - 1
+        self.call = call
+        self.posted[0] = call.number
+        if self.workers_asleep:
+            with self.posted_changed:
+                self.posted_changed.notify_all()
+        try:
+            call.results[0] = work(groups[0])
+        except BaseException:
+            cancelled.append(True)
+            self._wait(target)
+            raise
+        self._wait(target)
+        for error in call.errors:
+            if error is not None:
+                raise error
+        return call.results
+
+    def _wait(self, target):
+        """Until the workers have finished ``target`` groups: a spin, then
+        sleep. A second Ctrl-C while waiting cannot cut the wait short: the
+        workers write into the caller's arrays."""
+        spins = self.wait_spins if time.perf_counter() >= self.spin_again_at else 0
+        switches = _switches()
+        done = self.spin.wait_for(self.finished, target, spins, self.gap)
+        while done == self.spin.PREEMPTED and not self._lost_core(switches):
+            done = self.spin.wait_for(self.finished, target, spins, self.gap)
+        if done == 1:
+            return
+        with self.caller_woken:
+            while not self.spin.caller_sleeps(self.caller_asleep, self.finished, target):
+                self.caller_woken.wait()
+            self.caller_asleep[0] = 0
 
     def close(self):
-        """Let the threads end: a larger pool replaces this one."""
-        self.executor.shutdown(wait=False)          # its threads end once idle
-        with self.changed:
+        """Let the threads end: a larger pool replaces this one. Called
+        with ``busy`` held, so that no call is under way or starts after."""
+        with self.posted_changed:
             self.closed = True
-            self.changed.notify_all()
+            self.posted[0] += 1
+            self.posted_changed.notify_all()
 
 
+def _switches():
+    """How many times the kernel has taken the calling thread off its core
+    for another thread (``getrusage``'s involuntary context switches); None
+    where the system does not count them by thread."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw if _THREAD_USAGE else None
+
+
+_THREAD_USAGE = hasattr(resource, "RUSAGE_THREAD")
 _pool = None
 
 
@@ -229,33 +356,21 @@ def _get_pool(workers):
     fork)."""
     global _pool
     if _pool is None or _pool.workers < workers or _pool.pid != os.getpid():
-        if _pool is not None and _pool.pid == os.getpid():
-            _pool.close()
-        _pool = _Pool(workers)
+        old, _pool = _pool, _Pool(workers)
+        # The old pool's threads end, unless another thread's call is using
+        # it (a race with set_num_threads): then they are left asleep.
+        if old is not None and old.pid == os.getpid() and old.busy.acquire(blocking=False):
+            old.close()
+            old.busy.release()
     return _pool
-
-
-def _settle(futures, cancelled):
-    """Stop the tasks of a call that failed: cancel those not started, tell
-    the running ones (``cancelled``), and wait for them, since they write
-    into the caller's arrays. A second Ctrl-C while waiting does not cut
-    the wait short: the first one is already on its way to the caller."""
-    cancelled.append(True)
-    for future in futures:
-        future.cancel()
-    while True:
-        try:
-            concurrent.futures.wait(futures)
-            return
-        except KeyboardInterrupt:
-            continue
 
 
 def run_in_parallel(work, groups, cancelled=None):
     """[work(group) for group in groups], the groups on separate threads.
     One group, or a pool already busy, runs here, one group after another.
     ``cancelled``: a list that a failed call appends True to before it
-    waits for the groups still running, so that long work can stop early.
+    waits for the groups still running, so that long work can stop early;
+    groups not yet started then do not start.
     An exception in any group (the first, in group order) or an interrupt
     is raised here once no group is running any more."""
     if len(groups) <= 1:
@@ -265,18 +380,9 @@ def run_in_parallel(work, groups, cancelled=None):
     held_back = _hold_back_ctrl_c()
     try:
         acquired = pool.busy.acquire(blocking=False)
-        if not acquired:
+        if not acquired or pool.closed:
             return [work(group) for group in groups]
-        pool.post()
-        futures = []
-        try:
-            for group in groups[1:]:
-                futures.append(pool.executor.submit(work, group))
-            first = work(groups[0])
-            return [first] + [future.result() for future in futures]
-        except BaseException:
-            _settle(futures, [] if cancelled is None else cancelled)
-            raise
+        return pool.run(work, groups, [] if cancelled is None else cancelled)
     finally:
         if acquired:
             pool.busy.release()

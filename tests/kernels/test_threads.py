@@ -12,7 +12,7 @@ import pytest
 import minicnn as mc
 
 from minicnn.kernels import registry
-from minicnn.kernels.cpu import conv as cpu_conv, threads, winograd
+from minicnn.kernels.cpu import conv as cpu_conv, spin, threads, winograd
 from minicnn.functional import conv_strategy, normalization, pooling  # noqa: F401  (registers the primitives)
 from minicnn.functional.pooling import _windows
 
@@ -103,10 +103,13 @@ def test_the_first_question_applies_the_default_and_limits_blas():
 @pytest.mark.parametrize("imports", ["import numpy; import minicnn", "import minicnn; import numpy"])
 def test_import_order_changes_nothing(imports):
     """The thread count, BLAS's thread count after a parallel conv, and the
-    environment are the same whichever of NumPy and minicnn comes first."""
-    code = (f"import os; env = dict(os.environ); {imports}; import minicnn as mc, numpy, threadpoolctl; "
-            "assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items()); "
+    environment are the same whichever of NumPy and minicnn comes first; the
+    environment is unchanged after the conv (threadpoolctl, which minicnn
+    imports then, sets KMP_DUPLICATE_LIB_OK on import)."""
+    code = (f"import os; env = dict(os.environ); {imports}; import minicnn as mc, numpy; "
             "x = mc.randn(4, 8, 16, 16); w = mc.randn(8, 8, 3, 3); mc.nn.functional.conv2d(x, w, padding=1); "
+            "assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items()); "
+            "import threadpoolctl; "
             "blas = [i['num_threads'] for i in threadpoolctl.threadpool_info() if 'numpy' in i['filepath']]; "
             "print(mc.get_num_threads(), max(blas), os.environ.get('OPENBLAS_THREAD_TIMEOUT'))")
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
@@ -373,44 +376,116 @@ def test_a_batch_of_small_maps_is_multiplied_side_by_side(monkeypatch, parts):
                                   rtol=1e-13, atol=1e-13)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="keepers run on Linux only")
-def test_keep_warm_rereads_the_counter_until_it_stays_the_same():
-    """The spin sees every bump of the counter by another thread (an
-    ordinary load could be hoisted out of the loop and never see one), and
-    returns once the counter has stayed the same for its count of reads.
-    Its quiet spell (0.5 s) is 100 times the bumps' spacing: on a loaded
-    machine (CI's two cores, both running tests) a 20 ms one ended between
-    two bumps the scheduler had held back."""
-    from minicnn.kernels.cpu import spin
+# -- the pool's spins and hand-shakes (spin.py) -----------------------------
+NEVER = int(numpy.iinfo(numpy.int64).max)       # a gap in the clock no spin sees
+
+
+def test_wait_for_change_rereads_the_counter_until_it_changes():
+    """The spin sees a bump of the counter by another thread (an ordinary
+    load could be hoisted out of the loop and never see one) and returns
+    the new value; unbumped, it returns ``seen`` after its count of reads."""
     posted = numpy.zeros(1, numpy.int64)
-    quiet = spin.spins_for(0.5)
 
     def bump():
-        for _ in range(10):
-            time.sleep(0.005)
-            posted[0] += 1
+        time.sleep(0.02)
+        posted[0] = 7
     bumper = threading.Thread(target=bump)
-    start = time.perf_counter()
     bumper.start()
-    seen = spin.keep_warm(posted, quiet)         # nogil: the bumper runs meanwhile
-    elapsed = time.perf_counter() - start
+    assert spin.wait_for_change(posted, 0, spin.spins_for(60.0), NEVER) == 7    # nogil: the bumper runs
     bumper.join()
-    assert seen == 10
-    assert elapsed >= 0.05                       # it outlasted the ten bumps
+    start = time.perf_counter()
+    assert spin.wait_for_change(posted, 7, 1000, NEVER) == 7
+    assert spin.wait_for_change(posted, 7, 0, NEVER) == 7
+    assert time.perf_counter() - start < 1.0
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="keepers run on Linux only")
-def test_keepers_run_at_the_lowest_priority_and_sleep_between_bursts(monkeypatch):
+def test_wait_for_returns_once_the_target_is_reached_or_the_reads_run_out():
+    finished = numpy.array([3], numpy.int64)
+    assert spin.wait_for(finished, 3, 0, NEVER) == 1
+    assert spin.wait_for(finished, 4, 1000, NEVER) == 0
+
+    def count():
+        time.sleep(0.02)
+        finished[0] = 4
+    counter = threading.Thread(target=count)
+    counter.start()
+    assert spin.wait_for(finished, 4, spin.spins_for(60.0), NEVER) == 1
+    counter.join()
+
+
+@pytest.mark.skipif(spin.cycles_for(1.0) == NEVER, reason="no cycle counter on this CPU")
+def test_a_spin_that_sees_a_gap_in_its_clock_says_so():
+    """A gap of 0 cycles: the first look at the clock finds one."""
+    counter = numpy.zeros(1, numpy.int64)
+    assert spin.wait_for_change(counter, 0, 10 * spin.READS_PER_YIELD, 0) == spin.PREEMPTED
+    assert spin.wait_for(counter, 1, 10 * spin.READS_PER_YIELD, 0) == spin.PREEMPTED
+
+
+def test_the_hand_shake_loses_no_wake_up():
+    """A worker counts its group and sees a sleeping caller; a caller about
+    to sleep sees a count already reached."""
+    finished, asleep, posted = (numpy.zeros(1, numpy.int64) for _ in range(3))
+    assert spin.finish_and_wait(finished, asleep, posted, 0, 10, NEVER) == 0     # no call came
+    assert finished[0] == 1
+    assert spin.caller_sleeps(asleep, finished, 2) is False and asleep[0] == 1
+    assert spin.finish_and_wait(finished, asleep, posted, 0, 10, NEVER) == spin.WAKE_CALLER
+    assert finished[0] == 2
+    assert spin.caller_sleeps(asleep, finished, 2) is True
+
+
+def test_a_caller_that_sleeps_is_woken_by_the_last_group():
+    """Groups longer than the caller's spin: it sleeps, is woken, and the
+    next calls (short, back to back) are right."""
+    def work(group):
+        if group:
+            time.sleep(10 * threads.WAIT_SECONDS)
+        return group
+    assert threads.run_in_parallel(work, [0, 1, 2]) == [0, 1, 2]
+    assert threads._pool.caller_asleep[0] == 0
+    for i in range(2000):
+        assert threads.run_in_parallel(lambda group: group + i, [0, 1]) == [i, i + 1]
+
+
+def _wait_for_sleeping_workers(pool):
+    deadline = time.monotonic() + 5
+    while pool.workers_asleep < pool.workers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pool.workers_asleep == pool.workers
+
+
+def test_workers_sleep_soon_after_the_last_call():
+    threads.run_in_parallel(lambda group: group, [0, 1])
+    assert _wait_for_sleeping_workers(threads._pool)
+    assert threads.run_in_parallel(lambda group: group, [0, 1]) == [0, 1]      # and wake for the next
+
+
+def test_a_larger_pool_replaces_the_old_one_whose_threads_end():
+    threads.run_in_parallel(lambda group: group, [0, 1])
+    old = threads._pool
+    names = {f"minicnn-{i}" for i in range(1, old.workers + 1)}
+    old_threads = [t for t in threading.enumerate() if t.name in names]
+    groups = list(range(old.workers + 2))
+    assert threads.run_in_parallel(lambda group: group, groups) == groups
+    assert threads._pool is not old and threads._pool.workers == len(groups) - 1
+    for thread in old_threads:
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+
+
+def test_spinning_stops_on_a_busy_machine(monkeypatch):
+    """A gap in a spin's clock while the thread's count of switches stayed
+    put is the VM's host: spin on. One switch to another thread is a
+    passing daemon: spin on. A second soon after is a busy machine: no
+    thread spins for BACK_OFF_SECONDS."""
     threads.run_in_parallel(lambda group: group, [0, 1])
     pool = threads._pool
-    keepers = [t for t in threading.enumerate() if t.name.startswith("minicnn-keeper")]
-    assert len(keepers) >= pool.workers + 1
-    for keeper in keepers:
-        assert os.getpriority(os.PRIO_PROCESS, keeper.native_id) == 19
-    deadline = time.monotonic() + 5
-    while pool.keepers_asleep < pool.workers + 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert pool.keepers_asleep == pool.workers + 1          # asleep soon after the last call
-    posted = int(pool.posted[0])
-    threads.run_in_parallel(lambda group: group, [0, 1])
-    assert pool.posted[0] == posted + 1
+    assert _wait_for_sleeping_workers(pool)                  # none of them asks for _switches below
+    monkeypatch.setattr(pool, "last_lost_core", float("-inf"))
+    monkeypatch.setattr(pool, "spin_again_at", 0.0)
+    switches = iter(range(100))
+    monkeypatch.setattr(threads, "_switches", lambda: next(switches))
+    assert pool._lost_core(0) is False                       # _switches() says 0: unchanged
+    assert pool._lost_core(0) is False                       # 1: a first switch
+    assert pool.spin_again_at == 0.0
+    assert pool._lost_core(0) is True                        # 2: a second, at once
+    assert pool.spin_again_at > time.perf_counter() + threads.BACK_OFF_SECONDS / 2
