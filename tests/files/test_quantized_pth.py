@@ -88,7 +88,18 @@ def test_torch_converted_resnet18_loads_and_matches_torch_bit_for_bit(tmp_path):
             expected = tv_model(torch.from_numpy(x)).numpy()
         with mc.no_grad():
             actual = mc_model(mc.tensor(x)).numpy()
-        numpy.testing.assert_array_equal(actual, expected, err_msg=name)
+        if torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+            numpy.testing.assert_array_equal(actual, expected, err_msg=name)
+        else:
+            # torch's quantized add on AVX2 kernels rounds a few sums to the
+            # other neighbour (here first at layer3.0's add_relu, whose two
+            # inputs were still equal to minicnn's, in 1 element of 2048, by
+            # one step); its AVX-512 kernels round as minicnn does (bit for
+            # bit above). From there the differences spread: ~20% of the
+            # logits one or two steps off.
+            step = float(tv_model.fc.scale)
+            assert numpy.abs(actual - expected).max() <= 3 * step * (1 + 1e-6), name
+            assert numpy.mean(actual == expected) > 0.7, name
 
 
 def small_qtensors():

@@ -100,8 +100,12 @@ def test_bad_arguments():
 
 @pytest.mark.slow
 def test_revnet_and_resnet_learn_the_digits_alike():
-    """RevNet and ResNet of depth 14, same seed, 3 epochs on the 8x8 digits
-    (the benchmark trains longer, over more seeds and depths)."""
-    accuracies = digits_accuracies(pairs=((14, (1, 1, 1)),), seeds=(0,), epochs=3)[14, 0]
-    assert min(accuracies.values()) > 0.9, accuracies
-    assert abs(accuracies["revnet"] - accuracies["resnet"]) < 0.05, accuracies
+    """RevNet and ResNet of depth 14, 3 epochs on the 8x8 digits from each
+    of 3 seeds (the benchmark trains longer, over more depths): each above
+    0.9, their mean accuracies within 0.04. One seed was too few: its gap
+    moved with the CPU's float32 round-off (under 0.05 on a Zen 4, 0.056 on a
+    Zen 3, where the 3 seeds' means differ by 0.019)."""
+    results = digits_accuracies(pairs=((14, (1, 1, 1)),), seeds=(0, 1, 2), epochs=3)
+    assert min(acc for runs in results.values() for acc in runs.values()) > 0.9, results
+    mean = {name: numpy.mean([runs[name] for runs in results.values()]) for name in ("revnet", "resnet")}
+    assert abs(mean["revnet"] - mean["resnet"]) < 0.04, results
