@@ -125,15 +125,16 @@ WAKE_CALLER = -1
 
 
 @numba.njit(cache=True, nogil=True)
-def wait_for_change(counter, seen, spins, gap):
-    """Read counter[0] (an int64 array) until it differs from ``seen``, at
-    most ``spins`` times; returns the last value read (``seen`` if it never
-    changed), or PREEMPTED as soon as more than ``gap`` cycles passed
-    between two looks at the clock: another thread had the core."""
-    value = _load(counter)
+def _spin(counter, value, reach, spins, gap):
+    """Read counter[0] (an int64 array) until it differs from ``value``
+    (``reach`` False) or is at least ``value`` (``reach`` True), at most
+    ``spins`` times; returns the last value read, or PREEMPTED as soon as
+    more than ``gap`` cycles passed between two looks at the clock: another
+    thread had the core."""
+    read = _load(counter)
     reads = 0
     last = _cycles()
-    while value == seen and reads < spins:
+    while (read < value if reach else read == value) and reads < spins:
         reads += 1
         if reads % READS_PER_YIELD == 0:
             _sched_yield()
@@ -141,27 +142,24 @@ def wait_for_change(counter, seen, spins, gap):
             if now - last > gap:
                 return PREEMPTED
             last = now
-        value = _load(counter)
-    return value
+        read = _load(counter)
+    return read
+
+
+@numba.njit(cache=True, nogil=True)
+def wait_for_change(counter, seen, spins, gap):
+    """Read counter[0] until it differs from ``seen``, at most ``spins``
+    times; returns the last value read (``seen`` if it never changed), or
+    PREEMPTED (``_spin``)."""
+    return _spin(counter, seen, False, spins, gap)
 
 
 @numba.njit(cache=True, nogil=True)
 def wait_for(counter, target, spins, gap):
     """Read counter[0] until it reaches ``target``, at most ``spins`` times;
-    returns 1 if it did, 0 if not, PREEMPTED as ``wait_for_change``."""
-    reads = 0
-    last = _cycles()
-    while _load(counter) < target:
-        if reads == spins:
-            return 0
-        reads += 1
-        if reads % READS_PER_YIELD == 0:
-            _sched_yield()
-            now = _cycles()
-            if now - last > gap:
-                return PREEMPTED
-            last = now
-    return 1
+    returns 1 if it did, 0 if not, or PREEMPTED (``_spin``)."""
+    read = _spin(counter, target, True, spins, gap)
+    return PREEMPTED if read == PREEMPTED else int(read >= target)
 
 
 @numba.njit(cache=True, nogil=True)
