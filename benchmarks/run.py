@@ -124,6 +124,11 @@ def machine_info(threads, device="cpu"):
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    # "AMD EPYC" names several generations; which kernels run depends on the
+    # vector width (minicnn's tiles, OpenBLAS's and torch's kernels alike).
+    import llvmlite.binding
+    features = llvmlite.binding.get_host_cpu_features()
+    cpu += f" ({llvmlite.binding.get_host_cpu_name()}, {'AVX-512' if features.get('avx512f') else 'no AVX-512'})"
     return {
         "cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
         "numpy": numpy.__version__, "torch": torch.__version__, "numba": numba.__version__,
