@@ -54,6 +54,12 @@ from . import cache
 cache.install()
 
 
+def _int64_array(array):
+    """Whether the Numba type ``array`` is an int64 array (what the atomics
+    below accept)."""
+    return isinstance(array, types.Array) and array.dtype == types.int64
+
+
 def _data(context, builder, array_type, array):
     return context.make_array(array_type)(context, builder, array).data
 
@@ -62,7 +68,7 @@ def _data(context, builder, array_type, array):
 def _load(typingctx, array):
     """array[0] of an int64 array, read by a sequentially consistent atomic
     load."""
-    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+    if not _int64_array(array):
         return None
 
     def codegen(context, builder, signature, args):
@@ -73,7 +79,7 @@ def _load(typingctx, array):
 @intrinsic
 def _store(typingctx, array, value):
     """array[0] = value (int64), a sequentially consistent atomic store."""
-    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+    if not _int64_array(array):
         return None
 
     def codegen(context, builder, signature, args):
@@ -85,7 +91,7 @@ def _store(typingctx, array, value):
 @intrinsic
 def _add(typingctx, array, value):
     """array[0] += value (int64), atomically; returns the value before."""
-    if not (isinstance(array, types.Array) and array.dtype == types.int64):
+    if not _int64_array(array):
         return None
 
     def codegen(context, builder, signature, args):

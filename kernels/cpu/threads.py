@@ -38,8 +38,8 @@ A call is posted by number (``_Pool.posted``); a worker that has done its
 group spins on that number for ``KEEP_WARM_SECONDS`` (``spin.py``), so
 that the calls of a forward pass, microseconds of Python apart, find it
 awake: on this project's VM a call through a standard executor, whose
-threads sleep between calls, cost 65-100 us of waking, through the spin
-5-35. The caller spins ``WAIT_SECONDS`` for the workers to finish, then
+threads sleep between calls, cost 65-107 us of waking, through the spin
+12-40. The caller spins ``WAIT_SECONDS`` for the workers to finish, then
 sleeps. Both spins yield the core every few reads, and both end soon: an
 idle process uses no CPU, and on a loaded machine a spinning thread does
 not keep a core from the thread it waits for for long.
@@ -202,7 +202,7 @@ class _Pool:
     """``workers`` threads for one process (a forked child has none of its
     parent's threads) and the lock of its one caller. ``posted`` holds the
     latest call's number, ``finished`` counts the groups the workers have
-    done, ``caller_asleep`` is 1 while the caller sleeps (``self.spin.py``)."""
+    done, ``caller_asleep`` is 1 while the caller sleeps (``spin.py``)."""
 
     def __init__(self, workers):
         from . import spin                          # Numba's: imported (and compiled) on first use
@@ -230,21 +230,32 @@ class _Pool:
         """The latest call's number once it is not ``seen``, or ``seen``
         if none came while this worker spun; with ``finished``, first count
         the group done (and wake the caller if it sleeps)."""
-        spins = self.keep_warm_spins if time.perf_counter() >= self.spin_again_at else 0
-        switches = _switches()
+        spins, switches = self._spins(self.keep_warm_spins), _switches()
+
+        def spin_on():
+            return self.spin.wait_for_change(self.posted, seen, spins, self.gap)
         if finished:
             latest = self.spin.finish_and_wait(self.finished, self.caller_asleep, self.posted, seen, spins, self.gap)
             if latest == self.spin.WAKE_CALLER:
                 with self.caller_woken:
                     self.caller_woken.notify()
-                latest = self.spin.wait_for_change(self.posted, seen, spins, self.gap)
+                latest = spin_on()
         else:
-            latest = self.spin.wait_for_change(self.posted, seen, spins, self.gap)
-        while latest == self.spin.PREEMPTED:
-            if self._lost_core(switches):
-                return seen
-            latest = self.spin.wait_for_change(self.posted, seen, spins, self.gap)
-        return latest
+            latest = spin_on()
+        latest = self._past_the_host(latest, switches, spin_on)
+        return seen if latest == self.spin.PREEMPTED else latest
+
+    def _spins(self, spins):
+        """``spins``, or 0 while the pool backs off a busy machine."""
+        return spins if time.perf_counter() >= self.spin_again_at else 0
+
+    def _past_the_host(self, result, switches, spin_on):
+        """A spin's ``result``; while that is PREEMPTED by something that
+        is no reason to stop (``_lost_core``), ``spin_on()``'s instead.
+        PREEMPTED: the machine is busy, stop spinning."""
+        while result == self.spin.PREEMPTED and not self._lost_core(switches):
+            result = spin_on()
+        return result
 
     def _lost_core(self, switches):
         """After a spin saw a gap in its clock: whether to stop spinning.
@@ -319,12 +330,11 @@ class _Pool:
         """Until the workers have finished ``target`` groups: a spin, then
         sleep. A second Ctrl-C while waiting cannot cut the wait short: the
         workers write into the caller's arrays."""
-        spins = self.wait_spins if time.perf_counter() >= self.spin_again_at else 0
-        switches = _switches()
-        done = self.spin.wait_for(self.finished, target, spins, self.gap)
-        while done == self.spin.PREEMPTED and not self._lost_core(switches):
-            done = self.spin.wait_for(self.finished, target, spins, self.gap)
-        if done == 1:
+        spins, switches = self._spins(self.wait_spins), _switches()
+
+        def spin_on():
+            return self.spin.wait_for(self.finished, target, spins, self.gap)
+        if self._past_the_host(spin_on(), switches, spin_on) == 1:
             return
         with self.caller_woken:
             while not self.spin.caller_sleeps(self.caller_asleep, self.finished, target):
