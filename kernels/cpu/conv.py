@@ -14,7 +14,8 @@ depthwise_conv2d_forward, _grad_input, _grad_weight
     and its input gradient at stride 1 (the forward of gy with the
     flipped taps), run 16 channels a vector instead
     (``depthwise_lanes.py``) where the CPU has AVX-512
-    (``implicit_gemm.available``).
+    (``implicit_gemm.register_tiles``), or AVX2 and the layer is not one
+    that the planar kernels do faster there (``_lanes``).
 grouped_conv2d_forward, grouped_conv2d_grad_weight
     the forward and weight gradient of a grouped convolution of few
     channels a group, by the same direct kernels.
@@ -22,7 +23,8 @@ batched_matmul, batched_matmul_sum
     a 1x1 convolution's GEMMs. An ungrouped float32 forward (or input
     gradient) of at least ``POINTWISE_MIN_PIXELS`` pixels an image runs on
     a register tile that reads x and w in place (``pointwise_gemm.py``)
-    where the CPU has AVX-512; otherwise the forward's is
+    where the CPU has AVX-512 (not on AVX2: 1.15-1.6x OpenBLAS's time
+    there); otherwise the forward's is
     cut into blocks of at most ``GEMM_BLOCK_ROWS`` output rows by
     ``GEMM_BLOCK_COLUMNS`` pixels of one image, the weight gradient's one
     per image, shared out among the threads, as BLAS itself is
@@ -71,12 +73,39 @@ def _geometry(stride, padding, dilation):
 
 
 # -- depthwise ------------------------------------------------------------------
+#: On AVX2 a depthwise layer of at most 9 taps at stride 1 keeps the planar
+#: kernels, whose loops run along the rows, where the rows are this long
+#: (the forward's output rows, the input gradient's input rows): there
+#: 16 channels a vector took longer (2 threads, against the planar
+#: kernels, benchmarks/results/NOTES.md; forward 3x3: 112 wide 1.21-1.52,
+#: 56 1.03-1.29, 28 0.83-1.30, 14 0.63-0.73, 7 0.48-0.76; input gradient
+#: 3x3: 112 1.08-1.44, 56 0.85-1.03, 28 0.66-0.93). Where a pixel has
+#: more taps (5x5, 7x7), or at stride 2, the lanes win at every size
+#: measured (0.42-1.10, most 0.5-0.85).
+LANES_AVX2_PLANAR_ROWS = {"forward": 28, "grad_input": 112}
+
+
+def _lanes(dtype, per_channel, kernel_size, stride, row, direction):
+    """Whether a depthwise ``direction`` of float32 (``dtype``), one output
+    channel a channel (``per_channel``), runs 16 channels a vector
+    (``depthwise_lanes.py``): where the CPU runs the register tiles, on
+    AVX2 unless ``LANES_AVX2_PLANAR_ROWS`` says otherwise (``row``: the
+    rows' length it bounds)."""
+    if dtype != numpy.float32 or not per_channel:
+        return False
+    tiles = implicit_gemm.register_tiles()
+    if tiles == "avx2":
+        short_taps = math.prod(kernel_size) <= 9 and tuple(stride) == (1, 1)
+        return not (short_taps and row >= LANES_AVX2_PLANAR_ROWS[direction])
+    return tiles is not None
+
+
 def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
     """y (N, O, OH, OW) = depthwise conv2d(x, w) + b (G == C); b may be None.
     float32 with one output channel a channel runs 16 channels a vector
-    (``depthwise_lanes.py``) where the CPU has AVX-512."""
+    (``depthwise_lanes.py``) where the CPU allows (``_lanes``)."""
     x = numpy.ascontiguousarray(x)
-    if x.dtype == numpy.float32 and w.shape[0] == x.shape[1] and implicit_gemm.available():
+    if _lanes(x.dtype, w.shape[0] == x.shape[1], w.shape[2:], stride, out_size[-1], "forward"):
         return depthwise_lanes.depthwise_conv2d(x, w, b, stride, padding, dilation, out_size)
     N, O, (KH, KW) = x.shape[0], w.shape[0], w.shape[2:]
     y = numpy.empty((N, O) + tuple(out_size), dtype=x.dtype)
@@ -112,11 +141,11 @@ def depthwise_conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_siz
     At stride 1, float32 with one output channel a channel, padding at
     most the kernel's reach before: the 16-channel forward
     (``depthwise_lanes.py``) of gy with the flipped taps, padded by the
-    reach less the padding, where the CPU has AVX-512."""
+    reach less the padding, where the CPU allows (``_lanes``)."""
     gy = numpy.ascontiguousarray(gy)
     full = implicit_channels.flipped_padding(w.shape[2:], dilation, padding)
-    if (gy.dtype == numpy.float32 and w.shape[0] == gy.shape[1] == groups and tuple(stride) == (1, 1)
-            and all(top >= 0 for top, _ in full) and implicit_gemm.available()):
+    if (tuple(stride) == (1, 1) and all(top >= 0 for top, _ in full)
+            and _lanes(gy.dtype, w.shape[0] == gy.shape[1] == groups, w.shape[2:], stride, in_size[-1], "grad_input")):
         return depthwise_lanes.depthwise_conv2d(gy, w[:, :, ::-1, ::-1], None, (1, 1), full, dilation, in_size)
     N, O, (KH, KW) = gy.shape[0], w.shape[0], w.shape[2:]
     gx = numpy.empty((N, w.shape[1] * groups) + tuple(in_size), dtype=gy.dtype)
@@ -244,7 +273,7 @@ POINTWISE_MIN_PIXELS = 128
 def _pointwise_tile(a, b):
     """Whether ``batched_matmul(a, b)`` runs on ``pointwise_gemm``'s tile."""
     return (a.shape[0] == 1 and a.dtype == b.dtype == numpy.float32 and b.shape[3] >= POINTWISE_MIN_PIXELS
-            and implicit_gemm.available())
+            and implicit_gemm.register_tiles() == "avx512")
 
 
 def _pointwise_product(a, b, bias):

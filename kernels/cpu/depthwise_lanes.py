@@ -43,13 +43,14 @@ from numba.core import cgutils
 from numba.core.extending import intrinsic
 
 from .implicit_channels import _offset_pointers, _taps, _transpose16, _vectors
-from .implicit_gemm import _F32, _constants, _fma, _intp_args
+from .implicit_gemm import WIDE, _F32, _constants, _fma, _intp_args
 from .loops import JIT, _share
 from .threads import parallel_parts
 from .vnni import _pointer
 
-#: Pixels of a register tile: P vectors of sums, one of weights.
-P = 12
+#: Pixels of a register tile: P vectors of sums, one of weights (on AVX2,
+#: ``implicit_gemm.WIDE`` false, each vector is two of its 16 registers).
+P = 12 if WIDE else 6
 #: Most bytes of a band's input rows (``xb``): with its sums, in L2.
 BAND_BYTES = 256 << 10
 

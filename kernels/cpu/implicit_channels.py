@@ -62,8 +62,10 @@ pixel order, so the bits do not depend on the thread count.
 The sums run in another order than the GEMM's: the results agree to
 float32 rounding, not bit for bit. As for ``implicit_gemm.py``, the
 vectors are LLVM's generic ones, so the kernels compile and run on any
-CPU, and ``implicit_gemm.available()`` says whether they run at full
-speed (AVX-512's 32 registers hold the tile).
+CPU, and ``implicit_gemm.register_tiles()`` says which registers hold
+the tiles: AVX-512's 32 hold 24 sums; AVX2's 16, two a 16-float
+vector, hold 6 (``ACCUMULATORS``), and the strategy takes this path
+there for fewer layers (``conv_strategy.CHANNELS_AVX2_MAX_DENSE_OUTPUTS``).
 """
 import numba
 import numpy
@@ -72,16 +74,20 @@ from numba import types
 from numba.core import cgutils
 from numba.core.extending import intrinsic
 
-from .implicit_gemm import _F32, _constants, _fma, _intp_args, _layout_geometry, _planes
+from .implicit_gemm import WIDE, _F32, _constants, _fma, _intp_args, _layout_geometry, _planes
 from .loops import JIT, _share, u64
 from .threads import parallel_parts, parts_for, run_in_parallel, split, thread_count
 from .vnni import _F16, _I32, _pointer, _splat
 
-#: Sums a register tile keeps (of the 32 vector registers: 3-4 are left
-#: for the weights and a broadcast).
-ACCUMULATORS = 24
+#: Sums a register tile keeps (of AVX-512's 32 vector registers: 3-4 are
+#: left for the weights and a broadcast; of AVX2's 16, two a vector: 12).
+ACCUMULATORS = 24 if WIDE else 6
 #: Pixels of a tile for NV vectors of output channels: NV * P = ACCUMULATORS.
 PIXELS = {nv: ACCUMULATORS // nv for nv in (1, 2, 3, 4)}
+#: The NV a block may have (``vectors_a_block``). On AVX2 one vector by 6
+#: pixels: 2 x 3 and 3 x 2 took 1.0-1.4x its time (one layer of 16
+#: channels a group 0.83; benchmarks/results/NOTES.md).
+BLOCK_VECTORS = (2, 4, 3, 1) if WIDE else (1,)
 #: Output pixels of one task's chunk (a multiple of every P).
 CHUNK_PIXELS = 240
 
@@ -484,8 +490,8 @@ def vectors_a_block(Og, pixels):
     map, 49 pixels: tiles of 6, not 12), then 2 vectors (the largest P
     for which both the weights and the broadcasts are reused)."""
     vectors = -(-Og // 16)
-    return min((2, 4, 3, 1), key=lambda nv: (-(-vectors // nv) * nv * -(-pixels // PIXELS[nv]) * PIXELS[nv],
-                                             nv != 2))
+    return min(BLOCK_VECTORS,
+               key=lambda nv: (-(-vectors // nv) * nv * -(-pixels // PIXELS[nv]) * PIXELS[nv], nv != 2))
 
 
 #: Most bytes of one group's planes: a group of images is laid out and

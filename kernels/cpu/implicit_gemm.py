@@ -3,7 +3,7 @@
 Notation as in ``conv.py``: N batch, C input channels, O output channels,
 G groups (Cg = C / G inputs and Og = O / G outputs a group), KH, KW
 kernel, OH, OW output size, T = KH*KW taps; NO x TILE_P the forward's
-register tile (output channels x pixels), TILE_P = 16 * NPV; NO x NK the
+register tile (output channels x pixels), TILE_P = 16 * NPV; WO x NK the
 weight gradient's (output channels x (tap, channel) pairs).
 
 Why
@@ -36,7 +36,7 @@ and dropped, the price of one offset per tap.
   side by side (zero past Og).
 
 A tile of NO output channels by TILE_P grid pixels keeps its NO*NPV
-accumulators (16 vectors) in registers through all T*Cg steps; each step
+accumulators (16 vectors on AVX-512) in registers through all T*Cg steps; each step
 loads NPV pixel vectors and broadcasts NO weights for NO*NPV multiply-adds
 (``_tile``), about 80% of the FMA units' peak on znver4 (one 16-lane FMA
 a cycle). The sums run in another order than the GEMM's: the results
@@ -47,17 +47,20 @@ The weight gradient
 gw[o, c, t] is the sum over output pixels q of gy[o, q] times the input
 pixel tap t of channel c reads: on the grid, planes[c, q + offset of t].
 So ``conv2d_grad_weight`` lays out the planes of every image and gy on
-the same grid (zero in the dropped columns), and a tile of NO output
-channels by NK (tap, channel) pairs keeps NO*NK vectors of 16 partial
+the same grid (zero in the dropped columns), and a tile of WO output
+channels by NK (tap, channel) pairs keeps WO*NK vectors of 16 partial
 sums in registers while it runs over all the grid's pixels of all the
-images (``_weight_tile``: NO + NK loads for NO*NK multiply-adds a step),
+images (``_weight_tile``: WO + NK loads for WO*NK multiply-adds a step),
 then adds each vector's lanes once. Each block of gw is summed by one
 task, whatever the number of threads.
 
 The vectors are LLVM's generic <16 x float>, so the kernel compiles and
-runs on any CPU; where the host has no AVX-512 (32 vector registers) the
-tile's 16 accumulators spill, and ``available()`` keeps the strategy off
-this path.
+runs on any CPU. AVX-512 has 32 vector registers of 16 floats; AVX2 has
+16 of 8, so each vector takes two, and the tiles are smaller there
+(``WIDE``): 4 x 1 vectors forward (TILE_P 16) and 2 x 3 for the weight
+gradient, where 4 x 4 and 4 x 6 would spill to memory every step. On
+AVX2 these smaller tiles beat the other paths in few cases only, and
+the strategy takes them there alone (``register_tiles``).
 """
 import functools
 
@@ -70,20 +73,38 @@ from numba.core.extending import intrinsic
 
 from .loops import JIT, _fill, _share, u64
 from .threads import parallel_parts, run_in_parallel, split, thread_count
-from .vnni import _F16, NO, NPV, TILE_P, _geometry, _pointer, _splat, copy_out, tile_loop
+from .vnni import _F16, NO, _geometry, _pointer, _splat, copy_out, tile_loop
 
 _F32 = ir.FloatType()
 
 
 @functools.cache
-def available():
-    """Whether this process runs the kernel at full speed: AVX-512 on the
-    host (32 vector registers for the tile) and Numba compiling for it."""
+def register_tiles():
+    """Which register tiles this process runs at full speed: "avx512"
+    (32 vector registers of 16 floats), "avx2" (16 of 8, with fused
+    multiply-adds) or None (neither, or Numba not compiling for the host
+    CPU, or not compiling at all). The tiles' shapes follow it (``WIDE``),
+    and so does the strategy: on AVX2 only some of them beat the paths
+    they replace (``conv_strategy``, ``conv.py``)."""
     import llvmlite.binding
     from numba.core import config
     if config.DISABLE_JIT or config.CPU_NAME not in (None, "host") or config.CPU_FEATURES is not None:
-        return False
-    return bool(llvmlite.binding.get_host_cpu_features().get("avx512f"))
+        return None
+    features = llvmlite.binding.get_host_cpu_features()
+    if features.get("avx512f"):
+        return "avx512"
+    return "avx2" if features.get("avx2") and features.get("fma") else None
+
+
+#: Whether the host has AVX-512's 32 vector registers of 16 floats. The
+#: tiles' vectors are LLVM's 16-float ones either way; on AVX2 each is two
+#: of the 16 registers of 8 floats, so every tile keeps fewer of them as
+#: sums there (at most 6 vectors, 12 registers, with room for the loads and
+#: the broadcast): 16 or 24 of them would be stored and reloaded each step.
+WIDE = register_tiles() == "avx512"
+#: 16-pixel vectors of the forward's tile (NO x NPV accumulators).
+NPV = 4 if WIDE else 1
+TILE_P = 16 * NPV
 
 
 def _intp_args(context, builder, signature, args):
@@ -142,9 +163,9 @@ def _tile(typingctx, planes, x_offset, tap_offsets, channels, plane_stride, wp, 
     return sig, codegen
 
 
-#: (tap, channel) pairs of the weight gradient's register tile: NO x NK
-#: accumulators (``_weight_tile``).
-NK = 6
+#: The weight gradient's register tile: WO output channels by NK (tap,
+#: channel) pairs, WO x NK accumulators (``_weight_tile``).
+WO, NK = (NO, 6) if WIDE else (2, 3)
 
 
 @intrinsic
@@ -153,7 +174,7 @@ def _weight_tile(typingctx, planes, x_offset, x_step, k_offsets, k0, gy, gy_offs
     """out[i * NK + j] = the sum over images n < ``images`` and q < 16 *
     ``vectors`` grid pixels of gy[gy_offset + n * gy_step + i * gy_stride
     + q] * planes[x_offset + n * x_step + k_offsets[k0 + j] + q], for i <
-    NO output channels and j < NK (tap, channel) pairs: 16 lanes of
+    WO output channels and j < NK (tap, channel) pairs: 16 lanes of
     partial sums each, added up at the end. All arrays flat float32
     (``k_offsets`` intp)."""
     dtypes = [getattr(array, "dtype", None) for array in (planes, k_offsets, gy, out)]
@@ -169,7 +190,7 @@ def _weight_tile(typingctx, planes, x_offset, x_step, k_offsets, k0, gy, gy_offs
         const, fma = _constants(context), _fma(builder)
         reduce_add = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32, _F16]),
                                                     "llvm.vector.reduce.fadd.v16f32")
-        acc = [[cgutils.alloca_once_value(builder, ir.Constant(_F16, None)) for _ in range(NK)] for _ in range(NO)]
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(_F16, None)) for _ in range(NK)] for _ in range(WO)]
         offsets = _pointer(context, builder, kinds[3], k_offsets, k0, context.get_value_type(types.intp))
         with cgutils.for_range(builder, images) as image:
             x0 = _pointer(context, builder, kinds[0], planes, builder.add(x_offset, builder.mul(image.index, x_step)),
@@ -177,17 +198,17 @@ def _weight_tile(typingctx, planes, x_offset, x_step, k_offsets, k0, gy, gy_offs
             starts = [builder.gep(x0, [builder.load(builder.gep(offsets, [const(j)]))]) for j in range(NK)]
             gy0 = _pointer(context, builder, kinds[5], gy, builder.add(gy_offset, builder.mul(image.index, gy_step)),
                            _F32)
-            rows = [builder.gep(gy0, [builder.mul(gy_stride, const(i))]) for i in range(NO)]
+            rows = [builder.gep(gy0, [builder.mul(gy_stride, const(i))]) for i in range(WO)]
             with cgutils.for_range(builder, vectors) as vector:
                 at = builder.mul(vector.index, const(16))
                 pixels = [builder.load(builder.bitcast(builder.gep(start, [at]), _F16.as_pointer()), align=4)
                           for start in starts]
-                for i in range(NO):
+                for i in range(WO):
                     grad = builder.load(builder.bitcast(builder.gep(rows[i], [at]), _F16.as_pointer()), align=4)
                     for j in range(NK):
                         builder.store(builder.call(fma, [grad, pixels[j], builder.load(acc[i][j])]), acc[i][j])
         out0 = _pointer(context, builder, kinds[11], out, const(0), _F32)
-        for i in range(NO):
+        for i in range(WO):
             for j in range(NK):
                 total = builder.call(reduce_add, [ir.Constant(_F32, 0.0), builder.load(acc[i][j])])
                 builder.store(total, builder.gep(out0, [const(i * NK + j)]))
@@ -254,7 +275,7 @@ def _tiles(planes, tap_offsets, wp, bias, WQ, OW, out, tile, start, stop):
                   row0 * OHW + q0, OHW)
             continue
         _tile(flat_planes, x_at, tap_offsets, Cg, L, flat_w, w_at, bias, (g * OB + b) * NO, tile, 0, TILE_P)
-        copy_out(tile, count, q0, q1, WQ, OW, out, row0)
+        copy_out(tile, TILE_P, count, q0, q1, WQ, OW, out, row0)
 
 
 @numba.njit(**JIT)
@@ -305,24 +326,24 @@ def _weight_layout(x, gy, Cg, sh, sw, ph, pw, HQ, WQ, planes, grid, part, parts)
 
 @numba.njit(**JIT)
 def _weight_tasks(planes, k_offsets, grid, gw, part, parts):
-    """gw (G, OB*NO, KB*NK): this part's share of the (group, pair block,
+    """gw (G, OB*WO, KB*NK): this part's share of the (group, pair block,
     channel block) tasks, each summing ``_weight_tile`` over all the
     images: every sum is made by one task, in the same order, whatever
     the number of threads."""
     N, G, rows, LQ = grid.shape
-    OB, KB = rows // NO, k_offsets.size // NK
+    OB, KB = rows // WO, k_offsets.size // NK
     rows_per_group, L = planes.shape[1] // G, planes.shape[2]
     flat_planes, flat_grid = planes.reshape(-1), grid.reshape(-1)
-    total = numpy.empty(NO * NK, numpy.float32)
+    total = numpy.empty(WO * NK, numpy.float32)
     start, stop = _share(G * KB * OB, part, parts)
     for task in range(start, stop):
         g, r = task // (KB * OB), task % (KB * OB)
         kb, ob = r // OB, r % OB
         _weight_tile(flat_planes, g * rows_per_group * L, planes.shape[1] * L, k_offsets, kb * NK, flat_grid,
-                     (g * rows + ob * NO) * LQ, G * rows * LQ, LQ, N, LQ // 16, total)
-        for i in range(NO):
+                     (g * rows + ob * WO) * LQ, G * rows * LQ, LQ, N, LQ // 16, total)
+        for i in range(WO):
             for j in range(NK):
-                gw[g, ob * NO + i, kb * NK + j] = total[i * NK + j]
+                gw[g, ob * WO + i, kb * NK + j] = total[i * NK + j]
 
 
 def pack(w, groups, block=NO):
@@ -410,7 +431,7 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     """gw (O, Cg, KH, KW) float32 of ``conv2d``: the sum over images and
     output pixels of gy times the input pixels each weight saw, for
     float32 x (N, C, H, W) and gy (N, O, OH, OW). The images are laid out
-    (``_weight_layout``), then each task sums a NO x NK block of gw over
+    (``_weight_layout``), then each task sums a WO x NK block of gw over
     them all (``_weight_tasks``): two parallel regions."""
     x = numpy.ascontiguousarray(x, dtype=numpy.float32)
     gy = numpy.ascontiguousarray(gy, dtype=numpy.float32)

@@ -36,10 +36,13 @@ the sum), so w^T, a transposed view, is read in place too
 (``product``; ``conv.batched_matmul`` calls it for both).
 
 As for the other register tiles (``implicit_gemm.py``), the vectors are
-LLVM's generic ones, so the kernel compiles and runs on any CPU, and
-``implicit_gemm.available()`` says whether it runs at full speed there
-(24 accumulators need AVX-512's 32 registers). The sums run in another
-order than a BLAS's: the results agree to float32 rounding.
+LLVM's generic ones, so the kernel compiles and runs on any CPU; the
+strategy takes it where ``implicit_gemm.register_tiles()`` is "avx512"
+(24 accumulators need AVX-512's 32 registers). On AVX2 a tile of 4 or 6
+output channels by one vector (8 or 12 of its 16 registers) took
+1.15-1.6x OpenBLAS's time on 1x1 layers of 24-512 channels (NOTES.md),
+so the GEMMs keep them there. The sums run in another order than a
+BLAS's: the results agree to float32 rounding.
 """
 import numba
 import numpy

@@ -162,7 +162,8 @@ def _requantized(builder, sums, offset, multiplier, zero_point, low):
 
 def tile_loop(context, builder, kinds, args, acc, element, vector, step):
     """The register tile's loop (module docstring), as LLVM IR: for each
-    tap t and channel (or quad) c, NPV ``vector``s of pixels loaded from
+    tap t and channel (or quad) c, len(acc[0]) ``vector``s of pixels (NPV
+    here, ``implicit_gemm.NPV`` there) loaded from
     planes[x_offset + tap_offsets[t] + c * plane_stride + 16 j] and NO
     weights wp[w_offset + (t * channels + c) * NO + i] splat, then
     acc[i][j] = step(acc[i][j], pixels[j], weights[i]). ``args`` are the
@@ -186,10 +187,10 @@ def tile_loop(context, builder, kinds, args, acc, element, vector, step):
             xk = builder.gep(xt, [builder.mul(channel.index, plane_stride)])
             wk = builder.gep(wt, [builder.mul(channel.index, const(NO))])
             pixels = [builder.load(builder.bitcast(builder.gep(xk, [const(16 * j)]), vector.as_pointer()), align=4)
-                      for j in range(NPV)]
+                      for j in range(len(acc[0]))]
             for i in range(NO):
                 weights = _splat(builder, builder.load(builder.gep(wk, [const(i)]), align=4), vector)
-                for j in range(NPV):
+                for j in range(len(acc[0])):
                     builder.store(step(builder.load(acc[i][j]), pixels[j], weights), acc[i][j])
 
 
@@ -305,9 +306,9 @@ def _planes(x, x_zero_point, CG, sh, sw, ph, pw, planes, part, parts):
 
 
 @numba.njit(inline="always")
-def copy_out(tile, count, q0, q1, WQ, OW, out, row0):
+def copy_out(tile, width, count, q0, q1, WQ, OW, out, row0):
     """out[row0 + i, the output pixels of grid pixels q0 <= q < q1] =
-    tile[i * TILE_P + q - q0] for i < count: a tile's pixels on the
+    tile[i * width + q - q0] for i < count: a tile's pixels on the
     output (grid columns ow < OW). ``implicit_gemm.py`` copies its tiles
     out the same way."""
     q = q0
@@ -319,7 +320,7 @@ def copy_out(tile, count, q0, q1, WQ, OW, out, row0):
         for i in range(count):
             # unsigned indices: no wraparound test, the copy vectorizes
             for k in range(u64(end - q)):
-                out[u64(row0 + i), u64(at) + k] = tile[u64(i * TILE_P + src) + k]
+                out[u64(row0 + i), u64(at) + k] = tile[u64(i * width + src) + k]
         q = (oh + 1) * WQ
 
 
@@ -355,7 +356,7 @@ def _tiles(planes, tap_offsets, wp, init, offsets, multipliers, zero_point, low,
             continue
         _tile(planes, x_at, tap_offsets, CQ, L, wp, w_at, tile, 0, TILE_P, init, c_at, offsets, multipliers,
               zero_point, low)
-        copy_out(tile, count, q0, q1, WQ, OW, out, row0)
+        copy_out(tile, TILE_P, count, q0, q1, WQ, OW, out, row0)
 
 
 def pack(w, groups):

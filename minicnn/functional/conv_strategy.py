@@ -49,7 +49,10 @@ implicit (float32, 2-D, symmetric padding, not 1x1; all three directions)
     stride 1 is the forward kernel's convolution of gy with the flipped
     filters (as for "grouped" below), so there Cg is Og. Only the CPU backend has this path, and
     takes it only where the CPU has AVX-512 (32 vector registers: the
-    tiles' accumulators stay in them).
+    tiles' accumulators stay in them); on an AVX2 CPU (16 registers, the
+    tiles a quarter the size) only for a grouped weight gradient at
+    stride 2 and up, the one case there where it beat the others
+    (0.81-0.89 of im2col's time; elsewhere 0.89-1.71).
 grouped (1 < G < C, Cg <= DIRECT_MAX_GROUP_CHANNELS, 2-D, not 1x1; forward)
     With few channels a group, each group's GEMM is a thin (Og, Cg*KH*KW)
     product that reads its column matrix (or Winograd's transformed
@@ -107,7 +110,10 @@ channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride
     laid out channels last. Winograd keeps the 3x3 and 5x5 layers it takes (it does
     up to 4x fewer multiply-adds), the pointwise GEMMs the 1x1 ones, the
     "implicit" path the ungrouped layers of few taps. Only the CPU
-    backend has this path, and takes it only where the CPU has AVX-512.
+    backend has this path, and takes it only where the CPU has AVX-512,
+    or AVX2 for a grouped convolution or an ungrouped one of at most
+    ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS`` output channels and more than
+    ``IMPLICIT_MAX_TAPS`` taps.
 
 Primitives
 ----------
@@ -118,8 +124,8 @@ kernel registry (``kernels/registry.py``), looked up per call, so
     depthwise_conv2d_*   the depthwise path    (NumPy: im2col_gemm_*)
     grouped_conv2d_forward, grouped_conv2d_grad_weight   (Numba only)
     implicit_conv2d, implicit_conv2d_grad_weight   the implicit path (Numba
-                         only; implicit_conv2d_fast says whether it runs at
-                         full speed on this CPU)
+                         only; conv_register_tiles says which register tiles
+                         run at full speed on this CPU: "avx512", "avx2", None)
     channels_conv2d, channels_conv2d_grad_input, channels_conv2d_grad_weight
                          the channels path (Numba only; at full speed where
                          implicit_conv2d is)
@@ -262,6 +268,19 @@ WINOGRAD_5X5_MIN_CHANNELS = 8
 CHANNELS_MIN_GROUP_OUTPUTS = 16
 CHANNELS_MIN_PIXELS = 512
 CHANNELS_MIN_FORWARD_PIXELS = 196
+#: On an AVX2 CPU (tiles of 6 vectors, not 24) the path takes an
+#: ungrouped convolution only with at most this many output channels (the
+#: input gradient's: C), OpenBLAS's GEMM being the faster of the two on a
+#: taller product, and more than ``IMPLICIT_MAX_TAPS`` taps (the RGB stem,
+#: 147, took 1.32-1.37x im2col's time). Against im2col, same process, 2
+#: threads: up to 64 outputs 0.65-0.99 (8 x 128 x 7x7 -> 32 0.78, 16 x
+#: 256 x 7x7 -> 32 0.74 / weight gradient 0.65, 8 x 64 x 56x56 -> 32 /2
+#: 0.72, 4 x 96 x 35x35 -> 48 /2 0.76, 8 x 48 x 17x17 -> 64 1x7 input
+#: gradient 0.69; one weight gradient 1.26, 1x7 of 48 channels); 128
+#: outputs 0.88-1.18 (1 x 64 x 56x56 /2 1.09, 8 x 96 x 14x14 /2 1.18);
+#: 192 and up 0.93-1.36. A grouped one gains: 0.47-0.79 forward, 0.33-0.68
+#: input gradient, 0.57-0.79 weight gradient.
+CHANNELS_AVX2_MAX_DENSE_OUTPUTS = 64
 
 
 # -- which path ---------------------------------------------------------------
@@ -370,7 +389,10 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
         strided_ok = direction == "grad_weight" and channels >= IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS
         fits = ((all(s == 1 for s in stride) or strided_ok) and N >= IMPLICIT_MIN_IMAGES
                 and channels <= IMPLICIT_MAX_GROUP_CHANNELS and min(size) >= IMPLICIT_MIN_GROUPED_SIZE)
-    return fits and _implicit_kernel_fast(xp)
+    if not fits:
+        return False
+    tiles = _register_tiles(xp)
+    return tiles == "avx512" or (tiles == "avx2" and groups > 1 and any(s != 1 for s in stride))
 
 
 def _flipped_fits(stride, padding, dilation, kernel_size, in_size, out_size, out_channels):
@@ -392,7 +414,8 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     channels a group (the input gradient's: Cg), ungrouped with
     ``CHANNELS_MIN_PIXELS`` output pixels or more
     (``CHANNELS_MIN_FORWARD_PIXELS`` for the forward), grouped in a batch,
-    on a backend whose kernel runs at full speed here."""
+    on a backend whose kernel runs at full speed here (on AVX2, ungrouped:
+    ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS``)."""
     if (not _float32(xp, dtype) or len(kernel_size) != 2 or all(k == 1 for k in kernel_size)
             or any(lo != hi for lo, hi in padding)):
         return False
@@ -411,7 +434,14 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
         return False
     if groups > 1 and N < IMPLICIT_MIN_IMAGES:
         return False
-    return bool(registry.find("channels_conv2d", xp)) and _implicit_kernel_fast(xp)
+    if not registry.find("channels_conv2d", xp):
+        return False
+    tiles = _register_tiles(xp)
+    if tiles != "avx2" or groups > 1:
+        return tiles is not None
+    inputs = (out_channels or 0) if direction == "grad_input" else C      # the flipped convolution reads gy
+    taps = inputs * math.prod(kernel_size)
+    return outputs <= CHANNELS_AVX2_MAX_DENSE_OUTPUTS and taps > IMPLICIT_MAX_TAPS
 
 
 def _float32(xp, dtype):
@@ -419,10 +449,13 @@ def _float32(xp, dtype):
     return dtype is not None and xp.dtype(dtype) == xp.float32
 
 
-def _implicit_kernel_fast(xp):
-    """Whether the backend in force has the implicit kernels and they run
-    at full speed on this CPU (asked last: the first answer imports them)."""
-    return bool(registry.find("implicit_conv2d", xp)) and registry.lookup("implicit_conv2d_fast", xp)()
+def _register_tiles(xp):
+    """The register tiles the backend in force runs at full speed on this
+    CPU: "avx512", "avx2" or None (none, or a backend without the implicit
+    kernels). Asked last: the first answer imports the kernels."""
+    if not registry.find("implicit_conv2d", xp):
+        return None
+    return registry.lookup("conv_register_tiles", xp)()
 
 
 def _reach(kernel_size, dilation):
@@ -796,7 +829,7 @@ for _name in ("grouped_conv2d_forward", "grouped_conv2d_grad_weight"):
     registry.register(_name, "numba", f"{_CPU}conv:{_name}")
 registry.register("implicit_conv2d", "numba", f"{_CPU}implicit_gemm:conv2d")
 registry.register("implicit_conv2d_grad_weight", "numba", f"{_CPU}implicit_gemm:conv2d_grad_weight")
-registry.register("implicit_conv2d_fast", "numba", f"{_CPU}implicit_gemm:available")
+registry.register("conv_register_tiles", "numba", f"{_CPU}implicit_gemm:register_tiles")
 registry.register("channels_conv2d", "numba", f"{_CPU}implicit_channels:conv2d")
 registry.register("channels_conv2d_grad_input", "numba", f"{_CPU}implicit_channels:conv2d_grad_input")
 registry.register("channels_conv2d_grad_weight", "numba", f"{_CPU}implicit_channels:conv2d_grad_weight")

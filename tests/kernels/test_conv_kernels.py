@@ -285,7 +285,7 @@ def test_small_depthwise_planes_channels_last_match_the_reference(seed, N, C, H,
     calls = []
     with pytest.MonkeyPatch.context() as patch:
         # float32 too: off the 16-channel kernel, which an AVX-512 CPU takes (test_depthwise_lanes)
-        patch.setattr(numba_conv.implicit_gemm, "available", lambda: False)
+        patch.setattr(numba_conv.implicit_gemm, "register_tiles", lambda: None)
         original = depthwise.depthwise_forward_channels_last
         patch.setattr(numba_conv, "depthwise_forward_channels_last", lambda *a: calls.append(1) or original(*a))
         fast, _ = both("depthwise_conv2d_forward")

@@ -16,7 +16,7 @@ from minicnn.kernels import registry
 from references import conv_reference
 
 pytest.importorskip("numba")
-from minicnn.kernels.cpu import depthwise_lanes, implicit_gemm, threads as threads_module  # noqa: E402
+from minicnn.kernels.cpu import conv as numba_conv, depthwise_lanes, implicit_gemm, threads as threads_module  # noqa: E402
 
 RTOL = 2e-5
 
@@ -55,21 +55,23 @@ def test_the_kernel_matches_the_reference(geometry, seed, threads, band_bytes, b
     numpy.testing.assert_allclose(y, expected, rtol=RTOL, atol=RTOL * kernel[0] * kernel[1])
 
 
-@pytest.mark.parametrize("dtype, multiplier, fast, taken", [(numpy.float32, 1, True, True),
-                                                             (numpy.float64, 1, True, False),
-                                                             (numpy.float32, 2, True, False),
-                                                             (numpy.float32, 1, False, False)])
-def test_the_cpu_primitive_takes_it_for_float32_one_output_a_channel(dtype, multiplier, fast, taken, monkeypatch):
+@pytest.mark.parametrize("dtype, multiplier, tiles, taken", [(numpy.float32, 1, "avx512", True),
+                                                              (numpy.float64, 1, "avx512", False),
+                                                              (numpy.float32, 2, "avx512", False),
+                                                              (numpy.float32, 1, "avx2", True),
+                                                              (numpy.float32, 1, None, False)])
+def test_the_cpu_primitive_takes_it_for_float32_one_output_a_channel(dtype, multiplier, tiles, taken, monkeypatch):
     """The Numba backend's depthwise forward runs this kernel for float32
     with one output channel a channel where the CPU runs it at full
-    speed, and the planar kernels otherwise; the same numbers either way."""
+    speed (AVX2 too, at stride 2), and the planar kernels otherwise; the
+    same numbers either way."""
     rng = numpy.random.default_rng(multiplier)
     x = rng.standard_normal((2, 24, 11, 13)).astype(dtype)
     w = rng.standard_normal((24 * multiplier, 1, 3, 3)).astype(dtype)
     calls = []
     original = depthwise_lanes.depthwise_conv2d
     monkeypatch.setattr(depthwise_lanes, "depthwise_conv2d", lambda *a: calls.append(1) or original(*a))
-    monkeypatch.setattr(implicit_gemm, "available", lambda: fast)
+    monkeypatch.setattr(implicit_gemm, "register_tiles", lambda: tiles)
     args = ((2, 2), ((1, 1), (1, 1)), (1, 1), 24, (6, 7))
     y = registry.implementations("depthwise_conv2d_forward")["numba"](x, w, None, *args)
     assert bool(calls) == taken
@@ -78,8 +80,8 @@ def test_the_cpu_primitive_takes_it_for_float32_one_output_a_channel(dtype, mult
 
 
 @settings(max_examples=40, deadline=None)
-@given(geometries(), st.integers(0, 2**32 - 1), st.sampled_from([True, False]))
-def test_the_input_gradient_at_stride_1_matches_the_reference(geometry, seed, fast):
+@given(geometries(), st.integers(0, 2**32 - 1), st.sampled_from(["avx512", None]))
+def test_the_input_gradient_at_stride_1_matches_the_reference(geometry, seed, tiles):
     """The CPU's depthwise input gradient: at stride 1 (padding up to the
     reach) the 16-channel forward of gy with the flipped taps where the
     CPU runs it at full speed, else the planar kernel; both equal the
@@ -95,9 +97,28 @@ def test_the_input_gradient_at_stride_1_matches_the_reference(geometry, seed, fa
     original = depthwise_lanes.depthwise_conv2d
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(depthwise_lanes, "depthwise_conv2d", lambda *a: calls.append(1) or original(*a))
-        patch.setattr(implicit_gemm, "available", lambda: fast)
+        patch.setattr(implicit_gemm, "register_tiles", lambda: tiles)
         gx = registry.implementations("depthwise_conv2d_grad_input")["numba"](gy, w, *args)
-    assert bool(calls) == fast
+    assert bool(calls) == (tiles is not None)
     expected = conv_reference("grad_input")(gy.astype(numpy.float64), w.astype(numpy.float64), *args)
     assert gx.shape == expected.shape and gx.dtype == numpy.float32
     numpy.testing.assert_allclose(gx, expected, rtol=RTOL, atol=RTOL * kernel[0] * kernel[1])
+
+
+def test_on_avx2_short_kernels_on_long_rows_keep_the_planar_kernels(monkeypatch):
+    """On AVX2 a depthwise layer of at most 9 taps at stride 1 keeps the
+    planar kernels from ``LANES_AVX2_PLANAR_ROWS`` pixels a row (the
+    forward's output rows, the input gradient's input rows); more taps, a
+    stride, or shorter rows run 16 channels a vector, and AVX-512 runs
+    them all so."""
+    rows, f32 = numba_conv.LANES_AVX2_PLANAR_ROWS, numpy.float32
+    monkeypatch.setattr(implicit_gemm, "register_tiles", lambda: "avx2")
+    for direction in ("forward", "grad_input"):
+        assert not numba_conv._lanes(f32, True, (3, 3), (1, 1), rows[direction], direction)
+        assert not numba_conv._lanes(f32, True, (1, 9), (1, 1), rows[direction], direction)
+        assert numba_conv._lanes(f32, True, (3, 3), (1, 1), rows[direction] - 1, direction)
+        assert numba_conv._lanes(f32, True, (5, 5), (1, 1), 224, direction)
+    assert numba_conv._lanes(f32, True, (3, 3), (2, 2), 224, "forward")
+    assert not numba_conv._lanes(numpy.float64, True, (5, 5), (1, 1), 7, "forward")
+    monkeypatch.setattr(implicit_gemm, "register_tiles", lambda: "avx512")
+    assert numba_conv._lanes(f32, True, (3, 3), (1, 1), 224, "forward")

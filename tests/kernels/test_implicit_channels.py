@@ -109,11 +109,17 @@ def test_the_packed_weights_are_implicit_gemms_layout(G, Og, Cg, kernel, seed):
 @pytest.mark.parametrize("Og, pixels, NV", [(16, 240, 1), (24, 240, 2), (32, 240, 2), (48, 240, 3), (64, 240, 2),
                                             (80, 240, 1), (144, 240, 3), (200, 240, 1), (512, 240, 2), (1, 240, 1),
                                             (512, 49, 4), (64, 49, 4), (32, 49, 2), (96, 16, 3)])
-def test_a_block_computes_the_fewest_spare_channels_and_pixels(Og, pixels, NV):
-    """NV vectors of 16 output channels a block, P = 24 / NV pixels a
-    tile: the fewest (channel, pixel) pairs computed for Og channels and
-    ``pixels`` pixels, then 2 vectors."""
+def test_a_block_computes_the_fewest_spare_channels_and_pixels(Og, pixels, NV, monkeypatch):
+    """With AVX-512's tiles, NV vectors of 16 output channels a block, P =
+    24 / NV pixels a tile: the fewest (channel, pixel) pairs computed for
+    Og channels and ``pixels`` pixels, then 2 vectors. AVX2's tiles are
+    one vector by 6 pixels, whatever the layer."""
+    monkeypatch.setattr(implicit_channels, "PIXELS", {nv: 24 // nv for nv in (1, 2, 3, 4)})
+    monkeypatch.setattr(implicit_channels, "BLOCK_VECTORS", (2, 4, 3, 1))
     assert implicit_channels.vectors_a_block(Og, pixels) == NV
+    monkeypatch.setattr(implicit_channels, "PIXELS", {nv: 6 // nv for nv in (1, 2, 3, 4)})
+    monkeypatch.setattr(implicit_channels, "BLOCK_VECTORS", (1,))
+    assert implicit_channels.vectors_a_block(Og, pixels) == 1
 
 
 @given(st.integers(1, 5000), st.sampled_from([6, 8, 12, 24]), st.integers(1, 40), st.sampled_from([1, 2, 4, 6, 8]))
@@ -203,8 +209,30 @@ def test_the_rule_replaces_im2col_and_the_grouped_kernels_with_enough_output_cha
 
 
 def test_the_rule_keeps_off_a_cpu_where_the_kernel_is_slow(monkeypatch):
-    monkeypatch.setitem(registry._implementations["implicit_conv2d_fast"], "numba", lambda: False)
+    monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: None)
     assert _path(8, 64, 128, 1, (3, 3), (2, 2)) != "channels"
+
+
+def test_on_avx2_the_rule_takes_grouped_layers_and_short_dense_ones(monkeypatch):
+    """With AVX2's smaller tiles the path takes a grouped convolution as
+    on AVX-512, an ungrouped one only with at most
+    ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS`` output channels (the input
+    gradient's: C) and more taps than the "implicit" path's bound."""
+    if not registry.find("channels_conv2d", numpy):
+        pytest.skip("the backend in force has no channels path (MINICNN_BACKEND=numpy)")
+    monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx2")
+    most, stride2 = conv_strategy.CHANNELS_AVX2_MAX_DENSE_OUTPUTS, ((2, 2), ((1, 1), (1, 1)))
+    taps = conv_strategy.IMPLICIT_MAX_TAPS
+    for direction in ("forward", "grad_input", "grad_weight"):
+        assert _path(8, 512, 512, 32, (3, 3), out_size=(7, 7), direction=direction) == "channels"
+        assert _path(32, most, 32, 1, (3, 3), out_size=(7, 7), direction=direction) == "channels"
+    assert _path(8, 64, most, 1, (3, 3), *stride2) == "channels"
+    assert _path(8, 64, most + 16, 1, (3, 3), *stride2) != "channels"
+    assert _path(32, most + 16, 32, 1, (3, 3), out_size=(7, 7), direction="grad_input") != "channels"
+    assert _path(8, taps // 9 + 1, 64, 1, (3, 3), *stride2) == "channels"
+    assert _path(8, taps // 9, 64, 1, (3, 3), *stride2) != "channels"          # few taps: the RGB stem's
+    assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) != "channels"
+    assert _path(32, 128, taps // 9, 1, (3, 3), out_size=(7, 7), direction="grad_input") != "channels"
 
 
 @pytest.mark.usefixtures("fast_kernel")

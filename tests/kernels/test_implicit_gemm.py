@@ -125,8 +125,25 @@ def test_the_rule_takes_few_taps_or_few_channels_a_group():
 
 
 def test_the_rule_keeps_off_a_cpu_where_the_kernel_is_slow(monkeypatch):
-    monkeypatch.setitem(registry._implementations["implicit_conv2d_fast"], "numba", lambda: False)
+    monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: None)
     assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) != "implicit"
+
+
+def test_on_avx2_the_rule_takes_the_strided_grouped_weight_gradient_alone(monkeypatch):
+    """With AVX2's smaller tiles the path takes only a grouped weight
+    gradient at stride 2 and up: the forward, the input gradient, the
+    ungrouped layers of few taps and the stride-1 weight gradient keep
+    the other paths."""
+    if not registry.find("implicit_conv2d", numpy):
+        pytest.skip("the backend in force has no implicit path (MINICNN_BACKEND=numpy)")
+    monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx2")
+    strided = conv_strategy.IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS
+    assert _path(8, 32 * strided, 512, 32, (3, 3), (2, 2), direction="grad_weight") == "implicit"
+    assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) != "implicit"
+    assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3)), direction="grad_weight") != "implicit"
+    assert _path(8, 32 * 8, 256, 32, (3, 3)) != "implicit"
+    assert _path(8, 256, 32 * 16, 32, (3, 3), direction="grad_input") != "implicit"
+    assert _path(8, 32 * 16, 512, 32, (3, 3), direction="grad_weight") != "implicit"
 
 
 @settings(max_examples=30, deadline=None)
@@ -139,7 +156,7 @@ def test_the_strategy_matches_the_reference(data, geometry, threads, bias):
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
     x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, bias)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(registry._implementations["implicit_conv2d_fast"], "numba", lambda: True)
+        patch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx512")
         patch.setattr(threads_module, "thread_count", lambda: threads)
         patch.setattr(implicit_gemm, "thread_count", lambda: threads)
         args = (stride, padding, dilation, G)

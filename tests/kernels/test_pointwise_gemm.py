@@ -56,8 +56,9 @@ def test_the_product_matches_float64(N, K, O, L, transposed, bias, threads, seed
 def test_the_rule_takes_ungrouped_float32_products_of_large_maps(monkeypatch):
     """batched_matmul hands a product to the tile for one group, float32, at
     least POINTWISE_MIN_PIXELS pixels an image, on a CPU where the tile
-    runs at full speed; else the blocked GEMMs."""
-    monkeypatch.setattr(numba_conv.implicit_gemm, "available", lambda: True)
+    runs at full speed (AVX-512: on AVX2 OpenBLAS's are faster); else the
+    blocked GEMMs."""
+    monkeypatch.setattr(numba_conv.implicit_gemm, "register_tiles", lambda: "avx512")
     least = numba_conv.POINTWISE_MIN_PIXELS
 
     def takes(G, L, dtype=numpy.float32):
@@ -66,8 +67,9 @@ def test_the_rule_takes_ungrouped_float32_products_of_large_maps(monkeypatch):
     assert not takes(1, least - 1)
     assert not takes(2, least)
     assert not takes(1, least, numpy.float64)
-    monkeypatch.setattr(numba_conv.implicit_gemm, "available", lambda: False)
-    assert not takes(1, least)
+    for tiles in ("avx2", None):
+        monkeypatch.setattr(numba_conv.implicit_gemm, "register_tiles", lambda: tiles)
+        assert not takes(1, least)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -76,7 +78,7 @@ def test_the_strategy_on_the_tile_matches_the_reference(stride, threads, monkeyp
     """A 1x1 convolution's forward and input gradient through the strategy,
     on maps the tile takes (forward: its output; input gradient: gy's), at
     stride 1 and 2, against the NumPy reference in float64."""
-    monkeypatch.setattr(numba_conv.implicit_gemm, "available", lambda: True)
+    monkeypatch.setattr(numba_conv.implicit_gemm, "register_tiles", lambda: "avx512")
     _threads(monkeypatch, threads)
     rng = numpy.random.default_rng(stride * 10 + threads)
     N, C, O, size = 2, 37, 21, 27 * stride                         # 27x27 outputs: 729 pixels, a part strip
