@@ -54,13 +54,13 @@ images (``_weight_tile``: WO + NK loads for WO*NK multiply-adds a step),
 then adds each vector's lanes once. Each block of gw is summed by one
 task, whatever the number of threads.
 
-The vectors are LLVM's generic <16 x float>, so the kernel compiles and
-runs on any CPU. AVX-512 has 32 vector registers of 16 floats; AVX2 has
-16 of 8, so each vector takes two, and the tiles are smaller there
-(``WIDE``): 4 x 1 vectors forward (TILE_P 16) and 2 x 3 for the weight
-gradient, where 4 x 4 and 4 x 6 would spill to memory every step. On
-AVX2 these smaller tiles beat the other paths in few cases only, and
-the strategy takes them there alone (``register_tiles``).
+The vectors are LLVM's generic ones, so the kernel compiles and runs on
+any CPU. AVX-512 has 32 vector registers of 16 floats: 16-float vectors,
+4 x 4 of them forward (TILE_P 64) and 4 x 6 for the weight gradient.
+AVX2 has 16 registers of 8: vectors of 8 floats (``WIDE``, ``LANES``,
+``WLANES``), 4 x 3 of them either way (TILE_P 24): 12 sums, room left
+for the loads. The strategy takes fewer layers here on AVX2, where the
+tiles beat the other paths in fewer cases (``register_tiles``).
 """
 import functools
 
@@ -96,15 +96,17 @@ def register_tiles():
     return "avx2" if features.get("avx2") and features.get("fma") else None
 
 
-#: Whether the host has AVX-512's 32 vector registers of 16 floats. The
-#: tiles' vectors are LLVM's 16-float ones either way; on AVX2 each is two
-#: of the 16 registers of 8 floats, so every tile keeps fewer of them as
-#: sums there (at most 6 vectors, 12 registers, with room for the loads and
-#: the broadcast): 16 or 24 of them would be stored and reloaded each step.
+#: Whether the host has AVX-512's 32 vector registers of 16 floats (else
+#: AVX2's 16 of 8). On AVX2 every tile keeps at most 12 registers of sums,
+#: room left for the loads and a broadcast (16 or 24 would be stored and
+#: reloaded every step): this module's tiles in vectors of 8 floats, 4 x 3
+#: of them; ``implicit_channels.py``'s and ``depthwise_lanes.py``'s in 6
+#: of their 16-float vectors (two registers each).
 WIDE = register_tiles() == "avx512"
-#: 16-pixel vectors of the forward's tile (NO x NPV accumulators).
-NPV = 4 if WIDE else 1
-TILE_P = 16 * NPV
+#: The forward's tile: NO x NPV accumulators, vectors of LANES pixels.
+LANES, NPV = (16, 4) if WIDE else (8, 3)
+TILE_P = LANES * NPV
+_FV = ir.VectorType(_F32, LANES)
 
 
 def _intp_args(context, builder, signature, args):
@@ -119,10 +121,11 @@ def _constants(context):
     return lambda n: ir.Constant(intp, n)
 
 
-def _fma(builder):
-    """A call target for fused multiply-adds of 16-float vectors."""
-    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F16, [_F16, _F16, _F16]),
-                                          "llvm.fma.v16f32")
+def _fma(builder, vector=_F16):
+    """A call target for fused multiply-adds of float vectors (16 lanes
+    unless ``vector`` says otherwise)."""
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector, vector, vector]),
+                                          f"llvm.fma.v{vector.count}f32")
 
 
 @intrinsic
@@ -144,28 +147,30 @@ def _tile(typingctx, planes, x_offset, tap_offsets, channels, plane_stride, wp, 
         kinds = signature.args
         (planes, x_offset, tap_offsets, channels, plane_stride, wp, w_offset, bias, b_offset, out, out_offset,
          out_stride) = _intp_args(context, builder, signature, args)
-        const, fma = _constants(context), _fma(builder)
+        const, fma = _constants(context), _fma(builder, _FV)
         # accumulators in stack slots: LLVM promotes them to registers
         bias_row = _pointer(context, builder, kinds[7], bias, b_offset, _F32)
         acc = []
         for i in range(NO):
-            start = _splat(builder, builder.load(builder.gep(bias_row, [const(i)])), _F16)
+            start = _splat(builder, builder.load(builder.gep(bias_row, [const(i)])), _FV)
             acc.append([cgutils.alloca_once_value(builder, start) for _ in range(NPV)])
         tile_loop(context, builder, kinds, (planes, x_offset, tap_offsets, channels, plane_stride, wp, w_offset), acc,
-                  _F32, _F16, lambda sums, pixels, weights: builder.call(fma, [pixels, weights, sums]))
+                  _F32, _FV, lambda sums, pixels, weights: builder.call(fma, [pixels, weights, sums]))
         out0 = _pointer(context, builder, kinds[9], out, out_offset, _F32)
         for i in range(NO):
             row = builder.gep(out0, [builder.mul(out_stride, const(i))])
             for j in range(NPV):
-                dst = builder.bitcast(builder.gep(row, [const(16 * j)]), _F16.as_pointer())
+                dst = builder.bitcast(builder.gep(row, [const(LANES * j)]), _FV.as_pointer())
                 builder.store(builder.load(acc[i][j]), dst, align=4)
         return context.get_dummy_value()
     return sig, codegen
 
 
 #: The weight gradient's register tile: WO output channels by NK (tap,
-#: channel) pairs, WO x NK accumulators (``_weight_tile``).
-WO, NK = (NO, 6) if WIDE else (2, 3)
+#: channel) pairs, WO x NK accumulators (``_weight_tile``) of WLANES
+#: partial sums each.
+WLANES, WO, NK = (16, NO, 6) if WIDE else (8, NO, 3)
+_GV = ir.VectorType(_F32, WLANES)
 
 
 @intrinsic
@@ -187,10 +192,10 @@ def _weight_tile(typingctx, planes, x_offset, x_step, k_offsets, k0, gy, gy_offs
         kinds = signature.args
         (planes, x_offset, x_step, k_offsets, k0, gy, gy_offset, gy_step, gy_stride, images, vectors,
          out) = _intp_args(context, builder, signature, args)
-        const, fma = _constants(context), _fma(builder)
-        reduce_add = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32, _F16]),
-                                                    "llvm.vector.reduce.fadd.v16f32")
-        acc = [[cgutils.alloca_once_value(builder, ir.Constant(_F16, None)) for _ in range(NK)] for _ in range(WO)]
+        const, fma = _constants(context), _fma(builder, _GV)
+        reduce_add = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32, _GV]),
+                                                    f"llvm.vector.reduce.fadd.v{WLANES}f32")
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(_GV, None)) for _ in range(NK)] for _ in range(WO)]
         offsets = _pointer(context, builder, kinds[3], k_offsets, k0, context.get_value_type(types.intp))
         with cgutils.for_range(builder, images) as image:
             x0 = _pointer(context, builder, kinds[0], planes, builder.add(x_offset, builder.mul(image.index, x_step)),
@@ -200,11 +205,11 @@ def _weight_tile(typingctx, planes, x_offset, x_step, k_offsets, k0, gy, gy_offs
                            _F32)
             rows = [builder.gep(gy0, [builder.mul(gy_stride, const(i))]) for i in range(WO)]
             with cgutils.for_range(builder, vectors) as vector:
-                at = builder.mul(vector.index, const(16))
-                pixels = [builder.load(builder.bitcast(builder.gep(start, [at]), _F16.as_pointer()), align=4)
+                at = builder.mul(vector.index, const(WLANES))
+                pixels = [builder.load(builder.bitcast(builder.gep(start, [at]), _GV.as_pointer()), align=4)
                           for start in starts]
                 for i in range(WO):
-                    grad = builder.load(builder.bitcast(builder.gep(rows[i], [at]), _F16.as_pointer()), align=4)
+                    grad = builder.load(builder.bitcast(builder.gep(rows[i], [at]), _GV.as_pointer()), align=4)
                     for j in range(NK):
                         builder.store(builder.call(fma, [grad, pixels[j], builder.load(acc[i][j])]), acc[i][j])
         out0 = _pointer(context, builder, kinds[11], out, const(0), _F32)
@@ -340,7 +345,7 @@ def _weight_tasks(planes, k_offsets, grid, gw, part, parts):
         g, r = task // (KB * OB), task % (KB * OB)
         kb, ob = r // OB, r % OB
         _weight_tile(flat_planes, g * rows_per_group * L, planes.shape[1] * L, k_offsets, kb * NK, flat_grid,
-                     (g * rows + ob * WO) * LQ, G * rows * LQ, LQ, N, LQ // 16, total)
+                     (g * rows + ob * WO) * LQ, G * rows * LQ, LQ, N, LQ // WLANES, total)
         for i in range(WO):
             for j in range(NK):
                 gw[g, ob * WO + i, kb * NK + j] = total[i * NK + j]

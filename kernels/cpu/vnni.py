@@ -141,9 +141,10 @@ def _pointer(context, builder, array_type, array, offset, element):
 
 
 def _splat(builder, scalar, kind=_V16):
-    """A 16-lane vector (of type ``kind``) of ``scalar``."""
+    """A vector (of type ``kind``, 16 lanes unless said) of ``scalar``."""
     vector = builder.insert_element(ir.Constant(kind, ir.Undefined), scalar, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(vector, ir.Constant(kind, ir.Undefined), ir.Constant(_V16, None))
+    return builder.shuffle_vector(vector, ir.Constant(kind, ir.Undefined), ir.Constant(ir.VectorType(_I32, kind.count),
+                                                                                       None))
 
 
 def _requantized(builder, sums, offset, multiplier, zero_point, low):
@@ -164,7 +165,7 @@ def tile_loop(context, builder, kinds, args, acc, element, vector, step):
     """The register tile's loop (module docstring), as LLVM IR: for each
     tap t and channel (or quad) c, len(acc[0]) ``vector``s of pixels (NPV
     here, ``implicit_gemm.NPV`` there) loaded from
-    planes[x_offset + tap_offsets[t] + c * plane_stride + 16 j] and NO
+    planes[x_offset + tap_offsets[t] + c * plane_stride + lanes * j] and NO
     weights wp[w_offset + (t * channels + c) * NO + i] splat, then
     acc[i][j] = step(acc[i][j], pixels[j], weights[i]). ``args`` are the
     intrinsic's (planes, x_offset, tap_offsets, channels, plane_stride, wp,
@@ -186,7 +187,8 @@ def tile_loop(context, builder, kinds, args, acc, element, vector, step):
         with cgutils.for_range(builder, channels) as channel:
             xk = builder.gep(xt, [builder.mul(channel.index, plane_stride)])
             wk = builder.gep(wt, [builder.mul(channel.index, const(NO))])
-            pixels = [builder.load(builder.bitcast(builder.gep(xk, [const(16 * j)]), vector.as_pointer()), align=4)
+            pixels = [builder.load(builder.bitcast(builder.gep(xk, [const(vector.count * j)]), vector.as_pointer()),
+                                   align=4)
                       for j in range(len(acc[0]))]
             for i in range(NO):
                 weights = _splat(builder, builder.load(builder.gep(wk, [const(i)]), align=4), vector)

@@ -50,9 +50,8 @@ implicit (float32, 2-D, symmetric padding, not 1x1; all three directions)
     filters (as for "grouped" below), so there Cg is Og. Only the CPU backend has this path, and
     takes it only where the CPU has AVX-512 (32 vector registers: the
     tiles' accumulators stay in them); on an AVX2 CPU (16 registers, the
-    tiles a quarter the size) only for a grouped weight gradient at
-    stride 2 and up, the one case there where it beat the others
-    (0.81-0.89 of im2col's time; elsewhere 0.89-1.71).
+    tiles 12 vectors of 8 floats) fewer of them
+    (``IMPLICIT_AVX2_GROUP_CHANNELS``).
 grouped (1 < G < C, Cg <= DIRECT_MAX_GROUP_CHANNELS, 2-D, not 1x1; forward)
     With few channels a group, each group's GEMM is a thin (Og, Cg*KH*KW)
     product that reads its column matrix (or Winograd's transformed
@@ -111,9 +110,9 @@ channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride
     up to 4x fewer multiply-adds), the pointwise GEMMs the 1x1 ones, the
     "implicit" path the ungrouped layers of few taps. Only the CPU
     backend has this path, and takes it only where the CPU has AVX-512,
-    or AVX2 for a grouped convolution or an ungrouped one of at most
-    ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS`` output channels and more than
-    ``IMPLICIT_MAX_TAPS`` taps.
+    or AVX2 for a grouped convolution or the forward and input gradient
+    of an ungrouped one of at most ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS``
+    output channels and more than ``IMPLICIT_MAX_TAPS`` taps.
 
 Primitives
 ----------
@@ -195,6 +194,21 @@ IMPLICIT_MAX_TAPS = 160
 IMPLICIT_MAX_GROUP_CHANNELS = 32
 IMPLICIT_MIN_IMAGES = 2
 IMPLICIT_MIN_GROUPED_SIZE = 14
+#: On AVX2 (tiles of 4 x 3 vectors of 8 floats) the path takes grouped
+#: layers of this many channels a group only (gy's for the input
+#: gradient), and no ungrouped weight gradient. Forward, against the path
+#: taken without it, same process, 2 threads: the RGB stem 0.83-0.87, 16
+#: x 6 x 14x14 5x5 0.75, 3-channel 3x3 layers 0.21-0.52, 16-channel ones
+#: 0.92-0.99; grouped Cg 8 0.85-0.86, 12 0.84, 16 0.88, but Cg 4 1.04,
+#: Cg 32 1.13. Weight gradient: grouped at stride 2 0.66-0.85, Cg 16 at
+#: stride 1 (against Winograd) 0.77, but Cg 8-16 against the direct
+#: kernel 1.08-1.46 and the stem at batch 8 1.57.
+IMPLICIT_AVX2_GROUP_CHANNELS = (8, 16)
+#: ... and a stride-1 weight gradient of more channels a group than the
+#: direct kernel takes, only in this many groups or more: Winograd's, one
+#: product a group, does fewer groups faster (Cg 16: 32 x 512 x 14x14 g32
+#: 0.53, but g4 1.11-1.27, g2 1.48).
+IMPLICIT_AVX2_MIN_GRAD_WEIGHT_GROUPS = 8
 #: Shortest output row (input row, for the input gradient) of a 1-D
 #: convolution (a 2-D one of height 1) for the forward and the input
 #: gradient to take the path whatever the taps: one grid row is the whole
@@ -274,12 +288,13 @@ CHANNELS_MIN_FORWARD_PIXELS = 196
 #: taller product, and more than ``IMPLICIT_MAX_TAPS`` taps (the RGB stem,
 #: 147, took 1.32-1.37x im2col's time). Against im2col, same process, 2
 #: threads: up to 64 outputs 0.65-0.99 (8 x 128 x 7x7 -> 32 0.78, 16 x
-#: 256 x 7x7 -> 32 0.74 / weight gradient 0.65, 8 x 64 x 56x56 -> 32 /2
-#: 0.72, 4 x 96 x 35x35 -> 48 /2 0.76, 8 x 48 x 17x17 -> 64 1x7 input
-#: gradient 0.69; one weight gradient 1.26, 1x7 of 48 channels); 128
+#: 256 x 7x7 -> 32 0.74, 8 x 64 x 56x56 -> 32 /2 0.72, 4 x 96 x 35x35 ->
+#: 48 /2 0.76, 8 x 48 x 17x17 -> 64 1x7 input gradient 0.69); 128
 #: outputs 0.88-1.18 (1 x 64 x 56x56 /2 1.09, 8 x 96 x 14x14 /2 1.18);
-#: 192 and up 0.93-1.36. A grouped one gains: 0.47-0.79 forward, 0.33-0.68
-#: input gradient, 0.57-0.79 weight gradient.
+#: 192 and up 0.93-1.36. The weight gradient of those up to 64 outputs:
+#: 0.65-0.70 twice, 1.04-1.27 three times: not taken. A grouped one
+#: gains: 0.47-0.79 forward, 0.33-0.68 input gradient, 0.57-0.79 weight
+#: gradient.
 CHANNELS_AVX2_MAX_DENSE_OUTPUTS = 64
 
 
@@ -392,7 +407,24 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     if not fits:
         return False
     tiles = _register_tiles(xp)
-    return tiles == "avx512" or (tiles == "avx2" and groups > 1 and any(s != 1 for s in stride))
+    return tiles == "avx512" or (tiles == "avx2" and _implicit_on_avx2(direction, groups, channels, stride))
+
+
+def _implicit_on_avx2(direction, groups, channels, stride):
+    """Which of the layers that the "implicit" path takes on AVX-512 it
+    takes on AVX2 (``IMPLICIT_AVX2_GROUP_CHANNELS``): forward and input
+    gradient ungrouped ones (few taps) and grouped ones of 8-16 channels a
+    group; the weight gradient grouped ones of 8-16 channels a group,
+    strided, or at stride 1 where neither the direct kernel nor Winograd
+    does it faster (``IMPLICIT_AVX2_MIN_GRAD_WEIGHT_GROUPS``)."""
+    least, most = IMPLICIT_AVX2_GROUP_CHANNELS
+    if direction != "grad_weight":
+        return groups == 1 or least <= channels <= most
+    if groups == 1 or not least <= channels <= most:
+        return False
+    if any(s != 1 for s in stride):
+        return True
+    return channels > DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS and groups >= IMPLICIT_AVX2_MIN_GRAD_WEIGHT_GROUPS
 
 
 def _flipped_fits(stride, padding, dilation, kernel_size, in_size, out_size, out_channels):
@@ -415,7 +447,7 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     ``CHANNELS_MIN_PIXELS`` output pixels or more
     (``CHANNELS_MIN_FORWARD_PIXELS`` for the forward), grouped in a batch,
     on a backend whose kernel runs at full speed here (on AVX2, ungrouped:
-    ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS``)."""
+    ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS``, and not the weight gradient)."""
     if (not _float32(xp, dtype) or len(kernel_size) != 2 or all(k == 1 for k in kernel_size)
             or any(lo != hi for lo, hi in padding)):
         return False
@@ -439,6 +471,8 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     tiles = _register_tiles(xp)
     if tiles != "avx2" or groups > 1:
         return tiles is not None
+    if direction == "grad_weight":          # 32 x 128 x 7x7 -> 32 0.70, but 1.04-1.27 on three others
+        return False
     inputs = (out_channels or 0) if direction == "grad_input" else C      # the flipped convolution reads gy
     taps = inputs * math.prod(kernel_size)
     return outputs <= CHANNELS_AVX2_MAX_DENSE_OUTPUTS and taps > IMPLICIT_MAX_TAPS

@@ -129,21 +129,34 @@ def test_the_rule_keeps_off_a_cpu_where_the_kernel_is_slow(monkeypatch):
     assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) != "implicit"
 
 
-def test_on_avx2_the_rule_takes_the_strided_grouped_weight_gradient_alone(monkeypatch):
-    """With AVX2's smaller tiles the path takes only a grouped weight
-    gradient at stride 2 and up: the forward, the input gradient, the
-    ungrouped layers of few taps and the stride-1 weight gradient keep
-    the other paths."""
+def test_on_avx2_the_rule_takes_fewer_grouped_layers(monkeypatch):
+    """With AVX2's tiles the path takes, of what it takes on AVX-512, the
+    ungrouped forward and input gradient and the grouped layers of
+    ``IMPLICIT_AVX2_GROUP_CHANNELS`` channels a group, their weight
+    gradient strided or where neither the direct kernel nor Winograd
+    would be faster."""
     if not registry.find("implicit_conv2d", numpy):
         pytest.skip("the backend in force has no implicit path (MINICNN_BACKEND=numpy)")
     monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx2")
-    strided = conv_strategy.IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS
-    assert _path(8, 32 * strided, 512, 32, (3, 3), (2, 2), direction="grad_weight") == "implicit"
-    assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) != "implicit"
-    assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3)), direction="grad_weight") != "implicit"
-    assert _path(8, 32 * 8, 256, 32, (3, 3)) != "implicit"
-    assert _path(8, 256, 32 * 16, 32, (3, 3), direction="grad_input") != "implicit"
-    assert _path(8, 32 * 16, 512, 32, (3, 3), direction="grad_weight") != "implicit"
+    least, most = conv_strategy.IMPLICIT_AVX2_GROUP_CHANNELS
+    stem = ((7, 7), (2, 2), ((3, 3), (3, 3)))
+    assert _path(8, 3, 64, 1, *stem) == "implicit"
+    assert _path(8, 64, 16, 1, (3, 3), direction="grad_input") == "implicit"
+    assert _path(8, 3, 64, 1, *stem, direction="grad_weight") != "implicit"
+    for Cg in (least, most):
+        assert _path(8, 32 * Cg, 32 * 8, 32, (3, 3)) == "implicit"
+        assert _path(8, 32 * 8, 32 * Cg, 32, (3, 3), direction="grad_input") == "implicit"
+        assert _path(8, 32 * Cg, 512, 32, (3, 3), (2, 2), direction="grad_weight") == (
+            "implicit" if Cg >= conv_strategy.IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS else "im2col")
+    for Cg in (least - 1, most + 1):
+        assert _path(8, 32 * Cg, 32 * 8, 32, (3, 3)) != "implicit"
+        assert _path(8, 32 * 8, 32 * Cg, 32, (3, 3), direction="grad_input") != "implicit"
+    direct = conv_strategy.DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS
+    groups = conv_strategy.IMPLICIT_AVX2_MIN_GRAD_WEIGHT_GROUPS
+    assert _path(8, groups * (direct + 1), groups * 8, groups, (3, 3), direction="grad_weight") == "implicit"
+    assert _path(8, (groups - 1) * (direct + 1), (groups - 1) * 8, groups - 1, (3, 3),
+                 direction="grad_weight") != "implicit"
+    assert _path(8, 32 * least, 512, 32, (3, 3), direction="grad_weight") != "implicit"
 
 
 @settings(max_examples=30, deadline=None)
