@@ -27,7 +27,7 @@ depthwise (G == C)
     (Og, KH*KW) by (KH*KW, L) matrices: a few multiply-adds per entry of
     a column matrix that costs a copy of x per tap. The CPU and the GPU
     compute it directly (the CPU's float32 forward 16 channels a vector,
-    ``kernels/cpu/depthwise_lanes.py``, where it has AVX-512); NumPy's
+    ``kernels/cpu/depthwise_lanes.py``, where it has AVX-512 or AVX2); NumPy's
     version is the im2col path below.
 implicit (float32, 2-D, symmetric padding, not 1x1; all three directions)
     With few taps a group, Kg = Cg*KH*KW, each column of im2col's matrix
