@@ -197,11 +197,11 @@ IMPLICIT_MIN_GROUPED_SIZE = 14
 #: On AVX2 (tiles of 4 x 3 vectors of 8 floats) the path takes grouped
 #: layers of this many channels a group only (gy's for the input
 #: gradient), and no ungrouped weight gradient. Forward, against the path
-#: taken without it, same process, 2 threads: the RGB stem 0.83-0.87, 16
+#: taken without it, same process, 2 threads: the RGB stem 0.83-0.94, 16
 #: x 6 x 14x14 5x5 0.75, 3-channel 3x3 layers 0.21-0.52, 16-channel ones
 #: 0.92-0.99; grouped Cg 8 0.85-0.86, 12 0.84, 16 0.88, but Cg 4 1.04,
-#: Cg 32 1.13. Weight gradient: grouped at stride 2 0.66-0.85, Cg 16 at
-#: stride 1 (against Winograd) 0.77, but Cg 8-16 against the direct
+#: Cg 32 1.13. Weight gradient: grouped at stride 2 0.66-1.07, Cg 16 at
+#: stride 1 (against Winograd) 0.53-0.77, but Cg 8-16 against the direct
 #: kernel 1.08-1.46 and the stem at batch 8 1.57.
 IMPLICIT_AVX2_GROUP_CHANNELS = (8, 16)
 #: ... and a stride-1 weight gradient of more channels a group than the

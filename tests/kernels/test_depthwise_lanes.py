@@ -16,7 +16,8 @@ from minicnn.kernels import registry
 from references import conv_reference
 
 pytest.importorskip("numba")
-from minicnn.kernels.cpu import conv as numba_conv, depthwise_lanes, implicit_gemm, threads as threads_module  # noqa: E402
+from minicnn.kernels.cpu import conv as numba_conv, depthwise_lanes, implicit_gemm  # noqa: E402
+from minicnn.kernels.cpu import threads as threads_module  # noqa: E402
 
 RTOL = 2e-5
 
