@@ -502,9 +502,15 @@ def test_weights_that_do_not_fit_the_model_are_refused(tmp_path, small_digits, c
 
 @pytest.mark.slow
 def test_resnet18_on_the_digits_lowers_its_loss(tmp_path, small_digits):
-    """ResNet-18 at 32x32, the grey digits repeated to 3 channels: two
-    short epochs (10 steps each) lower the loss."""
-    result = training.train(model="resnet18", epochs=2, batch_size=16, checkpoint=str(tmp_path / "r.safetensors"),
+    """ResNet-18 at 32x32, the grey digits repeated to 3 channels: three
+    short epochs (10 steps each) lower the loss. Not two: the one-cycle
+    schedule peaks at lr 0.1 in the middle of the run, where the loss of
+    this small model on 160 images spikes, so whether the second of two
+    epochs is below the first depends on the float32 rounding of the
+    trajectory (seed 0 rose 9.86 -> 10.26 with the stem's convolution
+    summed in another order; seeds 1-4 fell). The third of three epochs
+    was 0.19-0.59 of the first for seeds 0-4."""
+    result = training.train(model="resnet18", epochs=3, batch_size=16, checkpoint=str(tmp_path / "r.safetensors"),
                             progress=False, log=lambda line: None)
     history = mc.load(result["checkpoint"])["history"]
-    assert history[1]["loss"] < 0.9 * history[0]["loss"]
+    assert history[-1]["loss"] < 0.9 * history[0]["loss"]

@@ -118,7 +118,7 @@ def test_bad_arguments():
 # The models whose quantized forward is compared with torch's, and whether
 # the int8 outputs are compared after minicnn's own calibration or only
 # after loading torch's converted state (scales, zero points and weights):
-QUANTIZED = [("resnet18", 32, {}, False), ("googlenet", 32, {"aux_logits": False}, False),
+QUANTIZED = [("googlenet", 32, {"aux_logits": False}, False),
              ("mobilenet_v2", 32, {}, False), ("mobilenet_v3_large", 32, {}, False),
              # 64 x 64: at 32 x 32 torch's own quantized ShuffleNetV2 fails (the
              # mean of its 1 x 1 map: "required rank 4 tensor to use channels_last")
@@ -140,7 +140,12 @@ QUANTIZED = [("resnet18", 32, {}, False), ("googlenet", 32, {"aux_logits": False
              # stay within one step. inception_v3 (94 quantized layers, 79 to
              # 85% within one step) loses more: its other scales, equal to
              # float32 round-off, move ties of the integer rounding that compound
-             # (81% within one step in a run without any jump).
+             # (81% within one step in a run without any jump). So does
+             # resnet18, no scale more than round-off apart: 97.5% within one
+             # step on a Zen 3 with the AVX2 tiles (its stem and layer1 summed
+             # in their order), 99.9% or more on the Zen 4 and with the Zen
+             # 3's im2col.
+             ("resnet18", 32, {}, True),
              ("inception_v3", 75, {"aux_logits": False}, True),
              ("resnet50", 32, {}, True), ("resnext101_32x8d", 32, {}, True)]
 
