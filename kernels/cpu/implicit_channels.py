@@ -12,7 +12,8 @@ Why a second orientation
 ``implicit_gemm.py`` puts 16 output *pixels* in a vector and broadcasts
 the weights: right for few channels on large maps. With many output
 channels it is the other way round. A tile of NV vectors of 16 output
-channels by P pixels (NV * P = 24 accumulators of the 32 registers) takes,
+channels by P pixels (NV * P = 24 accumulators of AVX-512's 32 registers; 6 on
+AVX2, ``ACCUMULATORS``) takes,
 per (tap, input channel) step, NV weight vectors and P input values, each
 broadcast to all lanes, for NV * P fused multiply-adds: the register tile
 of oneDNN's direct convolution. The inputs are read from the same

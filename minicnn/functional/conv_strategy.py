@@ -93,7 +93,7 @@ input gradient) grouped or implicit for a grouped convolution,
 
 channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride 1)
     The implicit GEMM the other way round: 16 output *channels* a vector
-    and 24 accumulators a tile (``kernels/cpu/implicit_channels.py``:
+    and 24 accumulators a tile, 6 on AVX2 (``kernels/cpu/implicit_channels.py``:
     NV vectors of channels by P pixels, each step NV weight vectors times
     P input values broadcast), oneDNN's direct-convolution tile. With at
     least ``CHANNELS_MIN_GROUP_OUTPUTS`` output channels a group every
