@@ -200,8 +200,9 @@ IMPLICIT_MIN_GROUPED_SIZE = 14
 #: taken without it, same process, 2 threads: the RGB stem 0.83-0.94, 16
 #: x 6 x 14x14 5x5 0.75, 3-channel 3x3 layers 0.21-0.52, 16-channel ones
 #: 0.92-0.99; grouped Cg 8 0.85-0.86, 12 0.84, 16 0.88, but Cg 4 1.04,
-#: Cg 32 1.13. Weight gradient: grouped at stride 2 0.66-1.07, Cg 16 at
-#: stride 1 (against Winograd) 0.53-0.77, but Cg 8-16 against the direct
+#: Cg 32 1.13. Weight gradient: grouped at stride 2 against im2col, Cg 8
+#: 0.60-0.87 (7 layers), Cg 16 0.66-1.07; Cg 16 at stride 1 (against
+#: Winograd) 0.53-0.77, but Cg 8-16 against the direct
 #: kernel 1.08-1.46 and the stem at batch 8 1.57.
 IMPLICIT_AVX2_GROUP_CHANNELS = (8, 16)
 #: ... and a stride-1 weight gradient of more channels a group than the
@@ -223,7 +224,8 @@ IMPLICIT_MIN_ROW = 200
 #: of the "grouped" path's time). Weight gradient / im2col's, same
 #: process: Cg 16 0.84-0.90 (8 x 64 x 56x56 /2 g4, 8 x 32 x 56x56 /2 g2,
 #: 16 x 64 x 56x56 /2 g4, 8 x 128 x 56x56 /2 g8, 8 x 512 x 28x28 /2 g32),
-#: Cg 8 1.11-1.12 (8 x 256 x 56x56 /2 g32).
+#: Cg 8 1.11-1.12 (8 x 256 x 56x56 /2 g32). On AVX-512; on AVX2 from 8
+#: (``IMPLICIT_AVX2_GROUP_CHANNELS``: Cg 8 0.60-0.87 there).
 IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS = 16
 #: F(2x2, 5x5)'s rules, measured on 5x5 "same" layers (fwd/gx/gw, 2
 #: threads; benchmarks/results/NOTES.md): fewest 2x2 output tiles (1 x 256
@@ -400,14 +402,16 @@ def _implicit(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
             fits = fits and any(s != 1 for s in stride)
         else:                              # a long row (conv1d): no padding columns to speak of
             fits = fits or (size[0] == 1 and kernel_size[0] == 1 and size[1] >= IMPLICIT_MIN_ROW)
-    else:
-        strided_ok = direction == "grad_weight" and channels >= IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS
-        fits = ((all(s == 1 for s in stride) or strided_ok) and N >= IMPLICIT_MIN_IMAGES
+    else:                                  # strided: the weight gradient only
+        fits = ((all(s == 1 for s in stride) or direction == "grad_weight") and N >= IMPLICIT_MIN_IMAGES
                 and channels <= IMPLICIT_MAX_GROUP_CHANNELS and min(size) >= IMPLICIT_MIN_GROUPED_SIZE)
     if not fits:
         return False
     tiles = _register_tiles(xp)
-    return tiles == "avx512" or (tiles == "avx2" and _implicit_on_avx2(direction, groups, channels, stride))
+    if tiles == "avx2":
+        return _implicit_on_avx2(direction, groups, channels, stride)
+    strided_grouped = groups > 1 and any(s != 1 for s in stride)
+    return tiles == "avx512" and (not strided_grouped or channels >= IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS)
 
 
 def _implicit_on_avx2(direction, groups, channels, stride):

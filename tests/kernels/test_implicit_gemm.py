@@ -146,8 +146,7 @@ def test_on_avx2_the_rule_takes_fewer_grouped_layers(monkeypatch):
     for Cg in (least, most):
         assert _path(8, 32 * Cg, 32 * 8, 32, (3, 3)) == "implicit"
         assert _path(8, 32 * 8, 32 * Cg, 32, (3, 3), direction="grad_input") == "implicit"
-        assert _path(8, 32 * Cg, 512, 32, (3, 3), (2, 2), direction="grad_weight") == (
-            "implicit" if Cg >= conv_strategy.IMPLICIT_MIN_STRIDED_GRAD_WEIGHT_CHANNELS else "im2col")
+        assert _path(8, 32 * Cg, 512, 32, (3, 3), (2, 2), direction="grad_weight") == "implicit"
     for Cg in (least - 1, most + 1):
         assert _path(8, 32 * Cg, 32 * 8, 32, (3, 3)) != "implicit"
         assert _path(8, 32 * 8, 32 * Cg, 32, (3, 3), direction="grad_input") != "implicit"
