@@ -3,8 +3,8 @@
 Notation as in ``conv.py``: N batch, C input channels, O output channels,
 G groups (Cg = C / G inputs and Og = O / G outputs a group), KH, KW
 kernel, OH, OW output size, T = KH*KW taps; NO x TILE_P the forward's
-register tile (output channels x pixels), TILE_P = 16 * NPV; WO x NK the
-weight gradient's (output channels x (tap, channel) pairs).
+register tile (output channels x pixels), TILE_P = LANES * NPV; NO x NK
+the weight gradient's (output channels x (tap, channel) pairs).
 
 Why
 ---
@@ -47,19 +47,19 @@ The weight gradient
 gw[o, c, t] is the sum over output pixels q of gy[o, q] times the input
 pixel tap t of channel c reads: on the grid, planes[c, q + offset of t].
 So ``conv2d_grad_weight`` lays out the planes of every image and gy on
-the same grid (zero in the dropped columns), and a tile of WO output
-channels by NK (tap, channel) pairs keeps WO*NK vectors of 16 partial
+the same grid (zero in the dropped columns), and a tile of NO output
+channels by NK (tap, channel) pairs keeps NO*NK vectors of LANES partial
 sums in registers while it runs over all the grid's pixels of all the
-images (``_weight_tile``: WO + NK loads for WO*NK multiply-adds a step),
+images (``_weight_tile``: NO + NK loads for NO*NK multiply-adds a step),
 then adds each vector's lanes once. Each block of gw is summed by one
 task, whatever the number of threads.
 
 The vectors are LLVM's generic ones, so the kernel compiles and runs on
 any CPU. AVX-512 has 32 vector registers of 16 floats: 16-float vectors,
 4 x 4 of them forward (TILE_P 64) and 4 x 6 for the weight gradient.
-AVX2 has 16 registers of 8: vectors of 8 floats (``WIDE``, ``LANES``,
-``WLANES``), 4 x 3 of them either way (TILE_P 24): 12 sums, room left
-for the loads. The strategy takes fewer layers here on AVX2, where the
+AVX2 has 16 registers of 8: vectors of 8 floats (``WIDE``, ``LANES``),
+4 x 3 of them either way (TILE_P 24): 12 sums, room left for the
+loads. The strategy takes fewer layers here on AVX2, where the
 tiles beat the other paths in fewer cases (``register_tiles``).
 """
 import functools
@@ -103,7 +103,7 @@ def register_tiles():
 #: of them; ``implicit_channels.py``'s and ``depthwise_lanes.py``'s in 6
 #: of their 16-float vectors (two registers each).
 WIDE = register_tiles() == "avx512"
-#: The forward's tile: NO x NPV accumulators, vectors of LANES pixels.
+#: Floats a vector of both tiles; the forward's tile is NO x NPV of them.
 LANES, NPV = (16, 4) if WIDE else (8, 3)
 TILE_P = LANES * NPV
 _FV = ir.VectorType(_F32, LANES)
@@ -166,20 +166,18 @@ def _tile(typingctx, planes, x_offset, tap_offsets, channels, plane_stride, wp, 
     return sig, codegen
 
 
-#: The weight gradient's register tile: WO output channels by NK (tap,
-#: channel) pairs, WO x NK accumulators (``_weight_tile``) of WLANES
-#: partial sums each.
-WLANES, WO, NK = (16, NO, 6) if WIDE else (8, NO, 3)
-_GV = ir.VectorType(_F32, WLANES)
+#: (tap, channel) pairs of the weight gradient's register tile: NO x NK
+#: accumulators (``_weight_tile``) of LANES partial sums each.
+NK = 6 if WIDE else 3
 
 
 @intrinsic
 def _weight_tile(typingctx, planes, x_offset, x_step, k_offsets, k0, gy, gy_offset, gy_step, gy_stride, images,
                  vectors, out):
-    """out[i * NK + j] = the sum over images n < ``images`` and q < 16 *
+    """out[i * NK + j] = the sum over images n < ``images`` and q < LANES *
     ``vectors`` grid pixels of gy[gy_offset + n * gy_step + i * gy_stride
     + q] * planes[x_offset + n * x_step + k_offsets[k0 + j] + q], for i <
-    WO output channels and j < NK (tap, channel) pairs: 16 lanes of
+    NO output channels and j < NK (tap, channel) pairs: LANES lanes of
     partial sums each, added up at the end. All arrays flat float32
     (``k_offsets`` intp)."""
     dtypes = [getattr(array, "dtype", None) for array in (planes, k_offsets, gy, out)]
@@ -192,10 +190,10 @@ def _weight_tile(typingctx, planes, x_offset, x_step, k_offsets, k0, gy, gy_offs
         kinds = signature.args
         (planes, x_offset, x_step, k_offsets, k0, gy, gy_offset, gy_step, gy_stride, images, vectors,
          out) = _intp_args(context, builder, signature, args)
-        const, fma = _constants(context), _fma(builder, _GV)
-        reduce_add = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32, _GV]),
-                                                    f"llvm.vector.reduce.fadd.v{WLANES}f32")
-        acc = [[cgutils.alloca_once_value(builder, ir.Constant(_GV, None)) for _ in range(NK)] for _ in range(WO)]
+        const, fma = _constants(context), _fma(builder, _FV)
+        reduce_add = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_F32, [_F32, _FV]),
+                                                    f"llvm.vector.reduce.fadd.v{LANES}f32")
+        acc = [[cgutils.alloca_once_value(builder, ir.Constant(_FV, None)) for _ in range(NK)] for _ in range(NO)]
         offsets = _pointer(context, builder, kinds[3], k_offsets, k0, context.get_value_type(types.intp))
         with cgutils.for_range(builder, images) as image:
             x0 = _pointer(context, builder, kinds[0], planes, builder.add(x_offset, builder.mul(image.index, x_step)),
@@ -203,17 +201,17 @@ def _weight_tile(typingctx, planes, x_offset, x_step, k_offsets, k0, gy, gy_offs
             starts = [builder.gep(x0, [builder.load(builder.gep(offsets, [const(j)]))]) for j in range(NK)]
             gy0 = _pointer(context, builder, kinds[5], gy, builder.add(gy_offset, builder.mul(image.index, gy_step)),
                            _F32)
-            rows = [builder.gep(gy0, [builder.mul(gy_stride, const(i))]) for i in range(WO)]
+            rows = [builder.gep(gy0, [builder.mul(gy_stride, const(i))]) for i in range(NO)]
             with cgutils.for_range(builder, vectors) as vector:
-                at = builder.mul(vector.index, const(WLANES))
-                pixels = [builder.load(builder.bitcast(builder.gep(start, [at]), _GV.as_pointer()), align=4)
+                at = builder.mul(vector.index, const(LANES))
+                pixels = [builder.load(builder.bitcast(builder.gep(start, [at]), _FV.as_pointer()), align=4)
                           for start in starts]
-                for i in range(WO):
-                    grad = builder.load(builder.bitcast(builder.gep(rows[i], [at]), _GV.as_pointer()), align=4)
+                for i in range(NO):
+                    grad = builder.load(builder.bitcast(builder.gep(rows[i], [at]), _FV.as_pointer()), align=4)
                     for j in range(NK):
                         builder.store(builder.call(fma, [grad, pixels[j], builder.load(acc[i][j])]), acc[i][j])
         out0 = _pointer(context, builder, kinds[11], out, const(0), _F32)
-        for i in range(WO):
+        for i in range(NO):
             for j in range(NK):
                 total = builder.call(reduce_add, [ir.Constant(_F32, 0.0), builder.load(acc[i][j])])
                 builder.store(total, builder.gep(out0, [const(i * NK + j)]))
@@ -331,24 +329,24 @@ def _weight_layout(x, gy, Cg, sh, sw, ph, pw, HQ, WQ, planes, grid, part, parts)
 
 @numba.njit(**JIT)
 def _weight_tasks(planes, k_offsets, grid, gw, part, parts):
-    """gw (G, OB*WO, KB*NK): this part's share of the (group, pair block,
+    """gw (G, OB*NO, KB*NK): this part's share of the (group, pair block,
     channel block) tasks, each summing ``_weight_tile`` over all the
     images: every sum is made by one task, in the same order, whatever
     the number of threads."""
     N, G, rows, LQ = grid.shape
-    OB, KB = rows // WO, k_offsets.size // NK
+    OB, KB = rows // NO, k_offsets.size // NK
     rows_per_group, L = planes.shape[1] // G, planes.shape[2]
     flat_planes, flat_grid = planes.reshape(-1), grid.reshape(-1)
-    total = numpy.empty(WO * NK, numpy.float32)
+    total = numpy.empty(NO * NK, numpy.float32)
     start, stop = _share(G * KB * OB, part, parts)
     for task in range(start, stop):
         g, r = task // (KB * OB), task % (KB * OB)
         kb, ob = r // OB, r % OB
         _weight_tile(flat_planes, g * rows_per_group * L, planes.shape[1] * L, k_offsets, kb * NK, flat_grid,
-                     (g * rows + ob * WO) * LQ, G * rows * LQ, LQ, N, LQ // WLANES, total)
-        for i in range(WO):
+                     (g * rows + ob * NO) * LQ, G * rows * LQ, LQ, N, LQ // LANES, total)
+        for i in range(NO):
             for j in range(NK):
-                gw[g, ob * WO + i, kb * NK + j] = total[i * NK + j]
+                gw[g, ob * NO + i, kb * NK + j] = total[i * NK + j]
 
 
 def pack(w, groups, block=NO):
@@ -436,7 +434,7 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     """gw (O, Cg, KH, KW) float32 of ``conv2d``: the sum over images and
     output pixels of gy times the input pixels each weight saw, for
     float32 x (N, C, H, W) and gy (N, O, OH, OW). The images are laid out
-    (``_weight_layout``), then each task sums a WO x NK block of gw over
+    (``_weight_layout``), then each task sums a NO x NK block of gw over
     them all (``_weight_tasks``): two parallel regions."""
     x = numpy.ascontiguousarray(x, dtype=numpy.float32)
     gy = numpy.ascontiguousarray(gy, dtype=numpy.float32)

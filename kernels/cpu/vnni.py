@@ -143,8 +143,8 @@ def _pointer(context, builder, array_type, array, offset, element):
 def _splat(builder, scalar, kind=_V16):
     """A vector (of type ``kind``, 16 lanes unless said) of ``scalar``."""
     vector = builder.insert_element(ir.Constant(kind, ir.Undefined), scalar, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(vector, ir.Constant(kind, ir.Undefined), ir.Constant(ir.VectorType(_I32, kind.count),
-                                                                                       None))
+    lane_0 = ir.Constant(ir.VectorType(_I32, kind.count), None)        # every lane takes lane 0
+    return builder.shuffle_vector(vector, ir.Constant(kind, ir.Undefined), lane_0)
 
 
 def _requantized(builder, sums, offset, multiplier, zero_point, low):
@@ -163,8 +163,8 @@ def _requantized(builder, sums, offset, multiplier, zero_point, low):
 
 def tile_loop(context, builder, kinds, args, acc, element, vector, step):
     """The register tile's loop (module docstring), as LLVM IR: for each
-    tap t and channel (or quad) c, len(acc[0]) ``vector``s of pixels (NPV
-    here, ``implicit_gemm.NPV`` there) loaded from
+    tap t and channel (or quad) c, npv = len(acc[0]) ``vector``s of pixels
+    (NPV here, ``implicit_gemm.NPV`` there) loaded from
     planes[x_offset + tap_offsets[t] + c * plane_stride + lanes * j] and NO
     weights wp[w_offset + (t * channels + c) * NO + i] splat, then
     acc[i][j] = step(acc[i][j], pixels[j], weights[i]). ``args`` are the
@@ -174,6 +174,7 @@ def tile_loop(context, builder, kinds, args, acc, element, vector, step):
     loop on float32 multiply-adds."""
     planes, x_offset, tap_offsets, channels, plane_stride, wp, w_offset = args
     intp = context.get_value_type(types.intp)
+    npv = len(acc[0])
 
     def const(n):
         return ir.Constant(intp, n)
@@ -189,10 +190,10 @@ def tile_loop(context, builder, kinds, args, acc, element, vector, step):
             wk = builder.gep(wt, [builder.mul(channel.index, const(NO))])
             pixels = [builder.load(builder.bitcast(builder.gep(xk, [const(vector.count * j)]), vector.as_pointer()),
                                    align=4)
-                      for j in range(len(acc[0]))]
+                      for j in range(npv)]
             for i in range(NO):
                 weights = _splat(builder, builder.load(builder.gep(wk, [const(i)]), align=4), vector)
-                for j in range(len(acc[0])):
+                for j in range(npv):
                     builder.store(step(builder.load(acc[i][j]), pixels[j], weights), acc[i][j])
 
 
