@@ -44,6 +44,12 @@ sleeps. Both spins yield the core every few reads, and both end soon: an
 idle process uses no CPU, and on a loaded machine a spinning thread does
 not keep a core from the thread it waits for for long.
 
+With as many threads as cores, each worker runs on a core of its own and
+the caller keeps off theirs (``placement.py``): two threads on one core
+take twice as long over a call split evenly between them. On a busy
+machine (``_Pool._lost_core``) the workers are let loose for
+``LOOSE_SECONDS``.
+
 Interrupted
 -----------
 Ctrl-C during a parallel call is held back (SIGINT blocked on the main
@@ -70,7 +76,7 @@ import time
 
 import numpy
 
-from . import allocator
+from . import allocator, placement
 
 #: Parts per thread in ``parallel_parts``: more balance the load better
 #: when a core is shared, each costs a call.
@@ -182,6 +188,10 @@ PREEMPTED_SECONDS = 2e-4
 #: since a thread that spins there takes time from the ones that work.
 BUSY_WITHIN_SECONDS = 0.02
 BACK_OFF_SECONDS = 0.1
+#: ... and the workers, pinned each to a core of its own (``placement.py``),
+#: are let loose until this long has passed without such a sign: a pinned
+#: thread cannot leave a core that another process keeps busy.
+LOOSE_SECONDS = 1.0
 
 
 class _Call:
@@ -222,7 +232,8 @@ class _Pool:
         self.wait_spins = self.spin.spins_for(WAIT_SECONDS)
         self.gap = self.spin.cycles_for(PREEMPTED_SECONDS)
         self.spin_again_at = 0.0
-        self.last_lost_core = float("-inf")
+        self.last_lost_core = self.busy_at = float("-inf")
+        self.placement = placement.Placement(workers)
         for index in range(1, workers + 1):
             threading.Thread(target=self._work, args=(index,), name=f"minicnn-{index}", daemon=True).start()
 
@@ -270,14 +281,15 @@ class _Pool:
         busy = now - self.last_lost_core < BUSY_WITHIN_SECONDS
         self.last_lost_core = now
         if busy:
-            self.spin_again_at = now + BACK_OFF_SECONDS
+            self.busy_at, self.spin_again_at = now, now + BACK_OFF_SECONDS
+            self.placement.loosen()
         return busy
 
     def _work(self, index):
         """Worker ``index``: do group ``index`` of each call that has one,
         spin for the next call, sleep when none comes."""
         _block_ctrl_c()
-        seen = 0
+        seen = placed = 0
         latest = self._spin_for_call(seen)
         while True:
             if latest == seen:
@@ -297,6 +309,7 @@ class _Pool:
             if index >= len(call.groups):
                 latest = self._spin_for_call(seen)
                 continue
+            placed = self.placement.settle(index, placed)
             if not call.cancelled:
                 try:
                     call.results[index] = call.work(call.groups[index])
@@ -307,6 +320,9 @@ class _Pool:
     def run(self, work, groups, cancelled):
         """[work(group) for group in groups]: group 0 here, group i on
         worker i; returns once every group is done."""
+        if time.perf_counter() - self.busy_at >= LOOSE_SECONDS:
+            self.placement.bind()       # the machine has not looked busy for a while
+        self.placement.step_aside()
         call = _Call(int(self.posted[0]) + 1, work, groups, cancelled)
         target = int(self.finished[0]) + len(groups) - 1
         self.call = call
