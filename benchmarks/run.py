@@ -23,12 +23,15 @@ framework's pair of calls starts ``SWITCH_PAUSE_S`` (30 ms) after the
 other's ended. Without both, a timing measures the switch instead:
 
 * torch's OpenMP threads busy-wait for more work after each call, for
-  about 20 ms, on the cores minicnn's threads then need (minicnn's threads
-  sleep as soon as they are idle). Measured on 2
+  about 20 ms, on the cores minicnn's threads then need (minicnn's spin
+  for 2 ms, ``kernels/cpu/threads.py``). Measured on 2
   cores, the depthwise 3x3 forward: 2.5 ms back to back, 7.5 ms straight
   after a torch call, 4.8 ms 5 ms after it, 3.8 ms 10 ms after it.
 * a core left idle for a few ms takes 0.05-0.3 ms to wake up in a VM:
-  the untimed call wakes them, for both frameworks.
+  the untimed call wakes them, for both frameworks. It does not make
+  them as fast as back to back: on this project's VM a small layer's
+  timed call after the pause took up to 2x its back-to-back time
+  (``kernels/cpu/placement.py``).
 
 The full run also measures the peak memory of a training step
 (``memory.py``), the time of ``import minicnn`` and each framework's
