@@ -61,7 +61,7 @@ def _sched_getcpu():
     without a system call where the CPU can say), or None."""
     try:
         function = ctypes.CDLL(None, use_errno=True).sched_getcpu
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):    # no such function; Windows has no CDLL(None)
         return None
     function.restype, function.argtypes = ctypes.c_int, []
     return function
