@@ -5,7 +5,7 @@ which each convolution does the work of the layers that follow it.
     with mc.no_grad():
         logits = fused(images)
 
-Four rewrites, all exact in real arithmetic (float32 results differ from
+Five rewrites, all exact in real arithmetic (float32 results differ from
 the unfused model's by rounding only):
 
 * **Batch norm folded into the conv before it.** In eval a batch norm is
@@ -29,11 +29,16 @@ the unfused model's by rounding only):
   Bottleneck, MobileNetV2's InvertedResidual, EfficientNet's MBConv) goes
   into the last conv's output the same way, before its activation:
   ``relu(bn(conv(x)) + shortcut)`` becomes one ``FusedConv`` call.
+* **A batch norm with no conv before it** (DenseNet's norm1 on the
+  concatenated maps, its transitions' norm), and the ReLU or ReLU6 after
+  it, run as one pass: ``min(max(x a + c, lo), hi)`` per channel
+  (``FusedNorm``).
 
 Where the patterns are found: in every ``nn.Sequential`` (one that runs its
 children in order: a subclass with its own ``forward`` is not touched),
 runs of conv [-> batch norm] [-> activation] (so torchvision-style
-``Conv2dNormActivation``, VGG's and DenseNet's stems, the detection heads);
+``Conv2dNormActivation``, VGG's and DenseNet's stems, the detection heads)
+and batch norm -> ReLU / ReLU6 with no conv before;
 the four residual block classes above, DenseNet's dense layer (its
 bottleneck conv with the batch norm and ReLU after it) and ResNet's stem,
 whose ``forward`` is known.
@@ -57,6 +62,7 @@ for quantization) and ``torch.fx``-based fusion; ``mc.fuse`` takes no
 names: it finds the patterns by walking the module tree.
 """
 import copy
+import math
 
 import numpy
 
@@ -64,7 +70,9 @@ from . import nn
 from .autograd import is_grad_enabled
 from .backend import get_array_module
 from .functional.conv import _padding
+from .functional import normalization  # noqa: F401  (registers affine_clamp)
 from .functional.conv_strategy import conv_forward
+from .kernels import registry
 from .kernels.geometry import conv_output_shape
 from .models import densenet, efficientnet, mobilenetv2, resnet
 from .models.detection.frozen_batch_norm import FrozenBatchNorm2d
@@ -178,33 +186,42 @@ def _is_conv(module):
 
 def _foldable(norm, conv):
     """Whether ``norm`` is an eval-mode affine map per output channel of
-    ``conv``: a batch norm with running statistics of the right size."""
+    ``conv``: a batch norm with running statistics of the right size (any
+    size where ``conv`` is None)."""
     if isinstance(norm, FrozenBatchNorm2d):
         stats = norm.running_mean
     elif isinstance(norm, _BatchNorm):
         stats = norm.running_mean if norm.track_running_stats else None
     else:
         return False
-    return stats is not None and norm.num_features == conv.out_channels
+    return stats is not None and (conv is None or norm.num_features == conv.out_channels)
 
 
 def _bias(conv):
     return conv.bias.data if conv.bias is not None else None
 
 
-def _folded(conv, norm):
-    """(W * s, (b - mean) * s + beta), s = gamma / sqrt(var + eps) per
-    output channel; in float64, returned in the weight's dtype."""
-    xp = get_array_module(conv.weight.data)
-    dtype = conv.weight.data.dtype
+def _norm_affine(norm):
+    """(s, c) in float64: the eval batch norm ``norm`` as the per-channel
+    map z s + c, s = gamma / sqrt(var + eps), c = beta - mean s."""
+    xp = get_array_module(norm.running_mean.data)
     mean = norm.running_mean.data.astype(numpy.float64)
     var = norm.running_var.data.astype(numpy.float64)
     gamma = norm.weight.data.astype(numpy.float64) if norm.weight is not None else xp.ones_like(mean)
     beta = norm.bias.data.astype(numpy.float64) if norm.bias is not None else xp.zeros_like(mean)
     scale = gamma / xp.sqrt(var + norm.eps)
-    bias = conv.bias.data.astype(numpy.float64) if conv.bias is not None else xp.zeros_like(mean)
+    return scale, beta - mean * scale
+
+
+def _folded(conv, norm):
+    """(W * s, b * s + c) for the norm's map z s + c (``_norm_affine``) per
+    output channel; in float64, returned in the weight's dtype."""
+    xp = get_array_module(conv.weight.data)
+    scale, shift = _norm_affine(norm)
+    bias = conv.bias.data.astype(numpy.float64) if conv.bias is not None else xp.zeros_like(scale)
     weight = conv.weight.data.astype(numpy.float64) * scale.reshape((-1,) + (1,) * (conv.weight.ndim - 1))
-    return weight.astype(dtype), ((bias - mean) * scale + beta).astype(dtype)
+    dtype = conv.weight.data.dtype
+    return weight.astype(dtype), (bias * scale + shift).astype(dtype)
 
 
 def _fuse(module):
@@ -222,14 +239,15 @@ def _fuse(module):
 
 def _fuse_sequential(seq):
     """Replace each run conv [-> norm] [-> activation] of ``seq`` by a
-    FusedConv followed by Identity modules (the Sequential keeps its
+    FusedConv, and each norm -> ReLU / ReLU6 with no conv before it by a
+    FusedNorm, followed by Identity modules (the Sequential keeps its
     length and its children's names)."""
     items = list(seq._modules.items())
     i = 0
     while i < len(items):
         name, conv = items[i]
         if not _is_conv(conv):
-            i += 1
+            i += _fuse_norm(seq, items, i)
             continue
         j = i + 1
         norm = items[j][1] if j < len(items) and _foldable(items[j][1], conv) else None
@@ -241,6 +259,17 @@ def _fuse_sequential(seq):
             for other, _ in items[i + 1:j]:
                 seq._modules[other] = nn.Identity()
         i = j
+
+
+def _fuse_norm(seq, items, i):
+    """Where ``items[i]`` of ``seq`` (no conv) is a batch norm followed by a
+    ReLU or ReLU6, a FusedNorm and an Identity in their places. How many
+    items that took: 2, else 1."""
+    (name, norm), (after_name, after) = items[i], items[i + 1] if i + 1 < len(items) else (None, None)
+    if not FusedNorm.applies(norm, after):
+        return 1
+    seq._modules[name], seq._modules[after_name] = FusedNorm(norm, after), nn.Identity()
+    return 2
 
 
 class FusedBasicBlock(nn.Module):
@@ -274,16 +303,59 @@ class FusedBottleneck(nn.Module):
         return self.conv3(self.conv2(self.conv1(x)), residual=identity)
 
 
+class FusedNorm(nn.Module):
+    """A batch norm with no conv before it to fold into, and the ReLU or
+    ReLU6 after it (DenseNet's norm1 -> relu1 on the concatenated maps, its
+    transitions' norm -> relu), in one pass over the input:
+    min(max(x a + c, lo), hi) per channel, with a = gamma / sqrt(var + eps)
+    and c = beta - mean a computed once (in float64, cast to the norm's
+    dtype); (N, C, *) -> the same shape. Where a graph is recorded (an
+    input that requires grad), the norm and the activation run as modules."""
+
+    #: The activations that are a clamp: module class -> (lo, hi).
+    CLAMPS = {nn.ReLU: (0.0, math.inf), nn.ReLU6: (0.0, 6.0)}
+
+    @classmethod
+    def applies(cls, norm, activation):
+        """Whether ``norm`` is a batch norm with running statistics and
+        ``activation`` a ReLU or ReLU6."""
+        return _foldable(norm, None) and type(activation) in cls.CLAMPS
+
+    def __init__(self, norm, activation):
+        super().__init__()
+        if not self.applies(norm, activation):
+            raise ValueError(f"FusedNorm: needs a batch norm with running statistics and a ReLU or ReLU6, "
+                             f"got {type(norm).__name__} and {type(activation).__name__}")
+        self.norm, self.activation = copy.deepcopy(norm).eval(), activation
+        dtype = norm.running_mean.data.dtype
+        scale, shift = _norm_affine(norm)
+        self.scale, self.shift = scale.astype(dtype), shift.astype(dtype)
+        self.lo, self.hi = self.CLAMPS[type(activation)]
+
+    def forward(self, input):
+        if self.training:
+            raise RuntimeError("FusedNorm: a fused model is for inference only: call .eval()")
+        if is_grad_enabled() and input.requires_grad:
+            return self.activation(self.norm(input))
+        if input.ndim < 2 or input.shape[1] != self.scale.shape[0] or input.dtype != self.scale.dtype:
+            return self.activation(self.norm(input))        # the norm's own checks and messages
+        data = input.data
+        return Tensor._wrap(registry.lookup("affine_clamp", get_array_module(data))(data, self.scale, self.shift,
+                                                                                     self.lo, self.hi))
+
+
 class FusedDenseLayer(nn.Module):
     """DenseNet's dense layer fused: the concatenated maps through norm1 and
-    relu1 (a batch norm before a conv, with a ReLU between, is not folded:
-    it stays), then the 1x1 conv with norm2 folded in and relu2 in its
+    relu1 in one pass (``FusedNorm``: a batch norm before a conv, with a
+    ReLU between, cannot be folded into the conv), then the 1x1 conv with norm2 folded in and relu2 in its
     output, then the 3x3 conv. The layer's dropout is the identity in
     eval, the only mode a fused model runs in."""
 
     def __init__(self, layer):
         super().__init__()
         self.norm1, self.relu1 = layer.norm1, layer.relu1
+        if FusedNorm.applies(layer.norm1, layer.relu1):
+            self.norm1, self.relu1 = FusedNorm(layer.norm1, layer.relu1), nn.Identity()
         self.conv1 = FusedConv(layer.conv1, layer.norm2, layer.relu2)
         self.conv2 = layer.conv2
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import minicnn as mc
-from minicnn.fuse import FusedBasicBlock, FusedBottleneck, FusedConv, FusedDenseLayer, FusedResidual
+from minicnn.fuse import FusedBasicBlock, FusedBottleneck, FusedConv, FusedDenseLayer, FusedNorm, FusedResidual
 from minicnn.nn.skip_init import no_init
 
 #: The models of over ~25M parameters (and the 3-D video nets): marked slow.
@@ -223,21 +223,70 @@ def test_blocks_with_group_norms_keep_their_own_forward(name):
         assert relative_error(fused(x).data, model(x).data) < 1e-5
 
 
-def test_dense_layers_fold_their_second_norm_and_keep_the_first():
+def test_dense_layers_fold_their_second_norm_and_run_the_first_in_one_pass():
     """Each dense layer's bottleneck conv takes norm2 and relu2; norm1 (a
-    batch norm before a conv, a ReLU between) stays: 62 of DenseNet-121's 121
-    batch norms remain after fusion, with the 3 transitions' and the last."""
+    batch norm before a conv, a ReLU between: not foldable) runs with relu1
+    as one FusedNorm, as do the 3 transitions' norm and ReLU; of
+    DenseNet-121's 121 batch norms only the last (its ReLU is a function
+    call in DenseNet's forward) is left as it was."""
     model = build("densenet121")
     fused = mc.fuse(model)
     layers = [m for m in fused.modules() if isinstance(m, FusedDenseLayer)]
     assert len(layers) == 58
-    assert all(layer.conv1.folded_norm == "BatchNorm2d" and isinstance(layer.norm1, mc.nn.BatchNorm2d)
-               for layer in layers)
-    norms = sum(isinstance(m, mc.nn.BatchNorm2d) for m in fused.modules())
-    assert norms == 58 + 1 + 3 and sum(isinstance(m, mc.nn.BatchNorm2d) for m in model.modules()) == 121
+    assert all(layer.conv1.folded_norm == "BatchNorm2d" and isinstance(layer.norm1, FusedNorm)
+               and isinstance(layer.relu1, mc.nn.Identity) for layer in layers)
+    fused_norms = [m for m in fused.modules() if isinstance(m, FusedNorm)]
+    assert len(fused_norms) == 58 + 3
+    kept = [m for m in fused.modules() if isinstance(m, mc.nn.BatchNorm2d)]
+    assert len(kept) == len(fused_norms) + 1 and sum(isinstance(m, mc.nn.BatchNorm2d) for m in model.modules()) == 121
     x = mc.tensor(numpy.random.default_rng(2).standard_normal((2, 3, 64, 64)).astype(numpy.float32))
     with mc.no_grad():
         assert relative_error(fused(x).data, model(x).data) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("activation", [mc.nn.ReLU, mc.nn.ReLU6])
+def test_a_norm_and_its_clamp_run_as_one_pass_and_match_torch(dtype, activation):
+    norm = mc.nn.BatchNorm2d(5, eps=1e-3, dtype=dtype)
+    fill(mc.nn.Sequential(norm))
+    torch_norm = torch.nn.BatchNorm2d(5, eps=1e-3, dtype=torch.float64 if dtype == numpy.float64 else torch.float32)
+    torch_norm.load_state_dict({k: torch.tensor(v.data) for k, v in norm.state_dict().items()})
+    torch_activation = {mc.nn.ReLU: torch.relu, mc.nn.ReLU6: torch.nn.functional.relu6}[activation]
+    x = (numpy.random.default_rng(6).standard_normal((2, 5, 4, 3)) * 8)[..., ::-1].astype(dtype)   # not contiguous
+    x[0, 1, 2, 0] = numpy.nan
+    fused = FusedNorm(norm, activation()).eval()
+    with torch.no_grad():
+        want = torch_activation(torch_norm.eval()(torch.tensor(x.copy()))).numpy()
+    with mc.no_grad():
+        got = fused(mc.tensor(x)).data
+    assert numpy.isnan(got[0, 1, 2, 0]) and numpy.isnan(want[0, 1, 2, 0])
+    finite = ~numpy.isnan(want)
+    assert relative_error(got[finite], want[finite]) < (1e-12 if dtype == numpy.float64 else 1e-6)
+
+
+def test_a_fused_norm_in_a_sequential_and_its_gradient_path():
+    """Linear -> BatchNorm1d -> ReLU6 in a Sequential: the norm and its
+    clamp become one FusedNorm (the Linear is no conv to fold into); with an
+    input that requires grad, the same values through the modules, and the
+    gradient reaches the input."""
+    model = fill(mc.nn.Sequential(mc.nn.Linear(4, 6, dtype=numpy.float64), mc.nn.BatchNorm1d(6, dtype=numpy.float64),
+                                  mc.nn.ReLU6())).eval()
+    fused = mc.fuse(model)
+    assert [type(m).__name__ for m in fused] == ["Linear", "FusedNorm", "Identity"]
+    x = mc.tensor(numpy.random.default_rng(7).standard_normal((3, 4)).astype(numpy.float64) * 3, requires_grad=True)
+    with mc.no_grad():
+        assert relative_error(fused(x).data, model(x).data) < 1e-12
+    model(x).sum().backward()
+    expected, x.grad = x.grad.data.copy(), None
+    fused(x).sum().backward()
+    assert relative_error(x.grad.data, expected) < 1e-12
+    with pytest.raises(ValueError, match="needs a batch norm with running statistics and a ReLU"):
+        FusedNorm(mc.nn.BatchNorm2d(3), mc.nn.GELU())
+    with pytest.raises(ValueError, match="needs a batch norm"):
+        FusedNorm(mc.nn.BatchNorm2d(3, track_running_stats=False), mc.nn.ReLU())
+    fused.train()
+    with pytest.raises(RuntimeError, match="inference only"):
+        fused(x)
 
 
 def test_a_fused_conv_calls_its_kernel_directly_and_its_module_where_it_must(monkeypatch):

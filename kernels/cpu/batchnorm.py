@@ -35,6 +35,7 @@ import math
 import numba
 import numpy
 
+from .activation import _clamp_value
 from .loops import JIT as _JIT, _share
 from .threads import parallel_parts
 
@@ -71,16 +72,33 @@ def _forward_train(x, w, b, eps, y, mean, var, part, parts):
                 dst[l] = src[l] * a + offset
 
 
-@numba.njit(**_JIT)
-def _affine(x, a, offset, y, part, parts):
-    """y = x a + offset per channel, x and y (N, C, L), a and offset (C,)."""
+@numba.njit(inline="always")
+def _affine_run(x, a, offset, lo, hi, y, part, parts, clamp):
+    """y = x a + offset per channel, x and y (N, C, L), a and offset (C,);
+    with ``clamp`` (a constant where inlined: the branch compiles away),
+    min(max(., lo), hi), NaN kept."""
     N, C, L = x.shape
     for c in range(*_share(C, part, parts)):
         ac, oc = a[c], offset[c]
         for i in range(N):
             src, dst = x[i, c], y[i, c]
             for l in range(L):
-                dst[l] = src[l] * ac + oc
+                v = src[l] * ac + oc
+                dst[l] = _clamp_value(v, lo, hi) if clamp else v
+
+
+@numba.njit(**_JIT)
+def _affine(x, a, offset, y, part, parts):
+    """The eval forward: y = x a + offset per channel. Its own kernel: the
+    clamp's compares cost this pass 20-30% (8 x 256 x 28x28: 0.34 ms
+    against 0.26, one thread)."""
+    _affine_run(x, a, offset, a[0], a[0], y, part, parts, False)
+
+
+@numba.njit(**_JIT)
+def _affine_clamp(x, a, offset, lo, hi, y, part, parts):
+    """The eval forward and the ReLU or ReLU6 after it (``affine_clamp``)."""
+    _affine_run(x, a, offset, lo, hi, y, part, parts, True)
 
 
 @numba.njit(**_SUM_JIT)
@@ -140,6 +158,17 @@ def batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
         a, offset = a.astype(dtype), (b - mean * a).astype(dtype)
         parallel_parts(_affine, x3.size, x3, a, offset, y)
     return y.reshape(x.shape), mean, var
+
+
+def affine_clamp(x, a, offset, lo, hi):
+    """min(max(x a + offset, lo), hi) per channel of x (N, C, *), a and
+    offset (C,): an eval batch norm and the ReLU (lo 0, hi inf) or ReLU6
+    after it in one pass (``mc.fuse``), in x's dtype."""
+    x3 = _channels(x, x.dtype)
+    y = numpy.empty_like(x3)
+    a, offset = _vector(a, x.shape[1], 1, x.dtype), _vector(offset, x.shape[1], 0, x.dtype)
+    parallel_parts(_affine_clamp, x3.size, x3, a, offset, x.dtype.type(lo), x.dtype.type(hi), y)
+    return y.reshape(x.shape)
 
 
 def batch_norm_backward(gy, x, mean, inv_std, weight, training):

@@ -96,7 +96,18 @@ def _batch_norm_backward(gy, x, mean, inv_std, weight, training):
     return gx, gw, gb
 
 
+@registry.register("affine_clamp", "numpy")
+def _affine_clamp(x, a, offset, lo, hi):
+    """min(max(x a + offset, lo), hi) per channel of x (N, C, *), a and
+    offset (C,): an eval batch norm (a = w / sqrt(var + eps), offset = b -
+    mean a) and the ReLU (lo 0, hi inf) or ReLU6 after it, as ``mc.fuse``
+    runs them. NaN stays NaN."""
+    y = x * _per_channel(a, x) + _per_channel(offset, x)
+    return get_array_module(x).clip(y, lo, hi, out=y)
+
+
 registry.register("batch_norm_forward", "numba", "minicnn.kernels.cpu.batchnorm:batch_norm_forward")
+registry.register("affine_clamp", "numba", "minicnn.kernels.cpu.batchnorm:affine_clamp")
 registry.register("batch_norm_backward", "numba", "minicnn.kernels.cpu.batchnorm:batch_norm_backward")
 
 

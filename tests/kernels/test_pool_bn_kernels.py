@@ -223,6 +223,28 @@ def test_batch_norm_kernels_match_reference(shape, dtype, seed, affine, offset):
             assert a.dtype == e.dtype and a.shape == e.shape
 
 
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 5), min_size=2, max_size=4).map(tuple), dtype=st.sampled_from(DTYPES),
+       seed=st.integers(0, 2**16), bounds=st.sampled_from([(0.0, numpy.inf), (0.0, 6.0), (-numpy.inf, numpy.inf)]))
+def test_affine_clamp_kernel_matches_reference(shape, dtype, seed, bounds):
+    """An eval batch norm and the ReLU / ReLU6 after it in one pass
+    (``mc.fuse``'s FusedNorm): the same products and sums in the same
+    order as the reference, so the same bits; NaN stays NaN."""
+    rng = numpy.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    x.reshape(-1)[rng.integers(0, x.size)] = numpy.nan
+    a, offset = rng.uniform(-2, 2, shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    ref, fast = both("affine_clamp")
+    y, y_ref = fast(x, a, offset, *bounds), ref(x, a, offset, *bounds)
+    assert y.dtype == y_ref.dtype == dtype and y.shape == y_ref.shape == shape
+    numpy.testing.assert_array_equal(y, y_ref)
+    finite = y[~numpy.isnan(y)]
+    assert numpy.isnan(y).sum() == 1 and numpy.all(finite >= bounds[0]) and numpy.all(finite <= bounds[1])
+    expected = numpy.clip(x.astype(numpy.float64) * a.reshape((-1,) + (1,) * (len(shape) - 2))
+                          + offset.reshape((-1,) + (1,) * (len(shape) - 2)), *bounds)
+    numpy.testing.assert_allclose(y, expected, rtol=1e-6 if dtype == numpy.float32 else 1e-15, atol=1e-6)
+
+
 def test_kernels_accept_non_contiguous_input():
     x = numpy.random.default_rng(0).standard_normal((2, 3, 8, 6)).transpose(0, 1, 3, 2)
     win = _windows("pool", x.shape, (3, 3), (2, 2), (1, 1), (1, 1), False)
