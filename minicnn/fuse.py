@@ -335,10 +335,9 @@ class FusedNorm(nn.Module):
     def forward(self, input):
         if self.training:
             raise RuntimeError("FusedNorm: a fused model is for inference only: call .eval()")
-        if is_grad_enabled() and input.requires_grad:
-            return self.activation(self.norm(input))
-        if input.ndim < 2 or input.shape[1] != self.scale.shape[0] or input.dtype != self.scale.dtype:
-            return self.activation(self.norm(input))        # the norm's own checks and messages
+        if ((is_grad_enabled() and input.requires_grad) or input.ndim < 2
+                or input.shape[1] != self.scale.shape[0] or input.dtype != self.scale.dtype):
+            return self.activation(self.norm(input))    # a graph to record, or the norm's own checks and messages
         data = input.data
         return Tensor._wrap(registry.lookup("affine_clamp", get_array_module(data))(data, self.scale, self.shift,
                                                                                      self.lo, self.hi))
@@ -347,9 +346,10 @@ class FusedNorm(nn.Module):
 class FusedDenseLayer(nn.Module):
     """DenseNet's dense layer fused: the concatenated maps through norm1 and
     relu1 in one pass (``FusedNorm``: a batch norm before a conv, with a
-    ReLU between, cannot be folded into the conv), then the 1x1 conv with norm2 folded in and relu2 in its
-    output, then the 3x3 conv. The layer's dropout is the identity in
-    eval, the only mode a fused model runs in."""
+    ReLU between, cannot be folded into the conv), then the 1x1 conv with
+    norm2 folded in and relu2 in its output, then the 3x3 conv. The
+    layer's dropout is the identity in eval, the only mode a fused model
+    runs in."""
 
     def __init__(self, layer):
         super().__init__()
