@@ -110,9 +110,7 @@ def fail(message, status=1):
     this one forever); alone, just return ``status``."""
     if collectives.is_initialized() and collectives.get_world_size() > 1:
         group = collectives._current("fail")
-        sys.stderr.write(f"rank {group.rank} failed: {message}\n")
-        sys.stderr.flush()
-        group.comm.Abort(status)
+        group.abort(f"rank {group.rank} failed: {message}\n", status)
     return status
 
 
