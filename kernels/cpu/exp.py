@@ -41,6 +41,8 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
+from .loops import JIT
+
 LOG2E = numpy.float32(1.4426950408889634)
 LN2_HI = numpy.float32(0.693359375)          # 11 significant bits: k * LN2_HI is exact for |k| < 2^13
 LN2_LO = numpy.float32(-2.12194440e-4)       # ln 2 - LN2_HI
@@ -49,6 +51,13 @@ ROUNDER = numpy.float32(1.5 * 2 ** 23)
 TWO_TO_MINUS_64 = numpy.float32(2.0 ** -64)
 #: 1/n! for n = 2 ... 7, the Taylor coefficients of exp after 1 + r.
 C2, C3, C4, C5, C6, C7 = (numpy.float32(1 / f) for f in (2, 6, 24, 120, 720, 5040))
+#: Numba's options for a loop that calls ``exp_nonpositive``: ``JIT``'s,
+#: and "contract", so that LLVM fuses the polynomial's multiply and add
+#: into one FMA instruction where the CPU has one (one rounding, not two).
+#: The polynomial is a chain of dependent steps: a loop of exp alone took
+#: 0.69 ns an element without FMA, 0.43 with; SiLU 0.98 and 0.71 (one
+#: thread, Zen 3, 600K floats).
+EXP_JIT = dict(JIT, fastmath={"contract"})
 
 
 @intrinsic

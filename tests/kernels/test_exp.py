@@ -10,7 +10,7 @@ pytest.importorskip("numba")
 from minicnn.kernels.cpu import activation, exp  # noqa: E402
 
 
-@numba.njit
+@numba.njit(**dict(exp.EXP_JIT, cache=False))     # compiled as the kernels' loops are (FMA where the CPU has it)
 def _exp_all(t, out):
     for i in range(t.size):
         out[i] = exp.exp_nonpositive(t[i])
