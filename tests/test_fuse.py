@@ -333,3 +333,65 @@ def test_a_fused_conv_calls_its_kernel_directly_and_its_module_where_it_must(mon
             hooked(mc.tensor(numpy.zeros((1, 3, 7, 6), numpy.float32)))
         with pytest.raises(ValueError, match="larger than the padded input"):
             hooked(mc.tensor(numpy.zeros((1, 4, 2, 2), numpy.float32)))
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize("activation, gate", [("SiLU", "Sigmoid"), ("ReLU", "Hardsigmoid")])
+def test_squeeze_excitation_runs_on_the_arrays_and_matches_torch(monkeypatch, dtype, activation, gate):
+    """A FusedSqueezeExcitation against torchvision's SqueezeExcitation with
+    the same weights (EfficientNet's SiLU / sigmoid, MobileNetV3's ReLU /
+    hard sigmoid), on a non-contiguous batch: no conv module is called;
+    with a hook on fc1, or an input that requires grad, the block runs as
+    itself (and the gradient reaches the input)."""
+    import torchvision
+    import minicnn.functional.conv as functional_conv
+    from minicnn.fuse import FusedSqueezeExcitation
+    calls = []
+    real = functional_conv.convolution
+    monkeypatch.setattr(functional_conv, "convolution", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    block = fill(mc.nn.SqueezeExcitation(12, 5, activation=getattr(mc.nn, activation),
+                                         scale_activation=getattr(mc.nn, gate)), seed=3).to(dtype).eval()
+    theirs = torchvision.ops.SqueezeExcitation(12, 5, activation=getattr(torch.nn, activation),
+                                                scale_activation=getattr(torch.nn, gate)).to(torch.float64).eval()
+    theirs.load_state_dict({k: torch.tensor(v.data.astype(numpy.float64)) for k, v in block.state_dict().items()})
+    x = (numpy.random.default_rng(8).standard_normal((2, 12, 9, 7)) * 4)[..., ::-1].astype(dtype)   # not contiguous
+    fused = FusedSqueezeExcitation(block).eval()
+    with torch.no_grad():
+        want = theirs(torch.tensor(x.astype(numpy.float64))).numpy()
+    with mc.no_grad():
+        got = fused(mc.tensor(x)).data
+    assert got.dtype == dtype and calls == []
+    assert relative_error(got, want) < (1e-12 if dtype == numpy.float64 else 1e-6)
+    seen = []
+    fused.block.fc1.register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    with mc.no_grad():
+        assert relative_error(fused(mc.tensor(x)).data, want) < (1e-12 if dtype == numpy.float64 else 1e-6)
+    assert seen == [(2, 5, 1, 1)] and len(calls) == 2
+    xt = mc.tensor(x, requires_grad=True)
+    fused(xt).sum().backward()
+    tx = torch.tensor(x.astype(numpy.float64), requires_grad=True)
+    theirs(tx).sum().backward()
+    # torch's hard sigmoid backward multiplies by the float32 constant 1/6, even in float64
+    tight = 1e-7 if gate == "Hardsigmoid" else 1e-12
+    assert relative_error(xt.grad.data, tx.grad.numpy()) < (tight if dtype == numpy.float64 else 1e-5)
+
+
+def test_squeeze_excitation_is_fused_in_efficientnet_and_subclasses_are_left_alone():
+    from minicnn.fuse import FusedSqueezeExcitation
+
+    class Gate(mc.nn.SqueezeExcitation):
+        def forward(self, input):
+            return input * 2
+
+    model = fill(mc.models.efficientnet_b0()).eval()
+    fused = mc.fuse(model)
+    gates = [m for m in fused.modules() if isinstance(m, FusedSqueezeExcitation)]
+    kept = [m for m in fused.modules() if type(m) is mc.nn.SqueezeExcitation]
+    assert len(gates) == 16 and len(kept) == 16 and all(any(m is g.block for g in gates) for m in kept)
+    subclass = mc.fuse(mc.nn.Sequential(Gate(4, 2)))
+    assert type(subclass[0]) is Gate
+    with pytest.raises(TypeError, match="must be an nn.SqueezeExcitation, got Gate"):
+        FusedSqueezeExcitation(Gate(4, 2))
+    fused.train()
+    with pytest.raises(RuntimeError, match="inference only"):
+        gates[0](mc.tensor(numpy.zeros((1, 32, 4, 4), numpy.float32)))
