@@ -22,9 +22,11 @@ the unfused model's by rounding only):
   autograd node around it (its weights are frozen and nothing is
   recorded; hooks on the conv, a padding mode but zeros or an input the
   conv refuses go through the module as before).
-* **The activation after it** (ReLU, ReLU6, SiLU, Hardswish) runs in place
-  on the conv's output array: no second tensor, no separate pass over a
-  fresh array.
+* **The activation after it**: ReLU and ReLU6, clamps, are applied by
+  the conv's kernel as it adds the bias, each block of the output while
+  it is in cache (the pointwise, depthwise and im2col paths; the others
+  clamp in one pass after); SiLU and Hardswish run in place on the
+  conv's output array. No second tensor either way.
 * **The residual add** of a residual block (ResNet's BasicBlock and
   Bottleneck, MobileNetV2's InvertedResidual, EfficientNet's MBConv) goes
   into the last conv's output the same way, before its activation:
@@ -89,6 +91,9 @@ from .tensor import Tensor
 
 #: Activations run in place on a conv's output: module class -> f(tensor, inplace).
 ACTIVATIONS = {nn.ReLU: F.relu, nn.ReLU6: F.relu6, nn.SiLU: F.silu, nn.Hardswish: F.hardswish}
+#: The activations that are a clamp, module class -> (lo, hi): a conv's
+#: kernel applies them as it adds the bias (``conv_forward``'s ``clamp``).
+CLAMPS = {nn.ReLU: (0.0, math.inf), nn.ReLU6: (0.0, 6.0)}
 
 
 def fuse(model):
@@ -136,10 +141,11 @@ class FusedConv(nn.Module):
             raise RuntimeError("FusedConv: a fused model is for inference only (its batch norms are folded "
                                "into the convs): call .eval(), or train the unfused model and mc.fuse it again")
         recording = is_grad_enabled() and (input.requires_grad or (residual is not None and residual.requires_grad))
-        y = None if recording else self._direct(input)
+        clamp = CLAMPS.get(type(self.activation)) if residual is None else None   # the add goes in before it
+        y = None if recording else self._direct(input, clamp)
         if y is None:
-            y = self.conv(input)
-        fn = ACTIVATIONS[type(self.activation)] if self.activation is not None else None
+            y, clamp = self.conv(input), None
+        fn = ACTIVATIONS[type(self.activation)] if self.activation is not None and clamp is None else None
         if is_grad_enabled() and (y.requires_grad or (residual is not None and residual.requires_grad)):
             # A graph is recorded: the same values out of place, so gradients reach the input.
             if residual is not None:
@@ -154,9 +160,10 @@ class FusedConv(nn.Module):
             fn(y, inplace=True)        # the conv's fresh output: nobody else holds it
         return y
 
-    def _direct(self, input):
-        """The conv's output straight from the strategy's ``conv_forward``,
-        or None where the conv module must run itself (hooks on it, a
+    def _direct(self, input, clamp=None):
+        """The conv's output straight from the strategy's ``conv_forward``
+        (clamped to ``clamp`` = (lo, hi) where given, in the kernel's output
+        pass), or None where the conv module must run itself (hooks on it, a
         padding mode but zeros, an input it would refuse: its checks and
         messages stay its own). A fused conv's weights are frozen and
         nothing is recorded, so the module call, the argument checks and
@@ -179,7 +186,7 @@ class FusedConv(nn.Module):
         padding, out_size = geometry
         bias = conv.bias.data if conv.bias is not None else None
         return Tensor._wrap(conv_forward(input.data, conv.weight.data, bias, conv.stride, padding, conv.dilation,
-                                         conv.groups, out_size))
+                                         conv.groups, out_size, clamp))
 
     def extra_repr(self):
         return f"folded_norm={self.folded_norm}"
@@ -318,14 +325,11 @@ class FusedNorm(nn.Module):
     dtype); (N, C, *) -> the same shape. Where a graph is recorded (an
     input that requires grad), the norm and the activation run as modules."""
 
-    #: The activations that are a clamp: module class -> (lo, hi).
-    CLAMPS = {nn.ReLU: (0.0, math.inf), nn.ReLU6: (0.0, 6.0)}
-
     @classmethod
     def applies(cls, norm, activation):
         """Whether ``norm`` is a batch norm with running statistics and
         ``activation`` a ReLU or ReLU6."""
-        return _foldable(norm, None) and type(activation) in cls.CLAMPS
+        return _foldable(norm, None) and type(activation) in CLAMPS
 
     def __init__(self, norm, activation):
         super().__init__()
@@ -336,7 +340,7 @@ class FusedNorm(nn.Module):
         dtype = norm.running_mean.data.dtype
         scale, shift = _norm_affine(norm)
         self.scale, self.shift = scale.astype(dtype), shift.astype(dtype)
-        self.lo, self.hi = self.CLAMPS[type(activation)]
+        self.lo, self.hi = CLAMPS[type(activation)]
 
     def forward(self, input):
         if self.training:

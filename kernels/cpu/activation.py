@@ -25,7 +25,7 @@ import numba
 import numpy
 
 from .exp import EXP_JIT, exp_nonpositive
-from .loops import JIT, _share, u64
+from .loops import JIT, _clamp_value, _share, u64
 from .threads import PARALLEL_SIZE, parallel_parts, run_in_parallel, split, thread_count
 
 #: Elements per block of e (256 KB of float32: in L2 when it is read back).
@@ -192,16 +192,6 @@ def silu(x, out=None):
 # each, shared out among the threads (``threads.parallel_parts``). Where
 # nothing will run backward, ReLU is a clamp to [0, inf) with no mask, as
 # ReLU6 and hardtanh are clamps.
-@numba.njit(inline="always")
-def _clamp_value(v, lo, hi):
-    """min(max(v, lo), hi), NaN kept as in torch: both compares are false
-    for NaN, so it passes through. Two selects, which LLVM turns into
-    vector max and min; with the NaN test spelled out (v != v first) the
-    loop compiled to compares and blends, 2.5x slower."""
-    low = lo if v < lo else v
-    return hi if low > hi else low
-
-
 @numba.njit(inline="always")
 def _relu_run(x, y, mask, part, parts):
     start, stop = _share(x.size, part, parts)

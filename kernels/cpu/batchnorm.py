@@ -35,8 +35,7 @@ import math
 import numba
 import numpy
 
-from .activation import _clamp_value
-from .loops import JIT as _JIT, _share
+from .loops import JIT as _JIT, _clamp_value, _share
 from .threads import parallel_parts
 
 # Sums may be reassociated: LLVM then vectorizes them into several partial

@@ -56,6 +56,7 @@ Winograd's primitives are ``winograd.py``'s own functions.
 """
 import math
 
+import numba
 import numpy
 
 from . import depthwise_lanes, implicit_channels, implicit_gemm, pointwise_gemm
@@ -63,6 +64,7 @@ from .depthwise import (CHANNELS_LAST_MAX_IMAGE_PIXELS, CHANNELS_LAST_MAX_PIXELS
                         depthwise_forward_channels_last, depthwise_grad_input, depthwise_grad_weight, direct_forward,
                         direct_grad_weight)
 from .im2col import col2im_tile, im2col_tile, row_table, rows_tile
+from .loops import JIT, _clamp_value
 from .threads import matmul_into, run_in_parallel, split, sum_in_place, thread_count
 
 
@@ -100,21 +102,60 @@ def _lanes(dtype, per_channel, kernel_size, stride, row, direction):
     return tiles is not None
 
 
-def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
-    """y (N, O, OH, OW) = depthwise conv2d(x, w) + b (G == C); b may be None.
-    float32 with one output channel a channel runs 16 channels a vector
-    (``depthwise_lanes.py``) where the CPU allows (``_lanes``)."""
+def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size, clamp=None):
+    """y (N, O, OH, OW) = depthwise conv2d(x, w) + b (G == C); b may be None;
+    then clamped to clamp = (lo, hi) where given (as each block of sums is
+    stored; after, channels last). float32 with one output channel a
+    channel runs 16 channels a vector (``depthwise_lanes.py``) where the CPU
+    allows (``_lanes``)."""
     x = numpy.ascontiguousarray(x)
+    lo, hi = _bounds(clamp, x.dtype)
     if _lanes(x.dtype, w.shape[0] == x.shape[1], w.shape[2:], stride, out_size[-1], "forward"):
-        return depthwise_lanes.depthwise_conv2d(x, w, b, stride, padding, dilation, out_size)
+        return depthwise_lanes.depthwise_conv2d(x, w, b, stride, padding, dilation, out_size, lo, hi)
     N, O, (KH, KW) = x.shape[0], w.shape[0], w.shape[2:]
     y = numpy.empty((N, O) + tuple(out_size), dtype=x.dtype)
     bias = numpy.zeros(O, x.dtype) if b is None else numpy.ascontiguousarray(b)
+    w = numpy.ascontiguousarray(w.reshape(O, KH, KW))
     pixels = math.prod(out_size)
-    small = O == x.shape[1] and (N * pixels <= CHANNELS_LAST_MAX_PIXELS or pixels <= CHANNELS_LAST_MAX_IMAGE_PIXELS)
-    forward = depthwise_forward_channels_last if small else depthwise_forward
-    forward(x, numpy.ascontiguousarray(w.reshape(O, KH, KW)), bias, y, *_geometry(stride, padding, dilation))
+    if O == x.shape[1] and (N * pixels <= CHANNELS_LAST_MAX_PIXELS or pixels <= CHANNELS_LAST_MAX_IMAGE_PIXELS):
+        depthwise_forward_channels_last(x, w, bias, y, *_geometry(stride, padding, dilation))
+        if clamp is not None:
+            _add_and_clamp(y.reshape(1, N * O, -1), numpy.zeros((1, N * O, 1), y.dtype), lo, hi)
+    else:
+        depthwise_forward(x, w, bias, y, *_geometry(stride, padding, dilation), lo, hi)
     return y
+
+
+# -- the bias and a clamp after a GEMM --------------------------------------------
+def _bounds(clamp, dtype):
+    """(lo, hi) of ``clamp`` in ``dtype``; (-inf, inf) for None."""
+    lo, hi = (-math.inf, math.inf) if clamp is None else clamp
+    return dtype.type(lo), dtype.type(hi)
+
+
+@numba.njit(**JIT)
+def _add_and_clamp(out, bias, lo, hi):
+    """out[g, p, l] = min(max(out[g, p, l] + bias[g, p, 0], lo), hi), NaN
+    kept: for out (G, P, L), any strides."""
+    G, P, L = out.shape
+    for g in range(G):
+        for p in range(P):
+            row, shift = out[g, p], bias[g, p, 0]
+            for l in range(L):
+                row[l] = _clamp_value(row[l] + shift, lo, hi)
+
+
+def _finish(out, bias, clamp):
+    """out (G, P, L), a block of y a GEMM has just written (still in cache):
+    ``+= bias`` (G, P, 1) where given, then clamped to clamp = (lo, hi)
+    where given, in the same pass."""
+    if clamp is None:
+        if bias is not None:
+            out += bias
+        return
+    if bias is None:
+        bias = numpy.zeros(out.shape[:2] + (1,), out.dtype)
+    _add_and_clamp(out, numpy.ascontiguousarray(bias, dtype=out.dtype), *_bounds(clamp, out.dtype))
 
 
 def grouped_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
@@ -242,16 +283,15 @@ def _side_by_side(N, L, macs=None):
     return N > 1 and L < SIDE_BY_SIDE_MAX_PIXELS and (macs is None or macs >= SIDE_BY_SIDE_MIN_MACS)
 
 
-def _row_block_gemms(a, b, out, bias=None):
+def _row_block_gemms(a, b, out, bias=None, clamp=None):
     """out[g] = a[g] @ b[g] (+ bias[g]) for a (G, P, Q), b (G, Q, R), out
     (G, P, R), in blocks of ``SIDE_BY_SIDE_BLOCK_ROWS`` rows shared out
-    among the threads."""
+    among the threads; clamped where ``clamp`` says (``_finish``)."""
     def work(blocks):                   # one thread's blocks of rows
         for rows in blocks:
             part = out[:, rows]
             numpy.matmul(a[:, rows], b, out=part)
-            if bias is not None:
-                part += bias[:, rows]
+            _finish(part, None if bias is None else bias[:, rows], clamp)
     blocks = _runs(a.shape[1], SIDE_BY_SIDE_BLOCK_ROWS)
     run_in_parallel(work, [mine for mine in split(blocks, thread_count()) if mine])
     return out
@@ -292,24 +332,28 @@ def _pointwise_product(a, b, bias):
     return y.reshape(N, 1, P, L)
 
 
-def batched_matmul(a, b, bias=None):
+def batched_matmul(a, b, bias=None, clamp=None):
     """y[n] = a @ b[n] (+ bias) for every image n: a (G, P, Q) shared, b
-    (N, G, Q, L), bias (G, P, 1) or None -> y (N, G, P, L)."""
+    (N, G, Q, L), bias (G, P, 1) or None -> y (N, G, P, L); then clamped
+    to clamp = (lo, hi) where given, block by block as the bias is added."""
     N, P, L = b.shape[0], a.shape[1], b.shape[3]
     if _pointwise_tile(a, b):
-        return _pointwise_product(a, b, bias)
+        y = _pointwise_product(a, b, bias)
+        if clamp is not None:
+            _finish(y.reshape(1, N * P, L), None, clamp)
+        return y
     if _side_by_side(N, L, a.size * N * L):
         G, Q = a.shape[0], a.shape[2]
         columns = numpy.ascontiguousarray(b.transpose(1, 2, 0, 3)).reshape(G, Q, N * L)
-        out = _row_block_gemms(a, columns, numpy.empty((G, P, N * L), b.dtype), bias)
+        out = _row_block_gemms(a, columns, numpy.empty((G, P, N * L), b.dtype), bias, clamp)
         return numpy.ascontiguousarray(out.reshape(G, P, N, L).transpose(2, 0, 1, 3))
     y = numpy.empty(b.shape[:2] + (P, L), dtype=b.dtype)
     blocks = _blocks(P, a.shape[2], L, N)
     if len(blocks) == 1:
         def gemms(images):              # one thread's whole images, one call
             numpy.matmul(a, b[images], out=y[images])
-            if bias is not None:
-                y[images] += bias
+            for n in range(images.start, images.stop):
+                _finish(y[n], bias, clamp)
         _by_images(gemms, N)
         return y
 
@@ -317,8 +361,7 @@ def batched_matmul(a, b, bias=None):
         for n, rows, columns in mine:
             out = y[n, :, rows, columns]
             numpy.matmul(a[:, rows], b[n, :, :, columns], out=out)
-            if bias is not None:
-                out += bias[:, rows]
+            _finish(out, None if bias is None else bias[:, rows], clamp)
     tasks = [(n, rows, columns) for n in range(N) for rows, columns in blocks]
     run_in_parallel(block_gemms, [mine for mine in split(tasks, thread_count()) if mine])
     return y
@@ -462,7 +505,7 @@ def _few_pixels(threads, G, pixels, per_thread):
     return threads > 1 and G == 1 and pixels <= per_thread * threads
 
 
-def _forward_by_channels(x, w, b, columns, out_size, threads):
+def _forward_by_channels(x, w, b, columns, out_size, threads, clamp):
     """y (N, O, *out_size) of an ungrouped convolution with few output
     pixels: the column matrix of all N images is built once (small, for so
     few pixels), then each thread computes the rows of y of its share of
@@ -474,14 +517,14 @@ def _forward_by_channels(x, w, b, columns, out_size, threads):
 
     def work(channels):                 # one thread's output channels: rows of y
         numpy.matmul(wk[channels], cols, out=rows[channels])
-        if b is not None:
-            rows[channels] += b[channels, None]
+        _finish(rows[None, channels], None if b is None else b[None, channels, None], clamp)
     run_in_parallel(work, _slices(O, threads))
     return numpy.ascontiguousarray(rows.reshape((O, N) + tuple(out_size)).swapaxes(0, 1))
 
 
-def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
-    """y (N, O, OH, OW) = conv(x, w) + b; b may be None."""
+def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size, clamp=None):
+    """y (N, O, OH, OW) = conv(x, w) + b; b may be None; then clamped to
+    clamp = (lo, hi) where given, tile by tile as the bias is added."""
     x = numpy.ascontiguousarray(x)
     N, C = x.shape[:2]
     O, G, out_size = w.shape[0], groups, tuple(out_size)
@@ -489,7 +532,7 @@ def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
     OH, OW = columns.rows, columns.OW
     threads = thread_count()
     if _few_pixels(threads, G, N * OH * OW, FORWARD_BY_CHANNELS_PIXELS):
-        return _forward_by_channels(x, w, b, columns, out_size, threads)
+        return _forward_by_channels(x, w, b, columns, out_size, threads, clamp)
     y = numpy.empty((N, O) + out_size, dtype=x.dtype)
     Og, L = O // G, OH * OW
     wg = w.reshape(G, Og, -1)
@@ -506,13 +549,11 @@ def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
             if nb == 1:
                 out = yg[n0, :, :, r0 * OW:(r0 + R) * OW]              # (G, Og, R*OW), a view of y
                 numpy.matmul(wg, cols, out=out)
-                if bg is not None:
-                    out += bg
+                _finish(out, bg, clamp)
             else:
-                out = numpy.matmul(wg, cols).reshape(G, Og, nb, L)       # images side by side
-                if bg is not None:
-                    out += bg[:, :, :, None]
-                yg[n0:n0 + nb] = out.transpose(2, 0, 1, 3)
+                out = numpy.matmul(wg, cols)                             # images side by side: (G, Og, nb*L)
+                _finish(out, bg, clamp)
+                yg[n0:n0 + nb] = out.reshape(G, Og, nb, L).transpose(2, 0, 1, 3)
     run_in_parallel(work, split(tiles, threads))
     return y
 

@@ -86,10 +86,13 @@ The innermost loops (``_fill``, ``_copy``, ``_axpy``, ``_dot``, in
 ``loops.py``) index with *unsigned* integers: a signed index costs a
 compare and select per access (read that module's notes).
 """
+import math
+
 import numba
 import numpy
 
-from .loops import JIT as _JIT, _axpy, _axpy3, _axpy9, _axpy9x2, _copy, _dot, _dot3, _dot9, _fill, _share, _valid_range
+from .loops import (JIT as _JIT, _axpy, _axpy3, _axpy9, _axpy9x2, _clamp_value, _copy, _dot, _dot3, _dot9, _fill, _share,
+                    _valid_range, u64)
 from .threads import parallel_parts
 
 
@@ -203,18 +206,20 @@ def _merge(phases, p0, pstride, Hq, R, Wq, top, left, sh, sw, gxf, base, H, W):
 
 
 # -- the kernels -------------------------------------------------------------
-def depthwise_forward(x, w, b, y, sh, sw, top, left, dh, dw):
+def depthwise_forward(x, w, b, y, sh, sw, top, left, dh, dw, lo=-math.inf, hi=math.inf):
     """y (N, O, OH, OW) = depthwise conv of x (N, C, H, W) with w (O, KH, KW),
-    plus b (O,) (pass an array of zeros for no bias). All C-contiguous."""
-    direct_forward(x, w.reshape((w.shape[0], 1) + w.shape[1:]), b, y, sh, sw, top, left, dh, dw)
+    plus b (O,) (pass an array of zeros for no bias), clamped to [lo, hi]
+    as it is stored. All C-contiguous."""
+    direct_forward(x, w.reshape((w.shape[0], 1) + w.shape[1:]), b, y, sh, sw, top, left, dh, dw, lo, hi)
 
 
-def direct_forward(x, w, b, y, sh, sw, top, left, dh, dw):
+def direct_forward(x, w, b, y, sh, sw, top, left, dh, dw, lo=-math.inf, hi=math.inf):
     """y (N, O, OH, OW) = grouped conv of x (N, C, H, W) with w (O, Cg, KH,
     KW), G = C / Cg groups, plus b (O,): each output channel sums its
-    group's Cg input channels' taps (module docstring, "Narrow groups").
-    All C-contiguous."""
-    parallel_parts(_forward, x.size + y.size, x, w, b, y, sh, sw, top, left, dh, dw)
+    group's Cg input channels' taps (module docstring, "Narrow groups");
+    clamped to [lo, hi] (NaN kept) as it is stored. All C-contiguous."""
+    parallel_parts(_forward, x.size + y.size, x, w, b, y, sh, sw, top, left, dh, dw, y.dtype.type(lo),
+                   y.dtype.type(hi))
 
 
 def depthwise_grad_input(gy, w, gx, sh, sw, top, left, dh, dw):
@@ -247,7 +252,7 @@ def direct_grad_weight(x, gy, gw, sh, sw, top, left, dh, dw):
 
 
 @numba.njit(**_JIT)
-def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
+def _forward(x, w, b, y, sh, sw, top, left, dh, dw, lo, hi, part, parts):
     """``direct_forward``, tasks of part ``part`` of ``parts``: w is
     (O, Cg, KH, KW), G = C / Cg groups of Og = O / G output channels
     (depthwise: Cg = 1, Og = M)."""
@@ -289,8 +294,8 @@ def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
             _fill(acc, PB, P, b[o + 1])
             for c in range(Cg):
                 _axpy9x2(acc, 0, PB, wf, (o * Cg + c) * T, Cg * T, phases, offsets[c], P)
-            _store(yf, acc, 0, n0, nb, O, o, OH, OW, Hq, Wq)
-            _store(yf, acc, PB, n0, nb, O, o + 1, OH, OW, Hq, Wq)
+            _store(yf, acc, 0, n0, nb, O, o, OH, OW, Hq, Wq, lo, hi)
+            _store(yf, acc, PB, n0, nb, O, o + 1, OH, OW, Hq, Wq, lo, hi)
         for o in range(g * Og + 2 * paired, (g + 1) * Og):
             _fill(acc, 0, P, b[o])
             for c in range(Cg):
@@ -304,17 +309,19 @@ def _forward(x, w, b, y, sh, sw, top, left, dh, dw, part, parts):
                     t += 3
                 for t in range(t, T):
                     _axpy(acc, 0, wf[wo + t], phases, at[t], P)
-            _store(yf, acc, 0, n0, nb, O, o, OH, OW, Hq, Wq)
+            _store(yf, acc, 0, n0, nb, O, o, OH, OW, Hq, Wq, lo, hi)
 
 
 @numba.njit(inline="always")
-def _store(yf, acc, a0, n0, nb, O, o, OH, OW, Hq, Wq):
+def _store(yf, acc, a0, n0, nb, O, o, OH, OW, Hq, Wq, lo, hi):
     """Output channel o of images n0 ... n0+nb-1 of yf (N, O, OH, OW) =
     the OH x OW real entries of its wide rows, acc[a0:] (nb planes of Hq
-    rows of Wq)."""
+    rows of Wq), clamped to [lo, hi]."""
     for i in range(nb):
         for oh in range(OH):
-            _copy(yf, (((n0 + i) * O + o) * OH + oh) * OW, 1, acc, a0 + (i * Hq + oh) * Wq, 1, OW)
+            dst, src = u64((((n0 + i) * O + o) * OH + oh) * OW), u64(a0 + (i * Hq + oh) * Wq)
+            for j in range(u64(OW)):
+                yf[dst + j] = _clamp_value(acc[src + j], lo, hi)
 
 
 @numba.njit(**_JIT)

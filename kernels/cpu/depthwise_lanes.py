@@ -36,6 +36,8 @@ A channel block past C (C not a multiple of 16) reads zeros and its
 spare lanes are dropped. The sums run tap by tap from the bias, as
 ``depthwise.py``'s: the results agree with it to float32 rounding.
 """
+import math
+
 import numba
 import numpy
 from numba import types
@@ -44,7 +46,7 @@ from numba.core.extending import intrinsic
 
 from .implicit_channels import _offset_pointers, _taps, _transpose16, _vectors
 from .implicit_gemm import WIDE, _F32, _constants, _fma, _intp_args
-from .loops import JIT, _share
+from .loops import JIT, _clamp_value, _share
 from .threads import parallel_parts
 from .vnni import _pointer
 
@@ -138,9 +140,10 @@ def _store_band(yb, count, y, n, c0, m0, offsets):
 
 
 @numba.njit(**JIT)
-def _tasks(x, wb, bias, y, OH, OW, sh, sw, top, left, dh, dw, KH, KW, R, part, parts):
+def _tasks(x, wb, bias, y, OH, OW, sh, sw, top, left, dh, dw, KH, KW, R, clamp, lo, hi, part, parts):
     """y (N, C, OH*OW): this part's share of the (image, channel block)
-    tasks, each a band of R output rows at a time."""
+    tasks, each a band of R output rows at a time; with ``clamp``, each
+    band's sums clamped to [lo, hi] before they are stored."""
     N, C, H, W = x.shape
     CB = wb.shape[0]
     Wp = (OW - 1) * sw + (KW - 1) * dw + 1
@@ -165,14 +168,17 @@ def _tasks(x, wb, bias, y, OH, OW, sh, sw, top, left, dh, dw, KH, KW, R, part, p
             _fill_band(x, n, cb * 16, oh0 * sh, (band - 1) * sh + (KH - 1) * dh + 1, top, left, Wp, xb, x_offsets)
             for m in range(0, count, P):
                 _tile(xb, pixels, m, tap_offsets, flat_wb, cb * KH * KW * 16, bias, cb * 16, yb, m * 16)
+            if clamp:
+                for i in range(count * 16):
+                    yb[i] = _clamp_value(yb[i], lo, hi)
             _store_band(yb, count, y, n, cb * 16, oh0 * OW, y_offsets)
 
 
-def depthwise_conv2d(x, w, b, stride, padding, dilation, out_size):
+def depthwise_conv2d(x, w, b, stride, padding, dilation, out_size, lo=-math.inf, hi=math.inf):
     """y (N, C, OH, OW) float32 = the depthwise convolution of float32 x
     (N, C, H, W) by w (C, 1, KH, KW) (one output channel a channel) plus
-    b (C,) or None; ``padding`` ((top, bottom), (left, right)),
-    ``out_size`` (OH, OW)."""
+    b (C,) or None, clamped to [lo, hi] (NaN kept); ``padding`` ((top,
+    bottom), (left, right)), ``out_size`` (OH, OW)."""
     x = numpy.ascontiguousarray(x, dtype=numpy.float32)
     N, C = x.shape[:2]
     KH, KW = w.shape[2:]
@@ -190,5 +196,5 @@ def depthwise_conv2d(x, w, b, stride, padding, dilation, out_size):
     R = max(1, min(OH, (BAND_BYTES // row_bytes - (KH - 1) * dh - 1) // sh + 1))
     y = numpy.empty((N, C, OH, OW), numpy.float32)
     parallel_parts(_tasks, x.size + y.size, x, wb, bias, y.reshape(N, C, OH * OW), OH, OW, sh, sw, top, left, dh, dw,
-                   KH, KW, R)
+                   KH, KW, R, bool(lo > -math.inf or hi < math.inf), numpy.float32(lo), numpy.float32(hi))
     return y

@@ -22,8 +22,10 @@ def _sizes(C, H, W, O, KH, KW, OH, OW):
     return tuple(i32(v) for v in (C, H, W, O, KH, KW, OH, OW))
 
 
-def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size):
-    """y (N, O, OH, OW) = depthwise conv2d(x, w) + b, one thread per output."""
+def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_size, clamp=None):
+    """y (N, O, OH, OW) = depthwise conv2d(x, w) + b, one thread per output;
+    then clamped to clamp = (lo, hi) where given (a clip over y, as the
+    strategy's other paths do on the GPU)."""
     xp = array_module(x)
     x = xp.ascontiguousarray(x)
     N, C, H, W = x.shape
@@ -32,6 +34,8 @@ def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_siz
     bias = xp.zeros(O, dtype=x.dtype) if b is None else xp.ascontiguousarray(b)
     launch("depthwise.cu", "depthwise_forward", x.dtype, y.size, x, xp.ascontiguousarray(w), bias, y,
            i64(y.size), *_sizes(C, H, W, O, KH, KW, *out_size), *_geometry(stride, padding, dilation))
+    if clamp is not None:
+        xp.clip(y, *clamp, out=y)
     return y
 
 

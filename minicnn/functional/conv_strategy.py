@@ -145,7 +145,7 @@ import math
 from minicnn.kernels import registry
 
 from ..backend import get_array_module
-from . import im2col  # noqa: F401  (registers the im2col and col2im primitives the im2col path calls)
+from . import activation, im2col  # noqa: F401  (register clamp_into, and the im2col and col2im primitives)
 
 #: Fewest 2x2 output tiles, N * ceil(OH/2) * ceil(OW/2), for which
 #: Winograd beats im2col + GEMM: the filter transform (a*a * O * C values)
@@ -542,12 +542,15 @@ def _lift(values, one):
 
 
 # -- the three directions -----------------------------------------------------
-def conv_forward(x, w, b, stride, padding, dilation, groups, out_size):
-    """y (N, O, OH, OW) = conv(x, w) + b; b (O,) may be None."""
+def conv_forward(x, w, b, stride, padding, dilation, groups, out_size, clamp=None):
+    """y (N, O, OH, OW) = conv(x, w) + b; b (O,) may be None. With ``clamp``
+    = (lo, hi), y is then clamped to [lo, hi], NaN kept (a fused model's
+    ReLU or ReLU6): the pointwise, depthwise and im2col paths do it in the
+    pass that adds the bias, the others in one pass over y after."""
     xp = get_array_module(x)
     if x.ndim == 3:
         return conv_forward(x[:, :, None], w[:, :, None], b, _lift(stride, 1), _lift(padding, (0, 0)),
-                            _lift(dilation, 1), groups, _lift(out_size, 1))[:, :, 0]
+                            _lift(dilation, 1), groups, _lift(out_size, 1), clamp)[:, :, 0]
     x = xp.ascontiguousarray(x)
     kernel_size, out_size = tuple(w.shape[2:]), tuple(out_size)
     N, C, O = x.shape[0], x.shape[1], w.shape[0]
@@ -556,34 +559,41 @@ def conv_forward(x, w, b, stride, padding, dilation, groups, out_size):
         y = xp.zeros((N, O) + out_size, dtype=x.dtype)
         if b is not None:
             y += b.reshape((O,) + ones)
-        return y
+        return clamped(y, clamp)
     path, m = conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, out_size,
                         out_channels=O, dtype=x.dtype)
-    if path == "frames":
-        return frames_forward(x, w, b, stride, padding, dilation, groups, out_size)
-    if path == "implicit":
-        return registry.lookup("implicit_conv2d", xp)(x, w, b, stride, padding, dilation, groups, out_size)
-    if path == "channels":
-        return registry.lookup("channels_conv2d", xp)(x, w, b, stride, padding, dilation, groups, out_size)
+    args = (x, w, b, stride, padding, dilation, groups, out_size)
     if path == "depthwise":
-        return registry.lookup("depthwise_conv2d_forward", xp)(x, w, b, stride, padding, dilation, groups, out_size)
-    if path == "grouped":
-        return registry.lookup("grouped_conv2d_forward", xp)(x, w, b, stride, padding, dilation, groups, out_size)
-    if path == "dense":
-        y = xp.empty((N, O) + ones, dtype=x.dtype)
-        xp.matmul(_window(x, kernel_size, dilation), w.reshape(O, -1).T, out=y.reshape(N, O))
-        if b is not None:
-            y += b.reshape((O,) + ones)
-        return y
-    if path == "winograd":
-        return registry.lookup("winograd_conv2d", xp)(x, w, b, padding, out_size, m, groups)
+        return registry.lookup("depthwise_conv2d_forward", xp)(*args, clamp)
     if path == "pointwise":
         Og, Cg = O // groups, C // groups
         xs = _subsample(x, stride, out_size).reshape(N, groups, Cg, -1)                # (N, G, Cg, L)
         bias = None if b is None else b.reshape(groups, Og, 1)
-        y = registry.lookup("batched_matmul", xp)(w.reshape(groups, Og, Cg), xs, bias)  # (N, G, Og, L)
+        y = registry.lookup("batched_matmul", xp)(w.reshape(groups, Og, Cg), xs, bias, clamp)  # (N, G, Og, L)
         return y.reshape((N, O) + out_size)
-    return registry.lookup("im2col_gemm_forward", xp)(x, w, b, stride, padding, dilation, groups, out_size)
+    if path == "im2col":
+        return registry.lookup("im2col_gemm_forward", xp)(*args, clamp)
+    if path == "frames":
+        y = frames_forward(*args)
+    elif path in ("implicit", "channels", "grouped"):
+        name = {"implicit": "implicit_conv2d", "channels": "channels_conv2d", "grouped": "grouped_conv2d_forward"}
+        y = registry.lookup(name[path], xp)(*args)
+    elif path == "winograd":
+        y = registry.lookup("winograd_conv2d", xp)(x, w, b, padding, out_size, m, groups)
+    else:                           # "dense"
+        y = xp.empty((N, O) + ones, dtype=x.dtype)
+        xp.matmul(_window(x, kernel_size, dilation), w.reshape(O, -1).T, out=y.reshape(N, O))
+        if b is not None:
+            y += b.reshape((O,) + ones)
+    return clamped(y, clamp)
+
+
+def clamped(y, clamp):
+    """y clamped in place to clamp = (lo, hi), NaN kept; y itself where
+    ``clamp`` is None."""
+    if clamp is not None:
+        registry.lookup("clamp_into", get_array_module(y))(y, *clamp, y)
+    return y
 
 
 def conv_grad_input(gy, w, stride, padding, dilation, groups, in_size):
@@ -792,13 +802,14 @@ def _subsample(x, stride, out_size):
     return get_array_module(x).ascontiguousarray(x[_grid(out_size, stride)])
 
 
-def batched_matmul(a, b, bias=None):
+def batched_matmul(a, b, bias=None, clamp=None):
     """y[n] = a @ b[n] (+ bias) for every image n: a (G, P, Q) shared, b
-    (N, G, Q, L), bias (G, P, 1) or None -> y (N, G, P, L)."""
+    (N, G, Q, L), bias (G, P, 1) or None -> y (N, G, P, L); then clamped
+    to clamp = (lo, hi) where given."""
     y = get_array_module(b).matmul(a, b)
     if bias is not None:
         y += bias
-    return y
+    return clamped(y, clamp)
 
 
 def batched_matmul_sum(a, b):
@@ -815,9 +826,10 @@ def _columns(x, kernel_size, stride, padding, dilation, groups, out_size):
     return cols.reshape(N, groups, -1, math.prod(out_size))
 
 
-def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
+def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size, clamp=None):
     """y (N, O, OH, OW) = conv2d(x, w) + b: im2col, then
-    y[n, g] = w[g] @ cols[n, g] for all images and groups in one matmul."""
+    y[n, g] = w[g] @ cols[n, g] for all images and groups in one matmul;
+    then clamped to clamp = (lo, hi) where given."""
     xp = get_array_module(x)
     N, O, G = x.shape[0], w.shape[0], groups
     cols = _columns(x, w.shape[2:], stride, padding, dilation, G, out_size)         # (N, G, K, L)
@@ -825,7 +837,7 @@ def im2col_gemm_forward(x, w, b, stride, padding, dilation, groups, out_size):
     y = y.reshape((N, O) + tuple(out_size))
     if b is not None:
         y += b.reshape((1, O) + (1,) * len(out_size))
-    return y
+    return clamped(y, clamp)
 
 
 def im2col_gemm_grad_input(gy, w, stride, padding, dilation, groups, in_size):

@@ -489,3 +489,59 @@ def test_backend_selection():
             mc.set_backend("fortran")
     finally:
         registry.set_backend(previous)
+
+
+# -- a clamp in the output pass (a fused model's ReLU / ReLU6) ----------------
+CLAMPS = [(0.0, numpy.inf), (0.0, 6.0), (-0.5, 0.25)]
+
+
+def assert_clamped_as_clip(x, w, b, stride, padding, dilation, groups, out_size, clamp):
+    """conv_forward with ``clamp`` is exactly clip(conv_forward without it),
+    NaN kept: the kernels sum the same products either way."""
+    plain = conv_strategy.conv_forward(x, w, b, stride, padding, dilation, groups, out_size)
+    clamped = conv_strategy.conv_forward(x, w, b, stride, padding, dilation, groups, out_size, clamp)
+    assert clamped.dtype == plain.dtype
+    numpy.testing.assert_array_equal(clamped, numpy.clip(plain, *clamp))
+
+
+@settings(max_examples=60, deadline=None)
+@given(conv_geometries(), st.sampled_from([numpy.float32, numpy.float64]), st.sampled_from(CLAMPS),
+       st.sampled_from(["auto", "numpy"]), st.booleans(), st.integers(0, 2**32 - 1))
+def test_a_clamp_in_the_output_pass_equals_clipping_after(geometry, dtype, clamp, backend, bias, seed):
+    N, C, O, groups, kernel, stride, padding, dilation, in_size, out_size = geometry
+    rng = numpy.random.default_rng(seed)
+    x = rng.standard_normal((N, C) + in_size).astype(dtype)
+    x.reshape(-1)[rng.integers(x.size)] = numpy.nan                # NaN stays NaN through the clamp
+    w = rng.standard_normal((O, C // groups) + kernel).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype) if bias else None
+    registry.set_backend(backend)
+    assert_clamped_as_clip(x, w, b, stride, padding, dilation, groups, out_size, clamp)
+
+
+#: Layers of real size, one for each way the CPU kernels add the bias:
+#: (x shape, w shape, stride, padding, groups).
+CLAMPED_LAYERS = [
+    ((1, 64, 56, 56), (96, 64, 1, 1), (1, 1), 0, 1),       # pointwise, one image: blocks of rows
+    ((3, 24, 14, 14), (40, 24, 1, 1), (1, 1), 0, 1),       # pointwise, whole images a thread
+    ((16, 96, 4, 4), (576, 96, 1, 1), (1, 1), 0, 1),       # pointwise, small maps side by side
+    ((1, 32, 56, 56), (32, 1, 3, 3), (1, 1), 1, 32),       # depthwise, planar (or 16 channels a vector)
+    ((2, 40, 14, 14), (40, 1, 3, 3), (2, 2), 1, 40),       # depthwise, 16 channels a vector where the CPU has them
+    ((1, 72, 3, 3), (72, 1, 3, 3), (1, 1), 1, 72),         # depthwise, small planes channels last
+    ((2, 3, 33, 33), (16, 3, 3, 3), (2, 2), 1, 1),         # im2col, bands of rows
+    ((8, 16, 5, 5), (24, 16, 2, 2), (1, 1), 0, 1),         # im2col, several images a tile / few pixels
+    ((2, 16, 20, 20), (32, 16, 3, 3), (1, 1), 1, 1),       # Winograd or the implicit GEMM: clamped after
+]
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+@pytest.mark.parametrize("x_shape, w_shape, stride, pad, groups", CLAMPED_LAYERS)
+def test_a_clamp_in_the_output_pass_on_each_path(x_shape, w_shape, stride, pad, groups, dtype):
+    rng = numpy.random.default_rng(9)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    x[0, 0, 1, 1] = numpy.nan
+    w = (rng.standard_normal(w_shape) / numpy.sqrt(numpy.prod(w_shape[1:]))).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    padding = ((pad, pad), (pad, pad))
+    out_size = tuple((n + 2 * pad - k) // s + 1 for n, k, s in zip(x_shape[2:], w_shape[2:], stride))
+    for clamp in CLAMPS:
+        assert_clamped_as_clip(x, w, b, stride, padding, (1, 1), groups, out_size, clamp)
