@@ -29,7 +29,8 @@ the unfused model's by rounding only):
   conv's output array. No second tensor either way.
 * **The residual add** of a residual block (ResNet's BasicBlock and
   Bottleneck, MobileNetV2's InvertedResidual, EfficientNet's MBConv) goes
-  into the last conv's output the same way, before its activation:
+  into the last conv's output the same way, before its activation (a
+  ReLU in the same parallel pass as the add):
   ``relu(bn(conv(x)) + shortcut)`` becomes one ``FusedConv`` call.
 * **A batch norm with no conv before it** (DenseNet's norm1 on the
   concatenated maps, its transitions' norm), and the ReLU or ReLU6 after
@@ -155,7 +156,11 @@ class FusedConv(nn.Module):
             if residual.shape != y.shape:
                 raise ValueError(f"FusedConv: residual of shape {tuple(residual.shape)} does not match the "
                                  f"conv's output {tuple(y.shape)}")
-            get_array_module(y.data).add(y.data, residual.data, out=y.data)
+            # The add and a ReLU / ReLU6 after it in one pass (else the add alone: no bounds)
+            lo, hi = CLAMPS.get(type(self.activation), (-math.inf, math.inf))
+            registry.lookup("add_clamp_into", get_array_module(y.data))(y.data, residual.data, lo, hi)
+            if type(self.activation) in CLAMPS:
+                fn = None
         if fn is not None:
             fn(y, inplace=True)        # the conv's fresh output: nobody else holds it
         return y

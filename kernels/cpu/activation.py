@@ -229,6 +229,13 @@ def _clamp_in_place(x, lo, hi, part, parts):
     _clamp_run(x, lo, hi, x, part, parts)
 
 
+@numba.njit(**JIT)
+def _add_clamp_in_place(y, r, lo, hi, part, parts):
+    start, stop = _share(y.size, part, parts)
+    for i in range(u64(start), u64(stop)):
+        y[i] = _clamp_value(y[i] + r[i], lo, hi)
+
+
 @numba.njit(inline="always")
 def _clamp_with_mask_run(x, lo, hi, y, mask, part, parts):
     start, stop = _share(x.size, part, parts)
@@ -280,6 +287,18 @@ def relu(x, out=None):
     else:
         parallel_parts(_relu, 2 * x.size, x.reshape(-1), y.reshape(-1), mask.reshape(-1))
     return _returned(y, out), mask
+
+
+def add_clamp_into(y, r, lo, hi):
+    """y = min(max(y + r, lo), hi) in place, NaN kept: a residual block's
+    shortcut added to its last conv's output, and the ReLU after (lo
+    -inf, hi inf: the add alone). One parallel pass where NumPy's add is
+    one single-threaded pass and the clamp another. Returns y."""
+    if not (y.flags.c_contiguous and r.flags.c_contiguous and r.shape == y.shape and r.dtype == y.dtype):
+        numpy.add(y, r, out=y)
+        return numpy.clip(y, lo, hi, out=y)
+    parallel_parts(_add_clamp_in_place, 3 * y.size, y.reshape(-1), r.reshape(-1), y.dtype.type(lo), y.dtype.type(hi))
+    return y
 
 
 def clamp_into(x, lo, hi, out):

@@ -44,6 +44,15 @@ def clamp_into_reference(x, lo, hi, out):
     return get_array_module(x).clip(x, lo, hi, out=out)
 
 
+def add_clamp_into_reference(y, r, lo, hi):
+    """y = clip(y + r, lo, hi) in place, NaN kept (NumPy reference of
+    "add_clamp_into": a residual add and the ReLU after it; lo -inf and
+    hi inf for the add alone). Returns y."""
+    xp = get_array_module(y)
+    xp.add(y, r, out=y)
+    return xp.clip(y, lo, hi, out=y)
+
+
 def clamp_with_mask_reference(x, lo, hi, out=None):
     """(clip(x, lo, hi), lo < x < hi) on an array: hardtanh's output (into
     ``out`` if given, which may be x) and the mask its backward needs, 1
@@ -173,6 +182,7 @@ def silu_backward_reference(gy, x):
 for _name, _reference in (("sigmoid", sigmoid_reference), ("silu", silu_reference), ("relu", relu_reference),
                           ("silu_backward", silu_backward_reference),
                           ("clamp_into", clamp_into_reference), ("clamp_with_mask", clamp_with_mask_reference),
+                          ("add_clamp_into", add_clamp_into_reference),
                           ("masked_gradient", masked_gradient_reference),
                           ("hardswish", hardswish_reference)):
     registry.register(_name, "numpy", _reference)

@@ -144,3 +144,25 @@ def test_sgd_matches_torch_with_each_backend(backend):
         mc_opt.step()
         torch_opt.step()
     numpy.testing.assert_allclose(mine.detach().numpy(), theirs.detach().numpy(), rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([numpy.float32, numpy.float64]), st.sampled_from([(0.0, numpy.inf), (0.0, 6.0),
+                                                                          (-numpy.inf, numpy.inf)]), st.data())
+def test_residual_add_and_clamp_in_one_pass_match_the_reference(dtype, bounds, data):
+    """A residual add and the ReLU / ReLU6 after it (or the add alone), in
+    place, bit for bit as NumPy's add then clip: infinities and NaN too,
+    a transposed shortcut (NumPy's fallback) and an array large enough for
+    the threads."""
+    special = st.sampled_from([0.0, -0.0, numpy.inf, -numpy.inf, numpy.nan])
+    y = data.draw(hnp.arrays(dtype, hnp.array_shapes(min_dims=2, max_dims=4, max_side=6),
+                             elements=st.floats(-8, 8, width=32) | special))
+    r = data.draw(hnp.arrays(dtype, y.shape, elements=st.floats(-8, 8, width=32) | special))
+    large = numpy.random.default_rng(data.draw(st.integers(0, 2**32 - 1))).standard_normal((3, 300, 401)).astype(dtype)
+    fast, reference = (registry.implementations("add_clamp_into")[b] for b in ("numba", "numpy"))
+    for y_in, shortcut in ((y, r), (y, r.T.copy().T), (large, large[:, ::-1].copy())):
+        mine, expected = y_in.copy(), y_in.copy()
+        with numpy.errstate(invalid="ignore"):            # inf + -inf
+            assert fast(mine, shortcut, *bounds) is mine
+            reference(expected, shortcut, *bounds)
+        numpy.testing.assert_array_equal(mine, expected)
