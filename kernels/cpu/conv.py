@@ -215,7 +215,8 @@ def _by_images(gemms, N):
 
 
 #: Largest block of one image's 1x1-convolution product that one GEMM call
-#: makes (output rows x pixels). With one image per thread or fewer
+#: makes (output rows x pixels); a product is cut into the fewest blocks of
+#: one size that fit (``_even_runs``). With one image per thread or fewer
 #: (inference, detection), whole images would leave threads idle. The
 #: blocks depend on the shapes alone, never on the thread count or the
 #: batch, so the float32 sums are the same on any number of threads and
@@ -247,6 +248,15 @@ def _runs(count, size):
     return [slice(start, min(start + size, count)) for start in range(0, count, size)]
 
 
+def _even_runs(count, most, multiple=16):
+    """range(count) as the fewest consecutive slices of at most ``most``
+    (a multiple of ``multiple``), all of one size (a multiple of
+    ``multiple``) but the last: 384 rows as 192 + 192, not 256 + 128, so
+    that the blocks' work is shared out evenly."""
+    pieces = -(-count // most)
+    return _runs(count, min(most, -(-count // (pieces * multiple)) * multiple))
+
+
 def _blocks(P, Q, L, N):
     """The (rows, columns) blocks of each of N images' (P, Q) @ (Q, L) products."""
     if L < GEMM_ROW_SPLIT_MIN_COLUMNS:
@@ -255,8 +265,8 @@ def _blocks(P, Q, L, N):
           and P * Q * L >= LONE_IMAGE_MIN_MACS and Q >= LONE_IMAGE_MIN_DEPTH):
         rows = _runs(P, -(-P // (2 * LONE_IMAGE_ROW_MULTIPLE)) * LONE_IMAGE_ROW_MULTIPLE)
     else:
-        rows = _runs(P, GEMM_BLOCK_ROWS)
-    return [(r, c) for r in rows for c in _runs(L, GEMM_BLOCK_COLUMNS)]
+        rows = _even_runs(P, GEMM_BLOCK_ROWS)
+    return [(r, c) for r in rows for c in _even_runs(L, GEMM_BLOCK_COLUMNS)]
 
 
 #: Most pixels an image may have for a batch's 1x1 products to be computed

@@ -335,6 +335,20 @@ def test_a_1x1_convolution_of_one_image_is_shared_out_in_blocks(monkeypatch, par
     numpy.testing.assert_allclose(y[0], a @ b[0] + bias, rtol=1e-5, atol=1e-5)
 
 
+def test_a_1x1_products_blocks_are_even():
+    # The fewest blocks of at most 256 rows x 4096 pixels, of one size
+    # (a multiple of 16) but the last: 384 rows are 192 + 192, not 256 + 128.
+    def sizes(runs):
+        return [run.stop - run.start for run in runs]
+    assert sizes(cpu_conv._even_runs(384, 256)) == [192, 192]
+    assert sizes(cpu_conv._even_runs(960, 256)) == [240] * 4
+    assert sizes(cpu_conv._even_runs(100, 256)) == [100]
+    assert sizes(cpu_conv._even_runs(12544, 4096)) == [3136] * 4
+    assert sizes(cpu_conv._even_runs(20, 8)) == [8, 8, 4]             # never more than the most
+    blocks = cpu_conv._blocks(576, 96, 12544, 2)
+    assert sorted({(r.stop - r.start, c.stop - c.start) for r, c in blocks}) == [(192, 3136)] and len(blocks) == 12
+
+
 @pytest.mark.parametrize("parts", [1, 2, 3])
 def test_a_lone_images_1x1_product_is_cut_in_two_halves_of_its_rows(monkeypatch, parts):
     # A lone image's product that would be one block is shared by two
