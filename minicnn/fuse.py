@@ -79,7 +79,7 @@ from . import nn
 from .autograd import is_grad_enabled
 from .backend import get_array_module
 from .functional.conv import _padding
-from .functional import elementwise, normalization  # noqa: F401  (register planes_scaled, affine_clamp)
+from .functional import elementwise, normalization, pooling  # noqa: F401  (register the primitives used below)
 from .functional.conv_strategy import conv_forward
 from .kernels import registry
 from .kernels.geometry import conv_output_shape
@@ -360,8 +360,8 @@ class FusedNorm(nn.Module):
 
 class FusedSqueezeExcitation(nn.Module):
     """``nn.SqueezeExcitation`` (EfficientNet's, MobileNetV3's) run on the
-    arrays: the squeeze a mean over each plane, fc1 and fc2 (1x1 convs of
-    a 1x1 map) two small matrix products, their activations the block's
+    arrays: the squeeze the global average pool's kernel, fc1 and fc2 (1x1
+    convs of a 1x1 map) two small matrix products, their activations the block's
     own modules, and the map times its gate in one parallel pass
     (``planes_scaled``); (N, C, H, W) -> the same shape. Through the
     modules, the five small ops cost more in calls (a conv's checks,
@@ -373,7 +373,8 @@ class FusedSqueezeExcitation(nn.Module):
     def __init__(self, block):
         super().__init__()
         if type(block) is not nn.SqueezeExcitation:
-            raise TypeError(f"FusedSqueezeExcitation: block must be an nn.SqueezeExcitation, got {type(block).__name__}")
+            raise TypeError(f"FusedSqueezeExcitation: block must be an nn.SqueezeExcitation, "
+                            f"got {type(block).__name__}")
         self.block = copy.deepcopy(block).eval()
         self.fc1, self.fc2 = (self._product(conv) for conv in (block.fc1, block.fc2))
 
@@ -397,10 +398,11 @@ class FusedSqueezeExcitation(nn.Module):
         x = input.data
         N, C = x.shape[:2]
         (w1t, b1), (w2t, b2) = self.fc1, self.fc2
-        squeezed = x.reshape(N, C, -1).mean(axis=2)                                           # (N, C)
+        xp = get_array_module(x)
+        squeezed = registry.lookup("adaptive_avg_pool2d_forward", xp)(x, (1, 1)).reshape(N, C)      # plane means
         hidden = block.activation(Tensor._wrap(squeezed @ w1t + b1)).data                     # (N, C / r)
         gate = block.scale_activation(Tensor._wrap(hidden @ w2t + b2)).data                   # (N, C)
-        scaled = registry.lookup("planes_scaled", get_array_module(x))
+        scaled = registry.lookup("planes_scaled", xp)
         return Tensor._wrap(scaled(x.reshape(N * C, -1), gate.reshape(N * C)).reshape(x.shape))
 
 

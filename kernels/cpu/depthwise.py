@@ -91,8 +91,8 @@ import math
 import numba
 import numpy
 
-from .loops import (JIT as _JIT, _axpy, _axpy3, _axpy9, _axpy9x2, _clamp_value, _copy, _dot, _dot3, _dot9, _fill, _share,
-                    _valid_range, u64)
+from .loops import (JIT as _JIT, _axpy, _axpy3, _axpy9, _axpy9x2, _clamp_value, _copy, _dot, _dot3, _dot9, _fill,
+                    _share, _valid_range, u64)
 from .threads import parallel_parts
 
 
