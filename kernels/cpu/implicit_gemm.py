@@ -63,6 +63,7 @@ loads. The strategy takes fewer layers here on AVX2, where the
 tiles beat the other paths in fewer cases (``register_tiles``).
 """
 import functools
+import math
 
 import numba
 import numpy
@@ -451,7 +452,14 @@ def conv2d_grad_weight(x, gy, kernel_size, stride, padding, dilation, groups):
     # pair k = t*Cg + c reads channel c's plane at tap t's offset (pairs past K: any valid offset, dropped)
     k_offsets = numpy.where(pairs < K, tap_offsets[numpy.minimum(pairs // Cg, T - 1)] + pairs % Cg * plane_shape[2], 0)
     LQ = -(-OH * WQ // 16) * 16
-    planes = numpy.empty((N, groups * plane_shape[0] * Cg, plane_shape[2]), numpy.float32)
+    # A tile reads LQ pixels from each pair's offset: past the last image's planes, where the grid's
+    # zeros multiply them. That tail is zeroed here, not left as whatever the heap held (a NaN there made
+    # a NaN of the sum: a flaky test under load).
+    shape = (N, groups * plane_shape[0] * Cg, plane_shape[2])
+    size = math.prod(shape)
+    flat = numpy.empty(size + int(k_offsets.max()) + LQ, numpy.float32)
+    flat[size:] = 0
+    planes = flat[:size].reshape(shape)
     grid = numpy.empty((N, groups, OB * NO, LQ), numpy.float32)
     parallel_parts(_weight_layout, planes.size + grid.size, x, gy, Cg, stride[0], stride[1], ph, pw, HQ, WQ, planes,
                    grid)
