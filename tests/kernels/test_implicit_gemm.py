@@ -221,3 +221,28 @@ def test_long_rows_of_a_1d_convolution_take_the_path(stride, dilation):
     numpy.testing.assert_allclose(y, _reference("forward", x, w, b, *geometry, (OW,)), rtol=RTOL, atol=RTOL * 40 * K)
     gx = conv_strategy.conv_grad_input(gy, w, *geometry, (W,))
     numpy.testing.assert_allclose(gx, _reference("grad_input", gy, w, *geometry, (W,)), rtol=RTOL, atol=RTOL * 24 * K)
+
+
+def test_the_weight_gradient_reads_only_memory_it_wrote(monkeypatch):
+    # Every array numpy.empty makes here is the front of a buffer whose
+    # tail, past the array's end, holds NaN: a kernel that read past an
+    # array and multiplied what it found by zero (the tiles' spare pixels)
+    # would return NaN. (Such a read made a test flaky under load.)
+    real_empty = numpy.empty
+
+    def empty_with_nan_after(shape, dtype=float, **kwargs):
+        size = int(numpy.prod(shape))
+        buffer = real_empty(size + 4096, dtype, **kwargs)
+        if buffer.dtype.kind == "f":
+            buffer[size:] = numpy.nan
+        return buffer[:size].reshape(shape)
+    rng = numpy.random.default_rng(3)
+    x = rng.standard_normal((1, 10, 14, 9)).astype(numpy.float32)
+    gy = rng.standard_normal((1, 53, 14, 2)).astype(numpy.float32)
+    args = ((1, 7), (1, 2), ((0, 0), (0, 0)), (1, 1), 1)
+    monkeypatch.setattr(implicit_gemm.numpy, "empty", empty_with_nan_after)
+    gw = implicit_gemm.conv2d_grad_weight(x, gy, *args)
+    monkeypatch.undo()
+    expected = conv_reference("grad_weight")(x.astype(numpy.float64), gy.astype(numpy.float64), *args)
+    assert numpy.isfinite(gw).all()
+    numpy.testing.assert_allclose(gw, expected, rtol=2e-5, atol=2e-5 * 28)
