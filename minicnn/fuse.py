@@ -511,5 +511,4 @@ _BLOCK_RULES = {
 }
 #: What a block rule needs folded, where not ``_block_foldable``'s convN -> bnN.
 _FOLDABLE = {densenet._DenseLayer: lambda layer: _foldable(layer.norm2, layer.conv1)
-             and type(layer.relu2) in ACTIVATIONS,
-             nn.SqueezeExcitation: lambda block: True}
+             and type(layer.relu2) in ACTIVATIONS}

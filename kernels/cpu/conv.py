@@ -60,6 +60,7 @@ import numba
 import numpy
 
 from . import depthwise_lanes, implicit_channels, implicit_gemm, pointwise_gemm
+from .activation import clamp_into
 from .depthwise import (CHANNELS_LAST_MAX_IMAGE_PIXELS, CHANNELS_LAST_MAX_PIXELS, depthwise_forward,
                         depthwise_forward_channels_last, depthwise_grad_input, depthwise_grad_weight, direct_forward,
                         direct_grad_weight)
@@ -120,7 +121,7 @@ def depthwise_conv2d_forward(x, w, b, stride, padding, dilation, groups, out_siz
     if O == x.shape[1] and (N * pixels <= CHANNELS_LAST_MAX_PIXELS or pixels <= CHANNELS_LAST_MAX_IMAGE_PIXELS):
         depthwise_forward_channels_last(x, w, bias, y, *_geometry(stride, padding, dilation))
         if clamp is not None:
-            _add_and_clamp(y.reshape(1, N * O, -1), numpy.zeros((1, N * O, 1), y.dtype), lo, hi)
+            clamp_into(y, lo, hi, y)
     else:
         depthwise_forward(x, w, bias, y, *_geometry(stride, padding, dilation), lo, hi)
     return y
@@ -350,7 +351,7 @@ def batched_matmul(a, b, bias=None, clamp=None):
     if _pointwise_tile(a, b):
         y = _pointwise_product(a, b, bias)
         if clamp is not None:
-            _finish(y.reshape(1, N * P, L), None, clamp)
+            clamp_into(y, *clamp, y)
         return y
     if _side_by_side(N, L, a.size * N * L):
         G, Q = a.shape[0], a.shape[2]

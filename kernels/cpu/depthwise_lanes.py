@@ -140,10 +140,10 @@ def _store_band(yb, count, y, n, c0, m0, offsets):
 
 
 @numba.njit(**JIT)
-def _tasks(x, wb, bias, y, OH, OW, sh, sw, top, left, dh, dw, KH, KW, R, clamp, lo, hi, part, parts):
+def _tasks(x, wb, bias, y, OH, OW, sh, sw, top, left, dh, dw, KH, KW, R, lo, hi, part, parts):
     """y (N, C, OH*OW): this part's share of the (image, channel block)
-    tasks, each a band of R output rows at a time; with ``clamp``, each
-    band's sums clamped to [lo, hi] before they are stored."""
+    tasks, each a band of R output rows at a time; where [lo, hi] bounds
+    anything, each band's sums clamped to it before they are stored."""
     N, C, H, W = x.shape
     CB = wb.shape[0]
     Wp = (OW - 1) * sw + (KW - 1) * dw + 1
@@ -159,6 +159,7 @@ def _tasks(x, wb, bias, y, OH, OW, sh, sw, top, left, dh, dw, KH, KW, R, clamp, 
         pixels[m] = ((m // OW) * sh * Wp + (m % OW) * sw) * 16
     x_offsets = numpy.arange(16) * 16              # _transpose16's rows: 16 pixels of xb
     y_offsets = numpy.arange(16) * OH * OW         # 16 channels' planes of y
+    clamp = lo > -math.inf or hi < math.inf
     flat_wb = wb.reshape(-1)
     for task in range(*_share(N * CB, part, parts)):
         n, cb = task // CB, task % CB
@@ -196,5 +197,5 @@ def depthwise_conv2d(x, w, b, stride, padding, dilation, out_size, lo=-math.inf,
     R = max(1, min(OH, (BAND_BYTES // row_bytes - (KH - 1) * dh - 1) // sh + 1))
     y = numpy.empty((N, C, OH, OW), numpy.float32)
     parallel_parts(_tasks, x.size + y.size, x, wb, bias, y.reshape(N, C, OH * OW), OH, OW, sh, sw, top, left, dh, dw,
-                   KH, KW, R, bool(lo > -math.inf or hi < math.inf), numpy.float32(lo), numpy.float32(hi))
+                   KH, KW, R, numpy.float32(lo), numpy.float32(hi))
     return y
