@@ -88,8 +88,10 @@ im2col (everything else)
     tile is still in cache when the GEMM reads it.
 
 Then one more rule: where the path chosen is im2col, or (forward and
-input gradient) grouped or implicit for a grouped convolution,
-"channels" takes its place if it applies (``_channels``):
+input gradient) grouped or implicit for a grouped convolution, or on
+AVX2 Winograd for a 5x5 layer of few channels and a small output
+(``WINOGRAD_5X5_YIELDS``), "channels" takes its place if it applies
+(``_channels``):
 
 channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride 1)
     The implicit GEMM the other way round: 16 output *channels* a vector
@@ -106,8 +108,8 @@ channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride
     kernel's convolution of gy with the flipped filters (packed from w
     directly), and the weight gradient at stride 1 a tile of 16 output
     channels by 24 (channel, tap) pairs summed over all the pixels, gy
-    laid out channels last. Winograd keeps the 3x3 and 5x5 layers it takes (it does
-    up to 4x fewer multiply-adds), the pointwise GEMMs the 1x1 ones, the
+    laid out channels last. Winograd keeps the 3x3 and the other 5x5 layers it takes
+    (it does up to 4x fewer multiply-adds), the pointwise GEMMs the 1x1 ones, the
     "implicit" path the ungrouped layers of few taps. Only the CPU
     backend has this path, and takes it only where the CPU has AVX-512,
     or AVX2 for a grouped convolution or the forward and input gradient
@@ -255,6 +257,20 @@ DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS = 8
 #: phases) 0.96-1.32.
 DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS = 8
 WINOGRAD_5X5_MIN_TILES = 128
+#: ... and where a 5x5 layer has at most this many input channels a
+#: group (Cg) and output values a group an image (Og * OH * OW), its
+#: forward and input gradient take the "channels" path where that applies
+#: instead (on AVX2: ``_channels``): with few channels the products of
+#: the transformed tiles are small and the transforms dominate. Same
+#: process, 2 threads, each call 50 ms after the last (as the sweep
+#: times them), against Winograd's time, fwd / gx: 32 x 16 x 14x14 -> 48
+#: 0.60-0.73 / 0.65-0.67, 8 x 24 x 14x14 -> 64 0.75-0.77 / 0.99-1.04, 8 x
+#: 32 x 14x14 -> 64 0.65-0.83 / 0.80-0.98, 8 x 16 x 28x28 -> 32 0.87-0.94 /
+#: 0.83-0.96, 1 x 16 x 28x28 -> 32 0.90-0.91 / 0.80-0.86 (two runs); past
+#: the bounds Winograd stays: 16 x 16 x 28x28 -> 64 1.08-1.21 / 0.96-0.99,
+#: 8 x 40 x 28x28 -> 48 1.30 / 1.51, 4 x 16 x 56x56 -> 32 1.11 / 0.85, 96-128
+#: outputs at 28x28 gx 1.11-1.41.
+WINOGRAD_5X5_YIELDS = (32, 32 * 28 * 28)
 WINOGRAD_5X5_MIN_SIZE = 10
 WINOGRAD_5X5_MIN_CHANNELS = 8
 #: The "channels" path's bounds, measured against the path it replaces
@@ -342,12 +358,22 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     them none of these applies."""
     path, m = _first_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size,
                           direction, out_channels, dtype)
-    replaceable = path == "im2col" or (direction != "grad_weight"
-                                       and (path == "grouped" or (path == "implicit" and groups > 1)))
+    replaceable = path == "im2col" or (direction != "grad_weight" and (
+        path == "grouped" or (path == "implicit" and groups > 1)
+        or (path == "winograd" and _small_5x5(xp, C // groups, kernel_size, (out_channels or 0) // groups, out_size))))
     if replaceable and _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size,
                                  winograd_size, direction, out_channels):
         return "channels", 0
     return path, m
+
+
+def _small_5x5(xp, Cg, kernel_size, Og, out_size):
+    """Whether a 5x5 layer's F(2x2, 5x5) forward and input gradient give
+    way to the "channels" path where that takes them
+    (``WINOGRAD_5X5_YIELDS``): measured on AVX2 only."""
+    most_inputs, most_outputs = WINOGRAD_5X5_YIELDS
+    return (tuple(kernel_size) == (5, 5) and Cg <= most_inputs and Og * math.prod(out_size) <= most_outputs
+            and _register_tiles(xp) == "avx2")
 
 
 def _first_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size, direction,

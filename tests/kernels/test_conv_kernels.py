@@ -346,6 +346,7 @@ def use_winograd(patch, name):
     patch.setattr(conv_strategy, "WINOGRAD_4X4_MIN_SIZE", 0 if "4x4" in name else 10**9)
     for rule in ("WINOGRAD_5X5_MIN_TILES", "WINOGRAD_5X5_MIN_SIZE", "WINOGRAD_5X5_MIN_CHANNELS"):
         patch.setattr(conv_strategy, rule, 0)
+    patch.setattr(conv_strategy, "WINOGRAD_5X5_YIELDS", (0, 0))
 
 
 @pytest.mark.parametrize("name", sorted(PATH_CASES))
