@@ -114,7 +114,9 @@ channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride
     backend has this path, and takes it only where the CPU has AVX-512,
     or AVX2 for a grouped convolution or the forward and input gradient
     of an ungrouped one of at most ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS``
-    output channels and more than ``IMPLICIT_MAX_TAPS`` taps.
+    output channels (the input gradient's: C, or at most
+    ``CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH`` of gy's) and more than
+    ``IMPLICIT_MAX_TAPS`` taps.
 
 Primitives
 ----------
@@ -314,6 +316,15 @@ CHANNELS_MIN_FORWARD_PIXELS = 196
 #: gains: 0.47-0.79 forward, 0.33-0.68 input gradient, 0.57-0.79 weight
 #: gradient.
 CHANNELS_AVX2_MAX_DENSE_OUTPUTS = 64
+#: ... and the input gradient of one with at most this many output
+#: channels (gy's: the flipped convolution's inputs), whatever its C:
+#: im2col's product for it, (C*KH*KW, O) @ (O, pixels), is as large as
+#: the column matrix it writes and only O deep. Against im2col, same
+#: process, 2 threads, calls 50 ms apart: O 24-48 0.40-0.73 (32 x 128 x
+#: 7x7 -> 32, DenseNet's growth layer, 0.46; 8 x 128 x 28x28 d2 0.42; 1x7
+#: and 7x1 0.50-0.51), O 64 0.46-0.73, O 128 0.77-0.97; but O 256-512
+#: 1.01-1.65 (one lone dilated image 0.73), O 192 0.78-0.99.
+CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH = 128
 
 
 # -- which path ---------------------------------------------------------------
@@ -477,7 +488,8 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     ``CHANNELS_MIN_PIXELS`` output pixels or more
     (``CHANNELS_MIN_FORWARD_PIXELS`` for the forward), grouped in a batch,
     on a backend whose kernel runs at full speed here (on AVX2, ungrouped:
-    ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS``, and not the weight gradient)."""
+    ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS`` or for the input gradient
+    ``CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH``, and not the weight gradient)."""
     if (not _float32(xp, dtype) or len(kernel_size) != 2 or all(k == 1 for k in kernel_size)
             or any(lo != hi for lo, hi in padding)):
         return False
@@ -505,7 +517,8 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
         return False
     inputs = (out_channels or 0) if direction == "grad_input" else C      # the flipped convolution reads gy
     taps = inputs * math.prod(kernel_size)
-    return outputs <= CHANNELS_AVX2_MAX_DENSE_OUTPUTS and taps > IMPLICIT_MAX_TAPS
+    few_inputs = direction == "grad_input" and inputs <= CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH
+    return (outputs <= CHANNELS_AVX2_MAX_DENSE_OUTPUTS or few_inputs) and taps > IMPLICIT_MAX_TAPS
 
 
 def _float32(xp, dtype):

@@ -230,7 +230,13 @@ def test_on_avx2_the_rule_takes_grouped_layers_and_short_dense_ones(monkeypatch)
     assert _path(32, most, 32, 1, (3, 3), out_size=(7, 7), direction="grad_weight") != "channels"
     assert _path(8, 64, most, 1, (3, 3), *stride2) == "channels"
     assert _path(8, 64, most + 16, 1, (3, 3), *stride2) != "channels"
-    assert _path(32, most + 16, 32, 1, (3, 3), out_size=(7, 7), direction="grad_input") != "channels"
+    depth = conv_strategy.CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH
+    assert _path(32, most + 16, depth + 16, 1, (3, 3), out_size=(7, 7), direction="grad_input") != "channels"
+    # ... or, for the input gradient, more input channels where gy has few: DenseNet's growth layer
+    assert _path(32, 128, 32, 1, (3, 3), out_size=(7, 7), direction="grad_input") == "channels"
+    assert _path(32, 512, depth, 1, (3, 3), out_size=(7, 7), direction="grad_input") == "channels"
+    assert _path(32, 128, depth + 16, 1, (3, 3), out_size=(7, 7), direction="grad_input") != "channels"
+    assert _path(32, 32, depth, 1, (3, 3), out_size=(7, 7)) != "channels"       # a forward of as many outputs
     assert _path(8, taps // 9 + 1, 64, 1, (3, 3), *stride2) == "channels"
     assert _path(8, taps // 9, 64, 1, (3, 3), *stride2) != "channels"          # few taps: the RGB stem's
     assert _path(8, 3, 64, 1, (7, 7), (2, 2), ((3, 3), (3, 3))) != "channels"
