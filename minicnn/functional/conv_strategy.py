@@ -108,15 +108,14 @@ channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride
     kernel's convolution of gy with the flipped filters (packed from w
     directly), and the weight gradient at stride 1 a tile of 16 output
     channels by 24 (channel, tap) pairs summed over all the pixels, gy
-    laid out channels last. Winograd keeps the 3x3 and the other 5x5 layers it takes
-    (it does up to 4x fewer multiply-adds), the pointwise GEMMs the 1x1 ones, the
-    "implicit" path the ungrouped layers of few taps. Only the CPU
-    backend has this path, and takes it only where the CPU has AVX-512,
-    or AVX2 for a grouped convolution or the forward and input gradient
-    of an ungrouped one of at most ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS``
-    output channels (the input gradient's: C, or at most
-    ``CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH`` of gy's) and more than
-    ``IMPLICIT_MAX_TAPS`` taps.
+    laid out channels last. Winograd keeps the 3x3 and the other 5x5
+    layers it takes (it does up to 4x fewer multiply-adds), the pointwise
+    GEMMs the 1x1 ones, the "implicit" path the ungrouped layers of few
+    taps. Only the CPU backend has this path, and takes it only where the
+    CPU has AVX-512, or AVX2 for a grouped convolution or an ungrouped one
+    of at most ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS`` output channels (the
+    input gradient's: C, or at most ``CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH``
+    of gy's) and more than ``IMPLICIT_MAX_TAPS`` taps.
 
 Primitives
 ----------
@@ -311,9 +310,13 @@ CHANNELS_MIN_FORWARD_PIXELS = 196
 #: 256 x 7x7 -> 32 0.74, 8 x 64 x 56x56 -> 32 /2 0.72, 4 x 96 x 35x35 ->
 #: 48 /2 0.76, 8 x 48 x 17x17 -> 64 1x7 input gradient 0.69); 128
 #: outputs 0.88-1.18 (1 x 64 x 56x56 /2 1.09, 8 x 96 x 14x14 /2 1.18);
-#: 192 and up 0.93-1.36. The weight gradient of those up to 64 outputs:
-#: 0.65-0.70 twice, 1.04-1.27 three times: not taken. A grouped one
-#: gains: 0.47-0.79 forward, 0.33-0.68 input gradient, 0.57-0.79 weight
+#: 192 and up 0.93-1.36. The weight gradient of those up to 64 outputs
+#: (where im2col's, at stride 1), calls 50 ms apart: 7x7 maps 0.56-0.76
+#: (32 x 128 x 7x7 -> 32 0.56, 32 x 512 x 7x7 -> 64 0.63, 8 x 48 x 7x7 ->
+#: 64 0.76), 4x4 0.65, 4 x 128 x 14x14 0.62, dilation 2 0.79-1.01, 1x7 /
+#: 7x1 0.67-1.05 (16 layers: 13 faster, 3 within 5%; an earlier
+#: measurement had 1.04-1.27 on three of five). A grouped one gains:
+#: 0.47-0.79 forward, 0.33-0.68 input gradient, 0.57-0.79 weight
 #: gradient.
 CHANNELS_AVX2_MAX_DENSE_OUTPUTS = 64
 #: ... and the input gradient of one with at most this many output
@@ -489,7 +492,7 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     (``CHANNELS_MIN_FORWARD_PIXELS`` for the forward), grouped in a batch,
     on a backend whose kernel runs at full speed here (on AVX2, ungrouped:
     ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS`` or for the input gradient
-    ``CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH``, and not the weight gradient)."""
+    ``CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH``)."""
     if (not _float32(xp, dtype) or len(kernel_size) != 2 or all(k == 1 for k in kernel_size)
             or any(lo != hi for lo, hi in padding)):
         return False
@@ -513,8 +516,6 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     tiles = _register_tiles(xp)
     if tiles != "avx2" or groups > 1:
         return tiles is not None
-    if direction == "grad_weight":          # 32 x 128 x 7x7 -> 32 0.70, but 1.04-1.27 on three others
-        return False
     inputs = (out_channels or 0) if direction == "grad_input" else C      # the flipped convolution reads gy
     taps = inputs * math.prod(kernel_size)
     few_inputs = direction == "grad_input" and inputs <= CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH

@@ -215,8 +215,8 @@ def test_the_rule_keeps_off_a_cpu_where_the_kernel_is_slow(monkeypatch):
 
 def test_on_avx2_the_rule_takes_grouped_layers_and_short_dense_ones(monkeypatch):
     """With AVX2's smaller tiles the path takes a grouped convolution as
-    on AVX-512, an ungrouped one's forward and input gradient only with
-    at most ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS`` output channels (the input
+    on AVX-512, an ungrouped one only with at most
+    ``CHANNELS_AVX2_MAX_DENSE_OUTPUTS`` output channels (the input
     gradient's: C) and more taps than the "implicit" path's bound."""
     if not registry.find("channels_conv2d", numpy):
         pytest.skip("the backend in force has no channels path (MINICNN_BACKEND=numpy)")
@@ -227,7 +227,8 @@ def test_on_avx2_the_rule_takes_grouped_layers_and_short_dense_ones(monkeypatch)
         assert _path(8, 512, 512, 32, (3, 3), out_size=(7, 7), direction=direction) == "channels"
     for direction in ("forward", "grad_input"):
         assert _path(32, most, 32, 1, (3, 3), out_size=(7, 7), direction=direction) == "channels"
-    assert _path(32, most, 32, 1, (3, 3), out_size=(7, 7), direction="grad_weight") != "channels"
+    assert _path(32, most, 32, 1, (3, 3), out_size=(7, 7), direction="grad_weight") == "channels"
+    assert _path(32, 32, most + 16, 1, (3, 3), out_size=(7, 7), direction="grad_weight") != "channels"
     assert _path(8, 64, most, 1, (3, 3), *stride2) == "channels"
     assert _path(8, 64, most + 16, 1, (3, 3), *stride2) != "channels"
     depth = conv_strategy.CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH
