@@ -259,18 +259,18 @@ DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS = 8
 DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS = 8
 WINOGRAD_5X5_MIN_TILES = 128
 #: ... and where a 5x5 layer has at most this many input channels a
-#: group (Cg) and output values a group an image (Og * OH * OW), its
-#: forward and input gradient take the "channels" path where that applies
-#: instead (on AVX2: ``_channels``): with few channels the products of
-#: the transformed tiles are small and the transforms dominate. Same
-#: process, 2 threads, each call 50 ms after the last (as the sweep
-#: times them), against Winograd's time, fwd / gx: 32 x 16 x 14x14 -> 48
-#: 0.60-0.73 / 0.65-0.67, 8 x 24 x 14x14 -> 64 0.75-0.77 / 0.99-1.04, 8 x
-#: 32 x 14x14 -> 64 0.65-0.83 / 0.80-0.98, 8 x 16 x 28x28 -> 32 0.87-0.94 /
-#: 0.83-0.96, 1 x 16 x 28x28 -> 32 0.90-0.91 / 0.80-0.86 (two runs); past
-#: the bounds Winograd stays: 16 x 16 x 28x28 -> 64 1.08-1.21 / 0.96-0.99,
-#: 8 x 40 x 28x28 -> 48 1.30 / 1.51, 4 x 16 x 56x56 -> 32 1.11 / 0.85, 96-128
-#: outputs at 28x28 gx 1.11-1.41.
+#: group (Cg) and output values a group an image (Og * OH * OW), it takes
+#: the "channels" path where that applies instead (on AVX2: ``_channels``):
+#: with few channels the products of the transformed tiles are small and
+#: the transforms dominate. Same process, 2 threads, each call 50 ms after
+#: the last (as the sweep times them), against Winograd's time, fwd / gx /
+#: gw: 32 x 16 x 14x14 -> 48 0.60-0.73 / 0.65-0.67 / 0.71, 8 x 24 x 14x14
+#: -> 64 0.75-0.77 / 0.99-1.04 / 0.66, 8 x 32 x 14x14 -> 64 0.65-0.83 /
+#: 0.80-0.98 / 0.76, 8 x 16 x 28x28 -> 32 0.87-0.94 / 0.83-0.96 / 0.84, 1 x
+#: 16 x 28x28 -> 32 0.90-0.91 / 0.80-0.86 / 1.03 (two runs, one for gw);
+#: past the bounds Winograd stays: 16 x 16 x 28x28 -> 64 1.08-1.21 /
+#: 0.96-0.99 / 1.09, 8 x 40 x 28x28 -> 48 1.30 / 1.51, 4 x 16 x 56x56 -> 32
+#: 1.11 / 0.85, 96-128 outputs at 28x28 gx 1.11-1.41.
 WINOGRAD_5X5_YIELDS = (32, 32 * 28 * 28)
 WINOGRAD_5X5_MIN_SIZE = 10
 WINOGRAD_5X5_MIN_CHANNELS = 8
@@ -372,9 +372,10 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     them none of these applies."""
     path, m = _first_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size,
                           direction, out_channels, dtype)
-    replaceable = path == "im2col" or (direction != "grad_weight" and (
-        path == "grouped" or (path == "implicit" and groups > 1)
-        or (path == "winograd" and _small_5x5(xp, C // groups, kernel_size, (out_channels or 0) // groups, out_size))))
+    replaceable = (path == "im2col"
+                   or (direction != "grad_weight" and (path == "grouped" or (path == "implicit" and groups > 1)))
+                   or (path == "winograd"
+                       and _small_5x5(xp, C // groups, kernel_size, (out_channels or 0) // groups, out_size)))
     if replaceable and _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size,
                                  winograd_size, direction, out_channels):
         return "channels", 0
@@ -382,8 +383,8 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
 
 
 def _small_5x5(xp, Cg, kernel_size, Og, out_size):
-    """Whether a 5x5 layer's F(2x2, 5x5) forward and input gradient give
-    way to the "channels" path where that takes them
+    """Whether a 5x5 layer's F(2x2, 5x5) gives way to the "channels" path
+    where that takes it
     (``WINOGRAD_5X5_YIELDS``): measured on AVX2 only."""
     most_inputs, most_outputs = WINOGRAD_5X5_YIELDS
     return (tuple(kernel_size) == (5, 5) and Cg <= most_inputs and Og * math.prod(out_size) <= most_outputs
