@@ -141,29 +141,35 @@ class FusedConv(nn.Module):
         if self.training:
             raise RuntimeError("FusedConv: a fused model is for inference only (its batch norms are folded "
                                "into the convs): call .eval(), or train the unfused model and mc.fuse it again")
-        recording = is_grad_enabled() and (input.requires_grad or (residual is not None and residual.requires_grad))
-        clamp = CLAMPS.get(type(self.activation)) if residual is None else None   # the add goes in before it
-        y = None if recording else self._direct(input, clamp)
-        if y is None:
-            y, clamp = self.conv(input), None
-        fn = ACTIVATIONS[type(self.activation)] if self.activation is not None and clamp is None else None
-        if is_grad_enabled() and (y.requires_grad or (residual is not None and residual.requires_grad)):
-            # A graph is recorded: the same values out of place, so gradients reach the input.
-            if residual is not None:
-                y = y + residual
-            return fn(y) if fn is not None else y
+        if _recording(input, residual):
+            return self._recorded(self.conv(input), residual)
+        # On the arrays, the activation goes where it costs least: a ReLU /
+        # ReLU6 into the conv's output pass (no residual) or the add's pass
+        # (a residual, added first); any other activation in place after.
+        bounds = CLAMPS.get(type(self.activation))         # (lo, hi) for ReLU / ReLU6, else None
+        in_kernel = bounds if residual is None else None
+        y = self._direct(input, in_kernel)
+        if y is None:                                       # the module runs itself: nothing clamped
+            y, in_kernel = self.conv(input), None
+            if _recording(y, residual):
+                return self._recorded(y, residual)
         if residual is not None:
             if residual.shape != y.shape:
                 raise ValueError(f"FusedConv: residual of shape {tuple(residual.shape)} does not match the "
                                  f"conv's output {tuple(y.shape)}")
-            # The add and a ReLU / ReLU6 after it in one pass (else the add alone: no bounds)
-            lo, hi = CLAMPS.get(type(self.activation), (-math.inf, math.inf))
+            lo, hi = bounds if bounds is not None else (-math.inf, math.inf)
             registry.lookup("add_clamp_into", get_array_module(y.data))(y.data, residual.data, lo, hi)
-            if type(self.activation) in CLAMPS:
-                fn = None
-        if fn is not None:
-            fn(y, inplace=True)        # the conv's fresh output: nobody else holds it
+        clamped = bounds is not None and (in_kernel is not None or residual is not None)
+        if self.activation is not None and not clamped:
+            ACTIVATIONS[type(self.activation)](y, inplace=True)   # the conv's fresh output: nobody else holds it
         return y
+
+    def _recorded(self, y, residual):
+        """The conv's output ``y`` + ``residual``, activated, out of place:
+        a graph is recorded, and gradients must reach the input."""
+        if residual is not None:
+            y = y + residual
+        return ACTIVATIONS[type(self.activation)](y) if self.activation is not None else y
 
     def _direct(self, input, clamp=None):
         """The conv's output straight from the strategy's ``conv_forward``
@@ -195,6 +201,11 @@ class FusedConv(nn.Module):
 
     def extra_repr(self):
         return f"folded_norm={self.folded_norm}"
+
+
+def _recording(*tensors):
+    """Whether an op on ``tensors`` (None: absent) records a graph."""
+    return is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 # -- the rewrites ---------------------------------------------------------
