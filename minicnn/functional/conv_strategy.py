@@ -258,6 +258,8 @@ DIRECT_MAX_GRAD_INPUT_GROUP_CHANNELS = 8
 #: phases) 0.96-1.32.
 DIRECT_MAX_GRAD_WEIGHT_GROUP_CHANNELS = 8
 WINOGRAD_5X5_MIN_TILES = 128
+WINOGRAD_5X5_MIN_SIZE = 10
+WINOGRAD_5X5_MIN_CHANNELS = 8
 #: ... and where a 5x5 layer has at most this many input channels a
 #: group (Cg) and output values a group an image (Og * OH * OW), it takes
 #: the "channels" path where that applies instead (on AVX2: ``_channels``):
@@ -272,8 +274,6 @@ WINOGRAD_5X5_MIN_TILES = 128
 #: 0.96-0.99 / 1.09, 8 x 40 x 28x28 -> 48 1.30 / 1.51, 4 x 16 x 56x56 -> 32
 #: 1.11 / 0.85, 96-128 outputs at 28x28 gx 1.11-1.41.
 WINOGRAD_5X5_YIELDS = (32, 32 * 28 * 28)
-WINOGRAD_5X5_MIN_SIZE = 10
-WINOGRAD_5X5_MIN_CHANNELS = 8
 #: The "channels" path's bounds, measured against the path it replaces
 #: (same process, 2 threads; benchmarks/results/NOTES.md). Fewest output
 #: channels a group: a tile's vector holds 16 (fewer leave lanes empty:
@@ -384,8 +384,7 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
 
 def _small_5x5(xp, Cg, kernel_size, Og, out_size):
     """Whether a 5x5 layer's F(2x2, 5x5) gives way to the "channels" path
-    where that takes it
-    (``WINOGRAD_5X5_YIELDS``): measured on AVX2 only."""
+    where that takes it (``WINOGRAD_5X5_YIELDS``): measured on AVX2 only."""
     most_inputs, most_outputs = WINOGRAD_5X5_YIELDS
     return (tuple(kernel_size) == (5, 5) and Cg <= most_inputs and Og * math.prod(out_size) <= most_outputs
             and _register_tiles(xp) == "avx2")
