@@ -90,7 +90,9 @@ im2col (everything else)
 Then one more rule: where the path chosen is im2col, or (forward and
 input gradient) grouped or implicit for a grouped convolution, or on
 AVX2 Winograd for a 5x5 layer of few channels and a small output
-(``WINOGRAD_5X5_YIELDS``), "channels" takes its place if it applies
+(``WINOGRAD_5X5_YIELDS``) or for an input gradient of few gy channels
+and pixels (``WINOGRAD_GRAD_INPUT_YIELDS``), "channels" takes its place
+if it applies
 (``_channels``):
 
 channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride 1)
@@ -328,6 +330,16 @@ CHANNELS_AVX2_MAX_DENSE_OUTPUTS = 64
 #: and 7x1 0.50-0.51), O 64 0.46-0.73, O 128 0.77-0.97; but O 256-512
 #: 1.01-1.65 (one lone dilated image 0.73), O 192 0.78-0.99.
 CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH = 128
+#: Most channels a group of gy (Og) and input pixels in all (N * H * W)
+#: for which a Winograd input gradient on AVX2 takes the "channels" path
+#: instead where that applies: its products are Og deep. Same process,
+#: calls 50 ms apart, against Winograd's time, 3x3 layers (DenseNet's
+#: growth layer and its kin): Og 24-32 on 784-3136 pixels 0.68-0.95 (16
+#: x 128 x 14x14 -> 32 0.88-0.91, 1 x 128 x 56x56 -> 32 0.79-0.81, 8 x 96
+#: x 14x14 -> 32 0.76-0.83, 8 x 128 x 14x14 -> 24 0.68, 4 x 128 x 28x28 ->
+#: 32 0.95); on 6272 pixels 0.85-1.10, on 12544 and up 1.02-1.24, and Og
+#: 48 on 6272 1.07-1.15: those stay Winograd's.
+WINOGRAD_GRAD_INPUT_YIELDS = (32, 56 * 56)
 
 
 # -- which path ---------------------------------------------------------------
@@ -375,7 +387,8 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     replaceable = (path == "im2col"
                    or (direction != "grad_weight" and (path == "grouped" or (path == "implicit" and groups > 1)))
                    or (path == "winograd"
-                       and _small_5x5(xp, C // groups, kernel_size, (out_channels or 0) // groups, out_size)))
+                       and (_small_5x5(xp, C // groups, kernel_size, (out_channels or 0) // groups, out_size)
+                            or _thin_grad_input(xp, N, groups, direction, out_channels, winograd_size))))
     if replaceable and _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size,
                                  winograd_size, direction, out_channels):
         return "channels", 0
@@ -388,6 +401,15 @@ def _small_5x5(xp, Cg, kernel_size, Og, out_size):
     most_inputs, most_outputs = WINOGRAD_5X5_YIELDS
     return (tuple(kernel_size) == (5, 5) and Cg <= most_inputs and Og * math.prod(out_size) <= most_outputs
             and _register_tiles(xp) == "avx2")
+
+
+def _thin_grad_input(xp, N, groups, direction, out_channels, in_size):
+    """Whether a Winograd input gradient of N images of ``in_size`` whose
+    gy has ``out_channels`` gives way to the "channels" path where that
+    takes it (``WINOGRAD_GRAD_INPUT_YIELDS``): measured on AVX2 only."""
+    most_channels, most_pixels = WINOGRAD_GRAD_INPUT_YIELDS
+    return (direction == "grad_input" and (out_channels or 0) // groups <= most_channels
+            and N * math.prod(in_size) <= most_pixels and _register_tiles(xp) == "avx2")
 
 
 def _first_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size, winograd_size, direction,

@@ -347,6 +347,7 @@ def use_winograd(patch, name):
     for rule in ("WINOGRAD_5X5_MIN_TILES", "WINOGRAD_5X5_MIN_SIZE", "WINOGRAD_5X5_MIN_CHANNELS"):
         patch.setattr(conv_strategy, rule, 0)
     patch.setattr(conv_strategy, "WINOGRAD_5X5_YIELDS", (0, 0))
+    patch.setattr(conv_strategy, "WINOGRAD_GRAD_INPUT_YIELDS", (0, 0))
 
 
 @pytest.mark.parametrize("name", sorted(PATH_CASES))

@@ -244,6 +244,27 @@ def test_on_avx2_the_rule_takes_grouped_layers_and_short_dense_ones(monkeypatch)
     assert _path(32, 128, taps // 9, 1, (3, 3), out_size=(7, 7), direction="grad_input") != "channels"
 
 
+def test_on_avx2_a_thin_winograd_input_gradient_gives_way_to_the_path(monkeypatch):
+    """A Winograd input gradient whose gy has at most
+    ``WINOGRAD_GRAD_INPUT_YIELDS`` channels a group, on at most as many
+    input pixels in all, takes the path; its forward and weight gradient,
+    and larger ones, stay Winograd's."""
+    if not registry.find("channels_conv2d", numpy):
+        pytest.skip("the backend in force has no channels path (MINICNN_BACKEND=numpy)")
+    monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx2")
+    most_channels, most_pixels = conv_strategy.WINOGRAD_GRAD_INPUT_YIELDS
+    images = most_pixels // (14 * 14)                                     # DenseNet's block 3 growth layer
+    grown = dict(out_size=(14, 14), direction="grad_input")
+    assert _path(images, 128, most_channels, 1, (3, 3), **grown) == "channels"
+    assert _path(images + 1, 128, most_channels, 1, (3, 3), **grown).startswith("winograd")
+    assert _path(images, 128, most_channels + 16, 1, (3, 3), **grown).startswith("winograd")
+    assert _path(images, 128, most_channels, 1, (3, 3), out_size=(14, 14)).startswith("winograd")
+    assert _path(images, 128, most_channels, 1, (3, 3), out_size=(14, 14),
+                 direction="grad_weight").startswith("winograd")
+    monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx512")
+    assert _path(images, 128, most_channels, 1, (3, 3), **grown).startswith("winograd")   # measured on AVX2 only
+
+
 def test_on_avx2_a_small_5x5_layers_winograd_gives_way_to_the_path(monkeypatch):
     """F(2x2, 5x5) yields a 5x5 layer of at most ``WINOGRAD_5X5_YIELDS``
     input channels and output values a group an image, not a larger

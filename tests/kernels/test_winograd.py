@@ -47,6 +47,7 @@ def use_tile(patch, m):
     patch.setattr(conv_strategy, "WINOGRAD_5X5_MIN_SIZE", 0)
     patch.setattr(conv_strategy, "WINOGRAD_5X5_MIN_CHANNELS", 0)
     patch.setattr(conv_strategy, "WINOGRAD_5X5_YIELDS", (0, 0))
+    patch.setattr(conv_strategy, "WINOGRAD_GRAD_INPUT_YIELDS", (0, 0))
 
 
 @pytest.fixture(params=VARIANTS, ids=lambda v: f"F({v[0]}x{v[0]},{v[1]}x{v[1]})")
