@@ -61,6 +61,12 @@ from minicnn.kernels.cpu import placement, threads
 threads.set_num_threads(2)
 threads.run_in_parallel(lambda group: group, [0, 1])
 pool = threads._pool
+# Another process busy on these cores (the tests run 2 at a time) would let the
+# workers loose (a spin losing its core twice) and nothing would be pinned: until
+# the busy check below, the machine never looks busy, and the pool binds again.
+pool._lost_core = lambda switches: False
+pool.busy_at = float("-inf")
+threads.run_in_parallel(lambda group: group, [0, 1])
 worker = next(t for t in threading.enumerate() if t.name == "minicnn-1")
 
 def mask(tid=0):
@@ -79,6 +85,7 @@ if pool.placement.cores:
         if out["caller_in_call"] != pool.placement.cores[1]:
             break
     out["caller_after"] = mask()
+    del pool._lost_core
     # Two switches to other threads in a row: a busy machine; the worker is let loose.
     switches = iter(range(100))
     threads._switches = lambda: next(switches)
