@@ -19,9 +19,10 @@ def _window_args(win):
     return tuple(i32(v) for v in (*win.in_hw, *win.out_hw, *win.kernel, *win.stride, *win.padding))
 
 
-def max_pool2d_forward(x, win):
+def max_pool2d_forward(x, win, offsets=True):
     """x (N, C, H, W) -> (y (N, C, OH, OW), arg): arg holds the kernel
-    offset of each maximum, as ``win.offset_dtype()``."""
+    offset of each maximum, as ``win.offset_dtype()`` (None where
+    ``offsets`` is False; the kernel writes them anyway)."""
     xp = array_module(x)
     x = xp.ascontiguousarray(x)
     shape = x.shape[:2] + tuple(win.out_hw)
@@ -29,7 +30,7 @@ def max_pool2d_forward(x, win):
     y, arg = xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=offset_dtype)
     launch("pooling.cu", "max_pool2d_forward_" + _OFFSET_SUFFIX[offset_dtype], x.dtype, y.size,
            x, y, arg, i64(y.size), *_window_args(win), *(i32(d) for d in win.dilation))
-    return y, arg
+    return y, arg if offsets else None
 
 
 def max_pool2d_backward(gy, win, arg):

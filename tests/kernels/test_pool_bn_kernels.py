@@ -80,6 +80,9 @@ def test_max_pool_kernels_match_reference(config, dtype, ties, seed):
     numpy.testing.assert_array_equal(y, y_ref)
     numpy.testing.assert_array_equal(arg, arg_ref)
     assert arg.dtype == arg_ref.dtype
+    y_alone, no_arg = fast_fwd(x, win, False)      # a forward no backward follows: the maxima only
+    numpy.testing.assert_array_equal(y_alone, y_ref)
+    assert no_arg is None and ref_fwd(x, win, False)[1] is None
     gy = values(seed + 1, y.shape, dtype)
     close(fast_bwd(gy, win, arg), ref_bwd(gy, win, arg_ref), dtype)
 
@@ -113,6 +116,7 @@ def test_max_pool_kernels_match_reference_on_non_finite_windows(geometry, fill):
     (y, arg), (y_ref, arg_ref) = fast_fwd(x, win), ref_fwd(x, win)
     numpy.testing.assert_array_equal(y, y_ref)
     numpy.testing.assert_array_equal(arg, arg_ref)
+    numpy.testing.assert_array_equal(fast_fwd(x, win, False)[0], y_ref)
     gy = values(1, y.shape, numpy.float32)
     close(fast_bwd(gy, win, arg), ref_bwd(gy, win, arg_ref), numpy.float32)
 

@@ -1,6 +1,7 @@
 """Pooling against torch: max/avg/adaptive pools, indices, depth pooling."""
 import numpy
 import pytest
+import torch
 import torch.nn.functional as TF
 from hypothesis import given, settings, strategies as st
 
@@ -80,6 +81,21 @@ def test_max_pool2d_keeps_only_a_byte_per_output():
     node = y.grad_fn
     assert node.arg.dtype == numpy.uint8 and node.arg.shape == y.shape
     assert node._saved == ()
+
+
+@pytest.mark.parametrize("kw", MAX_CASES[:4], ids=str)
+def test_max_pool2d_without_a_graph_matches_torch(kw):
+    """Under no_grad (and on an input that needs no gradient) the pool
+    computes the maxima only, no offsets: the same values as torch's,
+    NaN kept, and nothing saved for a backward."""
+    x = distinct(2, 3, 9, 8).astype(numpy.float32)
+    x[0, 1, 4, 4] = numpy.nan
+    expected = TF.max_pool2d(torch.from_numpy(x), **kw).numpy()
+    with mc.no_grad():
+        y = F.max_pool2d(mc.tensor(x, requires_grad=True), **kw)
+    numpy.testing.assert_array_equal(y.numpy(), expected)
+    numpy.testing.assert_array_equal(F.max_pool2d(mc.tensor(x), **kw).numpy(), expected)
+    assert y.grad_fn is None
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # parity on inf/nan
