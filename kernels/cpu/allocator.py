@@ -13,15 +13,26 @@ took 3.6-4.1 ms as the first kernel of a process and 1.4-1.6 ms after one
 im2col call had freed an 8 MB buffer (2 threads, same process). Which
 kernels ran first decided the speed of a whole training step.
 
-``tune()`` fixes the threshold at its ceiling, 32 MB (blocks below it
-come from the heap and are reused from call to call), and raises the
-*trim threshold* (how much free memory at the top of the heap glibc keeps
-instead of returning) to ``TRIM_BYTES``. ResNet-18's training step at 64
-px, batch 16: 117-149 ms against 140-230 (7 alternating processes each);
-EfficientNet-B0's at 96 px within the noise; the processes' peak resident
-memory unchanged (335-338 MB either way).
+Above 32 MB glibc maps every block whatever the threshold, and on a
+virtual machine a page the guest has given back can cost far more than
+a fault when next touched (the host hands it out again): MobileNetV2's
+first expansion at batch 8, 8 x 16 x 112x112 -> 96 1x1 (a 38.5 MB
+output), took 200-300 ms a call for seconds on end, against 6-7 ms, and
+torch's same convolution in the same process 45-60 ms against 8-10.
 
-It is process-wide, as the BLAS setting of ``threads.py`` is: minicnn
+``tune()`` therefore turns glibc's own mappings off (``M_MMAP_MAX`` 0:
+every block comes from the heap, and a freed one is reused by the next
+call) and raises the *trim threshold* (how much free memory at the top
+of the heap glibc keeps instead of returning) to ``TRIM_BYTES``.
+ResNet-18's training step at 64 px, batch 16: 117-149 ms against 140-230
+(7 alternating processes each, with the 32 MB threshold this replaced);
+EfficientNet-B0's at 96 px within the noise; the processes' peak
+resident memory unchanged (335-338 MB either way). The price: a large
+block freed in the middle of the heap stays resident until it is reused
+(or ``malloc_trim`` is called), as a caching allocator's blocks do.
+
+It is process-wide, as the BLAS setting of ``threads.py`` is, so torch
+in the same process (the benchmarks) allocates the same way: minicnn
 applies it when its kernels first run (``threads.get_num_threads``). Set
 ``MINICNN_MALLOC_TUNING=0`` to leave malloc alone. Elsewhere than glibc
 (musl, macOS, Windows) it does nothing.
@@ -31,20 +42,18 @@ import functools
 import os
 
 #: mallopt's parameter numbers (glibc's malloc.h).
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-#: glibc's ceiling for the mmap threshold on 64-bit systems.
-MMAP_THRESHOLD_BYTES = 32 << 20
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 TRIM_BYTES = 256 << 20
 
 
 @functools.cache
 def tune():
-    """Set glibc's mmap and trim thresholds (module docstring) once;
-    whether they were set."""
+    """Turn glibc's mappings of their own off and set its trim threshold
+    (module docstring) once; whether both were set."""
     if os.environ.get("MINICNN_MALLOC_TUNING", "1") == "0":
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):          # not glibc
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_BYTES))
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_BYTES))
