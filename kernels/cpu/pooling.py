@@ -57,19 +57,26 @@ _SUM_JIT = dict(_JIT, fastmath={"reassoc"})
 
 
 # -- max pooling ---------------------------------------------------------
+@numba.njit(inline="always")
+def _beats(v, best):
+    """Whether v takes a max's place from ``best``: strictly greater (the
+    first of equal maxima stays), or NaN (a NaN always wins), torch's
+    rule. | not or: no branch, so the loops that call it vectorize."""
+    return (v > best) | (v != v)
+
+
 @numba.njit(cache=True)
 def _max_update(best, k_best, src, s0, n, k):
-    """For j < n: where src[s0 + j] beats best[j] (strict >: the
-    first of equal maxima stays; a NaN always wins), take it and offset k.
-    Written as selects, not branches, so that it vectorizes; k_best is
-    int32, as wide as a float32 pool's floats: with uint8 offsets (the
-    saved ``arg``'s dtype) the selects did not vectorize, and ResNet's
-    3x3/2 pool of 1 x 64 x 112x112 took 3.3-3.6 ms, 4x as long (torch's:
-    3.5-4.4 ms)."""
+    """For j < n: where src[s0 + j] beats best[j] (``_beats``), take it
+    and offset k. Written as selects, not branches, so that it
+    vectorizes; k_best is int32, as wide as a float32 pool's floats: with
+    uint8 offsets (the saved ``arg``'s dtype) the selects did not
+    vectorize, and ResNet's 3x3/2 pool of 1 x 64 x 112x112 took 3.3-3.6
+    ms, 4x as long (torch's: 3.5-4.4 ms)."""
     s0 = u64(s0)
     for j in range(u64(n)):
         v, b = src[s0 + j], best[j]
-        take = (v > b) | (v != v)
+        take = _beats(v, b)
         best[j] = v if take else b
         k_best[j] = k if take else k_best[j]
 
@@ -81,7 +88,7 @@ def _max_only(best, src, s0, n):
     s0 = u64(s0)
     for j in range(u64(n)):
         v, b = src[s0 + j], best[j]
-        best[j] = v if (v > b) | (v != v) else b
+        best[j] = v if _beats(v, b) else b
 
 
 @numba.njit(**_JIT)
@@ -339,7 +346,7 @@ def _adaptive_max_forward(x, y, idx, part, parts):
                 for h in range(h_lo[oh], h_hi[oh]):
                     for w in range(w_lo[ow], w_hi[ow]):
                         v = xf[plane + h * W + w]
-                        if v > best or v != v:  # strict >: first max wins; NaN always wins
+                        if _beats(v, best):
                             best, i_best = v, h * W + w
                 yf[out], idxf[out] = best, i_best
                 out += 1
