@@ -52,7 +52,9 @@ FIRST_STAGE = {"regnet_y_128gf": lambda m: mc.nn.Sequential(m.stem, m.trunk_outp
 def fill(model, seed=0):
     """Every parameter and buffer of ``model`` a random block tiled over
     the array (weights scaled by 1/sqrt(fan-in)); batch norms get random
-    running means, positive running variances and affine parameters."""
+    running means, positive running variances and affine parameters. The
+    arrays are written in place a tile at a time: no temporary of a
+    VGG's 100M-value weight (fresh memory costs seconds on some hosts)."""
     rng = numpy.random.default_rng(seed)
     block = rng.random(4093).astype(numpy.float32) - 0.5     # a prime length: no alignment with channels
     for module in model.modules():
@@ -60,7 +62,7 @@ def fill(model, seed=0):
             if tensor is None or tensor.data.dtype.kind != "f":
                 continue
             a = tensor.data
-            values = numpy.resize(block[rng.integers(len(block)):], a.size).reshape(a.shape)
+            values = numpy.roll(block, -int(rng.integers(len(block))))
             if name == "running_var":
                 values = 0.5 + 2 * (values + 0.5)                   # in [0.5, 2.5)
             elif name == "weight" and a.ndim == 1:
@@ -69,7 +71,12 @@ def fill(model, seed=0):
                 values = values * numpy.sqrt(12.0 / (a.size // a.shape[0]))
             else:
                 values = values * 0.2
-            a[...] = values.astype(a.dtype)
+            tile = numpy.resize(values.astype(a.dtype), min(a.size, 256 * len(block)))
+            flat = a.reshape(-1)
+            assert numpy.shares_memory(flat, a), name              # a view: parameters are contiguous
+            for start in range(0, a.size, tile.size):
+                piece = flat[start:start + tile.size]
+                piece[...] = tile[:piece.size]
     return model
 
 

@@ -1,4 +1,5 @@
-"""glibc's malloc, kept from handing large blocks back to the system.
+"""glibc's malloc, kept from handing large blocks back to the system, and
+NumPy's arrays kept off transparent huge pages.
 
 A training step allocates and frees arrays of a few MB by the hundred
 (each layer's output, its saved inputs, the gradients, the kernels'
@@ -31,11 +32,27 @@ resident memory unchanged (335-338 MB either way). The price: a large
 block freed in the middle of the heap stays resident until it is reused
 (or ``malloc_trim`` is called), as a caching allocator's blocks do.
 
+NumPy asks Linux for transparent huge pages (``madvise(MADV_HUGEPAGE)``)
+on every array of 4 MB or more; torch does not by default. Where huge
+pages are granted on demand ("madvise" in
+/sys/kernel/mm/transparent_hugepage/enabled) the first write of each
+2 MB of a fresh array takes a whole huge page, and on a virtual machine
+whose host has reclaimed the guest's free memory each of those cost
+milliseconds: 1.6 GB of fresh 16 MB arrays took 2-16.5 s to fill with
+huge pages, 0.9-1.1 s without (the same process, each way, 4 runs). A
+model's first calls pay it on every new array: ResNet-18 (2 threads, 4
+alternating processes each way) built in 480-600 ms with them and
+197-261 without, its first training step (64 px, batch 16) took
+1.8-2.3 s against 1.3-1.5, its first 224 px forward at batch 8
+674-857 ms against 248-341; the steady step was the same (177-231 and
+200-223 ms, the noise of this host). ``tune()`` turns NumPy's request
+off, unless ``NUMPY_MADVISE_HUGEPAGE`` is set (the user chose).
+
 It is process-wide, as the BLAS setting of ``threads.py`` is, so torch
 in the same process (the benchmarks) allocates the same way: minicnn
 applies it when its kernels first run (``threads.get_num_threads``). Set
-``MINICNN_MALLOC_TUNING=0`` to leave malloc alone. Elsewhere than glibc
-(musl, macOS, Windows) it does nothing.
+``MINICNN_MALLOC_TUNING=0`` to leave malloc and NumPy alone. Elsewhere
+than glibc (musl, macOS, Windows) the malloc part does nothing.
 """
 import ctypes
 import functools
@@ -48,12 +65,32 @@ TRIM_BYTES = 256 << 20
 
 @functools.cache
 def tune():
-    """Turn glibc's mappings of their own off and set its trim threshold
-    (module docstring) once; whether both were set."""
+    """Turn glibc's mappings of their own off, set its trim threshold and
+    turn NumPy's huge-page requests off (module docstring), once; whether
+    both malloc settings were set."""
     if os.environ.get("MINICNN_MALLOC_TUNING", "1") == "0":
         return False
+    _numpy_huge_pages_off()
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):          # not glibc
         return False
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_BYTES))
+
+
+def _numpy_huge_pages_off():
+    """Stop NumPy from asking for transparent huge pages on new arrays,
+    unless ``NUMPY_MADVISE_HUGEPAGE`` says what the user wants; whether it
+    was turned off. NumPy has no public switch but that variable, read at
+    its import: its private ``_set_madvise_hugepage`` (NumPy 1.x and 2.x)."""
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        return False
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        try:
+            from numpy.core.multiarray import _set_madvise_hugepage
+        except ImportError:                    # a NumPy without it
+            return False
+    _set_madvise_hugepage(False)
+    return True

@@ -37,7 +37,9 @@ def new_array(shape, device=None, dtype=None, fill=0.0):
     """A filled array of ``shape`` on ``device`` with ``dtype`` (default:
     float32 on the CPU), as layers use to create parameters and buffers."""
     dtype = dtypes.default_float if dtype is None else dtypes.as_dtype(dtype)
-    array = numpy.full(tuple(shape), fill, dtype=dtype)
+    # Zeros from calloc: the pages are not touched until written (a model
+    # whose weights are about to be loaded costs no time for its zeros).
+    array = numpy.zeros(tuple(shape), dtype=dtype) if fill == 0 else numpy.full(tuple(shape), fill, dtype=dtype)
     return array if device is None else move_array(array, Device(device))
 
 

@@ -77,7 +77,10 @@ def _calculate_correct_fan(tensor, mode):
 
 
 def _fill(tensor, values):
-    """Write ``values`` (a NumPy array or a scalar) into ``tensor``."""
+    """Write ``values`` (a NumPy array or a scalar) into ``tensor`` (where
+    they were drawn into it already, nothing is left to do)."""
+    if values is tensor.data:
+        return tensor
     xp = get_array_module(tensor.data)
     tensor.data[...] = xp.asarray(values).astype(tensor.dtype, copy=False)
     return tensor
@@ -93,7 +96,8 @@ def uniform_(tensor, a=0.0, b=1.0, generator=None):
     _check_float(tensor, "uniform_")
     if a > b:
         raise ValueError(f"uniform_: a ({a}) must not exceed b ({b})")
-    return _fill(tensor, random.uniform(tensor.shape, tensor.dtype, generator=generator, low=a, high=b))
+    return _fill(tensor, random.uniform(tensor.shape, tensor.dtype, generator=generator, low=a, high=b,
+                                        out=tensor.data))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
@@ -101,7 +105,8 @@ def normal_(tensor, mean=0.0, std=1.0, generator=None):
     _check_float(tensor, "normal_")
     if std < 0:
         raise ValueError(f"normal_: std must be non-negative, got {std}")
-    return _fill(tensor, random.normal(tensor.shape, tensor.dtype, generator=generator, mean=mean, std=std))
+    return _fill(tensor, random.normal(tensor.shape, tensor.dtype, generator=generator, mean=mean, std=std,
+                                       out=tensor.data))
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):

@@ -562,9 +562,14 @@ class Module:
                 module.state_dict(destination, prefix + name + ".", keep_vars)
         return destination
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict, strict=True, assign=False):
         """Copy the values of ``state_dict`` into the parameters and buffers
         of the same names (in place, so optimizers keep their references).
+        With ``assign=True`` (as torch's) each parameter and buffer takes the
+        value's array itself instead, with its dtype, sharing its memory (a
+        torch CPU tensor's too): nothing is copied, and a parameter stays
+        the same Parameter object; a floating parameter refuses a
+        non-floating value (TypeError).
 
         Values may be minicnn Tensors, NumPy arrays or anything with
         ``.numpy()`` or ``__array__`` (torch tensors load directly); they
@@ -589,6 +594,9 @@ class Module:
                     errors.append(f"{key}: {error}")
                 continue
             value = _as_array(state_dict[key], key)
+            if assign and target.dtype.kind == "f" and value.dtype.kind != "f":
+                raise TypeError(f"load_state_dict(assign=True): {key} is floating, the value's dtype "
+                                f"is {value.dtype}")
             if is_lazy(target):
                 copies.append((target, value))
                 continue
@@ -611,6 +619,9 @@ class Module:
                     continue
                 if is_lazy(target):
                     target.materialize(value.shape)
+                if assign:
+                    target.data = move_array(value, Device(target.device))
+                    continue
                 xp_array = target.data
                 xp_array[...] = move_array(value, Device(target.device)).astype(xp_array.dtype, copy=False)
         return _IncompatibleKeys(missing, unexpected)

@@ -5,11 +5,11 @@ its weights, yet building one spends most of its time initialising them:
 ``convnext_large`` draws 198 million random numbers, ``regnet_y_128gf``
 644 million (seconds, and gigabytes written). Inside ``no_init()``:
 
-* every initialiser of ``mc.nn.init`` (``kaiming_uniform_``, ``normal_``,
-  ``constant_``, ...) returns its tensor untouched, and
-* new parameters are allocated with ``numpy.zeros`` instead of being
-  written: the operating system hands out zeroed pages only when they are
-  first written, so a parameter nobody writes to costs no memory.
+every initialiser of ``mc.nn.init`` (``kaiming_uniform_``, ``normal_``,
+``constant_``, ...) returns its tensor untouched. New parameters are
+allocated with ``numpy.zeros`` (``nn._utils.new_array``, always): the
+operating system hands out zeroed pages only when they are first written,
+so a parameter nobody writes to costs no memory.
 
 The parameters of a module built this way hold zeros (not the model's
 initialisation); shapes, names, counts and ``state_dict`` keys are those
@@ -17,18 +17,13 @@ of a normally built module, and ``load_state_dict`` fills it as usual. It
 is torch's ``torch.nn.utils.skip_init`` / meta-device idea, done the NumPy
 way.
 
-``no_init`` swaps functions of ``minicnn.nn.init`` and
-``minicnn.nn._utils`` for the duration of the block, so it is not
+``no_init`` swaps functions of ``minicnn.nn.init`` for the duration of the block, so it is not
 thread-safe: a module built in another thread meanwhile is not
 initialised either.
 """
 import contextlib
 
-import numpy
-
-from .. import dtypes
-from ..device import Device, move_array
-from . import _utils, init
+from . import init
 
 #: The initialisers of ``mc.nn.init`` that fill a tensor in place.
 _INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_",
@@ -38,17 +33,6 @@ _INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", 
 def _leave_as_is(tensor, *args, **kwargs):
     """An initialiser that does nothing (inside ``no_init``)."""
     return tensor
-
-
-def _lazy_new_array(shape, device=None, dtype=None, fill=0.0):
-    """``_utils.new_array`` with zeros that are not written: ``numpy.zeros``
-    asks the OS for zeroed pages, which cost nothing until written."""
-    dtype = dtypes.default_float if dtype is None else dtypes.as_dtype(dtype)
-    if fill == 0:
-        array = numpy.zeros(tuple(shape), dtype=dtype)
-    else:
-        array = numpy.full(tuple(shape), fill, dtype=dtype)
-    return array if device is None else move_array(array, Device(device))
 
 
 @contextlib.contextmanager
@@ -61,16 +45,13 @@ def no_init():
             model = mc.models.convnext_large()   # 0.01 s instead of 6 s
     """
     saved = {name: getattr(init, name) for name in _INITIALISERS}
-    saved_new_array = _utils.new_array
     try:
         for name in _INITIALISERS:
             setattr(init, name, _leave_as_is)
-        _utils.new_array = _lazy_new_array
         yield
     finally:
         for name, fn in saved.items():
             setattr(init, name, fn)
-        _utils.new_array = saved_new_array
 
 
 def skip_init(module_cls, *args, **kwargs):

@@ -1,8 +1,9 @@
 """glibc's malloc tuned by minicnn (``kernels/cpu/allocator.py``): once
 minicnn's kernels are set up, a large array (below glibc's 32 MB ceiling
 on the mmap threshold, or above it) comes from the heap (reused from
-call to call) instead of a fresh mapping of its own;
-``MINICNN_MALLOC_TUNING=0`` leaves malloc alone."""
+call to call) instead of a fresh mapping of its own, and NumPy asks for
+no transparent huge pages; ``MINICNN_MALLOC_TUNING=0`` leaves both
+alone."""
 import os
 import subprocess
 import sys
@@ -48,3 +49,33 @@ def test_large_arrays_come_from_the_heap(megabytes):
     assert allocator.tune()
     assert _mapped_share("1", megabytes) == 0
     assert _mapped_share("0", megabytes) >= 1          # untuned: a mapping of its own, the array and a header
+
+
+# In a fresh process: print whether NumPy asks for transparent huge pages
+# before and after minicnn's kernels are set up (``_set_madvise_hugepage``
+# returns the setting it replaces: set it back).
+HUGE_PAGES = """
+from numpy._core.multiarray import _set_madvise_hugepage
+def asks():
+    value = _set_madvise_hugepage(False)
+    _set_madvise_hugepage(value)
+    return value
+before = asks()
+import minicnn
+minicnn.get_num_threads()
+print(before, asks())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="NumPy's madvise: Linux only")
+@pytest.mark.parametrize("env, tuned", [({}, True), ({"MINICNN_MALLOC_TUNING": "0"}, False),
+                                        ({"NUMPY_MADVISE_HUGEPAGE": "1"}, False)])
+def test_numpy_asks_for_no_huge_pages_unless_told_to(env, tuned):
+    pytest.importorskip("numpy._core.multiarray")
+    base = {k: v for k, v in os.environ.items() if k not in ("MINICNN_MALLOC_TUNING", "NUMPY_MADVISE_HUGEPAGE")}
+    out = subprocess.run([sys.executable, "-c", HUGE_PAGES], env=dict(base, **env), capture_output=True, text=True,
+                         check=True)
+    before, after = out.stdout.split()[-2:]
+    assert after == ("False" if tuned else before)
+    if env.get("NUMPY_MADVISE_HUGEPAGE") == "1":
+        assert before == "True"

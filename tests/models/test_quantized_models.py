@@ -12,6 +12,7 @@ import torchvision.models.quantization as tvq
 
 import minicnn as mc
 import minicnn.models.quantization as mcq
+from minicnn.nn.skip_init import no_init
 from minicnn.ao import quantization as mq
 from qstate import fbgemm_engine, from_torch  # noqa: F401 (fbgemm_engine: autouse fixture)
 from zoo_check import relative_error
@@ -48,7 +49,8 @@ def build_pair(name, **kwargs):
     """torch_model(name) and minicnn's with its state_dict, both in eval
     mode."""
     tv_model = torch_model(name, **kwargs)
-    mc_model = getattr(mcq, name)(**kwargs)
+    with no_init():                     # its own initialisation would be overwritten: not drawn
+        mc_model = getattr(mcq, name)(**kwargs)
     assert list(mc_model.state_dict()) == list(tv_model.state_dict())
     mc_model.load_state_dict(tv_model.state_dict())
     return mc_model.eval(), tv_model.eval()

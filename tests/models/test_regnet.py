@@ -55,8 +55,7 @@ def test_eval_parity(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, dtype", BIG)
 def test_eval_parity_big(name, dtype):
-    with skip_init():
-        mc_model, tv_model = build_pair(name)
+    mc_model, tv_model = build_pair(name, dtype=dtype, shared=True)
     check_eval(mc_model, tv_model, (1, 3, 32, 32), dtype, layers=LAYERS)
 
 

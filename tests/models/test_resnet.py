@@ -77,7 +77,7 @@ def test_eval_parity(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", BIG)
 def test_eval_parity_big(name):
-    mc_model, tv_model = build_pair(name)
+    mc_model, tv_model = build_pair(name, shared=True)
     for dtype in BIG[name]:
         print(name, check_eval(mc_model, tv_model, (1, 3, 32, 32), dtype, layers=LAYERS))
 

@@ -45,7 +45,7 @@ def test_input_too_small():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_eval_parity(name):
-    mc_model, tv_model = build_pair(name)
+    mc_model, tv_model = build_pair(name, dtype=DTYPES[name], shared=True)
     # The output of the second conv stage (index 4 without batch norm, 6 with).
     layers = ["features.4" if "bn" not in name else "features.6", "features", "avgpool", "classifier.1"]
     print(name, check_eval(mc_model, tv_model, (1, 3, 32, 32), DTYPES[name], layers=layers))

@@ -23,14 +23,12 @@ torch runs single-threaded here: the suite runs with ``-n 2`` on 2 cores,
 and torch's thread pool spinning against the other worker made single
 float64 forwards take 20 s instead of 0.04 s.
 """
-import contextlib
-from unittest import mock
-
 import numpy
 import torch
 import torchvision
 
 import minicnn as mc
+from minicnn.nn.skip_init import no_init as skip_init  # noqa: F401  (the tests' name: big models built unfilled)
 
 RTOL = {numpy.float64: 1e-9, numpy.float32: 1e-4}
 
@@ -60,18 +58,27 @@ def assert_relative(actual, expected, rtol, what, floor=0.0):
     return err
 
 
-def build_pair(name, seed=0, **kwargs):
+def build_pair(name, seed=0, dtype=numpy.float32, shared=False, **kwargs):
     """(minicnn model, torchvision model) of architecture ``name`` built
-    with ``kwargs``, both in float32 and holding torchvision's weights."""
+    with ``kwargs``, both in ``dtype`` and holding torchvision's weights.
+    ``shared=True`` (for eval-only checks of big models): minicnn's holds
+    torchvision's arrays themselves (``load_state_dict(assign=True)``),
+    one copy of the weights in memory instead of two; not for training
+    checks, where both would update the same running statistics."""
     torch.manual_seed(seed)
     tv_model = torchvision.models.get_model(name, weights=None, **kwargs)
-    mc_model = mc.models.get_model(name, **kwargs)
+    tv_model = tv_model.double() if dtype == numpy.float64 else tv_model.float()
+    with skip_init():                   # its own initialisation would be overwritten: not drawn
+        mc_model = mc.models.get_model(name, **kwargs)
     tv_state = tv_model.state_dict()
     mc_keys = list(mc_model.state_dict())
     assert mc_keys == list(tv_state), (
         f"{name}: state_dict keys differ; only in minicnn: {sorted(set(mc_keys) - set(tv_state))[:5]}, "
         f"only in torchvision: {sorted(set(tv_state) - set(mc_keys))[:5]}")
-    mc_model.load_state_dict(tv_state)
+    if shared:
+        mc_model.load_state_dict(tv_state, assign=True)
+    else:
+        mc_model.to(mc.float64 if dtype == numpy.float64 else mc.float32).load_state_dict(tv_state)
     return mc_model, tv_model
 
 
@@ -173,23 +180,6 @@ def check_weights_refused(builder):
         builder(weights="IMAGENET1K_V1")
 
 
-_INITIALISERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "zeros_", "ones_",
-                 "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_")
-
-
-@contextlib.contextmanager
-def skip_init():
-    """Within the block, minicnn's ``nn.init`` functions leave tensors as
-    they are (zeros: parameters are allocated as zeros). For big models
-    whose weights are about to be replaced by torchvision's, or only
-    looked at for their shapes: drawing 100M random numbers costs seconds."""
-    def leave(tensor, *args, **kwargs):
-        return tensor
-
-    with mock.patch.multiple(mc.nn.init, **{name: leave for name in _INITIALISERS}):
-        yield
-
-
 def check_structure(mc_model, tv_model):
     """The state_dicts have the same keys, in the same order, with the same
     shapes (for models too big to run in CI: build torchvision's on the
@@ -241,9 +231,11 @@ def fill_meta_model(tv_model, seed=0):
 def build_pair_from_meta(mc_builder, tv_model_on_meta, seed=0):
     """(minicnn model, torchvision model) for a model too big to initialise
     the usual way: torchvision's is filled by ``fill_meta_model`` and
-    minicnn's, built without initialisation, loads its state_dict."""
+    minicnn's, built without initialisation, takes its state_dict's arrays
+    (``assign=True``: the two share their weights' memory, gigabytes not
+    copied)."""
     tv_model = fill_meta_model(tv_model_on_meta, seed)
     with skip_init():
         mc_model = mc_builder()
-    mc_model.load_state_dict(tv_model.state_dict())
+    mc_model.load_state_dict(tv_model.state_dict(), assign=True)
     return mc_model, tv_model

@@ -137,6 +137,43 @@ def test_seeding_makes_init_repeatable_and_generator_is_used():
                                      init.normal_(mc.zeros(5), generator=g2).numpy())
 
 
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64, numpy.float16])
+def test_init_draws_in_place_the_numbers_a_new_array_gets(dtype):
+    """normal_ and uniform_ draw straight into a contiguous tensor (no
+    temporary of its size): the numbers ``minicnn.random`` draws into a new
+    array, scaled alike; a strided tensor (a view) gets the same numbers
+    through a copy, written into its base."""
+    fills = [(lambda t: init.normal_(t, 0.5, 2.0), lambda shape: mc.random.normal(shape, dtype, mean=0.5, std=2.0)),
+             (lambda t: init.uniform_(t, -1.0, 3.0), lambda shape: mc.random.uniform(shape, dtype, low=-1.0, high=3.0))]
+    for fill, draw in fills:
+        mc.manual_seed(7)
+        expected = draw((40, 30))
+        assert expected.dtype == dtype and expected.std() > 0.5
+        mc.manual_seed(7)
+        contiguous = fill(mc.zeros(40, 30, dtype=dtype))
+        numpy.testing.assert_array_equal(contiguous.numpy(), expected)
+        base = numpy.zeros((40, 60), dtype)
+        mc.manual_seed(7)
+        fill(mc.from_numpy(base[:, ::2]))
+        numpy.testing.assert_array_equal(base[:, ::2], expected)
+        assert (base[:, 1::2] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+def test_init_of_a_big_tensor_allocates_no_array_of_its_size(dtype):
+    import tracemalloc
+    t = mc.zeros(1000, 1000, dtype=dtype)
+    tracemalloc.start()
+    try:
+        for fill in (lambda: init.kaiming_normal_(t), lambda: init.xavier_uniform_(t)):
+            tracemalloc.reset_peak()
+            fill()
+            assert tracemalloc.get_traced_memory()[1] < t.numpy().nbytes // 10
+    finally:
+        tracemalloc.stop()
+    assert 0.02 < t.numpy().std() < 0.1
+
+
 def test_init_errors():
     with pytest.raises(TypeError, match="must be floating point"):
         init.uniform_(mc.zeros(3, dtype=mc.int64))

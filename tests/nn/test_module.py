@@ -139,6 +139,29 @@ def test_load_state_dict_copies_in_place():
     assert (layer.weight.numpy_copy() == 1).all()
 
 
+def test_load_state_dict_assign_takes_the_values_arrays_like_torch():
+    """assign=True: the module holds the state dict's arrays (a torch
+    tensor's memory too), with their dtype; the Parameter objects stay."""
+    source = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3)).double()
+    mine = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    theirs = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    weight = mine[0].weight
+    mine.load_state_dict(source.state_dict(), assign=True)
+    theirs.load_state_dict(source.state_dict(), assign=True)
+    assert mine[0].weight is weight and mine[0].weight.requires_grad
+    for key, value in theirs.state_dict().items():
+        assert mine.state_dict()[key].dtype == value.numpy().dtype, key      # float64, int64: the source's
+    with torch.no_grad():
+        source[0].weight.add_(1.0)                   # the memory is shared, not copied
+    numpy.testing.assert_array_equal(mine[0].weight.numpy_copy(), source[0].weight.detach().numpy())
+    with pytest.raises(TypeError, match="weight is floating"):
+        nn.Linear(2, 3).load_state_dict({"weight": numpy.ones((3, 2), dtype=numpy.int64), "bias": numpy.zeros(3)},
+                                        assign=True)
+    lazy = nn.LazyLinear(3)
+    lazy.load_state_dict({"weight": numpy.ones((3, 2)), "bias": numpy.zeros(3)}, assign=True)
+    assert lazy.weight.shape == (3, 2) and lazy.weight.dtype == numpy.float64
+
+
 def test_load_state_dict_errors_list_keys_and_shapes():
     model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
     good = model.state_dict()
