@@ -32,6 +32,11 @@ from .fuse import fuse  # noqa: F401
 from .weights import load_weights, save_weights, UnsafeWeightsError  # noqa: F401
 from .kernels.registry import set_backend, get_backend  # noqa: F401
 from .kernels.cpu.threads import set_num_threads, get_num_threads  # noqa: F401
+from .kernels.cpu import allocator as _allocator
+
+# glibc's malloc and NumPy's huge pages set before the first parameter is
+# allocated (kernels/cpu/allocator.py; MINICNN_MALLOC_TUNING=0 leaves them).
+_allocator.tune()
 
 __version__ = "0.1.0"
 

@@ -44,13 +44,14 @@ model's first calls pay it on every new array: ResNet-18 (2 threads, 4
 alternating processes each way) built in 480-600 ms with them and
 197-261 without, its first training step (64 px, batch 16) took
 1.8-2.3 s against 1.3-1.5, its first 224 px forward at batch 8
-674-857 ms against 248-341; the steady step was the same (177-231 and
-200-223 ms, the noise of this host). ``tune()`` turns NumPy's request
+674-857 ms against 248-341; steady steps were the same or faster
+without (benchmarks/results/NOTES.md). ``tune()`` turns NumPy's request
 off, unless ``NUMPY_MADVISE_HUGEPAGE`` is set (the user chose).
 
 It is process-wide, as the BLAS setting of ``threads.py`` is, so torch
 in the same process (the benchmarks) allocates the same way: minicnn
-applies it when its kernels first run (``threads.get_num_threads``). Set
+applies it when it is imported (before a model's parameters are
+allocated; ``threads.get_num_threads`` makes sure of it too). Set
 ``MINICNN_MALLOC_TUNING=0`` to leave malloc and NumPy alone. Elsewhere
 than glibc (musl, macOS, Windows) the malloc part does nothing.
 """

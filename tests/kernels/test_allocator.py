@@ -1,5 +1,5 @@
 """glibc's malloc tuned by minicnn (``kernels/cpu/allocator.py``): once
-minicnn's kernels are set up, a large array (below glibc's 32 MB ceiling
+minicnn is imported, a large array (below glibc's 32 MB ceiling
 on the mmap threshold, or above it) comes from the heap (reused from
 call to call) instead of a fresh mapping of its own, and NumPy asks for
 no transparent huge pages; ``MINICNN_MALLOC_TUNING=0`` leaves both
@@ -52,8 +52,9 @@ def test_large_arrays_come_from_the_heap(megabytes):
 
 
 # In a fresh process: print whether NumPy asks for transparent huge pages
-# before and after minicnn's kernels are set up (``_set_madvise_hugepage``
-# returns the setting it replaces: set it back).
+# before and after ``import minicnn`` (no kernel run yet: a model's
+# parameters are allocated before any; ``_set_madvise_hugepage`` returns
+# the setting it replaces: set it back).
 HUGE_PAGES = """
 from numpy._core.multiarray import _set_madvise_hugepage
 def asks():
@@ -62,7 +63,6 @@ def asks():
     return value
 before = asks()
 import minicnn
-minicnn.get_num_threads()
 print(before, asks())
 """
 
