@@ -17,9 +17,9 @@ of a normally built module, and ``load_state_dict`` fills it as usual. It
 is torch's ``torch.nn.utils.skip_init`` / meta-device idea, done the NumPy
 way.
 
-``no_init`` swaps functions of ``minicnn.nn.init`` for the duration of the block, so it is not
-thread-safe: a module built in another thread meanwhile is not
-initialised either.
+``no_init`` swaps functions of ``minicnn.nn.init`` for the duration of
+the block, so it is not thread-safe: a module built in another thread
+meanwhile is not initialised either.
 """
 import contextlib
 
