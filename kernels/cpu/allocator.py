@@ -51,7 +51,7 @@ off, unless ``NUMPY_MADVISE_HUGEPAGE`` is set (the user chose).
 It is process-wide, as the BLAS setting of ``threads.py`` is, so torch
 in the same process (the benchmarks) allocates the same way: minicnn
 applies it when it is imported (before a model's parameters are
-allocated; ``threads.get_num_threads`` makes sure of it too). Set
+allocated). Set
 ``MINICNN_MALLOC_TUNING=0`` to leave malloc and NumPy alone. Elsewhere
 than glibc (musl, macOS, Windows) the malloc part does nothing.
 """

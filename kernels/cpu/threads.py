@@ -76,7 +76,7 @@ import time
 
 import numpy
 
-from . import allocator, placement
+from . import placement
 
 #: Parts per thread in ``parallel_parts``: more balance the load better
 #: when a core is shared, each costs a call.
@@ -124,10 +124,9 @@ def _numpy_blas():
 
 def _apply(threads):
     """Make ``threads`` the setting: BLAS single-threaded (minicnn's pool
-    splits the GEMMs), the pool resized on its next use; and glibc's malloc
-    tuned (``allocator.py``)."""
+    splits the GEMMs), the pool resized on its next use. (glibc's malloc
+    was tuned at ``import minicnn``: ``allocator.py``.)"""
     global _num_threads
-    allocator.tune()
     for library in _numpy_blas():
         if library.num_threads != 1:
             library.set_num_threads(1)
