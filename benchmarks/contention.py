@@ -42,7 +42,7 @@ import sys
 import time
 
 from benchmarks.cases import conv_case, resnet_step_case
-from benchmarks.run import SWITCH_PAUSE_S, _seconds
+from benchmarks.run import SWITCH_PAUSE_S, _seconds, warm_up
 
 #: (N, C, H=W, O, kernel, stride, groups, note), as ``cases.CONV_LAYERS``.
 CONV_LAYER = (16, 96, 28, 96, 3, 1, 1, "a mid-network 3x3 layer")
@@ -130,9 +130,7 @@ def measure_case(case, warmup, repeats=REPEATS, loads=LOADS):
         return [{"workload": case.name, "busy": busy, "status": f"skipped: {case.skip}"} for busy in loads]
     try:
         mc_fn, torch_fn = case.build()
-        for _ in range(warmup):
-            mc_fn()
-            torch_fn()
+        warm_up(mc_fn, torch_fn, warmup)
         idle = {"minicnn": [], "torch": []}
         loaded = {busy: {"minicnn": [], "torch": []} for busy in loads}
         for repeat in range(repeats):

@@ -33,6 +33,8 @@ other's ended. Without both, a timing measures the switch instead:
   timed call after the pause took up to 2x its back-to-back time
   (``kernels/cpu/placement.py``).
 
+The warm-up calls (``warm_up``) keep the same pause.
+
 The full run also measures the peak memory of a training step
 (``memory.py``), the time of ``import minicnn`` and each framework's
 slowdown beside busy processes (``contention.py``).
@@ -165,6 +167,19 @@ def _seconds(fn, synchronize=_no_synchronize):
     return time.perf_counter() - start
 
 
+def warm_up(mc_fn, torch_fn, calls):
+    """``calls`` untimed calls of each framework, ``SWITCH_PAUSE_S`` apart
+    as the timed ones are: called back to back, torch's threads still
+    spinning took the cores from minicnn's, whose pool took that for a busy
+    machine and let its workers loose (``kernels/cpu/threads.py``) for the
+    first timed calls."""
+    for _ in range(calls):
+        time.sleep(SWITCH_PAUSE_S)
+        mc_fn()
+        time.sleep(SWITCH_PAUSE_S)
+        torch_fn()
+
+
 def time_case(case, warmup, repeats, synchronize=_no_synchronize):
     """One result row for ``case``: median milliseconds of each framework,
     their ratio and GFLOP/s. A case that is skipped or fails gives a row
@@ -179,9 +194,7 @@ def time_case(case, warmup, repeats, synchronize=_no_synchronize):
         return row
     try:
         mc_fn, torch_fn = case.build()
-        for _ in range(warmup):
-            mc_fn()
-            torch_fn()
+        warm_up(mc_fn, torch_fn, warmup)
         mc_times, torch_times = [], []
         meter = load.LoadMeter()
         for _ in range(case.repeats or repeats):

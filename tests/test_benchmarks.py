@@ -97,6 +97,16 @@ def test_case_lists():
     assert run.parse_args(["--quick", "--threads", "1"]).threads == 1
 
 
+def test_warm_up_pauses_between_the_frameworks_as_the_timing_does(monkeypatch):
+    """Back to back, torch's spinning threads would make minicnn's pool
+    think the machine busy for its first timed calls."""
+    events = []
+    monkeypatch.setattr(run.time, "sleep", lambda s: events.append(("pause", s)))
+    run.warm_up(lambda: events.append("minicnn"), lambda: events.append("torch"), 2)
+    pause = ("pause", run.SWITCH_PAUSE_S)
+    assert events == [pause, "minicnn", pause, "torch"] * 2
+
+
 def test_timing_waits_for_the_device_before_and_after_each_call():
     events = []
     seconds = run._seconds(lambda: events.append("call"), synchronize=lambda: events.append("sync"))

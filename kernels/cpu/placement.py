@@ -22,7 +22,9 @@ its own (``sched_setaffinity``), and the caller keeps the one left,
 softly: a call that finds its caller on a worker's core first moves the
 caller to the free one (pinned for a moment, then its own cores given
 back, so that it stays where it landed but is not bound; a thread or
-process it starts later inherits the cores it had). Every layer of the
+process it starts later inherits the cores it had), and does the same
+when it ends, since a worker's wake-up of the caller (or its hand-over
+of the GIL) often puts the caller on the worker's core. Every layer of the
 conv sweep (``benchmarks/conv_sweep.py``) timed as the benchmarks time
 it, the call after an untimed one 30 ms after the last, in processes
 pinned and not, alternating, 3 pairs: 0.77x the time unpinned (geometric
@@ -34,9 +36,9 @@ back) is the hypervisor's: a vCPU woken from a halt runs slower for a
 few ms, in every thread, pinned or not.
 
 On a busy machine a pinned worker cannot leave a core that another
-process keeps busy; so while the pool sees signs of one
-(``threads._Pool._lost_core``) and for ``threads.LOOSE_SECONDS`` after,
-the workers run on any core. Beside 1 or 2 busy processes
+process keeps busy; so once the pool sees signs of one
+(``threads._Pool._lost_core``), for ``threads.LOOSE_SECONDS``, the
+workers run on any core. Beside 1 or 2 busy processes
 (``benchmarks/contention.py``, 2 runs each way) the slowdowns then
 matched the unpinned pool's: the ResNet-18 step 1.68-1.76x against
 1.66-1.77x beside one, 2.59-2.65x against 2.57-2.65x beside two; the conv
@@ -130,7 +132,9 @@ class Placement:
         return version
 
     def step_aside(self):
-        """Run by the caller before it posts a call: if the workers are
+        """Run by the caller before it posts a call and when the call is
+        done (a worker that woke it, or handed it the GIL, may have had it
+        put on the worker's core): if the workers are
         pinned and it is on one's core, move it to a core no worker has,
         then give it back its own cores (it stays where it is until the
         kernel moves it)."""

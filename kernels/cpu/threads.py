@@ -46,9 +46,10 @@ not keep a core from the thread it waits for for long.
 
 With as many threads as cores, each worker runs on a core of its own and
 the caller keeps off theirs (``placement.py``): two threads on one core
-take twice as long over a call split evenly between them. On a busy
-machine (``_Pool._lost_core``) the workers are let loose for
-``LOOSE_SECONDS``.
+take twice as long over a call split evenly between them; a caller
+that a worker's wake-up put on the worker's core steps off again when
+the call ends. On a busy machine (``_Pool._lost_core``) the workers are
+let loose for ``LOOSE_SECONDS``.
 
 Interrupted
 -----------
@@ -188,8 +189,10 @@ PREEMPTED_SECONDS = 2e-4
 BUSY_WITHIN_SECONDS = 0.02
 BACK_OFF_SECONDS = 0.1
 #: ... and the workers, pinned each to a core of its own (``placement.py``),
-#: are let loose until this long has passed without such a sign: a pinned
-#: thread cannot leave a core that another process keeps busy.
+#: are let loose for this long after the sign that loosened them (a pinned
+#: thread cannot leave a core that another process keeps busy), then
+#: pinned again: signs seen while loose do not prolong it, since loose
+#: threads of the pool may share a core and give them themselves.
 LOOSE_SECONDS = 1.0
 
 
@@ -264,6 +267,7 @@ class _Pool:
         is no reason to stop (``_lost_core``), ``spin_on()``'s instead.
         PREEMPTED: the machine is busy, stop spinning."""
         while result == self.spin.PREEMPTED and not self._lost_core(switches):
+            switches = _switches()      # what the next gap is asked against: a switch already seen is no news
             result = spin_on()
         return result
 
@@ -280,8 +284,14 @@ class _Pool:
         busy = now - self.last_lost_core < BUSY_WITHIN_SECONDS
         self.last_lost_core = now
         if busy:
-            self.busy_at, self.spin_again_at = now, now + BACK_OFF_SECONDS
-            self.placement.loosen()
+            self.spin_again_at = now + BACK_OFF_SECONDS
+            # Loose, the pool's own threads may share a core and take it
+            # from each other: no sign of other work, so it does not put
+            # off binding them again; a machine still busy then is seen
+            # anew within a call or two.
+            if self.placement.bound:
+                self.busy_at = now
+                self.placement.loosen()
         return busy
 
     def _work(self, index):
@@ -349,12 +359,16 @@ class _Pool:
 
         def spin_on():
             return self.spin.wait_for(self.finished, target, spins, self.gap)
-        if self._past_the_host(spin_on(), switches, spin_on) == 1:
-            return
-        with self.caller_woken:
-            while not self.spin.caller_sleeps(self.caller_asleep, self.finished, target):
-                self.caller_woken.wait()
-            self.caller_asleep[0] = 0
+        if self._past_the_host(spin_on(), switches, spin_on) != 1:
+            with self.caller_woken:
+                while not self.spin.caller_sleeps(self.caller_asleep, self.finished, target):
+                    self.caller_woken.wait()
+                self.caller_asleep[0] = 0
+        # Woken by a worker (here, or when it handed back the GIL), the
+        # caller is often put on that worker's core, where the worker spins
+        # for the next call: the two would take the core from each other
+        # (and look like a busy machine) until the next call moved it off.
+        self.placement.step_aside()
 
     def close(self):
         """Let the threads end: a larger pool replaces this one. Called

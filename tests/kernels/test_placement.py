@@ -85,6 +85,17 @@ if pool.placement.cores:
         if out["caller_in_call"] != pool.placement.cores[1]:
             break
     out["caller_after"] = mask()
+
+    # Put on the worker's core during the call (as a worker's wake-up of it
+    # often does): it is moved off when the call ends, not only at the next.
+    def land_on_the_workers_core(group):
+        if group == 0:
+            os.sched_setaffinity(0, {pool.placement.cores[1]})
+            os.sched_setaffinity(0, allowed)
+        return placement.current_core()
+    out["caller_landed"], _ = threads.run_in_parallel(land_on_the_workers_core, [0, 1])
+    out["caller_after_call"] = placement.current_core()
+    out["caller_after_call_mask"] = mask()
     del pool._lost_core
     # Two switches to other threads in a row: a busy machine; the worker is let loose.
     switches = iter(range(100))
@@ -123,6 +134,9 @@ def test_the_worker_is_pinned_and_the_caller_steps_off_its_core():
     assert out["caller_before"] == worker_core
     assert out["caller_in_call"] != worker_core
     assert out["caller_after"] == allowed          # moved, not bound
+    assert out["caller_landed"] == worker_core
+    assert out["caller_after_call"] != worker_core
+    assert out["caller_after_call_mask"] == allowed
     assert out["busy"] == [False, False, True]
     assert out["worker_loose"] == allowed
     assert out["worker_bound_again"] == [worker_core]

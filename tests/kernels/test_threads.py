@@ -503,3 +503,44 @@ def test_spinning_stops_on_a_busy_machine(monkeypatch):
     assert pool.spin_again_at == 0.0
     assert pool._lost_core(0) is True                        # 2: a second, at once
     assert pool.spin_again_at > time.perf_counter() + threads.BACK_OFF_SECONDS / 2
+
+
+def test_a_switch_already_counted_is_not_counted_again(monkeypatch):
+    """A spin that keeps finding gaps after one switch to another thread
+    (the VM's host pausing it, no other thread on its core) spins on: each
+    gap is asked about the switches since the last one, not since the spin
+    began."""
+    threads.run_in_parallel(lambda group: group, [0, 1])
+    pool = threads._pool
+    assert _wait_for_sleeping_workers(pool)
+    monkeypatch.setattr(pool, "last_lost_core", float("-inf"))
+    monkeypatch.setattr(pool, "spin_again_at", 0.0)
+    monkeypatch.setattr(threads, "_switches", lambda: 1)     # one switch, before the first gap
+    results = iter([pool.spin.PREEMPTED, pool.spin.PREEMPTED, 7])
+    assert pool._past_the_host(pool.spin.PREEMPTED, 0, lambda: next(results)) == 7
+    assert pool.spin_again_at == 0.0
+
+
+def test_signs_seen_while_loose_do_not_keep_the_workers_loose(monkeypatch):
+    """Bound, a busy machine lets the workers loose for LOOSE_SECONDS.
+    Loose, two of the pool's threads may share a core and take it from each
+    other, which looks the same: it backs the spins off but does not put
+    off binding the workers again."""
+    threads.run_in_parallel(lambda group: group, [0, 1])
+    pool = threads._pool
+    assert _wait_for_sleeping_workers(pool)
+    monkeypatch.setattr(pool, "last_lost_core", float("-inf"))
+    monkeypatch.setattr(pool, "busy_at", float("-inf"))
+    monkeypatch.setattr(pool, "spin_again_at", 0.0)
+    switches = iter(range(100))
+    monkeypatch.setattr(threads, "_switches", lambda: next(switches))
+    loosened = []
+    monkeypatch.setattr(pool.placement, "bound", True)
+    monkeypatch.setattr(pool.placement, "loosen", lambda: (loosened.append(1), setattr(pool.placement, "bound", False)))
+    assert [pool._lost_core(0) for _ in range(3)] == [False, False, True]   # 0: unchanged, 1, 2: busy
+    assert loosened == [1] and pool.busy_at > float("-inf")
+    first_sign = pool.busy_at
+    time.sleep(0.002)
+    assert pool._lost_core(0) is True                        # loose now: backs off ...
+    assert pool.spin_again_at > first_sign + threads.BACK_OFF_SECONDS
+    assert pool.busy_at == first_sign and loosened == [1]   # ... but binds again LOOSE_SECONDS after the first
