@@ -263,8 +263,9 @@ def test_histogram_observer_follows_torch_across_a_range_jump():
     # order does) can move both observers' range search to another bin, the
     # scale by about 2%, and they still agree bit for bit. Which nudge
     # makes the jump depends on the activations, which depend on the CPU
-    # torch ran on (1 ulp on a Zen 4, ~8 on a Zen 3): nudges of 2^-23 to
-    # 2^-17 of each value, all agreeing, at least one of them a jump.
+    # torch ran on (1 ulp on one Zen 4 host, ~8 on a Zen 3, 128 on another
+    # Zen 4): nudges of 2^-23 to 2^-14 of each value, all agreeing, at
+    # least one of them a jump.
     tv_model = torch_model("resnet50")
     rng = numpy.random.default_rng(0)
     seen = _calibrate_torch(tv_model, [rng.standard_normal((2, 3, 32, 32)).astype(numpy.float32) for _ in range(2)])
@@ -273,7 +274,7 @@ def test_histogram_observer_follows_torch_across_a_range_jump():
     ours = _observe(mq.get_default_qconfig("fbgemm").activation(), arrays, mc.tensor)
     assert ours == (float(scale), int(zero_point))
     jumps = []
-    for exponent in range(23, 16, -1):
+    for exponent in range(23, 13, -1):
         signs = numpy.random.default_rng(0)
         nudged = [numpy.where(a > 0, a * (1 + numpy.where(signs.random(a.shape) < 0.5, -1, 1) * 2.0 ** -exponent), a)
                   .astype(numpy.float32) for a in arrays]

@@ -102,10 +102,12 @@ def test_bad_arguments():
 def test_revnet_and_resnet_learn_the_digits_alike():
     """RevNet and ResNet of depth 14, 3 epochs on the 8x8 digits from each
     of 3 seeds (the benchmark trains longer, over more depths): each above
-    0.9, their mean accuracies within 0.04. One seed was too few: its gap
-    moved with the CPU's float32 round-off (under 0.05 on a Zen 4, 0.056 on a
-    Zen 3, where the 3 seeds' means differ by 0.019)."""
+    0.8 (chance: 0.1), their mean accuracies within 0.04. One seed was too
+    few: its gap moved with the CPU's float32 round-off (under 0.05 on a
+    Zen 4, 0.056 on a Zen 3, where the 3 seeds' means differ by 0.019), and
+    so does a single run's accuracy (RevNet from seed 1: 0.86 on one Zen 4
+    host, above 0.9 on the others; the means there 0.92 and 0.95)."""
     results = digits_accuracies(pairs=((14, (1, 1, 1)),), seeds=(0, 1, 2), epochs=3)
-    assert min(acc for runs in results.values() for acc in runs.values()) > 0.9, results
+    assert min(acc for runs in results.values() for acc in runs.values()) > 0.8, results
     mean = {name: numpy.mean([runs[name] for runs in results.values()]) for name in ("revnet", "resnet")}
     assert abs(mean["revnet"] - mean["resnet"]) < 0.04, results
