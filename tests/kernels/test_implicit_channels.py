@@ -81,6 +81,78 @@ def test_the_kernels_match_the_reference(data, geometry, threads, group_bytes, b
         numpy.testing.assert_allclose(gx, expected, rtol=RTOL, atol=RTOL * (O // G) * kernel[0] * kernel[1])
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.data(), geometries(), st.sampled_from([1, 2, 3]), st.sampled_from([0, 4096, 1 << 20]))
+def test_skipping_the_paddings_taps_changes_no_bit(data, geometry, threads, group_bytes):
+    """Each pixel sums only the taps that read its input, not the padding
+    (``border_classes``): the same nonzero products in the same order as
+    with every tap, so the same bits, forward and input gradient."""
+    N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
+    x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, True)
+    results = []
+    with pytest.MonkeyPatch.context() as patch:
+        _threads(patch, threads, group_bytes)
+        for below in (0.0, 1.0):        # every tap; skipped wherever one reads the padding
+            patch.setattr(implicit_channels, "BORDER_CLASSES_BELOW", below)
+            y = implicit_channels.conv2d(x, w, b, stride, padding, dilation, G, out_size)
+            gx = None
+            if _flipped_fits(padding, dilation, kernel, stride):
+                gx = implicit_channels.conv2d_grad_input(gy, w, stride, padding, dilation, G, in_size)
+            results.append((y, gx))
+    (y_all, gx_all), (y_read, gx_read) = results
+    numpy.testing.assert_array_equal(y_read, y_all)
+    if gx_all is not None:
+        numpy.testing.assert_array_equal(gx_read, gx_all)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.integers(1, 5), st.integers(1, 5), st.integers(1, 3),
+       st.integers(1, 3), st.integers(0, 3), st.integers(0, 3), st.integers(1, 2), st.integers(1, 4),
+       st.sampled_from([6, 12, 24]))
+def test_each_tile_sums_every_tap_its_pixels_read(H, W, KH, KW, sh, sw, ph, pw, d, images, P):
+    """``_table`` lists every output pixel of the images once, each with
+    its offset in the planes and its place in the output, and gives each
+    tile every tap that reads the input (not the padding) at any of its
+    pixels: ``border_classes``'s classes against the geometry itself."""
+    OH, OW = (H + 2 * ph - d * (KH - 1) - 1) // sh + 1, (W + 2 * pw - d * (KW - 1) - 1) // sw + 1
+    if OH < 1 or OW < 1:
+        return
+    classes = implicit_channels._border_classes((H, W), (KH, KW), (sh, sw), (ph, pw), (d, d), (OH, OW), 1.0)
+    T, WQ, image_stride, image_outputs = KH * KW, OW + 7, 1000, 5000
+    tap_offsets, tap_weights = numpy.arange(T) * 10, numpy.arange(T) * 100
+    table = implicit_channels._new_table(images * OH * OW, T, P)
+    count = implicit_channels._table(images, image_stride, image_outputs, OH, OW, WQ, classes, tap_offsets,
+                                     tap_weights, P, table)
+    pixels, positions, tile_taps, list_offsets, list_weights = table
+    assert count == images * OH * OW
+    expected = sorted(n * image_outputs + oh * OW + ow for n in range(images) for oh in range(OH) for ow in range(OW))
+    assert sorted(positions[:count]) == expected
+    for m in range(count):
+        n, q = divmod(int(positions[m]), image_outputs)
+        oh, ow = divmod(q, OW)
+        assert pixels[m] == n * image_stride + oh * WQ + ow
+        start, stop = tile_taps[m // P]
+        taps = set(list_weights[start:stop] // 100)
+        assert list(list_offsets[start:stop]) == sorted(t * 10 for t in taps)
+        for kh in range(KH):
+            for kw in range(KW):
+                reads = 0 <= oh * sh - ph + kh * d < H and 0 <= ow * sw - pw + kw * d < W
+                assert not reads or kh * KW + kw in taps
+    assert not pixels[count:count + P].any()
+
+
+def test_skipping_the_paddings_taps_is_kept_for_small_maps():
+    """Where the padding's taps are few (a 56x56 map) every pixel takes
+    every tap; on a 4x4 map with a 3x3 kernel, 100 of 144 (pixel, tap)
+    pairs read the input, and the classes keep exactly those."""
+    every = implicit_channels.border_classes((56, 56), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), (56, 56))
+    assert [len(taps) for taps in every[2:]] == [1, 1] and every[2].all() and every[3].all()
+    row_class, col_class, row_taps, col_taps = implicit_channels.border_classes((4, 4), (3, 3), (1, 1),
+                                                                                ((1, 1), (1, 1)), (1, 1), (4, 4))
+    pairs = row_taps[row_class].sum() * col_taps[col_class].sum()
+    assert pairs == 100 and len(row_taps) == len(col_taps) == 3
+
+
 def test_the_input_gradient_refuses_a_stride():
     w = numpy.ones((16, 4, 3, 3), numpy.float32)
     gy = numpy.ones((1, 16, 4, 4), numpy.float32)
