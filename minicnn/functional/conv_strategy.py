@@ -88,10 +88,12 @@ im2col (everything else)
     tile is still in cache when the GEMM reads it.
 
 Then one more rule: where the path chosen is im2col, or (forward and
-input gradient) grouped or implicit for a grouped convolution, or on
-AVX2 Winograd for a 5x5 layer of few channels and a small output
-(``WINOGRAD_5X5_YIELDS``) or for an input gradient of few gy channels
-and pixels (``WINOGRAD_GRAD_INPUT_YIELDS``), "channels" takes its place
+input gradient) grouped or implicit for a grouped convolution, or
+Winograd for a 5x5 layer of few channels and a small output
+(``WINOGRAD_5X5_YIELDS``), on AVX2 for an input gradient of few gy
+channels and pixels (``WINOGRAD_GRAD_INPUT_YIELDS``), on AVX-512 for a
+3x3 layer of few output channels or a small map of few channels
+(``WINOGRAD_AVX512_YIELDS``), "channels" takes its place
 if it applies
 (``_channels``):
 
@@ -110,8 +112,8 @@ channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride
     kernel's convolution of gy with the flipped filters (packed from w
     directly), and the weight gradient at stride 1 a tile of 16 output
     channels by 24 (channel, tap) pairs summed over all the pixels, gy
-    laid out channels last. Winograd keeps the 3x3 and the other 5x5
-    layers it takes (it does up to 4x fewer multiply-adds), the pointwise
+    laid out channels last. Winograd keeps the other 3x3 and 5x5 layers
+    it takes (it does up to 4x fewer multiply-adds), the pointwise
     GEMMs the 1x1 ones, the "implicit" path the ungrouped layers of few
     taps. Only the CPU backend has this path, and takes it only where the
     CPU has AVX-512, or AVX2 for a grouped convolution or an ungrouped one
@@ -264,9 +266,15 @@ WINOGRAD_5X5_MIN_SIZE = 10
 WINOGRAD_5X5_MIN_CHANNELS = 8
 #: ... and where a 5x5 layer has at most this many input channels a
 #: group (Cg) and output values a group an image (Og * OH * OW), it takes
-#: the "channels" path where that applies instead (on AVX2: ``_channels``):
-#: with few channels the products of the transformed tiles are small and
-#: the transforms dominate. Same process, 2 threads, each call 50 ms after
+#: the "channels" path where that applies instead (``_channels``): with
+#: few channels the products of the transformed tiles are small and the
+#: transforms dominate. On AVX-512 (same process, calls 10 ms apart, fwd /
+#: gx / gw): 32 x 16 x 14x14 -> 48 0.59 / 0.58 / 0.52, 8 x 24 x 14x14 -> 64
+#: 0.84 / 0.86 / 0.76, 8 x 32 x 14x14 -> 64 0.93 / 0.73 / 0.64, 8 x 16 x
+#: 28x28 -> 32 0.61 / 0.67 / 0.78, 1 x 16 x 28x28 -> 32 0.91 / 0.94 / 1.23;
+#: past the bounds 16 x 16 x 28x28 -> 64 1.16 / 1.03 / 1.16, 8 x 40 x 28x28
+#: -> 48 1.20 / 1.39 / 0.90, 4 x 16 x 56x56 -> 32 1.08 / 0.90 / 0.96. On
+#: AVX2, each call 50 ms after
 #: the last (as the sweep times them), against Winograd's time, fwd / gx /
 #: gw: 32 x 16 x 14x14 -> 48 0.60-0.73 / 0.65-0.67 / 0.71, 8 x 24 x 14x14
 #: -> 64 0.75-0.77 / 0.99-1.04 / 0.66, 8 x 32 x 14x14 -> 64 0.65-0.83 /
@@ -340,6 +348,24 @@ CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH = 128
 #: 32 0.95); on 6272 pixels 0.85-1.10, on 12544 and up 1.02-1.24, and Og
 #: 48 on 6272 1.07-1.15: those stay Winograd's.
 WINOGRAD_GRAD_INPUT_YIELDS = (32, 56 * 56)
+#: On AVX-512 (24 accumulators a tile) the "channels" path takes a 3x3
+#: layer from Winograd (where it applies) with at most the first of these
+#: output channels a group and an input (C * H * W) of at most the second,
+#: or on a map small enough for F(2x2) with at most the third input or
+#: output channels a group: Winograd's products are Og or Cg deep, its
+#: transforms the same whatever their size. Same process, 2 threads, calls
+#: 10-20 ms apart, against Winograd, fwd / gx / gw: Og 24-48 0.75-1.02 /
+#: 0.81-1.01 / 0.59-0.94 (16 x 128 x 14x14 -> 32 0.75 / 0.86 / 0.65, 8 x
+#: 128 x 28x28 -> 32 0.86 / 0.84 / 0.71, 8 x 48 x 28x28 -> 48 0.81 / 0.87 /
+#: 0.76, 1 x 128 x 56x56 -> 32 1.02 / 1.01 / 0.90), but with an input past
+#: the budget 2 x 256 x 56x56 -> 32 1.61 / 1.13 / 0.90 (each tap's pass
+#: reads every channel's plane again); F(2x2), 64 channels: 16 x 64 x
+#: 16x16 0.77 / 0.79 / 0.85 (ResNet-18's first stage at 64 px), 32 x 64 x
+#: 16x16 0.56 / 0.52 / 0.59, 8 x 64 x 16x16 0.90 / 1.11 / 0.93, 8 x 64 x
+#: 14x14 -> 256 0.99 / 0.95 / 1.11. Past them Winograd stays: 8 x 128 x
+#: 28x28 -> 128 1.29-1.33, 8 x 256 x 14x14 1.25-1.34, 8 x 64 x 56x56 and 1 x
+#: 64 x 56x56 -> 64 (F(4x4)) 1.0-1.1.
+WINOGRAD_AVX512_YIELDS = (48, 1 << 18, 64)
 
 
 # -- which path ---------------------------------------------------------------
@@ -388,7 +414,8 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
                    or (direction != "grad_weight" and (path == "grouped" or (path == "implicit" and groups > 1)))
                    or (path == "winograd"
                        and (_small_5x5(xp, C // groups, kernel_size, (out_channels or 0) // groups, out_size)
-                            or _thin_grad_input(xp, N, groups, direction, out_channels, winograd_size))))
+                            or _thin_grad_input(xp, N, groups, direction, out_channels, winograd_size)
+                            or _thin_3x3(xp, C, groups, kernel_size, out_channels, winograd_size, m))))
     if replaceable and _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size,
                                  winograd_size, direction, out_channels):
         return "channels", 0
@@ -397,10 +424,22 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
 
 def _small_5x5(xp, Cg, kernel_size, Og, out_size):
     """Whether a 5x5 layer's F(2x2, 5x5) gives way to the "channels" path
-    where that takes it (``WINOGRAD_5X5_YIELDS``): measured on AVX2 only."""
+    where that takes it (``WINOGRAD_5X5_YIELDS``)."""
     most_inputs, most_outputs = WINOGRAD_5X5_YIELDS
-    return (tuple(kernel_size) == (5, 5) and Cg <= most_inputs and Og * math.prod(out_size) <= most_outputs
-            and _register_tiles(xp) == "avx2")
+    return tuple(kernel_size) == (5, 5) and Cg <= most_inputs and Og * math.prod(out_size) <= most_outputs
+
+
+def _thin_3x3(xp, C, groups, kernel_size, out_channels, size, m):
+    """Whether a 3x3 Winograd layer gives way to the "channels" path where
+    that takes it, on AVX-512 (``WINOGRAD_AVX512_YIELDS``): few output
+    channels a group and an input that stays in cache, or F(2x2) with few
+    input or output channels a group. ``size`` is Winograd's output, the
+    input's size at stride 1."""
+    most_outputs, most_input, most_small_map_channels = WINOGRAD_AVX512_YIELDS
+    Cg, Og = C // groups, (out_channels or 0) // groups
+    return (tuple(kernel_size) == (3, 3) and _register_tiles(xp) == "avx512"
+            and ((Og <= most_outputs and C * math.prod(size) <= most_input)
+                 or (m == 2 and min(Cg, Og) <= most_small_map_channels)))
 
 
 def _thin_grad_input(xp, N, groups, direction, out_channels, in_size):

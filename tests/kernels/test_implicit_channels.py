@@ -333,17 +333,21 @@ def test_on_avx2_a_thin_winograd_input_gradient_gives_way_to_the_path(monkeypatc
     assert _path(images, 128, most_channels, 1, (3, 3), out_size=(14, 14)).startswith("winograd")
     assert _path(images, 128, most_channels, 1, (3, 3), out_size=(14, 14),
                  direction="grad_weight").startswith("winograd")
+    # AVX-512's own rule (``WINOGRAD_AVX512_YIELDS``) takes such layers while the input stays in cache, not
+    # this one, whatever its pixels: a lone 128 x 56x56 image
+    assert _path(1, 128, most_channels, 1, (3, 3), out_size=(56, 56), direction="grad_input") == "channels"
     monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx512")
-    assert _path(images, 128, most_channels, 1, (3, 3), **grown).startswith("winograd")   # measured on AVX2 only
+    assert _path(1, 128, most_channels, 1, (3, 3), out_size=(56, 56), direction="grad_input").startswith("winograd")
 
 
-def test_on_avx2_a_small_5x5_layers_winograd_gives_way_to_the_path(monkeypatch):
+@pytest.mark.parametrize("tiles", ["avx2", "avx512"])
+def test_a_small_5x5_layers_winograd_gives_way_to_the_path(tiles, monkeypatch):
     """F(2x2, 5x5) yields a 5x5 layer of at most ``WINOGRAD_5X5_YIELDS``
     input channels and output values a group an image, not a larger
-    layer."""
+    layer, on AVX2 and AVX-512 alike."""
     if not registry.find("channels_conv2d", numpy):
         pytest.skip("the backend in force has no channels path (MINICNN_BACKEND=numpy)")
-    monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx2")
+    monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: tiles)
     most_inputs, most_outputs = conv_strategy.WINOGRAD_5X5_YIELDS
     same = dict(padding=((2, 2), (2, 2)), out_size=(28, 28))
     outputs = most_outputs // (28 * 28)                              # 32 at 28x28
@@ -354,8 +358,32 @@ def test_on_avx2_a_small_5x5_layers_winograd_gives_way_to_the_path(monkeypatch):
         assert _path(8, most_inputs, outputs, 1, (5, 5), direction=direction, dtype=numpy.float64,
                      **same) == "winograd"
     assert _path(32, 16, 48, 1, (5, 5), padding=((2, 2), (2, 2)), out_size=(14, 14)) == "channels"
+
+
+def test_on_avx512_a_thin_3x3_winograd_gives_way_to_the_path(monkeypatch):
+    """On AVX-512, a 3x3 Winograd layer of at most
+    ``WINOGRAD_AVX512_YIELDS`` output channels a group on an input that
+    fits the budget takes the path in every direction, and so does an
+    F(2x2) one (a map under ``WINOGRAD_4X4_MIN_SIZE``) of few input or
+    output channels a group; wider layers, larger inputs and AVX2 stay
+    Winograd's."""
+    if not registry.find("channels_conv2d", numpy):
+        pytest.skip("the backend in force has no channels path (MINICNN_BACKEND=numpy)")
     monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx512")
-    assert _path(8, most_inputs, outputs, 1, (5, 5), **same) == "winograd"      # measured on AVX2 only
+    most_outputs, most_input, most_small_map_channels = conv_strategy.WINOGRAD_AVX512_YIELDS
+    side = 28                                                   # F(4x4)
+    assert side >= conv_strategy.WINOGRAD_4X4_MIN_SIZE
+    fits = most_input // (side * side)                          # input channels that fit the budget
+    layers = {(32, fits, most_outputs, side): "channels", (32, fits + 16, most_outputs, side): "winograd",
+              (32, fits, most_outputs + 16, side): "winograd",
+              (32, most_small_map_channels, 256, 16): "channels", (32, 256, most_small_map_channels, 16): "channels",
+              (32, most_small_map_channels + 16, most_small_map_channels + 16, 16): "winograd"}
+    for (N, C, O, side), expected in layers.items():
+        for direction in ("forward", "grad_input", "grad_weight"):
+            assert _path(N, C, O, 1, (3, 3), out_size=(side, side), direction=direction).startswith(expected)
+    monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx2")
+    assert _path(32, 64, 64, 1, (3, 3), out_size=(16, 16)).startswith("winograd")
+    assert _path(32, fits, most_outputs, 1, (3, 3), out_size=(28, 28)).startswith("winograd")
 
 
 @pytest.mark.usefixtures("fast_kernel")
