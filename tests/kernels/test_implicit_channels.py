@@ -122,9 +122,13 @@ def test_each_tile_sums_every_tap_its_pixels_read(H, W, KH, KW, sh, sw, ph, pw, 
     tap_offsets, tap_weights = numpy.arange(T) * 10, numpy.arange(T) * 100
     table = implicit_channels._new_table(images * OH * OW, T, P)
     count = implicit_channels._table(images, image_stride, image_outputs, OH, OW, WQ, classes, tap_offsets,
-                                     tap_weights, P, table)
-    pixels, positions, tile_taps, list_offsets, list_weights = table
+                                     tap_weights, P, 1.0, table)
+    pixels, positions, runs, tile_taps, list_offsets, list_weights = table
     assert count == images * OH * OW
+    for m in range(count):              # runs: the pixels from m on that land side by side, no further
+        end = runs[m]
+        assert m < end <= count and list(positions[m:end]) == list(range(positions[m], positions[m] + end - m))
+        assert end == count or positions[end] != positions[end - 1] + 1
     expected = sorted(n * image_outputs + oh * OW + ow for n in range(images) for oh in range(OH) for ow in range(OW))
     assert sorted(positions[:count]) == expected
     for m in range(count):
