@@ -260,25 +260,28 @@ def _pixel_offsets(images, image_stride, OH, OW, WQ, pixels):
     pixels[m:] = 0
 
 
-def border_classes(in_size, kernel_size, stride, padding, dilation, out_size, below=None):
+def border_classes(in_size, kernel_size, stride, padding, dilation, out_size, below=None, every=(1, 1)):
     """(row_class (OH,), col_class (OW,), row_taps (RC, KH), col_taps
     (CC, KW)): the output rows grouped by which kernel rows read the
     input there, not its padding (RC classes, ``row_taps`` True where
     they do), and the columns likewise; the pixels of row class r and
     column class c read the taps (kh, kw) with row_taps[r, kh] and
-    col_taps[c, kw]. One class each (every tap) where the (pixel, tap)
-    pairs that read the input are more than ``below`` of them all
-    (default ``BORDER_CLASSES_BELOW``). Computed once per geometry (the
-    arrays are read-only)."""
+    col_taps[c, kw]. An input upsampled by ``every`` (zeros between its
+    pixels, ``conv2d_grad_input`` at a stride) is read only on its
+    pixels, each ``every``-th row and column. One class each (every tap)
+    where the (pixel, tap) pairs that read the input are more than
+    ``below`` of them all (default ``BORDER_CLASSES_BELOW``). Computed once
+    per geometry (the arrays are read-only)."""
     below = BORDER_CLASSES_BELOW if below is None else below
     return _border_classes(tuple(in_size), tuple(kernel_size), tuple(stride), tuple(lo for lo, _ in padding),
-                           tuple(dilation), tuple(out_size), below)
+                           tuple(dilation), tuple(out_size), below, tuple(every))
 
 
 @functools.lru_cache(maxsize=256)
-def _border_classes(in_size, kernel_size, stride, padding, dilation, out_size, below):
-    valid = [[tuple(0 <= o * s - lo + t * d < n for t in range(k)) for o in range(size)]
-             for n, k, s, lo, d, size in zip(in_size, kernel_size, stride, padding, dilation, out_size)]
+def _border_classes(in_size, kernel_size, stride, padding, dilation, out_size, below, every=(1, 1)):
+    valid = [[tuple(0 <= o * s - lo + t * d < n and (o * s - lo + t * d) % e == 0 for t in range(k))
+              for o in range(size)]
+             for n, k, s, lo, d, size, e in zip(in_size, kernel_size, stride, padding, dilation, out_size, every)]
     reads = [sum(sum(taps) for taps in dim) for dim in valid]
     if reads[0] * reads[1] > below * math.prod(out_size) * math.prod(kernel_size):
         valid = [[(True,) * k] * size for k, size in zip(kernel_size, out_size)]
@@ -681,7 +684,7 @@ PARALLEL_MACS = 1 << 22
 BORDER_CLASSES_BELOW = 0.9
 
 
-def _convolve(x, w, flip, b, O, KH, KW, stride, padding, dilation, out_size, groups, caller):
+def _convolve(x, w, flip, b, O, KH, KW, stride, padding, dilation, out_size, groups, caller, every=(1, 1)):
     """y (N, O, OH, OW) of the convolution of float32 x (N, C, H, W) by w
     (``flip``: by its flipped filters, see ``_pack``) plus b (O,) or None:
     with at least as many images as threads, each thread lays out and
@@ -703,8 +706,8 @@ def _convolve(x, w, flip, b, O, KH, KW, stride, padding, dilation, out_size, gro
     if b is not None:
         bias[:, :O // groups] = numpy.asarray(b, dtype=numpy.float32).reshape(groups, O // groups)
     bias = bias.reshape(-1)
-    below = BORDER_CLASSES_BELOW if groups == 1 else 0.0
-    classes = border_classes(x.shape[2:], (KH, KW), stride, padding, dilation, (OH, OW), below)
+    below = BORDER_CLASSES_BELOW if groups == 1 or tuple(every) != (1, 1) else 0.0
+    classes = border_classes(x.shape[2:], (KH, KW), stride, padding, dilation, (OH, OW), below, every)
     tap_weights = numpy.arange(KH * KW, dtype=numpy.intp) * (Cg * CB)
     y = numpy.empty((N, O, OH, OW), numpy.float32)
     rows = y.reshape(N, O, OH * OW)
@@ -748,16 +751,29 @@ def flipped_padding(kernel_size, dilation, padding):
 
 
 def conv2d_grad_input(gy, w, stride, padding, dilation, groups, in_size):
-    """gx (N, C, H, W) float32 for gy (N, O, OH, OW) of a stride-1
-    convolution by w (O, Cg, KH, KW): the full correlation of gy with the
-    flipped filters (``conv_strategy._flipped``), padded by the kernel's
-    reach less the padding, symmetric, whose output is ``in_size``. The
-    flipped filters are packed from w directly (``_pack``)."""
-    if any(s != 1 for s in stride):
-        raise ValueError(f"implicit_channels.conv2d_grad_input: stride must be 1, got {tuple(stride)}")
+    """gx (N, C, H, W) float32 for gy (N, O, OH, OW) of a convolution by w
+    (O, Cg, KH, KW): the full correlation of gy with the flipped filters
+    (``conv_strategy._flipped``), padded by the kernel's reach less the
+    padding, symmetric, whose output is ``in_size``. At a stride s, of gy
+    upsampled: s - 1 zeros after each pixel but the last of a row or
+    column (and in_size's rows past the convolution's reach, a
+    transposed convolution's output padding), whose zeros no tile reads
+    (``border_classes``'s ``every``): each pixel of gx sums the taps of
+    its phase only, the "sub-pixel" form of the transposed convolution.
+    The flipped filters are packed from w directly (``_pack``)."""
     gy = numpy.ascontiguousarray(gy, dtype=numpy.float32)
     O, Cg, KH, KW = w.shape
     full = flipped_padding((KH, KW), dilation, padding)
+    if any(s != 1 for s in stride):
+        reach = [d * (k - 1) for k, d in zip((KH, KW), dilation)]
+        up = [n - r + lo + hi for n, r, (lo, hi) in zip(in_size, reach, padding)]
+        if any(u < (o - 1) * s + 1 for u, o, s in zip(up, gy.shape[2:], stride)):
+            raise ValueError(f"implicit_channels.conv2d_grad_input: input {tuple(in_size)} is smaller than stride "
+                             f"{tuple(stride)} gives output {tuple(gy.shape[2:])} with kernel {(KH, KW)}")
+        upsampled = numpy.zeros(gy.shape[:2] + tuple(up), numpy.float32)
+        upsampled[:, :, :(gy.shape[2] - 1) * stride[0] + 1:stride[0], :(gy.shape[3] - 1) * stride[1] + 1:stride[1]] = gy
+        return _convolve(upsampled, w, True, None, Cg * groups, KH, KW, (1, 1), full, dilation, in_size, groups,
+                         "implicit_channels.conv2d_grad_input", every=stride)
     return _convolve(gy, w, True, None, Cg * groups, KH, KW, stride, full, dilation, in_size, groups,
                      "implicit_channels.conv2d_grad_input")
 

@@ -97,7 +97,7 @@ channels and pixels (``WINOGRAD_GRAD_INPUT_YIELDS``), on AVX-512 for a
 if it applies
 (``_channels``):
 
-channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride 1)
+channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride 1, strided input gradient)
     The implicit GEMM the other way round: 16 output *channels* a vector
     and 24 accumulators a tile, 6 on AVX2 (``kernels/cpu/implicit_channels.py``:
     NV vectors of channels by P pixels, each step NV weight vectors times
@@ -109,7 +109,9 @@ channels (float32, 2-D, symmetric padding, not 1x1; forward, gradients at stride
     (the forward from ``CHANNELS_MIN_FORWARD_PIXELS``)
     (strided and dilated 3x3, 1x7 / 7x1, small maps in a batch) and a
     grouped one in a batch; the input gradient at stride 1 is the same
-    kernel's convolution of gy with the flipped filters (packed from w
+    kernel's convolution of gy with the flipped filters (at a stride, on
+    AVX-512, where each kernel side is at least twice the stride, that of
+    gy upsampled, ``CHANNELS_STRIDED_GRAD_INPUT_MIN_TAPS``) (packed from w
     directly), and the weight gradient at stride 1 a tile of 16 output
     channels by 24 (channel, tap) pairs summed over all the pixels, gy
     laid out channels last. Winograd keeps the other 3x3 and 5x5 layers
@@ -366,6 +368,17 @@ WINOGRAD_GRAD_INPUT_YIELDS = (32, 56 * 56)
 #: 28x28 -> 128 1.29-1.33, 8 x 256 x 14x14 1.25-1.34, 8 x 64 x 56x56 and 1 x
 #: 64 x 56x56 -> 64 (F(4x4)) 1.0-1.1.
 WINOGRAD_AVX512_YIELDS = (48, 1 << 18, 64)
+#: Fewest taps a phase, per dim (kernel side / stride), for which the
+#: "channels" path takes a strided input gradient on AVX-512 (gy upsampled,
+#: each pixel of gx summing its phase's taps; ``implicit_channels.
+#: conv2d_grad_input``) from im2col. Same process, 2 threads, calls 50 ms
+#: apart, against im2col: 4x4/2 (2 taps a phase) 0.43-0.97 (8 x 64 x 56x56
+#: -> 128 0.95, 1 x 64 x 112x112 -> 128 0.60, 8 x 128 x 28x28 -> 64 0.43,
+#: groups 2 0.66); 3x3/2 (1 or 2) 0.79-1.83 (16 x 64 x 16x16 -> 128 0.79,
+#: 8 x 256 x 14x14 -> 512 0.87, 8 x 64 x 56x56 -> 128 1.10, 16 x 256 x 4x4
+#: -> 512 1.83; grouped, 16 channels a group, 1.08-1.14); 2x2/2 (1) 0.73
+#: and 1.43.
+CHANNELS_STRIDED_GRAD_INPUT_MIN_TAPS = 2
 
 
 # -- which path ---------------------------------------------------------------
@@ -546,8 +559,9 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
               out_channels):
     """Whether the "channels" path replaces the one chosen (module
     docstring): a float32 2-D convolution, not 1x1, with symmetric padding,
-    its forward, or at stride 1 its input gradient (``_flipped_fits``) or
-    weight gradient, of at least ``CHANNELS_MIN_GROUP_OUTPUTS`` output
+    its forward, its input gradient at stride 1 (``_flipped_fits``) or on
+    AVX-512 at a stride the kernel covers twice (``_upsampled_fits``), or
+    at stride 1 its weight gradient, of at least ``CHANNELS_MIN_GROUP_OUTPUTS`` output
     channels a group (the input gradient's: Cg), ungrouped with
     ``CHANNELS_MIN_PIXELS`` output pixels or more
     (``CHANNELS_MIN_FORWARD_PIXELS`` for the forward), grouped in a batch,
@@ -559,13 +573,17 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
         return False
     if direction == "grad_weight" and any(s != 1 for s in stride):
         return False
+    strided = any(s != 1 for s in stride)
     if direction == "grad_input":
-        if not _flipped_fits(stride, padding, dilation, kernel_size, in_size, out_size, out_channels):
+        if not (_upsampled_fits(stride, padding, dilation, kernel_size, out_channels) if strided else
+                _flipped_fits(stride, padding, dilation, kernel_size, in_size, out_size, out_channels)):
             return False
         outputs, size = C // groups, in_size
     else:
         outputs, size = (out_channels or 0) // groups, out_size
     if outputs < CHANNELS_MIN_GROUP_OUTPUTS:
+        return False
+    if direction == "grad_input" and strided and _register_tiles(xp) != "avx512":
         return False
     least_pixels = CHANNELS_MIN_FORWARD_PIXELS if direction == "forward" else CHANNELS_MIN_PIXELS
     if groups == 1 and N * math.prod(size) < least_pixels:
@@ -581,6 +599,19 @@ def _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, o
     taps = inputs * math.prod(kernel_size)
     few_inputs = direction == "grad_input" and inputs <= CHANNELS_AVX2_MAX_GRAD_INPUT_DEPTH
     return (outputs <= CHANNELS_AVX2_MAX_DENSE_OUTPUTS or few_inputs) and taps > IMPLICIT_MAX_TAPS
+
+
+def _upsampled_fits(stride, padding, dilation, kernel_size, out_channels):
+    """Whether a strided convolution's input gradient takes the "channels"
+    path, as the convolution of gy upsampled (zeros between its pixels,
+    which no tile reads) with the flipped filters: padding at most the
+    kernel's reach, and each kernel side at least twice the stride
+    (``CHANNELS_STRIDED_GRAD_INPUT_MIN_TAPS`` taps a phase); ``out_channels``
+    known."""
+    least = CHANNELS_STRIDED_GRAD_INPUT_MIN_TAPS
+    return out_channels is not None and all(
+        lo <= r and hi <= r and k >= least * s
+        for r, (lo, hi), k, s in zip(_reach(kernel_size, dilation), padding, kernel_size, stride))
 
 
 def _float32(xp, dtype):

@@ -51,15 +51,17 @@ def _threads(patch, threads, group_bytes):
 
 
 def _flipped_fits(padding, dilation, kernel, stride):
-    """Whether the input gradient is a convolution by the flipped filters."""
-    return stride == (1, 1) and all(p[0] <= d * (k - 1) for p, d, k in zip(padding, dilation, kernel))
+    """Whether the input gradient is a convolution by the flipped filters
+    (of gy upsampled, at a stride): padding within the kernel's reach."""
+    return all(p[0] <= d * (k - 1) for p, d, k in zip(padding, dilation, kernel))
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.data(), geometries(), st.sampled_from([1, 2, 3]), st.sampled_from([0, 4096, 1 << 20]), st.booleans())
 def test_the_kernels_match_the_reference(data, geometry, threads, group_bytes, bias):
-    """The forward and the weight gradient, and at stride 1 the input
-    gradient."""
+    """The forward and the weight gradient, and the input gradient (at a
+    stride, of gy upsampled) where the padding is within the kernel's
+    reach."""
     N, C, O, G, kernel, stride, padding, dilation, in_size, out_size = geometry
     x, w, b, gy = conv_arrays(data, N, C, O, G, kernel, in_size, out_size, numpy.float32, bias)
     with pytest.MonkeyPatch.context() as patch:
@@ -157,11 +159,14 @@ def test_skipping_the_paddings_taps_is_kept_for_small_maps():
     assert pairs == 100 and len(row_taps) == len(col_taps) == 3
 
 
-def test_the_input_gradient_refuses_a_stride():
+def test_a_strided_input_gradient_refuses_an_input_too_small_for_gy():
     w = numpy.ones((16, 4, 3, 3), numpy.float32)
     gy = numpy.ones((1, 16, 4, 4), numpy.float32)
-    with pytest.raises(ValueError, match="stride must be 1"):
-        implicit_channels.conv2d_grad_input(gy, w, (2, 2), ((1, 1), (1, 1)), (1, 1), 1, (8, 8))
+    with pytest.raises(ValueError, match=r"input \(5, 8\) is smaller than stride \(2, 2\) gives output \(4, 4\)"):
+        implicit_channels.conv2d_grad_input(gy, w, (2, 2), ((1, 1), (1, 1)), (1, 1), 1, (5, 8))
+    gx = implicit_channels.conv2d_grad_input(gy, w, (2, 2), ((1, 1), (1, 1)), (1, 1), 1, (8, 8))
+    expected = _reference("grad_input", gy, w, (2, 2), ((1, 1), (1, 1)), (1, 1), 1, (8, 8))
+    numpy.testing.assert_allclose(gx, expected, rtol=RTOL, atol=RTOL * 16 * 9)
 
 
 @settings(max_examples=40, deadline=None)
@@ -362,6 +367,27 @@ def test_a_small_5x5_layers_winograd_gives_way_to_the_path(tiles, monkeypatch):
         assert _path(8, most_inputs, outputs, 1, (5, 5), direction=direction, dtype=numpy.float64,
                      **same) == "winograd"
     assert _path(32, 16, 48, 1, (5, 5), padding=((2, 2), (2, 2)), out_size=(14, 14)) == "channels"
+
+
+def test_on_avx512_a_strided_input_gradient_takes_the_path_where_the_kernel_covers_each_phase_twice(monkeypatch):
+    """At stride s, the input gradient takes the path (gy upsampled) where
+    each kernel side is at least ``CHANNELS_STRIDED_GRAD_INPUT_MIN_TAPS``
+    times s: a 4x4/2 layer (a DCGAN's, U-Net's transposed convolution),
+    not a 3x3/2 or 2x2/2 one, and not on AVX2."""
+    if not registry.find("channels_conv2d", numpy):
+        pytest.skip("the backend in force has no channels path (MINICNN_BACKEND=numpy)")
+    monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx512")
+    least = conv_strategy.CHANNELS_STRIDED_GRAD_INPUT_MIN_TAPS
+    stride2 = dict(stride=(2, 2), direction="grad_input")
+    k = 2 * least
+    assert _path(8, 64, 128, 1, (k, k), padding=((1, 1), (1, 1)), **stride2) == "channels"
+    assert _path(8, 64, 128, 2, (k, k), padding=((1, 1), (1, 1)), **stride2) == "channels"
+    assert _path(8, 64, 128, 1, (k - 1, k - 1), padding=((1, 1), (1, 1)), **stride2) != "channels"
+    assert _path(8, 64, 128, 1, (k, k - 1), padding=((1, 1), (1, 1)), **stride2) != "channels"
+    assert _path(8, 64, 128, 1, (2, 2), padding=((0, 0), (0, 0)), **stride2) != "channels"
+    assert _path(8, 64, 128, 1, (k, k), padding=((1, 1), (1, 1)), stride=(2, 2)) == "channels"  # its forward
+    monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx2")
+    assert _path(8, 64, 128, 1, (k, k), padding=((1, 1), (1, 1)), **stride2) != "channels"
 
 
 def test_on_avx512_a_thin_3x3_winograd_gives_way_to_the_path(monkeypatch):
