@@ -47,18 +47,20 @@ getting data to it:
 * the padding's taps: near the border a pixel's taps read the planes'
   zeros, on small maps much of the work (a 3x3 kernel on a 4x4 map:
   44 of the 144 (pixel, tap) pairs; on 2x2, 20 of 36). oneDNN's direct
-  kernels skip them, and so does this one where they are over a tenth
-  of the pairs (``BORDER_CLASSES_BELOW``): ``border_classes`` groups the
-  output rows by which kernel rows read the input there, and the
-  columns likewise, ``_table`` orders the pixels class by class (image
-  by image within a class), and each tile sums the taps that any of its
-  pixels reads, one list of (plane offset, weight offset) pairs for a
-  run of tiles that share it. A skipped tap only ever added zero
-  products (finite weights), and the others keep their order: the same
-  bits either way.
+  kernels skip them, and so does this one, for an ungrouped layer,
+  where they are over a tenth of the pairs (``BORDER_CLASSES_BELOW``):
+  ``border_classes`` groups the output rows by which kernel rows read
+  the input there, and the columns likewise, ``_table`` orders the
+  pixels class by class (image by image within a class), and each tile
+  sums the taps that any of its pixels reads, one list of (plane
+  offset, weight offset) pairs for a run of tiles that share it. A
+  skipped tap only ever added zero products (finite weights), and the
+  others keep their order: the same bits either way.
 
 The input gradient at stride 1 is this forward of gy with the flipped
-filters, packed from w directly (``_pack``'s ``flip``).
+filters, packed from w directly (``_pack``'s ``flip``); at a stride, of
+gy upsampled, each pixel of gx summing its phase's taps only
+(``conv2d_grad_input``, ``border_classes``'s ``every``).
 
 The weight gradient
 -------------------
@@ -329,8 +331,8 @@ def _order(images, image_stride, image_outputs, OH, OW, WQ, row_class, col_class
                     if row_class[oh] == rc:
                         for ow in range(OW):
                             if col_class[ow] == cc:
-                                pixels[m], positions[m] = n * image_stride + oh * WQ + ow, n * image_outputs + oh * OW + ow
-                                of_class[m] = rc * CC + cc
+                                pixels[m] = n * image_stride + oh * WQ + ow
+                                positions[m], of_class[m] = n * image_outputs + oh * OW + ow, rc * CC + cc
                                 m += 1
     runs[count - 1] = count
     for m in range(count - 2, -1, -1):
