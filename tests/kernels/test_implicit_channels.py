@@ -386,6 +386,17 @@ def test_on_avx512_a_strided_input_gradient_takes_the_path_where_the_kernel_cove
     assert _path(8, 64, 128, 1, (k, k - 1), padding=((1, 1), (1, 1)), **stride2) != "channels"
     assert _path(8, 64, 128, 1, (2, 2), padding=((0, 0), (0, 0)), **stride2) != "channels"
     assert _path(8, 64, 128, 1, (k, k), padding=((1, 1), (1, 1)), stride=(2, 2)) == "channels"  # its forward
+    # through the strategy, against the reference: a 4x4/2 layer with output padding (gx one row and
+    # column past the convolution's reach), and grouped
+    rng = numpy.random.default_rng(7)
+    for G in (1, 2):
+        w = rng.standard_normal((64, 32 // G, k, k)).astype(numpy.float32)
+        gy = rng.standard_normal((4, 64, 6, 7)).astype(numpy.float32)           # 4 x 13 x 15 gx pixels
+        args = (gy, w, (2, 2), ((1, 1), (1, 1)), (1, 1), G, (13, 15))
+        assert conv_strategy.conv_path(numpy, 4, 32, G, (k, k), (2, 2), ((1, 1), (1, 1)), (1, 1), (6, 7), (13, 15),
+                                       "grad_input", 64, numpy.float32)[0] == "channels"
+        numpy.testing.assert_allclose(conv_strategy.conv2d_grad_input(*args), _reference("grad_input", *args),
+                                      rtol=RTOL, atol=RTOL * (64 // G) * k * k)
     monkeypatch.setitem(registry._implementations["conv_register_tiles"], "numba", lambda: "avx2")
     assert _path(8, 64, 128, 1, (k, k), padding=((1, 1), (1, 1)), **stride2) != "channels"
 
@@ -434,7 +445,11 @@ def test_the_strategy_matches_the_reference(data, geometry, bias):
             path = conv_strategy.conv_path(numpy, N, C, G, kernel, stride, padding, dilation, out_size, size,
                                            direction, O, numpy.float32)[0]
             replaceable = path == "im2col" or (path == "grouped" and direction != "grad_weight")
-            applies = {"forward": True, "grad_input": _flipped_fits(padding, dilation, kernel, stride),
+            strided_input_gradient = stride == (1, 1) or (
+                all(k >= conv_strategy.CHANNELS_STRIDED_GRAD_INPUT_MIN_TAPS * s for k, s in zip(kernel, stride))
+                and conv_strategy._register_tiles(numpy) == "avx512")
+            applies = {"forward": True,
+                       "grad_input": _flipped_fits(padding, dilation, kernel, stride) and strided_input_gradient,
                        "grad_weight": stride == (1, 1)}[direction]
             if replaceable and applies and kernel != (1, 1) and outputs // G >= 16:
                 pytest.fail(f"{direction}: {path}, not channels")
