@@ -357,7 +357,7 @@ def _table(images, image_stride, image_outputs, OH, OW, WQ, classes, tap_offsets
     classes take the union of theirs), every tile takes every tap, the
     pixels in plain order."""
     row_class, col_class, row_taps, col_taps = classes
-    pixels, positions, runs, tile_taps, list_offsets, list_weights = table
+    pixels, positions, runs, tile_taps = table[:4]
     (RC, KH), (CC, KW) = row_taps.shape, col_taps.shape
     T, count = KH * KW, images * OH * OW
     tiles = -(-count // P)
@@ -365,15 +365,12 @@ def _table(images, image_stride, image_outputs, OH, OW, WQ, classes, tap_offsets
     of_class = numpy.empty(count if RC * CC > 1 else 0, numpy.intp)
     _order(images, image_stride, image_outputs, OH, OW, WQ, row_class, col_class, RC, CC, pixels, positions, runs,
            of_class)
-    if RC * CC == 1:                    # one class: every tile its taps
-        end = 0
-        for t in range(T):
-            if row_taps[0, t // KW] and col_taps[0, t % KW]:
-                list_offsets[end], list_weights[end] = tap_offsets[t], tap_weights[t]
-                end += 1
-        tile_taps[:tiles, 0], tile_taps[:tiles, 1] = 0, end
-        return count
     used, last = numpy.zeros(T, numpy.bool_), numpy.zeros(T, numpy.bool_)
+    if RC * CC == 1:                    # one class: every tile its taps
+        for t in range(T):
+            used[t] = row_taps[0, t // KW] and col_taps[0, t % KW]
+        tile_taps[:tiles, 0], tile_taps[:tiles, 1] = 0, _tap_list(used, tap_offsets, tap_weights, table, 0)
+        return count
     end = summed = 0
     for j in range(tiles):
         used[:] = False
@@ -390,21 +387,29 @@ def _table(images, image_stride, image_outputs, OH, OW, WQ, classes, tap_offsets
         if same:
             tile_taps[j] = tile_taps[j - 1]
         else:
-            start = end
-            for t in range(T):
-                if used[t]:
-                    list_offsets[end], list_weights[end] = tap_offsets[t], tap_weights[t]
-                    end += 1
-            tile_taps[j, 0], tile_taps[j, 1] = start, end
+            tile_taps[j, 0] = end
+            end = tile_taps[j, 1] = _tap_list(used, tap_offsets, tap_weights, table, end)
             last[:] = used
         summed += tile_taps[j, 1] - tile_taps[j, 0]
     if summed > below * tiles * T:      # too little saved: every tile every tap, the pixels in plain order
         plain = numpy.zeros(max(OH, OW), numpy.intp)
         _order(images, image_stride, image_outputs, OH, OW, WQ, plain, plain, 1, 1, pixels, positions, runs,
                of_class)
-        list_offsets[:T], list_weights[:T] = tap_offsets, tap_weights
-        tile_taps[:tiles, 0], tile_taps[:tiles, 1] = 0, T
+        used[:] = True
+        tile_taps[:tiles, 0], tile_taps[:tiles, 1] = 0, _tap_list(used, tap_offsets, tap_weights, table, 0)
     return count
+
+
+@numba.njit(**JIT)
+def _tap_list(used, tap_offsets, tap_weights, table, end):
+    """Append the ``used`` taps' plane and weight offsets to ``table``'s
+    tap lists from ``end`` on; returns where the lists now end."""
+    list_offsets, list_weights = table[4], table[5]
+    for t in range(len(used)):
+        if used[t]:
+            list_offsets[end], list_weights[end] = tap_offsets[t], tap_weights[t]
+            end += 1
+    return end
 
 
 @numba.njit(**JIT)
@@ -413,7 +418,7 @@ def _images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, classes, tap_offsets, tap_wei
     """out (N, O, OH*OW) for images start <= n < stop, laid out and
     computed B = len(planes) images at a time: one thread's images."""
     B, image_rows, L = planes.shape
-    G, OB, T, _, CB = wp.shape
+    G, _, T, _, CB = wp.shape
     P = ACCUMULATORS // (CB // 16)
     O, OHW = out.shape[1], OH * OW
     table = _new_table(B * OHW, T, P)
@@ -430,7 +435,7 @@ def _images(x, Cg, sh, sw, ph, pw, HQ, WQ, planes, classes, tap_offsets, tap_wei
         for n in range(images):
             _planes(x[n0 + n], Cg, sh, sw, ph, pw, HQ, WQ, planes[n])
         _chunks(planes, table, count, wp, bias, flat_out, n0 * O * OHW, O // G, OHW, buf, chunk, 0,
-                G * OB * -(-(-(-count // P)) // chunk))
+                _tasks(wp, count, chunk))
 
 
 def even_chunk(count, P, blocks, parts):
@@ -453,11 +458,20 @@ def even_chunk(count, P, blocks, parts):
 def _batch_part(planes, table, count, wp, bias, out, Og, OHW, chunk, part, parts):
     """``_chunks`` of the whole batch, laid out in ``planes``, ``chunk``
     tiles a task: this part's share of its tasks."""
-    G, OB, CB = wp.shape[0], wp.shape[1], wp.shape[4]
+    CB = wp.shape[4]
     P = ACCUMULATORS // (CB // 16)
-    start, stop = _share(G * OB * -(-(-(-count // P)) // chunk), part, parts)
+    start, stop = _share(_tasks(wp, count, chunk), part, parts)
     _chunks(planes, table, count, wp, bias, out, 0, Og, OHW, numpy.empty(chunk * P * CB, numpy.float32), chunk, start,
             stop)
+
+
+@numba.njit(**JIT)
+def _tasks(wp, count, chunk):
+    """``_chunks``'s tasks for ``count`` pixels, ``chunk`` tiles a task:
+    each block of wp's output channels (G * OB) by each chunk of tiles."""
+    G, OB, CB = wp.shape[0], wp.shape[1], wp.shape[4]
+    tiles = -(-count // (ACCUMULATORS // (CB // 16)))
+    return G * OB * -(-tiles // chunk)
 
 
 #: (channel, tap) pairs of the weight gradient's tile: 16 output channels

@@ -426,7 +426,7 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     replaceable = (path == "im2col"
                    or (direction != "grad_weight" and (path == "grouped" or (path == "implicit" and groups > 1)))
                    or (path == "winograd"
-                       and (_small_5x5(xp, C // groups, kernel_size, (out_channels or 0) // groups, out_size)
+                       and (_small_5x5(C // groups, kernel_size, (out_channels or 0) // groups, out_size)
                             or _thin_grad_input(xp, N, groups, direction, out_channels, winograd_size)
                             or _thin_3x3(xp, C, groups, kernel_size, out_channels, winograd_size, m))))
     if replaceable and _channels(xp, dtype, N, C, groups, kernel_size, stride, padding, dilation, out_size,
@@ -435,7 +435,7 @@ def conv_path(xp, N, C, groups, kernel_size, stride, padding, dilation, out_size
     return path, m
 
 
-def _small_5x5(xp, Cg, kernel_size, Og, out_size):
+def _small_5x5(Cg, kernel_size, Og, out_size):
     """Whether a 5x5 layer's F(2x2, 5x5) gives way to the "channels" path
     where that takes it (``WINOGRAD_5X5_YIELDS``)."""
     most_inputs, most_outputs = WINOGRAD_5X5_YIELDS
